@@ -1,0 +1,1 @@
+"""The protocol's implementation checks: overfitting sanity runs and trivial baselines."""

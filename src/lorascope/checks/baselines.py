@@ -1,0 +1,49 @@
+"""Majority-class and uniform-random baselines on the dev sets, scored with each task's metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lorascope.data import get_task, load_split, with_label_set
+from lorascope.train.metrics import score
+
+
+@dataclass
+class BaselineResult:
+    task: str
+    n_dev: int
+    majority_label: str
+    majority: dict[str, float]
+    random_mean: dict[str, float]
+    random_sd: dict[str, float]
+    random_draws: int
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def run_baselines(tasks: list[str], data_dir: str | None = None, draws: int = 1000, seed: int = 0) -> list[BaselineResult]:
+    """Majority class of the *training* labels predicted for every dev row, and ``draws``
+    uniformly random prediction vectors (mean and sd of each metric over draws)."""
+    results = []
+    for name in tasks:
+        spec = with_label_set(get_task(name), data_dir)
+        train_labels = np.asarray(load_split(spec, "train", data_dir)["label"])
+        gold = np.asarray(load_split(spec, "validation", data_dir)["label"])
+        majority = int(np.bincount(train_labels, minlength=spec.num_labels).argmax())
+        rng = np.random.default_rng(seed)
+        random_scores = [score(rng.integers(0, spec.num_labels, gold.size), gold, spec.metrics) for _ in range(draws)]
+        results.append(
+            BaselineResult(
+                task=spec.name,
+                n_dev=int(gold.size),
+                majority_label=spec.label_names[majority],
+                majority=score(np.full_like(gold, majority), gold, spec.metrics),
+                random_mean={m: float(np.mean([s[m] for s in random_scores])) for m in spec.metrics},
+                random_sd={m: float(np.std([s[m] for s in random_scores], ddof=1)) for m in spec.metrics},
+                random_draws=draws,
+            )
+        )
+    return results

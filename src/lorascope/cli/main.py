@@ -1,0 +1,139 @@
+"""``lorascope``: fine-tune, measure drift and serving cost of LoRA vs full fine-tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lorascope.cli.common import assemble, console, is_main_process, quiet_libraries, user_errors
+
+app = typer.Typer(
+    help="LoRA under the microscope: fine-tuning, representation drift and serving cost studies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+OVERRIDES_HELP = "Settings as key=value (e.g. train_limit=2000 epochs=1 lr=5e-4); see `lorascope train --help`."
+
+
+def _train_settings_help() -> str:
+    from lorascope.train.config import TrainConfig
+
+    lines = [f"{name}: {f.description}" for name, f in TrainConfig.model_fields.items()]
+    return "Settings (key=value):\n\n" + "\n\n".join(lines)
+
+
+@app.command(epilog=None)
+@user_errors
+def train(
+    task: Optional[str] = typer.Option(None, help="GLUE task (mrpc, sst2, rte) or a task YAML file."),
+    method: Optional[str] = typer.Option(None, help="lora or full."),
+    model: Optional[str] = typer.Option(None, help="Alias (minilm, smollm2, tinyllama, tiny-llama), folder or Hub id."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    out: Path = typer.Option(..., help="Output folder (written atomically; rerun resumes)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
+    quiet_libraries()
+    from lorascope.train import TrainConfig, run_train
+
+    cfg = assemble(TrainConfig, config, dict(task=task, method=method, model=model, seed=seed), overrides)
+    metrics = run_train(cfg, out, overwrite=overwrite)
+    if not is_main_process():
+        return
+    if metrics["status"] != "ok":
+        console.print(f"[bold red]failed:[/] {metrics['reason']} (recorded in {out / 'metrics.json'})")
+        raise typer.Exit(1)
+    dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items())
+    params = metrics["parameters"]
+    console.print(
+        f"[bold green]done[/] {metrics['task']} {metrics['method']} seed {metrics['seed']}: dev {dev} | "
+        f"best epoch {metrics['best_epoch']} | {params['trainable']:,} of {params['total']:,} parameters trained "
+        f"| {metrics['runtime_s']:.1f} s -> {out}"
+    )
+
+
+train.__doc__ = (train.__doc__ or "") + "\n\n" + _train_settings_help()
+
+
+@app.command()
+@user_errors
+def models() -> None:
+    """List model aliases and whether each is available offline here."""
+    from lorascope.models.registry import alias_availability
+
+    table = Table(title="model aliases")
+    for col in ("alias", "model", "offline here", "how"):
+        table.add_column(col)
+    for name, desc, ok, detail in alias_availability():
+        table.add_row(name, desc, "[green]yes[/]" if ok else "[yellow]no[/]", detail)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def baselines(
+    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks."),
+    data_dir: Optional[str] = typer.Option(None, help="GLUE folder (default: $GLUE_DIR, else the Hub)."),
+    draws: int = typer.Option(1000, help="Random prediction vectors averaged for the uniform baseline."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
+) -> None:
+    """Majority-class and uniform-random baselines on the dev sets."""
+    quiet_libraries()
+    from lorascope.artifacts import write_json
+    from lorascope.checks.baselines import run_baselines
+
+    results = run_baselines([t.strip() for t in tasks.split(",") if t.strip()], data_dir, draws)
+    table = Table(title="dev-set baselines (majority class of the training labels; uniform random)")
+    for col in ("task", "n dev", "majority label", "majority", f"random (mean ± sd of {draws})"):
+        table.add_column(col)
+    for r in results:
+        maj = ", ".join(f"{m} {100 * v:.2f}" for m, v in r.majority.items())
+        rnd = ", ".join(f"{m} {100 * r.random_mean[m]:.2f} ± {100 * r.random_sd[m]:.2f}" for m in r.random_mean)
+        table.add_row(r.task, str(r.n_dev), r.majority_label, maj, rnd)
+    console.print(table)
+    if json_out:
+        write_json(json_out, {"baselines": [r.to_dict() for r in results]})
+
+
+@app.command()
+@user_errors
+def sanity(
+    model: str = typer.Option("minilm", help="Base model alias, folder or Hub id."),
+    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks."),
+    methods: str = typer.Option("lora,full", help="Comma-separated methods."),
+    samples: int = typer.Option(10, help="Training examples to overfit."),
+    max_epochs: int = typer.Option(10, help="Epochs allowed."),
+    threshold: float = typer.Option(0.1, help="Training loss to reach."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Check that every (task, method) overfits a few training examples (exit 1 if one fails)."""
+    quiet_libraries()
+    from lorascope.checks.sanity import run_sanity_one
+    from lorascope.train.config import TrainConfig
+
+    results = []
+    for t in [x.strip() for x in tasks.split(",") if x.strip()]:
+        for m in [x.strip() for x in methods.split(",") if x.strip()]:
+            cfg = assemble(TrainConfig, None, dict(task=t, method=m, model=model), overrides)
+            console.print(f"sanity: {t} / {m} on {model} …")
+            results.append(run_sanity_one(cfg, samples, max_epochs, threshold))
+    table = Table(title=f"sanity: overfit {samples} training examples to loss < {threshold} within {max_epochs} epochs")
+    for col in ("task", "method", "epochs", "final train loss", "result"):
+        table.add_column(col)
+    for r in results:
+        verdict = "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.reason or ''}"
+        table.add_row(r.task, r.method, str(r.epochs_run), f"{r.final_loss:.4f}", verdict)
+    console.print(table)
+    if not all(r.passed for r in results):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

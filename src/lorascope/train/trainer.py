@@ -1,0 +1,111 @@
+"""Build a Hugging Face Trainer for either method from a ``TrainConfig``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from lorascope.data.tasks import TaskSpec
+from lorascope.data.tokenize import CountingCollator
+from lorascope.train.callbacks import DivergenceGuard
+from lorascope.train.config import TrainConfig
+from lorascope.train.metrics import compute_metrics_fn
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def hardware_flags(cfg: TrainConfig) -> tuple[bool, bool]:
+    """(bf16, gradient checkpointing): explicit settings win, else on where a GPU supports them."""
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
+    return bool(bf16), bool(ckpt)
+
+
+def build_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_ds: datasets.Dataset,
+    eval_ds: datasets.Dataset,
+    cfg: TrainConfig,
+    spec: TaskSpec,
+    output_dir: Path,
+    *,
+    evaluate: bool = True,
+    extra_callbacks: list | None = None,
+) -> tuple[Trainer, DivergenceGuard]:
+    """A Trainer with the protocol's recipe.
+
+    AdamW, cosine schedule with linear warm-up, clipping at ``max_grad_norm``, validation each
+    epoch (or ``evals_per_epoch`` times) with early stopping on validation loss and the best
+    checkpoint restored at the end.
+
+    Args:
+        train_ds, eval_ds: tokenised datasets (``input_ids``, ``attention_mask``, ``labels``…).
+        output_dir: where the Trainer keeps its checkpoints (resumable).
+        evaluate: False for runs without validation (sanity checks).
+    """
+    bf16, grad_ckpt = hardware_flags(cfg)
+    steps_per_epoch = max(1, math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum * _world_size())))
+    eval_steps = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
+    strategy = "steps" if evaluate else "no"
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs,
+        lr_scheduler_type="cosine",
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a fraction of the total steps
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_torch",
+        eval_strategy=strategy,
+        eval_steps=eval_steps,
+        save_strategy=strategy,
+        save_steps=eval_steps,
+        save_total_limit=1,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_strategy="steps",
+        logging_steps=min(cfg.logging_steps, steps_per_epoch),
+        logging_nan_inf_filter=False,  # a NaN loss must reach the divergence guard
+        report_to=cfg.report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        activation_checkpointing=grad_ckpt,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="all",
+        # Under torchrun on CPU the Trainer needs gloo; outside torchrun no backend at all.
+        ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    guard = DivergenceGuard()
+    callbacks = [guard, *(extra_callbacks or [])]
+    if evaluate and cfg.patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in train_ds.column_names]
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds.select_columns(columns),
+        eval_dataset=eval_ds.select_columns(columns) if evaluate else None,
+        data_collator=CountingCollator(tokenizer, cfg.pad_to_max_length, cfg.max_length),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics_fn(spec.metrics),
+        callbacks=callbacks,
+    )
+    return trainer, guard
