@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -82,15 +84,31 @@ def load_classifier(
     return LoadedModel(net, tokenizer, decoder, source)
 
 
-def load_trained(folder: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Reload a trained run's model: a full model folder or a PEFT adapter folder on its base."""
-    from pathlib import Path
+def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Reload a trained run folder written by ``lorascope train``.
 
-    p = Path(folder)
-    if (p / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForSequenceClassification
+    LoRA runs hold a PEFT adapter folder (``adapter/``, loadable with ``PeftModel.from_pretrained``
+    on the base model); full runs hold a model folder (``model/``, loadable with
+    ``AutoModelForSequenceClassification.from_pretrained``). Returns the model in eval mode.
+    """
+    run = Path(run_dir)
+    metrics_path = run / "metrics.json"
+    if not metrics_path.is_file():
+        raise ConfigError(f"{run}: not a finished training run (no metrics.json)")
+    info = json.loads(metrics_path.read_text())
+    if info.get("status") != "ok":
+        raise ConfigError(f"{run}: training run did not finish successfully ({info.get('reason')})")
+    if (run / "adapter" / "adapter_config.json").is_file():
+        from peft import PeftModel
 
-        return AutoPeftModelForSequenceClassification.from_pretrained(p, dtype=dtype)
-    if (p / "config.json").is_file():
-        return AutoModelForSequenceClassification.from_pretrained(p, dtype=dtype)
-    raise ConfigError(f"{p}: neither a PEFT adapter folder (adapter_config.json) nor a model folder (config.json)")
+        base = load_classifier(info["base_model_source"], tuple(info["label_names"]), seed=0, dtype=dtype)
+        base.model = PeftModel.from_pretrained(base.model, run / "adapter")
+        base.model.eval()
+        return base
+    folder = run / "model"
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{run}: has neither adapter/ nor model/ (was it trained with save_model=false?)")
+    decoder = info.get("is_decoder", is_decoder_source(str(folder)))
+    tokenizer = load_tokenizer(str(folder), decoder)
+    net = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype).eval()
+    return LoadedModel(net, tokenizer, decoder, str(folder))

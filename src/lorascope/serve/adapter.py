@@ -240,12 +240,13 @@ def _check_module(
     if not isinstance(layer, nn.Linear):
         raise LorascopeError(f"{where}: targets {module_name!r}, a {type(layer).__name__}; only nn.Linear is supported")
     lora_A, lora_B = pair["A"], pair["B"]
-    rank = lora_A.shape[0]
+    rank = lora_A.shape[0] if lora_A.dim() == 2 else -1
     expected_A, expected_B = (rank, layer.in_features), (layer.out_features, rank)
     if lora_A.dim() != 2 or lora_B.dim() != 2 or tuple(lora_A.shape) != expected_A or tuple(lora_B.shape) != expected_B:
         raise LorascopeError(
             f"{where}: {module_name!r} has lora_A {list(lora_A.shape)} and lora_B {list(lora_B.shape)}, but the base "
-            f"Linear is {layer.in_features}->{layer.out_features} (expected {list(expected_A)} and {list(expected_B)}); "
+            f"Linear is {layer.in_features}->{layer.out_features} "
+            f"(expected {list(expected_A)} and {list(expected_B)}); "
             "was it trained on a different base?"
         )
     config_rank = _pattern_value(config.get("rank_pattern"), module_name, config["r"])
@@ -276,7 +277,9 @@ def _check_head(
     if (bias is None) != (base_head.bias is None):
         raise LorascopeError(f"{where}: head '{head_name}' bias presence differs from the base model's head")
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise LorascopeError(f"{where}: head '{head_name}.bias' has shape {list(bias.shape)}, expected [{weight.shape[0]}]")
+        raise LorascopeError(
+            f"{where}: head '{head_name}.bias' has shape {list(bias.shape)}, expected [{weight.shape[0]}]"
+        )
     weight = weight.to(device=device, dtype=base_head.weight.dtype)
     bias = None if bias is None else bias.to(device=device, dtype=base_head.weight.dtype)
     return weight, bias

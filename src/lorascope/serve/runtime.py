@@ -155,6 +155,7 @@ class MultiAdapterRuntime:
             mode: ``"merged"`` (all rows must use one adapter), ``"bgmv"`` (per-row LoRA on the base
                 weights, any mix), or ``"auto"`` (merged when the rows use one adapter, else bgmv).
             **model_inputs: Further model inputs of shape [batch, seq], e.g. ``token_type_ids``.
+                All inputs are moved to the model's device.
 
         Returns:
             Logits, shape [batch, n_labels], where n_labels is the largest head among the requested
@@ -169,9 +170,9 @@ class MultiAdapterRuntime:
         uniform = len(set(names)) == 1
         if mode == "merged" and not uniform:
             raise LorascopeError("mode='merged' needs every row to use the same adapter; use 'bgmv' or 'auto'")
-        inputs = dict(model_inputs, input_ids=input_ids)
-        if attention_mask is not None:
-            inputs["attention_mask"] = attention_mask
+        inputs = dict(model_inputs, input_ids=input_ids, attention_mask=attention_mask)
+        device = self._head.base_weight.device
+        inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}  # no-op when already there
         with torch.inference_mode():
             if mode == "merged" or (mode == "auto" and uniform):
                 self.activate(names[0])
@@ -182,8 +183,8 @@ class MultiAdapterRuntime:
         # The per-row updates are added to the *base* weights, so nothing may stay merged.
         if self._active is not None:
             self.restore_base()
-        device = self._head.base_weight.device
-        self._routing.rows = torch.tensor([self._slots[n] for n in names], dtype=torch.long, device=device)
+        rows = [self._slots[n] for n in names]
+        self._routing.rows = torch.tensor(rows, dtype=torch.long, device=self._head.base_weight.device)
         try:
             logits = self.model(**inputs).logits  # [batch, n_labels_max over all adapters]
         finally:

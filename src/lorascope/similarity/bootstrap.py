@@ -112,11 +112,11 @@ def weighted_cka(k: np.ndarray, l: np.ndarray, counts: np.ndarray) -> tuple[np.n
             continue
         # Song et al.'s unbiased HSIC on the resampled Grams with zeroed diagonals:
         # tr(K̂L̂) + (1ᵀK̂1)(1ᵀL̂1)/((n-1)(n-2)) − 2/(n-2) · 1ᵀK̂L̂1, each term a sum over resampled rows.
-        t_kl = q_kl - c @ (dk * dl)
-        t_kk = q_kk - c @ (dk * dk)
-        t_ll = q_ll - c @ (dl * dl)
-        s_k = a_k - c @ dk
-        s_l = a_l - c @ dl
+        t_kl = q_kl - np.einsum("bi,i->b", c, dk * dl)
+        t_kk = q_kk - np.einsum("bi,i->b", c, dk * dk)
+        t_ll = q_ll - np.einsum("bi,i->b", c, dl * dl)
+        s_k = a_k - np.einsum("bi,i->b", c, dk)
+        s_l = a_l - np.einsum("bi,i->b", c, dl)
         kr, lr = kw - dk, lw - dl  # row sums of the diagonal-free resampled Grams
         ckr = c * kr
         r_kl = np.einsum("bi,bi->b", ckr, lr)
@@ -134,7 +134,7 @@ def weighted_cka(k: np.ndarray, l: np.ndarray, counts: np.ndarray) -> tuple[np.n
 
 
 def bootstrap_linear_cka(
-    x: Any, y: Any, *, n_resamples: int = 1000, seed: int = 0, debiased: bool = False
+    x: Any, y: Any, n_resamples: int = 1000, seed: int = 0, *, debiased: bool = False
 ) -> np.ndarray:
     """Bootstrap distribution of linear CKA over samples.
 
@@ -165,7 +165,7 @@ def bootstrap_linear_cka(
 
 
 def bootstrap_linear_cka_layers(
-    x_layers: Any, y_layers: Any, *, n_resamples: int = 1000, seed: int = 0, debiased: bool = False
+    x_layers: Any, y_layers: Any, n_resamples: int = 1000, seed: int = 0, *, debiased: bool = False
 ) -> np.ndarray:
     """Bootstrap distribution of linear CKA for every layer, with the same resamples for all layers.
 

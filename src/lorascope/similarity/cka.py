@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lorascope.errors import LorascopeError
-from lorascope.similarity._arrays import as_layer_stack, as_matrix, centre_columns, check_pair
+from lorascope.similarity._arrays import as_layer_stack, as_matrix, centre_columns, check_pair, sum_of_products
 
 Path = Literal["auto", "gram", "feature"]
 
@@ -83,9 +83,9 @@ def moments_from_grams(k: np.ndarray, l: np.ndarray) -> CkaMoments:
         l: float64 array [n, n], Yc Ycᵀ.
     """
     return CkaMoments(
-        kl=float(np.vdot(k, l)),
-        kk=float(np.vdot(k, k)),
-        ll=float(np.vdot(l, l)),
+        kl=sum_of_products(k, l),
+        kk=sum_of_products(k, k),
+        ll=sum_of_products(l, l),
         rx=np.diagonal(k).copy(),
         ry=np.diagonal(l).copy(),
     )
@@ -102,9 +102,9 @@ def moments_from_features(xc: np.ndarray, yc: np.ndarray) -> CkaMoments:
     xtx = xc.T @ xc
     yty = yc.T @ yc
     return CkaMoments(
-        kl=float(np.vdot(xty, xty)),
-        kk=float(np.vdot(xtx, xtx)),
-        ll=float(np.vdot(yty, yty)),
+        kl=sum_of_products(xty, xty),
+        kk=sum_of_products(xtx, xtx),
+        ll=sum_of_products(yty, yty),
         rx=np.einsum("ij,ij->i", xc, xc),
         ry=np.einsum("ij,ij->i", yc, yc),
     )
@@ -119,7 +119,7 @@ def debiased_hsic(kl: float, rx: np.ndarray, ry: np.ndarray, n: int) -> float:
         ry: float array [n], diag(L).
         n: number of samples (≥ 4).
     """
-    return kl - n / (n - 2.0) * float(rx @ ry) + float(rx.sum()) * float(ry.sum()) / ((n - 1.0) * (n - 2.0))
+    return kl - n / (n - 2.0) * float(np.einsum("i,i->", rx, ry)) + float(rx.sum()) * float(ry.sum()) / ((n - 1.0) * (n - 2.0))
 
 
 def cka_from_moments(m: CkaMoments, *, debiased: bool = False) -> float:

@@ -23,6 +23,7 @@ from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import LoadedModel, load_classifier, prepare_for_method
 from lorascope.models.adapt import ParamCounts
+from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.train.config import TrainConfig
 from lorascope.train.trainer import build_trainer
@@ -50,6 +51,7 @@ def load_task_data(cfg: TrainConfig) -> tuple[TaskSpec, datasets.Dataset, datase
 
 
 def prepare_run(cfg: TrainConfig) -> PreparedRun:
+    resolve_model(cfg.model)  # a bad model name fails before any data is read
     spec, train, dev = load_task_data(cfg)
     loaded = load_classifier(cfg.model, spec.label_names, cfg.seed)
     model, counts = prepare_for_method(
@@ -88,10 +90,10 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False) -> 
     done = completed_metrics(out, resolved)
     if done is not None:
         return done
-    partial = start_partial(out, resolved)
     started = time.perf_counter()
-
+    # Data and model are validated before anything is written: bad input leaves no folder.
     run = prepare_run(cfg)
+    partial = start_partial(out, resolved)
     checkpoints = partial / "checkpoints"
     trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec, checkpoints)
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None

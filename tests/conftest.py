@@ -1,0 +1,48 @@
+"""Shared fixtures: the shipped GLUE data, tiny models, quiet libraries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GLUE_DIR = Path(os.environ.get("GLUE_DIR", REPO.parent / "shared" / "data" / "glue"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet():
+    from lorascope.cli.common import quiet_libraries
+
+    quiet_libraries()
+
+
+@pytest.fixture()
+def glue_dir(monkeypatch) -> Path:
+    if not (GLUE_DIR / "MRPC" / "dev.tsv").is_file():
+        pytest.skip(f"GLUE data not found at {GLUE_DIR}")
+    monkeypatch.setenv("GLUE_DIR", str(GLUE_DIR))
+    return GLUE_DIR
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.fixture()
+def csv_task(tmp_path) -> Path:
+    """A user task: CSV files with quoted commas and a YAML description."""
+    rows = ["text,label"] + [f'"great, really {i}",pos' if i % 2 else f"bad movie {i},neg" for i in range(40)]
+    write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    write(tmp_path / "dev.csv", "\n".join(rows[:21]) + "\n")
+    return write(
+        tmp_path / "task.yaml",
+        "name: toy\nfiles: {train: train.csv, validation: dev.csv}\ntext_columns: [text]\nlabel_column: label\n",
+    )

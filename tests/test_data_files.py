@@ -1,0 +1,102 @@
+"""User files, the Hub conversion and malformed input: every error names the file and row."""
+
+import datasets
+import pytest
+
+from lorascope.data import get_task, load_split, with_label_set
+from lorascope.data.examples import hub_to_examples
+from lorascope.errors import ConfigError, DataError
+from tests.conftest import write
+
+
+def test_csv_task_with_inferred_labels(csv_task):
+    spec = with_label_set(get_task(str(csv_task)))
+    assert spec.label_names == ("neg", "pos")
+    ds = load_split(spec, "train")
+    assert len(ds) == 40
+    assert ds[1]["text_a"] == "great, really 1" and ds[1]["label"] == 1
+
+
+def test_jsonl_pair_task(tmp_path):
+    lines = [f'{{"p": "a {i}", "h": "b {i}", "y": "{i % 3}"}}' for i in range(12)]
+    write(tmp_path / "t.jsonl", "\n".join(lines))
+    yaml_path = write(
+        tmp_path / "t.yaml",
+        "name: nli3\nfiles: {train: t.jsonl, validation: t.jsonl}\ntext_columns: [p, h]\n"
+        "label_column: y\nlabels: ['0', '1', '2']\nmetrics: [accuracy, matthews]\n",
+    )
+    spec = get_task(str(yaml_path))
+    ds = load_split(spec, "validation")
+    assert spec.is_pair and spec.num_labels == 3
+    assert ds[4]["text_b"] == "b 4" and ds[4]["label"] == 1
+
+
+def test_hub_conversion_on_local_dataset():
+    hub = datasets.Dataset.from_dict(
+        {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1, 0], "idx": [7, 8]}
+    )
+    ds = hub_to_examples(get_task("rte"), hub, "validation")
+    assert list(ds["id"]) == ["validation-7", "validation-8"]
+    assert list(ds["text_b"]) == ["c", "d"] and list(ds["label"]) == [1, 0]
+    bad = hub.rename_column("sentence2", "hypothesis")
+    with pytest.raises(DataError, match="lacks column 'sentence2'"):
+        hub_to_examples(get_task("rte"), bad, "validation")
+
+
+GLUE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (GLUE_HEADER + "0\ta\tb\tentailment\n1\ta\tb\n", r"dev.tsv:3: expected 4 tab-separated fields"),
+        (GLUE_HEADER + "0\ta\tb\tmaybe\n", r"dev.tsv:2: label 'maybe' in column 'label' is not one of"),
+        ("index\tsentence1\tlabel\n0\ta\tentailment\n", r"dev.tsv:1: missing column 'sentence2'"),
+        (GLUE_HEADER, r"dev.tsv: the validation split has no rows"),
+        ("", r"dev.tsv: empty file"),
+        (GLUE_HEADER + "0\t \tb\tentailment\n", r"dev.tsv:2: empty text in column 'sentence1'"),
+        (GLUE_HEADER + "0\ta\tb\tentailment\n0\tc\td\tentailment\n", r"dev.tsv:3: duplicate id"),
+    ],
+)
+def test_malformed_glue_file(tmp_path, content, message):
+    write(tmp_path / "RTE" / "dev.tsv", content)
+    with pytest.raises(DataError, match=message):
+        load_split(get_task("rte"), "validation", data_dir=tmp_path)
+
+
+def test_invalid_utf8_names_line(tmp_path):
+    (tmp_path / "RTE").mkdir()
+    (tmp_path / "RTE" / "dev.tsv").write_bytes(GLUE_HEADER.encode() + b"0\ta\xff\tb\tentailment\n")
+    with pytest.raises(DataError, match=r"dev.tsv:2: not valid UTF-8"):
+        load_split(get_task("rte"), "validation", data_dir=tmp_path)
+
+
+def test_missing_glue_dir_and_file(tmp_path):
+    with pytest.raises(DataError, match="is not a directory"):
+        load_split(get_task("rte"), "validation", data_dir=tmp_path / "nope")
+    with pytest.raises(DataError, match=r"RTE/dev.tsv: file not found"):
+        load_split(get_task("rte"), "validation", data_dir=tmp_path)
+
+
+def test_bad_csv_and_jsonl(tmp_path):
+    write(tmp_path / "bad.csv", 'text,label\n"unterminated,pos\n')
+    write(tmp_path / "ragged.csv", "text,label\na,pos\nb,neg,extra\n")
+    write(tmp_path / "bad.jsonl", '{"text": "a", "label": "pos"}\n{not json}\n')
+    for name, msg in [("bad.csv", r"bad.csv:\d+: malformed CSV"), ("ragged.csv", r"ragged.csv:3: expected 2 fields"),
+                      ("bad.jsonl", r"bad.jsonl:2: not valid JSON")]:
+        y = write(tmp_path / f"{name}.yaml", f"name: t\nfiles: {{train: {name}, validation: {name}}}\n"
+                  "text_columns: [text]\nlabel_column: label\nlabels: [neg, pos]\n")
+        with pytest.raises(DataError, match=msg):
+            load_split(get_task(str(y)), "train")
+
+
+def test_bad_task_yaml(tmp_path):
+    y = write(tmp_path / "t.yaml", "name: t\nfiles: {train: a.csv}\ntext_columns: [x]\nlabel_column: y\n")
+    with pytest.raises(ConfigError, match="'files' must map at least 'train' and 'validation'"):
+        get_task(str(y))
+    y2 = write(tmp_path / "t2.yaml", "name: t\nfiles: {train: a.csv, validation: a.csv}\ntext_columns: [x]\n"
+               "label_column: y\ncolour: red\n")
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        get_task(str(y2))
+    with pytest.raises(ConfigError, match="expected one of"):
+        get_task("cola")
