@@ -1,0 +1,105 @@
+"""Extract layer-wise pooled representations of a model on a fixed, identified sample set."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lorascope.data.tokenize import CountingCollator
+from lorascope.represent.pooling import POOLINGS, head_token, masked_mean
+
+
+@dataclass
+class Representations:
+    """Pooled hidden states of one model on one sample set.
+
+    Attributes:
+        states: pooling name -> float32 array [n_layers + 1, n_samples, d] (index 0 is the
+            embedding output, index i the output of block i).
+        ids: example ids, row order of every array.
+        meta: provenance strings (model fingerprint, input fingerprint, task, max_length …).
+    """
+
+    states: dict[str, np.ndarray]
+    ids: list[str]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return next(iter(self.states.values())).shape[0]
+
+
+def input_fingerprint(ds: datasets.Dataset) -> str:
+    """sha256 of every sample's token ids in order: two extractions are comparable only if equal."""
+    h = hashlib.sha256()
+    for ids in ds["input_ids"]:
+        h.update(np.asarray(ids, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes and values (adapters included): identifies the weights."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(p.shape)).encode())
+        h.update(p.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes() if p.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def extract(
+    model: torch.nn.Module,
+    tokenizer,
+    ds: datasets.Dataset,
+    *,
+    is_decoder: bool,
+    batch_size: int = 32,
+    poolings: tuple[str, ...] = POOLINGS,
+    pad_to_max_length: bool = False,
+    max_length: int | None = None,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Run ``model`` over tokenised ``ds`` and pool every layer's hidden states.
+
+    Only one batch of token-level states is alive at a time, so memory is bounded by
+    ``batch_size × seq × d × (n_layers + 1)`` plus the pooled result ``[n_layers + 1, n, d]``.
+
+    Returns:
+        pooling name -> float32 [n_layers + 1, n_samples, d], rows in ``ds`` order.
+    """
+    unknown = set(poolings) - set(POOLINGS)
+    if unknown:
+        raise ValueError(f"unknown pooling {sorted(unknown)} (expected {list(POOLINGS)})")
+    model.eval()
+    device = next(model.parameters()).device
+    collate = CountingCollator(tokenizer, pad_to_max_length, max_length)
+    n = len(ds)
+    out: dict[str, np.ndarray] | None = None
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
+    rows = ds.select_columns(columns)
+    bar = tqdm(total=n, desc="extracting", unit="ex", disable=not progress, leave=False)
+    for start in range(0, n, batch_size):
+        batch = collate([rows[i] for i in range(start, min(start + batch_size, n))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = model(**batch, output_hidden_states=True).hidden_states  # (L+1) × [b, seq, d]
+        mask = batch["attention_mask"]
+        if out is None:
+            d = hidden[0].shape[-1]
+            out = {p: np.empty((len(hidden), n, d), dtype=np.float32) for p in poolings}
+        stop = start + mask.shape[0]
+        for layer, h in enumerate(hidden):
+            if "mean" in out:
+                out["mean"][layer, start:stop] = masked_mean(h, mask).cpu().numpy()
+            if "head_token" in out:
+                out["head_token"][layer, start:stop] = head_token(h, mask, is_decoder).cpu().numpy()
+        bar.update(stop - start)
+    bar.close()
+    assert out is not None, "empty sample set"
+    return out

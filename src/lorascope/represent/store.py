@@ -1,0 +1,40 @@
+"""Save and load representations as safetensors with their ids and metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+
+from lorascope.errors import DataError
+from lorascope.represent.extract import Representations
+
+
+def save_representations(reps: Representations, path: Path) -> None:
+    """Write atomically: ``<path>.tmp`` then rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**reps.meta, "ids": json.dumps(reps.ids), "poolings": ",".join(reps.states)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in reps.states.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
+
+
+def load_representations(path: Path) -> Representations:
+    if not path.is_file():
+        raise DataError(f"{path}: representation file not found")
+    meta = read_metadata(path)
+    if "ids" not in meta:
+        raise DataError(f"{path}: not a lorascope representation file (no ids in its metadata)")
+    states = load_file(str(path))
+    ids = json.loads(meta.pop("ids"))
+    meta.pop("poolings", None)
+    return Representations(states=states, ids=ids, meta=meta)
