@@ -27,6 +27,6 @@ def test_overrides_parse_types():
 
 
 def test_method_default_learning_rates():
-    assert TrainConfig(method="lora").lr == 5e-4
+    assert TrainConfig(method="lora").lr == 2e-3
     assert TrainConfig(method="full").lr == 2e-5
     assert TrainConfig(method="full", lr=1e-5).lr == 1e-5

@@ -63,7 +63,7 @@ def test_finished_run_is_reused_and_config_mismatch_is_an_error(glue_dir, tmp_pa
     stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
     assert run_train(cfg, tmp_path / "r") == first
     assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
-    with pytest.raises(ConfigError, match=r"lr: stored 0.0005 != current 0.001"):
+    with pytest.raises(ConfigError, match=r"lr: stored 0.002 != current 0.001"):
         run_train(cfg.model_copy(update={"lr": 1e-3}), tmp_path / "r")
 
 

@@ -135,5 +135,9 @@ def sanity(
         raise typer.Exit(1)
 
 
+from lorascope.cli import analysis as _analysis  # noqa: E402
+
+_analysis.register(app)
+
 if __name__ == "__main__":
     app()

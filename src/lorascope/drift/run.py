@@ -1,0 +1,146 @@
+"""``run_drift``: base vs every fine-tuned run of one task — extract, check, compare, save.
+
+Set-up (find runs, extract or reuse representations) -> controls -> per-run drift -> method
+summaries, noise floor, paired statistics -> ``drift.json`` and a tidy ``layers.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PositiveInt
+
+from lorascope.artifacts import write_json
+from lorascope.config import StrictModel, config_to_dict
+from lorascope.data import get_task
+from lorascope.drift.analysis import run_drift as drift_of_run
+from lorascope.drift.analysis import seed_noise_floor, summarise_method
+from lorascope.drift.compare import compare_methods
+from lorascope.drift.controls import run_controls
+from lorascope.errors import DataError
+from lorascope.models.registry import resolve_model
+from lorascope.provenance import provenance
+from lorascope.represent import RepresentConfig, Representations, load_representations, run_represent
+from lorascope.represent.run import is_reusable
+
+LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
+
+
+class DriftConfig(StrictModel):
+    """Drift of every trained run of one task from its base model."""
+
+    task: str = Field("sst2", description="GLUE task or task YAML file")
+    base: str = Field("minilm", description="the base model the runs were trained from")
+    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
+    n_samples: PositiveInt = Field(750, description="dev samples compared (all where the split is smaller)")
+    data_seed: int = Field(0, description="seed of the deterministic sample subset")
+    max_length: PositiveInt = Field(384, description="truncation for extraction (identical for every model)")
+    batch_size: PositiveInt = Field(32, description="extraction batch size")
+    pooling: str = Field("mean", description="pooled states compared: mean or head_token")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples (0: none)")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha")
+    n_tasks: PositiveInt = Field(1, description="tasks in the study: alpha is Bonferroni-split over them")
+    margin: float = Field(0.03, gt=0, description="H1a: LoRA within this many metric points (fraction) of full FT")
+    min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: LoRA drift at least this fraction lower")
+    data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+
+
+def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]]:
+    """Finished runs of ``cfg.task`` under ``cfg.runs``; failed ones are returned separately."""
+    root = Path(cfg.runs)
+    if not root.is_dir():
+        raise DataError(f"{root}: runs folder not found")
+    task = get_task(cfg.task).name
+    base_source = resolve_model(cfg.base)
+    ok, skipped = [], []
+    for metrics_path in sorted(root.glob("*/metrics.json")):
+        m = json.loads(metrics_path.read_text())
+        if m.get("task") != task:
+            continue
+        if m.get("status") != "ok":
+            skipped.append({"run": metrics_path.parent.name, "reason": m.get("reason")})
+            continue
+        if m.get("base_model_source") != base_source:
+            raise DataError(f"{metrics_path.parent}: trained from '{m.get('base_model_source')}', not from base '{cfg.base}'")
+        ok.append((metrics_path.parent, m))
+    if not ok:
+        raise DataError(f"{root}: no finished '{task}' training runs found (expected */metrics.json with status ok)")
+    return ok, skipped
+
+
+def _represent(cfg: DriftConfig, model: str, path: Path, lora_init: bool = False) -> Representations:
+    rc = RepresentConfig(task=cfg.task, model=model, n_samples=cfg.n_samples, data_seed=cfg.data_seed,
+                         max_length=cfg.max_length, batch_size=cfg.batch_size, poolings=[cfg.pooling],
+                         lora_init=lora_init, data_dir=cfg.data_dir)
+    if is_reusable(path, rc):
+        stored = load_representations(path)
+        if cfg.pooling in stored.states:
+            return stored
+    return run_represent(rc, path)
+
+
+def check_aligned(reference: Representations, other: Representations, name: str) -> None:
+    """Same ids in the same order and identical token ids, or the comparison is meaningless."""
+    if other.ids != reference.ids:
+        raise DataError(f"{name}: representations are of different samples than the base's (ids differ)")
+    if other.meta.get("input_fingerprint") != reference.meta.get("input_fingerprint"):
+        raise DataError(f"{name}: token ids differ from the base's (different tokenizer or max_length)")
+
+
+def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
+    out = Path(out)
+    reps_dir = out / "reps"
+    runs, skipped = discover_runs(cfg)
+    base = _represent(cfg, cfg.base, reps_dir / "base.safetensors")
+    lora0 = _represent(cfg, cfg.base, reps_dir / "base-lora-init.safetensors", lora_init=True)
+    check_aligned(base, lora0, "LoRA at init")
+    base_states = base.states[cfg.pooling]
+    controls = run_controls(base_states, lora0.states[cfg.pooling])
+
+    spec = get_task(cfg.task)
+    per_run, states_by_method = [], {}
+    for folder, m in runs:
+        reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
+        check_aligned(base, reps, str(folder))
+        metric = m.get("dev", {}).get(m.get("main_metric", spec.main_metric))
+        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m["method"], seed=int(m["seed"]),
+                                    metric=metric, n_resamples=cfg.bootstrap))
+        states_by_method.setdefault(m["method"], {})[int(m["seed"])] = reps.states[cfg.pooling]
+
+    methods = sorted({r.method for r in per_run})
+    result = {
+        "task": spec.name,
+        "base": cfg.base,
+        "pooling": cfg.pooling,
+        "n_samples": int(base_states.shape[1]),
+        "n_layers": int(base_states.shape[0]),
+        "sample_ids": base.ids,
+        "controls": [c.to_dict() for c in controls],
+        "runs": [r.to_dict() for r in per_run],
+        "skipped_runs": skipped,
+        "methods": {meth: summarise_method([r for r in per_run if r.method == meth]) for meth in methods},
+        "noise_floor": {meth: seed_noise_floor(states_by_method[meth]) for meth in methods},
+        "comparison": compare_methods([r for r in per_run if r.method == "lora"], [r for r in per_run if r.method == "full"],
+                                      n_tasks=cfg.n_tasks, alpha=cfg.alpha, margin=cfg.margin,
+                                      min_reduction=cfg.min_reduction),
+        "config": config_to_dict(cfg),
+        "provenance": provenance(),
+    }
+    write_json(out / "drift.json", result)
+    write_layers_csv(out / "layers.csv", spec.name, per_run)
+    return result
+
+
+def write_layers_csv(path: Path, task: str, runs) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LAYER_COLUMNS)
+        w.writeheader()
+        for r in runs:
+            for row in r.layers:
+                w.writerow({"task": task, "method": r.method, "seed": r.seed, **row})
+    os.replace(tmp, path)
