@@ -76,7 +76,7 @@ def completed_metrics(out: Path, resolved: dict[str, Any]) -> dict[str, Any] | N
     return read_json(out / METRICS_FILE)
 
 
-def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Fine-tune, evaluate on dev, save; returns the contents of ``metrics.json``.
 
     A finished run with the same config is not redone (its metrics are returned); with a
@@ -95,7 +95,8 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False) -> 
     run = prepare_run(cfg)
     partial = start_partial(out, resolved)
     checkpoints = partial / "checkpoints"
-    trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec, checkpoints)
+    trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec,
+                                   checkpoints, progress=progress)
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     train_output = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if guard.reason is None else {}

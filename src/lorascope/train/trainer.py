@@ -7,7 +7,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, PrinterCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
 from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import CountingCollator
@@ -41,6 +41,7 @@ def build_trainer(
     *,
     evaluate: bool = True,
     extra_callbacks: list | None = None,
+    progress: bool = True,
 ) -> tuple[Trainer, DivergenceGuard]:
     """A Trainer with the protocol's recipe.
 
@@ -92,6 +93,7 @@ def build_trainer(
         ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
     )
     guard = DivergenceGuard()
     callbacks = [guard, *(extra_callbacks or [])]
@@ -108,4 +110,7 @@ def build_trainer(
         compute_metrics=compute_metrics_fn(spec.metrics),
         callbacks=callbacks,
     )
+    if not progress:
+        # Without tqdm the Trainer prints every log dict instead; a study prints its own lines.
+        trainer.remove_callback(PrinterCallback)
     return trainer, guard

@@ -1,0 +1,93 @@
+"""CLI commands of the study runner: ``study run``, ``study status``, ``report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from lorascope.cli.common import console, quiet_libraries, user_errors
+
+study_app = typer.Typer(help="Run a whole study from a YAML file, resumably; show its progress.", no_args_is_help=True)
+
+
+@study_app.command("run")
+@user_errors
+def study_run(
+    path: Path = typer.Argument(..., help="Study YAML (configs/studies/*.yaml)."),
+    only: Optional[str] = typer.Option(None, help="Run a slice, e.g. task=sst2,method=lora."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Study settings as key=value (e.g. out=runs/x).", show_default=False),
+) -> None:
+    """Run every stage of a study (rerun the same command to resume after a crash or kill)."""
+    quiet_libraries()
+    from lorascope.config import parse_overrides
+    from lorascope.study import load_study, run_study
+    from lorascope.study.units import parse_only
+
+    cfg = load_study(path, parse_overrides(overrides or []))
+    out = run_study(cfg, only=parse_only(only), console=console)
+    report = out / "report" / "report.html"
+    if report.is_file():
+        console.print(f"[bold green]study complete[/]: report at {report}")
+    else:
+        console.print(f"[bold green]stages done[/]: {out}")
+
+
+@study_app.command("status")
+@user_errors
+def study_status(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
+    """Progress of a study: every unit, done / failed / pending."""
+    from lorascope.errors import ConfigError
+    from lorascope.study import StudyConfig
+    from lorascope.study.units import train_units
+
+    import yaml
+
+    cfg_path = folder / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{folder}: not a study folder (no config.yaml)")
+    cfg = StudyConfig.model_validate({**yaml.safe_load(cfg_path.read_text()), "name": folder.name})
+    table = Table(title=f"study {folder}")
+    for col in ("unit", "status", "detail"):
+        table.add_column(col)
+    counts = {"done": 0, "failed": 0, "pending": 0, "running": 0}
+    for unit in train_units(cfg):
+        f = unit.folder(folder)
+        if (f / "metrics.json").is_file():
+            m = json.loads((f / "metrics.json").read_text())
+            status = "done" if m["status"] == "ok" else "failed"
+            detail = f"{m['main_metric']} {100 * m['dev'][m['main_metric']]:.1f}" if status == "done" else m.get("reason", "")
+        elif f.with_name(f.name + ".partial").exists():
+            status, detail = "running", "partial (resumes from its last checkpoint)"
+        else:
+            status, detail = "pending", ""
+        counts[status] += 1
+        table.add_row(f"train {unit.name}", {"done": "[green]done[/]", "failed": "[red]failed[/]"}.get(status, status), detail)
+    for task in cfg.tasks:
+        done = (folder / "drift" / task / "drift.json").is_file()
+        table.add_row(f"drift {task}", "[green]done[/]" if done else "pending", "")
+    for name, path in (("sanity", "sanity.json"), ("baselines", "baselines.json"), ("bench", "bench/bench.json"),
+                       ("report", "report/report.html")):
+        table.add_row(name, "[green]done[/]" if (folder / path).is_file() else "pending", "")
+    console.print(table)
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) + " training units")
+
+
+@user_errors
+def report(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
+    """Build report.md, report.html and figures from a study's saved artifacts."""
+    quiet_libraries()
+    from lorascope.errors import ConfigError
+    from lorascope.report import build_report
+
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"{folder}: not a study folder (no config.yaml)")
+    console.print(f"report: {build_report(folder)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")
+    app.command()(report)

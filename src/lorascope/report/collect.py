@@ -1,0 +1,35 @@
+"""Gather a study's saved artifacts (never models) into one dict for the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def collect(study: Path) -> dict[str, Any]:
+    """Everything the report shows, keyed by kind; missing stages are None or empty."""
+    runs = []
+    for p in sorted((study / "train").glob("*/metrics.json")):
+        m = json.loads(p.read_text())
+        m["folder"] = p.parent.name
+        runs.append(m)
+    drift = {p.parent.name: json.loads(p.read_text()) for p in sorted((study / "drift").glob("*/drift.json"))}
+    config = yaml.safe_load((study / "config.yaml").read_text()) if (study / "config.yaml").is_file() else {}
+    return {
+        "study": study,
+        "config": config or {},
+        "baselines": {b["task"]: b for b in (_json(study / "baselines.json") or {}).get("baselines", [])},
+        "sanity": _json(study / "sanity.json"),
+        "runs": runs,
+        "drift": drift,
+        "bench": _json(study / "bench" / "bench.json"),
+        "timings": _json(study / "timings.json") or {},
+        "provenance": next((json.loads(p.read_text()) for p in sorted((study / "train").glob("*/provenance.json"))), None),
+    }

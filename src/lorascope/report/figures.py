@@ -1,0 +1,140 @@
+"""Figures of a study (matplotlib, Agg): layer profiles, heatmap, reduction bars, metric vs drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLOURS = {"lora": "#1f77b4", "full": "#d62728"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def layer_profiles(drift: dict[str, Any], out: Path) -> Path | None:
+    """Drift per layer for each task: mean over seeds, band = min..max over seeds."""
+    if not drift:
+        return None
+    fig, axes = plt.subplots(1, len(drift), figsize=(4.6 * len(drift), 3.6), squeeze=False)
+    for ax, (task, d) in zip(axes[0], drift.items()):
+        for method in sorted({r["method"] for r in d["runs"]}):
+            curves = np.array([[row["drift"] for row in r["layers"]] for r in d["runs"] if r["method"] == method])
+            x = np.arange(curves.shape[1])
+            ax.plot(x, curves.mean(0), color=COLOURS.get(method), label=f"{method} (n={len(curves)})", marker="o", ms=3)
+            ax.fill_between(x, curves.min(0), curves.max(0), color=COLOURS.get(method), alpha=0.2)
+        ax.set_title(f"{task}: drift from base by layer")
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel("drift = 1 − linear CKA")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, out / "drift_by_layer.png")
+
+
+def heatmap(drift: dict[str, Any], out: Path) -> Path | None:
+    """Layers × (task, method) mean drift."""
+    rows, labels = [], []
+    for task, d in drift.items():
+        for method, s in d["methods"].items():
+            rows.append(s["layer_drift_mean"])
+            labels.append(f"{task} {method}")
+    if not rows:
+        return None
+    width = max(len(r) for r in rows)
+    data = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        data[i, : len(r)] = r
+    fig, ax = plt.subplots(figsize=(min(2 + 0.35 * width, 14), 1 + 0.45 * len(rows)))
+    im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_title("mean drift (1 − CKA) over seeds")
+    fig.colorbar(im, ax=ax, label="drift")
+    return _save(fig, out / "drift_heatmap.png")
+
+
+def reduction_bars(drift: dict[str, Any], out: Path) -> Path | None:
+    """Mean drift per task and method with the per-seed spread, and the reduction Δ%."""
+    tasks = [t for t, d in drift.items() if {"lora", "full"} <= set(d["methods"])]
+    if not tasks:
+        return None
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tasks), 3.6))
+    x = np.arange(len(tasks))
+    for j, method in enumerate(("lora", "full")):
+        means = [drift[t]["methods"][method]["drift"]["mean"] for t in tasks]
+        sds = [drift[t]["methods"][method]["drift"]["sd"] or 0 for t in tasks]
+        ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=4, color=COLOURS[method], label=method)
+    for i, t in enumerate(tasks):
+        red = drift[t]["comparison"].get("reduction_percent")
+        if red is not None:
+            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in ("lora", "full"))
+            ax.annotate(f"Δ {red:.0f}%", (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8),
+                        textcoords="offset points")
+    ax.set_xticks(x, tasks)
+    ax.set_ylabel("mean drift over layers (± sd over seeds)")
+    ax.set_title("drift from base: LoRA vs full fine-tuning")
+    ax.legend()
+    ax.margins(y=0.2)
+    return _save(fig, out / "drift_reduction.png")
+
+
+def metric_vs_drift(drift: dict[str, Any], out: Path) -> Path | None:
+    """Each run: its dev metric against its mean drift."""
+    points = [(t, r) for t, d in drift.items() for r in d["runs"] if r.get("metric") is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    markers = dict(zip(drift, "osD^v<>"))
+    for t, r in points:
+        ax.scatter(r["mean_drift"], 100 * r["metric"], color=COLOURS.get(r["method"]), marker=markers[t], s=40)
+    for t in drift:
+        ax.scatter([], [], color="grey", marker=markers[t], label=t)
+    for m, c in COLOURS.items():
+        ax.scatter([], [], color=c, marker="s", label=m)
+    ax.set_xlabel("mean drift over layers")
+    ax.set_ylabel("dev metric (%, main metric of the task)")
+    ax.set_title("task performance vs drift, one point per run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "metric_vs_drift.png")
+
+
+def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
+    """Latency ratio to the merged model per strategy and batch size."""
+    rows = (bench or {}).get("results") or []
+    rows = [r for r in rows if r.get("ratio_to_merged") is not None]
+    if not rows:
+        return None
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    batches = sorted({r["batch_size"] for r in rows})
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.42 * len(strategies)))
+    for j, b in enumerate(batches):
+        vals = [next((r["ratio_to_merged"] for r in rows if r["strategy"] == s and r["batch_size"] == b), np.nan) for s in strategies]
+        ax.barh(np.arange(len(strategies)) + j * 0.8 / len(batches), vals, 0.8 / len(batches), label=f"batch {b}")
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(np.arange(len(strategies)) + 0.4 - 0.4 / len(batches), strategies)
+    ax.set_xlabel("latency / merged-model latency (same run, same batch size)")
+    ax.set_title("serving cost relative to the merged model")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "serving_ratio.png")
+
+
+def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    made = {
+        "drift_by_layer": layer_profiles(data["drift"], out),
+        "drift_heatmap": heatmap(data["drift"], out),
+        "drift_reduction": reduction_bars(data["drift"], out),
+        "metric_vs_drift": metric_vs_drift(data["drift"], out),
+        "serving_ratio": bench_latency(data["bench"], out),
+    }
+    return {k: v for k, v in made.items() if v is not None}

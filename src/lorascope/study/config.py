@@ -1,0 +1,81 @@
+"""The study file: model, tasks, methods, seeds, per-method training settings, drift and bench settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, field_validator
+
+from lorascope.config import StrictModel, build_config, load_yaml
+from lorascope.train.config import TrainConfig
+
+STAGES = ("sanity", "baselines", "train", "drift", "bench", "report")
+
+
+class DriftSettings(StrictModel):
+    n_samples: PositiveInt = Field(750, description="dev samples per task compared across models")
+    max_length: PositiveInt = Field(384, description="truncation for extraction")
+    batch_size: PositiveInt = Field(32, description="extraction batch size")
+    pooling: Literal["mean", "head_token"] = Field("mean", description="pooled states compared")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples")
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha (Bonferroni over tasks)")
+    margin: float = Field(0.03, gt=0, description="H1a margin (fraction of the metric)")
+    min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: claimed relative drift reduction")
+
+
+class SanitySettings(StrictModel):
+    samples: PositiveInt = Field(10, description="training examples to overfit")
+    max_epochs: PositiveInt = Field(10, description="epochs allowed")
+    threshold: float = Field(0.1, gt=0, description="training loss to reach")
+
+
+class BenchSettings(StrictModel):
+    batch_sizes: list[PositiveInt] = Field([1, 16], description="serving batch sizes")
+    requests: PositiveInt = Field(64, description="measured requests per strategy and batch size")
+    warmup: int = Field(8, ge=0, description="warm-up requests per strategy")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="further `lorascope bench` settings")
+
+
+class StudyConfig(StrictModel):
+    """One study: a grid of (task, method, seed) fine-tuning runs, their drift, serving cost, report."""
+
+    name: str = Field("study", description="study name (report title)")
+    model: str = Field("minilm", description="base model alias, folder or Hub id")
+    tasks: list[str] = Field(["mrpc", "sst2", "rte"], description="tasks")
+    methods: list[Literal["lora", "full"]] = Field(["lora", "full"], description="methods")
+    seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
+    out: str = Field("runs/study", description="output folder (relative to the current directory)")
+    stages: list[Literal["sanity", "baselines", "train", "drift", "bench", "report"]] = Field(
+        list(STAGES), description="stages to run, in order")
+    data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+    train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
+    method_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method training settings")
+    task_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-task training settings")
+    sanity: SanitySettings = Field(default_factory=SanitySettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    bench: BenchSettings = Field(default_factory=BenchSettings)
+
+    @field_validator("tasks", "methods", "seeds")
+    @classmethod
+    def _non_empty(cls, v: list) -> list:
+        if not v:
+            raise ValueError("must list at least one entry")
+        if len(set(map(str, v))) != len(v):
+            raise ValueError("entries must be distinct")
+        return v
+
+    def train_config(self, task: str, method: str, seed: int) -> TrainConfig:
+        """The resolved training config of one unit: shared < per-method < per-task settings."""
+        layers = [self.train, self.method_train.get(method, {}), self.task_train.get(task, {}),
+                  dict(task=task, method=method, seed=seed, model=self.model, data_dir=self.data_dir)]
+        return build_config(TrainConfig, *layers, source=f"study '{self.name}' train settings ({task}, {method})")
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study YAML; every unit's training config is validated too."""
+    cfg = build_config(StudyConfig, load_yaml(path), overrides or {}, source=str(path))
+    for task in cfg.tasks:
+        for method in cfg.methods:
+            cfg.train_config(task, method, cfg.seeds[0])
+    return cfg

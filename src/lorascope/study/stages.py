@@ -1,0 +1,142 @@
+"""The stages of a study. Each reads the study config, writes its artifacts atomically, and is
+safe to rerun: finished units are skipped, so a killed study resumes where it stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from lorascope.artifacts import read_json, write_json
+from lorascope.errors import LorascopeError
+from lorascope.study.config import StudyConfig
+from lorascope.study.units import train_units
+
+
+@dataclasses.dataclass
+class StageContext:
+    cfg: StudyConfig
+    out: Path
+    console: Console
+    only: dict[str, str]
+
+
+def _eta(done: int, total: int, elapsed: float) -> str:
+    if done == 0:
+        return "ETA –"
+    left = elapsed / done * (total - done)
+    return f"ETA {left / 60:.1f} min" if left >= 60 else f"ETA {left:.0f} s"
+
+
+def stage_sanity(ctx: StageContext) -> None:
+    from lorascope.checks.sanity import run_sanity_one
+
+    path = ctx.out / "sanity.json"
+    if path.is_file():
+        ctx.console.print("  sanity: done earlier")
+        return
+    s = ctx.cfg.sanity
+    rows = []
+    for task in ctx.cfg.tasks:
+        for method in ctx.cfg.methods:
+            r = run_sanity_one(ctx.cfg.train_config(task, method, ctx.cfg.seeds[0]), s.samples, s.max_epochs, s.threshold)
+            rows.append(dataclasses.asdict(r))
+            mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+            ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
+    write_json(path, {"settings": s.model_dump(), "results": rows})
+
+
+def stage_baselines(ctx: StageContext) -> None:
+    from lorascope.checks.baselines import run_baselines
+
+    path = ctx.out / "baselines.json"
+    if not path.is_file():
+        write_json(path, {"baselines": [r.to_dict() for r in run_baselines(ctx.cfg.tasks, ctx.cfg.data_dir)]})
+    for b in read_json(path)["baselines"]:
+        ctx.console.print(f"  baseline {b['task']}: majority " + ", ".join(f"{k} {100 * v:.1f}" for k, v in b["majority"].items()))
+
+
+def stage_train(ctx: StageContext) -> None:
+    from lorascope.train import run_train
+
+    units = train_units(ctx.cfg, ctx.only)
+    started = time.perf_counter()
+    fresh = 0
+    for i, unit in enumerate(units, 1):
+        folder = unit.folder(ctx.out)
+        cfg = ctx.cfg.train_config(unit.task, unit.method, unit.seed)
+        was_done = folder.is_dir()
+        t0 = time.perf_counter()
+        try:
+            m = run_train(cfg, folder, progress=False)
+        except LorascopeError:
+            raise
+        except Exception as exc:  # out of memory, a library error: record the gap, keep going
+            m = _record_failure(folder, cfg, exc)
+        fresh += 0 if was_done else 1
+        if m["status"] == "ok":
+            main = m["main_metric"]
+            what = f"dev {main} {100 * m['dev'][main]:.1f}"
+        else:
+            what = f"[red]failed[/]: {m['reason']}"
+        elapsed = time.perf_counter() - started
+        timing = "done earlier" if was_done else f"{time.perf_counter() - t0:.0f} s"
+        ctx.console.print(f"  [{i}/{len(units)}] {unit.name}: {what} ({timing}, {_eta(fresh, fresh + len(units) - i, elapsed)})")
+
+
+def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:
+    """A crashed unit becomes a finished folder with ``status: failed`` and the reason."""
+    from lorascope.artifacts import finish, start_partial
+    from lorascope.config import config_to_dict
+
+    reason = f"{exc.__class__.__name__}: {exc}".strip()
+    partial = start_partial(folder, config_to_dict(cfg))
+    metrics = {"status": "failed", "reason": reason[:500], "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
+               "model": cfg.model, "traceback": traceback.format_exc()[-4000:]}
+    write_json(partial / "metrics.json", metrics)
+    finish(partial, folder)
+    return metrics
+
+
+def stage_drift(ctx: StageContext) -> None:
+    from lorascope.drift import DriftConfig, run_drift
+
+    tasks = [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]
+    for task in tasks:
+        d = ctx.cfg.drift
+        cfg = DriftConfig(task=task, base=ctx.cfg.model, runs=str(ctx.out / "train"), n_samples=d.n_samples,
+                          max_length=d.max_length, batch_size=d.batch_size, pooling=d.pooling, bootstrap=d.bootstrap,
+                          alpha=d.alpha, n_tasks=len(ctx.cfg.tasks), margin=d.margin, min_reduction=d.min_reduction,
+                          data_dir=ctx.cfg.data_dir)
+        t0 = time.perf_counter()
+        result = run_drift(cfg, ctx.out / "drift" / task)
+        summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
+        controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
+        ctx.console.print(f"  drift {task}: {summary}; {controls} ({time.perf_counter() - t0:.0f} s)")
+
+
+def stage_bench(ctx: StageContext) -> None:
+    from lorascope.study.bench_stage import run_bench_stage
+
+    run_bench_stage(ctx)
+
+
+def stage_report(ctx: StageContext) -> None:
+    from lorascope.report import build_report
+
+    path = build_report(ctx.out)
+    ctx.console.print(f"  report: {path}")
+
+
+STAGE_FUNCS: dict[str, Callable[[StageContext], None]] = {
+    "sanity": stage_sanity,
+    "baselines": stage_baselines,
+    "train": stage_train,
+    "drift": stage_drift,
+    "bench": stage_bench,
+    "report": stage_report,
+}

@@ -1,0 +1,45 @@
+"""The units of a study and where their artifacts live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorascope.study.config import StudyConfig
+
+
+@dataclass(frozen=True)
+class TrainUnit:
+    task: str
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.method}-s{self.seed}"
+
+    def folder(self, out: Path) -> Path:
+        return out / "train" / self.name
+
+
+def train_units(cfg: StudyConfig, only: dict[str, str] | None = None) -> list[TrainUnit]:
+    """Every (task, method, seed) of the grid, restricted by ``only`` (e.g. {"task": "sst2"})."""
+    units = [TrainUnit(t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds]
+    for key, value in (only or {}).items():
+        units = [u for u in units if str(getattr(u, key)) == value]
+    return units
+
+
+def parse_only(text: str | None) -> dict[str, str]:
+    """``task=sst2,method=lora`` -> {"task": "sst2", "method": "lora"}."""
+    from lorascope.errors import ConfigError
+
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in ("task", "method", "seed"):
+            raise ConfigError(f"--only '{part}': expected task=…, method=… or seed=… separated by commas")
+        out[key.strip()] = value.strip()
+    return out
