@@ -28,5 +28,5 @@ def test_overrides_parse_types():
 
 def test_method_default_learning_rates():
     assert TrainConfig(method="lora").lr == 2e-3
-    assert TrainConfig(method="full").lr == 2e-5
+    assert TrainConfig(method="full").lr == 5e-5
     assert TrainConfig(method="full", lr=1e-5).lr == 1e-5

@@ -30,7 +30,8 @@ class SanityResult:
     reason: str | None = None
 
 
-def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10, threshold: float = 0.1) -> SanityResult:
+def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10, threshold: float = 0.1,
+                   progress: bool = True) -> SanityResult:
     cfg = base.model_copy(
         update=dict(
             train_limit=n_samples,
@@ -52,7 +53,7 @@ def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10,
     with tempfile.TemporaryDirectory(prefix="lorascope-sanity-") as tmp:
         trainer, guard = build_trainer(
             run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec, Path(tmp),
-            evaluate=False, extra_callbacks=[recorder],
+            evaluate=False, extra_callbacks=[recorder], progress=progress,
         )
         trainer.train()
     final = recorder.epoch_losses[-1] if recorder.epoch_losses else float("nan")

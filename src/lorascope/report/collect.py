@@ -30,6 +30,7 @@ def collect(study: Path) -> dict[str, Any]:
         "runs": runs,
         "drift": drift,
         "bench": _json(study / "bench" / "bench.json"),
+        "drift_skipped": _json(study / "drift" / "skipped.json") or {},
         "timings": _json(study / "timings.json") or {},
         "provenance": next((json.loads(p.read_text()) for p in sorted((study / "train").glob("*/provenance.json"))), None),
     }

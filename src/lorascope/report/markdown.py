@@ -149,6 +149,9 @@ def limitations(data: dict[str, Any]) -> str:
         f"Hardware: {hw.get('processor', '?')}, {hw.get('cpu_count', '?')} CPUs" + (f", {hw['cuda_device']}" if hw.get("cuda_device") else ", no GPU") + ".",
         "Reference-study columns (marked *) come from TinyLlama-1.1B on an L4 GPU: other model, other data sizes.",
     ]
+    for task, why in data.get("drift_skipped", {}).items():
+        if task not in data["drift"]:
+            items.append(f"No drift analysis for {task}: {why}")
     failed = [r["folder"] for r in data["runs"] if r["status"] != "ok"]
     if failed:
         items.append(f"Failed units (excluded from the statistics): {', '.join(failed)}.")

@@ -84,7 +84,8 @@ def extract(
     out: dict[str, np.ndarray] | None = None
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
     rows = ds.select_columns(columns)
-    bar = tqdm(total=n, desc="extracting", unit="ex", disable=not progress, leave=False)
+    # disable=None: a bar on a terminal, silence in logs.
+    bar = tqdm(total=n, desc="extracting", unit="ex", disable=None if progress else True, leave=False)
     for start in range(0, n, batch_size):
         batch = collate([rows[i] for i in range(start, min(start + batch_size, n))])
         batch = {k: v.to(device) for k, v in batch.items()}

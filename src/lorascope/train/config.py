@@ -8,8 +8,9 @@ from pydantic import Field, PositiveInt, model_validator
 
 from lorascope.config import StrictModel
 
-# Starting learning rates inside the protocol's search ranges (LoRA 5e-5…5e-3, full 1e-6…5e-5).
-DEFAULT_LR = {"lora": 2e-3, "full": 2e-5}
+# Inside the protocol's search ranges (LoRA 5e-5…5e-3, full 1e-6…5e-5). Measured on MiniLM, SST-2,
+# 2,000 examples, 1 epoch: LoRA 5e-4 -> 51.0% (no learning), 2e-3 -> 77.2%; full 2e-5 -> 53.1%, 5e-5 -> 78.1%.
+DEFAULT_LR = {"lora": 2e-3, "full": 5e-5}
 
 
 class TrainConfig(StrictModel):
@@ -26,7 +27,7 @@ class TrainConfig(StrictModel):
     max_length: PositiveInt = Field(384, description="truncate inputs to this many tokens")
     pad_to_max_length: bool = Field(False, description="pad every batch to max_length (slow; dynamic padding otherwise)")
     epochs: float = Field(3.0, gt=0, description="training epochs")
-    lr: float | None = Field(None, gt=0, description="peak learning rate (default: 2e-3 LoRA, 2e-5 full)")
+    lr: float | None = Field(None, gt=0, description="peak learning rate (default: 2e-3 LoRA, 5e-5 full)")
     batch_size: PositiveInt = Field(16, description="per-device training batch size")
     eval_batch_size: PositiveInt = Field(64, description="per-device evaluation batch size")
     grad_accum: PositiveInt = Field(1, description="gradient accumulation steps (effective batch = batch_size × grad_accum × devices)")

@@ -1,0 +1,119 @@
+"""Benchmark set-up: device, base model, adapters (given or synthetic) and the task behind each adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lorascope.bench.base import BaseModelSpec, open_base
+from lorascope.bench.config import BenchConfig
+from lorascope.bench.sources import AdapterSource, head_width, resolve_adapter, resolve_full_model
+from lorascope.bench.synthetic import make_synthetic_adapters
+from lorascope.data import GLUE_TASKS, get_task
+from lorascope.errors import ConfigError, LorascopeError
+
+SYNTHETIC_FOLDER = "synthetic_adapters"
+
+
+@dataclass
+class Prepared:
+    """Everything the measurements run on.
+
+    Attributes:
+        device: Where every model runs.
+        base: Recipe for fresh base copies.
+        adapters: The adapters, in the order strategies take them (first = the single-adapter one).
+        tasks: Adapter name -> task whose dev set supplies its requests.
+        full_model: Model folder of a real full fine-tuning run, or None (the base stands in).
+        full_info: That run's metrics.json ({} when none).
+        synthetic: Whether the adapters are synthetic.
+        notes: Caveats to carry into bench.json.
+    """
+
+    device: torch.device
+    base: BaseModelSpec
+    adapters: list[AdapterSource]
+    tasks: dict[str, str]
+    full_model: Path | None
+    full_info: dict
+    synthetic: bool
+    notes: list[str]
+
+
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device is available here (use device=cpu or auto)")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def _task_of(source: AdapterSource, cfg: BenchConfig) -> str:
+    task = cfg.adapter_tasks.get(source.name) or source.task
+    if task is None and source.name.lower().replace("-", "").replace("_", "") in GLUE_TASKS:
+        task = source.name
+    if task is None:
+        raise ConfigError(
+            f"adapter '{source.name}' ({source.folder}): its task is unknown (no run metrics.json); "
+            f"set adapter_tasks.{source.name}=<task>"
+        )
+    get_task(task)  # fail early on a typo
+    return task
+
+
+def _label_names(adapters: list[AdapterSource]) -> tuple[str, ...]:
+    """The base head's labels: the adapters' heads all sit on it, so they must agree in width."""
+    widths = {a.name: (len(a.label_names) if a.label_names else head_width(a.folder)) for a in adapters}
+    known = {w for w in widths.values() if w is not None}
+    if len(known) > 1:
+        raise LorascopeError(
+            f"adapters have heads of different widths ({', '.join(f'{n}: {w}' for n, w in widths.items())}); "
+            "PEFT cannot hold them on one base model"
+        )
+    for a in adapters:
+        if a.label_names:
+            return a.label_names
+    width = known.pop() if known else 2
+    return tuple(f"LABEL_{i}" for i in range(width))
+
+
+def prepare(cfg: BenchConfig, out: Path) -> Prepared:
+    """Resolve the device, the base, the adapters (building synthetic ones under ``out``) and their tasks.
+
+    Raises:
+        LorascopeError: On an unusable model, adapter, full model or task.
+    """
+    device = resolve_device(cfg.device)
+    notes: list[str] = []
+    unknown = sorted(set(cfg.adapter_tasks) - set(cfg.adapters))
+    if unknown:
+        raise ConfigError(f"adapter_tasks: '{unknown[0]}' is not one of the adapters ({', '.join(cfg.adapters) or 'none given'})")
+    if cfg.adapters:
+        adapters = [resolve_adapter(name, path) for name, path in cfg.adapters.items()]
+        base = open_base(cfg.model, _label_names(adapters), cfg.seed)
+        for a in adapters:
+            if a.base_model_source and a.base_model_source != base.source:
+                notes.append(f"adapter '{a.name}' was trained on {a.base_model_source}, benchmarked on {base.source}")
+        synthetic = False
+    else:
+        for task in cfg.synthetic_tasks:
+            get_task(task)
+        base = open_base(cfg.model, get_task(cfg.synthetic_tasks[0]).label_names, cfg.seed)
+        adapters = make_synthetic_adapters(
+            base, cfg.synthetic_tasks, cfg.synthetic_adapters, out / SYNTHETIC_FOLDER,
+            r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets, seed=cfg.seed, device=device,
+        )
+        synthetic = True
+        notes.append("synthetic adapters (random B and heads): latency depends on shapes, not values")
+    full_model, full_info = (None, {})
+    if cfg.full_model:
+        full_model, full_info = resolve_full_model(cfg.full_model)
+    else:
+        notes.append("full_ft: the base model stands in for a fully fine-tuned model (same shapes, same cost)")
+    if base.random_init:
+        notes.append(f"base model: {base.source}")
+    tasks = {a.name: _task_of(a, cfg) for a in adapters}
+    return Prepared(device, base, adapters, tasks, full_model, full_info, synthetic, notes)

@@ -1,0 +1,229 @@
+"""``run_bench``: load every serving strategy, check it, time it interleaved, and write bench.json / bench.csv.
+
+Reads top to bottom: set-up (adapters, requests) -> load each strategy (timed, memory measured) ->
+correctness checks -> interleaved timing per batch size -> summary and ratios to the merged model.
+The output folder is written as ``<out>.partial`` and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lorascope.artifacts import finish, start_partial, write_json
+from lorascope.bench.checks import run_checks
+from lorascope.bench.config import BASELINE, BenchConfig
+from lorascope.bench.inputs import Batch, build_pool, make_batches
+from lorascope.bench.memory import PeakMeter, parameter_count, peak_rss_bytes, reachable_tensor_bytes, rss_bytes
+from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
+from lorascope.bench.report import write_csv
+from lorascope.bench.sources import folder_bytes
+from lorascope.bench.strategies import CATALOGUE, Group, LoadContext, groups_for, load_group, make_call
+from lorascope.bench.timing import latency_summary, ratio_summary, time_interleaved
+from lorascope.config import config_to_dict
+from lorascope.errors import LorascopeError
+from lorascope.provenance import provenance
+
+BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
+
+
+def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Measure every configured serving strategy on the same requests and save the results.
+
+    Args:
+        cfg: The benchmark configuration.
+        out: Output folder: ``bench.json``, ``bench.csv``, ``config.yaml`` (and ``synthetic_adapters/``).
+        overwrite: Replace an existing output folder.
+        show_progress: Show a rich progress display.
+
+    Returns:
+        The contents of ``bench.json``.
+
+    Raises:
+        LorascopeError: On bad input (model, adapters, data, an existing output folder).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise LorascopeError(f"{out}: already exists; choose another output folder or pass --overwrite")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    partial = start_partial(out, config_to_dict(cfg))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not show_progress) as progress:
+        step = progress.add_task("preparing model, adapters and requests", total=None)
+        prep = prepare(cfg, partial)
+        n_steps = cfg.warmup + cfg.requests
+        pool = build_pool(prep.tasks, prep.base, n_steps * max(cfg.batch_sizes), cfg.max_length, cfg.data_dir, cfg.seed)
+        batches = {b: make_batches(pool, b, n_steps, prep.base, prep.device) for b in cfg.batch_sizes}
+        progress.update(step, total=1, completed=1)
+
+        strategies, skipped = _feasible(cfg.strategies, len(prep.adapters))
+        ctx = LoadContext(prep.base, prep.adapters, cfg.dtype, prep.device, prep.full_model, cfg.merged_cache_size)
+        meter = PeakMeter(prep.device)
+        groups, memory = _load_all(strategies, ctx, batches[max(cfg.batch_sizes)][0], meter, progress)
+
+        step = progress.add_task("correctness checks", total=1)
+        b_max = max(cfg.batch_sizes)
+        check_batches = batches[b_max][: math.ceil(cfg.check_rows / b_max)]
+        checks = run_checks(strategies, groups, ctx, check_batches, cfg.atol("peft"), cfg.atol("runtime"))
+        progress.update(step, completed=1)
+
+        calls = {s: make_call(s, groups[CATALOGUE[s][0]]) for s in strategies}
+        forward_peaks = _forward_peaks(calls, batches, meter)
+        times = {}
+        for b in cfg.batch_sizes:
+            step = progress.add_task(f"timing batch size {b}", total=n_steps)
+            timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
+            times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda: progress.advance(step))
+
+    measured = dict(groups=groups, memory=memory, forward_peaks=forward_peaks, checks=checks, times=times,
+                    cuda_peak=meter.overall())
+    bench = _assemble(cfg, prep, strategies, skipped, batches, **measured)
+    write_json(partial / "bench.json", bench)
+    write_csv(partial / "bench.csv", bench["results"])
+    finish(partial, out)
+    return bench
+
+
+def _feasible(strategies: list[str], n_adapters: int) -> tuple[list[str], dict[str, str]]:
+    keep = [s for s in strategies if CATALOGUE[s][1] <= n_adapters]
+    skipped = {s: f"needs {CATALOGUE[s][1]} adapters, {n_adapters} given" for s in strategies if s not in keep}
+    return keep, skipped
+
+
+def _load_all(
+    strategies: list[str], ctx: LoadContext, prime_batch: Batch, meter: PeakMeter, progress: Progress
+) -> tuple[dict[str, Group], dict[str, dict]]:
+    """Load each group in turn, prime it (fills caches and lazy state), and measure what it holds."""
+    groups: dict[str, Group] = {}
+    memory: dict[str, dict] = {}
+    step = progress.add_task("loading strategies", total=len(groups_for(strategies)))
+    for name in groups_for(strategies):
+        gc.collect()
+        rss_before, alloc_before = rss_bytes(), meter.start()
+        group = load_group(name, ctx)
+        for s in (s for s in strategies if CATALOGUE[s][0] == name):
+            call = make_call(s, group)
+            for k in range(max(1, len(group.adapters))):  # every adapter once: merged caches filled
+                call(k, prime_batch)
+        alloc_after = meter.start()
+        memory[name] = {
+            "model_tensor_bytes": reachable_tensor_bytes(*group.modules),
+            "cuda_resident_bytes": None if alloc_after is None else alloc_after - alloc_before,
+            "rss_load_delta_bytes": rss_bytes() - rss_before,
+        }
+        groups[name] = group
+        progress.advance(step)
+    return groups, memory
+
+
+def _forward_peaks(calls: dict, batches: dict[int, list[Batch]], meter: PeakMeter) -> dict[str, dict[int, int | None]]:
+    """Extra CUDA memory at the peak of one request, per strategy and batch size (None off CUDA)."""
+    peaks: dict[str, dict[int, int | None]] = {s: {} for s in calls}
+    for b, bs in batches.items():
+        for s, call in calls.items():
+            start = meter.start()
+            call(0, bs[0])
+            peaks[s][b] = meter.extra_since(start)
+    return peaks
+
+
+def _artifacts(prep: Prepared, cfg: BenchConfig, groups: dict[str, Group]) -> tuple[dict, dict]:
+    adapters = {
+        a.name: {"weights_bytes": folder_bytes(a.folder, weights_only=True), "folder_bytes": folder_bytes(a.folder)}
+        for a in prep.adapters
+    }
+    if prep.full_model is not None:
+        full = {"bytes": folder_bytes(prep.full_model, weights_only=True), "estimated": False}
+    else:
+        full_group = groups.get("full") or groups.get("merged")
+        n = parameter_count(full_group.modules[0]) if full_group else None
+        full = {"bytes": None if n is None else n * BYTES_PER_PARAM[cfg.dtype], "estimated": True}
+    return adapters, full
+
+
+def _assemble(
+    cfg: BenchConfig, prep: Prepared, strategies: list[str], skipped: dict[str, str], batches: dict[int, list[Batch]], *,
+    groups: dict[str, Group], memory: dict[str, dict], forward_peaks: dict, checks: list, times: dict, cuda_peak: int | None,
+) -> dict[str, Any]:
+    """bench.json's contents: config, environment, inputs, per-strategy resources, results rows, checks."""
+    adapter_bytes, full = _artifacts(prep, cfg, groups)
+    check_by = {c.strategy: c.passed for c in checks}
+    per_strategy = {}
+    for s in strategies:
+        group = groups[CATALOGUE[s][0]]
+        if s in ("full_ft", "lora_merged"):
+            artifact, estimated = full["bytes"], full["estimated"] or s == "lora_merged"
+        else:
+            artifact, estimated = sum(adapter_bytes[a]["weights_bytes"] for a in group.adapters), False
+        per_strategy[s] = {
+            "description": CATALOGUE[s][2] + (" (base model stand-in)" if s == "full_ft" and prep.full_model is None else ""),
+            "group": group.name,
+            "adapters": group.adapters,
+            "load_s": group.load_s,
+            "memory": {**memory[group.name], "cuda_forward_peak_bytes": forward_peaks[s]},
+            "artifact_bytes": artifact,
+            "artifact_estimated": estimated,
+        }
+    env = _environment(prep.device, cfg)
+    requests = {b: _request_stats(batches[b][cfg.warmup:]) for b in cfg.batch_sizes}
+    results = []
+    for b in cfg.batch_sizes:
+        seq = requests[b]["mean_seq_len"]
+        for s in strategies:
+            row = {"strategy": s, "batch_size": b, **latency_summary(times[b][s], b, cfg.bootstrap_resamples, cfg.seed)}
+            row.update(ratio_summary(times[b][s], times[b][BASELINE], cfg.bootstrap_resamples, cfg.seed))
+            info = per_strategy[s]
+            row.update(
+                mean_seq_len=seq, adapters_loaded=len(info["adapters"]), load_s=info["load_s"],
+                model_tensor_bytes=info["memory"]["model_tensor_bytes"], cuda_resident_bytes=info["memory"]["cuda_resident_bytes"],
+                cuda_forward_peak_bytes=forward_peaks[s][b], rss_load_delta_bytes=info["memory"]["rss_load_delta_bytes"],
+                artifact_bytes=info["artifact_bytes"], artifact_estimated=info["artifact_estimated"], check_passed=check_by.get(s),
+                synthetic_adapters=prep.synthetic, full_ft_stand_in=prep.full_model is None, device=env["device_name"],
+                dtype=cfg.dtype, threads=env["threads"], description=info["description"],
+            )
+            results.append(row)
+    return {
+        "config": config_to_dict(cfg),
+        "environment": env,
+        "base_model": {"name": prep.base.name, "source": prep.base.source, "is_decoder": prep.base.is_decoder,
+                       "random_init": prep.base.random_init},
+        "synthetic_adapters": prep.synthetic,
+        "adapters": [
+            {"name": a.name, "task": prep.tasks[a.name], "origin": a.origin, "label_names": a.label_names,
+             "folder": str(Path(SYNTHETIC_FOLDER) / a.folder.name) if prep.synthetic else str(a.folder), **adapter_bytes[a.name]}
+            for a in prep.adapters
+        ],
+        "full_ft": {"stand_in": prep.full_model is None, "folder": None if prep.full_model is None else str(prep.full_model),
+                    "task": prep.full_info.get("task"), **full},
+        "strategies": per_strategy,
+        "skipped": skipped,
+        "requests": {str(b): {"warmup": cfg.warmup, "measured": cfg.requests, **requests[b]} for b in cfg.batch_sizes},
+        "results": results,
+        "checks": [c.to_dict() for c in checks],
+        "checks_passed": all(c.passed for c in checks),
+        "memory": {"peak_rss_bytes": peak_rss_bytes(), "cuda_max_allocated_bytes": cuda_peak,
+                   "note": "RSS is process-wide (all strategies share the process); per strategy see strategies.*.memory"},
+        "notes": prep.notes + [f"{s} skipped: {why}" for s, why in skipped.items()],
+        "provenance": provenance(cfg.seed),
+    }
+
+
+def _request_stats(batches: list[Batch]) -> dict[str, float]:
+    """Mean padded length of the measured batches and the share of their tokens that are not padding."""
+    padded = sum(b.size * b.seq_len for b in batches)
+    return {"mean_seq_len": float(np.mean([b.seq_len for b in batches])),
+            "real_token_fraction": sum(b.real_tokens for b in batches) / padded}
+
+
+def _environment(device: torch.device, cfg: BenchConfig) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"device": device.type, "device_name": name if device.type == "cuda" else f"CPU ({name})",
+            "dtype": cfg.dtype, "threads": torch.get_num_threads(), "torch": torch.__version__}

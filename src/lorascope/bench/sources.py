@@ -1,0 +1,170 @@
+"""Where adapters and full models come from: run folders, adapter folders, and what they say about themselves.
+
+A LoRA training run (``lorascope train``) is ``<run>/adapter/`` (a PEFT folder) plus
+``<run>/metrics.json`` (task, label names, base model); a full run is ``<run>/model/`` plus the same
+``metrics.json``. A bare PEFT folder carries no label names, so lorascope writes a small sidecar,
+``lorascope_adapter.json``, beside the adapters it makes itself (synthetic ones); otherwise the
+``metrics.json`` of the folder's parent is used when the folder is a run's ``adapter/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorascope.errors import LorascopeError
+
+SIDECAR = "lorascope_adapter.json"
+ADAPTER_CONFIG = "adapter_config.json"
+# Letters, digits, '_' and '-': safe in URLs, file names and CSV cells, and never a path.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class AdapterSource:
+    """A PEFT adapter folder and what is known about it.
+
+    Attributes:
+        name: The name it is served and reported under.
+        folder: The PEFT adapter folder (holds ``adapter_config.json``).
+        task: Task it was trained for, or None when unknown.
+        label_names: Label id -> name, or None when unknown (then ``LABEL_<i>``).
+        base_model_source: The base model it was trained on, when recorded.
+        origin: ``"run"``, ``"adapter"`` or ``"synthetic"``.
+    """
+
+    name: str
+    folder: Path
+    task: str | None
+    label_names: tuple[str, ...] | None
+    base_model_source: str | None
+    origin: str
+
+
+def check_adapter_name(name: object, error: type[Exception] = LorascopeError) -> str:
+    """Return ``name`` if it is a valid adapter name, else raise ``error`` saying what is allowed."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise error(f"adapter name {name!r}: use 1 to 64 letters, digits, '_' or '-'")
+    return name
+
+
+def parse_named_paths(items: list[str] | None, what: str = "--adapter") -> dict[str, str]:
+    """``["sst2=runs/a", ...]`` -> ``{"sst2": "runs/a", ...}``; names validated, duplicates refused."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path.strip():
+            raise LorascopeError(f"{what} {item!r}: expected name=path")
+        check_adapter_name(name.strip())
+        if name.strip() in out:
+            raise LorascopeError(f"{what} {item!r}: name '{name.strip()}' given twice")
+        out[name.strip()] = path.strip()
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise LorascopeError(f"{path}: cannot read ({err})") from None
+    if not isinstance(data, dict):
+        raise LorascopeError(f"{path}: expected a JSON object")
+    return data
+
+
+def _run_info(metrics_path: Path) -> dict:
+    info = _read_json(metrics_path)
+    if info.get("status", "ok") != "ok":
+        raise LorascopeError(f"{metrics_path.parent}: training run did not finish successfully ({info.get('reason')})")
+    return info
+
+
+def resolve_adapter(name: str, path: str | Path) -> AdapterSource:
+    """A run folder or PEFT adapter folder -> :class:`AdapterSource`.
+
+    Raises:
+        LorascopeError: If the path is missing, is a full fine-tuning run, or holds no adapter.
+    """
+    check_adapter_name(name)
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise LorascopeError(f"adapter '{name}': {p} is not a folder")
+    if (p / "metrics.json").is_file() and (p / "adapter" / ADAPTER_CONFIG).is_file():
+        info = _run_info(p / "metrics.json")
+        return _from_info(name, p / "adapter", info, "run")
+    if (p / "metrics.json").is_file() and (p / "model").is_dir():
+        raise LorascopeError(f"adapter '{name}': {p} is a full fine-tuning run, not a LoRA adapter (use it as --full-model)")
+    if not (p / ADAPTER_CONFIG).is_file():
+        raise LorascopeError(f"adapter '{name}': {p} holds neither adapter/ + metrics.json (a LoRA run) nor {ADAPTER_CONFIG}")
+    if (p / SIDECAR).is_file():
+        info = _read_json(p / SIDECAR)
+        return _from_info(name, p, info, "synthetic" if info.get("synthetic") else "adapter")
+    if (p.parent / "metrics.json").is_file() and p.name == "adapter":
+        return _from_info(name, p, _run_info(p.parent / "metrics.json"), "run")
+    return AdapterSource(name, p, None, None, None, "adapter")
+
+
+def _from_info(name: str, folder: Path, info: dict, origin: str) -> AdapterSource:
+    labels = info.get("label_names")
+    return AdapterSource(
+        name=name,
+        folder=folder,
+        task=info.get("task"),
+        label_names=tuple(str(x) for x in labels) if isinstance(labels, list) and labels else None,
+        base_model_source=info.get("base_model_source"),
+        origin=origin,
+    )
+
+
+def write_sidecar(folder: Path, task: str | None, label_names: tuple[str, ...], synthetic: bool) -> None:
+    """Record an adapter's task and labels beside its PEFT files."""
+    data = {"task": task, "label_names": list(label_names), "synthetic": synthetic}
+    (folder / SIDECAR).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def resolve_full_model(path: str | Path) -> tuple[Path, dict]:
+    """A full fine-tuning run folder or model folder -> (model folder, run info or {}).
+
+    Raises:
+        LorascopeError: If it is neither.
+    """
+    p = Path(path).expanduser()
+    if (p / "metrics.json").is_file() and (p / "model" / "config.json").is_file():
+        return p / "model", _run_info(p / "metrics.json")
+    if (p / "config.json").is_file():
+        return p, {}
+    if (p / "adapter" / ADAPTER_CONFIG).is_file():
+        raise LorascopeError(f"full model {p}: is a LoRA run, not a full fine-tuning run (use it as --adapter)")
+    raise LorascopeError(f"full model {p}: neither a full fine-tuning run folder (model/ + metrics.json) nor a model folder")
+
+
+def folder_bytes(folder: Path, weights_only: bool = False) -> int:
+    """Bytes of the files in ``folder`` (recursively); only weight files when ``weights_only``."""
+    return sum(
+        f.stat().st_size
+        for f in folder.rglob("*")
+        if f.is_file() and (not weights_only or f.name.endswith(WEIGHT_SUFFIXES))
+    )
+
+
+def head_width(folder: Path) -> int | None:
+    """Number of labels of the classification head saved in a PEFT folder, or None if it has none.
+
+    Reads only the safetensors header (shapes), not the tensors.
+    """
+    path = folder / "adapter_model.safetensors"
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                if key.endswith(("classifier.weight", "score.weight")):
+                    return int(f.get_slice(key).get_shape()[0])
+    except Exception as err:  # a corrupt header is bad input, not a bug
+        raise LorascopeError(f"{path}: cannot read ({err})") from None
+    return None

@@ -1,0 +1,75 @@
+"""A reduced study end to end; resumption, config mismatch, a failing unit, shipped study files."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lorascope.errors import ConfigError
+from lorascope.study import load_study, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reduced_study(tmp_path: Path, **extra) -> Path:
+    cfg = {
+        "name": "reduced",
+        "model": "tiny-llama",
+        "tasks": ["rte", "sst2"],
+        "methods": ["lora", "full"],
+        "seeds": [1, 2],
+        "out": str(tmp_path / "study"),
+        "stages": ["sanity", "baselines", "train", "drift", "report"],
+        "train": {"train_limit": 24, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 48},
+        "method_train": {"lora": {"lr": 5e-3}, "full": {"lr": 1e-3}},
+        "sanity": {"samples": 4, "max_epochs": 2, "threshold": 10.0},
+        "drift": {"n_samples": 32, "max_length": 48, "bootstrap": 100},
+        **extra,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_reduced_study_end_to_end(glue_dir, tmp_path):
+    cfg = load_study(reduced_study(tmp_path, task_train={"sst2": {"lr": 1e12, "max_grad_norm": 1e12}}))
+    out = run_study(cfg)
+    units = sorted(p.name for p in (out / "train").iterdir())
+    assert units == [f"{t}-{m}-s{s}" for t in ("rte", "sst2") for m in ("full", "lora") for s in (1, 2)]
+    assert (out / "drift" / "rte" / "drift.json").is_file()
+    assert not (out / "drift" / "sst2" / "drift.json").exists()  # every sst2 run diverged
+    md = (out / "report" / "report.md").read_text()
+    html = (out / "report" / "report.html").read_text()
+    assert "## Representation drift" in md and "base_vs_lora_init" in md
+    # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
+    assert "Failed units" in md and "No drift analysis for sst2" in md
+    assert "data:image/png;base64," in html
+    assert (out / "report" / "figures" / "drift_by_layer.png").stat().st_size > 1000
+    assert set(yaml.safe_load((out / "config.yaml").read_text())["tasks"]) == {"rte", "sst2"}
+
+
+def test_config_mismatch_names_the_key(glue_dir, tmp_path):
+    path = reduced_study(tmp_path, stages=["baselines"])
+    run_study(load_study(path))
+    changed = load_study(path, {"seeds": [1, 3]})
+    with pytest.raises(ConfigError, match=r"seeds: stored \[1, 2\] != current \[1, 3\]"):
+        run_study(changed)
+    run_study(load_study(path, {"stages": ["baselines", "report"]}))  # stages may change freely
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_study_files_validate(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# lorascope study run configs/studies/"), "each study file opens with its command"
+    cfg = load_study(path)
+    assert cfg.tasks and cfg.methods and cfg.seeds
+
+
+def test_bad_study_file(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: x\nseeds: []\n")
+    with pytest.raises(ConfigError, match="'seeds': Value error, must list at least one entry"):
+        load_study(p)
+    p.write_text("name: x\ntrain: {epochz: 1}\n")
+    with pytest.raises(ConfigError, match="unknown key 'epochz'"):
+        load_study(p)
