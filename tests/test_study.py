@@ -1,5 +1,6 @@
 """A reduced study end to end; resumption, config mismatch, a failing unit, shipped study files."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,13 @@ def test_bad_study_file(tmp_path):
     p.write_text("name: x\ntrain: {epochz: 1}\n")
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
         load_study(p)
+
+
+def test_hpo_stage_feeds_the_training_grid(glue_dir, tmp_path):
+    path = reduced_study(tmp_path, tasks=["rte"], methods=["lora"], seeds=[1], stages=["hpo", "train"],
+                         hpo={"n_trials": 2, "space": {"lora": {"epochs": 1, "batch_size": [8]}}})
+    out = run_study(load_study(path))
+    best = json.loads((out / "hpo" / "rte-lora" / "hpo.json").read_text())["best"]
+    stored = yaml.safe_load((out / "train" / "rte-lora-s1" / "config.yaml").read_text())
+    assert stored["lr"] == pytest.approx(best["params"]["lr"])
+    assert stored["lora_alpha"] == best["params"]["lora_alpha"]

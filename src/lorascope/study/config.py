@@ -10,7 +10,7 @@ from pydantic import Field, PositiveInt, field_validator
 from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.train.config import TrainConfig
 
-STAGES = ("sanity", "baselines", "train", "drift", "bench", "report")
+STAGES = ("sanity", "baselines", "hpo", "train", "drift", "bench", "report")
 
 
 class DriftSettings(StrictModel):
@@ -30,6 +30,16 @@ class SanitySettings(StrictModel):
     threshold: float = Field(0.1, gt=0, description="training loss to reach")
 
 
+class HpoSettings(StrictModel):
+    n_trials: PositiveInt = Field(15, description="Optuna TPE trials per (task, method)")
+    seed: int = Field(42, description="seed of the sampler and of the trials' training")
+    train: dict[str, Any] = Field(default_factory=dict, description="training settings of every trial (e.g. epochs)")
+    task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                  description="per-task trial settings (e.g. sst2: {train_limit: 3000})")
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method search-space overrides")
+    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the study folder)")
+
+
 class BenchSettings(StrictModel):
     batch_sizes: list[PositiveInt] = Field([1, 16], description="serving batch sizes")
     requests: PositiveInt = Field(64, description="measured requests per strategy and batch size")
@@ -46,12 +56,13 @@ class StudyConfig(StrictModel):
     methods: list[Literal["lora", "full"]] = Field(["lora", "full"], description="methods")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
-    stages: list[Literal["sanity", "baselines", "train", "drift", "bench", "report"]] = Field(
-        list(STAGES), description="stages to run, in order")
+    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "bench", "report"]] = Field(
+        [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
     method_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method training settings")
     task_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-task training settings")
+    hpo: HpoSettings = Field(default_factory=HpoSettings)
     sanity: SanitySettings = Field(default_factory=SanitySettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
@@ -65,9 +76,13 @@ class StudyConfig(StrictModel):
             raise ValueError("entries must be distinct")
         return v
 
-    def train_config(self, task: str, method: str, seed: int) -> TrainConfig:
-        """The resolved training config of one unit: shared < per-method < per-task settings."""
-        layers = [self.train, self.method_train.get(method, {}), self.task_train.get(task, {}),
+    def train_config(self, task: str, method: str, seed: int, tuned: dict[str, Any] | None = None) -> TrainConfig:
+        """The resolved training config of one unit.
+
+        Layers, later wins: shared < per-method < per-task settings < ``tuned`` (the searched
+        parameters of the HPO stage's best trial, when that stage ran).
+        """
+        layers = [self.train, self.method_train.get(method, {}), self.task_train.get(task, {}), tuned or {},
                   dict(task=task, method=method, seed=seed, model=self.model, data_dir=self.data_dir)]
         return build_config(TrainConfig, *layers, source=f"study '{self.name}' train settings ({task}, {method})")
 
@@ -78,4 +93,20 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     for task in cfg.tasks:
         for method in cfg.methods:
             cfg.train_config(task, method, cfg.seeds[0])
+            if "hpo" in cfg.stages:
+                hpo_config(cfg, task, method)
     return cfg
+
+
+def hpo_config(cfg: StudyConfig, task: str, method: str):
+    """The search of one (task, method): the study's training settings under the HPO ones."""
+    from lorascope.hpo import HpoConfig
+
+    h = cfg.hpo
+    train = {**cfg.train, **cfg.method_train.get(method, {}), **cfg.task_train.get(task, {}), **h.train,
+             **h.task_train.get(task, {})}
+    if cfg.data_dir:
+        train["data_dir"] = cfg.data_dir
+    return build_config(HpoConfig, dict(task=task, method=method, model=cfg.model, n_trials=h.n_trials, seed=h.seed,
+                                        storage=h.storage, train=train, space=h.space.get(method, {})),
+                        source=f"study '{cfg.name}' hpo settings ({task}, {method})")

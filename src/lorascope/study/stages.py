@@ -61,6 +61,29 @@ def stage_baselines(ctx: StageContext) -> None:
         ctx.console.print(f"  baseline {b['task']}: majority " + ", ".join(f"{k} {100 * v:.1f}" for k, v in b["majority"].items()))
 
 
+def stage_hpo(ctx: StageContext) -> None:
+    from lorascope.hpo import run_hpo
+    from lorascope.study.config import hpo_config
+
+    for task in ctx.cfg.tasks:
+        for method in ctx.cfg.methods:
+            if any(ctx.only.get(k, v) != v for k, v in (("task", task), ("method", method))):
+                continue
+            t0 = time.perf_counter()
+            result = run_hpo(hpo_config(ctx.cfg, task, method), ctx.out / "hpo" / f"{task}-{method}")
+            best = result.get("best") or {}
+            ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
+                              f"({time.perf_counter() - t0:.0f} s)")
+
+
+def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
+    """The searched parameters of the best HPO trial of (task, method), or {} without a search."""
+    path = out / "hpo" / f"{task}-{method}" / "hpo.json"
+    if not path.is_file():
+        return {}
+    return dict((read_json(path).get("best") or {}).get("params") or {})
+
+
 def stage_train(ctx: StageContext) -> None:
     from lorascope.train import run_train
 
@@ -69,7 +92,7 @@ def stage_train(ctx: StageContext) -> None:
     fresh = 0
     for i, unit in enumerate(units, 1):
         folder = unit.folder(ctx.out)
-        cfg = ctx.cfg.train_config(unit.task, unit.method, unit.seed)
+        cfg = ctx.cfg.train_config(unit.task, unit.method, unit.seed, tuned_settings(ctx.out, unit.task, unit.method))
         was_done = folder.is_dir()
         t0 = time.perf_counter()
         try:
@@ -146,6 +169,7 @@ def stage_report(ctx: StageContext) -> None:
 STAGE_FUNCS: dict[str, Callable[[StageContext], None]] = {
     "sanity": stage_sanity,
     "baselines": stage_baselines,
+    "hpo": stage_hpo,
     "train": stage_train,
     "drift": stage_drift,
     "bench": stage_bench,
