@@ -77,7 +77,9 @@ def as_layer_stack(a: Any, name: str, *, min_rows: int = 2) -> np.ndarray:
     if arr.shape[0] == 0:
         raise LorascopeError(f"{name} has no layers (shape {arr.shape})")
     if arr.shape[1] < min_rows:
-        raise LorascopeError(f"{name} has {arr.shape[1]} samples per layer; this measure needs at least {min_rows}")
+        raise LorascopeError(
+            f"{name} has {arr.shape[1]} samples per layer; this measure needs at least {min_rows}"
+        )
     return arr
 
 

@@ -14,8 +14,14 @@ import numpy as np
 
 from lorascope.errors import LorascopeError
 from lorascope.similarity._arrays import as_layer_stack, as_matrix, centre_columns, check_pair
-from lorascope.similarity.bootstrap import bootstrap_indices, resample_counts, weighted_cka
-from lorascope.similarity.cka import centred_gram, cka_from_moments, cka_moments, moments_from_grams
+from lorascope.similarity.bootstrap import Ties, bootstrap_indices, resample_counts, weighted_cka
+from lorascope.similarity.cka import (
+    GramPrecision,
+    centred_gram,
+    cka_from_moments,
+    cka_moments,
+    moments_from_grams,
+)
 from lorascope.similarity.cosine import row_cosines
 
 
@@ -30,6 +36,7 @@ class LayerSimilarity:
         n_samples: n.
         cka_boot: float array [L, B] of bootstrap replicates of biased CKA, or None (B = 0).
         cka_debiased_boot: float array [L, B], the same for debiased CKA, or None.
+        ties: how the debiased replicates treated copies of one sample ("exclude" or "keep").
         seed: seed of the bootstrap index draws (the same resamples for every layer).
     """
 
@@ -40,6 +47,7 @@ class LayerSimilarity:
     cka_boot: np.ndarray | None = None
     cka_debiased_boot: np.ndarray | None = None
     seed: int | None = None
+    ties: str = "exclude"
 
     @property
     def drift(self) -> np.ndarray:
@@ -53,7 +61,13 @@ class LayerSimilarity:
 
 
 def layer_similarity(
-    x_layers: Any, y_layers: Any, *, n_resamples: int = 0, seed: int = 0
+    x_layers: Any,
+    y_layers: Any,
+    *,
+    n_resamples: int = 0,
+    seed: int = 0,
+    gram_precision: GramPrecision = "float64",
+    ties: Ties = "exclude",
 ) -> LayerSimilarity:
     """Biased and debiased linear CKA, mean cosine and (optionally) their bootstrap, for all layers.
 
@@ -63,6 +77,12 @@ def layer_similarity(
         n_resamples: bootstrap resamples B over samples (0: none). Resample b uses row indices
             ``bootstrap_indices(n, B, seed)[b]`` for every layer.
         seed: seed of the bootstrap index draws.
+        gram_precision: "float64", or "float32" for the n×n Gram products only (about twice as
+            fast; CKA within ~1e-9 of float64, see :func:`~lorascope.similarity.cka.centred_gram`).
+            All sums stay float64. Forces the Gram path.
+        ties: how debiased bootstrap replicates treat two copies of one sample, "exclude"
+            (default; replicates centre on the estimate) or "keep"; see
+            :mod:`lorascope.similarity.bootstrap`.
 
     Returns:
         LayerSimilarity with arrays [L] (and [L, B] for the bootstrap).
@@ -76,6 +96,10 @@ def layer_similarity(
     check_pair(xs, ys)
     if n_resamples < 0:
         raise LorascopeError(f"n_resamples must be 0 (no bootstrap) or positive; got {n_resamples}")
+    if ties not in ("exclude", "keep"):
+        raise LorascopeError(f"ties must be 'exclude' or 'keep'; got {ties!r}")
+    if gram_precision not in ("float64", "float32"):
+        raise LorascopeError(f"gram_precision must be 'float64' or 'float32'; got {gram_precision!r}")
     n_layers, n = xs.shape[0], xs.shape[1]
     same_d = xs.shape[2] == ys.shape[2]
     cka, cka_d = np.empty(n_layers), np.empty(n_layers)
@@ -90,13 +114,15 @@ def layer_similarity(
             cosine[i] = row_cosines(x, y, f"layer {i}: ").mean()
         xc = centre_columns(x, f"x_layers[{i}]")
         yc = centre_columns(y, f"y_layers[{i}]")
-        if counts is None:
+        if counts is None and gram_precision == "float64":
             m = cka_moments(xc, yc, "auto")
         else:
-            # The bootstrap works on the n×n Grams, so take the point estimates from them too.
-            k, l = centred_gram(xc), centred_gram(yc)
+            # The bootstrap and the float32 products need the n×n Grams; the point estimates
+            # come from the same Grams so that they match the replicates.
+            k, l = centred_gram(xc, gram_precision), centred_gram(yc, gram_precision)
             m = moments_from_grams(k, l)
-            boot[i], boot_d[i] = weighted_cka(k, l, counts)
+            if counts is not None:
+                boot[i], boot_d[i] = weighted_cka(k, l, counts, ties=ties)
         cka[i] = cka_from_moments(m)
         cka_d[i] = cka_from_moments(m, debiased=True)
     return LayerSimilarity(
@@ -107,4 +133,5 @@ def layer_similarity(
         cka_boot=boot,
         cka_debiased_boot=boot_d,
         seed=seed if n_resamples else None,
+        ties=ties,
     )

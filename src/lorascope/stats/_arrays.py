@@ -53,7 +53,8 @@ def paired_deltas(a: Any, b: Any, names: tuple[str, str] = ("a", "b"), *, min_n:
     y = as_sample(b, names[1], min_n=min_n)
     if x.shape != y.shape:
         raise LorascopeError(
-            f"{names[0]} and {names[1]} must be paired (same length, same order); got {x.shape[0]} and {y.shape[0]} values"
+            f"{names[0]} and {names[1]} must be paired (same length, same order); "
+            f"got {x.shape[0]} and {y.shape[0]} values"
         )
     return x - y
 

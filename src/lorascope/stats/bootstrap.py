@@ -99,7 +99,8 @@ def bootstrap_ci(
         notes.append(f"n={n} is small: bootstrap intervals undercover")
     if all(is_constant(s) for s in samples):
         notes.append("all values equal: the bootstrap distribution is a single point")
-        return ConfidenceInterval(estimate, estimate, estimate, confidence, method, n, n_resamples, "; ".join(notes))
+        note = "; ".join(notes)
+        return ConfidenceInterval(estimate, estimate, estimate, confidence, method, n, n_resamples, note)
     with warnings.catch_warnings():
         # scipy warns (and returns NaN) for BCa on degenerate resamples; NaN is reported below.
         warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)

@@ -103,7 +103,7 @@ def _combine_tost(lo: TestResult, hi: TestResult, margin: float, statistic: floa
         test=f"TOST, two one-sided {lo.test} tests, margin ±{margin:g}",
         n=lo.n,
         statistic=statistic,
-        p_value=max(lo.p_value, hi.p_value) if not (math.isnan(lo.p_value) or math.isnan(hi.p_value)) else math.nan,
+        p_value=math.nan if math.isnan(lo.p_value) or math.isnan(hi.p_value) else max(lo.p_value, hi.p_value),
         alternative="equivalence",
         min_attainable_p=max(floors) if floors else None,
         n_resamples=lo.n_resamples,
@@ -152,7 +152,9 @@ def _message(
     if math.isnan(test.p_value):
         return f"{base}: {test.note or 'the test is undefined for these data'}."
     if status == "inconclusive":
-        return f"{base} > corrected alpha {alpha_text}: the estimate points the claimed way but is not significant."
+        return (
+            f"{base} > corrected alpha {alpha_text}: the estimate points the claimed way but is not significant."
+        )
     return f"{base} > corrected alpha {alpha_text}: the estimate does not meet the claim."
 
 
@@ -241,7 +243,8 @@ def h1a_verdict(
         else f"LoRA's metric is at most {margin:g} below full fine-tuning's"
     )
     estimate_text = (
-        f"mean LoRA − full FT = {estimate:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}), margin ±{margin:g}"
+        f"mean LoRA − full FT = {estimate:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}), "
+        f"margin ±{margin:g}"
     )
     return Verdict(
         hypothesis="H1a", claim=claim, status=status, estimate=estimate, ci_low=float(low), ci_high=float(high),
@@ -295,7 +298,8 @@ def h1b_verdict(
     full = as_sample(drift_full, "drift_full", min_n=2)
     if lora.shape != full.shape:
         raise LorascopeError(
-            f"drift_lora and drift_full must be paired by seed (same length); got {lora.shape[0]} and {full.shape[0]}"
+            "drift_lora and drift_full must be paired by seed (same length); "
+            f"got {lora.shape[0]} and {full.shape[0]}"
         )
     if full.mean() <= 0.0:
         raise LorascopeError(

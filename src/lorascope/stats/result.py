@@ -26,7 +26,8 @@ class TestResult:
         n: number of observations (pairs) the test used.
         statistic: the test statistic (t, mean delta, ...); NaN when undefined.
         p_value: the exact p-value as computed, not rounded or thresholded; NaN when undefined.
-        alternative: "two-sided", "greater" or "less" (for the mean of the deltas vs 0).
+        alternative: "two-sided", "greater" or "less" (for the mean of the deltas vs the null), or
+            "equivalence" for two one-sided tests against a margin.
         min_attainable_p: smallest p-value this test can return with this n (and these ties), or
             None when the test has no floor (e.g. the t-test).
         n_resamples: Monte-Carlo draws used, or None for exact/analytic tests.

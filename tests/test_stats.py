@@ -1,0 +1,354 @@
+"""Statistics: exact permutation p-values, t-test, bootstrap, effect size, corrections, verdicts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from lorascope.errors import LorascopeError
+from lorascope.stats import (
+    TestResult,
+    bonferroni,
+    bonferroni_alpha,
+    bootstrap_ci,
+    cohens_d_paired,
+    correct,
+    fieller_interval,
+    h1a_verdict,
+    h1b_verdict,
+    holm,
+    min_attainable_p,
+    paired_t_test,
+    sign_flip_test,
+    t_interval,
+)
+
+
+def brute_force_sign_flip(deltas, alternative):
+    """p by listing every sign vector explicitly (independent of the package's doubling trick)."""
+    d = np.asarray(deltas, dtype=float)
+    sums = np.array([np.dot(s, np.abs(d)) for s in itertools.product([1, -1], repeat=len(d))])
+    # The observed signs are one of the patterns; compare against |d| with the observed signs.
+    obs = np.dot(np.sign(d), np.abs(d))
+    tol = 1e-9
+    if alternative == "greater":
+        return np.mean(sums >= obs - tol)
+    if alternative == "less":
+        return np.mean(sums <= obs + tol)
+    return np.mean(np.abs(sums) >= abs(obs) - tol)
+
+
+# ---------------------------------------------------------------- sign-flip permutation test
+
+
+def test_exact_p_for_three_positive_deltas():
+    res = sign_flip_test([0.1, 0.2, 0.3])
+    assert res.p_value == 0.25
+    assert res.min_attainable_p == 0.25
+    assert res.n == 3 and res.test == "sign-flip permutation (exact)"
+    assert res.statistic == pytest.approx(0.2)
+    greater = sign_flip_test([0.1, 0.2, 0.3], alternative="greater")
+    assert greater.p_value == 0.125 and greater.min_attainable_p == 0.125
+    assert sign_flip_test([0.1, 0.2, 0.3], alternative="less").p_value == 1.0
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        [1.0, -2.0, 3.0, 0.5, -0.25, 4.0],
+        [1.0, 1.0, -1.0, 2.0, 1.0],  # ties between magnitudes
+        [0.3, -0.1, 0.2, 0.1, -0.3, 0.2, 0.1],  # decimal ties that rounding could split
+    ],
+)
+def test_exact_p_matches_brute_force(deltas, alternative):
+    assert sign_flip_test(deltas, alternative=alternative).p_value == pytest.approx(
+        brute_force_sign_flip(deltas, alternative), abs=1e-15
+    )
+
+
+def test_zero_deltas_do_not_count_towards_power():
+    res = sign_flip_test([0.0, 1.0, 2.0, 3.0])
+    assert res.p_value == 0.25  # as for the three non-zero values alone
+    assert res.min_attainable_p == 0.25 and res.n == 4
+    assert "zero difference" in res.note
+    all_zero = sign_flip_test([0.0, 0.0, 0.0])
+    assert all_zero.p_value == 1.0 and all_zero.min_attainable_p == 1.0
+
+
+def test_min_attainable_p_formula():
+    assert min_attainable_p(3, "two-sided") == 0.25
+    assert min_attainable_p(3, "greater") == 0.125
+    assert min_attainable_p(6, "less") == 1 / 64
+    assert min_attainable_p(0, "greater") == 1.0
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_exact_p_matches_scipy_permutation_test(alternative):
+    d = np.random.default_rng(0).normal(0.3, 1.0, size=9)
+    ref = stats.permutation_test(
+        (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+        n_resamples=np.inf, alternative=alternative,
+    )
+    assert sign_flip_test(d, alternative=alternative).p_value == pytest.approx(ref.pvalue, abs=1e-12)
+
+
+def test_monte_carlo_close_to_exhaustive():
+    d = np.random.default_rng(1).normal(0.4, 1.0, size=16)
+    exact = sign_flip_test(d)
+    mc = sign_flip_test(d, max_exact=2**10, n_resamples=40_000, seed=5)
+    assert exact.test.endswith("(exact)") and mc.test.endswith("(Monte Carlo)")
+    assert mc.n_resamples == 40_000
+    se = math.sqrt(exact.p_value * (1 - exact.p_value) / 40_000)
+    assert abs(mc.p_value - exact.p_value) < 4 * se + 1e-4
+    assert mc.p_value == sign_flip_test(d, max_exact=2**10, n_resamples=40_000, seed=5).p_value  # seeded
+    assert mc.min_attainable_p == max(2.0**-15, 1 / 40_001)  # the exact floor binds here
+    assert sign_flip_test(d, max_exact=2**10, n_resamples=999).min_attainable_p == 1 / 1000
+
+
+def test_monte_carlo_never_returns_zero():
+    d = np.arange(1.0, 41.0)  # all positive: exact p would be 2^-39
+    mc = sign_flip_test(d, alternative="greater", n_resamples=999)
+    assert mc.p_value == pytest.approx(1 / 1000)
+
+
+def test_shifted_null():
+    res = sign_flip_test([0.05, 0.06, 0.07], null=0.1, alternative="less")
+    assert res.statistic == pytest.approx(-0.04)
+    assert res.p_value == 0.125
+
+
+# ---------------------------------------------------------------- t-test, intervals, effect size
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_t_test_matches_scipy(alternative):
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.8, 0.05, 6), rng.normal(0.78, 0.05, 6)
+    res = paired_t_test(a - b, alternative=alternative)
+    ref = stats.ttest_rel(a, b, alternative=alternative)
+    assert res.statistic == pytest.approx(ref.statistic, rel=1e-12)
+    assert res.p_value == pytest.approx(ref.pvalue, rel=1e-12)
+    assert res.n == 6 and "df=5" in res.test
+
+
+def test_t_test_zero_variance_is_nan_with_note():
+    res = paired_t_test([0.02, 0.02, 0.02])
+    assert math.isnan(res.statistic) and math.isnan(res.p_value)
+    assert "zero variance" in res.note
+    assert res.to_dict()["p_value"] is None
+
+
+def test_t_interval_hand_computed():
+    d = np.array([1.0, 2.0, 3.0, 4.0])
+    half = stats.t.ppf(0.975, 3) * np.std(d, ddof=1) / 2.0
+    assert t_interval(d) == pytest.approx((2.5 - half, 2.5 + half))
+
+
+def test_cohens_d_hand_computed():
+    # mean 2.5, sd = sqrt(((1.5² + 0.5²) · 2) / 3) = sqrt(5/3)
+    assert cohens_d_paired([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2.5 / math.sqrt(5 / 3), rel=1e-12)
+    assert cohens_d_paired([-1.0, 1.0]) == pytest.approx(0.0)
+    assert math.isnan(cohens_d_paired([0.3, 0.3, 0.3]))
+
+
+def test_bootstrap_ci_matches_scipy_and_is_seeded():
+    data = np.random.default_rng(3).exponential(1.0, 30)
+    ci = bootstrap_ci(data, n_resamples=2000, seed=7, method="percentile")
+    ref = stats.bootstrap((data,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(7))
+    assert (ci.low, ci.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
+    assert ci.estimate == pytest.approx(data.mean())
+    assert ci.low < ci.estimate < ci.high
+    assert bootstrap_ci(data, n_resamples=2000, seed=7) == bootstrap_ci(data, n_resamples=2000, seed=7)
+    assert ci.note == ""
+
+
+def test_bootstrap_ci_degenerate_and_small():
+    ci = bootstrap_ci([0.5, 0.5, 0.5])
+    assert (ci.low, ci.estimate, ci.high) == (0.5, 0.5, 0.5)
+    assert "single point" in ci.note and "undercover" in ci.note
+    with pytest.raises(LorascopeError, match="at least 2"):
+        bootstrap_ci([1.0])
+
+
+def test_paired_bootstrap_of_a_ratio():
+    a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    b = 2 * a + np.array([0.1, -0.1, 0.2, -0.2, 0.0, 0.05])
+    ci = bootstrap_ci(a, b, statistic=lambda x, y, axis=-1: x.mean(axis) / y.mean(axis), n_resamples=2000)
+    assert ci.low < 0.5 < ci.high and ci.high - ci.low < 0.05
+
+
+def test_fieller_interval_inverts_the_t_test():
+    rng = np.random.default_rng(4)
+    full = rng.normal(0.30, 0.03, 5)
+    lora = 0.6 * full + rng.normal(0, 0.01, 5)
+    low, high = fieller_interval(lora, full)
+    assert low < lora.mean() / full.mean() < high
+    # at the bounds the two-sided t-test of mean(lora − ρ·full) = 0 has p = 0.05 exactly
+    for rho in (low, high):
+        assert stats.ttest_1samp(lora - rho * full, 0.0).pvalue == pytest.approx(0.05, rel=1e-6)
+    assert fieller_interval([1.0, -1.0, 2.0], [0.1, -0.1, 0.05]) == (-math.inf, math.inf)
+
+
+# ---------------------------------------------------------------- multiple comparisons
+
+
+def test_bonferroni_and_holm_hand_computed_and_match_statsmodels():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    bonf = bonferroni(p)
+    np.testing.assert_allclose(bonf.p_adjusted, [0.04, 0.16, 0.12, 0.02])
+    assert bonf.reject.tolist() == [True, False, False, True]
+    h = holm(p)
+    # sorted 0.005·4 = 0.02, 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → max so far 0.06
+    np.testing.assert_allclose(h.p_adjusted, [0.03, 0.06, 0.06, 0.02])
+    assert h.reject.tolist() == [True, False, False, True]
+    assert holm(p, alpha=0.07).reject.tolist() == [True, True, True, True]
+    for method in ("bonferroni", "holm"):
+        reject, p_adj, _, _ = multipletests(p, alpha=0.05, method=method)
+        res = correct(p, method=method)
+        np.testing.assert_allclose(res.p_adjusted, p_adj)
+        assert res.reject.tolist() == reject.tolist()
+    assert json.loads(json.dumps(h.to_dict()))["method"] == "holm"
+    assert bonferroni_alpha(0.05, 3) == pytest.approx(0.05 / 3)
+
+
+def test_corrections_reject_bad_p_values():
+    with pytest.raises(LorascopeError, match=r"\[0, 1\]"):
+        holm([0.1, float("nan")])
+    with pytest.raises(LorascopeError, match="method"):
+        correct([0.1], method="fdr")
+
+
+# ---------------------------------------------------------------- hypothesis verdicts
+
+LORA_ACC = np.array([0.912, 0.905, 0.918, 0.910, 0.908, 0.915, 0.911, 0.909])
+FULL_ACC = np.array([0.915, 0.912, 0.916, 0.914, 0.913, 0.917, 0.910, 0.916])
+
+
+def test_h1a_supported_with_enough_seeds():
+    v = h1a_verdict(LORA_ACC, FULL_ACC)
+    assert v.status == "supported"
+    assert v.n == 8 and v.p_value == 2.0**-8  # every delta lies inside ±0.03: exact floor
+    assert v.estimate == pytest.approx((LORA_ACC - FULL_ACC).mean())
+    assert v.ci_low < v.estimate < v.ci_high
+    assert "TOST" in v.test.test and v.secondary is not None and "t-test" in v.secondary.test
+    assert json.loads(json.dumps(v.to_dict()))["status"] == "supported"
+
+
+def test_h1a_not_supported_when_lora_is_far_behind():
+    v = h1a_verdict(LORA_ACC - 0.08, FULL_ACC)
+    assert v.status == "not supported"
+    assert v.p_value == 1.0
+    assert "does not meet the claim" in v.message
+
+
+def test_h1a_underpowered_with_three_seeds_over_three_tasks():
+    v = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3)
+    assert v.status == "underpowered"
+    assert v.corrected_alpha == pytest.approx(0.05 / 3)
+    assert v.test.min_attainable_p == 0.125 and v.p_value == 0.125
+    assert "cannot give p below 0.125" in v.message and "0.05/3" in v.message
+    assert "At least 6" in v.message
+    # the t-test has no floor, so with it the same data are decided, not underpowered
+    with_t = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3, test="t")
+    assert with_t.status == "supported" and with_t.test.min_attainable_p is None
+
+
+def test_h1a_bootstrap_interval_option():
+    v = h1a_verdict(LORA_ACC, FULL_ACC, ci_method="bootstrap")
+    assert v.ci_method == "bootstrap BCa"
+    assert v.ci_low < v.estimate < v.ci_high
+
+
+def test_h1a_non_inferiority_accepts_lora_being_better():
+    better = FULL_ACC + 0.05
+    assert h1a_verdict(better, FULL_ACC).status == "not supported"  # outside ±0.03
+    assert h1a_verdict(better, FULL_ACC, kind="non-inferiority").status == "supported"
+
+
+def test_h1a_rejects_percentages_and_unpaired_input():
+    with pytest.raises(LorascopeError, match="fractions"):
+        h1a_verdict(LORA_ACC * 100, FULL_ACC * 100)
+    with pytest.raises(LorascopeError, match="paired"):
+        h1a_verdict(LORA_ACC[:5], FULL_ACC)
+    with pytest.raises(LorascopeError, match="at least 2"):
+        h1a_verdict(LORA_ACC[:1], FULL_ACC[:1])
+
+
+FULL_DRIFT = np.array([0.30, 0.28, 0.33, 0.31, 0.29, 0.32, 0.30, 0.27])
+
+
+def test_h1b_supported_for_a_large_reduction():
+    v = h1b_verdict(0.5 * FULL_DRIFT, FULL_DRIFT)
+    assert v.status == "supported"
+    assert v.estimate == pytest.approx(0.5)
+    assert v.p_value == 2.0**-8 and v.test.alternative == "greater"
+    assert v.ci_low <= 0.5 <= v.ci_high
+
+
+def test_h1b_not_supported_for_a_small_reduction():
+    v = h1b_verdict(0.95 * FULL_DRIFT, FULL_DRIFT)
+    assert v.status == "not supported"
+    assert v.estimate == pytest.approx(0.05)
+
+
+def test_h1b_inconclusive_when_the_estimate_passes_but_noise_is_large():
+    lora = np.array([0.10, 0.32, 0.15, 0.30, 0.12, 0.31, 0.20, 0.27])
+    v = h1b_verdict(lora, FULL_DRIFT)
+    assert v.estimate > 0.2 and v.p_value > 0.05
+    assert v.status == "inconclusive"
+
+
+def test_h1b_underpowered_with_three_seeds_over_three_tasks():
+    v = h1b_verdict(0.5 * FULL_DRIFT[:3], FULL_DRIFT[:3], n_comparisons=3)
+    assert v.status == "underpowered"
+    assert v.p_value == 0.125 and v.corrected_alpha == pytest.approx(0.05 / 3)
+    assert "no outcome could be significant" in v.message
+    assert v.secondary is not None and v.secondary.test.startswith("paired t-test")
+
+
+def test_h1b_bootstrap_interval_option_and_errors():
+    v = h1b_verdict(0.5 * FULL_DRIFT, FULL_DRIFT, ci_method="bootstrap")
+    assert v.ci_method.startswith("paired bootstrap") and v.ci_low <= 0.5 <= v.ci_high
+    with pytest.raises(LorascopeError, match="paired by seed"):
+        h1b_verdict(FULL_DRIFT[:4], FULL_DRIFT)
+    with pytest.raises(LorascopeError, match="positive"):
+        h1b_verdict(FULL_DRIFT, np.zeros(8))
+    with pytest.raises(LorascopeError, match="NaN"):
+        h1b_verdict(FULL_DRIFT, np.where(np.arange(8) == 2, np.nan, FULL_DRIFT))
+    with pytest.raises(LorascopeError, match="min_reduction"):
+        h1b_verdict(FULL_DRIFT, FULL_DRIFT, min_reduction=1.5)
+
+
+# ---------------------------------------------------------------- bad input and records
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: sign_flip_test([]), "at least 1"),
+        (lambda: sign_flip_test([1.0, float("nan")]), "NaN"),
+        (lambda: sign_flip_test([1.0, 2.0], alternative="bigger"), "alternative"),
+        (lambda: sign_flip_test([[1.0, 2.0]]), "1-D"),
+        (lambda: paired_t_test([1.0]), "at least 2"),
+        (lambda: cohens_d_paired([1.0]), "at least 2"),
+        (lambda: bootstrap_ci([1.0, 2.0], confidence=95), "confidence"),
+    ],
+)
+def test_bad_input_raises_lorascope_error(call, match):
+    with pytest.raises(LorascopeError, match=match):
+        call()
+
+
+def test_result_records_name_n_and_exact_p():
+    res = sign_flip_test([0.1, 0.2, 0.3])
+    d = res.to_dict()
+    assert d["test"] == res.test and d["n"] == 3 and d["p_value"] == 0.25 and d["min_attainable_p"] == 0.25
+    assert isinstance(res, TestResult)
+    json.dumps(d)
