@@ -7,6 +7,7 @@ Public API:
 """
 
 from lorascope.bench.config import STRATEGIES, BenchConfig
+from lorascope.bench.load import LoadConfig, run_load
 from lorascope.bench.run import run_bench
 
-__all__ = ["STRATEGIES", "BenchConfig", "run_bench"]
+__all__ = ["STRATEGIES", "BenchConfig", "LoadConfig", "run_bench", "run_load"]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from lorascope.bench.sources import check_adapter_name
 from lorascope.config import StrictModel
 
 # Every strategy the benchmark knows, in the order tables list them. The number at the end of a
@@ -105,8 +106,6 @@ class BenchConfig(StrictModel):
     @field_validator("adapters")
     @classmethod
     def _adapter_count(cls, adapters: dict[str, str]) -> dict[str, str]:
-        from lorascope.bench.sources import check_adapter_name
-
         if len(adapters) > MAX_ADAPTERS:
             raise ValueError(f"at most {MAX_ADAPTERS} adapters (the largest multi-adapter strategy), got {len(adapters)}")
         for name in adapters:

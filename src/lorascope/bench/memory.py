@@ -4,7 +4,8 @@ Three views, because no single one is both exact and per strategy:
 
 * tensor bytes reachable from a strategy's modules (exact, per strategy, any device): parameters,
   buffers and tensors held as plain attributes (the lorascope runtime keeps its pristine base
-  weights and stacked adapters that way), each storage counted once;
+  weights and stacked adapters that way), each storage counted once; for the runtime, plus its
+  cache of merged weights;
 * on CUDA, the allocator's view: bytes allocated while a strategy was loaded and primed, and the
   extra peak of one forward pass at each batch size (``max_memory_allocated`` after a reset);
 * on CPU, the process's resident set (psutil) before and after each load, and its peak
@@ -20,6 +21,9 @@ import sys
 import psutil
 import torch
 from torch import nn
+
+from lorascope.serve import MultiAdapterRuntime
+from lorascope.serve.lora_linear import LoraLinear
 
 
 def reachable_tensor_bytes(*modules: nn.Module) -> int:
@@ -39,6 +43,28 @@ def reachable_tensor_bytes(*modules: nn.Module) -> int:
                     seen.add(key)
                     total += storage.nbytes()
     return total
+
+
+def runtime_tensor_bytes(runtime: MultiAdapterRuntime, cached_adapters: int) -> int:
+    """Bytes a lorascope runtime holds: base weights, stacked adapters and heads, and its merged-weight cache.
+
+    Only the *active* merged copy is reachable from the model, so the cache is counted as
+    ``cached_adapters`` copies of the adapted layers' weights. The per-adapter fp32 master copies of
+    A and B (a fraction of a percent of a q/v rank-8 model) are not counted.
+
+    Args:
+        runtime: The runtime (its active adapter is restored afterwards).
+        cached_adapters: Adapters whose merged weights are cached.
+    """
+    active = runtime.active_adapter
+    runtime.restore_base()
+    try:
+        held = reachable_tensor_bytes(runtime.model)
+    finally:
+        if active is not None:
+            runtime.activate(active)
+    adapted = sum(m.base_weight.numel() * m.base_weight.element_size() for m in runtime.model.modules() if isinstance(m, LoraLinear))
+    return held + cached_adapters * adapted
 
 
 def parameter_count(model: nn.Module) -> int:

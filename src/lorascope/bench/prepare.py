@@ -9,10 +9,10 @@ import torch
 
 from lorascope.bench.base import BaseModelSpec, open_base
 from lorascope.bench.config import BenchConfig
-from lorascope.bench.sources import AdapterSource, head_width, resolve_adapter, resolve_full_model
+from lorascope.bench.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data import GLUE_TASKS, get_task
-from lorascope.errors import ConfigError, LorascopeError
+from lorascope.errors import ConfigError
 
 SYNTHETIC_FOLDER = "synthetic_adapters"
 
@@ -64,22 +64,6 @@ def _task_of(source: AdapterSource, cfg: BenchConfig) -> str:
     return task
 
 
-def _label_names(adapters: list[AdapterSource]) -> tuple[str, ...]:
-    """The base head's labels: the adapters' heads all sit on it, so they must agree in width."""
-    widths = {a.name: (len(a.label_names) if a.label_names else head_width(a.folder)) for a in adapters}
-    known = {w for w in widths.values() if w is not None}
-    if len(known) > 1:
-        raise LorascopeError(
-            f"adapters have heads of different widths ({', '.join(f'{n}: {w}' for n, w in widths.items())}); "
-            "PEFT cannot hold them on one base model"
-        )
-    for a in adapters:
-        if a.label_names:
-            return a.label_names
-    width = known.pop() if known else 2
-    return tuple(f"LABEL_{i}" for i in range(width))
-
-
 def prepare(cfg: BenchConfig, out: Path) -> Prepared:
     """Resolve the device, the base, the adapters (building synthetic ones under ``out``) and their tasks.
 
@@ -93,7 +77,7 @@ def prepare(cfg: BenchConfig, out: Path) -> Prepared:
         raise ConfigError(f"adapter_tasks: '{unknown[0]}' is not one of the adapters ({', '.join(cfg.adapters) or 'none given'})")
     if cfg.adapters:
         adapters = [resolve_adapter(name, path) for name, path in cfg.adapters.items()]
-        base = open_base(cfg.model, _label_names(adapters), cfg.seed)
+        base = open_base(cfg.model, shared_label_names(adapters), cfg.seed)
         for a in adapters:
             if a.base_model_source and a.base_model_source != base.source:
                 notes.append(f"adapter '{a.name}' was trained on {a.base_model_source}, benchmarked on {base.source}")

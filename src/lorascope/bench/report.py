@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 # Column order of bench.csv (every row of bench.json's "results" has these keys).
@@ -51,9 +52,9 @@ def results_table(bench: dict[str, Any]) -> Table:
         f"serving cost: {bench['base_model']['name']} on {env['device_name']} ({env['dtype']}, "
         f"{env['threads']} threads){'; ' + ', '.join(labels) if labels else ''}"
     )
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for col in ("strategy", "batch", "mean ms [95% CI]", "p50 ms", "p95 ms", "p99 ms", "rows/s", "× merged [95% CI]", "check"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in bench["results"]:
         check = {True: "ok", False: "FAIL", None: "-"}[r["check_passed"]]
         table.add_row(
@@ -67,9 +68,9 @@ def results_table(bench: dict[str, Any]) -> Table:
 
 def resources_table(bench: dict[str, Any]) -> Table:
     """Load time, memory and artifact size per strategy."""
-    table = Table(title="load time, memory, artifact on disk (per strategy; shared groups load once)")
+    table = Table(title="load time, memory, artifact on disk (per strategy; shared groups load once)", box=box.SIMPLE_HEAD)
     for col in ("strategy", "adapters", "load s", "tensors", "CUDA resident", "RSS Δ at load", "artifact"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for name, s in bench["strategies"].items():
         mem = s["memory"]
         artifact = human_bytes(s["artifact_bytes"]) + (" (est.)" if s["artifact_estimated"] else "")

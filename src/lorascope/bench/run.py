@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from lorascope.artifacts import finish, start_partial, write_json
 from lorascope.bench.checks import run_checks
 from lorascope.bench.config import BASELINE, BenchConfig
 from lorascope.bench.inputs import Batch, build_pool, make_batches
-from lorascope.bench.memory import PeakMeter, parameter_count, peak_rss_bytes, reachable_tensor_bytes, rss_bytes
+from lorascope.bench.memory import (
+    PeakMeter, parameter_count, peak_rss_bytes, reachable_tensor_bytes, rss_bytes, runtime_tensor_bytes,
+)
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
 from lorascope.bench.report import write_csv
 from lorascope.bench.sources import folder_bytes
@@ -30,6 +33,7 @@ from lorascope.bench.timing import latency_summary, ratio_summary, time_interlea
 from lorascope.config import config_to_dict
 from lorascope.errors import LorascopeError
 from lorascope.provenance import provenance
+from lorascope.serve import MultiAdapterRuntime
 
 BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
 
@@ -55,33 +59,37 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     partial = start_partial(out, config_to_dict(cfg))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not show_progress) as progress:
-        step = progress.add_task("preparing model, adapters and requests", total=None)
-        prep = prepare(cfg, partial)
-        n_steps = cfg.warmup + cfg.requests
-        pool = build_pool(prep.tasks, prep.base, n_steps * max(cfg.batch_sizes), cfg.max_length, cfg.data_dir, cfg.seed)
-        batches = {b: make_batches(pool, b, n_steps, prep.base, prep.device) for b in cfg.batch_sizes}
-        progress.update(step, total=1, completed=1)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      disable=not show_progress) as progress:
+            step = progress.add_task("preparing model, adapters and requests", total=None)
+            n_steps = cfg.warmup + cfg.requests
+            prep = prepare(cfg, partial)
+            pool = build_pool(prep.tasks, prep.base, n_steps * max(cfg.batch_sizes), cfg.max_length, cfg.data_dir, cfg.seed)
+            batches = {b: make_batches(pool, b, n_steps, prep.base, prep.device) for b in cfg.batch_sizes}
+            progress.update(step, total=1, completed=1)
 
-        strategies, skipped = _feasible(cfg.strategies, len(prep.adapters))
-        ctx = LoadContext(prep.base, prep.adapters, cfg.dtype, prep.device, prep.full_model, cfg.merged_cache_size)
-        meter = PeakMeter(prep.device)
-        groups, memory = _load_all(strategies, ctx, batches[max(cfg.batch_sizes)][0], meter, progress)
+            strategies, skipped = _feasible(cfg.strategies, len(prep.adapters))
+            ctx = LoadContext(prep.base, prep.adapters, cfg.dtype, prep.device, prep.full_model, cfg.merged_cache_size)
+            meter = PeakMeter(prep.device)
+            groups, memory = _load_all(strategies, ctx, batches[max(cfg.batch_sizes)][0], meter, progress)
 
-        step = progress.add_task("correctness checks", total=1)
-        b_max = max(cfg.batch_sizes)
-        check_batches = batches[b_max][: math.ceil(cfg.check_rows / b_max)]
-        checks = run_checks(strategies, groups, ctx, check_batches, cfg.atol("peft"), cfg.atol("runtime"))
-        progress.update(step, completed=1)
+            step = progress.add_task("correctness checks", total=1)
+            b_max = max(cfg.batch_sizes)
+            check_batches = batches[b_max][: math.ceil(cfg.check_rows / b_max)]
+            checks = run_checks(strategies, groups, ctx, check_batches, cfg.atol("peft"), cfg.atol("runtime"))
+            progress.update(step, completed=1)
 
-        calls = {s: make_call(s, groups[CATALOGUE[s][0]]) for s in strategies}
-        forward_peaks = _forward_peaks(calls, batches, meter)
-        times = {}
-        for b in cfg.batch_sizes:
-            step = progress.add_task(f"timing batch size {b}", total=n_steps)
-            timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
-            times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda: progress.advance(step))
+            calls = {s: make_call(s, groups[CATALOGUE[s][0]]) for s in strategies}
+            forward_peaks = _forward_peaks(calls, batches, meter)
+            times = {}
+            for b in cfg.batch_sizes:
+                step = progress.add_task(f"timing batch size {b}", total=n_steps)
+                timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
+                times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda: progress.advance(step))
+    except LorascopeError:
+        shutil.rmtree(partial, ignore_errors=True)  # bad input (model, adapter, data) leaves no folder behind
+        raise
 
     measured = dict(groups=groups, memory=memory, forward_peaks=forward_peaks, checks=checks, times=times,
                     cuda_peak=meter.overall())
@@ -114,8 +122,14 @@ def _load_all(
             for k in range(max(1, len(group.adapters))):  # every adapter once: merged caches filled
                 call(k, prime_batch)
         alloc_after = meter.start()
+        if isinstance(group.model, MultiAdapterRuntime):
+            # Priming activated each adapter a merged-path strategy serves, filling the merged cache.
+            merged_path = any(s in ("runtime_single", "runtime_switch3") for s in strategies if CATALOGUE[s][0] == name)
+            held = runtime_tensor_bytes(group.model, min(ctx.merged_cache_size, len(group.adapters)) if merged_path else 0)
+        else:
+            held = reachable_tensor_bytes(*group.modules)
         memory[name] = {
-            "model_tensor_bytes": reachable_tensor_bytes(*group.modules),
+            "model_tensor_bytes": held,
             "cuda_resident_bytes": None if alloc_after is None else alloc_after - alloc_before,
             "rss_load_delta_bytes": rss_bytes() - rss_before,
         }

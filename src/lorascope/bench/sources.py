@@ -168,3 +168,27 @@ def head_width(folder: Path) -> int | None:
     except Exception as err:  # a corrupt header is bad input, not a bug
         raise LorascopeError(f"{path}: cannot read ({err})") from None
     return None
+
+
+def shared_label_names(adapters: list[AdapterSource], strict: bool = True) -> tuple[str, ...]:
+    """Labels for the base head the adapters sit on: the first adapter's known names, else ``LABEL_<i>``.
+
+    Args:
+        adapters: The adapters, in order.
+        strict: Refuse heads of different widths (PEFT holds every adapter's head on one base
+            head shape; the lorascope runtime does not need that).
+
+    Raises:
+        LorascopeError: With ``strict``, when the adapters' heads differ in width.
+    """
+    widths = {a.name: (len(a.label_names) if a.label_names else head_width(a.folder)) for a in adapters}
+    known = [w for w in widths.values() if w is not None]
+    if strict and len(set(known)) > 1:
+        raise LorascopeError(
+            f"adapters have heads of different widths ({', '.join(f'{n}: {w}' for n, w in widths.items())}); "
+            "PEFT cannot hold them on one base model"
+        )
+    for a in adapters:
+        if a.label_names:
+            return a.label_names
+    return tuple(f"LABEL_{i}" for i in range(known[0] if known else 2))

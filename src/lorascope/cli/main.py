@@ -137,10 +137,12 @@ def sanity(
 
 from lorascope.cli import analysis as _analysis  # noqa: E402
 from lorascope.cli import hpo as _hpo  # noqa: E402
+from lorascope.cli import serving as _serving  # noqa: E402
 from lorascope.cli import study as _study  # noqa: E402
 
 _analysis.register(app)
 _hpo.register(app)
+_serving.register(app)
 _study.register(app)
 
 if __name__ == "__main__":

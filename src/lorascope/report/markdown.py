@@ -112,7 +112,7 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
 
 def serving_headline(bench: dict | None) -> str | None:
     rows = (bench or {}).get("results") or []
-    sep = [r for r in rows if r["strategy"].startswith("peft_separate") and r["batch_size"] == 1]
+    sep = [r for r in rows if r["strategy"] == "lora_separate" and r["batch_size"] == 1]
     if not sep:
         return None
     r = sep[0]
@@ -127,8 +127,11 @@ def serving_section(bench: dict | None, figures: dict[str, str]) -> str:
     body = [[r["strategy"], r["batch_size"], f"{r['mean_ms']:.2f}", f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}",
              f"{r['p99_ms']:.2f}", f"{r['throughput_rps']:.1f}",
              "–" if r.get("ratio_to_merged") is None else f"{r['ratio_to_merged']:.3f}"] for r in rows]
-    out = ["## Serving cost", "", f"Device: {bench.get('device', '?')}; model: {bench.get('model', '?')}"
-           + (" (synthetic adapters: latency depends on shapes, not values)" if bench.get("synthetic") else ""), "",
+    device = rows[0].get("device", "?")
+    model = (bench.get("config") or {}).get("model", bench.get("model", "?"))
+    out = ["## Serving cost", "", f"Device: {device}; model: {model}"
+           + (" (synthetic adapters: latency depends on shapes, not values)" if bench.get("synthetic_adapters") else "")
+           + ". Latency per request batch; × merged is the ratio to the merged model at the same batch size in the same run.", "",
            table(["strategy", "batch", "mean ms", "p50", "p95", "p99", "requests/s", "× merged"], body)]
     if "serving_ratio" in figures:
         out.append(f"\n![serving_ratio]({figures['serving_ratio']})\n")

@@ -1,0 +1,169 @@
+"""Serving commands: ``bench`` (in-process serving cost), ``serve`` (HTTP API), ``loadtest`` (HTTP load).
+
+``register(app)`` adds them to the main ``lorascope`` command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors
+
+TOKEN_ENV = "LORASCOPE_TOKEN"
+
+
+def _bench_settings_help() -> str:
+    from lorascope.bench.config import BenchConfig
+
+    lines = [f"{name}: {f.description}" for name, f in BenchConfig.model_fields.items()]
+    return "Settings (key=value):\n\n" + "\n\n".join(lines)
+
+
+@user_errors
+def bench(
+    model: Optional[str] = typer.Option(None, help="Base model: alias (minilm, smollm2, tiny-llama), tinyllama-shape, folder or Hub id."),
+    adapter: Optional[list[str]] = typer.Option(
+        None, "--adapter", help="name=<LoRA run folder or PEFT adapter folder>; repeat (1 to 3). Default: 3 synthetic adapters."
+    ),
+    full_model: Optional[str] = typer.Option(None, help="Full fine-tuning run or model folder (default: the base stands in)."),
+    out: Path = typer.Option(..., help="Output folder: bench.json, bench.csv (written atomically)."),
+    batch_sizes: Optional[str] = typer.Option(None, help="Comma-separated batch sizes, e.g. 1,16 (default 1,2,4,8,16)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    dtype: Optional[str] = typer.Option(None, help="fp32 or bf16."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. requests=200 warmup=20).", show_default=False),
+) -> None:
+    """Measure the serving cost of LoRA strategies (merged, separate, multi-adapter, mixed batches) vs full FT."""
+    quiet_libraries()
+    from lorascope.bench import BenchConfig, run_bench
+    from lorascope.bench.report import resources_table, results_table
+    from lorascope.bench.sources import parse_named_paths
+    from lorascope.errors import ConfigError
+
+    sizes = None
+    if batch_sizes:
+        try:
+            sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers") from None
+    options = dict(model=model, adapters=parse_named_paths(adapter) or None, full_model=full_model, batch_sizes=sizes,
+                   device=device, dtype=dtype, threads=threads)
+    cfg = assemble(BenchConfig, config, options, overrides)
+    result = run_bench(cfg, out, overwrite=overwrite)
+    # Piped or captured output gets the full table rather than one cut to 80 columns.
+    wide = console if console.is_terminal else Console(width=150)
+    wide.print(results_table(result))
+    wide.print(resources_table(result))
+    for note in result["notes"]:
+        console.print(f"[dim]note:[/] {note}")
+    failed = [c for c in result["checks"] if not c["passed"]]
+    for c in failed:
+        console.print(f"[bold red]check failed:[/] {c['strategy']} vs {c['compared_with']}: max |Δ| {c['max_abs_diff']:.3g} "
+                      f"(tolerance {c['tolerance']:.0e}), agreement {c['agreement']:.3f}")
+    console.print(f"[bold green]done[/] {len(result['results'])} rows -> {out / 'bench.json'}, {out / 'bench.csv'}")
+    if failed:
+        raise typer.Exit(1)
+
+
+bench.__doc__ = (bench.__doc__ or "") + "\n\n" + _bench_settings_help()
+
+
+@user_errors
+def serve(
+    base: str = typer.Option("minilm", help="Base model: alias, tinyllama-shape, folder or Hub id."),
+    adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="name=<LoRA run folder or PEFT adapter folder>; repeat."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token required on /v1/* (or ${TOKEN_ENV})."),
+    adapter_root: Optional[list[Path]] = typer.Option(
+        None, "--adapter-root", help="Folder under which POST /v1/adapters may load adapters; repeat. Default: loading disabled."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("fp32", help="fp32 or bf16."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Server settings as key=value: max_batch_size, max_input_chars, max_batch_rows, max_wait_ms, ...", show_default=False
+    ),
+) -> None:
+    """Serve LoRA adapters over HTTP (POST /v1/classify), batching requests for different adapters together."""
+    quiet_libraries()
+    import torch
+    import uvicorn
+
+    from lorascope.bench.sources import parse_named_paths
+    from lorascope.server import ServerSettings, build_app
+
+    if device not in ("auto", "cpu", "cuda") or dtype not in ("fp32", "bf16"):
+        from lorascope.errors import ConfigError
+
+        raise ConfigError(f"--device {device!r} / --dtype {dtype!r}: expected auto|cpu|cuda and fp32|bf16")
+    if threads:
+        torch.set_num_threads(threads)
+    roots = [str(p.expanduser().resolve()) for p in adapter_root or []]
+    settings = assemble(ServerSettings, None, dict(token=token, adapter_roots=roots or None), overrides)
+    app = build_app(base, parse_named_paths(adapter), settings, dtype=dtype, device=device)
+    if not _is_loopback(host) and settings.token is None:
+        err_console.print(f"[yellow]warning:[/] listening on {host} without a token: anyone who can reach it may use it")
+    names = ", ".join(app.state.engine.adapters) or "none yet"
+    console.print(f"serving {names} on http://{host}:{port} (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@user_errors
+def loadtest(
+    url: str = typer.Option("http://127.0.0.1:8000", help="Server URL (loopback hosts only)."),
+    clients: int = typer.Option(8, help="Concurrent clients."),
+    duration: float = typer.Option(30.0, help="Stop after this many seconds."),
+    max_requests: int = typer.Option(100_000, help="Stop after this many requests."),
+    rows: int = typer.Option(1, help="Inputs per request."),
+    adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="Adapter name to include; repeat (default: all the server lists)."),
+    token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token (or ${TOKEN_ENV})."),
+    data_dir: Optional[str] = typer.Option(None, help="GLUE folder for request texts (default: $GLUE_DIR, else built-in)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
+) -> None:
+    """Load-test a running `lorascope serve` with concurrent clients mixing adapters."""
+    quiet_libraries()
+    from lorascope.artifacts import write_json
+    from lorascope.bench.load import LoadConfig, run_load
+
+    cfg = assemble(LoadConfig, None, dict(url=url, clients=clients, duration_s=duration, max_requests=max_requests, rows=rows,
+                                          adapters=adapter or None, token=token, data_dir=data_dir), [])
+    console.print(f"load test: {cfg.clients} clients -> {cfg.url} for up to {cfg.duration_s:g} s / {cfg.max_requests} requests")
+    result = run_load(cfg)
+    table = Table(title=f"load test: {result['url']} ({', '.join(result['adapters'])})")
+    for col in ("clients", "requests", "ok", "errors", "duration s", "req/s", "rows/s", "p50 ms", "p99 ms", "stopped by"):
+        table.add_column(col, justify="right")
+    lat = result["latency_ms"]
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    table.add_row(str(result["clients"]), str(result["requests"]), str(result["ok"]), str(result["errors"]),
+                  f"{result['duration_s']:.1f}", f"{result['throughput_rps']:.1f}", f"{result['rows_per_s']:.1f}",
+                  fmt(lat["p50"]), fmt(lat["p99"]), result["stopped_by"])
+    (console if console.is_terminal else Console(width=150)).print(table)
+    if result["errors"]:
+        console.print(f"[yellow]errors by status:[/] {result['status_counts']}")
+    if json_out:
+        write_json(json_out, result)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench``, ``serve`` and ``loadtest`` to the ``lorascope`` command."""
+    app.command()(bench)
+    app.command()(serve)
+    app.command()(loadtest)

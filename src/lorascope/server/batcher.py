@@ -1,0 +1,143 @@
+"""An asyncio micro-batcher: requests arriving together run as one batch on one worker thread.
+
+Requests queue up; a collector takes the first, then keeps taking more until ``max_rows`` rows are
+gathered or ``max_wait_ms`` has passed, and hands the whole list to ``process`` on a single worker
+thread. While a batch runs, new requests queue, so under load batches fill up by themselves
+(at low load a lone request waits at most ``max_wait_ms``). A request is never split: one that
+would overflow the batch starts the next one.
+
+The worker is one thread because the model runtime is not thread-safe; :meth:`MicroBatcher.exclusive`
+runs other runtime operations (loading and unloading adapters) on the same thread, between batches.
+``process`` returns one result *or exception* per request, so one bad request never fails the
+others in its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+@dataclass
+class _Pending(Generic[P]):
+    payload: P
+    rows: int
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher(Generic[P, R]):
+    """Collects concurrent requests into batches for ``process``.
+
+    Args:
+        process: Worker-thread function: list of payloads -> list (same length) of results or exceptions.
+        max_rows: Most rows per batch.
+        max_wait_ms: Longest wait for more requests once one is queued.
+    """
+
+    def __init__(self, process: Callable[[list[P]], list[R | BaseException]], max_rows: int, max_wait_ms: float) -> None:
+        self.process = process
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_ms / 1e3
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorascope-model")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Pending[P]] | None = None
+        self._carry: deque[_Pending[P]] = deque()
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+        self.rows = 0
+
+    def start(self) -> None:
+        """Start collecting on the running event loop (idempotent; restarts on a new loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._task is not None and not self._task.done():
+            return
+        self._loop, self._queue, self._carry = loop, asyncio.Queue(), deque()
+        self._task = loop.create_task(self._collect(), name="lorascope-batcher")
+
+    async def stop(self) -> None:
+        """Stop collecting; queued requests get ``asyncio.CancelledError``."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for pending in [*self._carry, *self._drain()]:
+            if not pending.future.done():
+                pending.future.cancel()
+        self._task = None
+
+    def close(self) -> None:
+        """Shut the worker thread down (after :meth:`stop`)."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def submit(self, payload: P, rows: int) -> R:
+        """Queue ``payload`` (``rows`` rows) and wait for its result; re-raises its exception."""
+        self.start()
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(payload, rows, future))
+        return await future
+
+    async def exclusive(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the worker thread, never during a batch."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _drain(self) -> list[_Pending[P]]:
+        items = []
+        while self._queue is not None and not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return items
+
+    async def _next(self, timeout: float | None) -> _Pending[P] | None:
+        if self._carry:
+            return self._carry.popleft()
+        if not self._queue.empty():  # already queued: take it without waiting (even when max_wait is 0)
+            return self._queue.get_nowait()
+        if timeout is None:
+            return await self._queue.get()
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._next(None)]
+            rows = batch[0].rows
+            deadline = loop.time() + self.max_wait_s
+            while rows < self.max_rows:
+                item = await self._next(max(0.0, deadline - loop.time()))
+                if item is None:
+                    break
+                if rows + item.rows > self.max_rows:
+                    self._carry.append(item)
+                    break
+                batch.append(item)
+                rows += item.rows
+            await self._run(batch, rows)
+
+    async def _run(self, batch: list[_Pending[P]], rows: int) -> None:
+        live = [p for p in batch if not p.future.cancelled()]  # clients that gave up cost nothing
+        if not live:
+            return
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, [p.payload for p in live])
+        except Exception as err:  # a bug in process: fail this batch, keep serving
+            results = [err] * len(live)
+        self.batches += 1
+        self.rows += rows
+        for pending, result in zip(live, results):
+            if pending.future.done():
+                continue
+            if isinstance(result, BaseException):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)

@@ -1,0 +1,52 @@
+"""Build the server's app from a base model name and adapter folders (what ``lorascope serve`` does)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from lorascope.bench.base import open_base
+from lorascope.bench.prepare import resolve_device
+from lorascope.bench.sources import resolve_adapter, shared_label_names
+from lorascope.errors import LorascopeError
+from lorascope.serve import MultiAdapterRuntime
+from lorascope.server.app import create_app
+from lorascope.server.encoder import TextEncoder
+from lorascope.server.engine import AdapterMeta
+from lorascope.server.settings import ServerSettings
+
+
+def build_app(
+    base: str,
+    adapters: dict[str, str],
+    settings: ServerSettings,
+    *,
+    dtype: str = "fp32",
+    device: str = "auto",
+    merged_cache_size: int = 8,
+    seed: int = 0,
+) -> FastAPI:
+    """Load ``base``, its adapters (name -> run folder or PEFT folder) into a runtime, and wrap it in the API.
+
+    Args:
+        base: Alias, folder, Hub id or ``tinyllama-shape``.
+        adapters: Start-up adapters; may be empty when ``settings.adapter_roots`` allows loading later.
+        settings: Server limits and security.
+        dtype: ``fp32`` or ``bf16``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        merged_cache_size: Adapters whose merged weights the runtime keeps.
+        seed: Seeds the base head (used only by adapters that bring no head of their own).
+
+    Raises:
+        LorascopeError: On an unusable base or adapter, or with nothing to serve.
+    """
+    if not adapters and not settings.adapter_roots:
+        raise LorascopeError("nothing to serve: give --adapter name=path, or --adapter-root to load adapters at run time")
+    sources = [resolve_adapter(name, path) for name, path in adapters.items()]
+    # The runtime gives every adapter its own head, so heads of different widths are fine here.
+    labels = shared_label_names(sources, strict=False) if sources else ("LABEL_0", "LABEL_1")
+    spec = open_base(base, labels, seed)
+    model = spec.load(dtype, resolve_device(device))
+    runtime = MultiAdapterRuntime.from_folders(model, {s.name: s.folder for s in sources}, merged_cache_size)
+    meta = {s.name: AdapterMeta(s.label_names or (), s.task) for s in sources}
+    encoder = TextEncoder(spec.tokenizer, spec.is_decoder, settings.max_length)
+    return create_app(runtime, encoder, settings, meta)

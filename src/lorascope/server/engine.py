@@ -1,0 +1,117 @@
+"""The model side of the server: a :class:`MultiAdapterRuntime` plus label names, run one batch at a time.
+
+Every method that touches the runtime (``classify``, ``add``, ``remove``) runs on the micro-batcher's
+single worker thread, so they never overlap. The event loop only reads :attr:`Engine.adapters`, a
+mapping that is replaced as a whole (never mutated) when an adapter is added or removed, so a
+reader always sees a consistent snapshot without a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+from lorascope.errors import LorascopeError
+from lorascope.serve import MultiAdapterRuntime
+from lorascope.server.encoder import Features, TextEncoder
+
+
+@dataclass(frozen=True)
+class AdapterMeta:
+    """What the API says about a loaded adapter.
+
+    Attributes:
+        labels: Label id -> name (``LABEL_<i>`` when the folder does not record them).
+        task: The task it was trained for, when known.
+    """
+
+    labels: tuple[str, ...]
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyJob:
+    """One classify request: its adapter and its tokenised rows."""
+
+    adapter: str
+    rows: list[Features]
+
+
+class AdapterGone(LorascopeError):
+    """The adapter was unloaded after the request was accepted."""
+
+
+class Engine:
+    """Classifies batches of jobs for many adapters in one forward pass.
+
+    Args:
+        runtime: The runtime, already holding the start-up adapters.
+        encoder: Tokeniser for the runtime's base model.
+        meta: Adapter name -> label names and task, for every adapter in ``runtime``; missing
+            entries get ``LABEL_<i>`` names.
+    """
+
+    def __init__(self, runtime: MultiAdapterRuntime, encoder: TextEncoder, meta: Mapping[str, AdapterMeta] | None = None) -> None:
+        self.runtime = runtime
+        self.encoder = encoder
+        given = dict(meta or {})
+        self._meta = MappingProxyType({name: self._checked_meta(name, given.get(name)) for name in runtime.adapters})
+        self.mixed_batches = 0
+
+    @property
+    def adapters(self) -> Mapping[str, AdapterMeta]:
+        """Read-only snapshot of the loaded adapters."""
+        return self._meta
+
+    def _checked_meta(self, name: str, meta: AdapterMeta | None) -> AdapterMeta:
+        width = self.runtime.n_labels(name)
+        if meta is None or not meta.labels:
+            return AdapterMeta(tuple(f"LABEL_{i}" for i in range(width)), None if meta is None else meta.task)
+        if len(meta.labels) != width:
+            raise LorascopeError(f"adapter '{name}': {len(meta.labels)} label names recorded but its head has {width} outputs")
+        return meta
+
+    def classify(self, jobs: list[ClassifyJob]) -> list[np.ndarray | Exception]:
+        """Probabilities per job, each float32 [rows, n_labels]; an :class:`AdapterGone` for unloaded adapters."""
+        meta = self._meta
+        results: list[np.ndarray | Exception] = [
+            AdapterGone(f"adapter '{j.adapter}' was unloaded") for j in jobs
+        ]
+        live = [i for i, j in enumerate(jobs) if j.adapter in meta]
+        if not live:
+            return results
+        rows = [r for i in live for r in jobs[i].rows]
+        names = [jobs[i].adapter for i in live for _ in jobs[i].rows]
+        inputs = self.encoder.pad(rows)
+        ids, mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+        # auto: one adapter in the batch -> merged weights (plain-model speed); several -> per-row BGMV.
+        logits = self.runtime.predict_logits(ids, mask, names, mode="auto", **inputs)  # [rows, n_labels_max]
+        self.mixed_batches += len(set(names)) > 1
+        start = 0
+        for i in live:
+            n_rows, width = len(jobs[i].rows), len(meta[jobs[i].adapter].labels)
+            part = logits[start : start + n_rows, :width].float()
+            results[i] = torch.softmax(part, dim=-1).cpu().numpy()
+            start += n_rows
+        return results
+
+    def add(self, name: str, folder: Path, meta: AdapterMeta) -> AdapterMeta:
+        """Load ``folder`` as ``name`` (worker thread). Raises LorascopeError on an unusable folder."""
+        self.runtime.add_adapter(name, folder)
+        try:
+            checked = self._checked_meta(name, meta)
+        except LorascopeError:
+            self.runtime.remove_adapter(name)
+            raise
+        self._meta = MappingProxyType({**self._meta, name: checked})
+        return checked
+
+    def remove(self, name: str) -> None:
+        """Unload ``name`` (worker thread); requests for it already queued get :class:`AdapterGone`."""
+        self._meta = MappingProxyType({k: v for k, v in self._meta.items() if k != name})
+        self.runtime.remove_adapter(name)

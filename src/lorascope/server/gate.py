@@ -1,0 +1,52 @@
+"""ASGI middleware run before any body is read: the bearer token on ``/v1``, then the body-size cap.
+
+Checking here rather than in a FastAPI dependency means an unauthenticated or oversized request is
+refused before its body is received or parsed (a dependency runs only after FastAPI has read and
+decoded the body, so a bad body would answer 422 before the token was even looked at).
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lorascope.server.errors import ApiError, error_response
+from lorascope.server.security import check_token
+
+_WITH_BODY = ("POST", "PUT", "PATCH")
+
+
+class Gate:
+    """Refuse requests without the token (401) or with too large / unsized bodies (413 / 411).
+
+    Args:
+        app: The wrapped ASGI app.
+        token: Required bearer token for ``/v1`` paths, or None.
+        max_body_bytes: Largest ``Content-Length`` accepted.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
+        self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            if scope["path"].startswith("/v1"):
+                check_token(headers.get("authorization"), self.token)
+            if scope["method"] in _WITH_BODY:
+                self._check_length(headers.get("content-length"))
+        except ApiError as err:
+            await error_response(err.status, err.code, err.message, err.headers)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check_length(self, length: str | None) -> None:
+        # Chunked bodies have no length to check up front; refusing them keeps the cap honest.
+        if length is None:
+            raise ApiError(411, "length_required", "send a Content-Length header")
+        if not length.isdigit():
+            raise ApiError(400, "bad_request", "Content-Length is not a number")
+        if int(length) > self.max_body_bytes:
+            raise ApiError(413, "body_too_large", f"request body over {self.max_body_bytes} bytes")

@@ -1,0 +1,48 @@
+"""Limits and security settings of the HTTP server."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from lorascope.config import StrictModel
+
+
+class ServerSettings(StrictModel):
+    """Everything that bounds what one request may cost and who may send it."""
+
+    max_batch_size: PositiveInt = Field(64, description="most inputs (rows) in one classify request; more -> 413")
+    max_input_chars: PositiveInt = Field(4096, description="most characters in one text (each side of a pair); more -> 413")
+    max_length: PositiveInt = Field(384, description="texts are truncated to this many tokens")
+    max_batch_rows: PositiveInt = Field(
+        64, description="most rows the micro-batcher puts in one forward pass (requests are never split)"
+    )
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="how long the micro-batcher waits for more requests before running a batch"
+    )
+    token: str | None = Field(None, description="bearer token required on /v1/* (None: no authentication)")
+    adapter_roots: list[str] = Field(
+        default_factory=list,
+        description="folders under which POST /v1/adapters may load adapters (empty: loading at run time is disabled)",
+    )
+    max_adapters: PositiveInt = Field(16, description="most adapters loaded at once; POST /v1/adapters beyond it -> 409")
+    request_timeout_s: PositiveFloat = Field(60.0, description="a classify request waiting longer than this gets 503")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> "ServerSettings":
+        if self.max_batch_rows < self.max_batch_size:
+            raise ValueError(
+                f"max_batch_rows ({self.max_batch_rows}) must be at least max_batch_size ({self.max_batch_size}): "
+                "a request is never split across forward passes"
+            )
+        if self.token is not None and not self.token.strip():
+            raise ValueError("token must not be empty")
+        return self
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted: every row a pair of maximal texts, 4 bytes per char, plus slack.
+
+        Bounds memory before the body is parsed; JSON escapes can exceed it only for
+        pathological inputs, which then get 413 like any other oversized request.
+        """
+        return self.max_batch_size * 2 * (self.max_input_chars * 4 + 16) + 64 * 1024
