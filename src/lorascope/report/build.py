@@ -62,7 +62,7 @@ def _simple_markdown(md: str) -> str:
             out.append("</ul>")
             in_list = False
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
             if all(set(c) <= {"-"} for c in cells):
                 continue
             tag = "th" if not in_table else "td"

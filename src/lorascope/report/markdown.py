@@ -27,28 +27,44 @@ def _p(t: dict | None) -> str:
     return f"{t['test']}, n={t['n']}, p={t['p_value']:.4g}{floor}"
 
 
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|")  # a pipe inside a cell must not split the row
+
+
 def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def summary(data: dict[str, Any]) -> str:
-    out = ["## Summary", ""]
+    rows, notes = [], set()
     for task, d in data["drift"].items():
-        comp = d["comparison"]
         for key in ("h1a", "h1b"):
-            v = comp.get(key)
+            v = d["comparison"].get(key)
             if v and "status" in v:
+                t = v["test"]
                 ci = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v.get("ci_low") is not None else "–"
-                out.append(f"- **{task} {v['hypothesis']}: {v['status']}.** estimate {v['estimate']:.3f}, "
-                           f"{int(100 * v['confidence'])}% interval {ci} ({v['ci_method']}); {_p(v['test'])}; "
-                           f"α corrected to {v['corrected_alpha']:.4g} over {v['n_comparisons']} task(s). {v['message']}")
+                status = f"**{v['status']}**"
+                rows.append([task, v["hypothesis"], status, f"{v['estimate']:.3f}", f"{ci} ({v['ci_method']})",
+                             f"{t['test']}, n={t['n']}", f"{t['p_value']:.4g}",
+                             "–" if t.get("min_attainable_p") is None else f"{t['min_attainable_p']:.3g}",
+                             f"{v['corrected_alpha']:.4g}"])
+                if v["status"] == "underpowered":
+                    notes.add(f"underpowered: with n = {t['n']} seed pairs the smallest attainable p "
+                              f"({t['min_attainable_p']:.3g}) exceeds the corrected α ({v['corrected_alpha']:.4g}); "
+                              "no outcome could be significant, whatever the data.")
             elif v:
-                out.append(f"- {task} {key.upper()}: not computed ({v.get('error')})")
+                rows.append([task, key.upper(), "not computed", "–", "–", v.get("error", ""), "–", "–", "–"])
+    out = ["## Summary", "",
+           "H1a: LoRA within ±3 points of full fine-tuning (estimate: mean LoRA − full, as a fraction). "
+           "H1b: LoRA drift at least 20% lower (estimate: 1 − mean LoRA drift / mean full drift).", "",
+           table(["task", "hypothesis", "verdict", "estimate", "95% interval", "deciding test", "p",
+                  "min attainable p", "corrected α"], rows)]
+    out += [""] + [f"- {n}" for n in sorted(notes)]
     h2 = serving_headline(data["bench"])
     if h2:
-        out.append(f"- **H2 (serving separately adds ≤ 30% latency):** {h2}")
+        out.append(f"- H2 (serving adapters separately adds ≤ 30% latency): {h2}")
     return "\n".join(out)
 
 
@@ -58,7 +74,7 @@ def performance(data: dict[str, Any]) -> str:
     for r in data["runs"]:
         by.setdefault((r["task"], r["method"]), []).append(r)
     for (task, method), runs in sorted(by.items()):
-        ok = [r for r in runs if r["status"] == "ok"]
+        ok = sorted((r for r in runs if r["status"] == "ok"), key=lambda r: r["seed"])
         main = ok[0]["main_metric"] if ok else "–"
         vals = np.array([r["dev"][main] for r in ok]) if ok else np.array([])
         per_seed = ", ".join(f"{r['seed']}: {100 * r['dev'][main]:.1f}" for r in ok)
@@ -66,10 +82,12 @@ def performance(data: dict[str, Any]) -> str:
         base = data["baselines"].get(task, {}).get("majority", {}).get(main)
         ref = REFERENCE.get(task, {}).get(f"metric_{method}")
         mean_sd = f"{100 * vals.mean():.1f} ± {100 * vals.std(ddof=1):.1f}" if vals.size > 1 else (f"{100 * vals[0]:.1f}" if vals.size else "–")
+        gap = "–" if base is None or not vals.size else f"{100 * (vals.mean() - base):+.1f}"
         rows.append([task, method, main, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
-                     _pct(base), "–" if ref is None else f"{ref:.1f}"])
+                     _pct(base), gap, "–" if ref is None else f"{ref:.1f}"])
     return "## Task performance (dev set)\n\n" + table(
-        ["task", "method", "metric", "mean ± sd (%)", "per seed", "majority baseline", "reference study*"], rows)
+        ["task", "method", "metric", "mean ± sd (%)", "per seed", "majority baseline", "vs majority (points)",
+         "reference study*"], rows)
 
 
 def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
@@ -155,10 +173,36 @@ def limitations(data: dict[str, Any]) -> str:
     for task, why in data.get("drift_skipped", {}).items():
         if task not in data["drift"]:
             items.append(f"No drift analysis for {task}: {why}")
+    items += learning_caveats(data)
     failed = [r["folder"] for r in data["runs"] if r["status"] != "ok"]
     if failed:
         items.append(f"Failed units (excluded from the statistics): {', '.join(failed)}.")
     return "## Limitations\n\n" + "\n".join(f"- {i}" for i in items)
+
+
+def learning_caveats(data: dict[str, Any]) -> list[str]:
+    """Tasks where a method did not beat the majority baseline by 2 points, or where the drift
+    difference between methods is smaller than the seed-to-seed noise floor."""
+    out = []
+    for task, d in data["drift"].items():
+        base = data["baselines"].get(task, {}).get("majority", {})
+        weak = []
+        for method, s in d["methods"].items():
+            main = next((r["main_metric"] for r in data["runs"] if r["task"] == task and r["status"] == "ok"), None)
+            metric = (s.get("metric") or {}).get("mean")
+            if main and metric is not None and main in base and metric < base[main] + 0.02:
+                weak.append(method)
+        if weak:
+            out.append(f"{task}: {' and '.join(weak)} did not beat the majority baseline by 2 points; drift of a model "
+                       "that learned little says little about how LoRA and full fine-tuning differ.")
+        floors = [f["mean_drift"] for f in (d.get("noise_floor") or {}).values() if f]
+        ms = d["methods"]
+        if floors and {"lora", "full"} <= set(ms):
+            diff = abs(ms["full"]["drift"]["mean"] - ms["lora"]["drift"]["mean"])
+            if diff < max(floors):
+                out.append(f"{task}: the drift difference between methods ({diff:.4f}) is below the seed-to-seed "
+                           f"drift ({max(floors):.4f}).")
+    return out
 
 
 def provenance_section(data: dict[str, Any]) -> str:

@@ -19,11 +19,12 @@ _NON_RESULT_KEYS = ("stages", "name")
 
 def check_study_config(out: Path, cfg: StudyConfig) -> None:
     """A study folder belongs to one configuration; a different one is an error naming the keys."""
-    current = {k: v for k, v in config_to_dict(cfg).items() if k not in _NON_RESULT_KEYS}
+    full = {k: v for k, v in config_to_dict(cfg).items() if k != "stages"}
+    current = {k: v for k, v in full.items() if k not in _NON_RESULT_KEYS}
     stored = stored_config(out)
     if stored is None:
         out.mkdir(parents=True, exist_ok=True)
-        dump_yaml(current, out / "config.yaml")
+        dump_yaml(full, out / "config.yaml")
         return
     stored = {k: v for k, v in stored.items() if k not in _NON_RESULT_KEYS}
     diffs = diff_configs(stored, current)

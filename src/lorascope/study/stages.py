@@ -98,7 +98,7 @@ def stage_train(ctx: StageContext) -> None:
         try:
             m = run_train(cfg, folder, progress=False)
         except LorascopeError:
-            raise
+            raise  # bad input (data, config) is the user's to fix: stop with its one-line error
         except Exception as exc:  # out of memory, a library error: record the gap, keep going
             m = _record_failure(folder, cfg, exc)
         fresh += 0 if was_done else 1
