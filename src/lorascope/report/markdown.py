@@ -85,7 +85,9 @@ def performance(data: dict[str, Any]) -> str:
         gap = "–" if base is None or not vals.size else f"{100 * (vals.mean() - base):+.1f}"
         rows.append([task, method, main, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
                      _pct(base), gap, "–" if ref is None else f"{ref:.1f}"])
-    return "## Task performance (dev set)\n\n" + table(
+    n_eval = sorted({r.get("n_eval") for r in data["runs"] if r.get("n_eval")})
+    where = f"dev set, n = {', '.join(map(str, n_eval))} examples per run" if n_eval else "dev set"
+    return f"## Task performance ({where})\n\n" + table(
         ["task", "method", "metric", "mean ± sd (%)", "per seed", "majority baseline", "vs majority (points)",
          "reference study*"], rows)
 
