@@ -84,7 +84,7 @@ def print_drift_summary(result: dict) -> None:
     for key in ("h1a", "h1b"):
         v = comp.get(key)
         if v and "status" in v:
-            console.print(f"  [bold]{v['hypothesis']}[/] {v['status']}: {v['message']}")
+            console.print(f"  {v['message']}")
         elif v:
             console.print(f"  {key}: {v.get('error')}")
 
