@@ -46,3 +46,14 @@ def csv_task(tmp_path) -> Path:
         tmp_path / "task.yaml",
         "name: toy\nfiles: {train: train.csv, validation: dev.csv}\ntext_columns: [text]\nlabel_column: label\n",
     )
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models gain nothing from threads, and a descheduled worker thread only adds noise."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

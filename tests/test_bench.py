@@ -27,13 +27,7 @@ SIZES = [1, 3]
 TINY = dict(model="tiny-llama", batch_sizes=SIZES, warmup=1, requests=4, bootstrap_resamples=200, check_rows=6, threads=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models gain nothing from threads, and a descheduled worker thread only adds noise."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TEXTS = ["a gripping, beautifully acted film", ["The firm said profits rose.", "Profits went up."], "dull", ["a", "b"]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
