@@ -1,7 +1,6 @@
 """Both methods train, save loadable artifacts, reproduce, and fail cleanly."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
