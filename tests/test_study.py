@@ -84,3 +84,21 @@ def test_hpo_stage_feeds_the_training_grid(glue_dir, tmp_path):
     stored = yaml.safe_load((out / "train" / "rte-lora-s1" / "config.yaml").read_text())
     assert stored["lr"] == pytest.approx(best["params"]["lr"])
     assert stored["lora_alpha"] == best["params"]["lora_alpha"]
+
+
+def test_crashed_unit_is_recorded_then_retried(glue_dir, tmp_path, monkeypatch):
+    import lorascope.train
+
+    path = reduced_study(tmp_path, tasks=["rte"], methods=["lora"], seeds=[1], stages=["train"])
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost")
+
+    real = lorascope.train.run_train
+    monkeypatch.setattr(lorascope.train, "run_train", crash)
+    out = run_study(load_study(path))
+    recorded = json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())
+    assert recorded["status"] == "failed" and recorded["reason"] == "RuntimeError: worker lost"
+    monkeypatch.setattr(lorascope.train, "run_train", real)
+    run_study(load_study(path))
+    assert json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())["status"] == "ok"

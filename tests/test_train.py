@@ -72,3 +72,32 @@ def test_divergence_is_recorded_not_raised(glue_dir, tmp_path):
     assert m["status"] == "failed"
     assert "became nan" in m["reason"] or "became inf" in m["reason"]
     assert not (tmp_path / "r" / "model").exists()
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(glue_dir, tmp_path):
+    from lorascope.artifacts import start_partial
+    from lorascope.config import config_to_dict
+    from lorascope.train.resume import last_complete_checkpoint
+
+    cfg = TrainConfig(model="tiny-llama", save_model=False, **SMALL)
+    clean = run_train(cfg, tmp_path / "clean")
+    # A kill during the Trainer's save: the folder exists, its trainer_state.json is truncated.
+    checkpoints = start_partial(tmp_path / "cut", config_to_dict(cfg)) / "checkpoints"
+    (checkpoints / "checkpoint-2").mkdir(parents=True)
+    (checkpoints / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_hi')
+    assert last_complete_checkpoint(checkpoints) is None
+    assert not (checkpoints / "checkpoint-2").exists()
+    (checkpoints / "checkpoint-4").mkdir()
+    resumed = run_train(cfg, tmp_path / "cut")
+    assert resumed["status"] == "ok" and resumed["dev"] == clean["dev"]
+
+
+def test_last_complete_checkpoint_prefers_the_newest_complete_one(tmp_path):
+    from lorascope.train.resume import last_complete_checkpoint
+
+    for step, state in ((5, '{"global_step": 5}'), (10, '{"global_step": 10}'), (15, '{"glob')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-20").mkdir()  # cut off before trainer_state.json was written
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-5"]

@@ -4,6 +4,7 @@ safe to rerun: finished units are skipped, so a killed study resumes where it st
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -93,6 +94,7 @@ def stage_train(ctx: StageContext) -> None:
     for i, unit in enumerate(units, 1):
         folder = unit.folder(ctx.out)
         cfg = ctx.cfg.train_config(unit.task, unit.method, unit.seed, tuned_settings(ctx.out, unit.task, unit.method))
+        _forget_crash(folder)
         was_done = folder.is_dir()
         t0 = time.perf_counter()
         try:
@@ -110,6 +112,17 @@ def stage_train(ctx: StageContext) -> None:
         elapsed = time.perf_counter() - started
         timing = "done earlier" if was_done else f"{time.perf_counter() - t0:.0f} s"
         ctx.console.print(f"  [{i}/{len(units)}] {unit.name}: {what} ({timing}, {_eta(fresh, fresh + len(units) - i, elapsed)})")
+
+
+def _forget_crash(folder: Path) -> None:
+    """Delete a unit recorded as crashed (it has a traceback), so that a rerun tries it again.
+
+    A crash (out of memory, a killed worker, a library error) may not recur; a diverged run
+    (``status: failed`` without a traceback) is deterministic and stays recorded.
+    """
+    metrics = folder / "metrics.json"
+    if metrics.is_file() and "traceback" in read_json(metrics):
+        shutil.rmtree(folder)
 
 
 def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:

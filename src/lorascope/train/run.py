@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers.trainer_utils import get_last_checkpoint
 
 from lorascope.artifacts import check_same_config, finish, read_json, start_partial, write_json
 from lorascope.config import config_to_dict
@@ -26,6 +25,7 @@ from lorascope.models.adapt import ParamCounts
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.train.config import TrainConfig
+from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
 
 METRICS_FILE = "metrics.json"
@@ -97,7 +97,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     checkpoints = partial / "checkpoints"
     trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec,
                                    checkpoints, progress=progress)
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(checkpoints)
     train_output = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if guard.reason is None else {}
     if not trainer.is_world_process_zero():
