@@ -26,6 +26,7 @@ class TrainConfig(StrictModel):
     eval_limit: PositiveInt | None = Field(None, description="use a deterministic subset of this many dev examples")
     max_length: PositiveInt = Field(384, description="truncate inputs to this many tokens")
     pad_to_max_length: bool = Field(False, description="pad every batch to max_length (slow; dynamic padding otherwise)")
+    group_by_length: bool = Field(True, description="batch examples of similar length together (less padding; order still seeded)")
     epochs: float = Field(3.0, gt=0, description="training epochs")
     lr: float | None = Field(None, gt=0, description="peak learning rate (default: 2e-3 LoRA, 5e-5 full)")
     batch_size: PositiveInt = Field(16, description="per-device training batch size")
