@@ -17,3 +17,15 @@ def test_unreachable_threshold_fails_cleanly(glue_dir):
     r = run_sanity_one(TrainConfig(task="sst2", method="lora", model="tiny-llama", max_length=32),
                        max_epochs=2, threshold=1e-9, progress=False)
     assert not r.passed and r.epochs_run == 2 and r.final_loss > 1e-9 and r.reason is None
+
+
+def test_baselines_on_the_runs_dev_subset(glue_dir):
+    import numpy as np
+
+    from lorascope.checks.baselines import run_baselines
+    from lorascope.data import get_task, load_split, subsample
+
+    (sub,) = run_baselines(["mrpc"], eval_limits={"mrpc": 100}, data_seed=3, draws=10)
+    gold = np.asarray(subsample(load_split(get_task("mrpc"), "validation"), 100, 3)["label"])
+    assert sub.n_dev == 100
+    assert sub.majority["accuracy"] == pytest.approx(float((gold == 1).mean()))  # "equivalent" is the majority

@@ -44,6 +44,11 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     assert "## Representation drift" in md and "base_vs_lora_init" in md
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
+    # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.
+    assert "| rte † | H1a |" in md and "† not trained enough to judge: on rte" in md
+    assert "cannot go below p = 0.25 one-sided (0.5 two-sided)" in md
+    # Baselines are scored on the runs' own dev subset (eval_limit 16), not the whole dev split.
+    assert {b["n_dev"] for b in json.loads((out / "baselines.json").read_text())["baselines"]} == {16}
     assert "data:image/png;base64," in html
     assert (out / "report" / "figures" / "drift_by_layer.png").stat().st_size > 1000
     assert set(yaml.safe_load((out / "config.yaml").read_text())["tasks"]) == {"rte", "sst2"}

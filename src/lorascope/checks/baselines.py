@@ -1,4 +1,8 @@
-"""Majority-class and uniform-random baselines on the dev sets, scored with each task's metrics."""
+"""Majority-class and uniform-random baselines on the dev sets, scored with each task's metrics.
+
+A study evaluates its runs on a deterministic dev subset (``eval_limit``, ``data_seed``); its
+baselines are scored on that same subset, so "vs majority" compares like with like.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorascope.data import get_task, load_split, with_label_set
+from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.train.metrics import score
 
 
@@ -24,14 +28,26 @@ class BaselineResult:
         return self.__dict__.copy()
 
 
-def run_baselines(tasks: list[str], data_dir: str | None = None, draws: int = 1000, seed: int = 0) -> list[BaselineResult]:
+def run_baselines(
+    tasks: list[str],
+    data_dir: str | None = None,
+    draws: int = 1000,
+    seed: int = 0,
+    eval_limits: dict[str, int | None] | None = None,
+    data_seed: int = 0,
+) -> list[BaselineResult]:
     """Majority class of the *training* labels predicted for every dev row, and ``draws``
-    uniformly random prediction vectors (mean and sd of each metric over draws)."""
+    uniformly random prediction vectors (mean and sd of each metric over draws).
+
+    ``eval_limits`` maps a task to the dev subset size its runs use (subsampled with
+    ``data_seed`` exactly as training does); a task not in it is scored on the whole dev split.
+    """
     results = []
     for name in tasks:
         spec = with_label_set(get_task(name), data_dir)
         train_labels = np.asarray(load_split(spec, "train", data_dir)["label"])
-        gold = np.asarray(load_split(spec, "validation", data_dir)["label"])
+        dev = subsample(load_split(spec, "validation", data_dir), (eval_limits or {}).get(name), data_seed)
+        gold = np.asarray(dev["label"])
         majority = int(np.bincount(train_labels, minlength=spec.num_labels).argmax())
         rng = np.random.default_rng(seed)
         random_scores = [score(rng.integers(0, spec.num_labels, gold.size), gold, spec.metrics) for _ in range(draws)]

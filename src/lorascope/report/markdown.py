@@ -39,14 +39,16 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 def summary(data: dict[str, Any]) -> str:
     rows, notes = [], set()
+    weak = weak_methods(data)
     for task, d in data["drift"].items():
+        label = f"{task} †" if task in weak else task
         for key in ("h1a", "h1b"):
             v = d["comparison"].get(key)
             if v and "status" in v:
                 t = v["test"]
                 ci = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v.get("ci_low") is not None else "–"
                 status = f"**{v['status']}**"
-                rows.append([task, v["hypothesis"], status, f"{v['estimate']:.3f}", f"{ci} ({v['ci_method']})",
+                rows.append([label, v["hypothesis"], status, f"{v['estimate']:.3f}", f"{ci} ({v['ci_method']})",
                              f"{t['test']}, n={t['n']}", f"{t['p_value']:.4g}",
                              "–" if t.get("min_attainable_p") is None else f"{t['min_attainable_p']:.3g}",
                              f"{v['corrected_alpha']:.4g}"])
@@ -55,12 +57,15 @@ def summary(data: dict[str, Any]) -> str:
                               f"({t['min_attainable_p']:.3g}) exceeds the corrected α ({v['corrected_alpha']:.4g}); "
                               "no outcome could be significant, whatever the data.")
             elif v:
-                rows.append([task, key.upper(), "not computed", "–", "–", v.get("error", ""), "–", "–", "–"])
+                rows.append([label, key.upper(), "not computed", "–", "–", v.get("error", ""), "–", "–", "–"])
     out = ["## Summary", "",
            "H1a: LoRA within ±3 points of full fine-tuning (estimate: mean LoRA − full, as a fraction). "
            "H1b: LoRA drift at least 20% lower (estimate: 1 − mean LoRA drift / mean full drift).", "",
            table(["task", "hypothesis", "verdict", "estimate", "95% interval", "deciding test", "p",
                   "min attainable p", "corrected α"], rows)]
+    if weak:
+        notes.add(f"† not trained enough to judge: on {', '.join(sorted(weak))} a method did not beat the majority "
+                  "baseline by 2 points (see Task performance), so those rows compare barely changed models.")
     out += [""] + [f"- {n}" for n in sorted(notes)]
     h2 = serving_headline(data["bench"])
     if h2:
@@ -83,13 +88,13 @@ def performance(data: dict[str, Any]) -> str:
         ref = REFERENCE.get(task, {}).get(f"metric_{method}")
         mean_sd = f"{100 * vals.mean():.1f} ± {100 * vals.std(ddof=1):.1f}" if vals.size > 1 else (f"{100 * vals[0]:.1f}" if vals.size else "–")
         gap = "–" if base is None or not vals.size else f"{100 * (vals.mean() - base):+.1f}"
-        rows.append([task, method, main, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
+        n_dev = ", ".join(str(n) for n in sorted({r["n_eval"] for r in ok if r.get("n_eval")})) or "–"
+        rows.append([task, method, main, n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
                      _pct(base), gap, "–" if ref is None else f"{ref:.1f}"])
-    n_eval = sorted({r.get("n_eval") for r in data["runs"] if r.get("n_eval")})
-    where = f"dev set, n = {', '.join(map(str, n_eval))} examples per run" if n_eval else "dev set"
-    return f"## Task performance ({where})\n\n" + table(
-        ["task", "method", "metric", "mean ± sd (%)", "per seed", "majority baseline", "vs majority (points)",
-         "reference study*"], rows)
+    return ("## Task performance (dev set)\n\nEach run is scored on the same dev examples (n dev); the majority "
+            "baseline predicts the training set's most frequent label on those examples.\n\n" + table(
+        ["task", "method", "metric", "n dev", "mean ± sd (%)", "per seed", "majority baseline", "vs majority (points)",
+         "reference study*"], rows))
 
 
 def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
@@ -164,8 +169,9 @@ def limitations(data: dict[str, Any]) -> str:
     n = next((d["n_samples"] for d in data["drift"].values()), None)
     hw = (data.get("provenance") or {}).get("hardware", {})
     items = [
-        f"{seeds} seed(s) per (task, method): an exact paired sign-flip test cannot go below p = {2 ** (1 - seeds):.3g} "
-        f"(two-sided), so no per-task seed-level test can reach α = 0.05/{len(cfg.get('tasks', []))} (Bonferroni)."
+        f"{seeds} seed(s) per (task, method): an exact paired sign-flip test cannot go below p = {2 ** -seeds:.3g} "
+        f"one-sided ({2 ** (1 - seeds):.3g} two-sided), so no per-task seed-level test can reach "
+        f"α = 0.05/{len(cfg.get('tasks', []))} (Bonferroni)."
         if seeds else "no seeds recorded",
         f"Drift compares n = {n} dev samples per task; sample-level uncertainty is the bootstrap interval per run.",
         f"Base model: {cfg.get('model')}; training settings: {cfg.get('train')}. Results for other models may differ.",
@@ -182,18 +188,26 @@ def limitations(data: dict[str, Any]) -> str:
     return "## Limitations\n\n" + "\n".join(f"- {i}" for i in items)
 
 
+def weak_methods(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Per task with a drift analysis, the methods whose mean dev metric is not 2 points above majority."""
+    out: dict[str, list[str]] = {}
+    for task, d in data["drift"].items():
+        base = data["baselines"].get(task, {}).get("majority", {})
+        main = next((r["main_metric"] for r in data["runs"] if r["task"] == task and r["status"] == "ok"), None)
+        for method, s in d["methods"].items():
+            metric = (s.get("metric") or {}).get("mean")
+            if main and metric is not None and main in base and metric < base[main] + 0.02:
+                out.setdefault(task, []).append(method)
+    return out
+
+
 def learning_caveats(data: dict[str, Any]) -> list[str]:
     """Tasks where a method did not beat the majority baseline by 2 points, or where the drift
     difference between methods is smaller than the seed-to-seed noise floor."""
     out = []
+    weak_by_task = weak_methods(data)
     for task, d in data["drift"].items():
-        base = data["baselines"].get(task, {}).get("majority", {})
-        weak = []
-        for method, s in d["methods"].items():
-            main = next((r["main_metric"] for r in data["runs"] if r["task"] == task and r["status"] == "ok"), None)
-            metric = (s.get("metric") or {}).get("mean")
-            if main and metric is not None and main in base and metric < base[main] + 0.02:
-                weak.append(method)
+        weak = weak_by_task.get(task, [])
         if weak:
             out.append(f"{task}: {' and '.join(weak)} did not beat the majority baseline by 2 points; drift of a model "
                        "that learned little says little about how LoRA and full fine-tuning differ.")

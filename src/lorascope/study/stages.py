@@ -57,7 +57,12 @@ def stage_baselines(ctx: StageContext) -> None:
 
     path = ctx.out / "baselines.json"
     if not path.is_file():
-        write_json(path, {"baselines": [r.to_dict() for r in run_baselines(ctx.cfg.tasks, ctx.cfg.data_dir)]})
+        # Scored on the dev subset the runs are evaluated on (that of the first method and seed).
+        results = []
+        for task in ctx.cfg.tasks:
+            unit = ctx.cfg.train_config(task, ctx.cfg.methods[0], ctx.cfg.seeds[0])
+            results += run_baselines([task], ctx.cfg.data_dir, eval_limits={task: unit.eval_limit}, data_seed=unit.data_seed)
+        write_json(path, {"baselines": [r.to_dict() for r in results]})
     for b in read_json(path)["baselines"]:
         ctx.console.print(f"  baseline {b['task']}: majority " + ", ".join(f"{k} {100 * v:.1f}" for k, v in b["majority"].items()))
 
