@@ -107,3 +107,22 @@ def test_crashed_unit_is_recorded_then_retried(glue_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(lorascope.train, "run_train", real)
     run_study(load_study(path))
     assert json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_reduced_minilm_study_with_serving_end_to_end(glue_dir, tmp_path):
+    """The quickstart's shape on the real MiniLM: train, drift, serving benchmark and report."""
+    import csv
+
+    path = reduced_study(tmp_path, model="minilm", tasks=["sst2"], seeds=[1, 2],
+                         stages=["baselines", "train", "drift", "bench", "report"],
+                         train={"train_limit": 16, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 32},
+                         drift={"n_samples": 24, "max_length": 32, "bootstrap": 50},
+                         bench={"batch_sizes": [1, 2], "requests": 3, "warmup": 1})
+    out = run_study(load_study(path))
+    layers = {int(r["layer"]) for r in csv.DictReader((out / "drift" / "sst2" / "layers.csv").open())}
+    assert layers == set(range(7))  # embeddings + 6 BERT layers
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    # The study's own trained adapters and full model are served, and every path matched PEFT.
+    assert bench["synthetic_adapters"] is False and bench["checks_passed"] is True
+    md = (out / "report" / "report.md").read_text()
+    assert "## Serving cost" in md and "runtime_mixed3" in md and "lora_merged" in md

@@ -46,7 +46,8 @@ def summary(data: dict[str, Any]) -> str:
             v = d["comparison"].get(key)
             if v and "status" in v:
                 t = v["test"]
-                ci = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v.get("ci_low") is not None else "–"
+                # A Fieller interval is unbounded (stored as null) when full FT's drift is not clearly above 0.
+                ci = f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v.get("ci_low") is not None else "unbounded"
                 status = f"**{v['status']}**"
                 rows.append([label, v["hypothesis"], status, f"{v['estimate']:.3f}", f"{ci} ({v['ci_method']})",
                              f"{t['test']}, n={t['n']}", f"{t['p_value']:.4g}",
