@@ -70,5 +70,6 @@ def main() -> None:
               f"{m['tokens_processed'] / ref['tokens_processed']:>10.2f}{m['wall_s'] / ref['wall_s']:>9.2f}")
     print("(× columns: ratio to dynamic padding with length-grouped batches)")
 
+
 if __name__ == "__main__":
     main()
