@@ -22,9 +22,11 @@ from lorascope.stats import (
     fieller_interval,
     h1a_verdict,
     h1b_verdict,
+    hierarchical_interval,
     holm,
     min_attainable_p,
     paired_t_test,
+    seeds_needed,
     sign_flip_test,
     t_interval,
 )
@@ -233,43 +235,48 @@ FULL_ACC = np.array([0.915, 0.912, 0.916, 0.914, 0.913, 0.917, 0.910, 0.916])
 
 def test_h1a_supported_with_enough_seeds():
     v = h1a_verdict(LORA_ACC, FULL_ACC)
-    assert v.status == "supported"
-    assert v.n == 8 and v.p_value == 2.0**-8  # every delta lies inside ±0.03: exact floor
+    assert v.status == "supported" and v.decisive
+    assert v.test.test.startswith("paired t-test") and v.test.alternative == "greater"
+    expected = stats.ttest_1samp(LORA_ACC - FULL_ACC + 0.03, 0.0, alternative="greater").pvalue
+    assert v.n == 8 and v.p_value == pytest.approx(expected, rel=1e-12)
+    assert v.secondary is not None and v.secondary.p_value == 2.0**-8  # exact floor: every delta above −0.03
+    assert v.secondary_status == "supported" and v.tests_agree
     assert v.estimate == pytest.approx((LORA_ACC - FULL_ACC).mean())
     assert v.ci_low < v.estimate < v.ci_high
-    assert "TOST" in v.test.test and v.secondary is not None and "t-test" in v.secondary.test
+    assert "TOST" in v.extra["equivalence"].test
     assert json.loads(json.dumps(v.to_dict()))["status"] == "supported"
 
 
-def test_h1a_not_supported_when_lora_is_far_behind():
+def test_h1a_rejected_when_lora_is_far_behind():
     v = h1a_verdict(LORA_ACC - 0.08, FULL_ACC)
-    assert v.status == "not supported"
-    assert v.p_value == 1.0
-    assert "does not meet the claim" in v.message
+    assert v.status == "rejected" and v.secondary_status == "rejected" and v.decisive
+    assert v.p_value > 0.99 and v.reverse_p_value < 1e-6
+    assert "contradict" in v.message
 
 
-def test_h1a_underpowered_with_three_seeds_over_three_tasks():
+def test_h1a_non_inferiority_supports_a_lora_that_is_much_better():
+    better = np.clip(FULL_ACC + 0.20, 0, 1)
+    assert h1a_verdict(better, FULL_ACC).status == "supported"  # the protocol's "within 3 points of"
+    eq = h1a_verdict(better, FULL_ACC, kind="equivalence")
+    assert eq.status == "not supported"  # outside ±0.03: not equivalent, though not worse
+
+
+def test_three_seeds_decide_by_t_but_the_exact_test_disagrees():
     v = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3)
-    assert v.status == "underpowered"
     assert v.corrected_alpha == pytest.approx(0.05 / 3)
-    assert v.test.min_attainable_p == 0.125 and v.p_value == 0.125
-    assert "cannot give p below 0.125" in v.message and "0.05/3" in v.message
-    assert "At least 6" in v.message
-    # the t-test has no floor, so with it the same data are decided, not underpowered
-    with_t = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3, test="t")
-    assert with_t.status == "supported" and with_t.test.min_attainable_p is None
+    assert v.status == "supported" and v.test.min_attainable_p is None
+    assert v.secondary_status == "underpowered" and v.secondary.min_attainable_p == 0.125
+    assert not v.tests_agree and not v.decisive
+    assert "DISAGREES" in v.message and "0.125" in v.message
+    exact = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3, test="sign-flip")
+    assert exact.status == "underpowered" and "cannot give p below 0.125" in exact.message
+    assert "0.05/3" in exact.message and "At least 6" in exact.message
 
 
 def test_h1a_bootstrap_interval_option():
     v = h1a_verdict(LORA_ACC, FULL_ACC, ci_method="bootstrap")
     assert v.ci_method == "bootstrap BCa"
     assert v.ci_low < v.estimate < v.ci_high
-
-
-def test_h1a_non_inferiority_accepts_lora_being_better():
-    better = FULL_ACC + 0.05
-    assert h1a_verdict(better, FULL_ACC).status == "not supported"  # outside ±0.03
-    assert h1a_verdict(better, FULL_ACC, kind="non-inferiority").status == "supported"
 
 
 def test_h1a_rejects_percentages_and_unpaired_input():
@@ -286,16 +293,22 @@ FULL_DRIFT = np.array([0.30, 0.28, 0.33, 0.31, 0.29, 0.32, 0.30, 0.27])
 
 def test_h1b_supported_for_a_large_reduction():
     v = h1b_verdict(0.5 * FULL_DRIFT, FULL_DRIFT)
-    assert v.status == "supported"
+    assert v.status == "supported" and v.decisive
     assert v.estimate == pytest.approx(0.5)
-    assert v.p_value == 2.0**-8 and v.test.alternative == "greater"
+    assert v.secondary.p_value == 2.0**-8 and v.test.alternative == "greater"
     assert v.ci_low <= 0.5 <= v.ci_high
 
 
-def test_h1b_not_supported_for_a_small_reduction():
+def test_h1b_rejected_for_a_small_reduction():
     v = h1b_verdict(0.95 * FULL_DRIFT, FULL_DRIFT)
-    assert v.status == "not supported"
+    assert v.status == "rejected"
     assert v.estimate == pytest.approx(0.05)
+
+
+def test_h1b_not_supported_when_noise_hides_a_small_reduction():
+    lora = np.array([0.10, 0.32, 0.15, 0.30, 0.32, 0.31, 0.30, 0.27])
+    v = h1b_verdict(lora, FULL_DRIFT)
+    assert v.estimate < 0.2 and v.status == "not supported"
 
 
 def test_h1b_inconclusive_when_the_estimate_passes_but_noise_is_large():
@@ -305,8 +318,16 @@ def test_h1b_inconclusive_when_the_estimate_passes_but_noise_is_large():
     assert v.status == "inconclusive"
 
 
-def test_h1b_underpowered_with_three_seeds_over_three_tasks():
-    v = h1b_verdict(0.5 * FULL_DRIFT[:3], FULL_DRIFT[:3], n_comparisons=3)
+def test_direction_verdict_decides_where_the_20_percent_claim_cannot():
+    lora = 0.80 * FULL_DRIFT + np.array([0.004, -0.003, 0.002, -0.004, 0.003, -0.002, 0.001, -0.001])
+    near = h1b_verdict(lora, FULL_DRIFT)
+    assert near.status in ("inconclusive", "not supported")
+    lower = h1b_verdict(lora, FULL_DRIFT, min_reduction=0.0, hypothesis="LoRA drifts less")
+    assert lower.status == "supported" and lower.decisive and lower.hypothesis == "LoRA drifts less"
+
+
+def test_h1b_underpowered_exact_test_with_three_seeds_over_three_tasks():
+    v = h1b_verdict(0.5 * FULL_DRIFT[:3], FULL_DRIFT[:3], n_comparisons=3, test="sign-flip")
     assert v.status == "underpowered"
     assert v.p_value == 0.125 and v.corrected_alpha == pytest.approx(0.05 / 3)
     assert "no outcome could be significant" in v.message
@@ -324,6 +345,68 @@ def test_h1b_bootstrap_interval_option_and_errors():
         h1b_verdict(FULL_DRIFT, np.where(np.arange(8) == 2, np.nan, FULL_DRIFT))
     with pytest.raises(LorascopeError, match="min_reduction"):
         h1b_verdict(FULL_DRIFT, FULL_DRIFT, min_reduction=1.5)
+
+
+# ---------------------------------------------------------------- power and intervals over seeds and samples
+
+
+def test_seeds_needed_matches_the_t_power_it_promises():
+    from statsmodels.stats.power import TTestPower
+
+    deltas = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
+    info = seeds_needed(deltas, 0.05 / 3)
+    dz = deltas.mean() / deltas.std(ddof=1)
+    power = TTestPower().power
+    assert power(effect_size=dz, nobs=info["t"], alpha=0.05 / 3, alternative="larger") >= 0.8
+    assert power(effect_size=dz, nobs=info["t"] - 1, alpha=0.05 / 3, alternative="larger") < 0.8
+    assert info["exact_floor"] == 6  # 2^-6 = 0.0156 ≤ 0.0167 < 2^-5
+    assert seeds_needed(-deltas, 0.05)["t"] is None and "points away" in seeds_needed(-deltas, 0.05)["note"]
+
+
+def test_verdicts_carry_seeds_needed():
+    v = h1b_verdict(0.7 * FULL_DRIFT[:3] + [0.01, -0.02, 0.015], FULL_DRIFT[:3], n_comparisons=3)
+    assert v.seeds_needed["t"] >= 2 and v.seeds_needed["exact_floor"] == 6
+
+
+def _crossed_data(rng, k, n, tau, sigma_sample, sigma_noise, n_boot=200):
+    """Per-seed estimates and shared-resample replicates of a grand mean of 1.0 (seeds × samples)."""
+    x = 1.0 + rng.normal(0, tau, k)[:, None] + rng.normal(0, sigma_sample, n)[None, :] + rng.normal(0, sigma_noise, (k, n))
+    idx = rng.integers(0, n, (n_boot, n))
+    return x.mean(1), x[:, idx].mean(2)
+
+
+@pytest.mark.parametrize("k", [3, 8])
+@pytest.mark.parametrize(("tau", "sigma_sample", "sigma_noise"), [(0.1, 0.0, 0.01), (0.02, 0.1, 0.1)])
+def test_hierarchical_interval_covers_the_truth(k, tau, sigma_sample, sigma_noise):
+    rng = np.random.default_rng(k)
+    hits = 0
+    for r in range(150):
+        est, reps = _crossed_data(rng, k, 60, tau, sigma_sample, sigma_noise)
+        ci = hierarchical_interval([est], [reps], n_resamples=1000, seed=r)
+        hits += ci.low <= 1.0 <= ci.high
+    assert hits / 150 >= 0.9
+
+
+def test_uncalibrated_seed_bootstrap_would_undercover_at_three_seeds():
+    """The planted bug the calibration guards against: a plain percentile interval over 3 seeds."""
+    rng = np.random.default_rng(1)
+    hits = 0
+    for r in range(150):
+        est, _ = _crossed_data(rng, 3, 60, 0.1, 0.0, 0.01)
+        boot = est[np.random.default_rng(r).integers(0, 3, (1000, 3))].mean(1)
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        hits += lo <= 1.0 <= hi
+    assert hits / 150 < 0.85
+
+
+def test_hierarchical_interval_of_a_ratio_and_nan_replicates():
+    rng = np.random.default_rng(3)
+    lo_est, lo_reps = _crossed_data(rng, 5, 40, 0.01, 0.01, 0.01)
+    fu_est, fu_reps = _crossed_data(rng, 5, 40, 0.01, 0.01, 0.01)
+    lo_reps[0, 3] = np.nan
+    ci = hierarchical_interval([0.5 * lo_est, fu_est], [0.5 * lo_reps, fu_reps], lambda a, b: 100 * (b - a) / b)
+    assert ci.low < ci.estimate < ci.high and ci.estimate == pytest.approx(100 * (1 - 0.5 * lo_est.mean() / fu_est.mean()))
+    assert np.isfinite([ci.low, ci.high]).all()
 
 
 # ---------------------------------------------------------------- bad input and records

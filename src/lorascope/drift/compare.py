@@ -1,9 +1,9 @@
 """LoRA vs full fine-tuning on one task: paired tests across seeds, per task and per layer.
 
 With n seeds, an exact sign-flip test cannot go below 2^(1−n) (0.25 for n = 3), so every test
-is reported with n and its smallest attainable p, and a verdict says "underpowered" when even a
-perfect result could not reach the corrected alpha. Uncertainty over *samples* comes from the
-per-run bootstrap intervals (``RunDrift.mean_drift_ci``).
+is reported with n and its smallest attainable p, beside the protocol's paired t-test. Uncertainty
+over *samples* comes from the per-run bootstrap (``RunDrift.mean_drift_ci``); over seeds and
+samples together from the hierarchical bootstrap.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ import numpy as np
 from lorascope.drift.analysis import RunDrift, reduction_percent
 from lorascope.errors import LorascopeError
 from lorascope.stats import (
-    bootstrap_ci,
     cohens_d_paired,
     correct,
     h1a_verdict,
     h1b_verdict,
+    hierarchical_interval,
     paired_t_test,
     sign_flip_test,
+    t_interval,
 )
+from lorascope.stats.hypotheses import TestName
 
 
 def _safe(fn, *args, **kwargs) -> dict[str, Any]:
@@ -42,43 +44,78 @@ def compare_methods(
     alpha: float = 0.05,
     margin: float = 0.03,
     min_reduction: float = 0.2,
+    test: TestName = "t",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Paired comparison of the two methods' runs (paired by seed).
 
-    Returns a JSON-ready dict: paired seeds, mean drifts, Δ%, the t-test and exact sign-flip
-    test on per-seed drift differences (full − LoRA), Cohen's d, a bootstrap interval, per-layer
-    t-tests with Holm correction over layers, and the H1a / H1b verdicts with alpha split over
-    ``n_tasks`` (Bonferroni).
+    Returns a JSON-ready dict: paired seeds, per-seed drifts, Δ% with a seed-only (Fieller, t)
+    and a seeds-and-samples (hierarchical bootstrap) interval, the t-test and exact sign-flip
+    test on per-seed drift differences (full − LoRA, two-sided), Cohen's d, a t interval of the
+    mean difference, per-layer t-tests with Holm correction over layers, and the verdicts: H1a
+    (non-inferiority of the task metric), H1b on biased and on debiased drift, and the plain
+    direction "LoRA drifts less" on both, each with alpha split over ``n_tasks`` (Bonferroni).
     """
     by_seed_l = {r.seed: r for r in lora}
     by_seed_f = {r.seed: r for r in full}
     seeds = sorted(set(by_seed_l) & set(by_seed_f))
-    out: dict[str, Any] = {"paired_seeds": seeds, "n_pairs": len(seeds)}
+    out: dict[str, Any] = {"paired_seeds": seeds, "n_pairs": len(seeds), "primary_test": test}
     if not seeds:
         out["note"] = "no seed has both a LoRA and a full fine-tuning run: nothing to compare"
         return out
-    dl = np.array([by_seed_l[s].mean_drift for s in seeds])
-    df = np.array([by_seed_f[s].mean_drift for s in seeds])
+    pl, pf = [by_seed_l[s] for s in seeds], [by_seed_f[s] for s in seeds]
+    dl = np.array([r.mean_drift for r in pl])
+    df = np.array([r.mean_drift for r in pf])
+    dl_db = np.array([r.mean_drift_debiased for r in pl])
+    df_db = np.array([r.mean_drift_debiased for r in pf])
     deltas = df - dl
     out.update({
         "drift_lora": dl.tolist(),
         "drift_full": df.tolist(),
+        "drift_debiased_lora": dl_db.tolist(),
+        "drift_debiased_full": df_db.tolist(),
         "reduction_percent": reduction_percent(float(dl.mean()), float(df.mean())),
+        "reduction_percent_debiased": reduction_percent(float(dl_db.mean()), float(df_db.mean())),
         "paired_t": _safe(paired_t_test, deltas),
         "sign_flip": _safe(sign_flip_test, deltas, seed=seed),
         "cohens_d": _safe(cohens_d_paired, deltas).get("value"),
-        "bootstrap_mean_delta": _safe(bootstrap_ci, deltas, seed=seed),
-        "per_layer": _per_layer_tests([by_seed_l[s] for s in seeds], [by_seed_f[s] for s in seeds], alpha),
+        "mean_delta_ci_t": _safe(lambda d: dict(zip(("low", "high"), t_interval(d))), deltas),
+        "per_layer": _per_layer_tests(pl, pf, alpha),
     })
     if len(seeds) < 2:
         out["note"] = f"n = {len(seeds)} seed pair: no test across seeds is possible; only sample-level intervals apply"
-    ml = [by_seed_l[s].metric for s in seeds]
-    mf = [by_seed_f[s].metric for s in seeds]
+        return out
+    out["reduction_ci_seeds_samples"] = _reduction_interval(pl, pf, "mean_drift", seed)
+    out["reduction_ci_seeds_samples_debiased"] = _reduction_interval(pl, pf, "mean_drift_debiased", seed)
+    ml = [r.metric for r in pl]
+    mf = [r.metric for r in pf]
+    common = dict(alpha=alpha, n_comparisons=n_tasks, test=test, seed=seed)
+    verdicts: dict[str, Any] = {}
     if all(m is not None for m in ml + mf):
-        out["h1a"] = _safe(h1a_verdict, np.array(ml), np.array(mf), margin=margin, alpha=alpha, n_comparisons=n_tasks, seed=seed)
-    out["h1b"] = _safe(h1b_verdict, dl, df, min_reduction=min_reduction, alpha=alpha, n_comparisons=n_tasks, seed=seed)
+        verdicts["h1a"] = _safe(h1a_verdict, np.array(ml), np.array(mf), margin=margin, **common)
+    verdicts["h1b"] = _safe(h1b_verdict, dl, df, min_reduction=min_reduction, **common)
+    verdicts["h1b_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=min_reduction,
+                                     hypothesis="H1b (debiased)", **common)
+    verdicts["lower"] = _safe(h1b_verdict, dl, df, min_reduction=0.0, hypothesis="LoRA drifts less", **common)
+    verdicts["lower_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=0.0,
+                                       hypothesis="LoRA drifts less (debiased)", **common)
+    out["verdicts"] = verdicts
     return out
+
+
+def _reduction_interval(lora: list[RunDrift], full: list[RunDrift], field: str, seed: int) -> dict[str, Any]:
+    """Δ% with the hierarchical bootstrap over seeds and samples (None bounds: undefined)."""
+    boots = [getattr(r, field + "_boot") for r in lora + full]
+    reps = None
+    if all(b is not None for b in boots):
+        reps = [np.stack(boots[: len(lora)]), np.stack(boots[len(lora):])]
+
+    def pct(lo: np.ndarray, fu: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 100.0 * (fu - lo) / fu
+
+    est = [np.array([getattr(r, field) for r in lora]), np.array([getattr(r, field) for r in full])]
+    return _safe(hierarchical_interval, est, reps, pct, seed=seed)
 
 
 def _per_layer_tests(lora: list[RunDrift], full: list[RunDrift], alpha: float) -> dict[str, Any]:

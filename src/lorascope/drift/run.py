@@ -1,7 +1,8 @@
 """``run_drift``: base vs every fine-tuned run of one task — extract, check, compare, save.
 
-Set-up (find runs, extract or reuse representations) -> controls -> per-run drift -> method
-summaries, noise floor, paired statistics -> ``drift.json`` and a tidy ``layers.csv``.
+Set-up (find runs, extract or reuse representations) -> controls (a second extraction of the base,
+LoRA at init) -> per-run drift -> method summaries, noise floor, paired statistics and verdicts ->
+``drift.json`` and a tidy ``layers.csv``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -18,14 +19,13 @@ from lorascope.artifacts import write_json
 from lorascope.config import StrictModel, config_to_dict
 from lorascope.data import get_task
 from lorascope.drift.analysis import run_drift as drift_of_run
-from lorascope.drift.analysis import seed_noise_floor, summarise_method
+from lorascope.drift.analysis import between_seed_drift, seed_noise_floor, summarise_method
 from lorascope.drift.compare import compare_methods
-from lorascope.drift.controls import run_controls
+from lorascope.drift.controls import align_to, run_controls
 from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
-from lorascope.represent import RepresentConfig, Representations, load_representations, run_represent
-from lorascope.represent.run import is_reusable
+from lorascope.represent import RepresentConfig, Representations, run_represent
 
 LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
 
@@ -40,12 +40,14 @@ class DriftConfig(StrictModel):
     data_seed: int = Field(0, description="seed of the deterministic sample subset")
     max_length: PositiveInt = Field(384, description="truncation for extraction (identical for every model)")
     batch_size: PositiveInt = Field(32, description="extraction batch size")
-    pooling: str = Field("mean", description="pooled states compared: mean or head_token")
+    pooling: Literal["mean", "head_token"] = Field("mean", description="pooled states compared: mean or head_token")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples (0: none)")
     alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha")
     n_tasks: PositiveInt = Field(1, description="tasks in the study: alpha is Bonferroni-split over them")
     margin: float = Field(0.03, gt=0, description="H1a: LoRA within this many metric points (fraction) of full FT")
     min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: LoRA drift at least this fraction lower")
+    test: Literal["t", "sign-flip"] = Field("t", description="primary test of every verdict (the protocol's paired "
+                                            "t-test, or the exact sign-flip test); the other is always reported beside it")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
 
 
@@ -72,15 +74,25 @@ def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]
     return ok, skipped
 
 
-def _represent(cfg: DriftConfig, model: str, path: Path, lora_init: bool = False) -> Representations:
+def _represent(cfg: DriftConfig, model: str, path: Path, *, lora_init: bool = False, order_seed: int | None = None,
+               batch_size: int | None = None) -> Representations:
+    """Extract, or reuse ``path`` when its stored cache key matches (see ``run_represent``)."""
     rc = RepresentConfig(task=cfg.task, model=model, n_samples=cfg.n_samples, data_seed=cfg.data_seed,
-                         max_length=cfg.max_length, batch_size=cfg.batch_size, poolings=[cfg.pooling],
-                         lora_init=lora_init, data_dir=cfg.data_dir)
-    if is_reusable(path, rc):
-        stored = load_representations(path)
-        if cfg.pooling in stored.states:
-            return stored
+                         max_length=cfg.max_length, batch_size=batch_size or cfg.batch_size, poolings=[cfg.pooling],
+                         lora_init=lora_init, order_seed=order_seed, data_dir=cfg.data_dir)
     return run_represent(rc, path)
+
+
+def _controls(cfg: DriftConfig, base: Representations, reps_dir: Path) -> list:
+    """The pipeline controls: LoRA at init, and a second, independent extraction of the base in a
+    shuffled order with another batch size (compared re-aligned by id, and as extracted)."""
+    lora0 = _represent(cfg, cfg.base, reps_dir / "base-lora-init.safetensors", lora_init=True)
+    check_aligned(base, lora0, "LoRA at init")
+    replica = _represent(cfg, cfg.base, reps_dir / "base-replica.safetensors", order_seed=cfg.data_seed + 1,
+                         batch_size=max(1, cfg.batch_size // 2) if cfg.batch_size > 1 else 2)
+    as_extracted = replica.states[cfg.pooling]
+    aligned = align_to(as_extracted, replica.ids, base.ids, "second base extraction")
+    return run_controls(base.states[cfg.pooling], aligned, as_extracted, lora0.states[cfg.pooling])
 
 
 def check_aligned(reference: Representations, other: Representations, name: str) -> None:
@@ -96,10 +108,8 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
     base = _represent(cfg, cfg.base, reps_dir / "base.safetensors")
-    lora0 = _represent(cfg, cfg.base, reps_dir / "base-lora-init.safetensors", lora_init=True)
-    check_aligned(base, lora0, "LoRA at init")
     base_states = base.states[cfg.pooling]
-    controls = run_controls(base_states, lora0.states[cfg.pooling])
+    controls = _controls(cfg, base, reps_dir)
 
     spec = get_task(cfg.task)
     per_run, states_by_method = [], {}
@@ -112,21 +122,25 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         states_by_method.setdefault(m["method"], {})[int(m["seed"])] = reps.states[cfg.pooling]
 
     methods = sorted({r.method for r in per_run})
+    n = int(base_states.shape[1])
     result = {
         "task": spec.name,
         "base": cfg.base,
         "pooling": cfg.pooling,
-        "n_samples": int(base_states.shape[1]),
+        "n_samples": n,
+        "n_samples_note": (f"{cfg.n_samples} samples were asked for; the split has {n}, all of them are used"
+                           if n < cfg.n_samples else ""),
         "n_layers": int(base_states.shape[0]),
         "sample_ids": base.ids,
         "controls": [c.to_dict() for c in controls],
         "runs": [r.to_dict() for r in per_run],
         "skipped_runs": skipped,
         "methods": {meth: summarise_method([r for r in per_run if r.method == meth]) for meth in methods},
-        "noise_floor": {meth: seed_noise_floor(states_by_method[meth]) for meth in methods},
+        "noise_floor": {meth: seed_noise_floor([r for r in per_run if r.method == meth]) for meth in methods},
+        "between_seed_drift": {meth: between_seed_drift(states_by_method[meth]) for meth in methods},
         "comparison": compare_methods([r for r in per_run if r.method == "lora"], [r for r in per_run if r.method == "full"],
                                       n_tasks=cfg.n_tasks, alpha=cfg.alpha, margin=cfg.margin,
-                                      min_reduction=cfg.min_reduction),
+                                      min_reduction=cfg.min_reduction, test=cfg.test),
         "config": config_to_dict(cfg),
         "provenance": provenance(),
     }

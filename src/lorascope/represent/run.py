@@ -7,16 +7,21 @@ input fingerprint stored with the result).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
+
 from pydantic import Field, PositiveInt
+from safetensors import SafetensorError
 
 from lorascope.config import StrictModel
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import LoadedModel, load_classifier, load_run, prepare_for_method
 from lorascope.represent.extract import Representations, extract, input_fingerprint, model_fingerprint
-from lorascope.represent.store import read_metadata, save_representations
+from lorascope.represent.store import load_representations, read_metadata, save_representations
 
 
 class RepresentConfig(StrictModel):
@@ -31,6 +36,8 @@ class RepresentConfig(StrictModel):
     batch_size: PositiveInt = Field(32, description="extraction batch size")
     poolings: list[str] = Field(["mean", "head_token"], description="mean (masked mean over tokens), head_token")
     lora_init: bool = Field(False, description="wrap the base in a fresh LoRA adapter (B = 0): a pipeline control")
+    order_seed: int | None = Field(None, description="extract the samples in an order shuffled by this seed "
+                                   "(rows and ids stay paired): a pipeline control")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
 
 
@@ -45,38 +52,60 @@ def load_for_representation(cfg: RepresentConfig, label_names: tuple[str, ...]) 
 
 
 def run_represent(cfg: RepresentConfig, out: Path | str | None = None, *, progress: bool = True) -> Representations:
-    """Extract (and save to ``out`` as safetensors when given)."""
+    """Extract (and save to ``out`` as safetensors when given).
+
+    A file already at ``out`` is reused only when its stored cache key equals this one
+    (:func:`cache_key`: samples, their order, token ids, weights, settings) and it holds the
+    requested poolings; otherwise it is recomputed and replaced.
+    """
     spec = with_label_set(get_task(cfg.task), cfg.data_dir)
     samples = subsample(load_split(spec, cfg.split, cfg.data_dir), cfg.n_samples, cfg.data_seed)
+    if cfg.order_seed is not None:
+        samples = samples.select(np.random.default_rng(cfg.order_seed).permutation(len(samples)).tolist())
     loaded = load_for_representation(cfg, spec.label_names)
     tokenised = tokenize_dataset(samples, loaded.tokenizer, is_pair=spec.is_pair, is_decoder=loaded.is_decoder,
                                  max_length=cfg.max_length)
+    ids = list(tokenised["id"])
+    key = cache_key(cfg, spec.name, ids, input_fingerprint(tokenised), model_fingerprint(loaded.model))
+    if out is not None and stored_key_matches(Path(out), key, cfg.poolings):
+        return load_representations(Path(out))
     states = extract(loaded.model, loaded.tokenizer, tokenised, is_decoder=loaded.is_decoder,
                      batch_size=cfg.batch_size, poolings=tuple(cfg.poolings), progress=progress)
-    reps = Representations(
-        states=states,
-        ids=list(tokenised["id"]),
-        meta={
-            "task": spec.name,
-            "split": cfg.split,
-            "model": cfg.model,
-            "lora_init": str(cfg.lora_init),
-            "max_length": str(cfg.max_length),
-            "model_fingerprint": model_fingerprint(loaded.model),
-            "input_fingerprint": input_fingerprint(tokenised),
-            "is_decoder": str(loaded.is_decoder),
-        },
-    )
+    reps = Representations(states=states, ids=ids, meta={**key, "model": cfg.model, "is_decoder": str(loaded.is_decoder),
+                                                         "cache_key": json.dumps(key, sort_keys=True)})
     if out is not None:
         save_representations(reps, Path(out))
     return reps
 
 
-def is_reusable(path: Path, cfg: RepresentConfig) -> bool:
-    """A stored file made for the same task, split, sample count and max_length."""
+def cache_key(cfg: RepresentConfig, task: str, ids: list[str], inputs: str, weights: str) -> dict[str, str]:
+    """Everything that changes the extracted numbers, as strings.
+
+    The sample ids in order (their hash), the token ids of every sample (``input_fingerprint``:
+    tokenizer and ``max_length`` act through it), the model's weights (``model_fingerprint``: a
+    retrained run or another base changes it) and the settings that select samples.
+    """
+    return {
+        "task": task,
+        "split": cfg.split,
+        "n_samples": str(len(ids)),
+        "data_seed": str(cfg.data_seed),
+        "order_seed": str(cfg.order_seed),
+        "max_length": str(cfg.max_length),
+        "ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16],
+        "input_fingerprint": inputs,
+        "model_fingerprint": weights,
+        "lora_init": str(cfg.lora_init),
+    }
+
+
+def stored_key_matches(path: Path, key: dict[str, str], poolings: list[str]) -> bool:
+    """A stored representation file made with exactly ``key`` that holds every requested pooling."""
     if not path.is_file():
         return False
-    meta = read_metadata(path)
-    wanted = {"task": get_task(cfg.task).name, "split": cfg.split, "max_length": str(cfg.max_length),
-              "model": cfg.model, "lora_init": str(cfg.lora_init)}
-    return all(meta.get(k) == v for k, v in wanted.items()) and len(meta.get("ids", "[]")) > 2
+    try:
+        meta = read_metadata(path)
+    except (OSError, ValueError, SafetensorError):  # a damaged or foreign file is simply recomputed
+        return False
+    stored = json.loads(meta.get("cache_key", "{}"))
+    return stored == key and set(poolings) <= set(meta.get("poolings", "").split(","))

@@ -1,26 +1,20 @@
 """Verdicts for the study's pre-registered hypotheses, from per-seed results paired by seed.
 
-H1a: LoRA reaches the task metric of full fine-tuning within a margin (default ±3 points).
+H1a: LoRA reaches the task metric of full fine-tuning "within a margin" (default 3 points). The
+     protocol's wording is one-sided — LoRA may be better — so the default is non-inferiority
+     (mean LoRA − full > −margin); the two-sided equivalence TOST is reported beside it.
 H1b: LoRA moves representations at least ``min_reduction`` (default 20%) less than full
-     fine-tuning: mean drift(LoRA) ≤ (1 − min_reduction) · mean drift(full FT).
+     fine-tuning: mean drift(LoRA) ≤ (1 − min_reduction) · mean drift(full FT). With
+     ``min_reduction = 0`` this is the plain "LoRA drifts less than full FT".
 
-Each verdict is decided by one pre-chosen test at a multiplicity-corrected alpha (Bonferroni over
-``n_comparisons``, e.g. 3 tasks). The default test is the exact paired sign-flip test, which needs
-no normality but has a floor on p: with n seed pairs a one-sided p cannot go below 2^-n. When that
-floor is above the corrected alpha no data could support the hypothesis, and the verdict says
-"underpowered" rather than "not supported". The t-test of the same null is reported beside it.
-
-Statuses:
-    supported      p ≤ corrected alpha.
-    underpowered   the test's smallest attainable p exceeds the corrected alpha.
-    inconclusive   p > corrected alpha but the point estimate satisfies the claim (or p undefined).
-    not supported  p > corrected alpha and the point estimate does not satisfy the claim.
+Each verdict is decided by one pre-chosen test (the protocol's paired t-test by default) at a
+Bonferroni-corrected alpha; the other test of the same null (the exact sign-flip test) is always
+reported with its own status, and disagreement is flagged (see :mod:`lorascope.stats.verdict`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -30,66 +24,19 @@ from lorascope.stats._arrays import as_sample, paired_deltas
 from lorascope.stats.bootstrap import bootstrap_ci
 from lorascope.stats.corrections import bonferroni_alpha
 from lorascope.stats.paired import paired_t_test, t_interval
-from lorascope.stats.permutation import min_attainable_p, sign_flip_test
+from lorascope.stats.permutation import sign_flip_test
+from lorascope.stats.power import exact_floor_pairs, seeds_needed
 from lorascope.stats.ratio import fieller_interval
-from lorascope.stats.result import Alternative, TestResult, json_number
+from lorascope.stats.result import Alternative, TestResult
+from lorascope.stats.verdict import Verdict, agree, message, status_of
 
-TestName = Literal["sign-flip", "t"]
+TestName = Literal["t", "sign-flip"]
 CiMethod = Literal["t", "bootstrap"]
-Status = Literal["supported", "not supported", "underpowered", "inconclusive"]
+H1aKind = Literal["non-inferiority", "equivalence"]
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The decision on one hypothesis and everything needed to report it.
-
-    Attributes:
-        hypothesis: "H1a" or "H1b".
-        claim: the claim in words, with its thresholds.
-        status: "supported", "not supported", "underpowered" or "inconclusive".
-        estimate: point estimate (H1a: mean LoRA − full FT metric; H1b: relative drift reduction
-            1 − mean(LoRA drift) / mean(full FT drift)).
-        ci_low: lower bound of the ``confidence`` interval for the estimate.
-        ci_high: upper bound.
-        ci_method: how the interval was made.
-        confidence: nominal coverage, e.g. 0.95.
-        n: seed pairs.
-        p_value: exact p of the deciding test (as computed; NaN if undefined).
-        test: the deciding test.
-        alpha: family-wise alpha.
-        n_comparisons: size of the family (e.g. tasks) the alpha is split over.
-        corrected_alpha: alpha / n_comparisons, the level p is compared with.
-        message: one-paragraph reading of the result.
-        secondary: the other test of the same null, reported but not used for the status.
-    """
-
-    hypothesis: str
-    claim: str
-    status: Status
-    estimate: float
-    ci_low: float
-    ci_high: float
-    ci_method: str
-    confidence: float
-    n: int
-    p_value: float
-    test: TestResult
-    alpha: float
-    n_comparisons: int
-    corrected_alpha: float
-    message: str
-    secondary: TestResult | None = field(default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the tests nested; NaN and inf become None."""
-        out: dict[str, Any] = {}
-        for key in self.__dataclass_fields__:
-            value = getattr(self, key)
-            out[key] = value.to_dict() if isinstance(value, TestResult) else json_number(value)
-        return out
-
-
-def _one_sided(deltas: np.ndarray, null: float, alternative: Alternative, test: TestName, seed: int) -> TestResult:
+def one_sided(deltas: np.ndarray, null: float, alternative: Alternative, test: TestName, seed: int) -> TestResult:
+    """The chosen paired test of mean(deltas) against ``null`` in one direction."""
     if test == "sign-flip":
         return sign_flip_test(deltas, alternative=alternative, null=null, seed=seed)
     return paired_t_test(deltas, alternative=alternative, null=null)
@@ -111,53 +58,6 @@ def _combine_tost(lo: TestResult, hi: TestResult, margin: float, statistic: floa
     )
 
 
-def _pairs_needed(corrected_alpha: float, alternative: str) -> int:
-    """Fewest non-zero pairs whose sign-flip floor is at or below the corrected alpha."""
-    k = 1
-    while min_attainable_p(k, alternative) > corrected_alpha:
-        k += 1
-    return k
-
-
-def _status(test: TestResult, corrected_alpha: float, meets_claim: bool) -> Status:
-    if test.min_attainable_p is not None and test.min_attainable_p > corrected_alpha:
-        return "underpowered"
-    if math.isnan(test.p_value):
-        return "inconclusive"
-    if test.p_value <= corrected_alpha:
-        return "supported"
-    return "inconclusive" if meets_claim else "not supported"
-
-
-def _alpha_text(alpha: float, m: int, corrected: float) -> str:
-    return f"{corrected:.4g}" if m == 1 else f"{corrected:.4g} ({alpha:g}/{m}, Bonferroni)"
-
-
-def _message(
-    hyp: str, status: Status, estimate_text: str, test: TestResult, alpha: float, m: int, corrected: float
-) -> str:
-    alpha_text = _alpha_text(alpha, m, corrected)
-    p_text = "undefined" if math.isnan(test.p_value) else f"{test.p_value:.4g}"
-    base = f"{hyp} {status}: {estimate_text}; {test.test}, n = {test.n} seed pairs, p = {p_text}"
-    if status == "underpowered":
-        one_sided = "two-sided" if test.alternative == "two-sided" else "greater"
-        need = _pairs_needed(corrected, one_sided)
-        return (
-            f"{base}. With n = {test.n} pairs this test cannot give p below {test.min_attainable_p:.4g}, "
-            f"which exceeds the corrected alpha {alpha_text}: no outcome could be significant. "
-            f"At least {need} non-zero seed pairs are needed."
-        )
-    if status == "supported":
-        return f"{base} ≤ corrected alpha {alpha_text}."
-    if math.isnan(test.p_value):
-        return f"{base}: {test.note or 'the test is undefined for these data'}."
-    if status == "inconclusive":
-        return (
-            f"{base} > corrected alpha {alpha_text}: the estimate points the claimed way but is not significant."
-        )
-    return f"{base} > corrected alpha {alpha_text}: the estimate does not meet the claim."
-
-
 def _check_common(test: str, ci_method: str, confidence: float) -> None:
     if test not in ("sign-flip", "t"):
         raise LorascopeError(f"test must be 'sign-flip' or 't'; got {test!r}")
@@ -167,13 +67,39 @@ def _check_common(test: str, ci_method: str, confidence: float) -> None:
         raise LorascopeError(f"confidence must be in (0, 1); got {confidence}")
 
 
+def _decide(
+    hypothesis: str, claim: str, deltas: np.ndarray, meets: bool, estimate: float, interval: tuple[float, float, str],
+    estimate_text: str, *, test: TestName, alpha: float, n_comparisons: int, confidence: float, seed: int,
+    claim_tests: dict[TestName, TestResult] | None = None, extra: dict[str, TestResult] | None = None,
+) -> Verdict:
+    """Run both tests of "mean(deltas) > 0" (or the given claim tests) and assemble the verdict."""
+    corrected = bonferroni_alpha(alpha, n_comparisons)
+    other: TestName = "sign-flip" if test == "t" else "t"
+    statuses, tests, reverse = {}, {}, {}
+    for which in (test, other):
+        tests[which] = (claim_tests or {}).get(which) or one_sided(deltas, 0.0, "greater", which, seed)
+        reverse[which] = one_sided(deltas, 0.0, "less", which, seed)
+        statuses[which] = status_of(tests[which], reverse[which], corrected, meets)
+    low, high, ci_name = interval
+    text = message(hypothesis, statuses[test], estimate_text, tests[test], tests[other], statuses[other], alpha,
+                   n_comparisons, corrected, exact_floor_pairs(corrected))
+    return Verdict(
+        hypothesis=hypothesis, claim=claim, status=statuses[test], estimate=estimate, ci_low=float(low),
+        ci_high=float(high), ci_method=ci_name, confidence=confidence, n=int(deltas.shape[0]),
+        p_value=tests[test].p_value, test=tests[test], alpha=alpha, n_comparisons=n_comparisons,
+        corrected_alpha=corrected, message=text, secondary=tests[other], secondary_status=statuses[other],
+        tests_agree=agree(statuses[test], statuses[other]), reverse_p_value=reverse[test].p_value,
+        seeds_needed=seeds_needed(deltas, corrected), extra=extra or {},
+    )
+
+
 def h1a_verdict(
     lora: Any,
     full: Any,
     *,
     margin: float = 0.03,
-    kind: Literal["equivalence", "non-inferiority"] = "equivalence",
-    test: TestName = "sign-flip",
+    kind: H1aKind = "non-inferiority",
+    test: TestName = "t",
     alpha: float = 0.05,
     n_comparisons: int = 1,
     confidence: float = 0.95,
@@ -182,21 +108,22 @@ def h1a_verdict(
 ) -> Verdict:
     """H1a: LoRA's task metric is within ``margin`` of full fine-tuning's.
 
-    The deltas are lora_i − full_i. "equivalence" (default) shows −margin < mean < margin by two
-    one-sided tests (TOST: p = max of the two); "non-inferiority" shows only mean > −margin.
+    The deltas are lora_i − full_i. "non-inferiority" (default, the protocol's "within 3 points
+    of") shows mean > −margin; "equivalence" shows −margin < mean < margin by two one-sided tests
+    (TOST: p = max of the two). The equivalence TOST is always reported in ``extra``.
 
     Args:
         lora: float array [n], LoRA's metric per seed, as a fraction in [-1, 1] (accuracy 0.912,
             not 91.2), so that margin 0.03 means 3 percentage points.
         full: float array [n], full fine-tuning's metric for the same seeds, same order.
-        margin: equivalence margin in the metric's units (> 0).
-        kind: "equivalence" or "non-inferiority".
-        test: "sign-flip" (exact permutation, default) or "t" (paired t-test).
+        margin: margin in the metric's units (> 0).
+        kind: "non-inferiority" or "equivalence".
+        test: primary test, "t" (paired t-test, default) or "sign-flip" (exact permutation).
         alpha: family-wise alpha.
         n_comparisons: number of tasks (or hypotheses) alpha is Bonferroni-split over.
         confidence: coverage of the reported interval for the mean difference.
-        ci_method: "t" (Student interval; default, as bootstrap intervals from a few seeds are
-            too narrow) or "bootstrap" (BCa).
+        ci_method: "t" (Student interval; default: bootstrap intervals from a few seeds
+            undercover) or "bootstrap" (BCa).
         seed: seed for Monte-Carlo sign flips and the bootstrap.
 
     Returns:
@@ -219,16 +146,14 @@ def h1a_verdict(
             )
     deltas = paired_deltas(lora, full, ("lora", "full"), min_n=2)
     estimate = float(deltas.mean())
-    corrected = bonferroni_alpha(alpha, n_comparisons)
-    other: TestName = "t" if test == "sign-flip" else "sign-flip"
 
-    def run(which: TestName) -> TestResult:
-        lo = _one_sided(deltas, -margin, "greater", which, seed)
-        if kind == "non-inferiority":
-            return lo
-        return _combine_tost(lo, _one_sided(deltas, margin, "less", which, seed), margin, estimate)
+    def tost(which: TestName) -> TestResult:
+        lo = one_sided(deltas, -margin, "greater", which, seed)
+        return _combine_tost(lo, one_sided(deltas, margin, "less", which, seed), margin, estimate)
 
-    primary, secondary = run(test), run(other)
+    claim_tests: dict[TestName, TestResult] | None = None
+    if kind == "equivalence":
+        claim_tests = {"t": tost("t"), "sign-flip": tost("sign-flip")}
     if ci_method == "t":
         low, high = t_interval(deltas, confidence=confidence)
         ci_name = "t"
@@ -236,22 +161,14 @@ def h1a_verdict(
         ci = bootstrap_ci(deltas, confidence=confidence, seed=seed)
         low, high, ci_name = ci.low, ci.high, f"bootstrap {ci.method}"
     meets = abs(estimate) < margin if kind == "equivalence" else estimate > -margin
-    status = _status(primary, corrected, meets)
-    claim = (
-        f"LoRA's metric is within ±{margin:g} of full fine-tuning's"
-        if kind == "equivalence"
-        else f"LoRA's metric is at most {margin:g} below full fine-tuning's"
-    )
-    estimate_text = (
-        f"mean LoRA − full FT = {estimate:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}), "
-        f"margin ±{margin:g}"
-    )
-    return Verdict(
-        hypothesis="H1a", claim=claim, status=status, estimate=estimate, ci_low=float(low), ci_high=float(high),
-        ci_method=ci_name, confidence=confidence, n=int(deltas.shape[0]), p_value=primary.p_value, test=primary,
-        alpha=alpha, n_comparisons=n_comparisons, corrected_alpha=corrected,
-        message=_message("H1a", status, estimate_text, primary, alpha, n_comparisons, corrected),
-        secondary=secondary,
+    claim = (f"LoRA's metric is within ±{margin:g} of full fine-tuning's" if kind == "equivalence"
+             else f"LoRA's metric is at most {margin:g} below full fine-tuning's (non-inferiority)")
+    estimate_text = (f"mean LoRA − full FT = {estimate:+.4f} ({confidence:.0%} CI {low:+.4f} to {high:+.4f}), "
+                     f"margin {'±' if kind == 'equivalence' else '−'}{margin:g}")
+    return _decide(
+        "H1a", claim, deltas + margin, meets, estimate, (low, high, ci_name), estimate_text, test=test, alpha=alpha,
+        n_comparisons=n_comparisons, confidence=confidence, seed=seed, claim_tests=claim_tests,
+        extra={"equivalence": tost(test)} if kind == "non-inferiority" else {},
     )
 
 
@@ -260,12 +177,13 @@ def h1b_verdict(
     drift_full: Any,
     *,
     min_reduction: float = 0.2,
-    test: TestName = "sign-flip",
+    test: TestName = "t",
     alpha: float = 0.05,
     n_comparisons: int = 1,
     confidence: float = 0.95,
     ci_method: CiMethod = "t",
     seed: int = 0,
+    hypothesis: str = "H1b",
 ) -> Verdict:
     """H1b: LoRA's drift is at least ``min_reduction`` lower than full fine-tuning's.
 
@@ -276,14 +194,15 @@ def h1b_verdict(
     Args:
         drift_lora: float array [n], mean drift (1 − CKA, averaged over layers) of LoRA per seed.
         drift_full: float array [n], the same for full fine-tuning, same seeds in the same order.
-        min_reduction: the relative reduction claimed, in [0, 1).
-        test: "sign-flip" (exact permutation, default) or "t" (paired t-test).
+        min_reduction: the relative reduction claimed, in [0, 1); 0 tests "LoRA drifts less".
+        test: primary test, "t" (paired t-test, default) or "sign-flip" (exact permutation).
         alpha: family-wise alpha.
         n_comparisons: number of tasks (or hypotheses) alpha is Bonferroni-split over.
         confidence: coverage of the reported interval for the reduction.
         ci_method: "t" (Fieller interval for the ratio of paired means, matching the t-test;
             default) or "bootstrap" (paired BCa of the ratio statistic).
         seed: seed for Monte-Carlo sign flips and the bootstrap.
+        hypothesis: the label the verdict carries (e.g. "H1b (debiased)").
 
     Returns:
         Verdict with estimate = 1 − mean(drift_lora) / mean(drift_full).
@@ -306,11 +225,6 @@ def h1b_verdict(
             f"mean full fine-tuning drift must be positive to express a relative reduction; got {full.mean():g}"
         )
     estimate = float(1.0 - lora.mean() / full.mean())
-    deltas = (1.0 - min_reduction) * full - lora
-    corrected = bonferroni_alpha(alpha, n_comparisons)
-    other: TestName = "t" if test == "sign-flip" else "sign-flip"
-    primary = _one_sided(deltas, 0.0, "greater", test, seed)
-    secondary = _one_sided(deltas, 0.0, "greater", other, seed)
     if ci_method == "t":
         r_low, r_high = fieller_interval(lora, full, confidence=confidence)
         low, high, ci_name = 1.0 - r_high, 1.0 - r_low, "Fieller (t)"
@@ -320,17 +234,16 @@ def h1b_verdict(
 
         ci = bootstrap_ci(lora, full, statistic=reduction, confidence=confidence, seed=seed)
         low, high, ci_name = ci.low, ci.high, f"paired bootstrap {ci.method}"
-    status = _status(primary, corrected, estimate > min_reduction)
-    estimate_text = (
-        f"LoRA drift is {estimate:.1%} lower than full FT ({confidence:.0%} CI {low:.1%} to {high:.1%}), "
-        f"claim ≥ {min_reduction:.0%}"
+    claim = (f"LoRA's mean drift is at least {min_reduction:.0%} lower than full fine-tuning's" if min_reduction > 0
+             else "LoRA's mean drift is lower than full fine-tuning's")
+    estimate_text = (f"LoRA drift is {estimate:.1%} lower than full FT ({confidence:.0%} CI {_pct(low)} to "
+                     f"{_pct(high)}), claim {'≥ ' + format(min_reduction, '.0%') if min_reduction > 0 else '> 0%'}")
+    return _decide(
+        hypothesis, claim, (1.0 - min_reduction) * full - lora, estimate > min_reduction, estimate,
+        (low, high, ci_name), estimate_text, test=test, alpha=alpha, n_comparisons=n_comparisons,
+        confidence=confidence, seed=seed,
     )
-    return Verdict(
-        hypothesis="H1b",
-        claim=f"LoRA's mean drift is at least {min_reduction:.0%} lower than full fine-tuning's",
-        status=status, estimate=estimate, ci_low=float(low), ci_high=float(high), ci_method=ci_name,
-        confidence=confidence, n=int(lora.shape[0]), p_value=primary.p_value, test=primary, alpha=alpha,
-        n_comparisons=n_comparisons, corrected_alpha=corrected,
-        message=_message("H1b", status, estimate_text, primary, alpha, n_comparisons, corrected),
-        secondary=secondary,
-    )
+
+
+def _pct(x: float) -> str:
+    return "unbounded" if math.isnan(x) or math.isinf(x) else f"{x:.1%}"

@@ -1,0 +1,95 @@
+"""One interval over seeds *and* samples: a two-level bootstrap, calibrated with Student's t.
+
+A drift estimate varies with the training seed and with the dev samples it is measured on. The
+seed-level t interval sees only the first; a per-run bootstrap over samples only the second. Here
+each replicate resamples seeds with replacement, then one bootstrap resample of the samples. The
+samples are *the same set* for every run (crossed with seeds, not nested in them), so one sample
+resample is shared by every seed in a replicate: drawing one per seed would average the sample
+noise away and understate it.
+
+With k seeds, a percentile interval of a seed-resampling bootstrap covers far less than nominal
+(about 74% for a "95%" interval at k = 3: the k observed values are treated as the population).
+The interval is therefore estimate ± t_{k−1} · sqrt(k / (k − 1)) · se_boot: the factor undoes the
+bootstrap's (k − 1)/k variance shrinkage and t_{k−1} its small-k tails, so with negligible sample
+noise it is exactly the Student t interval, and sample noise only widens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from lorascope.errors import LorascopeError
+from lorascope.stats.bootstrap import ConfidenceInterval
+
+METHOD = "hierarchical bootstrap (seeds, then samples), t-calibrated"
+
+
+def _deviations(replicates: np.ndarray, k: int) -> np.ndarray:
+    """Per-seed sample-bootstrap replicates minus their own mean: the sample noise alone.
+
+    Centring discards the replicates' offset (biased CKA replicates sit above the estimate, an
+    artefact of duplicated samples) and keeps their spread.
+    """
+    reps = np.asarray(replicates, dtype=np.float64)
+    if reps.ndim != 2 or reps.shape[0] != k:
+        raise LorascopeError(f"replicates must be [k={k}, B]; got shape {reps.shape}")
+    return reps - np.nanmean(reps, axis=1, keepdims=True)
+
+
+def hierarchical_interval(
+    estimates: Sequence[Any],
+    replicates: Sequence[Any] | None,
+    statistic: Callable[..., np.ndarray] = lambda x: x,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 4000,
+    seed: int = 0,
+) -> ConfidenceInterval:
+    """Interval for ``statistic(mean over seeds of quantity 1, quantity 2, ...)``.
+
+    Args:
+        estimates: one float array [k] per quantity (e.g. LoRA drift per seed, full drift per
+            seed), paired by seed position.
+        replicates: one float array [k, B] per quantity: bootstrap-over-samples replicates of each
+            seed's estimate, replicate b using the same sample resample for every seed and
+            quantity. None: seeds only.
+        statistic: vectorised function of the per-quantity means (arrays [R]) -> [R].
+        confidence: nominal coverage.
+        n_resamples: hierarchical replicates R.
+        seed: seed of the resampling.
+
+    Returns:
+        ConfidenceInterval centred on the estimate; ``note`` counts replicates dropped as NaN
+        (e.g. a debiased CKA undefined on a degenerate resample).
+
+    Raises:
+        LorascopeError: fewer than 2 seeds, mismatched shapes, NaN estimates.
+    """
+    est = [np.asarray(e, dtype=np.float64) for e in estimates]
+    k = est[0].shape[0]
+    if k < 2 or any(e.shape != (k,) for e in est):
+        raise LorascopeError(f"need at least 2 seeds, and one value per seed for every quantity; got {[e.shape for e in est]}")
+    if not all(np.isfinite(e).all() for e in est):
+        raise LorascopeError("per-seed estimates must be finite")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, k, size=(n_resamples, k))
+    means = [e[seeds].mean(axis=1) for e in est]  # [R] per quantity
+    note = ""
+    if replicates is not None:
+        devs = [_deviations(r, k) for r in replicates]
+        n_boot = devs[0].shape[1]
+        cols = rng.integers(0, n_boot, size=n_resamples)
+        noise = [d[seeds, cols[:, None]].mean(axis=1) for d in devs]  # shared sample resample per replicate
+        means = [m + z for m, z in zip(means, noise)]
+    values = np.asarray(statistic(*means), dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        note = f"{int((~finite).sum())} of {n_resamples} replicates undefined (NaN) and dropped"
+    estimate = float(statistic(*[np.array([e.mean()]) for e in est])[0])
+    se = float(np.std(values[finite], ddof=1)) if finite.sum() > 1 else float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) * np.sqrt(k / (k - 1)) * se
+    return ConfidenceInterval(estimate, estimate - half, estimate + half, confidence, METHOD, k, n_resamples, note)
