@@ -79,7 +79,7 @@ def compare_methods(
         "paired_t": _safe(paired_t_test, deltas),
         "sign_flip": _safe(sign_flip_test, deltas, seed=seed),
         "cohens_d": _safe(cohens_d_paired, deltas).get("value"),
-        "mean_delta_ci_t": _safe(lambda d: dict(zip(("low", "high"), t_interval(d))), deltas),
+        "mean_delta_ci_t": _mean_delta_interval(deltas),
         "per_layer": _per_layer_tests(pl, pf, alpha),
     })
     if len(seeds) < 2:
@@ -101,6 +101,14 @@ def compare_methods(
                                        hypothesis="LoRA drifts less (debiased)", **common)
     out["verdicts"] = verdicts
     return out
+
+
+def _mean_delta_interval(deltas: np.ndarray) -> dict[str, Any]:
+    """Student t 95% interval of the mean per-seed drift difference (full − LoRA)."""
+    if deltas.size < 2:
+        return {"error": "one seed pair: no interval across seeds"}
+    low, high = t_interval(deltas)
+    return {"low": low, "high": high, "method": "t", "n": int(deltas.size)}
 
 
 def _reduction_interval(lora: list[RunDrift], full: list[RunDrift], field: str, seed: int) -> dict[str, Any]:

@@ -21,8 +21,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def layer_profiles(drift: dict[str, Any], out: Path) -> Path | None:
-    """Drift per layer for each task: mean over seeds, band = min..max over seeds."""
+def _label(task: str, weak: set[str]) -> str:
+    """A task's name, with † where a method did not learn it (the report's flag, carried into figures)."""
+    return f"{task} †" if task in weak else task
+
+
+def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
+    """Drift per layer for each task: mean over seeds, band = ± 1 sd over seeds."""
     if not drift:
         return None
     fig, axes = plt.subplots(1, len(drift), figsize=(4.6 * len(drift), 3.6), squeeze=False)
@@ -30,9 +35,12 @@ def layer_profiles(drift: dict[str, Any], out: Path) -> Path | None:
         for method in sorted({r["method"] for r in d["runs"]}):
             curves = np.array([[row["drift"] for row in r["layers"]] for r in d["runs"] if r["method"] == method])
             x = np.arange(curves.shape[1])
-            ax.plot(x, curves.mean(0), color=COLOURS.get(method), label=f"{method} (n={len(curves)})", marker="o", ms=3)
-            ax.fill_between(x, curves.min(0), curves.max(0), color=COLOURS.get(method), alpha=0.2)
-        ax.set_title(f"{task}: drift from base by layer")
+            mean = curves.mean(0)
+            sd = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+            ax.plot(x, mean, color=COLOURS.get(method), label=f"{method}: mean of {len(curves)} seeds, band ± 1 sd",
+                    marker="o", ms=3)
+            ax.fill_between(x, mean - sd, mean + sd, color=COLOURS.get(method), alpha=0.2)
+        ax.set_title(f"{_label(task, weak)}: drift from base by layer")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("drift = 1 − linear CKA")
         ax.grid(alpha=0.3)
@@ -40,13 +48,13 @@ def layer_profiles(drift: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "drift_by_layer.png")
 
 
-def heatmap(drift: dict[str, Any], out: Path) -> Path | None:
+def heatmap(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
     """Layers × (task, method) mean drift."""
     rows, labels = [], []
     for task, d in drift.items():
         for method, s in d["methods"].items():
             rows.append(s["layer_drift_mean"])
-            labels.append(f"{task} {method}")
+            labels.append(f"{_label(task, weak)} {method}")
     if not rows:
         return None
     width = max(len(r) for r in rows)
@@ -62,32 +70,34 @@ def heatmap(drift: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "drift_heatmap.png")
 
 
-def reduction_bars(drift: dict[str, Any], out: Path) -> Path | None:
-    """Mean drift per task and method with the per-seed spread, and the reduction Δ%."""
+def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
+    """Mean drift per task and method with its 95% interval over seeds and samples, and the reduction Δ%."""
     tasks = [t for t, d in drift.items() if {"lora", "full"} <= set(d["methods"])]
     if not tasks:
         return None
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tasks), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.6, 1.8 + 1.6 * len(tasks)), 3.6))
     x = np.arange(len(tasks))
     for j, method in enumerate(("lora", "full")):
         means = [drift[t]["methods"][method]["drift"]["mean"] for t in tasks]
-        sds = [drift[t]["methods"][method]["drift"]["sd"] or 0 for t in tasks]
-        ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=sds, capsize=4, color=COLOURS[method], label=method)
+        bounds = [drift[t]["methods"][method]["drift"].get("ci_seeds_samples") or [m, m] for t, m in zip(tasks, means)]
+        err = np.array([[m - (lo if lo is not None else m), (hi if hi is not None else m) - m]
+                        for m, (lo, hi) in zip(means, bounds)]).T
+        ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=method)
     for i, t in enumerate(tasks):
         red = drift[t]["comparison"].get("reduction_percent")
         if red is not None:
             top = max(drift[t]["methods"][m]["drift"]["mean"] for m in ("lora", "full"))
-            ax.annotate(f"Δ {red:.0f}%", (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8),
+            ax.annotate(f"Δ {red:.0f}%{' †' if t in weak else ''}", (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8),
                         textcoords="offset points")
-    ax.set_xticks(x, tasks)
-    ax.set_ylabel("mean drift over layers (± sd over seeds)")
+    ax.set_xticks(x, [_label(t, weak) for t in tasks])
+    ax.set_ylabel("mean drift over layers\n(95% CI over seeds + samples)")
     ax.set_title("drift from base: LoRA vs full fine-tuning")
     ax.legend()
     ax.margins(y=0.2)
     return _save(fig, out / "drift_reduction.png")
 
 
-def metric_vs_drift(drift: dict[str, Any], out: Path) -> Path | None:
+def metric_vs_drift(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
     """Each run: its dev metric against its mean drift."""
     points = [(t, r) for t, d in drift.items() for r in d["runs"] if r.get("metric") is not None]
     if not points:
@@ -97,7 +107,7 @@ def metric_vs_drift(drift: dict[str, Any], out: Path) -> Path | None:
     for t, r in points:
         ax.scatter(r["mean_drift"], 100 * r["metric"], color=COLOURS.get(r["method"]), marker=markers[t], s=40)
     for t in drift:
-        ax.scatter([], [], color="grey", marker=markers[t], label=t)
+        ax.scatter([], [], color="grey", marker=markers[t], label=_label(t, weak))
     for m, c in COLOURS.items():
         ax.scatter([], [], color=c, marker="s", label=m)
     ax.set_xlabel("mean drift over layers")
@@ -129,12 +139,15 @@ def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
 
 
 def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
+    from lorascope.report.limitations import weak_methods
+
     out.mkdir(parents=True, exist_ok=True)
+    weak = set(weak_methods(data))
     made = {
-        "drift_by_layer": layer_profiles(data["drift"], out),
-        "drift_heatmap": heatmap(data["drift"], out),
-        "drift_reduction": reduction_bars(data["drift"], out),
-        "metric_vs_drift": metric_vs_drift(data["drift"], out),
+        "drift_by_layer": layer_profiles(data["drift"], out, weak),
+        "drift_heatmap": heatmap(data["drift"], out, weak),
+        "drift_reduction": reduction_bars(data["drift"], out, weak),
+        "metric_vs_drift": metric_vs_drift(data["drift"], out, weak),
         "serving_ratio": bench_latency(data["bench"], out),
     }
     return {k: v for k, v in made.items() if v is not None}

@@ -1,5 +1,11 @@
-"""The study's serving benchmark: the trained LoRA adapters of the first seed (one per task, up
-to three) and the first task's full fine-tuned model, on the tasks' dev requests."""
+"""The study's serving benchmark: up to three trained LoRA adapters and the first task's full
+fine-tuned model, on the tasks' dev requests.
+
+Adapters are those of the first seed, one per task; a study with fewer than three tasks fills the
+remaining slots with other seeds' adapters of its tasks, so that the 2- and 3-adapter strategies
+(switching, mixed batches) are measured on trained adapters rather than skipped. Latency depends
+on the adapters' shapes, which seeds share; their requests come from each run's own task.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,18 @@ def _finished(folder) -> bool:
     return path.is_file() and json.loads(path.read_text()).get("status") == "ok"
 
 
+def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:
+    """name -> run folder of up to ``limit`` finished LoRA runs: first seed of every task, then other seeds."""
+    first = [(task, ctx.cfg.seeds[0]) for task in ctx.cfg.tasks]
+    rest = [(task, seed) for seed in ctx.cfg.seeds[1:] for task in ctx.cfg.tasks]
+    adapters: dict[str, str] = {}
+    for task, seed in first + rest:
+        folder = TrainUnit(task, "lora", seed).folder(ctx.out)
+        if len(adapters) < limit and _finished(folder):
+            adapters[task if task not in adapters else f"{task}-s{seed}"] = str(folder)
+    return adapters
+
+
 def run_bench_stage(ctx: StageContext) -> None:
     from lorascope.bench import BenchConfig, run_bench
 
@@ -22,11 +40,7 @@ def run_bench_stage(ctx: StageContext) -> None:
         ctx.console.print("  bench: done earlier")
         return
     seed = ctx.cfg.seeds[0]
-    adapters = {}
-    for task in ctx.cfg.tasks[:3]:
-        folder = TrainUnit(task, "lora", seed).folder(ctx.out)
-        if "lora" in ctx.cfg.methods and _finished(folder):
-            adapters[task] = str(folder)
+    adapters = trained_adapters(ctx) if "lora" in ctx.cfg.methods else {}
     full = TrainUnit(ctx.cfg.tasks[0], "full", seed).folder(ctx.out)
     b = ctx.cfg.bench
     settings = dict(model=ctx.cfg.model, adapters=adapters, batch_sizes=b.batch_sizes, requests=b.requests,

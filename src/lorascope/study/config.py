@@ -22,6 +22,7 @@ class DriftSettings(StrictModel):
     alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha (Bonferroni over tasks)")
     margin: float = Field(0.03, gt=0, description="H1a margin (fraction of the metric)")
     min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: claimed relative drift reduction")
+    test: Literal["t", "sign-flip"] = Field("t", description="primary test of every verdict (the other is reported beside it)")
 
 
 class SanitySettings(StrictModel):

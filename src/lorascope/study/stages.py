@@ -149,11 +149,8 @@ def stage_drift(ctx: StageContext) -> None:
 
     tasks = [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]
     for task in tasks:
-        d = ctx.cfg.drift
-        cfg = DriftConfig(task=task, base=ctx.cfg.model, runs=str(ctx.out / "train"), n_samples=d.n_samples,
-                          max_length=d.max_length, batch_size=d.batch_size, pooling=d.pooling, bootstrap=d.bootstrap,
-                          alpha=d.alpha, n_tasks=len(ctx.cfg.tasks), margin=d.margin, min_reduction=d.min_reduction,
-                          data_dir=ctx.cfg.data_dir)
+        cfg = DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(ctx.out / "train"),
+                          n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir)
         t0 = time.perf_counter()
         try:
             result = run_drift(cfg, ctx.out / "drift" / task)
@@ -169,6 +166,24 @@ def stage_drift(ctx: StageContext) -> None:
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
         ctx.console.print(f"  drift {task}: {summary}; {controls} ({time.perf_counter() - t0:.0f} s)")
+        for line in verdict_lines(result["comparison"].get("verdicts") or {}):
+            ctx.console.print(f"    {line}")
+
+
+def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
+    """One line per verdict: status by the primary test, the exact test's status and p, agreement."""
+    lines = []
+    for v in verdicts.values():
+        if "status" not in v:
+            continue
+        second = v.get("secondary") or {}
+        p = "undefined" if v["p_value"] is None else f"{v['p_value']:.3g}"
+        p2 = "undefined" if second.get("p_value") is None else f"{second['p_value']:.3g}"
+        flag = "decisive" if v.get("decisive") else ("tests disagree" if not v.get("tests_agree") else "not decided")
+        first_name, second_name = (t.get("test", "?").split(" (")[0] for t in (v["test"], second))
+        lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} p={p}; {second_name}: {v.get('secondary_status')}, "
+                     f"p={p2}) — {flag}")
+    return lines
 
 
 def stage_bench(ctx: StageContext) -> None:

@@ -1,0 +1,104 @@
+"""The serving-cost section (RQ2): latency ratios with intervals and the H2 verdict per strategy,
+correctness checks, load time, memory and artifact size, and the A/A noise estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lorascope.report.reference import REFERENCE_SERVING
+from lorascope.report.text import interval, table
+
+# Strategies that are not "serving adapters separately": the baseline and the A/A partner.
+NOT_H2 = ("lora_merged", "full_ft")
+
+
+def _rows(bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return (bench or {}).get("results") or []
+
+
+def merged_ratio_row(bench: dict[str, Any] | None, strategy: str, batch: int) -> dict[str, Any] | None:
+    return next((r for r in _rows(bench) if r["strategy"] == strategy and r["batch_size"] == batch
+                 and r.get("ratio_to_merged") is not None), None)
+
+
+def h2_rows(bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [r for r in _rows(bench) if r["strategy"] not in NOT_H2 and r.get("h2_at_most_30pct")]
+
+
+def aa_noise(bench: dict[str, Any] | None) -> str | None:
+    """Full FT and merged LoRA have the same architecture and size: their ratio is measurement noise."""
+    rows = [r for r in _rows(bench) if r["strategy"] == "full_ft" and r.get("ratio_to_merged") is not None]
+    if not rows or (bench or {}).get("full_ft", {}).get("stand_in"):
+        return None
+    spread = max(abs(r["ratio_to_merged"] - 1) for r in rows)
+    parts = ", ".join(f"batch {r['batch_size']}: {r['ratio_to_merged']:.3f}× "
+                      f"{interval(r['ratio_ci_low'], r['ratio_ci_high'])}" for r in rows)
+    return (f"A/A check: the full fine-tuned model and the merged LoRA model have the same architecture and size, yet "
+            f"differ by up to {100 * spread:.1f}% ({parts}); differences between strategies of that size are "
+            "measurement noise on this machine, not effects.")
+
+
+def _latency_table(rows: list[dict[str, Any]]) -> str:
+    body = [[r["strategy"], r["batch_size"], f"{r['mean_ms']:.2f} {interval(r.get('ci_low_ms'), r.get('ci_high_ms'), 2)}",
+             f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_rps']:.1f}",
+             "–" if r.get("ratio_to_merged") is None else
+             f"{r['ratio_to_merged']:.3f} {interval(r.get('ratio_ci_low'), r.get('ratio_ci_high'))}",
+             "–" if r["strategy"] in NOT_H2 else (r.get("h2_at_most_30pct") or "–")] for r in rows]
+    return table(["strategy", "batch", "mean ms [95% CI]", "p50", "p95", "p99", "rows/s", "× merged [95% CI]",
+                  "H2 (≤ 1.30×)"], body)
+
+
+def _checks_table(bench: dict[str, Any]) -> str:
+    body = [[c["strategy"], c["compared_with"], c["rows"], f"{c['max_abs_diff']:.2e}", f"{c['tolerance']:.0e}",
+             f"{100 * c['agreement']:.1f}%", "pass" if c["passed"] else "**FAIL**"] for c in bench.get("checks", [])]
+    return table(["strategy", "compared with", "rows", "max |Δ logit|", "tolerance", "same prediction", "result"], body)
+
+
+def _resources_table(bench: dict[str, Any]) -> str:
+    from lorascope.bench.report import human_bytes
+
+    body = []
+    for name, s in bench.get("strategies", {}).items():
+        mem = s["memory"]
+        artifact = human_bytes(s["artifact_bytes"]) + (" (est.)" if s["artifact_estimated"] else "")
+        body.append([name, len(s["adapters"]), f"{s['load_s']:.2f}", human_bytes(mem["model_tensor_bytes"]),
+                     human_bytes(mem.get("cuda_resident_bytes")), human_bytes(mem.get("rss_load_delta_bytes")), artifact])
+    return table(["strategy", "adapters", "load s", "tensors in memory", "CUDA resident", "RSS Δ at load",
+                  "artifact on disk"], body)
+
+
+def serving_section(bench: dict[str, Any] | None, figures: dict[str, str]) -> str:
+    rows = _rows(bench)
+    if not rows:
+        return "## Serving cost\n\nNo serving benchmark in this study."
+    env = bench.get("environment") or {}
+    model = (bench.get("base_model") or {}).get("name", "?")
+    labels = []
+    if bench.get("synthetic_adapters"):
+        labels.append("synthetic adapters: latency depends on shapes, not values")
+    if (bench.get("full_ft") or {}).get("stand_in"):
+        labels.append("full_ft is the base model standing in for a fully fine-tuned one")
+    n = next(iter((bench.get("requests") or {}).values()), {})
+    out = ["## Serving cost", "",
+           f"Device: {env.get('device_name', '?')} ({env.get('dtype', '?')}, {env.get('threads', '?')} threads); base model "
+           f"{model}; {n.get('measured', '?')} measured requests per strategy and batch size after {n.get('warmup', '?')} "
+           "warm-up, all strategies interleaved in one run" + ("; " + "; ".join(labels) if labels else "") + ". "
+           "× merged is the ratio of mean latencies to the merged model on the same requests, with a paired bootstrap "
+           "95% interval over requests; H2 is supported when the whole interval is at or below 1.30 and rejected "
+           "when it is above.", "", _latency_table(rows)]
+    sep = merged_ratio_row(bench, "lora_separate", 1)
+    if sep is not None:
+        out.append(f"\nReference study, PEFT separate vs merged at batch 1: "
+                   f"{REFERENCE_SERVING['separate_vs_merged_batch1']:.3f}× (TinyLlama-1.1B on an L4 GPU).")
+    noise = aa_noise(bench)
+    if noise:
+        out += ["", noise]
+    if "serving_ratio" in figures:
+        out.append(f"\n![serving_ratio]({figures['serving_ratio']})\n")
+    out += ["", "### Correctness", "", "Every strategy's logits against single-adapter PEFT on the same requests: "
+            + ("all checks pass." if bench.get("checks_passed") else "**a check FAILED.**"), "", _checks_table(bench)]
+    out += ["", "### Load time, memory and size on disk", "", _resources_table(bench)]
+    skipped = bench.get("skipped") or {}
+    if skipped:
+        out += ["", "Not measured: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."]
+    return "\n".join(out)

@@ -1,0 +1,59 @@
+"""Formatting shared by the report's sections: tables, p-values with their test, intervals."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def cell(value: Any) -> str:
+    return str(value).replace("|", "\\|")  # a pipe inside a cell must not split the row
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage: 0.912 -> "91.2"."""
+    return "–" if x is None else f"{100 * x:.{digits}f}"
+
+
+def p_value(x: float | None) -> str:
+    return "undefined" if x is None else f"{x:.3g}"
+
+
+def interval(low: float | None, high: float | None, digits: int = 3, unit: str = "") -> str:
+    """"[a, b]", or "unbounded" where a bound is undefined (stored as None)."""
+    if low is None or high is None:
+        return "unbounded"
+    return f"[{low:.{digits}f}{unit}, {high:.{digits}f}{unit}]"
+
+
+def short_test(test: dict | None) -> str:
+    """"paired t-test (df=7)" -> "paired t-test"; "sign-flip permutation (exact)" -> "exact sign-flip"."""
+    name = (test or {}).get("test", "?")
+    if name.startswith("sign-flip"):
+        return "exact sign-flip test" if "exact" in name else "Monte Carlo sign-flip test"
+    return name.split(" (")[0]
+
+
+def test_result(t: dict | None) -> str:
+    """A test with its n, exact p and, for the sign-flip test, its smallest attainable p."""
+    if not t:
+        return "–"
+    if t.get("p_value") is None:
+        return t.get("error") or t.get("note") or "undefined"
+    floor = f" (min attainable {t['min_attainable_p']:.3g})" if t.get("min_attainable_p") else ""
+    return f"{short_test(t)}, n={t['n']}, {t['alternative']}: p={t['p_value']:.3g}{floor}"
+
+
+def seed_sorted(runs: list[dict]) -> list[dict]:
+    """Runs by method, then by numeric seed (folder names sort "1337" before "42")."""
+    return sorted(runs, key=lambda r: (r.get("method", ""), int(r["seed"])))

@@ -1,0 +1,115 @@
+"""The report's sentences follow its numbers: power statements, noise caveats, verdict wording."""
+
+import numpy as np
+import pytest
+
+from lorascope.drift.analysis import RunDrift, seed_noise_floor, summarise_method
+from lorascope.drift.compare import compare_methods
+from lorascope.report.answers import answers, verdict_table
+from lorascope.report.limitations import limitations, noise_items
+from lorascope.report.markdown import render
+
+
+def _values(mean: float, sd: float, n: int, rng) -> np.ndarray:
+    """n values with exactly this sample mean and sd."""
+    z = rng.normal(size=n)
+    z = (z - z.mean()) / z.std(ddof=1)
+    return mean + sd * z
+
+
+def _run(method: str, seed: int, drift: float, metric: float) -> RunDrift:
+    layers = [{"layer": 0, "cka": 1 - drift, "cka_debiased": 1 - drift, "cosine": 0.9, "drift": drift,
+               "drift_debiased": drift, "ci_low": drift - 0.01, "ci_high": drift + 0.01}]
+    return RunDrift(method=method, seed=seed, metric=metric, layers=layers, mean_drift=drift,
+                    mean_drift_ci=(drift - 0.01, drift + 0.01), mean_drift_debiased=drift,
+                    mean_drift_debiased_ci=(drift - 0.01, drift + 0.01), mean_cosine=0.9, n_samples=300,
+                    thirds={"early": drift})
+
+
+def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(0.0289, 0.0003), seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    drift, runs = {}, []
+    for task in tasks:
+        by_method = {}
+        for method, (mu, sd) in (("lora", lora), ("full", full)):
+            values = _values(mu, sd, n_seeds, rng)
+            by_method[method] = [_run(method, s, float(v), 0.80 + 0.002 * s) for s, v in enumerate(values)]
+            runs += [{"task": task, "method": method, "seed": s, "status": "ok", "main_metric": "accuracy",
+                      "dev": {"accuracy": 0.80 + 0.002 * s}, "n_eval": 300, "folder": f"{task}-{method}-s{s}"}
+                     for s in range(n_seeds)]
+        drift[task] = {
+            "n_samples": 300, "controls": [], "runs": [r.to_dict() for rs in by_method.values() for r in rs],
+            "methods": {m: summarise_method(rs) for m, rs in by_method.items()},
+            "noise_floor": {m: seed_noise_floor(rs) for m, rs in by_method.items()},
+            "comparison": compare_methods(by_method["lora"], by_method["full"], n_tasks=len(tasks)),
+        }
+    return {"drift": drift, "baselines": {t: {"majority": {"accuracy": 0.51}} for t in tasks}, "runs": runs,
+            "config": {"name": "synthetic", "model": "m", "seeds": list(range(n_seeds)), "tasks": list(tasks)},
+            "bench": None, "provenance": None, "timings": {}, "study": "synthetic"}
+
+
+def test_an_81_percent_reduction_is_not_called_noise():
+    data = synthetic_study(3)
+    assert noise_items(data) == []
+    assert "below the seed-to-seed" not in limitations(data)
+    floor = data["drift"]["sst2"]["noise_floor"]
+    assert floor["full"]["sd"] == pytest.approx(0.0013) and floor["lora"]["sd"] == pytest.approx(0.0003)
+
+
+def test_a_difference_inside_the_seed_spread_is_flagged():
+    data = synthetic_study(5, full=(0.100, 0.02), lora=(0.095, 0.02))
+    [item] = noise_items(data)
+    assert "below the seed-to-seed sd" in item and "0.0200" in item
+
+
+@pytest.mark.parametrize(("n_seeds", "tasks", "reachable", "smallest"), [
+    (3, ("sst2", "mrpc", "rte"), False, "0.125"),
+    (5, ("sst2", "mrpc", "rte"), False, "0.0312"),
+    (5, ("sst2",), True, "0.0312"),
+    (8, ("sst2", "mrpc", "rte"), True, "0.00391"),
+])
+def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, smallest):
+    text = limitations(synthetic_study(n_seeds, tasks))
+    assert f"{n_seeds} seed pairs" in text and f"its smallest p is {smallest} one-sided" in text
+    assert ("can reach it" in text) == reachable and ("cannot reach it whatever the data" in text) == (not reachable)
+    if len(tasks) == 3:
+        assert "0.05/3 = 0.01667 (Bonferroni over 3 tasks)" in text
+
+
+def test_eight_seeds_decide_and_the_answer_says_so():
+    data = synthetic_study(8)
+    verdicts = data["drift"]["sst2"]["comparison"]["verdicts"]
+    assert verdicts["lower"]["decisive"] and verdicts["h1b"]["decisive"]
+    text = answers(data)
+    assert "supported by both the paired t-test" in text and "exact sign-flip test (p = 0.00391)" in text
+    table = verdict_table(data)
+    assert "| sst2 | LoRA drifts less | **supported** |" in table and "**supported** ⚠" not in table
+
+
+def test_three_seeds_disagreement_is_marked_not_hidden():
+    data = synthetic_study(3)
+    table = verdict_table(data)
+    assert "**supported** ⚠" in table
+    assert "not confirmed" in answers(data)
+    assert "not confirmed by both" in limitations(data)
+
+
+def test_h1a_for_a_lora_20_points_better_is_supported():
+    data = synthetic_study(8)
+    comp = data["drift"]["sst2"]["comparison"]
+    from lorascope.stats import h1a_verdict
+
+    full = np.array([0.55, 0.52, 0.60, 0.47, 0.58, 0.50, 0.53, 0.56])
+    lora = full + 0.20 + np.linspace(-0.01, 0.01, 8)
+    comp["verdicts"]["h1a"] = h1a_verdict(lora, full).to_dict()
+    assert comp["verdicts"]["h1a"]["status"] == "supported"
+    assert "LoRA − full = +20.0 points" in answers(data)
+
+
+def test_whole_document_renders_from_numbers():
+    md = render(synthetic_study(4), {})
+    for heading in ("## Answers", "## Verdicts", "## Representation drift", "## Limitations"):
+        assert heading in md
+    import re
+
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
