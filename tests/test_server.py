@@ -26,7 +26,10 @@ from lorascope.server import AdapterMeta, ServerSettings, TextEncoder, build_app
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TEXTS = ["a gripping, beautifully acted film", ["The firm said profits rose.", "Profits went up."], "dull", ["a", "b"]]
+SINGLES = ["a gripping, beautifully acted film", "dull"]
+PAIRS = [["The firm said profits rose.", "Profits went up."], ["a", "b"]]
+# What each synthetic adapter's task takes: sst2 single texts, mrpc and rte pairs.
+INPUTS = {"sst2": SINGLES, "mrpc": PAIRS, "rte": PAIRS}
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -65,14 +68,17 @@ def probs_of(body: dict) -> np.ndarray:
 
 def test_classify_single_texts_and_pairs(setup):
     with TestClient(make_app(setup)) as client:
-        response = client.post("/v1/classify", json={"adapter": "mrpc", "inputs": TEXTS})
+        response = client.post("/v1/classify", json={"adapter": "mrpc", "inputs": PAIRS})
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["adapter"] == "mrpc" and len(body["predictions"]) == len(TEXTS)
+        assert body["adapter"] == "mrpc" and len(body["predictions"]) == len(PAIRS)
         first = body["predictions"][0]
         assert set(first["probabilities"]) == {"not_equivalent", "equivalent"}
         assert first["label"] == ["not_equivalent", "equivalent"][first["label_id"]]
-        np.testing.assert_allclose(probs_of(body), expected_probs(setup, "mrpc", TEXTS), atol=1e-5)
+        np.testing.assert_allclose(probs_of(body), expected_probs(setup, "mrpc", PAIRS), atol=1e-5)
+        singles = client.post("/v1/classify", json={"adapter": "sst2", "inputs": SINGLES})
+        assert singles.status_code == 200, singles.text
+        np.testing.assert_allclose(probs_of(singles.json()), expected_probs(setup, "sst2", SINGLES), atol=1e-5)
         listed = client.get("/v1/adapters").json()["adapters"]
         assert [a["name"] for a in listed] == ["sst2", "mrpc", "rte"] and listed[2]["task"] == "rte"
 
@@ -80,7 +86,7 @@ def test_classify_single_texts_and_pairs(setup):
 def test_concurrent_requests_for_different_adapters_are_batched_together_and_answered_right(setup):
     app = make_app(setup, max_wait_ms=200.0)  # a long window, so the concurrent requests share batches
     names = ["sst2", "mrpc", "rte"] * 4
-    inputs = [[TEXTS[i % 4], TEXTS[(i + 1) % 4]] for i in range(len(names))]
+    inputs = [[INPUTS[n][i % 2], INPUTS[n][(i + 1) % 2]] for i, n in enumerate(names)]
 
     async def fire():
         async with app.router.lifespan_context(app):
@@ -118,7 +124,7 @@ def assert_error(response, status: int, code: str) -> None:
         (dict(json={"adapter": "sst2", "inputs": [["a", "b", "c"]]}), 422, "invalid_input"),
         (dict(json={"adapter": "sst2", "inputs": ["x"] * 5}), 413, "too_many_inputs"),
         (dict(json={"adapter": "sst2", "inputs": ["x" * 101]}), 413, "input_too_long"),
-        (dict(json={"adapter": "sst2", "inputs": [["ok", "y" * 101]]}), 413, "input_too_long"),
+        (dict(json={"adapter": "mrpc", "inputs": [["ok", "y" * 101]]}), 413, "input_too_long"),
         (dict(content=b"[" + b'"x",' * 30000 + b'"x"]', headers={"content-type": "application/json"}), 413, "body_too_large"),
     ],
 )
@@ -157,8 +163,8 @@ def test_adapters_load_and_unload_at_run_time_only_under_allowed_roots(setup, tm
         loaded = client.post("/v1/adapters", json={"name": "sst2_b", "path": "sst2"})
         assert loaded.status_code == 201, loaded.text
         assert loaded.json()["labels"] == ["negative", "positive"]
-        answer = client.post("/v1/classify", json={"adapter": "sst2_b", "inputs": TEXTS})
-        np.testing.assert_allclose(probs_of(answer.json()), expected_probs(setup, "sst2", TEXTS), atol=1e-5)
+        answer = client.post("/v1/classify", json={"adapter": "sst2_b", "inputs": SINGLES})
+        np.testing.assert_allclose(probs_of(answer.json()), expected_probs(setup, "sst2", SINGLES), atol=1e-5)
         by_absolute = client.post("/v1/adapters", json={"name": "rte_b", "path": str(root / "rte")})
         assert by_absolute.status_code == 201, by_absolute.text
         assert_error(client.post("/v1/adapters", json={"name": "sst2_b", "path": "sst2"}), 409, "adapter_exists")
@@ -172,7 +178,7 @@ def test_adapters_load_and_unload_at_run_time_only_under_allowed_roots(setup, tm
         assert_error(client.post("/v1/classify", json={"adapter": "sst2_b", "inputs": ["x"]}), 404, "unknown_adapter")
         assert_error(client.delete("/v1/adapters/sst2_b"), 404, "unknown_adapter")
         assert [a["name"] for a in client.get("/v1/adapters").json()["adapters"]] == ["sst2", "mrpc", "rte", "rte_b"]
-        assert client.post("/v1/classify", json={"adapter": "mrpc", "inputs": ["still fine"]}).status_code == 200
+        assert client.post("/v1/classify", json={"adapter": "mrpc", "inputs": [["still", "fine"]]}).status_code == 200
 
 
 def test_loading_is_disabled_without_roots(setup):

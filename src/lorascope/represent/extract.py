@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lorascope.data.tokenize import CountingCollator
+from lorascope.errors import DataError
 from lorascope.represent.pooling import POOLINGS, head_token, masked_mean
 
 
@@ -53,6 +54,23 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def check_no_empty_rows(ds: datasets.Dataset) -> None:
+    """Refuse a tokenised sample set with a row of no tokens.
+
+    Such a row has nothing to pool: its mean is silently a zero vector and a decoder's head token is
+    read from a pad position (or, when every row of a batch is empty, a decoder's forward pass fails).
+    ``tokenize_dataset`` already refuses texts without tokens; this guards sample sets tokenised
+    some other way.
+
+    Raises:
+        DataError: Naming the first such row's example id (its position when there is no ``id`` column).
+    """
+    for i, ids in enumerate(ds["input_ids"]):
+        if len(ids) == 0:
+            example = ds[i]["id"] if "id" in ds.column_names else f"#{i}"
+            raise DataError(f"example '{example}': no tokens to extract representations from; fix or remove the row")
+
+
 @torch.inference_mode()
 def extract(
     model: torch.nn.Module,
@@ -73,10 +91,14 @@ def extract(
 
     Returns:
         pooling name -> float32 [n_layers + 1, n_samples, d], rows in ``ds`` order.
+
+    Raises:
+        DataError: When a row has no tokens (see :func:`check_no_empty_rows`).
     """
     unknown = set(poolings) - set(POOLINGS)
     if unknown:
         raise ValueError(f"unknown pooling {sorted(unknown)} (expected {list(POOLINGS)})")
+    check_no_empty_rows(ds)
     model.eval()
     device = next(model.parameters()).device
     collate = CountingCollator(tokenizer, pad_to_max_length, max_length)

@@ -64,7 +64,7 @@ def run_represent(cfg: RepresentConfig, out: Path | str | None = None, *, progre
         samples = samples.select(np.random.default_rng(cfg.order_seed).permutation(len(samples)).tolist())
     loaded = load_for_representation(cfg, spec.label_names)
     tokenised = tokenize_dataset(samples, loaded.tokenizer, is_pair=spec.is_pair, is_decoder=loaded.is_decoder,
-                                 max_length=cfg.max_length)
+                                 max_length=cfg.max_length, source=f"task {spec.name}, split {cfg.split}")
     ids = list(tokenised["id"])
     key = cache_key(cfg, spec.name, ids, input_fingerprint(tokenised), model_fingerprint(loaded.model))
     if out is not None and stored_key_matches(Path(out), key, cfg.poolings):

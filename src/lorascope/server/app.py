@@ -10,6 +10,9 @@ Endpoints (all ``/v1`` ones need the bearer token when one is configured):
 * ``POST /v1/classify`` ``{adapter, inputs: [text | [text_a, text_b]]}`` -> ``{adapter, predictions}``
 * ``GET /v1/adapters``; ``POST /v1/adapters`` ``{name, path}``; ``DELETE /v1/adapters/{name}``
 * ``GET /healthz``
+
+Whatever a client sends gets a 2xx or a structured 4xx (see :mod:`lorascope.server.inputs` for
+what an input must be); a 5xx means a bug or an overloaded server, never a bad request.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from lorascope.bench.sources import NAME_PATTERN, resolve_adapter
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.server.batcher import MicroBatcher
-from lorascope.server.encoder import TextEncoder
-from lorascope.server.engine import AdapterGone, AdapterMeta, ClassifyJob, Engine
-from lorascope.server.errors import ApiError, install_handlers
+from lorascope.server.encoder import TextEncoder, UnusableInput
+from lorascope.server.engine import AdapterGone, AdapterMeta, ClassifyJob, EmptyRow, Engine
+from lorascope.server.errors import ApiError, LastResort, install_handlers
 from lorascope.server.gate import Gate
+from lorascope.server.inputs import check_inputs
 from lorascope.server.schemas import (
     AdapterInfo, AdapterList, ClassifyRequest, ClassifyResponse, ErrorResponse, LoadAdapterRequest, Prediction,
 )
@@ -38,20 +42,10 @@ _ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 422, 
 
 
 def _valid_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    # fullmatch: the pattern's '$' also matches before a final newline, so match() would accept "sst2\n".
+    if not NAME_PATTERN.fullmatch(name):
         raise ApiError(422, "invalid_adapter_name", "adapter names are 1 to 64 letters, digits, '_' or '-'")
     return name
-
-
-def _check_inputs(inputs: list, settings: ServerSettings) -> None:
-    if len(inputs) > settings.max_batch_size:
-        raise ApiError(413, "too_many_inputs", f"{len(inputs)} inputs; at most {settings.max_batch_size} per request")
-    for i, item in enumerate(inputs):
-        texts = [item] if isinstance(item, str) else item
-        if not isinstance(item, str) and len(item) != 2:
-            raise ApiError(422, "invalid_input", f"inputs[{i}]: a pair must be [text_a, text_b], got {len(item)} texts")
-        if any(len(t) > settings.max_input_chars for t in texts):
-            raise ApiError(413, "input_too_long", f"inputs[{i}]: longer than {settings.max_input_chars} characters")
 
 
 def create_app(
@@ -85,6 +79,7 @@ def create_app(
     app.state.engine, app.state.batcher, app.state.settings = engine, batcher, settings
     install_handlers(app)
     app.add_middleware(Gate, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(LastResort)  # added last, so it runs first and sees every exception
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -96,14 +91,20 @@ def create_app(
     async def classify(request: ClassifyRequest) -> ClassifyResponse:
         """Classify texts or text pairs with one adapter."""
         name = _valid_name(request.adapter)
-        if name not in engine.adapters:
+        meta = engine.adapters.get(name)
+        if meta is None:
             raise ApiError(404, "unknown_adapter", f"adapter '{name}' is not loaded")
-        _check_inputs(request.inputs, settings)
-        rows = await asyncio.to_thread(encoder.encode, request.inputs)  # tokenising off the event loop
+        check_inputs(request.inputs, settings, name, meta)
+        try:
+            rows = await asyncio.to_thread(encoder.encode, request.inputs)  # tokenising off the event loop
+        except UnusableInput as err:
+            raise ApiError(422, err.code, str(err)) from None
         try:
             probs = await asyncio.wait_for(batcher.submit(ClassifyJob(name, rows), len(rows)), settings.request_timeout_s)
         except AdapterGone:
             raise ApiError(404, "unknown_adapter", f"adapter '{name}' was unloaded") from None
+        except EmptyRow as err:
+            raise ApiError(422, "empty_input", str(err)) from None
         except asyncio.TimeoutError:
             raise ApiError(503, "timeout", f"not served within {settings.request_timeout_s:g} s; the server is overloaded") from None
         except LorascopeError as err:

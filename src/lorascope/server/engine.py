@@ -16,6 +16,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from lorascope.data.tasks import GLUE_TASKS
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.server.encoder import Features, TextEncoder
@@ -33,6 +34,12 @@ class AdapterMeta:
     labels: tuple[str, ...]
     task: str | None = None
 
+    @property
+    def takes_pairs(self) -> bool | None:
+        """Whether the adapter classifies sentence pairs: known for GLUE tasks, None (either accepted) otherwise."""
+        spec = GLUE_TASKS.get(self.task) if self.task else None
+        return None if spec is None else spec.is_pair
+
 
 @dataclass(frozen=True)
 class ClassifyJob:
@@ -44,6 +51,10 @@ class ClassifyJob:
 
 class AdapterGone(LorascopeError):
     """The adapter was unloaded after the request was accepted."""
+
+
+class EmptyRow(LorascopeError):
+    """A job holds a row without tokens (the app refuses such inputs first; this keeps one from failing a batch)."""
 
 
 class Engine:
@@ -77,12 +88,14 @@ class Engine:
         return meta
 
     def classify(self, jobs: list[ClassifyJob]) -> list[np.ndarray | Exception]:
-        """Probabilities per job, each float32 [rows, n_labels]; an :class:`AdapterGone` for unloaded adapters."""
+        """Probabilities per job, each float32 [rows, n_labels].
+
+        A job whose adapter was unloaded gets an :class:`AdapterGone`, one with a row of no tokens an
+        :class:`EmptyRow`; the other jobs of the batch are classified all the same.
+        """
         meta = self._meta
-        results: list[np.ndarray | Exception] = [
-            AdapterGone(f"adapter '{j.adapter}' was unloaded") for j in jobs
-        ]
-        live = [i for i, j in enumerate(jobs) if j.adapter in meta]
+        results: list[np.ndarray | Exception | None] = [self._unservable(j, meta) for j in jobs]
+        live = [i for i, r in enumerate(results) if r is None]
         if not live:
             return results
         rows = [r for i in live for r in jobs[i].rows]
@@ -99,6 +112,15 @@ class Engine:
             results[i] = torch.softmax(part, dim=-1).cpu().numpy()
             start += n_rows
         return results
+
+    @staticmethod
+    def _unservable(job: ClassifyJob, meta: Mapping[str, AdapterMeta]) -> Exception | None:
+        if job.adapter not in meta:
+            return AdapterGone(f"adapter '{job.adapter}' was unloaded")
+        empty = next((i for i, row in enumerate(job.rows) if not row["input_ids"]), None)
+        if empty is not None:  # a zero-length row breaks the whole forward pass, not just its own answer
+            return EmptyRow(f"inputs[{empty}]: no tokens to classify")
+        return None
 
     def add(self, name: str, folder: Path, meta: AdapterMeta) -> AdapterMeta:
         """Load ``folder`` as ``name`` (worker thread). Raises LorascopeError on an unusable folder."""
