@@ -57,3 +57,38 @@ def test_saved_file_round_trips_with_ids_and_fingerprints(glue_dir, tmp_path):
     assert lora0.meta["input_fingerprint"] == reps.meta["input_fingerprint"]
     assert lora0.meta["model_fingerprint"] != reps.meta["model_fingerprint"]
     np.testing.assert_array_equal(lora0.states["mean"], reps.states["mean"])  # B = 0: identical states
+
+
+def _unpadded_mean(model, ds, layer: int) -> np.ndarray:
+    """Reference: each example alone, no padding at all, mean over every position."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for ids in ds["input_ids"]:
+            h = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[layer]
+            out.append(h[0].mean(0).numpy())
+    return np.stack(out)
+
+
+def test_mean_pooling_keeps_the_eos_separator_of_decoder_pairs(glue_dir, monkeypatch, single_thread):
+    """A pad-id mask (EOS is both pad and pair separator) is caught: the planted bug fails the check."""
+    import importlib
+
+    extract_module = importlib.import_module("lorascope.represent.extract")  # the package re-exports a function of that name
+
+    spec = get_task("rte")
+    lm = load_classifier("tiny-llama", spec.label_names, seed=0)
+    ds = tokenize_dataset(subsample(load_split(spec, "validation"), 8, 0), lm.tokenizer,
+                          is_pair=True, is_decoder=True, max_length=96)
+    eos = lm.tokenizer.eos_token_id
+    assert lm.tokenizer.pad_token_id == eos and all(eos in ids[:-1] for ids in ds["input_ids"])
+    reference = _unpadded_mean(lm.model, ds, layer=2)
+
+    def pooled() -> np.ndarray:
+        return extract(lm.model, lm.tokenizer, ds, is_decoder=True, batch_size=4, poolings=("mean",),
+                       progress=False)["mean"][2]
+
+    assert _rel_err(pooled(), reference) < 1e-5
+    monkeypatch.setattr(extract_module, "pooling_mask", lambda batch: (batch["input_ids"] != eos).long())
+    assert _rel_err(pooled(), reference) > 1e-3

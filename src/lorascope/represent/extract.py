@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from lorascope.data.tokenize import CountingCollator
 from lorascope.errors import DataError
-from lorascope.represent.pooling import POOLINGS, head_token, masked_mean
+from lorascope.represent.pooling import POOLINGS, head_token, masked_mean, pooling_mask
 
 
 @dataclass
@@ -112,7 +112,7 @@ def extract(
         batch = collate([rows[i] for i in range(start, min(start + batch_size, n))])
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = model(**batch, output_hidden_states=True).hidden_states  # (L+1) × [b, seq, d]
-        mask = batch["attention_mask"]
+        mask = pooling_mask(batch)
         if out is None:
             d = hidden[0].shape[-1]
             out = {p: np.empty((len(hidden), n, d), dtype=np.float32) for p in poolings}
