@@ -128,3 +128,13 @@ def test_reduced_minilm_study_with_serving_end_to_end(glue_dir, tmp_path):
     # One task, two seeds: both seeds' adapters are served, so the 2-adapter strategies run too.
     assert set(bench["adapters"][i]["name"] for i in range(2)) == {"sst2", "sst2-s2"}
     assert "## Serving cost" in md and "| runtime_single | 1 |" in md and "| peft_switch2 | 2 |" in md
+
+
+def test_stage_times_accumulate_over_invocations(glue_dir, tmp_path):
+    path = reduced_study(tmp_path, stages=["baselines"])
+    out = run_study(load_study(path))
+    run_study(load_study(path), only={"task": "rte"})
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings["invocations"]) == 2 and timings["invocations"][1]["only"] == {"task": "rte"}
+    first, second = (inv["stages"]["baselines"] for inv in timings["invocations"])
+    assert timings["total_s"]["baselines"] == pytest.approx(first + second, abs=0.011)

@@ -1,4 +1,5 @@
-"""``build_report``: collect artifacts -> figures -> report.md and a self-contained report.html."""
+"""``build_report``: collect artifacts -> figures -> report.md, a self-contained report.html and a
+small summary.json of the headline numbers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import re
 from pathlib import Path
 
+from lorascope.artifacts import write_json
 from lorascope.report.collect import collect
 from lorascope.report.figures import all_figures
 from lorascope.report.markdown import render
@@ -25,7 +27,34 @@ def build_report(study: Path | str) -> Path:
     (out / "report.md").write_text(md, encoding="utf-8")
     html = markdown_to_html(md, out)
     (out / "report.html").write_text(html, encoding="utf-8")
+    write_json(out / "summary.json", summary(data))
     return out / "report.html"
+
+
+def summary(data: dict) -> dict:
+    """The study's headline numbers in one small JSON: verdicts, per-method drift and metric with
+    their intervals, noise floor, controls, serving ratios and checks, stage times, provenance."""
+    drift = {}
+    for task, d in data["drift"].items():
+        comparison = {k: v for k, v in d["comparison"].items() if k != "per_layer"}
+        methods = {m: {k: v for k, v in s.items() if not k.startswith("layer_")} for m, s in d["methods"].items()}
+        drift[task] = {"n_samples": d["n_samples"], "n_layers": d.get("n_layers"), "methods": methods,
+                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": comparison}
+    bench = data["bench"] or {}
+    keep = ("strategy", "batch_size", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "ratio_to_merged",
+            "ratio_ci_low", "ratio_ci_high", "h2_at_most_30pct", "load_s", "artifact_bytes", "model_tensor_bytes")
+    return {
+        "study": data["config"].get("name"),
+        "config": data["config"],
+        "runs": [{k: r.get(k) for k in ("task", "method", "seed", "status", "main_metric", "dev", "n_train", "n_eval",
+                                         "runtime_s")} for r in data["runs"]],
+        "baselines": data["baselines"],
+        "drift": drift,
+        "bench": {"environment": bench.get("environment"), "checks_passed": bench.get("checks_passed"),
+                  "results": [{k: r.get(k) for k in keep} for r in bench.get("results") or []]} if bench else None,
+        "timings": data["timings"],
+        "provenance": data.get("provenance"),
+    }
 
 
 def markdown_to_html(md: str, base: Path) -> str:

@@ -41,9 +41,12 @@ def performance(data: dict[str, Any]) -> str:
 def provenance_section(data: dict[str, Any]) -> str:
     prov = data.get("provenance") or {}
     libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
-    timings = ", ".join(f"{k} {v:.0f} s" for k, v in data["timings"].items())
+    stored = data["timings"]
+    totals = stored.get("total_s", stored)  # older studies stored {stage: seconds} of the last invocation
+    runs = len(stored.get("invocations", [])) or 1
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in totals.items())
     return "\n".join(["## Provenance", "", f"- lorascope {prov.get('lorascope_version')}, git {prov.get('git_revision')}",
-                      f"- {libs}", f"- wall time per stage (last invocation): {timings or '–'}",
+                      f"- {libs}", f"- wall time per stage, summed over {runs} invocation(s): {timings or '–'}",
                       f"- study folder: `{data['study']}`", "", "```yaml", _yaml(data["config"]), "```"])
 
 
