@@ -1,7 +1,10 @@
 """Typed, validated configuration: YAML files plus ``key=value`` overrides.
 
 Every setting is a field with a help string. Unknown keys and wrong types are errors that name
-the key (``ConfigError``), so a typo never silently falls back to a default.
+the key (``ConfigError``), so a typo never silently falls back to a default. Every config model
+also refuses NaN and infinite numbers, and any field named ``seed``, ``*_seed``, ``seeds`` or
+``*_seeds`` must hold seeds numpy accepts (0 to 2**32 - 1), checked when the config is built
+rather than deep inside a library once an output folder exists.
 """
 
 from __future__ import annotations
@@ -10,29 +13,67 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from lorascope.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound="StrictModel")
 
+# numpy's RandomState (and so the Trainer's set_seed) takes seeds in [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
+# Longest rendering of an offending value in an error message: the line stays readable.
+_MAX_SHOWN = 80
+
+
+def is_seed_field(name: str) -> bool:
+    """Whether a config field holds a seed (or a list of seeds) by its name."""
+    return name in ("seed", "seeds") or name.endswith(("_seed", "_seeds"))
+
 
 class StrictModel(BaseModel):
-    """Base for every config: unknown keys are errors, assignments are validated."""
+    """Base for every config: unknown keys are errors, assignments are validated.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    NaN and infinite floats are refused (``epochs=inf`` would never end, ``lr=nan`` trains
+    nothing), and seed fields are range-checked by name (see :func:`is_seed_field`), so a config
+    class gets both without declaring them.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _seed_in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None or not is_seed_field(info.field_name):
+            return value
+        seeds = value if isinstance(value, (list, tuple)) else [value]
+        for seed in seeds:
+            if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+                raise PydanticCustomError("seed_range", "a seed must be an integer from 0 to {max_seed}", {"max_seed": MAX_SEED})
+        return value
 
 
 def describe_validation_error(err: ValidationError, source: str = "config") -> str:
     """One line naming each offending key, what was expected, and what was given."""
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        # "[key]" marks an error in a mapping's key (files: {extra: …}); the key path already names it.
+        key = ".".join(str(p) for p in e["loc"] if p != "[key]")
         if e["type"] == "extra_forbidden":
             parts.append(f"unknown key '{key}'")
+        elif e["type"] == "missing":
+            parts.append(f"'{key}': Field required")
+        elif not key:
+            # A check across several keys (a model validator): its message names them.
+            parts.append(str(e["msg"]).removeprefix("Value error, "))
         else:
-            parts.append(f"'{key}': {e['msg']} (got {e.get('input')!r})")
+            parts.append(f"'{key}': {e['msg']} (got {_shown(e.get('input'))})")
     return f"{source}: " + "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -76,17 +117,60 @@ def _maybe_number(text: str) -> Any:
         return text
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or malformed YAML is a ConfigError naming the file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # unhashable keys are left to the base class, which reports them
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_text_file(path: str | Path, what: str = "config file", error: type[Exception] = ConfigError) -> str:
+    """The text of a UTF-8 file (a byte-order mark is allowed); anything else is ``error`` naming the file.
+
+    Args:
+        path: The file.
+        what: What the file is, for the messages (``task file``, ``study file`` …).
+        error: The exception raised for a missing, unreadable or non-UTF-8 file.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise error(f"{p}: is a directory, expected a {what}")
     if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+        raise error(f"{p}: {what} not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        data = p.read_bytes()
+    except OSError as exc:
+        raise error(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(f"{p}:{line}: not valid UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+
+
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML mapping; a missing, non-UTF-8 or malformed file is a ConfigError naming the file (and line).
+
+    Args:
+        path: The YAML file.
+        what: What the file is, for the messages (``config file``, ``task file``, ``study file``).
+    """
+    p = Path(path)
+    text = read_text_file(p, what)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(f"{p}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -136,3 +220,22 @@ def diff_configs(stored: dict[str, Any], current: dict[str, Any], prefix: str = 
 
 def dump_yaml(data: dict[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def check_report_to(value: str) -> str:
+    """``value`` if the Trainer can log to it here: ``none``, ``all`` or an installed integration.
+
+    The Trainer itself checks this only once training starts, after the output folder exists.
+
+    Raises:
+        ConfigError: naming ``report_to``, the value, and what is accepted or how to install it.
+    """
+    if value in ("none", "all"):
+        return value
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    if value not in INTEGRATION_TO_CALLBACK:
+        raise ConfigError(f"'report_to': unknown logger {value!r} (expected none, all or one of {', '.join(INTEGRATION_TO_CALLBACK)})")
+    if value not in get_available_reporting_integrations():
+        raise ConfigError(f"'report_to': logger {value!r} is not installed here (pip install {value.replace('_', '-')}, or report_to=none)")
+    return value

@@ -1,8 +1,11 @@
 """User-facing errors.
 
 A :class:`LorascopeError` is a problem with the user's input (a file, a key, a value): the CLI
-prints its message on one line and exits with status 2, without a traceback. Anything else is a
-bug and keeps its traceback.
+prints its message on one line and exits with status 2, without a traceback, and removes the
+output folder (and ``.partial``) that the command created (``lorascope.cli.common.user_errors``).
+Anything else is a bug and keeps its traceback. Raise one where the bad input is found, with a
+message that names the file (and line), the key or the row, and what was expected; convert a
+library's exception into one only where it can only mean bad input.
 """
 
 

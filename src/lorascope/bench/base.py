@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForSequenceClassification, LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerBase
 from transformers import logging as hf_logging
 
 from lorascope.models.load import is_decoder_source, load_tokenizer
@@ -87,6 +87,18 @@ class BaseModelSpec:
         return load_pretrained_classifier(self.source, self.label_names, torch_dtype, self.is_decoder,
                                           self.tokenizer.pad_token_id, device)
 
+    def skeleton(self) -> nn.Module:
+        """The base classifier's modules and parameter shapes on the meta device: no weights read, no memory.
+
+        Enough to check that an adapter fits this base before anything is loaded for real.
+        """
+        if self.random_init:
+            return build_random_llama(tinyllama_shape_config(len(self.label_names), self.tokenizer.pad_token_id),
+                                      self.seed, torch.float32, "meta")
+        config = AutoConfig.from_pretrained(self.source, num_labels=len(self.label_names))
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(config)
+
 
 def load_pretrained_classifier(
     source: str,
@@ -110,7 +122,8 @@ def load_pretrained_classifier(
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" is expected for every base
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, **kwargs)
+        # Never unpickle weights: local folders were checked by resolve_model / prepare (check_model_folder).
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype, use_safetensors=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
     if is_decoder:

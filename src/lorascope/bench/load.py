@@ -82,7 +82,7 @@ def request_texts(tasks: dict[str, str | None], data_dir: str | None, per_task: 
     glue = resolve_glue_dir(data_dir)
     for adapter, task in tasks.items():
         if glue is None:
-            out[adapter] = list(FALLBACK_INPUTS)
+            out[adapter] = _fallback_inputs(task)
             continue
         try:
             spec = get_task(task or "sst2")
@@ -90,8 +90,18 @@ def request_texts(tasks: dict[str, str | None], data_dir: str | None, per_task: 
             rows = ds.select(range(min(per_task, len(ds))))
             out[adapter] = [[a, b] if spec.is_pair else a for a, b in zip(rows["text_a"], rows["text_b"])]
         except LorascopeError:
-            out[adapter] = list(FALLBACK_INPUTS)
+            out[adapter] = _fallback_inputs(task)
     return out
+
+
+def _fallback_inputs(task: str | None) -> list[str | list[str]]:
+    """The built-in inputs of the kind the task takes (the server refuses pairs for sst2, single texts for mrpc)."""
+    from lorascope.data.tasks import GLUE_TASKS
+
+    spec = GLUE_TASKS.get(task) if task else None
+    if spec is None:
+        return list(FALLBACK_INPUTS)
+    return [x for x in FALLBACK_INPUTS if isinstance(x, list) == spec.is_pair]
 
 
 async def _adapters(client: httpx.AsyncClient) -> dict[str, str | None]:

@@ -13,6 +13,7 @@ from lorascope.bench.sources import AdapterSource, resolve_adapter, resolve_full
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data import GLUE_TASKS, get_task
 from lorascope.errors import ConfigError
+from lorascope.models.weights import check_adapter_fits, check_model_folder
 
 SYNTHETIC_FOLDER = "synthetic_adapters"
 
@@ -78,7 +79,10 @@ def prepare(cfg: BenchConfig, out: Path) -> Prepared:
     if cfg.adapters:
         adapters = [resolve_adapter(name, path) for name, path in cfg.adapters.items()]
         base = open_base(cfg.model, shared_label_names(adapters), cfg.seed)
+        skeleton = base.skeleton()
         for a in adapters:
+            # Before anything is loaded or timed: PEFT's own failure is a traceback deep in loading.
+            check_adapter_fits(a.folder, skeleton, f"adapter '{a.name}' ({a.folder})", cfg.model)
             if a.base_model_source and a.base_model_source != base.source:
                 notes.append(f"adapter '{a.name}' was trained on {a.base_model_source}, benchmarked on {base.source}")
         synthetic = False
@@ -95,6 +99,7 @@ def prepare(cfg: BenchConfig, out: Path) -> Prepared:
     full_model, full_info = (None, {})
     if cfg.full_model:
         full_model, full_info = resolve_full_model(cfg.full_model)
+        check_model_folder(full_model, cfg.full_model)  # safetensors weights only, before any is loaded
     else:
         notes.append("full_ft: the base model stands in for a fully fine-tuned model (same shapes, same cost)")
     if base.random_init:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorascope.errors import LorascopeError
+from lorascope.models.weights import check_adapter_folder
 
 SIDECAR = "lorascope_adapter.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # Letters, digits, '_' and '-': safe in URLs, file names and CSV cells, and never a path.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+WEIGHT_SUFFIXES = (".safetensors",)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class AdapterSource:
 
 def check_adapter_name(name: object, error: type[Exception] = LorascopeError) -> str:
     """Return ``name`` if it is a valid adapter name, else raise ``error`` saying what is allowed."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    # fullmatch: '$' in match() would also accept a name ending in a newline.
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise error(f"adapter name {name!r}: use 1 to 64 letters, digits, '_' or '-'")
     return name
 
@@ -85,14 +87,28 @@ def _run_info(metrics_path: Path) -> dict:
 def resolve_adapter(name: str, path: str | Path) -> AdapterSource:
     """A run folder or PEFT adapter folder -> :class:`AdapterSource`.
 
+    The adapter's files are checked too (``adapter_config.json`` parses, the weights are
+    safetensors): this is the one gate every adapter passes, for ``bench``, ``serve`` and the
+    server's run-time loading alike.
+
     Raises:
-        LorascopeError: If the path is missing, is a full fine-tuning run, or holds no adapter.
+        LorascopeError: If the path is missing, is a full fine-tuning run, holds no adapter, or
+            holds one lorascope will not load (pickled or malformed files).
     """
+    source = _locate_adapter(name, path)
+    try:
+        check_adapter_folder(source.folder)
+    except LorascopeError as err:
+        raise LorascopeError(f"adapter '{name}': {err}") from None
+    return source
+
+
+def _locate_adapter(name: str, path: str | Path) -> AdapterSource:
     check_adapter_name(name)
     p = Path(path).expanduser()
     if not p.is_dir():
         raise LorascopeError(f"adapter '{name}': {p} is not a folder")
-    if (p / "metrics.json").is_file() and (p / "adapter" / ADAPTER_CONFIG).is_file():
+    if (p / "metrics.json").is_file() and (p / "adapter").is_dir():
         info = _run_info(p / "metrics.json")
         return _from_info(name, p / "adapter", info, "run")
     if (p / "metrics.json").is_file() and (p / "model").is_dir():

@@ -35,13 +35,14 @@ def hpo(
     quiet_libraries()
     import optuna
 
+    from lorascope.config import check_report_to
     from lorascope.hpo import HpoConfig, run_hpo
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from run_hpo instead
     cfg = _assemble(HpoConfig, config, dict(task=task, method=method, model=model, n_trials=trials, storage=storage), overrides)
     # Report bad settings before a storage is opened or a folder written.
     cfg.search_space()
-    cfg.base_train()
+    check_report_to(cfg.base_train().report_to)
     console.print(f"hpo: study '{cfg.resolved_study_name()}', {cfg.n_trials} trials -> {out}")
     summary = run_hpo(cfg, out, log=lambda line: console.print(line, highlight=False))
     _print_trials(summary)

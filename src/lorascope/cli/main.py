@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import assemble, console, is_main_process, quiet_libraries, user_errors
+from lorascope.cli.common import OneLineErrors, assemble_train, console, is_main_process, quiet_libraries, user_errors
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="LoRA under the microscope: fine-tuning, representation drift and serving cost studies.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,9 +42,9 @@ def train(
 ) -> None:
     """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
     quiet_libraries()
-    from lorascope.train import TrainConfig, run_train
+    from lorascope.train import run_train
 
-    cfg = assemble(TrainConfig, config, dict(task=task, method=method, model=model, seed=seed), overrides)
+    cfg = assemble_train(config, dict(task=task, method=method, model=model, seed=seed), overrides)
     metrics = run_train(cfg, out, overwrite=overwrite)
     if not is_main_process():
         return
@@ -116,12 +117,11 @@ def sanity(
     """Check that every (task, method) overfits a few training examples (exit 1 if one fails)."""
     quiet_libraries()
     from lorascope.checks.sanity import run_sanity_one
-    from lorascope.train.config import TrainConfig
 
     results = []
     for t in [x.strip() for x in tasks.split(",") if x.strip()]:
         for m in [x.strip() for x in methods.split(",") if x.strip()]:
-            cfg = assemble(TrainConfig, None, dict(task=t, method=m, model=model), overrides)
+            cfg = assemble_train(None, dict(task=t, method=m, model=model), overrides)
             console.print(f"sanity: {t} / {m} on {model} …")
             results.append(run_sanity_one(cfg, samples, max_epochs, threshold))
     table = Table(title=f"sanity: overfit {samples} training examples to loss < {threshold} within {max_epochs} epochs")

@@ -40,16 +40,9 @@ def study_run(
 @user_errors
 def study_status(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
     """Progress of a study: every unit, done / failed / pending."""
-    from lorascope.errors import ConfigError
-    from lorascope.study import StudyConfig
     from lorascope.study.units import train_units
 
-    import yaml
-
-    cfg_path = folder / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{folder}: not a study folder (no config.yaml)")
-    cfg = StudyConfig.model_validate({**yaml.safe_load(cfg_path.read_text()), "name": folder.name})
+    cfg = read_study_folder(folder)
     table = Table(title=f"study {folder}")
     for col in ("unit", "status", "detail"):
         table.add_column(col)
@@ -80,12 +73,33 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
 def report(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
     """Build report.md, report.html and figures from a study's saved artifacts."""
     quiet_libraries()
-    from lorascope.errors import ConfigError
     from lorascope.report import build_report
 
-    if not (folder / "config.yaml").is_file():
-        raise ConfigError(f"{folder}: not a study folder (no config.yaml)")
+    read_study_folder(folder)
     console.print(f"report: {build_report(folder)}")
+
+
+def read_study_folder(folder: Path):
+    """The :class:`~lorascope.study.StudyConfig` stored in a study folder.
+
+    Raises:
+        ConfigError: ``folder`` is not a study folder: missing, a file, no ``config.yaml``, or a
+            ``config.yaml`` that is not a study's (a training run's, say), naming what is wrong.
+    """
+    from lorascope.config import build_config, load_yaml
+    from lorascope.errors import ConfigError
+    from lorascope.study import StudyConfig
+
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a study folder ({'a file' if folder.exists() else 'no such folder'})")
+    cfg_path = folder / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{folder}: not a study folder (no config.yaml)")
+    stored = load_yaml(cfg_path, what="study config")
+    try:
+        return build_config(StudyConfig, stored, {"name": folder.name}, source="config.yaml")
+    except ConfigError as err:
+        raise ConfigError(f"{folder}: not a study folder ({err})") from None
 
 
 def register(app: typer.Typer) -> None:

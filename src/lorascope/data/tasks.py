@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from lorascope.config import load_yaml
+from annotated_types import Len
+from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from lorascope.config import StrictModel, describe_validation_error, load_yaml
 from lorascope.errors import ConfigError
 
 SPLITS = ("train", "validation", "test")
@@ -106,60 +111,89 @@ def get_task(name_or_path: str) -> TaskSpec:
     )
 
 
+def _text(value: Any) -> Any:
+    """A scalar written in YAML as the text it stands for: ``labels: [0, 1]`` means the labels "0" and "1".
+
+    Booleans are refused: YAML 1.1 reads ``yes``/``no``/``on``/``off`` as true/false, and a label
+    or column silently renamed "True" would never match the file.
+    """
+    if isinstance(value, bool):
+        raise PydanticCustomError("yaml_boolean", "YAML reads yes/no/on/off/true/false as a boolean; quote the name")
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def _one_or_list(value: Any) -> Any:
+    # A single name may be written without brackets: text_columns: sentence.
+    return [value] if isinstance(value, str) else value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), BeforeValidator(_text)]
+# File paths are text as written: a number is a typo, not a file name.
+FilePath = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+Metric = Literal[SUPPORTED_METRICS]
+
+
+class TaskFile(StrictModel):
+    """The keys of a user task YAML file; wrong types and unknown keys are errors naming the key."""
+
+    name: Name
+    files: dict[Literal[SPLITS], FilePath] = Field(
+        description="split -> data file, relative to the YAML file; train and validation are required")
+    text_columns: Annotated[list[Name], BeforeValidator(_one_or_list), Len(min_length=1, max_length=2)]
+    label_column: Name
+    labels: Annotated[list[Name], Len(min_length=2)] | None = Field(None, description="label names in id order")
+    metrics: Annotated[list[Metric], BeforeValidator(_one_or_list), Len(min_length=1)] = ["accuracy"]
+    main_metric: Metric | None = None
+    id_column: Name | None = None
+
+    @field_validator("labels", "text_columns", "metrics")
+    @classmethod
+    def _distinct(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError("entries must be distinct")
+        return values
+
+
 def load_task_file(path: Path) -> TaskSpec:
     """Read a user task description.
 
     Keys: ``name``, ``files`` (split -> path, relative to the YAML file; ``train`` and
     ``validation`` required), ``text_columns`` (1 or 2), ``label_column``, optional ``labels``
     (names in id order; default: sorted distinct labels of the training file), ``metrics``,
-    ``main_metric``, ``id_column``.
+    ``main_metric``, ``id_column``. See :class:`TaskFile`.
+
+    Raises:
+        ConfigError: naming the file and the key: unreadable or malformed YAML, an unknown or
+            missing key, a wrong type, inconsistent metrics, a data path that is a folder.
     """
-    data = load_yaml(path)
-    allowed = {"name", "files", "text_columns", "label_column", "labels", "metrics", "main_metric", "id_column"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key '{unknown[0]}' (allowed: {sorted(allowed)})")
-    for key in ("name", "files", "text_columns", "label_column"):
-        if key not in data:
-            raise ConfigError(f"{path}: missing required key '{key}'")
-    files = data["files"]
-    if not isinstance(files, dict) or not {"train", "validation"} <= set(files):
+    data = load_yaml(path, what="task file")
+    try:
+        spec = TaskFile.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, str(path))) from None
+    if not {"train", "validation"} <= set(spec.files):
         raise ConfigError(f"{path}: 'files' must map at least 'train' and 'validation' to file paths")
-    bad_split = sorted(set(files) - set(SPLITS))
-    if bad_split:
-        raise ConfigError(f"{path}: files: unknown split '{bad_split[0]}' (expected {list(SPLITS)})")
-    text_columns = data["text_columns"]
-    if isinstance(text_columns, str):
-        text_columns = [text_columns]
-    if not isinstance(text_columns, list) or not 1 <= len(text_columns) <= 2:
-        raise ConfigError(f"{path}: 'text_columns' must list one or two column names")
-    metrics = tuple(data.get("metrics", ["accuracy"]))
-    for m in metrics:
-        if m not in SUPPORTED_METRICS:
-            raise ConfigError(f"{path}: metrics: unknown metric '{m}' (expected {list(SUPPORTED_METRICS)})")
-    main_metric = data.get("main_metric", metrics[0])
-    if main_metric not in metrics:
-        raise ConfigError(f"{path}: main_metric '{main_metric}' is not in metrics {list(metrics)}")
-    base = path.resolve().parent
-    resolved = {split: str((base / f).resolve()) for split, f in files.items()}
-    labels = data.get("labels")
-    if labels is None:
-        # Deferred: the reader fills the label set from the training file.
-        label_names: tuple[str, ...] = ()
-    else:
-        label_names = tuple(str(x) for x in labels)
-        if len(set(label_names)) != len(label_names) or len(label_names) < 2:
-            raise ConfigError(f"{path}: 'labels' must list at least two distinct label names")
-    if "f1" in metrics and label_names and len(label_names) != 2:
+    main_metric = spec.main_metric or spec.metrics[0]
+    if main_metric not in spec.metrics:
+        raise ConfigError(f"{path}: main_metric '{main_metric}' is not in metrics {spec.metrics}")
+    label_names = tuple(spec.labels or ())  # empty: the reader fills the label set from the training file
+    if "f1" in spec.metrics and label_names and len(label_names) != 2:
         raise ConfigError(f"{path}: metric 'f1' needs exactly two labels, got {len(label_names)}")
+    base = path.resolve().parent
+    resolved = {split: (base / f).resolve() for split, f in spec.files.items()}
+    for split, file in resolved.items():
+        if file.is_dir():
+            raise ConfigError(f"{path}: 'files.{split}': {file} is a directory, expected a data file")
     return TaskSpec(
-        name=str(data["name"]),
-        text_columns=tuple(str(c) for c in text_columns),
-        label_column=str(data["label_column"]),
+        name=spec.name,
+        text_columns=tuple(spec.text_columns),
+        label_column=spec.label_column,
         label_names=label_names,
         raw_labels={n: i for i, n in enumerate(label_names)},
-        metrics=metrics,
+        metrics=tuple(spec.metrics),
         main_metric=main_metric,
-        files=resolved,
-        id_column=data.get("id_column"),
+        files={split: str(file) for split, file in resolved.items()},
+        id_column=spec.id_column,
     )

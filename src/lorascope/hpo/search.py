@@ -12,13 +12,14 @@ worker) do not count and are replaced.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import optuna
@@ -31,7 +32,7 @@ from lorascope.hpo.results import write_results
 from lorascope.hpo.space import SearchSpace
 from lorascope.hpo.storage import FINISHED, count_trials, default_storage_url, fail_abandoned, open_storage, open_study
 from lorascope.models.registry import resolve_model
-from lorascope.train.run import run_train
+from lorascope.train.run import load_task_data, run_train
 
 TRIALS_DIR = "trials"
 
@@ -59,9 +60,11 @@ def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] |
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
     space = cfg.search_space()
-    cfg.base_train()
+    base = cfg.base_train()
     resolve_model(cfg.model)
     main_metric = get_task(cfg.task).main_metric
+    # Bad data found inside a trial would end the search after its storage and folder exist.
+    load_task_data(base)
 
     url = cfg.storage or default_storage_url(out_dir)
     if cfg.storage is None:
@@ -87,7 +90,8 @@ def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] |
                 time.sleep(cfg.heartbeat_s)
                 fail_abandoned(study, owned=False)
                 continue
-            study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
+            with _quiet_optuna():
+                study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
     finally:
         summary = write_results(cfg, study, out_dir, main_metric, url)
     return summary
@@ -136,6 +140,22 @@ class _Objective:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             return {"status": "failed", "reason": "out of memory", "dev": None}
+
+
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Silence optuna's own per-trial warnings while a trial runs.
+
+    The objective logs every finished or pruned trial itself; optuna would add a warning with a
+    full traceback for a failed one, even for bad input that the command then reports on one
+    line. An exception that ends the search still propagates (with its traceback if it is a bug).
+    """
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(level, optuna.logging.ERROR))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def trial_seed(seed: int, number: int) -> int:

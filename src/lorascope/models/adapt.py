@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass
 
 from peft import LoraConfig, TaskType, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from torch import nn
 from transformers import PreTrainedModel
+from transformers.pytorch_utils import Conv1D
 
 from lorascope.errors import ConfigError
 
@@ -41,12 +43,31 @@ def default_lora_targets(model_type: str) -> list[str]:
     return list(targets)
 
 
+_LORA_LAYERS = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv1D)
+# The classification heads PEFT trains in full for SEQ_CLS (modules_to_save): never LoRA targets.
+_HEADS = ("classifier", "score")
+
+
 def lora_config(model: PreTrainedModel, r: int, alpha: float, dropout: float, targets: list[str] | None) -> LoraConfig:
+    """PEFT's LoRA config for ``model``; ``targets`` are checked here, where the error can name them.
+
+    Raises:
+        ConfigError: a target that the model does not have, that is its classification head, or
+            whose layers LoRA cannot adapt.
+    """
     chosen = targets or default_lora_targets(model.config.model_type)
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in chosen if t not in names]
-    if missing:
-        raise ConfigError(f"lora_targets: module '{missing[0]}' not found in {model.config.model_type} model")
+    by_name: dict[str, list[nn.Module]] = {}
+    for name, module in model.named_modules():
+        by_name.setdefault(name.rsplit(".", 1)[-1], []).append(module)
+    for target in chosen:
+        if target not in by_name:
+            raise ConfigError(f"lora_targets: module '{target}' not found in {model.config.model_type} model")
+        if target in _HEADS:
+            raise ConfigError(f"lora_targets: '{target}' is the classification head, which is trained in full; "
+                              "target attention or MLP layers")
+        if not any(isinstance(m, _LORA_LAYERS) for m in by_name[target]):
+            kind = type(by_name[target][0]).__name__
+            raise ConfigError(f"lora_targets: '{target}' is a {kind}; LoRA adapts Linear, Embedding and Conv layers")
     # SEQ_CLS makes peft keep the classification head (classifier / score) fully trainable.
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen)
 

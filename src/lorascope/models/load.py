@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from transformers import logging as hf_logging
 
 from lorascope.errors import ConfigError
 from lorascope.models.registry import resolve_model
+from lorascope.models.weights import check_adapter_folder, check_model_folder, read_json_object
 
 # Encoders use the tokenizer's pair encoding and a [CLS]/pooler head; every other architecture
 # is treated as a decoder (last-token head, EOS padding on the right).
@@ -34,7 +34,10 @@ class LoadedModel:
 
 def load_tokenizer(source: str, is_decoder: bool) -> PreTrainedTokenizerBase:
     """The model's tokenizer; decoders pad on the right with EOS (the protocol's choice)."""
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:  # no tokenizer files, or ones transformers cannot read
+        raise ConfigError(f"model '{source}': cannot load its tokenizer ({_first_line(err)})") from None
     if is_decoder:
         if tokenizer.eos_token is None:
             raise ConfigError(f"model '{source}': its tokenizer has no EOS token, needed to pad a decoder")
@@ -44,7 +47,22 @@ def load_tokenizer(source: str, is_decoder: bool) -> PreTrainedTokenizerBase:
 
 
 def is_decoder_source(source: str) -> bool:
-    return AutoConfig.from_pretrained(source).model_type not in ENCODER_MODEL_TYPES
+    """Whether ``source`` (a resolved model folder or Hub id) is a decoder, read from its config.
+
+    Raises:
+        ConfigError: the config cannot be had (a Hub id that does not exist, no network) or is
+            not one transformers knows.
+    """
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:  # transformers' ways of saying "no such model" / "unknown model type"
+        raise ConfigError(f"model '{source}': cannot read its config ({_first_line(err)})") from None
+    return config.model_type not in ENCODER_MODEL_TYPES
+
+
+def _first_line(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else err.__class__.__name__
 
 
 def load_classifier(
@@ -76,7 +94,10 @@ def load_classifier(
             label2id={n: i for i, n in enumerate(label_names)},
             dtype=dtype,
             trust_remote_code=False,
+            use_safetensors=True,  # never unpickle weights; local folders were checked by resolve_model
         )
+    except OSError as err:  # a Hub repository without the files: the user's model, not a bug
+        raise ConfigError(f"model '{model}': cannot load its weights ({_first_line(err)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     if decoder:
@@ -95,20 +116,25 @@ def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedM
     metrics_path = run / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{run}: not a finished training run (no metrics.json)")
-    info = json.loads(metrics_path.read_text())
+    info = read_json_object(metrics_path)
     if info.get("status") != "ok":
         raise ConfigError(f"{run}: training run did not finish successfully ({info.get('reason')})")
-    if (run / "adapter" / "adapter_config.json").is_file():
+    if (run / "adapter").is_dir():
         from peft import PeftModel
 
+        check_adapter_folder(run / "adapter")  # PEFT would fall back to a pickled adapter_model.bin
+        missing = [k for k in ("base_model_source", "label_names") if k not in info]
+        if missing:
+            raise ConfigError(f"{metrics_path}: no '{missing[0]}' (not written by lorascope train?)")
         base = load_classifier(info["base_model_source"], tuple(info["label_names"]), seed=0, dtype=dtype)
         base.model = PeftModel.from_pretrained(base.model, run / "adapter")
         base.model.eval()
         return base
     folder = run / "model"
-    if not (folder / "config.json").is_file():
+    if not folder.is_dir():
         raise ConfigError(f"{run}: has neither adapter/ nor model/ (was it trained with save_model=false?)")
+    check_model_folder(folder, str(folder))
     decoder = info.get("is_decoder", is_decoder_source(str(folder)))
     tokenizer = load_tokenizer(str(folder), decoder)
-    net = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype).eval()
+    net = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, use_safetensors=True).eval()
     return LoadedModel(net, tokenizer, decoder, str(folder))

@@ -14,6 +14,7 @@ Anything else is a Hub id or a local folder.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -82,17 +83,59 @@ ALIASES: dict[str, Alias] = {
 
 
 def resolve_model(name: str) -> str:
-    """An alias, a local folder or a Hub id -> what ``from_pretrained`` takes."""
+    """An alias, a local folder or a Hub id -> what ``from_pretrained`` takes.
+
+    A local folder must hold a model lorascope will load (``config.json`` and safetensors
+    weights, see :func:`lorascope.models.weights.check_model_folder`); a Hub id must be in the
+    local cache when the Hub is offline.
+
+    Raises:
+        ConfigError: naming the model and what was expected.
+    """
     if name in ALIASES:
-        return ALIASES[name].locate()
+        alias = ALIASES[name]
+        source = alias.locate()
+        if not alias.offline:
+            require_hub_access(name, source)
+        return source
     p = Path(name).expanduser()
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise ConfigError(f"model '{name}': folder has no config.json (expected a Hugging Face model folder)")
+        from lorascope.models.weights import check_model_folder
+
+        check_model_folder(p, name)
         return str(p)
     if name.count("/") == 1 and not name.startswith((".", "/")):
+        require_hub_access(name, name)
         return name  # a Hub id
     raise ConfigError(f"model '{name}': not an alias ({', '.join(ALIASES)}), an existing folder, or a Hub id (org/name)")
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub may not be contacted (``HF_HUB_OFFLINE``).
+
+    The variable is read now as well as at import time (when huggingface_hub reads it), so that
+    setting it in a running process is honoured too.
+    """
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES
+
+
+def require_hub_access(name: str, repo_id: str) -> None:
+    """Refuse a Hub model that cannot be had: offline and not in the local Hugging Face cache.
+
+    Without this check, each library call fails on its own terms (an ``OSError`` about
+    connecting to huggingface.co) once work has started.
+    """
+    if not hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return
+    shown = f"'{name}'" if name == repo_id else f"'{name}' ({repo_id})"
+    raise ConfigError(f"model {shown}: not found locally and the Hugging Face Hub is offline (HF_HUB_OFFLINE=1); "
+                      "download it or pass a local folder")
 
 
 def alias_availability() -> list[tuple[str, str, bool, str]]:

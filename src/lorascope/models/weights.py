@@ -1,0 +1,195 @@
+"""Which weight files lorascope reads: safetensors only, checked before any library opens them.
+
+Pickled checkpoints (``pytorch_model.bin``, ``adapter_model.bin``, ``*.pt``, ``*.pth``, ``*.pkl``)
+run code when they are loaded, so a model or adapter folder that has only those is refused with
+a message saying how to convert it; a ``.safetensors`` file whose header cannot be parsed (often
+a pickle renamed) is refused too. The Trainer's own checkpoint files (optimizer, scheduler and RNG
+state, written and read back by the same run) are the only pickles lorascope reads.
+
+Every check raises :class:`~lorascope.errors.ConfigError` naming the folder or file, so the CLI
+reports it on one line. Callers: :func:`lorascope.models.registry.resolve_model` (base models),
+:func:`lorascope.models.load.load_run` (run folders), ``lorascope.bench.sources`` (adapters for
+``bench``, ``serve`` and the server's run-time adapter loading).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from lorascope.errors import ConfigError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_INDEX = "model.safetensors.index.json"
+# Written by the Trainer beside its checkpoints: training arguments, not weights.
+_NOT_WEIGHTS = frozenset({"training_args.bin"})
+_CONVERT_MODEL = ("convert it once, where you trust the file: load it with from_pretrained(folder) and save it with "
+                  "save_pretrained(folder, safe_serialization=True)")
+_CONVERT_ADAPTER = ("convert it once, where you trust the file: load it with PeftModel.from_pretrained(base, folder) and "
+                    "save it with save_pretrained(folder, safe_serialization=True)")
+_PEFT_PREFIX = "base_model.model."
+# PEFT versions differ in whether saved head keys keep the modules_to_save wrapper segment.
+_MODULES_TO_SAVE = re.compile(r"\.modules_to_save(\.[^.]+)?(?=\.)")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object; anything else is a ConfigError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def check_safetensors_file(path: Path, convert_hint: str = _CONVERT_MODEL) -> None:
+    """Refuse a file that is not safetensors (its header is parsed; no tensor is read).
+
+    Raises:
+        ConfigError: the file cannot be parsed as safetensors; says so when it looks pickled.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as err:  # the parser's errors are bad input, whatever their class
+        head = path.read_bytes()[:4] if path.is_file() else b""
+        # torch.save writes a zip archive (PK..) or, in its legacy format, a raw pickle (0x80).
+        pickled = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+        what = "it looks like a pickled PyTorch file" if pickled else str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not a safetensors file ({what}); {convert_hint}") from None
+
+
+def _refuse_pickles(folder: Path, expected: str, convert_hint: str) -> None:
+    pickles = sorted(f for f in folder.iterdir() if f.suffix in PICKLE_SUFFIXES and f.name not in _NOT_WEIGHTS)
+    if pickles:
+        raise ConfigError(f"{pickles[0]}: pickled weights are not loaded (unpickling can run code) and there is no "
+                          f"{expected}; {convert_hint}")
+
+
+def check_model_folder(folder: Path, name: str) -> dict[str, Any]:
+    """A Hugging Face model folder lorascope will load: a config with ``model_type`` and safetensors weights.
+
+    Args:
+        folder: The folder.
+        name: What the user called it (for messages).
+
+    Returns:
+        The parsed ``config.json``.
+
+    Raises:
+        ConfigError: not a folder, no or malformed ``config.json``, only pickled weights, no
+            weights, or a ``.safetensors`` file that is not one.
+    """
+    if not folder.is_dir():
+        raise ConfigError(f"model '{name}': not a folder (expected a Hugging Face model folder with config.json)")
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"model '{name}': folder has no config.json (expected a Hugging Face model folder)")
+    config = read_json_object(folder / "config.json")
+    if not config.get("model_type"):
+        raise ConfigError(f"{folder / 'config.json'}: no 'model_type' (not a transformers model config)")
+    for path in _model_weight_files(folder):
+        check_safetensors_file(path)
+    return config
+
+
+def _model_weight_files(folder: Path) -> list[Path]:
+    """The safetensors files a model folder's weights are in (one file, or the shards of an index)."""
+    if (folder / MODEL_WEIGHTS).is_file():
+        return [folder / MODEL_WEIGHTS]
+    if (folder / MODEL_INDEX).is_file():
+        index = read_json_object(folder / MODEL_INDEX)
+        shards = sorted(set((index.get("weight_map") or {}).values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if not shards or missing:
+            raise ConfigError(f"{folder / MODEL_INDEX}: names shard {missing[0] if missing else '(none)'!r}, which is not in the folder")
+        return [folder / s for s in shards]
+    found = sorted(folder.glob("*.safetensors"))
+    if found:
+        return found
+    _refuse_pickles(folder, MODEL_WEIGHTS, _CONVERT_MODEL)
+    raise ConfigError(f"{folder}: no {MODEL_WEIGHTS} (a model folder needs its weights as safetensors)")
+
+
+def check_adapter_folder(folder: Path) -> dict[str, Any]:
+    """A PEFT adapter folder lorascope will load: ``adapter_config.json`` and ``adapter_model.safetensors``.
+
+    Call it before ``PeftModel.from_pretrained`` or any other reader of the folder: PEFT itself
+    falls back to ``adapter_model.bin``.
+
+    Returns:
+        The parsed ``adapter_config.json``.
+
+    Raises:
+        ConfigError: no or malformed ``adapter_config.json``, only pickled weights, no weights,
+            or an ``adapter_model.safetensors`` that is not safetensors.
+    """
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise ConfigError(f"{folder}: no {ADAPTER_CONFIG} (expected a PEFT adapter folder)")
+    config = read_json_object(folder / ADAPTER_CONFIG)
+    weights = folder / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        _refuse_pickles(folder, ADAPTER_WEIGHTS, _CONVERT_ADAPTER)
+        raise ConfigError(f"{folder}: no {ADAPTER_WEIGHTS} (expected a PEFT adapter folder)")
+    check_safetensors_file(weights, _CONVERT_ADAPTER)
+    return config
+
+
+def check_adapter_fits(folder: Path, model: Any, what: str, base_name: str) -> None:
+    """Refuse an adapter whose tensors do not fit ``model`` (trained on another base).
+
+    Compares the names and shapes in ``adapter_model.safetensors`` (its header only) with the
+    modules and parameters of ``model``, which may live on the meta device: every adapted module
+    must exist (and, for Linear layers, have the adapter's input and output sizes), and every
+    other saved tensor (the classification head) must match the base parameter's shape.
+
+    Args:
+        folder: A PEFT adapter folder (checked with :func:`check_adapter_folder` first).
+        model: The base classifier, as PEFT would wrap it.
+        what: The adapter, for messages (``adapter 'sst2' (runs/x/adapter)``).
+        base_name: The base model as the user named it.
+
+    Raises:
+        ConfigError: naming the adapter, the base and the first tensor that does not fit.
+    """
+    from safetensors import safe_open
+    from torch import nn
+
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+
+    def refuse(detail: str) -> ConfigError:
+        return ConfigError(f"{what} does not fit base model '{base_name}': {detail}; was it trained on another base?")
+
+    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
+        for key in f.keys():
+            shape = list(f.get_slice(key).get_shape())
+            name = _MODULES_TO_SAVE.sub("", key.removeprefix(_PEFT_PREFIX))
+            if ".lora_" in name:
+                module_name, _, tail = name.partition(".lora_")
+                module = modules.get(module_name)
+                if module is None:
+                    raise refuse(f"it adapts '{module_name}', which the base does not have")
+                if isinstance(module, nn.Linear) and tail in ("A.weight", "B.weight"):
+                    # lora_A is [r, in_features], lora_B is [out_features, r].
+                    got, size = (shape[1], module.in_features) if tail == "A.weight" else (shape[0], module.out_features)
+                    if got != size:
+                        raise refuse(f"'{key}' has shape {shape}, but '{module_name}' of the base has "
+                                     f"{module.in_features} inputs and {module.out_features} outputs")
+                continue
+            param = params.get(name)
+            if param is None:
+                raise refuse(f"it holds '{name}', which the base does not have")
+            if list(param.shape) != shape:
+                raise refuse(f"'{name}' has shape {shape} in the adapter and {list(param.shape)} in the base")
