@@ -31,6 +31,9 @@ def read_metadata(path: Path) -> dict[str, str]:
 def load_representations(path: Path) -> Representations:
     if not path.is_file():
         raise DataError(f"{path}: representation file not found")
+    from lorascope.models.weights import check_safetensors_file
+
+    check_safetensors_file(path)  # a pickle or damaged file is refused in one line, never unpickled
     meta = read_metadata(path)
     if "ids" not in meta:
         raise DataError(f"{path}: not a lorascope representation file (no ids in its metadata)")

@@ -29,7 +29,7 @@ from torch import nn
 from lorascope.errors import LorascopeError
 
 CONFIG_FILE = "adapter_config.json"
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+WEIGHT_FILES = ("adapter_model.safetensors",)  # safetensors only: never unpickle a served file
 _PREFIX = "base_model.model."
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<which>[AB])\.weight$")
 # PEFT versions differ in whether the saved head keys keep the wrapper segment; drop it if present.
@@ -201,19 +201,16 @@ def _read_config(folder: Path, where: str) -> dict:
 
 
 def _read_tensors(folder: Path, where: str) -> dict[str, torch.Tensor]:
-    for file_name in WEIGHT_FILES:
-        path = folder / file_name
-        if not path.is_file():
-            continue
-        try:
-            if file_name.endswith(".safetensors"):
-                from safetensors.torch import load_file
+    from safetensors.torch import load_file
 
-                return load_file(str(path))
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # any decoding failure is a bad file, not a bug
-            raise LorascopeError(f"{where}: cannot read {file_name}: {err}") from err
-    raise LorascopeError(f"{where}: no weights file ({' or '.join(WEIGHT_FILES)})")
+    from lorascope.models.weights import check_adapter_folder
+
+    check_adapter_folder(folder)  # refuses pickle-only folders with the conversion to run
+    path = folder / WEIGHT_FILES[0]
+    try:
+        return load_file(str(path))
+    except Exception as err:  # any decoding failure is a bad file, not a bug
+        raise LorascopeError(f"{where}: cannot read {path.name}: {err}") from err
 
 
 def _pattern_value(patterns: dict, module_name: str, default: float) -> float:

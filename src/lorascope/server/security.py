@@ -6,8 +6,8 @@
   off unless the operator names *allowed roots* at start-up. A requested path (absolute, or
   relative to a root) is resolved with symlinks followed and must lie inside one of the roots;
   ``..`` and symlinks pointing out of a root are refused. Only PEFT adapter folders (or LoRA run
-  folders) load; the safetensors weights are parsed without executing code, while the ``.bin``
-  fallback is read with ``torch.load(weights_only=True)``.
+  folders) load, and only their safetensors weights, which are parsed without executing code: a
+  pickled ``adapter_model.bin`` is refused.
 """
 
 from __future__ import annotations

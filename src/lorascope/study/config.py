@@ -90,7 +90,7 @@ class StudyConfig(StrictModel):
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """Read and validate a study YAML; every unit's training config is validated too."""
-    cfg = build_config(StudyConfig, load_yaml(path), overrides or {}, source=str(path))
+    cfg = build_config(StudyConfig, load_yaml(path, what="study file"), overrides or {}, source=str(path))
     for task in cfg.tasks:
         for method in cfg.methods:
             cfg.train_config(task, method, cfg.seeds[0])
