@@ -92,15 +92,43 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(glue_dir, tmp_path):
     assert resumed["status"] == "ok" and resumed["dev"] == clean["dev"]
 
 
+def _fake_checkpoint(folder, state: str, files=("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")):
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_bytes(b"x")
+    (folder / "trainer_state.json").write_text(state)
+
+
 def test_last_complete_checkpoint_prefers_the_newest_complete_one(tmp_path):
     from lorascope.train.resume import last_complete_checkpoint
 
     for step, state in ((5, '{"global_step": 5}'), (10, '{"global_step": 10}'), (15, '{"glob')):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+        _fake_checkpoint(tmp_path / f"checkpoint-{step}", state)
     (tmp_path / "checkpoint-20").mkdir()  # cut off before trainer_state.json was written
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "checkpoint-5"]
+
+
+@pytest.mark.parametrize("missing", ["adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"])
+def test_checkpoint_cut_off_mid_delete_is_not_resumed(tmp_path, missing):
+    """The Trainer deletes checkpoints file by file: a kill can leave trainer_state.json beside missing files."""
+    from lorascope.train.resume import last_complete_checkpoint
+
+    _fake_checkpoint(tmp_path / "checkpoint-5", '{"global_step": 5}')
+    files = [f for f in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth") if f != missing]
+    _fake_checkpoint(tmp_path / "checkpoint-10", '{"global_step": 10}', files)
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-5")
+
+
+def test_sharded_checkpoint_needs_every_shard(tmp_path):
+    from lorascope.train.resume import has_weights
+
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    assert not has_weights(tmp_path)
+    (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"x")
+    assert has_weights(tmp_path)
 
 
 def test_group_by_length_cuts_padding(glue_dir, tmp_path):
@@ -112,3 +140,107 @@ def test_group_by_length_cuts_padding(glue_dir, tmp_path):
     # RTE premises vary from a few to 100+ tokens: random batches carry far more padding.
     waste = {name: m["tokens_processed"] / m["tokens_real"] - 1 for name, m in (("g", grouped), ("s", shuffled))}
     assert waste["g"] < 0.5 * waste["s"], waste
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("bad", ["model", "data"])
+def test_overwrite_with_bad_input_keeps_the_finished_run(glue_dir, tmp_path, csv_task, bad):
+    from lorascope.errors import LorascopeError
+
+    out = tmp_path / "r"
+    cfg = TrainConfig(model="tiny-llama", save_model=False, **SMALL)
+    run_train(cfg, out)
+    before = _tree(out)
+    if bad == "model":
+        update = {"model": "no-such-model"}
+    else:  # a task whose files lack a declared text column
+        task = csv_task.with_name("bad.yaml")
+        task.write_text(csv_task.read_text().replace("text_columns: [text]", "text_columns: [review]"))
+        update = {"task": str(task)}
+    with pytest.raises(LorascopeError, match="no-such-model" if bad == "model" else "missing column 'review'"):
+        run_train(cfg.model_copy(update=update), out, overwrite=True)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("r")) == ["r"]
+
+
+def test_overwrite_replaces_the_finished_run_only_once_the_new_one_is_complete(glue_dir, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    out = tmp_path / "r"
+    old_cfg = TrainConfig(model="tiny-llama", save_model=False, **SMALL)
+    new_cfg = old_cfg.model_copy(update={"lr": 1e-3})
+    run_train(old_cfg, out)
+    before = _tree(out)
+
+    def crash(self, *args, **kwargs):
+        raise RuntimeError("killed mid-training")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "training_step", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_train(new_cfg, out, overwrite=True)
+    assert _tree(out) == before  # the old run is untouched while the new one is unfinished
+    m = run_train(new_cfg, out, overwrite=True)
+    assert m["status"] == "ok" and json.loads((out / "metrics.json").read_text()) == m
+    assert "lr: 0.001" in (out / "config.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no .partial, no .old
+
+
+def test_finish_cut_between_its_renames_is_completed(tmp_path, monkeypatch):
+    import os
+
+    from lorascope import artifacts
+
+    out, partial = tmp_path / "run", artifacts.partial_path(tmp_path / "run")
+    for folder, text in ((out, "old"), (partial, "new")):
+        folder.mkdir()
+        (folder / "metrics.json").write_text(text)
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_die(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.finish(partial, out)
+    monkeypatch.setattr(artifacts.os, "replace", real_replace)
+    assert not out.exists() and (artifacts.old_path(out) / "metrics.json").read_text() == "old"
+    artifacts.recover_finish(out)
+    assert (out / "metrics.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_divergence_guard_fails_a_finite_loss_explosion():
+    from transformers import TrainerControl, TrainerState
+
+    from lorascope.train.callbacks import DivergenceGuard
+
+    state = TrainerState(global_step=8, epoch=1.0, log_history=[{"loss": 0.69, "step": 1}])
+    guard = DivergenceGuard(factor=100)
+    for ok in ({"loss": 5.0}, {"eval_loss": 99.0}, {"grad_norm": 1e6}):
+        assert not guard.on_log(None, state, TrainerControl(), logs=ok).should_training_stop
+    assert guard.reason is None
+    control = guard.on_log(None, state, TrainerControl(should_save=True), logs={"eval_loss": 1.2e7})
+    assert control.should_training_stop and not control.should_save
+    assert guard.reason.startswith("eval_loss 1.2e+07 > 100") and "step 8" in guard.reason
+    # The limit is 100 × the first logged training loss floored at 1, wherever the history was restored from.
+    state.log_history = [{"loss": 0.01, "step": 1}, {"loss": 50.0, "step": 4}]
+    assert not DivergenceGuard(factor=100).on_log(None, state, TrainerControl(), logs={"loss": 99.0}).should_training_stop
+    assert DivergenceGuard(factor=100).on_log(None, state, TrainerControl(), logs={"loss": 101.0}).should_training_stop
+    assert DivergenceGuard(factor=None).on_log(None, state, TrainerControl(), logs={"loss": 1e30}).should_training_stop is False
+    assert DivergenceGuard(factor=None).on_log(None, state, TrainerControl(), logs={"loss": float("inf")}).should_training_stop
+
+
+def test_exploding_loss_is_recorded_as_failed(glue_dir, tmp_path):
+    # Finite all along (no NaN/inf), but the loss reaches 10^3-10^6 from 0.69.
+    cfg = TrainConfig(model="tiny-llama", method="full", lr=100.0, **SMALL)
+    m = run_train(cfg, tmp_path / "r")
+    assert m["status"] == "failed" and "> 100 (100 × max(1, initial training loss" in m["reason"]
+    assert m["dev"] == {} and not (tmp_path / "r" / "model").exists()

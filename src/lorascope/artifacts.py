@@ -2,6 +2,8 @@
 
 A unit of work writes into ``<out>.partial`` and renames it to ``<out>`` when complete
 (``os.replace`` is atomic on one file system), so ``<out>`` existing means the unit finished.
+Replacing a finished ``<out>`` moves it aside to ``<out>.old`` first and deletes it only once the
+new folder is in place; ``recover_finish`` completes a replacement cut off between the two renames.
 Every folder stores its resolved config; reusing a folder whose stored config differs from the
 current one is an error that names the differing keys, never a silent reuse.
 """
@@ -23,7 +25,13 @@ CONFIG_FILE = "config.yaml"
 
 
 def partial_path(out: Path) -> Path:
+    """Where the unit for ``out`` is written until it is complete."""
     return out.with_name(out.name + ".partial")
+
+
+def old_path(out: Path) -> Path:
+    """Where a finished ``out`` waits, while ``finish`` replaces it, until the new one is in place."""
+    return out.with_name(out.name + ".old")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -64,18 +72,50 @@ def check_same_config(folder: Path, resolved: dict[str, Any]) -> None:
 
 def start_partial(out: Path, resolved: dict[str, Any]) -> Path:
     """The ``.partial`` folder to write into; kept (to resume) when its config matches, else fresh."""
+    recover_finish(out)  # a partial that was being renamed into place is finished, not reused
     partial = partial_path(out)
     if partial.exists():
-        stored = stored_config(partial)
+        try:
+            stored = stored_config(partial)
+        except yaml.YAMLError:
+            stored = None  # unreadable: start afresh rather than fail on every rerun
         if stored is None or diff_configs(stored, resolved):
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    dump_yaml(resolved, partial / CONFIG_FILE)
+    # Via a temporary file: a kill mid-write must not leave a truncated config that a rerun misreads.
+    tmp = partial / (CONFIG_FILE + ".tmp")
+    dump_yaml(resolved, tmp)
+    os.replace(tmp, partial / CONFIG_FILE)
     return partial
 
 
 def finish(partial: Path, out: Path) -> None:
-    """Rename the completed ``partial`` into place."""
+    """Rename the completed ``partial`` into place, replacing a finished ``out`` only then.
+
+    Two renames, not delete-then-rename: at every instant either the old or the new folder is
+    complete on disk (as ``out``, or as ``<out>.old`` beside the complete ``partial``).
+    """
+    old = old_path(out)
     if out.exists():
-        shutil.rmtree(out)
+        shutil.rmtree(old, ignore_errors=True)  # left over from a replacement cut off after its renames
+        os.replace(out, old)
     os.replace(partial, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_finish(out: Path) -> None:
+    """Complete a ``finish`` that was cut off; does nothing when none was.
+
+    With ``<out>.old`` present and ``out`` missing, the kill came between the two renames, when
+    ``partial`` was already complete: it is renamed into place. A leftover ``<out>.old`` beside
+    ``out`` is deleted.
+    """
+    old = old_path(out)
+    if not old.exists():
+        return
+    if not out.exists():
+        partial = partial_path(out)
+        # Only finish() makes <out>.old, and only while holding a complete partial; without one
+        # (someone removed it) the old folder is the only finished result: put it back.
+        os.replace(partial if partial.exists() else old, out)
+    shutil.rmtree(old, ignore_errors=True)

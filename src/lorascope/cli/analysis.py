@@ -64,12 +64,12 @@ def print_drift_summary(result: dict) -> None:
                          "[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
     console.print(controls)
     table = Table(title=f"{result['task']}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
-    for col in ("method", "drift", "debiased drift", "cosine", "dev metric", "seed-to-seed drift"):
+    for col in ("method", "drift", "debiased drift", "cosine", "dev metric", "noise floor (sd over seeds)"):
         table.add_column(col)
     for meth, s in result["methods"].items():
         floor = result["noise_floor"].get(meth)
         table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt(s["metric"]),
-                      f"{floor['mean_drift']:.4f}" if floor else "–")
+                      f"{floor['sd']:.4f}" if floor else "–")
     console.print(table)
     comp = result["comparison"]
     if comp.get("reduction_percent") is not None:
@@ -78,15 +78,12 @@ def print_drift_summary(result: dict) -> None:
         t = comp.get(key)
         if t and "p_value" in t:
             floor = f", smallest attainable p {t['min_attainable_p']:.3g}" if t.get("min_attainable_p") else ""
-            console.print(f"  {t['test']}: n = {t['n']}, p = {t['p_value']:.4g}{floor}")
+            console.print(f"  {t['test']}, two-sided (null: no difference in mean drift): n = {t['n']}, "
+                          f"p = {t['p_value']:.4g}{floor}")
         elif t:
             console.print(f"  {key}: {t.get('error')}")
-    for key in ("h1a", "h1b"):
-        v = comp.get(key)
-        if v and "status" in v:
-            console.print(f"  {v['message']}")
-        elif v:
-            console.print(f"  {key}: {v.get('error')}")
+    for key, v in (comp.get("verdicts") or {}).items():
+        console.print(f"  {v['message']}" if "status" in v else f"  {key}: {v.get('error')}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

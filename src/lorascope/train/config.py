@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from lorascope.config import StrictModel
+from lorascope.config import StrictModel, check_report_to
 
 # Inside the protocol's search ranges (LoRA 5e-5…5e-3, full 1e-6…5e-5). Measured on MiniLM, SST-2,
 # 2,000 examples, 1 epoch: LoRA 5e-4 -> 51.0% (no learning), 2e-3 -> 77.2%; full 2e-5 -> 53.1%, 5e-5 -> 78.1%.
@@ -37,6 +37,11 @@ class TrainConfig(StrictModel):
     max_grad_norm: float = Field(0.3, gt=0, description="gradient clipping max-norm (protocol: 0.3)")
     patience: int = Field(3, ge=0, description="early stopping patience in evaluations on validation loss (0: off)")
     evals_per_epoch: PositiveInt = Field(1, description="validation passes per epoch (early stopping granularity)")
+    divergence_factor: float = Field(
+        100.0, gt=1,
+        description="fail the run (status: failed) when a training or validation loss exceeds this many times the "
+                    "first logged training loss (at least 1); NaN/inf always fail",
+    )
     lora_r: PositiveInt = Field(8, description="LoRA rank")
     lora_alpha: float = Field(16, gt=0, description="LoRA alpha (update scaled by alpha / r)")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
@@ -46,6 +51,12 @@ class TrainConfig(StrictModel):
     report_to: str = Field("none", description="Trainer loggers: none, tensorboard, wandb, mlflow, all")
     logging_steps: PositiveInt = Field(10, description="log the training loss every this many steps")
     save_model: bool = Field(True, description="write the adapter / model folder (off for HPO trials)")
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_logger(cls, value: str) -> str:
+        # Checked here too, not only by the CLI: the Trainer checks it only after the run folder exists.
+        return check_report_to(value)
 
     @model_validator(mode="after")
     def _fill_lr(self) -> "TrainConfig":

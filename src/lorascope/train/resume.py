@@ -1,9 +1,14 @@
 """Pick the checkpoint a killed run resumes from.
 
-The Trainer writes a checkpoint file by file and ``trainer_state.json`` last, with no
-temporary name; a kill mid-save leaves a folder that ``get_last_checkpoint`` still returns
-and ``Trainer.train(resume_from_checkpoint=...)`` then rejects. A checkpoint is complete
-when its ``trainer_state.json`` parses; incomplete ones are deleted.
+The Trainer writes a checkpoint file by file with no temporary name: weights, optimizer,
+scheduler, RNG state, and ``trainer_state.json`` last. It also deletes checkpoints file by file
+(rotation during training, the last non-best checkpoint when training ends). A kill during a save
+leaves a folder without ``trainer_state.json``; a kill during a deletion can leave one whose
+``trainer_state.json`` survives while its weights or optimizer state are gone. Either is a folder
+that ``get_last_checkpoint`` still returns and that ``Trainer.train(resume_from_checkpoint=...)``
+then rejects or, worse, resumes without its optimizer state. A checkpoint is complete when its
+``trainer_state.json`` parses and every file needed to resume is present; incomplete ones newer
+than the newest complete one are deleted.
 """
 
 from __future__ import annotations
@@ -14,16 +19,40 @@ import shutil
 from pathlib import Path
 
 TRAINER_STATE = "trainer_state.json"
+# Written by Trainer._save_checkpoint besides the weights (save_only_model is off).
+TRAINING_FILES = ("optimizer.pt", "scheduler.pt")
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
+WEIGHT_INDEX = "model.safetensors.index.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def is_complete_checkpoint(folder: Path) -> bool:
-    """True when ``folder`` holds a ``trainer_state.json`` that parses and names its step."""
+def _read_json(path: Path) -> dict | None:
     try:
-        state = json.loads((folder / TRAINER_STATE).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and "global_step" in state
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def has_weights(folder: Path) -> bool:
+    """True when ``folder`` holds a whole model: one weights file, or an index and all its shards."""
+    if any((folder / name).is_file() for name in WEIGHT_FILES):
+        return True
+    index = _read_json(folder / WEIGHT_INDEX)
+    shards = set((index or {}).get("weight_map", {}).values())
+    return bool(shards) and all((folder / shard).is_file() for shard in shards)
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    """True when ``folder`` holds a parseable ``trainer_state.json`` naming its step and everything to resume."""
+    state = _read_json(folder / TRAINER_STATE)
+    return (
+        state is not None
+        and "global_step" in state
+        and all((folder / name).is_file() for name in TRAINING_FILES)
+        and any(folder.glob("rng_state*.pth"))
+        and has_weights(folder)
+    )
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:

@@ -1,12 +1,14 @@
 """``run_train``: fine-tune one (task, method, seed) and save it atomically.
 
-Reads top to bottom: set-up (data, model, trainer) -> train -> evaluate the restored best
-checkpoint -> save the adapter or model folder, ``metrics.json``, ``config.yaml`` and
-``provenance.json`` into ``<out>.partial`` -> rename to ``<out>``.
+Reads top to bottom: set-up (data, model, trainer) -> train (resuming from the newest complete
+checkpoint in ``<out>.partial/checkpoints``) -> evaluate the restored best checkpoint -> save the
+adapter or model folder, ``config.yaml``, ``provenance.json`` and, last, ``metrics.json`` into
+``<out>.partial`` -> delete the checkpoints -> rename to ``<out>`` (replacing an old run only now).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from typing import Any
 
 import datasets
 
-from lorascope.artifacts import check_same_config, finish, read_json, start_partial, write_json
+from lorascope.artifacts import check_same_config, finish, read_json, recover_finish, start_partial, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tasks import TaskSpec
@@ -29,6 +31,7 @@ from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
 
 METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"  # the Trainer's checkpoints inside <out>.partial
 
 
 @dataclass
@@ -63,8 +66,8 @@ def prepare_run(cfg: TrainConfig) -> PreparedRun:
         spec=spec,
         loaded=loaded,
         counts=counts,
-        train_ds=tokenize_dataset(train, loaded.tokenizer, **tok),
-        eval_ds=tokenize_dataset(dev, loaded.tokenizer, **tok),
+        train_ds=tokenize_dataset(train, loaded.tokenizer, **tok, source=f"task {spec.name}, split train"),
+        eval_ds=tokenize_dataset(dev, loaded.tokenizer, **tok, source=f"task {spec.name}, split validation"),
     )
 
 
@@ -80,39 +83,79 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     """Fine-tune, evaluate on dev, save; returns the contents of ``metrics.json``.
 
     A finished run with the same config is not redone (its metrics are returned); with a
-    different config it is an error unless ``overwrite``. A killed run resumes from its last
-    checkpoint in ``<out>.partial``. A diverging run ends with ``status: failed``.
+    different config it is an error unless ``overwrite``. With ``overwrite`` the data and model
+    are validated and the new run is completed in ``<out>.partial`` before it replaces ``out``,
+    so bad input or a crash leaves the old run intact. A killed run resumes from its newest
+    complete checkpoint in ``<out>.partial`` (or, killed while writing its outputs, only
+    finishes writing them) and ends identical to an uninterrupted run. A diverging run ends
+    with ``status: failed``.
+
+    Args:
+        cfg: the run's settings.
+        out: the run folder.
+        overwrite: replace a finished run in ``out``, whatever its config.
+        progress: show the Trainer's progress bar.
     """
     out = Path(out)
     resolved = config_to_dict(cfg)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    done = completed_metrics(out, resolved)
-    if done is not None:
-        return done
+    recover_finish(out)
+    if not overwrite:
+        done = completed_metrics(out, resolved)
+        if done is not None:
+            return done
     started = time.perf_counter()
-    # Data and model are validated before anything is written: bad input leaves no folder.
+    # Data and model are validated before anything is written: bad input leaves no folder and,
+    # with overwrite, the finished run untouched.
     run = prepare_run(cfg)
     partial = start_partial(out, resolved)
-    checkpoints = partial / "checkpoints"
+    # metrics.json is written last (atomically): a partial holding it was killed after its
+    # outputs were complete, while deleting its checkpoints or being renamed into place.
+    metrics = read_json(partial / METRICS_FILE) if (partial / METRICS_FILE).is_file() else None
+    if metrics is None:
+        metrics = _train_and_save(cfg, run, partial, started, progress)
+    if metrics is None or int(os.environ.get("RANK", "0")) != 0:
+        return {}  # not the main process of a distributed run: rank 0 writes the folder
+    shutil.rmtree(partial / CHECKPOINTS, ignore_errors=True)
+    finish(partial, out)
+    return metrics
+
+
+def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: float, progress: bool) -> dict[str, Any] | None:
+    """Train (resuming from the newest complete checkpoint), evaluate, and write the outputs into ``partial``.
+
+    Returns the metrics, or None on processes other than the main one.
+    """
+    checkpoints = partial / CHECKPOINTS
     trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec,
                                    checkpoints, progress=progress)
-    resume = last_complete_checkpoint(checkpoints)
-    train_output = trainer.train(resume_from_checkpoint=resume)
+    train_output = trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
     final_eval = trainer.evaluate() if guard.reason is None else {}
     if not trainer.is_world_process_zero():
-        return {}
-
+        return None
     metrics = _collect_metrics(cfg, run, trainer, train_output, final_eval, guard.reason, time.perf_counter() - started)
     if guard.reason is None and cfg.save_model:
         folder = partial / ("adapter" if cfg.method == "lora" else "model")
+        shutil.rmtree(folder, ignore_errors=True)  # half written by a killed attempt
         trainer.model.save_pretrained(folder)
         run.loaded.tokenizer.save_pretrained(folder)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    write_json(partial / METRICS_FILE, metrics)
     write_json(partial / "provenance.json", provenance(cfg.seed))
-    finish(partial, out)
+    write_json(partial / METRICS_FILE, metrics)  # last: its presence means the outputs are complete
     return metrics
+
+
+def mean_train_loss(history: list[dict[str, Any]]) -> float | None:
+    """The mean training loss over all steps, from the logged losses (each the mean since the previous log).
+
+    ``TrainOutput.training_loss`` covers only the steps run since the last resume; the log
+    history is restored from the checkpoint and, with a log at every checkpoint
+    (``LogAtCheckpoints``), covers every step of a resumed run exactly as of an uninterrupted one.
+    """
+    total, last = 0.0, 0
+    for h in history:
+        if "loss" in h and "eval_loss" not in h:
+            total += h["loss"] * (h["step"] - last)
+            last = h["step"]
+    return total / last if last else None
 
 
 def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, final_eval, failure, runtime_s) -> dict[str, Any]:
@@ -139,7 +182,7 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, final_eval, f
         "best_epoch": best_epoch,
         "epochs_trained": trainer.state.epoch,
         "steps": trainer.state.global_step,
-        "train_loss": train_output.training_loss,
+        "train_loss": mean_train_loss(history),
         "train_loss_curve": [
             {"step": h["step"], "epoch": h["epoch"], "loss": h["loss"]} for h in history if "loss" in h and "eval_loss" not in h
         ],

@@ -6,12 +6,14 @@ import math
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, PrinterCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import CountingCollator
-from lorascope.train.callbacks import DivergenceGuard
+from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfResumedAtEnd
 from lorascope.train.config import TrainConfig
 from lorascope.train.metrics import compute_metrics_fn
 
@@ -20,6 +22,57 @@ def _world_size() -> int:
     import os
 
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order, drawn from a generator seeded by (seed, epoch) only.
+
+    ``Trainer._get_train_sampler`` builds ``LengthGroupedSampler`` without a generator, so each
+    epoch's permutation comes from the global torch RNG at the moment the epoch's iterator is
+    created. A run resumed mid-epoch creates that iterator (accelerate's ``skip_first_batches``)
+    in a fresh process, before the Trainer restores the checkpoint's RNG state: it draws a
+    different permutation and trains on different batches. Here the order depends only on the
+    seed and on the epoch that the Trainer passes to ``set_epoch`` at every epoch, resumed or not
+    (the way accelerate's ``SeedableRandomSampler`` makes random batches resumable).
+
+    Args:
+        batch_size: rows per mega-batch unit (the Trainer's batch size × gradient accumulation).
+        lengths: token count of every training row.
+        seed: the data-order seed.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        # SeedSequence mixes (seed, epoch), so seed s at epoch e+1 does not replay seed s+1 at epoch e.
+        self.generator.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
+        return super().__iter__()
+
+
+class LorascopeTrainer(Trainer):
+    """The Trainer with two changes that make a resumed run identical to an uninterrupted one."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            # Same lengths and batch size as the Trainer chose; only the source of randomness changes.
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
+        return sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        # The Trainer checks should_training_stop only after a step. A stop requested before the
+        # epoch's first step (StopIfResumedAtEnd, when resuming from the checkpoint written where
+        # training ended) must run no step at all, or the resumed run trains past that point.
+        if self.control.should_training_stop:
+            return None
+        return super()._run_epoch(*args, **kwargs)
 
 
 def hardware_flags(cfg: TrainConfig) -> tuple[bool, bool]:
@@ -53,6 +106,9 @@ def build_trainer(
         train_ds, eval_ds: tokenised datasets (``input_ids``, ``attention_mask``, ``labels``…).
         output_dir: where the Trainer keeps its checkpoints (resumable).
         evaluate: False for runs without validation (sanity checks).
+
+    Returns:
+        The trainer and its divergence guard (``guard.reason`` says why a run diverged).
     """
     bf16, grad_ckpt = hardware_flags(cfg)
     steps_per_epoch = max(1, math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum * _world_size())))
@@ -80,6 +136,7 @@ def build_trainer(
         greater_is_better=False,
         logging_strategy="steps",
         logging_steps=min(cfg.logging_steps, steps_per_epoch),
+        logging_first_step=True,  # the untrained model's loss: the divergence guard's reference
         logging_nan_inf_filter=False,  # a NaN loss must reach the divergence guard
         report_to=cfg.report_to,
         seed=cfg.seed,
@@ -96,13 +153,16 @@ def build_trainer(
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not progress,
+        # Early stopping's patience counter lives in its callback; the Trainer saves it with every
+        # checkpoint (ExportableState) but restores it only when asked.
+        restore_callback_states_from_checkpoint=True,
     )
-    guard = DivergenceGuard()
-    callbacks = [guard, *(extra_callbacks or [])]
+    guard = DivergenceGuard(cfg.divergence_factor)
+    callbacks = [guard, LogAtCheckpoints(), StopIfResumedAtEnd(), *(extra_callbacks or [])]
     if evaluate and cfg.patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in train_ds.column_names]
-    trainer = Trainer(
+    trainer = LorascopeTrainer(
         model=model,
         args=args,
         train_dataset=train_ds.select_columns(columns),
