@@ -198,11 +198,9 @@ def test_rows_written_in_each_format_read_back_unchanged(rows, suffix):
         assert table.lines == list(range(2 if suffix == ".tsv" else 1, len(rows) + (2 if suffix == ".tsv" else 1)))
 
 
-# Known bugs of lorascope.data.readers, found while writing the properties above. They are not
-# fixed here (readers.py has another owner); strict xfails, so fixing one fails its case until the
-# mark is removed.
-READER_BUGS = [
-    # (id, file name, content, the texts it must read as, or None: it must be refused in one line, why it fails now)
+# Edge cases of lorascope.data.readers found while writing the properties above, each once a bug.
+READER_EDGE_CASES = [
+    # (id, file name, content, the texts it must read as, or None: it must be refused in one line, the old bug)
     ("csv-unquoted-line-separator", "data.csv", "text,label\na\u2028b,1\n", ["a\u2028b"],
      "a valid row is refused: str.splitlines() splits at U+2028"),
     ("csv-unquoted-form-feed", "data.csv", "text,label\na\x0cb,1\n", ["a\x0cb"],
@@ -218,10 +216,8 @@ READER_BUGS = [
 ]
 
 
-@pytest.mark.parametrize("name,content,texts", [
-    pytest.param(n, c, t, id=i, marks=pytest.mark.xfail(strict=True, reason=why)) for i, n, c, t, why in READER_BUGS
-])
-def test_known_reader_bugs(name, content, texts):
+@pytest.mark.parametrize("name,content,texts", [pytest.param(n, c, t, id=i) for i, n, c, t, _ in READER_EDGE_CASES])
+def test_reader_edge_cases(name, content, texts):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_text(content, encoding="utf-8")

@@ -8,6 +8,7 @@ and SST-2 sentences contain bare ``"`` characters that a default CSV reader woul
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,19 @@ def read_tsv_unquoted(path: Path) -> RawTable:
     return RawTable(path, header, rows, numbers)
 
 
+def _shown(names: list[str]) -> str:
+    """Column names for a one-line message: newlines and other control characters escaped."""
+    return ", ".join(json.dumps(n, ensure_ascii=False)[1:-1] for n in names)
+
+
 def read_csv(path: Path, delimiter: str = ",") -> RawTable:
-    """RFC 4180 CSV (quoted fields allowed) with a header line."""
+    """RFC 4180 CSV (quoted fields allowed) with a header line.
+
+    Lines end only at ``\n``, ``\r\n`` or ``\r`` (``newline=""``, as the csv module asks):
+    ``str.splitlines`` would also split inside a row at U+2028, form feeds and the like.
+    """
     text = _read_text(path)
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -74,39 +84,52 @@ def read_csv(path: Path, delimiter: str = ",") -> RawTable:
         raise DataError(f"{path}:1: malformed header ({exc})") from None
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
+    line = reader.line_num + 1  # a row is named by the line it starts on (quoted fields may span lines)
     try:
         for fields in reader:
-            line = reader.line_num
-            if not fields or fields == [""]:
-                continue
-            if len(fields) != len(header):
-                raise DataError(f"{path}:{line}: expected {len(header)} fields ({', '.join(header)}), found {len(fields)}")
-            rows.append(dict(zip(header, fields)))
-            numbers.append(line)
+            if fields and fields != [""]:
+                if len(fields) != len(header):
+                    raise DataError(f"{path}:{line}: expected {len(header)} fields ({_shown(header)}), found {len(fields)}")
+                rows.append(dict(zip(header, fields)))
+                numbers.append(line)
+            line = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
     return RawTable(path, header, rows, numbers)
 
 
+def _is_valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, written in JSON as "\ud800"
+        return False
+    return True
+
+
 def read_jsonl(path: Path) -> RawTable:
-    """One JSON object per line; values are converted to strings."""
+    """One JSON object per line (lines end at ``\n``); values are converted to strings."""
     text = _read_text(path)
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
     columns: list[str] = []
-    for i, raw in enumerate(text.splitlines(), start=1):
+    for i, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{i}: JSON nested too deeply (expected a flat object)") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{i}: expected a JSON object per line")
-        for k in obj:
+        row = {k: "" if v is None else str(v) for k, v in obj.items()}
+        if not all(_is_valid_unicode(k) and _is_valid_unicode(v) for k, v in row.items()):
+            raise DataError(f"{path}:{i}: not valid Unicode (a lone surrogate escape such as \\ud800)")
+        for k in row:
             if k not in columns:
                 columns.append(k)
-        rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
+        rows.append(row)
         numbers.append(i)
     return RawTable(path, columns, rows, numbers)
 
