@@ -96,14 +96,21 @@ def test_crashed_unit_is_recorded_then_retried(glue_dir, tmp_path, monkeypatch):
 
     path = reduced_study(tmp_path, tasks=["rte"], methods=["lora"], seeds=[1], stages=["train"])
 
-    def crash(*args, **kwargs):
+    def crash(cfg, folder, **kwargs):
+        checkpoint = Path(str(folder) + ".partial") / "checkpoints" / "checkpoint-4"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "optimizer.pt").write_bytes(b"pickled state")
         raise RuntimeError("worker lost")
 
     real = lorascope.train.run_train
     monkeypatch.setattr(lorascope.train, "run_train", crash)
     out = run_study(load_study(path))
-    recorded = json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())
+    unit = out / "train" / "rte-lora-s1"
+    recorded = json.loads((unit / "metrics.json").read_text())
     assert recorded["status"] == "failed" and recorded["reason"] == "RuntimeError: worker lost"
+    # The record holds no checkpoint (no pickle in a result folder); the partial run stays to be resumed.
+    assert sorted(p.name for p in unit.iterdir()) == ["config.yaml", "metrics.json"]
+    assert (out / "train" / "rte-lora-s1.partial" / "checkpoints" / "checkpoint-4" / "optimizer.pt").is_file()
     monkeypatch.setattr(lorascope.train, "run_train", real)
     run_study(load_study(path))
     assert json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())["status"] == "ok"

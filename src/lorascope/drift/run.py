@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import finished_runs, write_json
 from lorascope.config import StrictModel, config_to_dict
 from lorascope.data import get_task
 from lorascope.drift.analysis import run_drift as drift_of_run
@@ -59,7 +59,7 @@ def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]
     task = get_task(cfg.task).name
     base_source = resolve_model(cfg.base)
     ok, skipped = [], []
-    for metrics_path in sorted(root.glob("*/metrics.json")):
+    for metrics_path in finished_runs(root):
         m = json.loads(metrics_path.read_text())
         if m.get("task") != task:
             continue

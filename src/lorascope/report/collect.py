@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from lorascope.artifacts import finished_runs
+
 
 def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
@@ -16,7 +18,7 @@ def _json(path: Path) -> Any:
 def collect(study: Path) -> dict[str, Any]:
     """Everything the report shows, keyed by kind; missing stages are None or empty."""
     runs = []
-    for p in sorted((study / "train").glob("*/metrics.json")):
+    for p in finished_runs(study / "train"):
         m = json.loads(p.read_text())
         m["folder"] = p.parent.name
         runs.append(m)

@@ -131,16 +131,26 @@ def _forget_crash(folder: Path) -> None:
 
 
 def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:
-    """A crashed unit becomes a finished folder with ``status: failed`` and the reason."""
-    from lorascope.artifacts import finish, start_partial
-    from lorascope.config import config_to_dict
+    """A crashed unit becomes a finished folder with ``status: failed``, the reason and the traceback.
+
+    The record is written beside the run's ``.partial`` folder, which stays where it is: the retry
+    on the next invocation resumes from its newest complete checkpoint instead of starting over,
+    and no checkpoint file (the Trainer's optimizer state is pickled) moves into a result folder.
+    """
+    import os
+
+    from lorascope.config import config_to_dict, dump_yaml
 
     reason = f"{exc.__class__.__name__}: {exc}".strip()
-    partial = start_partial(folder, config_to_dict(cfg))
     metrics = {"status": "failed", "reason": reason[:500], "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
                "model": cfg.model, "traceback": traceback.format_exc()[-4000:]}
-    write_json(partial / "metrics.json", metrics)
-    finish(partial, folder)
+    record = folder.with_name(folder.name + ".failed")
+    shutil.rmtree(record, ignore_errors=True)
+    record.mkdir(parents=True)
+    dump_yaml(config_to_dict(cfg), record / "config.yaml")
+    write_json(record / "metrics.json", metrics)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(record, folder)
     return metrics
 
 
