@@ -7,7 +7,7 @@ from typing import Any
 
 from lorascope.report.limitations import weak_methods
 from lorascope.report.serving_text import aa_noise, h2_rows, merged_ratio_row
-from lorascope.report.text import interval, p_value, short_test, table
+from lorascope.report.text import interval, p_value, reduction_interval, short_test, table
 from lorascope.stats.power import seeds_needed_text
 
 # Null hypothesis of each verdict's one-sided test, in words (the claim is its negation).
@@ -52,7 +52,7 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
             out.append(f"**{task}**: no paired comparison ({c.get('note', 'one method missing')}).")
             continue
         hier = c.get("reduction_ci_seeds_samples") or {}
-        ci = (f"; 95% interval over seeds and samples {hier['low']:.1f}% to {hier['high']:.1f}%"
+        ci = (f"; 95% interval over seeds and samples {reduction_interval(hier['low'], hier['high'])}"
               if hier.get("low") is not None else "")
         label = f"{task} †" if task in weak else task
         out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): LoRA's representations drifted "

@@ -8,7 +8,7 @@ from typing import Any
 
 from lorascope.report.limitations import spread_text
 from lorascope.report.reference import REFERENCE
-from lorascope.report.text import interval, num, seed_sorted, table, test_result
+from lorascope.report.text import interval, num, reduction_interval, seed_sorted, table, test_result
 
 
 def _mean_sd(stat: dict | None, digits: int = 3) -> str:
@@ -43,14 +43,14 @@ def comparison_table(data: dict[str, Any]) -> str:
         c = d["comparison"]
         red = c.get("reduction_percent")
         lower = (c.get("verdicts") or {}).get("lower") or {}
-        fieller = (interval(*(None if x is None else 100 * x for x in (lower.get("ci_low"), lower.get("ci_high"))), 1, "%")
+        fieller = (reduction_interval(*(None if x is None else 100 * x for x in (lower.get("ci_low"), lower.get("ci_high"))))
                    if "ci_low" in lower else "–")
         hier, hier_db = c.get("reduction_ci_seeds_samples") or {}, c.get("reduction_ci_seeds_samples_debiased") or {}
         delta = c.get("mean_delta_ci_t") or {}
         rows.append([task, c["n_pairs"], "–" if red is None else f"{red:.1f}%", fieller,
-                     interval(hier.get("low"), hier.get("high"), 1, "%"),
+                     reduction_interval(hier.get("low"), hier.get("high")),
                      "–" if c.get("reduction_percent_debiased") is None else
-                     f"{c['reduction_percent_debiased']:.1f}% {interval(hier_db.get('low'), hier_db.get('high'), 1, '%')}",
+                     f"{c['reduction_percent_debiased']:.1f}% {reduction_interval(hier_db.get('low'), hier_db.get('high'))}",
                      REFERENCE.get(task, {}).get("reduction", "–"), test_result(c.get("paired_t")),
                      test_result(c.get("sign_flip")), num(c.get("cohens_d"), 2),
                      interval(delta.get("low"), delta.get("high"), 4)])

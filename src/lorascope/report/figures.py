@@ -39,7 +39,8 @@ def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
             sd = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
             ax.plot(x, mean, color=COLOURS.get(method), label=f"{method}: mean of {len(curves)} seeds, band ± 1 sd",
                     marker="o", ms=3)
-            ax.fill_between(x, mean - sd, mean + sd, color=COLOURS.get(method), alpha=0.2)
+            # Drift is never negative: the band is clipped at 0 rather than drawn below it.
+            ax.fill_between(x, np.maximum(mean - sd, 0), mean + sd, color=COLOURS.get(method), alpha=0.2)
         ax.set_title(f"{_label(task, weak)}: drift from base by layer")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("drift = 1 − linear CKA")
@@ -80,8 +81,8 @@ def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
     for j, method in enumerate(("lora", "full")):
         means = [drift[t]["methods"][method]["drift"]["mean"] for t in tasks]
         bounds = [drift[t]["methods"][method]["drift"].get("ci_seeds_samples") or [m, m] for t, m in zip(tasks, means)]
-        err = np.array([[m - (lo if lo is not None else m), (hi if hi is not None else m) - m]
-                        for m, (lo, hi) in zip(means, bounds)]).T
+        err = np.array([[m - max(lo if lo is not None else m, 0.0), (hi if hi is not None else m) - m]
+                        for m, (lo, hi) in zip(means, bounds)]).T  # drift is never negative: clip at 0
         ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=method)
     for i, t in enumerate(tasks):
         red = drift[t]["comparison"].get("reduction_percent")

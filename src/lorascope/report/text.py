@@ -57,3 +57,12 @@ def test_result(t: dict | None) -> str:
 def seed_sorted(runs: list[dict]) -> list[dict]:
     """Runs by method, then by numeric seed (folder names sort "1337" before "42")."""
     return sorted(runs, key=lambda r: (r.get("method", ""), int(r["seed"])))
+
+
+def reduction_interval(low: float | None, high: float | None) -> str:
+    """A Δ% interval with its upper bound capped at 100%: drift is never negative, so LoRA cannot
+    drift more than 100% less; a symmetric interval can overshoot that bound, which says nothing."""
+    if low is None or high is None:
+        return "unbounded"
+    capped = " (capped at 100%)" if high > 100 else ""
+    return f"[{low:.1f}%, {min(high, 100.0):.1f}%]{capped}"
