@@ -20,12 +20,21 @@ NULLS = {
 }
 
 
+def deciding_p(v: dict[str, Any], which: str = "primary") -> str:
+    """The p a status rests on: the claim's p, or for "rejected" the opposite claim's p."""
+    primary = which == "primary"
+    status = v["status"] if primary else v.get("secondary_status")
+    if status == "rejected":
+        reverse = v.get("reverse_p_value") if primary else v.get("secondary_reverse_p_value")
+        return f"p = {p_value(reverse)} for the opposite claim"
+    return f"p = {p_value(v['p_value'] if primary else (v.get('secondary') or {}).get('p_value'))}"
+
+
 def strength(v: dict[str, Any]) -> str:
     """How firmly a verdict stands, in words."""
     first, second = short_test(v["test"]), short_test(v.get("secondary"))
     if v.get("decisive"):
-        return (f"{v['status']} by both the {first} (p = {p_value(v['p_value'])}) and the {second} "
-                f"(p = {p_value((v.get('secondary') or {}).get('p_value'))})")
+        return f"{v['status']} by both the {first} ({deciding_p(v)}) and the {second} ({deciding_p(v, 'secondary')})"
     if not v.get("tests_agree", True):
         other = v.get("secondary") or {}
         why = (f"cannot reach α with n = {other.get('n')} (its smallest p is {other['min_attainable_p']:.3g})"
@@ -108,13 +117,12 @@ def verdict_table(data: dict[str, Any]) -> str:
             nulls[v["hypothesis"]] = NULLS.get(v["hypothesis"], "")
             second = v.get("secondary") or {}
             floor = second.get("min_attainable_p")
-            exact = (f"{v['secondary_status']}, p={p_value(second.get('p_value'))}"
-                     + (f" (min {floor:.3g})" if floor else ""))
+            exact = f"{v['secondary_status']}, {deciding_p(v, 'secondary')}" + (f" (min {floor:.3g})" if floor else "")
             # H1a in metric points, the others in percent: both are fractions × 100.
             ci = interval(*(None if x is None else 100 * x for x in (v["ci_low"], v["ci_high"])), 1)
             rows.append([label, v["hypothesis"], f"**{v['status']}**" + ("" if v.get("tests_agree", True) else " ⚠"),
                          f"{_estimate_text(v)}, 95% CI {ci} ({v['ci_method']}, over seeds)",
-                         f"{short_test(v['test'])}: p={p_value(v['p_value'])}", exact,
+                         f"{short_test(v['test'])}: {deciding_p(v)}", exact,
                          f"{v['corrected_alpha']:.4g}", "yes" if v.get("decisive") else "no",
                          seeds_needed_text(v.get("seeds_needed"))])
     if not rows:

@@ -89,6 +89,7 @@ def _decide(
         p_value=tests[test].p_value, test=tests[test], alpha=alpha, n_comparisons=n_comparisons,
         corrected_alpha=corrected, message=text, secondary=tests[other], secondary_status=statuses[other],
         tests_agree=agree(statuses[test], statuses[other]), reverse_p_value=reverse[test].p_value,
+        secondary_reverse_p_value=reverse[other].p_value,
         seeds_needed=seeds_needed(deltas, corrected), extra=extra or {},
     )
 

@@ -50,7 +50,8 @@ class Verdict:
         secondary: the other test of the same null (the exact sign-flip test when the primary is t).
         secondary_status: the status the secondary test alone would give.
         tests_agree: both tests give the same status, or neither is decisive.
-        reverse_p_value: the primary test's p for the opposite one-sided claim.
+        reverse_p_value: the primary test's p for the opposite one-sided claim (what "rejected" rests on).
+        secondary_reverse_p_value: the same for the secondary test.
         seeds_needed: seed pairs for 80% power of the primary test at the corrected alpha, given the
             observed mean and spread of the per-seed differences (None: the estimate points the
             other way, or the spread is zero); see :mod:`lorascope.stats.power`.
@@ -76,6 +77,7 @@ class Verdict:
     secondary_status: Status | None = None
     tests_agree: bool = True
     reverse_p_value: float = math.nan
+    secondary_reverse_p_value: float = math.nan
     seeds_needed: dict[str, Any] | None = None
     extra: dict[str, TestResult] = field(default_factory=dict)
 
@@ -164,5 +166,5 @@ def message(
     if secondary is None or secondary_status is None:
         return head + "."
     relation = "agrees" if agree(status, secondary_status) else "DISAGREES"
-    return (f"{head}. The {secondary.test} {relation}: {secondary_status}, p = {_p_text(secondary.p_value)}"
-            f"{_floor_text(secondary, corrected)}.")
+    return (f"{head}. The {secondary.test} {relation}: {secondary_status}, p = {_p_text(secondary.p_value)} for the "
+            f"claim{_floor_text(secondary, corrected)}.")

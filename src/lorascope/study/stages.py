@@ -181,18 +181,17 @@ def stage_drift(ctx: StageContext) -> None:
 
 
 def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
-    """One line per verdict: status by the primary test, the exact test's status and p, agreement."""
+    """One line per verdict: status by the primary test, the exact test's status, each with the p it rests on."""
+    from lorascope.report.answers import deciding_p
+
     lines = []
     for v in verdicts.values():
         if "status" not in v:
             continue
-        second = v.get("secondary") or {}
-        p = "undefined" if v["p_value"] is None else f"{v['p_value']:.3g}"
-        p2 = "undefined" if second.get("p_value") is None else f"{second['p_value']:.3g}"
         flag = "decisive" if v.get("decisive") else ("tests disagree" if not v.get("tests_agree") else "not decided")
-        first_name, second_name = (t.get("test", "?").split(" (")[0] for t in (v["test"], second))
-        lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} p={p}; {second_name}: {v.get('secondary_status')}, "
-                     f"p={p2}) — {flag}")
+        first_name, second_name = (t.get("test", "?").split(" (")[0] for t in (v["test"], v.get("secondary") or {}))
+        lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} {deciding_p(v)}; {second_name}: "
+                     f"{v.get('secondary_status')}, {deciding_p(v, 'secondary')}) — {flag}")
     return lines
 
 
