@@ -63,6 +63,8 @@ def print_drift_summary(result: dict) -> None:
         controls.add_row(c["name"], c["expectation"], f"{c['mean_drift']:.2e}", f"{c['mean_drift_debiased']:.3f}",
                          "[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
     console.print(controls)
+    if result.get("n_samples_note"):
+        console.print(f"[yellow]note:[/] {result['n_samples_note']}")
     table = Table(title=f"{result['task']}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
     for col in ("method", "drift", "debiased drift", "cosine", "dev metric", "noise floor (sd over seeds)"):
         table.add_column(col)

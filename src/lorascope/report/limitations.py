@@ -99,6 +99,7 @@ def limitations(data: dict[str, Any]) -> str:
         + (f", {hw['cuda_device']}" if hw.get("cuda_device") else ", no GPU") + ".",
         "Reference-study columns (marked *) come from TinyLlama-1.1B on an L4 GPU: other model, other data sizes.",
     ]
+    items += [f"{task}: {d['n_samples_note']}." for task, d in data["drift"].items() if d.get("n_samples_note")]
     for task, why in data.get("drift_skipped", {}).items():
         if task not in data["drift"]:
             items.append(f"No drift analysis for {task}: {why}")
