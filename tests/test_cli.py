@@ -105,5 +105,10 @@ def test_train_cli_end_to_end(glue_dir, tmp_path):
     proc = run_cli("train", "--task", "rte", "--method", "lora", "--model", "tiny-llama", "--seed", "1",
                    "--out", str(out), "train_limit=16", "eval_limit=8", "epochs=1", "max_length=32")
     assert proc.returncode == 0, proc.stderr
-    assert "done rte lora seed 1" in proc.stdout
+    assert "rte · lora · seed 1: dev set, 8 examples (%)" in proc.stdout
+    # No raw Trainer log dicts and no tqdm carriage returns in a log file; every dev metric in percent.
+    assert "{'loss'" not in proc.stdout and "\r" not in proc.stdout + proc.stderr
+    assert "dev loss" in proc.stdout and "accuracy" in proc.stdout
+    # The 8 dev rows hold 4 entailment: a 16-row, 1-epoch run learns nothing, and says so.
+    assert "warning: this run did not learn its task" in proc.stdout
     assert (out / "adapter" / "adapter_config.json").is_file()

@@ -6,17 +6,52 @@ import pytest
 from lorascope.config import parse_overrides
 from lorascope.errors import ConfigError
 from lorascope.train import TrainConfig
-from lorascope.train.metrics import accuracy, f1_binary, matthews
+from lorascope.train.metrics import (
+    accuracy,
+    compute_metrics_fn,
+    f1_binary,
+    macro_f1,
+    matthews,
+    predicted_share,
+    unflatten_eval,
+    weighted_f1,
+)
 
 
 def test_metrics_hand_computed():
     gold = np.array([1, 1, 1, 0, 0, 0, 1, 0])
     pred = np.array([1, 1, 0, 0, 1, 0, 1, 1])
     # tp=3, fp=2, fn=1, tn=2
-    assert accuracy(pred, gold) == pytest.approx(5 / 8)
-    assert f1_binary(pred, gold) == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
-    assert matthews(pred, gold) == pytest.approx((3 * 2 - 2 * 1) / np.sqrt(5 * 4 * 3 * 4))
-    assert f1_binary(np.zeros(4, int), np.ones(4, int)) == 0.0
+    assert accuracy(pred, gold, 2) == pytest.approx(5 / 8)
+    assert f1_binary(pred, gold, 2) == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    assert matthews(pred, gold, 2) == pytest.approx((3 * 2 - 2 * 1) / np.sqrt(5 * 4 * 3 * 4))
+    assert f1_binary(np.zeros(4, int), np.ones(4, int), 2) == 0.0
+    assert matthews(np.zeros(4, int), np.array([0, 1, 0, 1]), 2) == 0.0  # constant predictions: undefined -> 0
+
+
+def test_multiclass_f1_by_hand():
+    # 3 labels; label 2 is never predicted, label 1 never occurs in gold.
+    gold = np.array([0, 0, 0, 2, 2, 0])
+    pred = np.array([0, 1, 0, 0, 0, 0])
+    # label 0: tp 3, fp 2, fn 1 -> F1 6/9; label 1: tp 0 -> 0; label 2: tp 0 -> 0.
+    assert macro_f1(pred, gold, 3) == pytest.approx((6 / 9) / 3)  # over all 3 labels, not the 2 that appear
+    assert weighted_f1(pred, gold, 3) == pytest.approx((6 / 9) * 4 / 6)
+    assert predicted_share(pred, 3) == pytest.approx(5 / 6)
+
+
+def test_trainer_hook_records_per_label_statistics():
+    gold = np.array([0, 1, 2, 2, 1, 0])
+    logits = np.eye(3)[[0, 1, 1, 2, 1, 2]]  # predictions 0 1 1 2 1 2
+    hook = compute_metrics_fn(("accuracy", "macro_f1"), ("neg", "neu", "pos"))
+    flat = hook(type("EvalPred", (), {"predictions": logits, "label_ids": gold})())
+    rec = unflatten_eval({f"eval_{k}": v for k, v in flat.items()} | {"eval_loss": 0.5}, ("accuracy", "macro_f1"),
+                         ("neg", "neu", "pos"))
+    assert rec["dev"] == {"accuracy": pytest.approx(4 / 6), "macro_f1": pytest.approx(macro_f1(logits.argmax(1), gold, 3)),
+                          "loss": 0.5}
+    assert rec["per_label"]["neu"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8),
+                                       "support": 2}
+    assert rec["per_label"]["neg"]["recall"] == pytest.approx(0.5)
+    assert rec["predicted_share"] == pytest.approx(0.5)
 
 
 def test_overrides_parse_types():

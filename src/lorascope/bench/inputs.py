@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from lorascope.bench.base import BaseModelSpec
-from lorascope.data import get_task, load_split
+from lorascope.data import load_split
+from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import MODEL_INPUTS, CountingCollator, tokenize_dataset
 
 
@@ -57,7 +58,7 @@ class Batch:
 
 
 def build_pool(
-    adapter_tasks: dict[str, str],
+    adapter_tasks: dict[str, TaskSpec],
     base: BaseModelSpec,
     n_rows: int,
     max_length: int,
@@ -67,7 +68,7 @@ def build_pool(
     """Tokenise each adapter's dev set and interleave ``n_rows`` rows (each dev set cycled if too short).
 
     Args:
-        adapter_tasks: Adapter name -> task name, in adapter order.
+        adapter_tasks: Adapter name -> task, in adapter order.
         base: Supplies the tokenizer and whether the model is a decoder.
         n_rows: Rows wanted in the pool.
         max_length: Truncation length in tokens.
@@ -79,8 +80,7 @@ def build_pool(
     """
     per_adapter = math.ceil(n_rows / len(adapter_tasks))
     rows_by_adapter: dict[str, list[dict[str, list[int]]]] = {}
-    for i, (name, task) in enumerate(adapter_tasks.items()):
-        spec = get_task(task)
+    for i, (name, spec) in enumerate(adapter_tasks.items()):
         ds = tokenize_dataset(
             load_split(spec, "validation", data_dir), base.tokenizer,
             is_pair=spec.is_pair, is_decoder=base.is_decoder, max_length=max_length, keep_columns=(),

@@ -71,44 +71,45 @@ def check_loopback(url: str) -> httpx.URL:
     return parsed
 
 
-def request_texts(tasks: dict[str, str | None], data_dir: str | None, per_task: int = 200) -> dict[str, list[str | list[str]]]:
-    """Adapter -> inputs from its task's dev set (pairs as [a, b]); built-in sentences when unavailable.
+def request_texts(adapters: dict[str, dict], data_dir: str | None, per_task: int = 200) -> dict[str, list[str | list[str]]]:
+    """Adapter -> inputs from its GLUE task's dev set (pairs as [a, b]); built-in sentences otherwise.
+
+    Args:
+        adapters: Adapter name -> its ``GET /v1/adapters`` entry (``task``, ``input``).
 
     Only a local GLUE folder is used (never the Hub): a load test must not wait on the network.
+    The built-in sentences are of the kind the adapter takes (``input``: single or pair).
     """
-    from lorascope.data import get_task, load_split, resolve_glue_dir
+    from lorascope.data import load_split, resolve_glue_dir
+    from lorascope.data.tasks import GLUE_TASKS
 
     out: dict[str, list[str | list[str]]] = {}
     glue = resolve_glue_dir(data_dir)
-    for adapter, task in tasks.items():
-        if glue is None:
-            out[adapter] = _fallback_inputs(task)
-            continue
+    for adapter, info in adapters.items():
+        spec = GLUE_TASKS.get(info.get("task") or "")
         try:
-            spec = get_task(task or "sst2")
+            if glue is None or spec is None:
+                raise LorascopeError("no local dev set")
             ds = load_split(spec, "validation", glue)
             rows = ds.select(range(min(per_task, len(ds))))
             out[adapter] = [[a, b] if spec.is_pair else a for a, b in zip(rows["text_a"], rows["text_b"])]
         except LorascopeError:
-            out[adapter] = _fallback_inputs(task)
+            out[adapter] = _fallback_inputs(info.get("input"))
     return out
 
 
-def _fallback_inputs(task: str | None) -> list[str | list[str]]:
-    """The built-in inputs of the kind the task takes (the server refuses pairs for sst2, single texts for mrpc)."""
-    from lorascope.data.tasks import GLUE_TASKS
-
-    spec = GLUE_TASKS.get(task) if task else None
-    if spec is None:
+def _fallback_inputs(shape: str | None) -> list[str | list[str]]:
+    """The built-in inputs of the kind the adapter takes (the server refuses pairs for single-text adapters and the reverse)."""
+    if shape is None:
         return list(FALLBACK_INPUTS)
-    return [x for x in FALLBACK_INPUTS if isinstance(x, list) == spec.is_pair]
+    return [x for x in FALLBACK_INPUTS if isinstance(x, list) == (shape == "pair")]
 
 
-async def _adapters(client: httpx.AsyncClient) -> dict[str, str | None]:
+async def _adapters(client: httpx.AsyncClient) -> dict[str, dict]:
     response = await client.get("/v1/adapters")
     if response.status_code != 200:
         raise LorascopeError(f"GET /v1/adapters answered {response.status_code}: {response.text[:200]}")
-    return {a["name"]: a.get("task") for a in response.json()["adapters"]}
+    return {a["name"]: a for a in response.json()["adapters"]}
 
 
 async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
@@ -124,7 +125,7 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
         names = cfg.adapters or list(listed)
         if not names:
             raise LorascopeError(f"{cfg.url} serves no adapters")
-        texts = await asyncio.to_thread(request_texts, {n: listed.get(n) for n in names}, cfg.data_dir)
+        texts = await asyncio.to_thread(request_texts, {n: listed.get(n, {}) for n in names}, cfg.data_dir)
         rng = np.random.default_rng(cfg.seed)
         issued = 0
         latencies: list[float] = []

@@ -11,7 +11,8 @@ from lorascope.bench.base import BaseModelSpec, open_base
 from lorascope.bench.config import BenchConfig
 from lorascope.bench.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
 from lorascope.bench.synthetic import make_synthetic_adapters
-from lorascope.data import GLUE_TASKS, get_task
+from lorascope.data import GLUE_TASKS, get_task, with_label_set
+from lorascope.data.tasks import TaskSpec
 from lorascope.errors import ConfigError
 from lorascope.models.weights import check_adapter_fits, check_model_folder
 
@@ -36,7 +37,7 @@ class Prepared:
     device: torch.device
     base: BaseModelSpec
     adapters: list[AdapterSource]
-    tasks: dict[str, str]
+    tasks: dict[str, TaskSpec]
     full_model: Path | None
     full_info: dict
     synthetic: bool
@@ -52,17 +53,18 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _task_of(source: AdapterSource, cfg: BenchConfig) -> str:
-    task = cfg.adapter_tasks.get(source.name) or source.task
-    if task is None and source.name.lower().replace("-", "").replace("_", "") in GLUE_TASKS:
-        task = source.name
-    if task is None:
-        raise ConfigError(
-            f"adapter '{source.name}' ({source.folder}): its task is unknown (no run metrics.json); "
-            f"set adapter_tasks.{source.name}=<task>"
-        )
-    get_task(task)  # fail early on a typo
-    return task
+def _task_of(source: AdapterSource, cfg: BenchConfig) -> TaskSpec:
+    """The task whose dev set feeds an adapter: ``adapter_tasks`` if given, else what its run recorded."""
+    if source.name in cfg.adapter_tasks:
+        return with_label_set(get_task(cfg.adapter_tasks[source.name]), cfg.data_dir)
+    if source.task_spec is not None:
+        return source.task_spec
+    if source.name.lower().replace("-", "").replace("_", "") in GLUE_TASKS:
+        return get_task(source.name)
+    raise ConfigError(
+        f"adapter '{source.name}' ({source.folder}): its task is unknown (a bare adapter folder without a run's "
+        f"metrics.json); set adapter_tasks.{source.name}=<task name or task YAML file>"
+    )
 
 
 def prepare(cfg: BenchConfig, out: Path) -> Prepared:

@@ -211,7 +211,7 @@ def _assemble(
                        "random_init": prep.base.random_init},
         "synthetic_adapters": prep.synthetic,
         "adapters": [
-            {"name": a.name, "task": prep.tasks[a.name], "origin": a.origin, "label_names": a.label_names,
+            {"name": a.name, "task": prep.tasks[a.name].name, "origin": a.origin, "label_names": a.label_names,
              "folder": str(Path(SYNTHETIC_FOLDER) / a.folder.name) if prep.synthetic else str(a.folder), **adapter_bytes[a.name]}
             for a in prep.adapters
         ],

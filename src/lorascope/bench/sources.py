@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorascope.errors import LorascopeError
+from lorascope.data.tasks import GLUE_TASKS, TaskSpec, task_from_record, task_record
+from lorascope.errors import ConfigError, LorascopeError
 from lorascope.models.weights import check_adapter_folder
 
 SIDECAR = "lorascope_adapter.json"
@@ -35,6 +36,8 @@ class AdapterSource:
         label_names: Label id -> name, or None when unknown (then ``LABEL_<i>``).
         base_model_source: The base model it was trained on, when recorded.
         origin: ``"run"``, ``"adapter"`` or ``"synthetic"``.
+        task_spec: The task itself (columns, files, single or pair), when the run recorded it
+            or the task is a GLUE task; None when unknown.
     """
 
     name: str
@@ -43,6 +46,7 @@ class AdapterSource:
     label_names: tuple[str, ...] | None
     base_model_source: str | None
     origin: str
+    task_spec: TaskSpec | None = None
 
 
 def check_adapter_name(name: object, error: type[Exception] = LorascopeError) -> str:
@@ -123,6 +127,18 @@ def _locate_adapter(name: str, path: str | Path) -> AdapterSource:
     return AdapterSource(name, p, None, None, None, "adapter")
 
 
+def recorded_task(info: dict) -> TaskSpec | None:
+    """The task a run's ``metrics.json`` (or a sidecar) records: its full record, else a GLUE task by name."""
+    record = info.get("task_spec")
+    if isinstance(record, dict):
+        try:
+            return task_from_record(record)
+        except ConfigError:
+            return None
+    task = info.get("task")
+    return GLUE_TASKS.get(task) if isinstance(task, str) else None
+
+
 def _from_info(name: str, folder: Path, info: dict, origin: str) -> AdapterSource:
     labels = info.get("label_names")
     return AdapterSource(
@@ -132,12 +148,14 @@ def _from_info(name: str, folder: Path, info: dict, origin: str) -> AdapterSourc
         label_names=tuple(str(x) for x in labels) if isinstance(labels, list) and labels else None,
         base_model_source=info.get("base_model_source"),
         origin=origin,
+        task_spec=recorded_task(info),
     )
 
 
-def write_sidecar(folder: Path, task: str | None, label_names: tuple[str, ...], synthetic: bool) -> None:
+def write_sidecar(folder: Path, task: TaskSpec | None, label_names: tuple[str, ...], synthetic: bool) -> None:
     """Record an adapter's task and labels beside its PEFT files."""
-    data = {"task": task, "label_names": list(label_names), "synthetic": synthetic}
+    data = {"task": task.name if task else None, "task_spec": task_record(task) if task else None,
+            "label_names": list(label_names), "synthetic": synthetic}
     (folder / SIDECAR).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 

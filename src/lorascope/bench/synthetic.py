@@ -66,10 +66,10 @@ def make_synthetic_adapters(
                     param.copy_(torch.randn(param.shape, generator=generator) * HEAD_STD)
         folder = out / name
         model.save_pretrained(folder)
-        task_labels = get_task(task).label_names
+        spec = get_task(task)
         # The head has the base's width; a task with another label count keeps generic names.
-        label_names = task_labels if len(task_labels) == len(base.label_names) else base.label_names
-        write_sidecar(folder, task, label_names, synthetic=True)
-        sources.append(AdapterSource(name, folder, task, label_names, base.source, "synthetic"))
+        label_names = spec.label_names if len(spec.label_names) == len(base.label_names) else base.label_names
+        write_sidecar(folder, spec, label_names, synthetic=True)
+        sources.append(AdapterSource(name, folder, spec.name, label_names, base.source, "synthetic", spec))
         del model
     return sources

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lorascope.data import get_task, load_split, subsample, with_label_set
+from lorascope.checks.learned import majority_label
 from lorascope.train.metrics import score
 
 
@@ -48,15 +49,15 @@ def run_baselines(
         train_labels = np.asarray(load_split(spec, "train", data_dir)["label"])
         dev = subsample(load_split(spec, "validation", data_dir), (eval_limits or {}).get(name), data_seed)
         gold = np.asarray(dev["label"])
-        majority = int(np.bincount(train_labels, minlength=spec.num_labels).argmax())
+        majority = majority_label(train_labels, spec.num_labels)
         rng = np.random.default_rng(seed)
-        random_scores = [score(rng.integers(0, spec.num_labels, gold.size), gold, spec.metrics) for _ in range(draws)]
+        random_scores = [score(rng.integers(0, spec.num_labels, gold.size), gold, spec.metrics, spec.num_labels) for _ in range(draws)]
         results.append(
             BaselineResult(
                 task=spec.name,
                 n_dev=int(gold.size),
                 majority_label=spec.label_names[majority],
-                majority=score(np.full_like(gold, majority), gold, spec.metrics),
+                majority=score(np.full_like(gold, majority), gold, spec.metrics, spec.num_labels),
                 random_mean={m: float(np.mean([s[m] for s in random_scores])) for m in spec.metrics},
                 random_sd={m: float(np.std([s[m] for s in random_scores], ddof=1)) for m in spec.metrics},
                 random_draws=draws,

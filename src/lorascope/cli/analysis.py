@@ -74,6 +74,9 @@ def print_drift_summary(result: dict) -> None:
                       f"{floor['sd']:.4f}" if floor else "–")
     console.print(table)
     comp = result["comparison"]
+    if comp.get("not_interpretable"):
+        console.print(f"[bold yellow]LoRA vs full FT {comp['not_interpretable']}[/]", highlight=False)
+        return
     if comp.get("reduction_percent") is not None:
         console.print(f"drift reduction LoRA vs full FT: {comp['reduction_percent']:.1f}% over {comp['n_pairs']} seed pair(s)")
     for key in ("paired_t", "sign_flip"):

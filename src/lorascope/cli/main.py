@@ -42,6 +42,7 @@ def train(
 ) -> None:
     """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
     quiet_libraries()
+    from lorascope.cli.train_output import print_train_result
     from lorascope.train import run_train
 
     cfg = assemble_train(config, dict(task=task, method=method, model=model, seed=seed), overrides)
@@ -51,13 +52,7 @@ def train(
     if metrics["status"] != "ok":
         console.print(f"[bold red]failed:[/] {metrics['reason']} (recorded in {out / 'metrics.json'})")
         raise typer.Exit(1)
-    dev = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dev"].items())
-    params = metrics["parameters"]
-    console.print(
-        f"[bold green]done[/] {metrics['task']} {metrics['method']} seed {metrics['seed']}: dev {dev} | "
-        f"best epoch {metrics['best_epoch']} | {params['trainable']:,} of {params['total']:,} parameters trained "
-        f"| {metrics['runtime_s']:.1f} s -> {out}"
-    )
+    print_train_result(console, metrics, out)
 
 
 train.__doc__ = (train.__doc__ or "") + "\n\n" + _train_settings_help()

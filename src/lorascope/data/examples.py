@@ -25,34 +25,37 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
     """
     path = table.path
     needed = list(spec.text_columns)
-    has_labels = spec.label_column in table.columns
+    label_column = table.column(spec.label_column)
+    has_labels = label_column is not None
     if not has_labels and split != "test":
         needed.append(spec.label_column)
-    if spec.id_column:
+    if spec.id_column is not None:
         needed.append(spec.id_column)
-    missing = [c for c in needed if c not in table.columns]
+    missing = [c for c in needed if table.column(c) is None]
     if missing:
-        raise DataError(f"{path}:1: missing column '{missing[0]}' (header has: {', '.join(table.columns)})")
+        raise DataError(f"{path}:1: {table.missing(missing[0])}")
     if not table.rows:
         raise DataError(f"{path}: the {split} split has no rows")
+    text_columns = [table.column(c) for c in spec.text_columns]
+    id_column = table.column(spec.id_column) if spec.id_column is not None else None
     ids, text_a, text_b, labels = [], [], [], []
     seen: set[str] = set()
     for row_no, (row, line) in enumerate(zip(table.rows, table.lines)):
         texts = []
-        for col in spec.text_columns:
+        for col in text_columns:
             value = row.get(col)
             if value is None or value.strip() == "":
                 raise DataError(f"{path}:{line}: empty text in column '{col}'")
             texts.append(value)
-        example_id = f"{split}-{row[spec.id_column] if spec.id_column else row_no}"
+        example_id = f"{split}-{row[id_column] if id_column else row_no}"
         if example_id in seen:
-            raise DataError(f"{path}:{line}: duplicate id '{example_id}' in column '{spec.id_column}'")
+            raise DataError(f"{path}:{line}: duplicate id '{example_id}' in column '{id_column}'")
         seen.add(example_id)
         if has_labels:
-            raw = row[spec.label_column].strip()
+            raw = row[label_column].strip()
             if raw not in spec.raw_labels:
                 raise DataError(
-                    f"{path}:{line}: label '{raw}' in column '{spec.label_column}' is not one of "
+                    f"{path}:{line}: label '{raw}' in column '{label_column}' is not one of "
                     f"{sorted(spec.raw_labels)}"
                 )
             labels.append(spec.raw_labels[raw])

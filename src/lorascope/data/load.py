@@ -42,7 +42,7 @@ def load_split(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
         if split not in spec.files:
             raise DataError(f"task '{spec.name}' has no file for split '{split}'")
         path = Path(spec.files[split])
-        return table_to_examples(with_label_set(spec, data_dir), read_table(path), split)
+        return table_to_examples(with_label_set(spec, data_dir), read_table(path, layout=spec.layout), split)
     glue_dir = resolve_glue_dir(data_dir)
     if glue_dir is not None:
         if spec.glue_folder is None:
@@ -56,14 +56,16 @@ def with_label_set(spec: TaskSpec, data_dir: str | Path | None = None) -> TaskSp
     """For a user task without ``labels``: the sorted distinct labels of its training file."""
     if spec.label_names or not spec.files:
         return spec
-    table = read_table(Path(spec.files["train"]))
-    if spec.label_column not in table.columns:
-        raise DataError(f"{table.path}:1: missing column '{spec.label_column}' (header has: {', '.join(table.columns)})")
-    names = sorted({r[spec.label_column].strip() for r in table.rows})
+    table = read_table(Path(spec.files["train"]), layout=spec.layout)
+    column = table.column(spec.label_column)
+    if column is None:
+        raise DataError(f"{table.path}:1: {table.missing(spec.label_column)}")
+    names = sorted({r[column].strip() for r in table.rows})
     if len(names) < 2:
-        raise DataError(f"{table.path}: column '{spec.label_column}' has fewer than two distinct labels")
+        raise DataError(f"{table.path}: column '{column}' has fewer than two distinct labels")
     if "f1" in spec.metrics and len(names) != 2:
-        raise DataError(f"{table.path}: metric 'f1' needs exactly two labels, found {len(names)}: {names[:5]}")
+        raise DataError(f"{table.path}: metric 'f1' (binary) needs exactly two labels, found {len(names)}: "
+                        f"{names[:5]}; use macro_f1 or weighted_f1")
     return dataclasses.replace(spec, label_names=tuple(names), raw_labels={n: i for i, n in enumerate(names)})
 
 

@@ -3,15 +3,20 @@
 Every reader returns raw records (column -> string) with the 1-based line number they came from,
 so that every later error can name the file and row. GLUE TSV is read with quoting OFF: MRPC
 and SST-2 sentences contain bare ``"`` characters that a default CSV reader would swallow.
+A :class:`TableLayout` describes any other delimited file: its delimiter, whether fields may be
+quoted, and whether it has a header line (without one, columns are named by ``column_names`` or
+by their position, ``"0"``, ``"1"`` …).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lorascope.errors import DataError
 
@@ -24,6 +29,66 @@ class RawTable:
     columns: list[str]
     rows: list[dict[str, str]]
     lines: list[int]
+
+    def column(self, ref: str | int) -> str | None:
+        """The name of column ``ref`` (a name, or a 0-based position); None when the file has no such column."""
+        if isinstance(ref, int):
+            return self.columns[ref] if ref < len(self.columns) else None
+        return ref if ref in self.columns else None
+
+    def missing(self, ref: str | int) -> str:
+        """Why ``ref`` is not a column of this file, for an error message."""
+        if isinstance(ref, int):
+            return f"no column at position {ref} (0-based; the file has {len(self.columns)} columns)"
+        return f"missing column '{ref}' (header has: {_shown(self.columns)})"
+
+
+Format = Literal["csv", "tsv", "jsonl"]
+_DEFAULT_DELIMITER = {"csv": ",", "tsv": "\t"}
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How a delimited file is written; None means the format's default.
+
+    Attributes:
+        format: csv, tsv or jsonl; None picks it from the file's extension.
+        delimiter: one character; default ``,`` for csv and a tab for tsv.
+        quoting: whether fields may be quoted (RFC 4180); default on for csv, off for tsv (GLUE).
+        header: whether the first line names the columns.
+        column_names: names for the columns of a file without a header line; None names them by
+            position (``"0"``, ``"1"`` …).
+    """
+
+    format: Format | None = None
+    delimiter: str | None = None
+    quoting: bool | None = None
+    header: bool = True
+    column_names: tuple[str, ...] | None = None
+
+    def format_of(self, path: Path) -> Format:
+        if self.format is not None:
+            return self.format
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".tsv"):
+            return suffix[1:]  # type: ignore[return-value]
+        if suffix in (".jsonl", ".json"):
+            return "jsonl"
+        raise DataError(f"{path}: unsupported file type '{suffix}' (expected .csv, .tsv or .jsonl, or set 'format')")
+
+
+def _columns(path: Path, layout: TableLayout, first: list[str]) -> list[str]:
+    """The column names of a file whose first record is ``first`` (its header, or its first data row)."""
+    if layout.header:
+        return first
+    if layout.column_names is None:
+        return [str(i) for i in range(len(first))]
+    if len(layout.column_names) != len(first):
+        raise DataError(
+            f"{path}:1: column_names has {len(layout.column_names)} names "
+            f"({_shown(list(layout.column_names))}) but the row has {len(first)} fields"
+        )
+    return list(layout.column_names)
 
 
 def _read_text(path: Path) -> str:
@@ -38,29 +103,35 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
 
 
-def read_tsv_unquoted(path: Path) -> RawTable:
-    """GLUE layout: header line, tab-separated fields, no quoting, every row as wide as the header."""
+def read_unquoted(path: Path, delimiter: str = "\t", layout: TableLayout = TableLayout()) -> RawTable:
+    """GLUE layout: one record per line, fields split at ``delimiter``, no quoting, every row as wide as the first."""
     text = _read_text(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
-        raise DataError(f"{path}: empty file (expected a header line)")
-    header = lines[0].rstrip("\r").split("\t")
+        raise DataError(f"{path}: empty file (expected {'a header line' if layout.header else 'data rows'})")
+    header = _columns(path, layout, lines[0].rstrip("\r").split(delimiter))
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
-    for i, raw in enumerate(lines[1:], start=2):
+    sep = "tab" if delimiter == "\t" else repr(delimiter)
+    for i, raw in enumerate(lines[1 if layout.header else 0:], start=2 if layout.header else 1):
         raw = raw.rstrip("\r")
         if raw == "":
             continue
-        fields = raw.split("\t")
+        fields = raw.split(delimiter)
         if len(fields) != len(header):
             raise DataError(
-                f"{path}:{i}: expected {len(header)} tab-separated fields ({', '.join(header)}), found {len(fields)}"
+                f"{path}:{i}: expected {len(header)} {sep}-separated fields ({_shown(header)}), found {len(fields)}"
             )
         rows.append(dict(zip(header, fields)))
         numbers.append(i)
     return RawTable(path, header, rows, numbers)
+
+
+def read_tsv_unquoted(path: Path) -> RawTable:
+    """GLUE's own TSV: header line, tab-separated, quoting off."""
+    return read_unquoted(path, "\t")
 
 
 def _shown(names: list[str]) -> str:
@@ -68,8 +139,8 @@ def _shown(names: list[str]) -> str:
     return ", ".join(json.dumps(n, ensure_ascii=False)[1:-1] for n in names)
 
 
-def read_csv(path: Path, delimiter: str = ",") -> RawTable:
-    """RFC 4180 CSV (quoted fields allowed) with a header line.
+def read_csv(path: Path, delimiter: str = ",", layout: TableLayout = TableLayout()) -> RawTable:
+    """RFC 4180 CSV (quoted fields allowed), with a header line unless ``layout.header`` is false.
 
     Lines end only at ``\n``, ``\r\n`` or ``\r`` (``newline=""``, as the csv module asks):
     ``str.splitlines`` would also split inside a row at U+2028, form feeds and the like.
@@ -77,16 +148,20 @@ def read_csv(path: Path, delimiter: str = ",") -> RawTable:
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header = next(reader)
+        first = next(reader)
     except StopIteration:
-        raise DataError(f"{path}: empty file (expected a header line)") from None
+        raise DataError(f"{path}: empty file (expected {'a header line' if layout.header else 'data rows'})") from None
     except csv.Error as exc:
-        raise DataError(f"{path}:1: malformed header ({exc})") from None
+        raise DataError(f"{path}:1: malformed {'header' if layout.header else 'row'} ({exc})") from None
+    header = _columns(path, layout, first)
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
     line = reader.line_num + 1  # a row is named by the line it starts on (quoted fields may span lines)
+    records = reader if layout.header else itertools.chain([first], reader)
+    if not layout.header:
+        line = 1
     try:
-        for fields in reader:
+        for fields in records:
             if fields and fields != [""]:
                 if len(fields) != len(header):
                     raise DataError(f"{path}:{line}: expected {len(header)} fields ({_shown(header)}), found {len(fields)}")
@@ -134,14 +209,14 @@ def read_jsonl(path: Path) -> RawTable:
     return RawTable(path, columns, rows, numbers)
 
 
-def read_table(path: Path, glue: bool = False) -> RawTable:
-    """Pick the reader by extension (.tsv unquoted as in GLUE, .csv quoted, .jsonl)."""
-    suffix = path.suffix.lower()
-    if glue or suffix == ".tsv":
-        # TSV follows GLUE's convention: quoting off, a tab never occurs inside a field.
+def read_table(path: Path, glue: bool = False, layout: TableLayout = TableLayout()) -> RawTable:
+    """Read ``path`` as ``layout`` says (by default: .tsv unquoted as in GLUE, .csv quoted, .jsonl)."""
+    if glue:
         return read_tsv_unquoted(path)
-    if suffix == ".csv":
-        return read_csv(path)
-    if suffix in (".jsonl", ".json"):
+    fmt = layout.format_of(path)
+    if fmt == "jsonl":
         return read_jsonl(path)
-    raise DataError(f"{path}: unsupported file type '{suffix}' (expected .csv, .tsv or .jsonl)")
+    delimiter = layout.delimiter or _DEFAULT_DELIMITER[fmt]
+    # TSV follows GLUE's convention unless told otherwise: quoting off, a tab never occurs inside a field.
+    quoting = layout.quoting if layout.quoting is not None else fmt == "csv"
+    return read_csv(path, delimiter, layout) if quoting else read_unquoted(path, delimiter, layout)

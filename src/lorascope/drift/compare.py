@@ -100,6 +100,12 @@ def compare_methods(
     verdicts["lower_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=0.0,
                                        hypothesis="LoRA drifts less (debiased)", **common)
     out["verdicts"] = verdicts
+    unlearned = [f"{r.method} seed {r.seed}" for r in pl + pf if not r.learned]
+    if unlearned:
+        # Drift between classifiers that learned nothing measures noise around untrained heads.
+        out["not_interpretable"] = (f"not interpretable: {', '.join(unlearned)} did not learn the task (constant or "
+                                    "majority-level dev predictions; see learning_check in its metrics.json)")
+        out["verdicts"] = {key: {"error": out["not_interpretable"], "not_interpretable": True} for key in verdicts}
     return out
 
 

@@ -117,8 +117,9 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
         check_aligned(base, reps, str(folder))
         metric = m.get("dev", {}).get(m.get("main_metric", spec.main_metric))
+        learned = (m.get("learning_check") or {}).get("learned", True)
         per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m["method"], seed=int(m["seed"]),
-                                    metric=metric, n_resamples=cfg.bootstrap))
+                                    metric=metric, n_resamples=cfg.bootstrap, learned=learned))
         states_by_method.setdefault(m["method"], {})[int(m["seed"])] = reps.states[cfg.pooling]
 
     methods = sorted({r.method for r in per_run})

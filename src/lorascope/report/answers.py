@@ -60,6 +60,9 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
         if not {"lora", "full"} <= set(ms) or c.get("reduction_percent") is None:
             out.append(f"**{task}**: no paired comparison ({c.get('note', 'one method missing')}).")
             continue
+        if c.get("not_interpretable"):
+            out.append(f"**{task}** (n = {c['n_pairs']} seed pairs): no answer, {c['not_interpretable']}.")
+            continue
         hier = c.get("reduction_ci_seeds_samples") or {}
         ci = (f"; 95% interval over seeds and samples {reduction_interval(hier['low'], hier['high'])}"
               if hier.get("low") is not None else "")
@@ -112,7 +115,8 @@ def verdict_table(data: dict[str, Any]) -> str:
         label = f"{task} †" if task in weak else task
         for v in (d["comparison"].get("verdicts") or {}).values():
             if "status" not in v:
-                rows.append([label, "–", "not computed", v.get("error", ""), "–", "–", "–", "–", "–"])
+                status = "**not interpretable**" if v.get("not_interpretable") else "not computed"
+                rows.append([label, "–", status, v.get("error", ""), "–", "–", "–", "–", "–"])
                 continue
             nulls[v["hypothesis"]] = NULLS.get(v["hypothesis"], "")
             second = v.get("secondary") or {}

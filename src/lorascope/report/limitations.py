@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorascope.checks.learned import LEARNED_MARGIN
 from lorascope.report.text import num
-
-# A method "learned" a task when its mean dev metric beats the majority baseline by this much.
-LEARNED_MARGIN = 0.02
 
 
 def weak_methods(data: dict[str, Any]) -> dict[str, list[str]]:

@@ -41,6 +41,12 @@ from lorascope.server.settings import ServerSettings
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 422, 503)}
 
 
+def adapter_info(name: str, meta: AdapterMeta) -> AdapterInfo:
+    """How the API describes a loaded adapter."""
+    shape = None if meta.takes_pairs is None else ("pair" if meta.takes_pairs else "single")
+    return AdapterInfo(name=name, labels=list(meta.labels), task=meta.task, input=shape)
+
+
 def _valid_name(name: str) -> str:
     # fullmatch: the pattern's '$' also matches before a final newline, so match() would accept "sst2\n".
     if not NAME_PATTERN.fullmatch(name):
@@ -120,7 +126,7 @@ def create_app(
     @app.get("/v1/adapters", response_model=AdapterList, responses=_ERRORS)
     async def list_adapters() -> AdapterList:
         """The loaded adapters."""
-        return AdapterList(adapters=[AdapterInfo(name=n, labels=list(m.labels), task=m.task) for n, m in engine.adapters.items()])
+        return AdapterList(adapters=[adapter_info(n, m) for n, m in engine.adapters.items()])
 
     @app.post("/v1/adapters", status_code=201, response_model=AdapterInfo, responses={403: {"model": ErrorResponse}, **_ERRORS})
     async def load_adapter(request: LoadAdapterRequest) -> AdapterInfo:
@@ -133,12 +139,12 @@ def create_app(
         folder = resolve_under_roots(request.path, settings.adapter_roots)
         try:
             source = await asyncio.to_thread(resolve_adapter, name, folder)
-            added = await batcher.exclusive(engine.add, name, source.folder, AdapterMeta(source.label_names or (), source.task))
+            added = await batcher.exclusive(engine.add, name, source.folder, AdapterMeta.of(source))
         except LorascopeError as err:
             if name in engine.adapters:  # a concurrent request loaded the same name first
                 raise ApiError(409, "adapter_exists", f"adapter '{name}' is already loaded") from None
             raise ApiError(422, "invalid_adapter", str(err).replace(str(folder), request.path)) from None
-        return AdapterInfo(name=name, labels=list(added.labels), task=added.task)
+        return adapter_info(name, added)
 
     @app.delete("/v1/adapters/{name}", responses=_ERRORS)
     async def unload_adapter(name: str) -> dict:

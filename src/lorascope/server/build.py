@@ -47,6 +47,6 @@ def build_app(
     spec = open_base(base, labels, seed)
     model = spec.load(dtype, resolve_device(device))
     runtime = MultiAdapterRuntime.from_folders(model, {s.name: s.folder for s in sources}, merged_cache_size)
-    meta = {s.name: AdapterMeta(s.label_names or (), s.task) for s in sources}
+    meta = {s.name: AdapterMeta.of(s) for s in sources}
     encoder = TextEncoder(spec.tokenizer, spec.is_decoder, settings.max_length)
     return create_app(runtime, encoder, settings, meta)

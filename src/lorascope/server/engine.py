@@ -16,6 +16,7 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
+from lorascope.bench.sources import AdapterSource
 from lorascope.data.tasks import GLUE_TASKS
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
@@ -29,14 +30,25 @@ class AdapterMeta:
     Attributes:
         labels: Label id -> name (``LABEL_<i>`` when the folder does not record them).
         task: The task it was trained for, when known.
+        pairs: Whether it classifies sentence pairs (True) or single texts (False); None when its
+            task is unknown (a bare adapter folder), and then either is accepted.
     """
 
     labels: tuple[str, ...]
     task: str | None = None
+    pairs: bool | None = None
+
+    @classmethod
+    def of(cls, source: AdapterSource) -> AdapterMeta:
+        """What an adapter's folder or run records about it."""
+        spec = source.task_spec
+        return cls(source.label_names or (), source.task, None if spec is None else spec.is_pair)
 
     @property
     def takes_pairs(self) -> bool | None:
-        """Whether the adapter classifies sentence pairs: known for GLUE tasks, None (either accepted) otherwise."""
+        """Whether the adapter classifies sentence pairs; None when unknown (either is accepted)."""
+        if self.pairs is not None:
+            return self.pairs
         spec = GLUE_TASKS.get(self.task) if self.task else None
         return None if spec is None else spec.is_pair
 
@@ -82,7 +94,8 @@ class Engine:
     def _checked_meta(self, name: str, meta: AdapterMeta | None) -> AdapterMeta:
         width = self.runtime.n_labels(name)
         if meta is None or not meta.labels:
-            return AdapterMeta(tuple(f"LABEL_{i}" for i in range(width)), None if meta is None else meta.task)
+            return AdapterMeta(tuple(f"LABEL_{i}" for i in range(width)), None if meta is None else meta.task,
+                               None if meta is None else meta.pairs)
         if len(meta.labels) != width:
             raise LorascopeError(f"adapter '{name}': {len(meta.labels)} label names recorded but its head has {width} outputs")
         return meta

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # One input: a single text, or a pair [text_a, text_b] for sentence-pair tasks.
@@ -40,6 +42,8 @@ class AdapterInfo(BaseModel):
     name: str
     labels: list[str]
     task: str | None = None
+    input: Literal["single", "pair"] | None = Field(
+        None, description="what each input must be: a string (single) or [text_a, text_b] (pair); null when unknown")
 
 
 class AdapterList(BaseModel):

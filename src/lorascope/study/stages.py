@@ -112,6 +112,9 @@ def stage_train(ctx: StageContext) -> None:
         if m["status"] == "ok":
             main = m["main_metric"]
             what = f"dev {main} {100 * m['dev'][main]:.1f}"
+            check = m.get("learning_check") or {}
+            if not check.get("learned", True):
+                what += f" [yellow](did not learn: {'; '.join(check['reasons'])})[/]"
         else:
             what = f"[red]failed[/]: {m['reason']}"
         elapsed = time.perf_counter() - started

@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 
 from lorascope.artifacts import check_same_config, finish, read_json, recover_finish, start_partial, write_json
+from lorascope.checks.learned import learning_check, majority_score
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
-from lorascope.data.tasks import TaskSpec
+from lorascope.data.tasks import TaskSpec, task_record
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import LoadedModel, load_classifier, prepare_for_method
 from lorascope.models.adapt import ParamCounts
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.train.config import TrainConfig
+from lorascope.train.metrics import unflatten_eval
 from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
 
@@ -129,10 +132,9 @@ def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: 
     trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec,
                                    checkpoints, progress=progress)
     train_output = trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
-    final_eval = trainer.evaluate() if guard.reason is None else {}
     if not trainer.is_world_process_zero():
         return None
-    metrics = _collect_metrics(cfg, run, trainer, train_output, final_eval, guard.reason, time.perf_counter() - started)
+    metrics = _collect_metrics(cfg, run, trainer, train_output, guard.reason, time.perf_counter() - started)
     if guard.reason is None and cfg.save_model:
         folder = partial / ("adapter" if cfg.method == "lora" else "model")
         shutil.rmtree(folder, ignore_errors=True)  # half written by a killed attempt
@@ -158,14 +160,30 @@ def mean_train_loss(history: list[dict[str, Any]]) -> float | None:
     return total / last if last else None
 
 
-def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, final_eval, failure, runtime_s) -> dict[str, Any]:
+def best_evaluation(evals: list[dict[str, Any]], best_step: int | None, spec: TaskSpec) -> dict[str, Any]:
+    """The dev evaluation of the restored best checkpoint, from the log history.
+
+    The Trainer evaluated that checkpoint when it saved it, and restoring it changes no weight,
+    so the logged evaluation is the final one: evaluating the dev set again would only repeat it.
+    """
+    log = next((h for h in evals if h.get("step") == best_step), None)
+    if log is None:
+        return {"dev": {}, "per_label": {}, "predicted_share": None}
+    return unflatten_eval(log, spec.metrics, spec.label_names)
+
+
+def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runtime_s) -> dict[str, Any]:
     history = trainer.state.log_history
     evals = [h for h in history if "eval_loss" in h and "eval_runtime" in h]
     best_step = None
-    if trainer.state.best_model_checkpoint:
+    if trainer.state.best_model_checkpoint and failure is None:
         best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
     best_epoch = next((h["epoch"] for h in evals if h.get("step") == best_step), None)
-    dev = {k.removeprefix("eval_"): v for k, v in final_eval.items() if k.removeprefix("eval_") in (*run.spec.metrics, "loss")}
+    best = best_evaluation(evals, best_step, run.spec)
+    main = run.spec.main_metric
+    gold = np.asarray(run.eval_ds["labels"])
+    majority = majority_score(np.asarray(run.train_ds["labels"]), gold, main, run.spec.num_labels)
+    learned = learning_check(main, best["dev"].get(main), majority, best["predicted_share"])
     real_tokens = int(sum(len(x) for x in run.train_ds["input_ids"]) * float(trainer.state.epoch or 0))
     return {
         "status": "failed" if failure else "ok",
@@ -174,8 +192,10 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, final_eval, f
         "method": cfg.method,
         "model": cfg.model,
         "seed": cfg.seed,
-        "main_metric": run.spec.main_metric,
-        "dev": dev,
+        "main_metric": main,
+        "dev": best["dev"],
+        "dev_per_label": best["per_label"],
+        "learning_check": learned if failure is None else None,
         "n_train": len(run.train_ds),
         "n_eval": len(run.eval_ds),
         "best_step": best_step,
@@ -195,4 +215,5 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, final_eval, f
         "is_decoder": run.loaded.is_decoder,
         "base_model_source": run.loaded.source,
         "label_names": list(run.spec.label_names),
+        "task_spec": task_record(run.spec),
     }

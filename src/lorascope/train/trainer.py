@@ -16,6 +16,7 @@ from lorascope.data.tokenize import CountingCollator
 from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfResumedAtEnd
 from lorascope.train.config import TrainConfig
 from lorascope.train.metrics import compute_metrics_fn
+from lorascope.train.progress import TrainProgress
 
 
 def _world_size() -> int:
@@ -152,7 +153,7 @@ def build_trainer(
         ddp_backend="gloo" if _world_size() > 1 and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # TrainProgress draws the progress instead
         # Early stopping's patience counter lives in its callback; the Trainer saves it with every
         # checkpoint (ExportableState) but restores it only when asked.
         restore_callback_states_from_checkpoint=True,
@@ -169,10 +170,12 @@ def build_trainer(
         eval_dataset=eval_ds.select_columns(columns) if evaluate else None,
         data_collator=CountingCollator(tokenizer, cfg.pad_to_max_length, cfg.max_length),
         processing_class=tokenizer,
-        compute_metrics=compute_metrics_fn(spec.metrics),
+        compute_metrics=compute_metrics_fn(spec.metrics, spec.label_names),
         callbacks=callbacks,
     )
-    if not progress:
-        # Without tqdm the Trainer prints every log dict instead; a study prints its own lines.
-        trainer.remove_callback(PrinterCallback)
+    # Without tqdm the Trainer prints every log dict instead: TrainProgress shows them readably,
+    # and a study prints its own lines.
+    trainer.remove_callback(PrinterCallback)
+    if progress:
+        trainer.add_callback(TrainProgress(spec.metrics))
     return trainer, guard

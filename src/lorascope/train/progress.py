@@ -1,0 +1,53 @@
+"""What a training run shows while it runs: a progress bar over optimizer steps and one line per evaluation.
+
+It replaces the Trainer's tqdm bars, which print every log as a raw dict of strings and, in a log
+file, fill it with carriage returns. Off a terminal, rich draws the bar once, when it ends.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+
+
+class TrainProgress(TrainerCallback):
+    """Steps done, the latest training loss, and each dev evaluation in the task's metrics (percent).
+
+    Args:
+        metrics: the task's metric names, in the order to show them.
+        console: where to draw (default: stdout).
+    """
+
+    def __init__(self, metrics: tuple[str, ...], console: Console | None = None) -> None:
+        self.metrics = metrics
+        self.console = console or Console()
+        self.progress: Progress | None = None
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("training", total=state.max_steps, completed=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs:
+            return
+        if "eval_loss" in logs:
+            shown = ", ".join(f"{m} {100 * logs[f'eval_{m}']:.1f}%" for m in self.metrics if f"eval_{m}" in logs)
+            self.progress.console.print(f"  step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
+                                        f"dev loss {logs['eval_loss']:.4f}, {shown}", highlight=False)
+        elif "loss" in logs:
+            self.progress.update(self.task, description=f"training (loss {logs['loss']:.4f})")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

@@ -1,0 +1,154 @@
+"""A new user's own data end to end: headerless files, named integer labels, 3 classes, learning checks,
+and bench / serve on adapters of a custom task without telling them the task again."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.metrics import f1_score
+
+from lorascope.data import get_task, load_split
+from lorascope.errors import ConfigError
+from lorascope.models import load_run
+from lorascope.server import ServerSettings, build_app
+from lorascope.train import TrainConfig, prepare_run, run_train
+from tests.conftest import write
+from tests.helpers import logits_of
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+GOOD = ["the cat sat on the mat", "she reads every morning", "they have finished the work", "we saw a film"]
+BAD = ["cat the on sat mat the", "reads she morning every", "the work finished have they", "film a saw we"]
+TINY = dict(model="tiny-llama", train_limit=None, eval_limit=None, epochs=1, batch_size=8, max_length=32, logging_steps=2)
+
+
+def cola_like(folder, n: int) -> None:
+    """GLUE CoLA's layout: no header, 4 tab-separated columns (source, 0/1 label, original mark, sentence)."""
+    rows = []
+    for i in range(n):
+        label = i % 2
+        sentence = (GOOD if label else BAD)[i % 4] + f" {i}"
+        rows.append(f"src{i % 3}\t{label}\t{'' if label else '*'}\t{sentence}")
+    write(folder / "in_domain_train.tsv", "\n".join(rows) + "\n")
+    write(folder / "in_domain_dev.tsv", "\n".join(rows[: n // 2]) + "\n")
+
+
+COLA_BY_NAME = """name: cola
+files: {train: in_domain_train.tsv, validation: in_domain_dev.tsv}
+header: false
+column_names: [source, label, mark, sentence]
+text_columns: sentence
+label_column: label
+label_names: {0: unacceptable, 1: acceptable}
+metrics: [matthews, accuracy]
+"""
+COLA_BY_POSITION = """name: cola
+files: {train: in_domain_train.tsv, validation: in_domain_dev.tsv}
+header: false
+text_columns: [3]
+label_column: 1
+label_names: {0: unacceptable, 1: acceptable}
+metrics: [matthews, accuracy]
+"""
+
+
+@pytest.fixture()
+def cola(tmp_path):
+    cola_like(tmp_path, 48)
+    return write(tmp_path / "by_name.yaml", COLA_BY_NAME), write(tmp_path / "by_position.yaml", COLA_BY_POSITION)
+
+
+def test_headerless_tsv_by_column_names_and_by_position_read_the_same(cola):
+    by_name, by_position = (load_split(get_task(str(p)), "train") for p in cola)
+    assert len(by_name) == 48  # the first line is data, not a header
+    assert by_name["text_a"] == by_position["text_a"] and by_name["label"] == by_position["label"]
+    assert by_name["text_a"][0] == "cat the on sat mat the 0" and by_name["label"][:2] == [0, 1]
+    assert get_task(str(cola[0])).label_names == ("unacceptable", "acceptable")
+
+
+def test_layout_errors_name_the_key(tmp_path, cola):
+    bad = write(tmp_path / "bad.yaml", COLA_BY_NAME.replace("header: false\n", ""))
+    with pytest.raises(ConfigError, match="column_names.*header: false"):
+        get_task(str(bad))
+    bad = write(tmp_path / "bad2.yaml", COLA_BY_POSITION.replace("text_columns: [3]", "text_columns: [7]"))
+    with pytest.raises(Exception, match=r"in_domain_train.tsv:1: no column at position 7 \(0-based; the file has 4 columns\)"):
+        load_split(get_task(str(bad)), "train")
+    bad = write(tmp_path / "bad3.yaml", COLA_BY_NAME.replace("text_columns: sentence", "text_columns: sentense"))
+    with pytest.raises(ConfigError, match="column 'sentense' is not one of column_names"):
+        get_task(str(bad))
+
+
+def test_named_integer_labels_reach_metrics_and_the_server(tmp_path, cola):
+    run = tmp_path / "run"
+    metrics = run_train(TrainConfig(task=str(cola[1]), method="lora", lr=5e-3, **TINY), run, progress=False)
+    assert metrics["label_names"] == ["unacceptable", "acceptable"]
+    assert set(metrics["dev_per_label"]) == {"unacceptable", "acceptable"}
+    assert metrics["dev_per_label"]["acceptable"]["support"] == 12
+    assert set(metrics["dev"]) == {"matthews", "accuracy", "loss"}
+    assert metrics["task_spec"]["layout"]["header"] is False
+    app = build_app("tiny-llama", {"cola": str(run)}, ServerSettings(), device="cpu")
+    with TestClient(app) as client:
+        listed = client.get("/v1/adapters").json()["adapters"]
+        assert listed == [{"name": "cola", "labels": ["unacceptable", "acceptable"], "task": "cola", "input": "single"}]
+        answer = client.post("/v1/classify", json={"adapter": "cola", "inputs": ["the cat sat"]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] in ("unacceptable", "acceptable")
+        wrong = client.post("/v1/classify", json={"adapter": "cola", "inputs": ["ok", ["a", "b"]]})
+        assert wrong.status_code == 422
+        assert wrong.json()["error"]["code"] == "invalid_input" and "inputs[1]" in wrong.json()["error"]["message"]
+
+
+def test_bench_takes_custom_task_adapters_without_adapter_tasks(tmp_path, cola):
+    from lorascope.bench import BenchConfig, run_bench
+
+    run = tmp_path / "run"
+    run_train(TrainConfig(task=str(cola[0]), method="lora", **TINY), run, progress=False)
+    cfg = BenchConfig(model="tiny-llama", adapters={"mine": str(run)}, batch_sizes=[2], requests=2, warmup=0,
+                      max_length=32, device="cpu", strategies=["lora_merged", "lora_separate"], check_rows=4)
+    result = run_bench(cfg, tmp_path / "bench", show_progress=False)
+    assert result["adapters"][0]["task"] == "cola"
+    assert result["checks_passed"], result["checks"]
+
+
+def three_class(folder) -> object:
+    """A 3-class JSONL task with a pair of texts per row."""
+    texts = {"neg": "awful dull boring", "neu": "a film with actors", "pos": "wonderful moving great"}
+    rows = [{"premise": f"{texts[lab]} {i}", "hypothesis": f"row {i}", "y": lab}
+            for i, lab in enumerate(["neg", "neu", "pos"] * 16)]
+    write(folder / "train.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    write(folder / "dev.jsonl", "\n".join(json.dumps(r) for r in rows[:24]) + "\n")
+    return write(folder / "three.yaml", "name: three\nfiles: {train: train.jsonl, validation: dev.jsonl}\n"
+                 "text_columns: [premise, hypothesis]\nlabel_column: y\nmetrics: [macro_f1, weighted_f1, accuracy]\n")
+
+
+def test_three_class_macro_f1_equals_scikit_learn_on_the_saved_model(tmp_path):
+    task = three_class(tmp_path)
+    cfg = TrainConfig(task=str(task), method="full", lr=1e-3, **TINY)
+    metrics = run_train(cfg, tmp_path / "run", progress=False)
+    assert metrics["main_metric"] == "macro_f1" and len(metrics["dev_per_label"]) == 3
+    loaded = load_run(tmp_path / "run")
+    dev = prepare_run(cfg).eval_ds
+    pred = logits_of(loaded.model, loaded.tokenizer, dev, max_length=32).argmax(-1).numpy()
+    gold = np.asarray(dev["labels"])
+    assert metrics["dev"]["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", labels=[0, 1, 2]), abs=1e-9)
+    assert metrics["dev"]["weighted_f1"] == pytest.approx(f1_score(gold, pred, average="weighted", labels=[0, 1, 2]),
+                                                          abs=1e-9)
+
+
+def test_constant_predictions_are_flagged(tmp_path):
+    # Every training label is "pos": the model learns to answer "pos" whatever the text (and the
+    # mostly-"pos" dev set makes the most confident checkpoint the best one by dev loss).
+    rows = ["text,label"] + [f"text number {i},pos" for i in range(32)]
+    write(tmp_path / "train.csv", "\n".join(rows) + "\n")
+    write(tmp_path / "dev.csv", "text,label\n" + "\n".join(f"dev {i},{'neg' if i % 8 == 0 else 'pos'}" for i in range(16)) + "\n")
+    task = write(tmp_path / "t.yaml", "name: const\nfiles: {train: train.csv, validation: dev.csv}\n"
+                 "text_columns: text\nlabel_column: label\nlabels: [neg, pos]\n")
+    metrics = run_train(TrainConfig(task=str(task), method="full", lr=1e-2, **{**TINY, "epochs": 4}), tmp_path / "run",
+                        progress=False)
+    check = metrics["learning_check"]
+    assert check["majority_baseline"] == pytest.approx(14 / 16)
+    assert check["learned"] is False and check["predicted_share"] == 1.0
+    assert "every dev prediction is the same label" in check["reasons"]
