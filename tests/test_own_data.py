@@ -4,6 +4,8 @@ and bench / serve on adapters of a custom task without telling them the task aga
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from lorascope.models import load_run
 from lorascope.server import ServerSettings, build_app
 from lorascope.train import TrainConfig, prepare_run, run_train
 from tests.conftest import write
+from tests.test_cli import LORASCOPE
 from tests.helpers import logits_of
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -152,3 +155,32 @@ def test_constant_predictions_are_flagged(tmp_path):
     assert check["majority_baseline"] == pytest.approx(14 / 16)
     assert check["learned"] is False and check["predicted_share"] == 1.0
     assert "every dev prediction is the same label" in check["reasons"]
+
+
+def test_unreachable_hub_is_a_one_line_error_in_seconds(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # a closed port, an empty cache
+    proc = subprocess.run([*LORASCOPE, "train", "--task", "sst2", "--model", "someorg/somemodel", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "the Hub cannot be reached" in proc.stderr and "local folder" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_classifier_folder_with_another_head_width_gets_a_fresh_head(tmp_path, caplog):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from transformers import AutoTokenizer
+
+    from lorascope.models import load_classifier
+    from lorascope.models.registry import resolve_model
+
+    folder = tmp_path / "two-way"
+    BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                             intermediate_size=32, num_labels=2)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(folder)
+    with caplog.at_level("WARNING", logger="lorascope"):
+        loaded = load_classifier(str(folder), ("neg", "neu", "pos"), seed=0)
+    assert loaded.model.config.num_labels == 3 and loaded.model.classifier.weight.shape == (3, 16)
+    assert "classification head has 2 outputs and the task has 3 labels" in caplog.text

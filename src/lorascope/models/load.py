@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from transformers import logging as hf_logging
 from lorascope.errors import ConfigError
 from lorascope.models.registry import resolve_model
 from lorascope.models.weights import check_adapter_folder, check_model_folder, read_json_object
+
+log = logging.getLogger(__name__)
 
 # Encoders use the tokenizer's pair encoding and a [CLS]/pooler head; every other architecture
 # is treated as a decoder (last-token head, EOS padding on the right).
@@ -60,6 +63,14 @@ def is_decoder_source(source: str) -> bool:
     return config.model_type not in ENCODER_MODEL_TYPES
 
 
+def _head_width(source: str) -> int | None:
+    """The output width of the sequence-classification head saved in ``source``, None when it has none."""
+    config = AutoConfig.from_pretrained(source)
+    if not any(a.endswith("ForSequenceClassification") for a in (config.architectures or [])):
+        return None
+    return int(config.num_labels)
+
+
 def _first_line(err: Exception) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     return lines[0] if lines else err.__class__.__name__
@@ -82,6 +93,11 @@ def load_classifier(
     source = resolve_model(model)
     decoder = is_decoder_source(source)
     tokenizer = load_tokenizer(source, decoder)
+    old_width = _head_width(source)
+    if old_width is not None and old_width != len(label_names):
+        # A classifier saved for another label count: its head cannot be reused, the backbone can.
+        log.warning(f"model '{model}': its classification head has {old_width} outputs and the task has "
+                    f"{len(label_names)} labels; the head is initialised afresh (seed {seed})")
     torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     # The "newly initialized head" load report is expected for every base model: keep it quiet.
@@ -95,6 +111,7 @@ def load_classifier(
             dtype=dtype,
             trust_remote_code=False,
             use_safetensors=True,  # never unpickle weights; local folders were checked by resolve_model
+            ignore_mismatched_sizes=old_width is not None,  # only the head can mismatch: its width is all that changed
         )
     except OSError as err:  # a Hub repository without the files: the user's model, not a bug
         raise ConfigError(f"model '{model}': cannot load its weights ({_first_line(err)})") from None

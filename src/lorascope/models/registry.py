@@ -110,6 +110,9 @@ def resolve_model(name: str) -> str:
     raise ConfigError(f"model '{name}': not an alias ({', '.join(ALIASES)}), an existing folder, or a Hub id (org/name)")
 
 
+HUB_PROBE_TIMEOUT_S = 10
+
+
 def hub_offline() -> bool:
     """Whether the Hugging Face Hub may not be contacted (``HF_HUB_OFFLINE``).
 
@@ -127,15 +130,33 @@ def require_hub_access(name: str, repo_id: str) -> None:
     Without this check, each library call fails on its own terms (an ``OSError`` about
     connecting to huggingface.co) once work has started.
     """
-    if not hub_offline():
-        return
     from huggingface_hub import try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
         return
     shown = f"'{name}'" if name == repo_id else f"'{name}' ({repo_id})"
-    raise ConfigError(f"model {shown}: not found locally and the Hugging Face Hub is offline (HF_HUB_OFFLINE=1); "
-                      "download it or pass a local folder")
+    if hub_offline():
+        raise ConfigError(f"model {shown}: not found locally and the Hugging Face Hub is offline (HF_HUB_OFFLINE=1); "
+                          "download it or pass a local folder")
+    _probe_hub(shown, repo_id)
+
+
+def _probe_hub(shown: str, repo_id: str) -> None:
+    """One quick request to the Hub before any download: no network fails in seconds, not after a minute of retries."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError:
+        return  # exists; the download says what access it needs
+    except RepositoryNotFoundError:
+        raise ConfigError(f"model {shown}: no such model on the Hugging Face Hub (or it is private); "
+                          "check the id, or pass a local folder") from None
+    except Exception as err:  # the transport's connection and timeout errors: no way to reach the Hub
+        raise ConfigError(f"model {shown}: not in the local Hugging Face cache and the Hub cannot be reached "
+                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it needs the "
+                          "network once, or pass a local folder") from None
 
 
 def alias_availability() -> list[tuple[str, str, bool, str]]:
