@@ -112,3 +112,22 @@ def test_train_cli_end_to_end(glue_dir, tmp_path):
     # The 8 dev rows hold 4 entailment: a 16-row, 1-epoch run learns nothing, and says so.
     assert "warning: this run did not learn its task" in proc.stdout
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("command, config", [
+    ("train", "lorascope.train.config:TrainConfig"),
+    ("drift", "lorascope.drift:DriftConfig"),
+    ("represent", "lorascope.represent:RepresentConfig"),
+    ("hpo", "lorascope.hpo:HpoConfig"),
+    ("bench", "lorascope.bench.config:BenchConfig"),
+    ("serve", "lorascope.server.settings:ServerSettings"),
+])
+def test_help_lists_every_setting(command, config):
+    import importlib
+
+    module, name = config.split(":")
+    fields = getattr(importlib.import_module(module), name).model_fields
+    proc = run_cli(command, "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    missing = [f for f in fields if f"{f}:" not in proc.stdout]
+    assert not missing, f"`lorascope {command} --help` does not list {missing}"

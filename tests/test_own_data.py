@@ -17,7 +17,7 @@ from lorascope.errors import ConfigError
 from lorascope.models import load_run
 from lorascope.server import ServerSettings, build_app
 from lorascope.train import TrainConfig, prepare_run, run_train
-from tests.conftest import write
+from tests.conftest import REPO, write
 from tests.test_cli import LORASCOPE
 from tests.helpers import logits_of
 
@@ -184,3 +184,21 @@ def test_classifier_folder_with_another_head_width_gets_a_fresh_head(tmp_path, c
         loaded = load_classifier(str(folder), ("neg", "neu", "pos"), seed=0)
     assert loaded.model.config.num_labels == 3 and loaded.model.classifier.weight.shape == (3, 16)
     assert "classification head has 2 outputs and the task has 3 labels" in caplog.text
+
+
+def test_every_readme_task_example_is_a_shipped_file_that_loads():
+    import re
+
+    from lorascope.data.tasks import TaskFile
+
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(# (examples/tasks/\S+\.yaml).*?)```", readme, re.S)
+    assert len(blocks) == 5
+    for text, path in blocks:
+        assert (REPO / path).read_text() == text, f"README's {path} differs from the file"
+        spec = get_task(str(REPO / path))
+        for split in ("train", "validation"):
+            assert len(load_split(spec, split)) > 0
+    section = readme[readme.index("### Your own data"):readme.index("**When the input is wrong.**")]
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert documented == set(TaskFile.model_fields), "the README's key table and the task schema differ"

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import assemble, console, quiet_libraries, user_errors
+from lorascope.cli.common import assemble, console, quiet_libraries, user_errors, with_settings_help
 
 OVERRIDES = "Settings as key=value (e.g. n_samples=500 bootstrap=2000)."
 
@@ -92,5 +92,8 @@ def print_drift_summary(result: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(represent)
-    app.command()(drift)
+    from lorascope.drift import DriftConfig
+    from lorascope.represent import RepresentConfig
+
+    app.command()(with_settings_help(represent, RepresentConfig))
+    app.command()(with_settings_help(drift, DriftConfig))

@@ -150,3 +150,10 @@ def is_main_process() -> bool:
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+def with_settings_help(command: F, config: type[StrictModel], what: str = "Settings (key=value)") -> F:
+    """Append every setting of ``config`` with its meaning to ``command``'s ``--help``."""
+    lines = [f"{name}: {f.description or ''}".rstrip(": ") for name, f in config.model_fields.items()]
+    command.__doc__ = (command.__doc__ or "") + f"\n\n{what}:\n\n" + "\n\n".join(lines)
+    return command

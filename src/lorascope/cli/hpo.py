@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import console, quiet_libraries, user_errors
+from lorascope.cli.common import console, quiet_libraries, user_errors, with_settings_help
 
 OVERRIDES_HELP = (
     "Settings as key=value. Search settings (n_trials, seed, study_name, heartbeat_s, space.lr.high=1e-3 …) "
@@ -95,4 +95,7 @@ def _fmt(value: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(hpo)
+    from lorascope.hpo import HpoConfig
+
+    app.command()(with_settings_help(hpo, HpoConfig, "Search settings (key=value; any other key is a training setting, "
+                                                     "see `lorascope train --help`)"))

@@ -8,7 +8,16 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import OneLineErrors, assemble_train, console, is_main_process, quiet_libraries, user_errors
+from lorascope.cli.common import (
+    OneLineErrors,
+    assemble_train,
+    console,
+    is_main_process,
+    quiet_libraries,
+    user_errors,
+    with_settings_help,
+)
+from lorascope.train.config import TrainConfig
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -19,13 +28,6 @@ app = typer.Typer(
 )
 
 OVERRIDES_HELP = "Settings as key=value (e.g. train_limit=2000 epochs=1 lr=5e-4); see `lorascope train --help`."
-
-
-def _train_settings_help() -> str:
-    from lorascope.train.config import TrainConfig
-
-    lines = [f"{name}: {f.description}" for name, f in TrainConfig.model_fields.items()]
-    return "Settings (key=value):\n\n" + "\n\n".join(lines)
 
 
 @app.command(epilog=None)
@@ -55,7 +57,7 @@ def train(
     print_train_result(console, metrics, out)
 
 
-train.__doc__ = (train.__doc__ or "") + "\n\n" + _train_settings_help()
+with_settings_help(train, TrainConfig)
 
 
 @app.command()
@@ -75,7 +77,7 @@ def models() -> None:
 @app.command()
 @user_errors
 def baselines(
-    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks."),
+    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks: GLUE names or task YAML files."),
     data_dir: Optional[str] = typer.Option(None, help="GLUE folder (default: $GLUE_DIR, else the Hub)."),
     draws: int = typer.Option(1000, help="Random prediction vectors averaged for the uniform baseline."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
@@ -102,7 +104,7 @@ def baselines(
 @user_errors
 def sanity(
     model: str = typer.Option("minilm", help="Base model alias, folder or Hub id."),
-    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks."),
+    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks: GLUE names or task YAML files."),
     methods: str = typer.Option("lora,full", help="Comma-separated methods."),
     samples: int = typer.Option(10, help="Training examples to overfit."),
     max_epochs: int = typer.Option(10, help="Epochs allowed."),

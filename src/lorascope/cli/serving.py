@@ -13,16 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors
+from lorascope.bench.config import BenchConfig
+from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors, with_settings_help
+from lorascope.server.settings import ServerSettings
 
 TOKEN_ENV = "LORASCOPE_TOKEN"
-
-
-def _bench_settings_help() -> str:
-    from lorascope.bench.config import BenchConfig
-
-    lines = [f"{name}: {f.description}" for name, f in BenchConfig.model_fields.items()]
-    return "Settings (key=value):\n\n" + "\n\n".join(lines)
 
 
 @user_errors
@@ -73,7 +68,7 @@ def bench(
         raise typer.Exit(1)
 
 
-bench.__doc__ = (bench.__doc__ or "") + "\n\n" + _bench_settings_help()
+with_settings_help(bench, BenchConfig)
 
 
 @user_errors
@@ -165,5 +160,5 @@ def loadtest(
 def register(app: typer.Typer) -> None:
     """Add ``bench``, ``serve`` and ``loadtest`` to the ``lorascope`` command."""
     app.command()(bench)
-    app.command()(serve)
+    app.command()(with_settings_help(serve, ServerSettings, "Server settings (key=value)"))
     app.command()(loadtest)
