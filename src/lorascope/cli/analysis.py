@@ -48,11 +48,13 @@ def drift(
     console.print(f"-> {out / 'drift.json'}, {out / 'layers.csv'}")
 
 
-def _fmt(stat: dict | None, digits: int = 4) -> str:
+def _fmt(stat: dict | None, digits: int = 4, percent: bool = False) -> str:
+    """mean ± sd (n); a metric in [0, 1] as a percentage, like every command prints metrics."""
     if not stat or stat.get("mean") is None:
         return "–"
-    sd = f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
-    return f"{stat['mean']:.{digits}f}{sd} (n={stat['n']})"
+    scale, digits = (100, 1) if percent else (1, digits)
+    sd = f" ± {scale * stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
+    return f"{scale * stat['mean']:.{digits}f}{sd} (n={stat['n']})"
 
 
 def print_drift_summary(result: dict) -> None:
@@ -66,11 +68,11 @@ def print_drift_summary(result: dict) -> None:
     if result.get("n_samples_note"):
         console.print(f"[yellow]note:[/] {result['n_samples_note']}")
     table = Table(title=f"{result['task']}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
-    for col in ("method", "drift", "debiased drift", "cosine", "dev metric", "noise floor (sd over seeds)"):
+    for col in ("method", "drift", "debiased drift", "cosine", "dev metric (%)", "noise floor (sd over seeds)"):
         table.add_column(col)
     for meth, s in result["methods"].items():
         floor = result["noise_floor"].get(meth)
-        table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt(s["metric"]),
+        table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt(s["metric"], percent=True),
                       f"{floor['sd']:.4f}" if floor else "–")
     console.print(table)
     comp = result["comparison"]

@@ -51,7 +51,7 @@ def hpo(
         raise typer.Exit(1)
     best = summary["best"]
     console.print(
-        f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} {best['value']:.4f} -> {summary['best_config']}"
+        f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} {100 * best['value']:.1f}% -> {summary['best_config']}"
     )
 
 
@@ -70,7 +70,7 @@ def _assemble(cls, config_file: Optional[Path], options: dict[str, Any], overrid
 def _print_trials(summary: dict[str, Any]) -> None:
     best = (summary["best"] or {}).get("number")
     table = Table(title=f"study {summary['study']} ({summary['storage']})")
-    for col in ("trial", "state", f"dev {summary['main_metric']}", "time (s)"):
+    for col in ("trial", "state", f"dev {summary['main_metric']} (%)", "time (s)"):
         table.add_column(col, no_wrap=True)
     # One wrapping column for the sampled settings keeps the table readable on narrow terminals.
     table.add_column("settings")
@@ -83,7 +83,7 @@ def _print_trials(summary: dict[str, Any]) -> None:
         table.add_row(
             str(t["number"]),
             state,
-            "" if t["value"] is None else f"{t['value']:.4f}",
+            "" if t["value"] is None else f"{100 * t['value']:.1f}",
             "" if t["duration_s"] is None else f"{t['duration_s']:.1f}",
             " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()) or (t["reason"] or ""),
         )

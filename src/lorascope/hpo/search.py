@@ -126,7 +126,7 @@ class _Objective:
             reason = metrics.get("reason") or f"no finite dev {self.main_metric}"
             self.log(f"trial {trial.number} failed ({reason}); recorded as pruned | {shown}")
             raise optuna.TrialPruned(reason)
-        self.log(f"trial {trial.number}: dev {self.main_metric} {value:.4f} | {shown} | {metrics['runtime_s']:.1f} s")
+        self.log(f"trial {trial.number}: dev {self.main_metric} {100 * value:.1f}% | {shown} | {metrics['runtime_s']:.1f} s")
         return float(value)
 
     def _train(self, trial: optuna.Trial, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
