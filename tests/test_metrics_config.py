@@ -6,7 +6,7 @@ import pytest
 from lorascope.config import parse_overrides
 from lorascope.errors import ConfigError
 from lorascope.train import TrainConfig
-from lorascope.train.metrics import (
+from lorascope.metrics import (
     accuracy,
     compute_metrics_fn,
     f1_binary,

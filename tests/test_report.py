@@ -113,3 +113,21 @@ def test_whole_document_renders_from_numbers():
     import re
 
     assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+
+
+def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
+    import dataclasses
+
+    data = synthetic_study(8)
+    rng = np.random.default_rng(1)
+    lora = [_run("lora", s, float(v), 0.5) for s, v in enumerate(_values(0.03, 0.001, 8, rng))]
+    full = [_run("full", s, float(v), 0.5) for s, v in enumerate(_values(0.15, 0.001, 8, rng))]
+    full[3] = dataclasses.replace(full[3], learned=False)
+    comparison = compare_methods(lora, full)
+    assert "full seed 3 did not learn the task" in comparison["not_interpretable"]
+    assert all(v.get("not_interpretable") and "status" not in v for v in comparison["verdicts"].values())
+    data["drift"]["sst2"]["comparison"] = comparison
+    assert "no answer, not interpretable: full seed 3" in answers(data)
+    assert "**not interpretable**" in verdict_table(data)
+    # The same runs, all learned: the verdicts decide.
+    assert compare_methods(lora, [dataclasses.replace(r, learned=True) for r in full])["verdicts"]["lower"]["status"] == "supported"

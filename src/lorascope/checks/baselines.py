@@ -12,7 +12,7 @@ import numpy as np
 
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.checks.learned import majority_label
-from lorascope.train.metrics import score
+from lorascope.metrics import score
 
 
 @dataclass

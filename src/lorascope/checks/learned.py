@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.train.metrics import score
+from lorascope.metrics import score
 
 # A run "learned" when its main dev metric beats the majority-class baseline by this much
 # (2 points of accuracy); the report's † flag uses the same margin on the mean over seeds.

@@ -24,7 +24,7 @@ from lorascope.errors import ConfigError
 ColumnRef = str | int
 
 SPLITS = ("train", "validation", "test")
-# Metric names a task may ask for; their definitions live in lorascope.train.metrics.
+# Metric names a task may ask for; their definitions live in lorascope.metrics.
 SUPPORTED_METRICS = ("accuracy", "f1", "macro_f1", "weighted_f1", "matthews")
 
 

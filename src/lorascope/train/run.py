@@ -29,7 +29,7 @@ from lorascope.models.adapt import ParamCounts
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.train.config import TrainConfig
-from lorascope.train.metrics import unflatten_eval
+from lorascope.metrics import unflatten_eval
 from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
 

@@ -15,7 +15,7 @@ from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import CountingCollator
 from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfResumedAtEnd
 from lorascope.train.config import TrainConfig
-from lorascope.train.metrics import compute_metrics_fn
+from lorascope.metrics import compute_metrics_fn
 from lorascope.train.progress import TrainProgress
 
 
