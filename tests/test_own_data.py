@@ -202,3 +202,19 @@ def test_every_readme_task_example_is_a_shipped_file_that_loads():
     section = readme[readme.index("### Your own data"):readme.index("**When the input is wrong.**")]
     documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
     assert documented == set(TaskFile.model_fields), "the README's key table and the task schema differ"
+
+
+def test_drift_and_represent_take_the_task_from_the_run_folders(tmp_path, cola):
+    from lorascope.data.tasks import task_of_run
+    from lorascope.drift import DriftConfig, run_drift
+
+    runs = tmp_path / "runs"
+    for method in ("lora", "full"):
+        run_train(TrainConfig(task=str(cola[0]), method=method, **TINY), runs / f"cola-{method}", progress=False)
+    assert task_of_run(runs / "cola-lora") == get_task(str(cola[0]))
+    result = run_drift(DriftConfig(base="tiny-llama", runs=str(runs), n_samples=16, max_length=32, bootstrap=0),
+                       tmp_path / "drift")
+    assert result["task"] == "cola" and result["n_samples"] == 16 and len(result["runs"]) == 2
+    write(runs / "other" / "metrics.json", json.dumps({"task": "sst2", "status": "ok"}))
+    with pytest.raises(Exception, match=r"runs of 2 tasks \(cola, sst2\); name one with task=<task>"):
+        run_drift(DriftConfig(base="tiny-llama", runs=str(runs)), tmp_path / "drift2")

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorascope.data.tasks import GLUE_TASKS, TaskSpec, task_from_record, task_record
-from lorascope.errors import ConfigError, LorascopeError
+from lorascope.data.tasks import TaskSpec, recorded_task, task_record
+from lorascope.errors import LorascopeError
 from lorascope.models.weights import check_adapter_folder
 
 SIDECAR = "lorascope_adapter.json"
@@ -125,18 +125,6 @@ def _locate_adapter(name: str, path: str | Path) -> AdapterSource:
     if (p.parent / "metrics.json").is_file() and p.name == "adapter":
         return _from_info(name, p, _run_info(p.parent / "metrics.json"), "run")
     return AdapterSource(name, p, None, None, None, "adapter")
-
-
-def recorded_task(info: dict) -> TaskSpec | None:
-    """The task a run's ``metrics.json`` (or a sidecar) records: its full record, else a GLUE task by name."""
-    record = info.get("task_spec")
-    if isinstance(record, dict):
-        try:
-            return task_from_record(record)
-        except ConfigError:
-            return None
-    task = info.get("task")
-    return GLUE_TASKS.get(task) if isinstance(task, str) else None
 
 
 def _from_info(name: str, folder: Path, info: dict, origin: str) -> AdapterSource:

@@ -16,7 +16,8 @@ OVERRIDES = "Settings as key=value (e.g. n_samples=500 bootstrap=2000)."
 @user_errors
 def represent(
     model: str = typer.Option(..., help="Base model (alias, folder, Hub id) or a training run folder."),
-    task: str = typer.Option(..., help="GLUE task or task YAML file."),
+    task: Optional[str] = typer.Option(None, help="GLUE task, task YAML file or run folder (default: --model's task, "
+                                                  "when it is a run folder)."),
     out: Path = typer.Option(..., help="Output .safetensors file."),
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES, show_default=False),
 ) -> None:
@@ -24,6 +25,8 @@ def represent(
     quiet_libraries()
     from lorascope.represent import RepresentConfig, run_represent
 
+    if task is None and (Path(model) / "metrics.json").is_file():
+        task = model  # a run folder records its task
     cfg = assemble(RepresentConfig, None, dict(model=model, task=task), overrides)
     reps = run_represent(cfg, out)
     shape = next(iter(reps.states.values())).shape
@@ -32,7 +35,7 @@ def represent(
 
 @user_errors
 def drift(
-    task: str = typer.Option(..., help="GLUE task or task YAML file."),
+    task: Optional[str] = typer.Option(None, help="GLUE task, task YAML file or run folder (default: the runs' own task)."),
     base: str = typer.Option(..., help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
     out: Path = typer.Option(..., help="Output folder (drift.json, layers.csv, reps/)."),

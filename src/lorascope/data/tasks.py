@@ -8,6 +8,7 @@ comparable with everything else built on it. User tasks are described by a small
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -107,16 +108,50 @@ GLUE_TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name_or_path: str) -> TaskSpec:
-    """A registered GLUE task by name (``sst2``, ``SST-2`` …) or a user task YAML file."""
+    """A registered GLUE task by name (``sst2``, ``SST-2`` …), a user task YAML file, or a training
+    run folder (the task its ``metrics.json`` records)."""
     key = name_or_path.lower().replace("-", "").replace("_", "")
     if key in GLUE_TASKS:
         return GLUE_TASKS[key]
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         return load_task_file(p)
+    if (p / "metrics.json").is_file():
+        return task_of_run(p)
     raise ConfigError(
-        f"task '{name_or_path}': expected one of {sorted(GLUE_TASKS)} or a task YAML file (*.yaml)"
+        f"task '{name_or_path}': expected one of {sorted(GLUE_TASKS)}, a task YAML file (*.yaml) or a training run folder"
     )
+
+
+def task_of_run(folder: Path) -> TaskSpec:
+    """The task a training run was trained on, from its ``metrics.json``.
+
+    Raises:
+        ConfigError: the file is unreadable or records no task lorascope can rebuild.
+    """
+    path = folder / "metrics.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's record ({exc.__class__.__name__})") from None
+    spec = recorded_task(info) if isinstance(info, dict) else None
+    if spec is not None:
+        return spec
+    raise ConfigError(f"{path}: records no task lorascope can rebuild (a run made before tasks were recorded); "
+                      "give the task's name or YAML file")
+
+
+def recorded_task(info: dict[str, Any]) -> TaskSpec | None:
+    """The task a run's ``metrics.json`` (or an adapter sidecar) records: its full record, else a GLUE
+    task by name; None when it records neither."""
+    record = info.get("task_spec")
+    if isinstance(record, dict):
+        try:
+            return task_from_record(record)
+        except ConfigError:
+            return None
+    task = info.get("task")
+    return GLUE_TASKS.get(task) if isinstance(task, str) else None
 
 
 def task_record(spec: TaskSpec) -> dict[str, Any]:

@@ -33,7 +33,8 @@ LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosi
 class DriftConfig(StrictModel):
     """Drift of every trained run of one task from its base model."""
 
-    task: str = Field("sst2", description="GLUE task or task YAML file")
+    task: str | None = Field(None, description="GLUE task, task YAML file or training run folder (default: the task "
+                                               "of the runs under 'runs', when they all share one)")
     base: str = Field("minilm", description="the base model the runs were trained from")
     runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
     n_samples: PositiveInt = Field(750, description="dev samples compared (all where the split is smaller)")
@@ -49,6 +50,22 @@ class DriftConfig(StrictModel):
     test: Literal["t", "sign-flip"] = Field("t", description="primary test of every verdict (the protocol's paired "
                                             "t-test, or the exact sign-flip test); the other is always reported beside it")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+
+
+def resolve_task(cfg: DriftConfig) -> DriftConfig:
+    """``cfg`` with its task set: as given, or the one task that every finished run under ``runs`` records."""
+    if cfg.task is not None:
+        return cfg
+    root = Path(cfg.runs)
+    if not root.is_dir():
+        raise DataError(f"{root}: runs folder not found")
+    by_name: dict[str, Path] = {}
+    for metrics_path in finished_runs(root):
+        by_name.setdefault(str(json.loads(metrics_path.read_text()).get("task")), metrics_path.parent)
+    if len(by_name) != 1:
+        found = ", ".join(sorted(by_name)) or "none"
+        raise DataError(f"{root}: runs of {len(by_name)} tasks ({found}); name one with task=<task>")
+    return cfg.model_copy(update={"task": str(next(iter(by_name.values())))})
 
 
 def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]]:
@@ -105,6 +122,7 @@ def check_aligned(reference: Representations, other: Representations, name: str)
 
 def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     out = Path(out)
+    cfg = resolve_task(cfg)
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
     base = _represent(cfg, cfg.base, reps_dir / "base.safetensors")
