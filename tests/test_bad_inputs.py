@@ -15,9 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from typer.testing import CliRunner
@@ -288,7 +288,8 @@ CASES = [
          r"override 'lora_targets=\[q_proj': value is not valid YAML"),
     case("override-scalar-as-section", lambda ws: ws.train("rte", "epochs.x=1"), r"'epochs'"),
     case("seed-negative-option", lambda ws: ws.train("rte", "--seed", "-1"), r"'seed': a seed must be an integer from 0 to 4294967295 \(got -1\)"),
-    case("seed-beyond-32-bits", lambda ws: ws.train("rte", "seed=4294967296"), r"'seed': a seed must be an integer from 0 to 4294967295 \(got 4294967296\)"),
+    case("seed-beyond-32-bits", lambda ws: ws.train("rte", "seed=4294967296"),
+         r"'seed': a seed must be an integer from 0 to 4294967295 \(got 4294967296\)"),
     case("data-seed-negative", lambda ws: ws.train("rte", "data_seed=-5"), r"'data_seed': a seed must be an integer from 0 to 4294967295"),
     case("lr-zero", lambda ws: ws.train("rte", "lr=0"), r"'lr': Input should be greater than 0"),
     case("lr-negative", lambda ws: ws.train("rte", "lr=-1e-4"), r"'lr': Input should be greater than 0"),
@@ -360,8 +361,8 @@ CASES = [
     case("adapter-pickle-only-serve", lambda ws: ws.serve(*["--base", "tiny-llama"], "--adapter",
                                                           f"sst2={ws.adapter(pickle_weights('adapter_model.safetensors', 'adapter_model.bin'))}"),
          r"adapter_model\.bin: pickled weights are not loaded"),
-    case("adapter-pickle-named-safetensors", lambda ws: ws.bench(*TINY, "--adapter",
-                                                                 f"sst2={ws.adapter(pickle_weights('adapter_model.safetensors', 'adapter_model.safetensors'))}"),
+    case("adapter-pickle-named-safetensors", lambda ws: ws.bench(
+        *TINY, "--adapter", f"sst2={ws.adapter(pickle_weights('adapter_model.safetensors', 'adapter_model.safetensors'))}"),
          r"adapter_model\.safetensors: not a safetensors file"),
     case("adapter-other-base", lambda ws: ws.bench("--model", "minilm", "--adapter", f"sst2={ws.adapter()}"),
          r"adapter 'sst2' .*does not fit base model 'minilm'"),
@@ -388,7 +389,8 @@ CASES = [
     case("serve-bad-dtype", lambda ws: ws.serve("--dtype", "fp16"), r"--dtype 'fp16'"),
     case("hpo-zero-trials", lambda ws: ["hpo", "--task", "rte", "--method", "lora", "--trials", "0", "--out", ws.p("out")],
          r"'n_trials': Input should be greater than 0"),
-    case("hpo-unknown-space-param", lambda ws: ["hpo", "--task", "rte", "--method", "lora", "--out", ws.p("out"), "space.bogus.low=1", "space.bogus.high=2"],
+    case("hpo-unknown-space-param", lambda ws: ["hpo", "--task", "rte", "--method", "lora", "--out", ws.p("out"),
+                                                "space.bogus.low=1", "space.bogus.high=2"],
          r"space\.bogus: unknown parameter 'bogus'"),
     case("hpo-bad-data", lambda ws: ["hpo", "--task", ws.task(train=GOOD_TRAIN + "so so,maybe\n"), "--method", "lora", *TINY,
                                      "--trials", "1", "--out", ws.p("out"), *QUICK],
@@ -407,7 +409,8 @@ CASES = [
     case("study-unknown-model", lambda ws: ["study", "run", ws.study(STUDY_BASE.replace("tiny-llama", "no/such/model")
                                                                       .replace("[baselines]", "[sanity]"))],
          r"model 'no/such/model'"),
-    case("study-negative-seed", lambda ws: ["study", "run", ws.study(STUDY_BASE.replace("[1]", "[-1]"))], r"'seeds': a seed must be an integer from 0 to 4294967295 \(got \[-1\]\)"),
+    case("study-negative-seed", lambda ws: ["study", "run", ws.study(STUDY_BASE.replace("[1]", "[-1]"))],
+         r"'seeds': a seed must be an integer from 0 to 4294967295 \(got \[-1\]\)"),
     case("study-empty-tasks", lambda ws: ["study", "run", ws.study(STUDY_BASE.replace("[rte]", "[]"))], r"'tasks': .*at least one"),
     case("study-bad-train-setting", lambda ws: ["study", "run", ws.study(STUDY_BASE + "train: {lr: 0}\n")], r"'lr': Input should be greater than 0"),
     case("study-out-is-file", lambda ws: ["study", "run", ws.study(STUDY_BASE), "out=" + ws.file("taken", "x")],

@@ -5,12 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.conftest import write
-
 from typer.testing import CliRunner
 
 from lorascope.cli.main import app
+from tests.conftest import write
 
 LORASCOPE = [sys.executable, "-m", "lorascope.cli.main"]
 

@@ -5,7 +5,6 @@ import pytest
 
 from lorascope.config import parse_overrides
 from lorascope.errors import ConfigError
-from lorascope.train import TrainConfig
 from lorascope.metrics import (
     accuracy,
     compute_metrics_fn,
@@ -16,6 +15,7 @@ from lorascope.metrics import (
     unflatten_eval,
     weighted_f1,
 )
+from lorascope.train import TrainConfig
 
 
 def test_metrics_hand_computed():

@@ -18,8 +18,8 @@ from lorascope.models import load_run
 from lorascope.server import ServerSettings, build_app
 from lorascope.train import TrainConfig, prepare_run, run_train
 from tests.conftest import REPO, write
-from tests.test_cli import LORASCOPE
 from tests.helpers import logits_of
+from tests.test_cli import LORASCOPE
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -169,9 +169,7 @@ def test_unreachable_hub_is_a_one_line_error_in_seconds(tmp_path):
 
 
 def test_classifier_folder_with_another_head_width_gets_a_fresh_head(tmp_path, caplog):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from lorascope.models import load_classifier
     from lorascope.models.registry import resolve_model

@@ -122,12 +122,25 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
     rng = np.random.default_rng(1)
     lora = [_run("lora", s, float(v), 0.5) for s, v in enumerate(_values(0.03, 0.001, 8, rng))]
     full = [_run("full", s, float(v), 0.5) for s, v in enumerate(_values(0.15, 0.001, 8, rng))]
-    full[3] = dataclasses.replace(full[3], learned=False)
+    def check(metric: float, share: float = 0.6) -> dict:
+        return {"learned": metric >= 0.52, "majority_baseline": 0.5, "predicted_share": share}
+
+    lora = [dataclasses.replace(r, metric=0.8, learning=check(0.8)) for r in lora]
+    full = [dataclasses.replace(r, metric=0.8, learning=check(0.8)) for r in full]
+    # One seed at majority level among learning ones is listed, not fatal.
+    full[3] = dataclasses.replace(full[3], metric=0.5, learning=check(0.5))
+    assert compare_methods(lora, full)["runs_not_learned"] == ["full seed 3"]
+    assert compare_methods(lora, full)["verdicts"]["lower"]["status"] == "supported"
+    # One run that predicts a single label for every example is fatal.
+    full[3] = dataclasses.replace(full[3], learning=check(0.5, share=1.0))
     comparison = compare_methods(lora, full)
-    assert "full seed 3 did not learn the task" in comparison["not_interpretable"]
+    assert "full seed 3 predicts one label for every dev example" in comparison["not_interpretable"]
     assert all(v.get("not_interpretable") and "status" not in v for v in comparison["verdicts"].values())
     data["drift"]["sst2"]["comparison"] = comparison
-    assert "no answer, not interpretable: full seed 3" in answers(data)
+    assert "no answer, not interpretable: the models did not learn the task (full seed 3" in answers(data)
     assert "**not interpretable**" in verdict_table(data)
-    # The same runs, all learned: the verdicts decide.
-    assert compare_methods(lora, [dataclasses.replace(r, learned=True) for r in full])["verdicts"]["lower"]["status"] == "supported"
+    # A method whose mean is at majority level is fatal too.
+    lora = [dataclasses.replace(r, metric=0.51, learning=check(0.51)) for r in lora]
+    full[3] = dataclasses.replace(full[3], learning=check(0.5))
+    assert "LoRA's mean dev metric 51.0% is not 2 points above the majority baseline (50.0%)" in (
+        compare_methods(lora, full)["not_interpretable"])

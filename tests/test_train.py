@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from lorascope.train import TrainConfig, prepare_run, run_train
 from lorascope.models import load_run
+from lorascope.train import TrainConfig, prepare_run, run_train
 from tests.helpers import logits_of
 
 SMALL = dict(task="mrpc", train_limit=32, eval_limit=16, epochs=2, batch_size=8, max_length=64, logging_steps=2)

@@ -29,11 +29,6 @@ CONFIG_FILE = "config.yaml"
 NOT_RESULT_SUFFIXES = (".partial", ".old", ".failed")
 
 
-def finished_runs(root: Path) -> list[Path]:
-    """The ``metrics.json`` of every finished unit folder directly under ``root``, sorted."""
-    return [p for p in sorted(root.glob("*/metrics.json")) if not p.parent.name.endswith(NOT_RESULT_SUFFIXES)]
-
-
 def partial_path(out: Path) -> Path:
     """Where the unit for ``out`` is written until it is complete."""
     return out.with_name(out.name + ".partial")

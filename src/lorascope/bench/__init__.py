@@ -6,8 +6,15 @@ Public API:
     LoadConfig, run_load: the HTTP load generator against a running ``lorascope serve``.
 """
 
-from lorascope.bench.config import STRATEGIES, BenchConfig
-from lorascope.bench.load import LoadConfig, run_load
-from lorascope.bench.run import run_bench
+from lorascope._lazy import lazy_exports
 
-__all__ = ["STRATEGIES", "BenchConfig", "LoadConfig", "run_bench", "run_load"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "STRATEGIES": ".config",
+    "BenchConfig": ".config",
+    "LoadConfig": ".load",
+    "run_load": ".load",
+    "run_bench": ".run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

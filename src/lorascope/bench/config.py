@@ -113,7 +113,7 @@ class BenchConfig(StrictModel):
         return adapters
 
     @model_validator(mode="after")
-    def _tasks_for_synthetic(self) -> "BenchConfig":
+    def _tasks_for_synthetic(self) -> BenchConfig:
         if not self.adapters and not self.synthetic_tasks:
             raise ValueError("synthetic_tasks must name at least one task")
         return self

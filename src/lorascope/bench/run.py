@@ -23,7 +23,12 @@ from lorascope.bench.checks import run_checks
 from lorascope.bench.config import BASELINE, BenchConfig
 from lorascope.bench.inputs import Batch, build_pool, make_batches
 from lorascope.bench.memory import (
-    PeakMeter, parameter_count, peak_rss_bytes, reachable_tensor_bytes, rss_bytes, runtime_tensor_bytes,
+    PeakMeter,
+    parameter_count,
+    peak_rss_bytes,
+    reachable_tensor_bytes,
+    rss_bytes,
+    runtime_tensor_bytes,
 )
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
 from lorascope.bench.report import write_csv
@@ -86,7 +91,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
             for b in cfg.batch_sizes:
                 step = progress.add_task(f"timing batch size {b}", total=n_steps)
                 timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
-                times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda: progress.advance(step))
+                times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda step=step: progress.advance(step))
     except LorascopeError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input (model, adapter, data) leaves no folder behind
         raise

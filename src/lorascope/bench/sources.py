@@ -17,6 +17,7 @@ from pathlib import Path
 from lorascope.data.tasks import TaskSpec, recorded_task, task_record
 from lorascope.errors import LorascopeError
 from lorascope.models.weights import check_adapter_folder
+from lorascope.run_folder import RunFolder
 
 SIDECAR = "lorascope_adapter.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -81,11 +82,9 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _run_info(metrics_path: Path) -> dict:
-    info = _read_json(metrics_path)
-    if info.get("status", "ok") != "ok":
-        raise LorascopeError(f"{metrics_path.parent}: training run did not finish successfully ({info.get('reason')})")
-    return info
+def _run_info(folder: Path) -> dict:
+    """A successful run's record, as written (its task, labels and base)."""
+    return RunFolder(folder).successful_record().model_dump()
 
 
 def resolve_adapter(name: str, path: str | Path) -> AdapterSource:
@@ -112,18 +111,18 @@ def _locate_adapter(name: str, path: str | Path) -> AdapterSource:
     p = Path(path).expanduser()
     if not p.is_dir():
         raise LorascopeError(f"adapter '{name}': {p} is not a folder")
-    if (p / "metrics.json").is_file() and (p / "adapter").is_dir():
-        info = _run_info(p / "metrics.json")
-        return _from_info(name, p / "adapter", info, "run")
-    if (p / "metrics.json").is_file() and (p / "model").is_dir():
+    run = RunFolder(p)
+    if RunFolder.holds_run(p) and run.adapter_dir.is_dir():
+        return _from_info(name, run.adapter_dir, _run_info(p), "run")
+    if RunFolder.holds_run(p) and run.model_dir.is_dir():
         raise LorascopeError(f"adapter '{name}': {p} is a full fine-tuning run, not a LoRA adapter (use it as --full-model)")
     if not (p / ADAPTER_CONFIG).is_file():
         raise LorascopeError(f"adapter '{name}': {p} holds neither adapter/ + metrics.json (a LoRA run) nor {ADAPTER_CONFIG}")
     if (p / SIDECAR).is_file():
         info = _read_json(p / SIDECAR)
         return _from_info(name, p, info, "synthetic" if info.get("synthetic") else "adapter")
-    if (p.parent / "metrics.json").is_file() and p.name == "adapter":
-        return _from_info(name, p, _run_info(p.parent / "metrics.json"), "run")
+    if RunFolder.holds_run(p.parent) and p == RunFolder(p.parent).adapter_dir:
+        return _from_info(name, p, _run_info(p.parent), "run")
     return AdapterSource(name, p, None, None, None, "adapter")
 
 
@@ -154,8 +153,9 @@ def resolve_full_model(path: str | Path) -> tuple[Path, dict]:
         LorascopeError: If it is neither.
     """
     p = Path(path).expanduser()
-    if (p / "metrics.json").is_file() and (p / "model" / "config.json").is_file():
-        return p / "model", _run_info(p / "metrics.json")
+    run = RunFolder(p)
+    if RunFolder.holds_run(p) and (run.model_dir / "config.json").is_file():
+        return run.model_dir, _run_info(p)
     if (p / "config.json").is_file():
         return p, {}
     if (p / "adapter" / ADAPTER_CONFIG).is_file():

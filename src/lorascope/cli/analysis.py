@@ -24,8 +24,9 @@ def represent(
     """Extract mean-pooled (and head-token) hidden states of every layer on a fixed sample set."""
     quiet_libraries()
     from lorascope.represent import RepresentConfig, run_represent
+    from lorascope.run_folder import RunFolder
 
-    if task is None and (Path(model) / "metrics.json").is_file():
+    if task is None and RunFolder.holds_run(model):
         task = model  # a run folder records its task
     cfg = assemble(RepresentConfig, None, dict(model=model, task=task), overrides)
     reps = run_represent(cfg, out)
@@ -79,6 +80,8 @@ def print_drift_summary(result: dict) -> None:
                       f"{floor['sd']:.4f}" if floor else "–")
     console.print(table)
     comp = result["comparison"]
+    if comp.get("runs_not_learned"):
+        console.print(f"[yellow]note:[/] at majority level (did not learn): {', '.join(comp['runs_not_learned'])}")
     if comp.get("not_interpretable"):
         console.print(f"[bold yellow]LoRA vs full FT {comp['not_interpretable']}[/]", highlight=False)
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +9,7 @@ import typer
 from rich.table import Table
 
 from lorascope.cli.common import console, quiet_libraries, user_errors
+from lorascope.run_folder import RunFolder
 
 study_app = typer.Typer(help="Run a whole study from a YAML file, resumably; show its progress.", no_args_is_help=True)
 
@@ -49,10 +49,10 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
     counts = {"done": 0, "failed": 0, "pending": 0, "running": 0}
     for unit in train_units(cfg):
         f = unit.folder(folder)
-        if (f / "metrics.json").is_file():
-            m = json.loads((f / "metrics.json").read_text())
-            status = "done" if m["status"] == "ok" else "failed"
-            detail = f"{m['main_metric']} {100 * m['dev'][m['main_metric']]:.1f}" if status == "done" else m.get("reason", "")
+        if RunFolder.holds_run(f):
+            m = RunFolder(f).record()
+            status = "done" if m.ok else "failed"
+            detail = f"{m.main_metric} {100 * (m.main_value or float('nan')):.1f}" if m.ok else (m.reason or "")
         elif f.with_name(f.name + ".partial").exists():
             status, detail = "running", "partial (resumes from its last checkpoint)"
         else:

@@ -37,4 +37,5 @@ def print_train_result(console: Console, metrics: dict[str, Any], out: Path) -> 
     )
     if check and not check.get("learned", True):
         console.print(f"[bold yellow]warning: this run did not learn its task:[/] {'; '.join(check['reasons'])}. "
-                      "Drift verdicts over it are marked not interpretable.")
+                      "A drift comparison lists it, and is not interpretable if its method "
+                      "learned nothing on average.")

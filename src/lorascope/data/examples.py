@@ -98,6 +98,32 @@ _HUB_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def texts_to_examples(texts: list[str] | list[list[str]] | list[tuple[str, str]]) -> tuple[datasets.Dataset, bool]:
+    """Raw texts (all single, or all ``[text_a, text_b]`` pairs) as the uniform dataset, unlabelled.
+
+    Returns:
+        The dataset (ids ``text-<i>``, label -1) and whether the texts are pairs.
+
+    Raises:
+        DataError: no texts, a mix of singles and pairs, a pair without exactly two texts, an empty text.
+    """
+    if not texts:
+        raise DataError("no texts given")
+    is_pair = not isinstance(texts[0], str)
+    a, b = [], []
+    for i, item in enumerate(texts):
+        if isinstance(item, str) == is_pair:
+            raise DataError(f"texts[{i}]: give all single texts or all [text_a, text_b] pairs, not a mix")
+        parts = [item] if isinstance(item, str) else list(item)
+        if is_pair and len(parts) != 2:
+            raise DataError(f"texts[{i}]: a pair must be [text_a, text_b], got {len(parts)} texts")
+        if any(not isinstance(t, str) or not t.strip() for t in parts):
+            raise DataError(f"texts[{i}]: empty or not text")
+        a.append(parts[0])
+        b.append(parts[1] if is_pair else "")
+    return _to_dataset([f"text-{i}" for i in range(len(a))], a, b, [-1] * len(a)), is_pair
+
+
 def _to_dataset(ids: list[str], text_a: list[str], text_b: list[str], labels: list[int]) -> datasets.Dataset:
     features = datasets.Features(
         {

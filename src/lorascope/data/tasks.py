@@ -8,7 +8,6 @@ comparable with everything else built on it. User tasks are described by a small
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from lorascope.config import StrictModel, describe_validation_error, load_yaml
 from lorascope.data.readers import TableLayout
 from lorascope.errors import ConfigError
+from lorascope.run_folder import RunFolder
 
 # A column is named as in the file's header, or given by its 0-based position.
 ColumnRef = str | int
@@ -116,7 +116,7 @@ def get_task(name_or_path: str) -> TaskSpec:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         return load_task_file(p)
-    if (p / "metrics.json").is_file():
+    if RunFolder.holds_run(p):
         return task_of_run(p)
     raise ConfigError(
         f"task '{name_or_path}': expected one of {sorted(GLUE_TASKS)}, a task YAML file (*.yaml) or a training run folder"
@@ -129,14 +129,11 @@ def task_of_run(folder: Path) -> TaskSpec:
     Raises:
         ConfigError: the file is unreadable or records no task lorascope can rebuild.
     """
-    path = folder / "metrics.json"
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the run's record ({exc.__class__.__name__})") from None
-    spec = recorded_task(info) if isinstance(info, dict) else None
+    run = RunFolder(folder)
+    spec = recorded_task(run.raw())
     if spec is not None:
         return spec
+    path = run.metrics_path
     raise ConfigError(f"{path}: records no task lorascope can rebuild (a run made before tasks were recorded); "
                       "give the task's name or YAML file")
 

@@ -1,5 +1,11 @@
 """Representation drift of fine-tuned models from their base: controls, per-layer CKA, statistics."""
 
-from lorascope.drift.run import DriftConfig, run_drift
+from lorascope._lazy import lazy_exports
 
-__all__ = ["DriftConfig", "run_drift"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "DriftConfig": ".config",
+    "run_drift": ".run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -27,7 +27,8 @@ class RunDrift:
             the estimate; see ``_interval``).
         mean_drift: drift averaged over layers (biased CKA), with ``mean_drift_ci`` from the
             same resamples (all layers resampled together).
-        learned: whether the run learned its task (its ``metrics.json`` learning check).
+        learning: the run's learning check from its ``metrics.json`` (``learned``, ``reasons``,
+            ``majority_baseline``, ``predicted_share``), None when it has none.
         mean_drift_boot, mean_drift_debiased_boot: float arrays [B], the layer-averaged drift of
             every bootstrap-over-samples replicate (for the hierarchical interval across seeds;
             not written to JSON).
@@ -44,7 +45,7 @@ class RunDrift:
     mean_cosine: float
     n_samples: int
     thirds: dict[str, float] = field(default_factory=dict)
-    learned: bool = True
+    learning: dict | None = None
     mean_drift_boot: np.ndarray | None = field(default=None, repr=False)
     mean_drift_debiased_boot: np.ndarray | None = field(default=None, repr=False)
 
@@ -59,7 +60,7 @@ def depth_thirds(values: np.ndarray) -> dict[str, float]:
 
 
 def run_drift(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
-              n_resamples: int = 1000, boot_seed: int = 0, learned: bool = True) -> RunDrift:
+              n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None) -> RunDrift:
     """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``)."""
     sim = layer_similarity(base, tuned, n_resamples=n_resamples, seed=boot_seed)
     drift, drift_db = 1.0 - sim.cka, 1.0 - sim.cka_debiased
@@ -86,7 +87,7 @@ def run_drift(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, me
         mean_drift=float(drift.mean()), mean_drift_ci=mean_ci,
         mean_drift_debiased=float(drift_db.mean()), mean_drift_debiased_ci=mean_db_ci,
         mean_cosine=float(np.mean(sim.cosine)) if sim.cosine is not None else float("nan"),
-        n_samples=sim.n_samples, thirds=depth_thirds(drift), learned=learned,
+        n_samples=sim.n_samples, thirds=depth_thirds(drift), learning=learning,
         mean_drift_boot=boot, mean_drift_debiased_boot=boot_db,
     )
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lorascope.checks.learned import LEARNED_MARGIN
 from lorascope.drift.analysis import RunDrift, reduction_percent
 from lorascope.errors import LorascopeError
 from lorascope.stats import (
@@ -100,12 +101,38 @@ def compare_methods(
     verdicts["lower_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=0.0,
                                        hypothesis="LoRA drifts less (debiased)", **common)
     out["verdicts"] = verdicts
-    unlearned = [f"{r.method} seed {r.seed}" for r in pl + pf if not r.learned]
-    if unlearned:
-        # Drift between classifiers that learned nothing measures noise around untrained heads.
-        out["not_interpretable"] = (f"not interpretable: {', '.join(unlearned)} did not learn the task (constant or "
-                                    "majority-level dev predictions; see learning_check in its metrics.json)")
+    out.update(learning_caveats(pl, pf))
+    if out.get("not_interpretable"):
         out["verdicts"] = {key: {"error": out["not_interpretable"], "not_interpretable": True} for key in verdicts}
+    return out
+
+
+def learning_caveats(lora: list[RunDrift], full: list[RunDrift]) -> dict[str, Any]:
+    """Whether the runs learned enough for their drift to mean anything.
+
+    Drift between classifiers that learned nothing measures noise around untrained heads, so the
+    comparison is *not interpretable* when a run predicts one label for every dev example, or
+    when a method's mean main metric is not ``LEARNED_MARGIN`` above the majority baseline (the
+    report's † rule). A single seed at majority level among learning ones is listed, not fatal.
+    """
+    out: dict[str, Any] = {}
+    runs = [r for r in lora + full if r.learning]
+    weak = [f"{r.method} seed {r.seed}" for r in runs if not r.learning.get("learned", True)]
+    if weak:
+        out["runs_not_learned"] = weak
+    reasons = [f"{r.method} seed {r.seed} predicts one label for every dev example" for r in runs
+               if (r.learning.get("predicted_share") or 0) >= 1.0]
+    for name, group in (("LoRA", lora), ("full fine-tuning", full)):
+        pairs = [(r.metric, r.learning.get("majority_baseline")) for r in group if r.learning]
+        pairs = [(m, b) for m, b in pairs if m is not None and b is not None]
+        if pairs:
+            metric, majority = float(np.mean([m for m, _ in pairs])), float(np.mean([b for _, b in pairs]))
+            if metric < majority + LEARNED_MARGIN:
+                reasons.append(f"{name}'s mean dev metric {100 * metric:.1f}% is not {100 * LEARNED_MARGIN:.0f} points "
+                               f"above the majority baseline ({100 * majority:.1f}%)")
+    if reasons:
+        out["not_interpretable"] = ("not interpretable: the models did not learn the task (" + "; ".join(reasons)
+                                    + "; see learning_check in each run's metrics.json)")
     return out
 
 

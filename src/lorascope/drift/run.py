@@ -8,48 +8,25 @@ LoRA at init) -> per-run drift -> method summaries, noise floor, paired statisti
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, PositiveInt
-
-from lorascope.artifacts import finished_runs, write_json
-from lorascope.config import StrictModel, config_to_dict
+from lorascope.artifacts import write_json
+from lorascope.config import config_to_dict
 from lorascope.data import get_task
-from lorascope.drift.analysis import run_drift as drift_of_run
 from lorascope.drift.analysis import between_seed_drift, seed_noise_floor, summarise_method
+from lorascope.drift.analysis import run_drift as drift_of_run
 from lorascope.drift.compare import compare_methods
+from lorascope.drift.config import DriftConfig
 from lorascope.drift.controls import align_to, run_controls
 from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
-from lorascope.represent import RepresentConfig, Representations, run_represent
+from lorascope.represent import Representations, RepresentConfig, run_represent
+from lorascope.run_folder import RunFolder, RunRecord
 
 LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
-
-
-class DriftConfig(StrictModel):
-    """Drift of every trained run of one task from its base model."""
-
-    task: str | None = Field(None, description="GLUE task, task YAML file or training run folder (default: the task "
-                                               "of the runs under 'runs', when they all share one)")
-    base: str = Field("minilm", description="the base model the runs were trained from")
-    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
-    n_samples: PositiveInt = Field(750, description="dev samples compared (all where the split is smaller)")
-    data_seed: int = Field(0, description="seed of the deterministic sample subset")
-    max_length: PositiveInt = Field(384, description="truncation for extraction (identical for every model)")
-    batch_size: PositiveInt = Field(32, description="extraction batch size")
-    pooling: Literal["mean", "head_token"] = Field("mean", description="pooled states compared: mean or head_token")
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples (0: none)")
-    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha")
-    n_tasks: PositiveInt = Field(1, description="tasks in the study: alpha is Bonferroni-split over them")
-    margin: float = Field(0.03, gt=0, description="H1a: LoRA within this many metric points (fraction) of full FT")
-    min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: LoRA drift at least this fraction lower")
-    test: Literal["t", "sign-flip"] = Field("t", description="primary test of every verdict (the protocol's paired "
-                                            "t-test, or the exact sign-flip test); the other is always reported beside it")
-    data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
 
 
 def resolve_task(cfg: DriftConfig) -> DriftConfig:
@@ -60,15 +37,15 @@ def resolve_task(cfg: DriftConfig) -> DriftConfig:
     if not root.is_dir():
         raise DataError(f"{root}: runs folder not found")
     by_name: dict[str, Path] = {}
-    for metrics_path in finished_runs(root):
-        by_name.setdefault(str(json.loads(metrics_path.read_text()).get("task")), metrics_path.parent)
+    for run in RunFolder.finished_under(root):
+        by_name.setdefault(str(run.record().task), run.path)
     if len(by_name) != 1:
         found = ", ".join(sorted(by_name)) or "none"
         raise DataError(f"{root}: runs of {len(by_name)} tasks ({found}); name one with task=<task>")
     return cfg.model_copy(update={"task": str(next(iter(by_name.values())))})
 
 
-def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]]:
+def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, RunRecord]], list[dict]]:
     """Finished runs of ``cfg.task`` under ``cfg.runs``; failed ones are returned separately."""
     root = Path(cfg.runs)
     if not root.is_dir():
@@ -76,16 +53,16 @@ def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, dict]], list[dict]
     task = get_task(cfg.task).name
     base_source = resolve_model(cfg.base)
     ok, skipped = [], []
-    for metrics_path in finished_runs(root):
-        m = json.loads(metrics_path.read_text())
-        if m.get("task") != task:
+    for run in RunFolder.finished_under(root):
+        m = run.record()
+        if m.task != task:
             continue
-        if m.get("status") != "ok":
-            skipped.append({"run": metrics_path.parent.name, "reason": m.get("reason")})
+        if not m.ok:
+            skipped.append({"run": run.name, "reason": m.reason})
             continue
-        if m.get("base_model_source") != base_source:
-            raise DataError(f"{metrics_path.parent}: trained from '{m.get('base_model_source')}', not from base '{cfg.base}'")
-        ok.append((metrics_path.parent, m))
+        if m.base_model_source != base_source:
+            raise DataError(f"{run.path}: trained from '{m.base_model_source}', not from base '{cfg.base}'")
+        ok.append((run.path, m))
     if not ok:
         raise DataError(f"{root}: no finished '{task}' training runs found (expected */metrics.json with status ok)")
     return ok, skipped
@@ -134,11 +111,9 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     for folder, m in runs:
         reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
         check_aligned(base, reps, str(folder))
-        metric = m.get("dev", {}).get(m.get("main_metric", spec.main_metric))
-        learned = (m.get("learning_check") or {}).get("learned", True)
-        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m["method"], seed=int(m["seed"]),
-                                    metric=metric, n_resamples=cfg.bootstrap, learned=learned))
-        states_by_method.setdefault(m["method"], {})[int(m["seed"])] = reps.states[cfg.pooling]
+        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=str(m.method), seed=int(m.seed or 0),
+                                    metric=m.main_value, n_resamples=cfg.bootstrap, learning=m.learning_check))
+        states_by_method.setdefault(str(m.method), {})[int(m.seed or 0)] = reps.states[cfg.pooling]
 
     methods = sorted({r.method for r in per_run})
     n = int(base_states.shape[1])

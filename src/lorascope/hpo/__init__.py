@@ -1,7 +1,17 @@
 """Hyperparameter search (PROTOCOL.md §1): Optuna TPE over a per-method space, resumable, multi-worker."""
 
-from lorascope.hpo.config import HpoConfig
-from lorascope.hpo.search import run_hpo
-from lorascope.hpo.space import DEFAULT_SPACES, Choice, Fixed, FloatRange, SearchSpace, resolve_space
+from lorascope._lazy import lazy_exports
 
-__all__ = ["HpoConfig", "run_hpo", "DEFAULT_SPACES", "Choice", "Fixed", "FloatRange", "SearchSpace", "resolve_space"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "HpoConfig": ".config",
+    "run_hpo": ".search",
+    "DEFAULT_SPACES": ".space",
+    "Choice": ".space",
+    "Fixed": ".space",
+    "FloatRange": ".space",
+    "SearchSpace": ".space",
+    "resolve_space": ".space",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

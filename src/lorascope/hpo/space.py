@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import optuna
 from pydantic import ValidationError
 
 from lorascope.config import describe_validation_error
 from lorascope.errors import ConfigError
+
+if TYPE_CHECKING:  # only the trial type; importing optuna costs a quarter second at start-up
+    import optuna
 from lorascope.train.config import TrainConfig
 
 Scalar = Union[bool, int, float, str]

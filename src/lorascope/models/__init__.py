@@ -1,8 +1,17 @@
 """Base models by alias, folder or Hub id, and the two ways of making them trainable."""
 
-from lorascope.models.adapt import ParamCounts, count_parameters, prepare_for_method
-from lorascope.models.load import LoadedModel, load_classifier, load_run
-from lorascope.models.registry import ALIASES, resolve_model
+from lorascope._lazy import lazy_exports
 
-__all__ = ["ALIASES", "LoadedModel", "ParamCounts", "count_parameters", "load_classifier", "load_run",
-           "prepare_for_method", "resolve_model"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "ParamCounts": ".adapt",
+    "count_parameters": ".adapt",
+    "prepare_for_method": ".adapt",
+    "LoadedModel": ".load",
+    "load_classifier": ".load",
+    "load_run": ".load",
+    "ALIASES": ".registry",
+    "resolve_model": ".registry",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -12,7 +12,8 @@ from transformers import logging as hf_logging
 
 from lorascope.errors import ConfigError
 from lorascope.models.registry import resolve_model
-from lorascope.models.weights import check_adapter_folder, check_model_folder, read_json_object
+from lorascope.models.weights import check_adapter_folder, check_model_folder
+from lorascope.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -129,29 +130,26 @@ def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedM
     on the base model); full runs hold a model folder (``model/``, loadable with
     ``AutoModelForSequenceClassification.from_pretrained``). Returns the model in eval mode.
     """
-    run = Path(run_dir)
-    metrics_path = run / "metrics.json"
-    if not metrics_path.is_file():
-        raise ConfigError(f"{run}: not a finished training run (no metrics.json)")
-    info = read_json_object(metrics_path)
-    if info.get("status") != "ok":
-        raise ConfigError(f"{run}: training run did not finish successfully ({info.get('reason')})")
-    if (run / "adapter").is_dir():
+    folder_of_run = RunFolder(Path(run_dir))
+    run = folder_of_run.path
+    info = folder_of_run.successful_record()
+    if folder_of_run.adapter_dir.is_dir():
         from peft import PeftModel
 
-        check_adapter_folder(run / "adapter")  # PEFT would fall back to a pickled adapter_model.bin
-        missing = [k for k in ("base_model_source", "label_names") if k not in info]
-        if missing:
-            raise ConfigError(f"{metrics_path}: no '{missing[0]}' (not written by lorascope train?)")
-        base = load_classifier(info["base_model_source"], tuple(info["label_names"]), seed=0, dtype=dtype)
-        base.model = PeftModel.from_pretrained(base.model, run / "adapter")
+        check_adapter_folder(folder_of_run.adapter_dir)  # PEFT would fall back to a pickled adapter_model.bin
+        if info.base_model_source is None or info.label_names is None:
+            missing = "base_model_source" if info.base_model_source is None else "label_names"
+            raise ConfigError(f"{folder_of_run.metrics_path}: no '{missing}' (not written by lorascope train?)")
+        base = load_classifier(info.base_model_source, tuple(info.label_names), seed=0, dtype=dtype)
+        base.model = PeftModel.from_pretrained(base.model, folder_of_run.adapter_dir)
         base.model.eval()
         return base
-    folder = run / "model"
+    folder = folder_of_run.model_dir
     if not folder.is_dir():
         raise ConfigError(f"{run}: has neither adapter/ nor model/ (was it trained with save_model=false?)")
     check_model_folder(folder, str(folder))
-    decoder = info.get("is_decoder", is_decoder_source(str(folder)))
+    recorded = getattr(info, "is_decoder", None)  # kept as written in metrics.json
+    decoder = recorded if isinstance(recorded, bool) else is_decoder_source(str(folder))
     tokenizer = load_tokenizer(str(folder), decoder)
     net = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, use_safetensors=True).eval()
     return LoadedModel(net, tokenizer, decoder, str(folder))

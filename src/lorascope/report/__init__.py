@@ -1,5 +1,10 @@
 """The study report: built only from saved artifacts (never from models)."""
 
-from lorascope.report.build import build_report
+from lorascope._lazy import lazy_exports
 
-__all__ = ["build_report"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "build_report": ".build",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -70,6 +70,8 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
         out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): LoRA's representations drifted "
                    f"{c['reduction_percent']:.1f}% less than full fine-tuning's (mean drift {ms['lora']['drift']['mean']:.3f} "
                    f"vs {ms['full']['drift']['mean']:.3f}{ci}).")
+        if c.get("runs_not_learned"):
+            out.append(f"{label}: runs at majority level, included above: {', '.join(c['runs_not_learned'])}.")
         for key in ("lower", "h1b", "h1a"):
             v = verdicts.get(key)
             if v and "status" in v:

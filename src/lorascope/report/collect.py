@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lorascope.artifacts import finished_runs
+from lorascope.run_folder import RunFolder
 
 
 def _json(path: Path) -> Any:
@@ -18,10 +18,8 @@ def _json(path: Path) -> Any:
 def collect(study: Path) -> dict[str, Any]:
     """Everything the report shows, keyed by kind; missing stages are None or empty."""
     runs = []
-    for p in finished_runs(study / "train"):
-        m = json.loads(p.read_text())
-        m["folder"] = p.parent.name
-        runs.append(m)
+    for run in RunFolder.finished_under(study / "train"):
+        runs.append({**run.raw(), "folder": run.name})
     drift = {p.parent.name: json.loads(p.read_text()) for p in sorted((study / "drift").glob("*/drift.json"))}
     config = yaml.safe_load((study / "config.yaml").read_text()) if (study / "config.yaml").is_file() else {}
     return {

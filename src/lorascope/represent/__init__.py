@@ -1,7 +1,15 @@
 """Layer-wise pooled representations: extraction, pooling, storage."""
 
-from lorascope.represent.extract import Representations, extract
-from lorascope.represent.run import RepresentConfig, run_represent
-from lorascope.represent.store import load_representations, save_representations
+from lorascope._lazy import lazy_exports
 
-__all__ = ["RepresentConfig", "Representations", "extract", "load_representations", "run_represent", "save_representations"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "Representations": ".extract",
+    "extract": ".extract",
+    "RepresentConfig": ".config",
+    "run_represent": ".run",
+    "load_representations": ".store",
+    "save_representations": ".store",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

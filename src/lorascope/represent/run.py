@@ -12,38 +12,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from pydantic import Field, PositiveInt
 from safetensors import SafetensorError
 
-from lorascope.config import StrictModel
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import LoadedModel, load_classifier, load_run, prepare_for_method
+from lorascope.represent.config import RepresentConfig
 from lorascope.represent.extract import Representations, extract, input_fingerprint, model_fingerprint
 from lorascope.represent.store import load_representations, read_metadata, save_representations
-
-
-class RepresentConfig(StrictModel):
-    """What to extract, from which model, on which samples."""
-
-    task: str = Field("sst2", description="GLUE task or task YAML file")
-    model: str = Field("minilm", description="base model (alias, folder, Hub id) or a training run folder")
-    split: str = Field("validation", description="split to draw samples from")
-    n_samples: PositiveInt = Field(750, description="samples (all of them when the split is smaller)")
-    data_seed: int = Field(0, description="seed of the deterministic sample subset")
-    max_length: PositiveInt = Field(384, description="truncation length (must match across compared models)")
-    batch_size: PositiveInt = Field(32, description="extraction batch size")
-    poolings: list[str] = Field(["mean", "head_token"], description="mean (masked mean over tokens), head_token")
-    lora_init: bool = Field(False, description="wrap the base in a fresh LoRA adapter (B = 0): a pipeline control")
-    order_seed: int | None = Field(None, description="extract the samples in an order shuffled by this seed "
-                                   "(rows and ids stay paired): a pipeline control")
-    data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+from lorascope.run_folder import RunFolder
 
 
 def load_for_representation(cfg: RepresentConfig, label_names: tuple[str, ...]) -> LoadedModel:
     """A training run folder (has metrics.json) or a base model; optionally LoRA at init."""
-    if (Path(cfg.model) / "metrics.json").is_file():
+    if RunFolder.holds_run(cfg.model):
         return load_run(cfg.model)
     loaded = load_classifier(cfg.model, label_names, seed=0)
     if cfg.lora_init:

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from lorascope.errors import DataError
 from lorascope.represent.extract import Representations

@@ -6,7 +6,15 @@ Public API:
     LoraAdapter, load_adapter: a PEFT adapter folder as plain tensors, checked against a base.
 """
 
-from lorascope.serve.adapter import LoraAdapter, LoraModule, load_adapter
-from lorascope.serve.runtime import MODES, MultiAdapterRuntime
+from lorascope._lazy import lazy_exports
 
-__all__ = ["MODES", "LoraAdapter", "LoraModule", "MultiAdapterRuntime", "load_adapter"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "LoraAdapter": ".adapter",
+    "LoraModule": ".adapter",
+    "load_adapter": ".adapter",
+    "MODES": ".runtime",
+    "MultiAdapterRuntime": ".runtime",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

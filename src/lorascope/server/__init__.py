@@ -8,10 +8,15 @@ Public API:
     AdapterMeta: label names and task of a served adapter.
 """
 
-from lorascope.server.app import create_app
-from lorascope.server.build import build_app
-from lorascope.server.encoder import TextEncoder
-from lorascope.server.engine import AdapterMeta
-from lorascope.server.settings import ServerSettings
+from lorascope._lazy import lazy_exports
 
-__all__ = ["AdapterMeta", "ServerSettings", "TextEncoder", "build_app", "create_app"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "create_app": ".app",
+    "build_app": ".build",
+    "TextEncoder": ".encoder",
+    "AdapterMeta": ".engine",
+    "ServerSettings": ".settings",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -33,7 +33,13 @@ from lorascope.server.errors import ApiError, LastResort, install_handlers
 from lorascope.server.gate import Gate
 from lorascope.server.inputs import check_inputs
 from lorascope.server.schemas import (
-    AdapterInfo, AdapterList, ClassifyRequest, ClassifyResponse, ErrorResponse, LoadAdapterRequest, Prediction,
+    AdapterInfo,
+    AdapterList,
+    ClassifyRequest,
+    ClassifyResponse,
+    ErrorResponse,
+    LoadAdapterRequest,
+    Prediction,
 )
 from lorascope.server.security import resolve_under_roots
 from lorascope.server.settings import ServerSettings
@@ -111,7 +117,7 @@ def create_app(
             raise ApiError(404, "unknown_adapter", f"adapter '{name}' was unloaded") from None
         except EmptyRow as err:
             raise ApiError(422, "empty_input", str(err)) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApiError(503, "timeout", f"not served within {settings.request_timeout_s:g} s; the server is overloaded") from None
         except LorascopeError as err:
             raise ApiError(422, "invalid_input", str(err)) from None

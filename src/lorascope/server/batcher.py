@@ -104,7 +104,7 @@ class MicroBatcher(Generic[P, R]):
             return await self._queue.get()
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def _collect(self) -> None:

@@ -28,7 +28,7 @@ class ServerSettings(StrictModel):
     request_timeout_s: PositiveFloat = Field(60.0, description="a classify request waiting longer than this gets 503")
 
     @model_validator(mode="after")
-    def _batch_fits(self) -> "ServerSettings":
+    def _batch_fits(self) -> ServerSettings:
         if self.max_batch_rows < self.max_batch_size:
             raise ValueError(
                 f"max_batch_rows ({self.max_batch_rows}) must be at least max_batch_size ({self.max_batch_size}): "

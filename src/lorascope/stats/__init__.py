@@ -4,36 +4,29 @@ Every test returns a :class:`TestResult` recording its name, n and exact p-value
 permutation test, the smallest p attainable with that n).
 """
 
-from lorascope.stats.bootstrap import ConfidenceInterval, bootstrap_ci
-from lorascope.stats.corrections import Correction, bonferroni, bonferroni_alpha, correct, holm
-from lorascope.stats.effect import cohens_d_paired
-from lorascope.stats.hierarchical import hierarchical_interval
-from lorascope.stats.hypotheses import h1a_verdict, h1b_verdict
-from lorascope.stats.paired import paired_t_test, t_interval
-from lorascope.stats.permutation import min_attainable_p, sign_flip_test
-from lorascope.stats.power import seeds_needed
-from lorascope.stats.ratio import fieller_interval
-from lorascope.stats.result import TestResult
-from lorascope.stats.verdict import Verdict
+from lorascope._lazy import lazy_exports
 
-__all__ = [
-    "ConfidenceInterval",
-    "Correction",
-    "TestResult",
-    "Verdict",
-    "bonferroni",
-    "bonferroni_alpha",
-    "bootstrap_ci",
-    "cohens_d_paired",
-    "correct",
-    "fieller_interval",
-    "h1a_verdict",
-    "hierarchical_interval",
-    "h1b_verdict",
-    "holm",
-    "min_attainable_p",
-    "paired_t_test",
-    "seeds_needed",
-    "sign_flip_test",
-    "t_interval",
-]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "ConfidenceInterval": ".bootstrap",
+    "bootstrap_ci": ".bootstrap",
+    "Correction": ".corrections",
+    "bonferroni": ".corrections",
+    "bonferroni_alpha": ".corrections",
+    "correct": ".corrections",
+    "holm": ".corrections",
+    "cohens_d_paired": ".effect",
+    "hierarchical_interval": ".hierarchical",
+    "h1a_verdict": ".hypotheses",
+    "h1b_verdict": ".hypotheses",
+    "paired_t_test": ".paired",
+    "t_interval": ".paired",
+    "min_attainable_p": ".permutation",
+    "sign_flip_test": ".permutation",
+    "seeds_needed": ".power",
+    "fieller_interval": ".ratio",
+    "TestResult": ".result",
+    "Verdict": ".verdict",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -1,6 +1,12 @@
 """Studies: the whole protocol — sanity, baselines, training grid, drift, serving, report — in one resumable run."""
 
-from lorascope.study.config import StudyConfig, load_study
-from lorascope.study.runner import run_study
+from lorascope._lazy import lazy_exports
 
-__all__ = ["StudyConfig", "load_study", "run_study"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "StudyConfig": ".config",
+    "load_study": ".config",
+    "run_study": ".runner",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

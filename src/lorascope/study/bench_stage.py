@@ -9,15 +9,13 @@ on the adapters' shapes, which seeds share; their requests come from each run's 
 
 from __future__ import annotations
 
-import json
-
+from lorascope.run_folder import RunFolder
 from lorascope.study.stages import StageContext
 from lorascope.study.units import TrainUnit
 
 
 def _finished(folder) -> bool:
-    path = folder / "metrics.json"
-    return path.is_file() and json.loads(path.read_text()).get("status") == "ok"
+    return RunFolder.holds_run(folder) and RunFolder(folder).record().ok
 
 
 def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:

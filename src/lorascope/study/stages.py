@@ -7,13 +7,15 @@ import dataclasses
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 
 from lorascope.artifacts import read_json, write_json
 from lorascope.errors import DataError, LorascopeError
+from lorascope.run_folder import METRICS_FILE, RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.units import train_units
 
@@ -128,8 +130,7 @@ def _forget_crash(folder: Path) -> None:
     A crash (out of memory, a killed worker, a library error) may not recur; a diverged run
     (``status: failed`` without a traceback) is deterministic and stays recorded.
     """
-    metrics = folder / "metrics.json"
-    if metrics.is_file() and "traceback" in read_json(metrics):
+    if RunFolder.holds_run(folder) and "traceback" in RunFolder(folder).raw():
         shutil.rmtree(folder)
 
 
@@ -151,7 +152,7 @@ def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:
     shutil.rmtree(record, ignore_errors=True)
     record.mkdir(parents=True)
     dump_yaml(config_to_dict(cfg), record / "config.yaml")
-    write_json(record / "metrics.json", metrics)
+    write_json(record / METRICS_FILE, metrics)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(record, folder)
     return metrics

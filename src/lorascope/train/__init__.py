@@ -1,6 +1,12 @@
 """One training path for LoRA and full fine-tuning on the Hugging Face Trainer."""
 
-from lorascope.train.config import TrainConfig
-from lorascope.train.run import prepare_run, run_train
+from lorascope._lazy import lazy_exports
 
-__all__ = ["TrainConfig", "prepare_run", "run_train"]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "TrainConfig": ".config",
+    "prepare_run": ".run",
+    "run_train": ".run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -59,7 +59,7 @@ class TrainConfig(StrictModel):
         return check_report_to(value)
 
     @model_validator(mode="after")
-    def _fill_lr(self) -> "TrainConfig":
+    def _fill_lr(self) -> TrainConfig:
         if self.lr is None:
             # object.__setattr__ avoids re-running validation on assignment.
             object.__setattr__(self, "lr", DEFAULT_LR[self.method])

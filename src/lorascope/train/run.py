@@ -18,22 +18,22 @@ from typing import Any
 import datasets
 import numpy as np
 
-from lorascope.artifacts import check_same_config, finish, read_json, recover_finish, start_partial, write_json
+from lorascope.artifacts import check_same_config, finish, recover_finish, start_partial, write_json
 from lorascope.checks.learned import learning_check, majority_score
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tasks import TaskSpec, task_record
 from lorascope.data.tokenize import tokenize_dataset
+from lorascope.metrics import unflatten_eval
 from lorascope.models import LoadedModel, load_classifier, prepare_for_method
 from lorascope.models.adapt import ParamCounts
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
+from lorascope.run_folder import METRICS_FILE, RunFolder
 from lorascope.train.config import TrainConfig
-from lorascope.metrics import unflatten_eval
 from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
 
-METRICS_FILE = "metrics.json"
 CHECKPOINTS = "checkpoints"  # the Trainer's checkpoints inside <out>.partial
 
 
@@ -79,7 +79,7 @@ def completed_metrics(out: Path, resolved: dict[str, Any]) -> dict[str, Any] | N
     if not out.exists():
         return None
     check_same_config(out, resolved)
-    return read_json(out / METRICS_FILE)
+    return RunFolder(out).raw()
 
 
 def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     partial = start_partial(out, resolved)
     # metrics.json is written last (atomically): a partial holding it was killed after its
     # outputs were complete, while deleting its checkpoints or being renamed into place.
-    metrics = read_json(partial / METRICS_FILE) if (partial / METRICS_FILE).is_file() else None
+    metrics = RunFolder(partial).raw() if RunFolder.holds_run(partial) else None
     if metrics is None:
         metrics = _train_and_save(cfg, run, partial, started, progress)
     if metrics is None or int(os.environ.get("RANK", "0")) != 0:

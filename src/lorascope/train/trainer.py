@@ -8,14 +8,21 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, PrinterCallback, PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import CountingCollator
+from lorascope.metrics import compute_metrics_fn
 from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfResumedAtEnd
 from lorascope.train.config import TrainConfig
-from lorascope.metrics import compute_metrics_fn
 from lorascope.train.progress import TrainProgress
 
 

@@ -1,0 +1,137 @@
+"""A training run folder and its record: the one place that knows their layout and reads ``metrics.json``.
+
+``lorascope train`` writes ``<run>/metrics.json`` (the :class:`RunRecord`), ``config.yaml``,
+``provenance.json`` and either ``adapter/`` (LoRA: a PEFT adapter folder with the trained head)
+or ``model/`` (full fine-tuning: a ``from_pretrained`` model folder). A folder holding
+``metrics.json`` is a finished run; ``status`` says whether it succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lorascope.artifacts import NOT_RESULT_SUFFIXES
+from lorascope.config import describe_validation_error
+from lorascope.errors import ConfigError
+
+METRICS_FILE = "metrics.json"
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+
+
+class RunRecord(BaseModel):
+    """What ``metrics.json`` holds (the keys every reader relies on; the rest are kept as written).
+
+    Attributes:
+        status: ``ok``, or ``failed`` with the ``reason`` (diverged, crashed).
+        task: the task's name; ``task_spec`` is the whole task (see ``lorascope.data.tasks.task_record``).
+        method: ``lora`` or ``full``.
+        dev: dev metrics of the restored best checkpoint (fractions) and ``loss``.
+        learning_check: whether the run learned its task (see ``lorascope.checks.learned``).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    status: Literal["ok", "failed"] = "failed"  # a record without a status is not a success
+    reason: str | None = None
+    task: str | None = None
+    method: Literal["lora", "full"] | None = None
+    model: str | None = None
+    seed: int | None = None
+    main_metric: str | None = None
+    dev: dict[str, float] | None = None
+    label_names: list[str] | None = None
+    base_model_source: str | None = None
+    learning_check: dict[str, Any] | None = None
+    task_spec: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def main_value(self) -> float | None:
+        """The dev value of the main metric, None when the run has none."""
+        return (self.dev or {}).get(self.main_metric or "")
+
+    @property
+    def learned(self) -> bool:
+        """False only when the learning check says so (older runs have none)."""
+        return bool((self.learning_check or {}).get("learned", True))
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A training run folder: where its parts are, and its record."""
+
+    path: Path
+
+    @staticmethod
+    def holds_run(path: str | Path) -> bool:
+        """Whether ``path`` is a finished run folder (it holds ``metrics.json``)."""
+        return (Path(path) / METRICS_FILE).is_file()
+
+    @staticmethod
+    def finished_under(root: str | Path) -> list[RunFolder]:
+        """Every finished run folder directly under ``root``, sorted (work in progress and replaced ones excluded)."""
+        return [RunFolder(p.parent) for p in sorted(Path(root).glob(f"*/{METRICS_FILE}"))
+                if not p.parent.name.endswith(NOT_RESULT_SUFFIXES)]
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER_DIR
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def raw(self) -> dict[str, Any]:
+        """``metrics.json`` as written.
+
+        Raises:
+            ConfigError: missing, unreadable or not a JSON object, naming the file.
+        """
+        try:
+            data = json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{self.path}: not a finished training run (no {METRICS_FILE})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{self.metrics_path}: unreadable ({exc.__class__.__name__}: {exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.metrics_path}: expected a JSON object")
+        return data
+
+    def record(self) -> RunRecord:
+        """The validated record.
+
+        Raises:
+            ConfigError: as :meth:`raw`, or a key of the wrong type, naming the file and key.
+        """
+        try:
+            return RunRecord.model_validate(self.raw())
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err, str(self.metrics_path))) from None
+
+    def successful_record(self) -> RunRecord:
+        """The record of a run that finished successfully.
+
+        Raises:
+            ConfigError: as :meth:`record`, or the run failed (with its reason).
+        """
+        record = self.record()
+        if not record.ok:
+            raise ConfigError(f"{self.path}: training run did not finish successfully ({record.reason})")
+        return record
