@@ -118,7 +118,7 @@ def _maybe_number(text: str) -> Any:
         return text
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type stubs
     """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -130,7 +130,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return dict(super().construct_mapping(node, deep=deep))
 
 
 def read_text_file(path: str | Path, what: str = "config file", error: type[Exception] = ConfigError) -> str:
@@ -237,6 +237,6 @@ def check_report_to(value: str) -> str:
 
     if value not in INTEGRATION_TO_CALLBACK:
         raise ConfigError(f"'report_to': unknown logger {value!r} (expected none, all or one of {', '.join(INTEGRATION_TO_CALLBACK)})")
-    if value not in get_available_reporting_integrations():
+    if value not in get_available_reporting_integrations():  # type: ignore[no-untyped-call]
         raise ConfigError(f"'report_to': logger {value!r} is not installed here (pip install {value.replace('_', '-')}, or report_to=none)")
     return value

@@ -23,7 +23,7 @@ def to_numpy(a: Any) -> np.ndarray:
         a = a.detach().cpu()
         if hasattr(a, "is_floating_point") and a.is_floating_point() and a.element_size() < 4:
             a = a.float()
-        return a.numpy()
+        return np.asarray(a.numpy())
     return np.asarray(a)
 
 
@@ -133,4 +133,4 @@ def centre_columns(x: np.ndarray, name: str) -> np.ndarray:
         raise LorascopeError(
             f"{name} has zero variance across samples (all rows identical); the similarity is undefined"
         )
-    return xc
+    return np.asarray(xc)

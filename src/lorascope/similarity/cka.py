@@ -82,7 +82,7 @@ def centred_gram(xc: np.ndarray, precision: GramPrecision = "float64") -> np.nda
         float64 array [n, n], xc xcᵀ (numpy uses a symmetric rank-k update for ``a @ a.T``).
     """
     if precision == "float64":
-        return xc @ xc.T
+        return np.asarray(xc @ xc.T)
     if precision != "float32":
         raise LorascopeError(f"precision must be 'float64' or 'float32'; got {precision!r}")
     x32 = xc.astype(np.float32)
@@ -152,7 +152,7 @@ def cka_from_moments(m: CkaMoments, *, debiased: bool = False) -> float:
     if not debiased:
         if m.kk <= 0.0 or m.ll <= 0.0:
             raise LorascopeError("CKA is undefined: one input has zero variance across samples")
-        return m.kl / np.sqrt(m.kk * m.ll)
+        return float(m.kl / np.sqrt(m.kk * m.ll))
     n = m.n
     if n < 4:
         raise LorascopeError(f"debiased CKA needs at least 4 samples (the estimator divides by n-3); got {n}")
@@ -166,7 +166,7 @@ def cka_from_moments(m: CkaMoments, *, debiased: bool = False) -> float:
             "debiased CKA is undefined: the unbiased self-similarity of an input is not positive "
             "(degenerate data: too few distinct samples)"
         )
-    return hxy / np.sqrt(hxx * hyy)
+    return float(hxy / np.sqrt(hxx * hyy))
 
 
 def cka_moments(xc: np.ndarray, yc: np.ndarray, path: CkaPath = "auto") -> CkaMoments:

@@ -35,7 +35,7 @@ def row_cosines(x: np.ndarray, y: np.ndarray, name: str) -> np.ndarray:
                 f"{name}{side} has {zero.size} all-zero row(s) (first: row {zero[0]}); "
                 "cosine similarity needs non-zero vectors"
             )
-    return np.einsum("ij,ij->i", x, y) / np.sqrt(nx * ny)
+    return np.asarray(np.einsum("ij,ij->i", x, y) / np.sqrt(nx * ny))
 
 
 def mean_cosine(x: Any, y: Any) -> float:

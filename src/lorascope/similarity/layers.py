@@ -122,6 +122,7 @@ def layer_similarity(
             k, l = centred_gram(xc, gram_precision), centred_gram(yc, gram_precision)
             m = moments_from_grams(k, l)
             if counts is not None:
+                assert boot is not None and boot_d is not None  # allocated whenever counts are
                 boot[i], boot_d[i] = weighted_cka(k, l, counts, ties=ties)
         cka[i] = cka_from_moments(m)
         cka_d[i] = cka_from_moments(m, debiased=True)

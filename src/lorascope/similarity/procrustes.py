@@ -31,7 +31,7 @@ def _compact(xc: np.ndarray) -> np.ndarray:
     if d <= n:
         return xc
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    return u * s
+    return np.asarray(u * s)
 
 
 def procrustes_distance(x: Any, y: Any) -> float:

@@ -33,7 +33,7 @@ def rbf_gram(x: np.ndarray, sigma_frac: float) -> np.ndarray:
     med = float(np.median(sq_dist))
     if med <= 0.0:
         raise LorascopeError("RBF CKA needs a positive median distance between samples; most rows are identical")
-    return np.exp(-sq_dist / (2.0 * sigma_frac**2 * med))
+    return np.asarray(np.exp(-sq_dist / (2.0 * sigma_frac**2 * med)))
 
 
 def centre_gram(gram: np.ndarray, *, unbiased: bool = False) -> np.ndarray:

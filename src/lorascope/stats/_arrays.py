@@ -56,7 +56,7 @@ def paired_deltas(a: Any, b: Any, names: tuple[str, str] = ("a", "b"), *, min_n:
             f"{names[0]} and {names[1]} must be paired (same length, same order); "
             f"got {x.shape[0]} and {y.shape[0]} values"
         )
-    return x - y
+    return np.asarray(x - y)
 
 
 def check_alternative(alternative: str) -> None:

@@ -47,7 +47,7 @@ class ConfidenceInterval:
 
 
 def _mean(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(samples[0], axis=axis)
+    return np.asarray(np.mean(samples[0], axis=axis))
 
 
 def bootstrap_ci(

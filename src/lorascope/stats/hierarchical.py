@@ -37,7 +37,7 @@ def _deviations(replicates: np.ndarray, k: int) -> np.ndarray:
     reps = np.asarray(replicates, dtype=np.float64)
     if reps.ndim != 2 or reps.shape[0] != k:
         raise LorascopeError(f"replicates must be [k={k}, B]; got shape {reps.shape}")
-    return reps - np.nanmean(reps, axis=1, keepdims=True)
+    return np.asarray(reps - np.nanmean(reps, axis=1, keepdims=True))
 
 
 def hierarchical_interval(

@@ -231,7 +231,7 @@ def h1b_verdict(
         low, high, ci_name = 1.0 - r_high, 1.0 - r_low, "Fieller (t)"
     else:
         def reduction(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-            return 1.0 - np.mean(a, axis=axis) / np.mean(b, axis=axis)
+            return np.asarray(1.0 - np.mean(a, axis=axis) / np.mean(b, axis=axis))
 
         ci = bootstrap_ci(lora, full, statistic=reduction, confidence=confidence, seed=seed)
         low, high, ci_name = ci.low, ci.high, f"paired bootstrap {ci.method}"
