@@ -18,11 +18,11 @@ import torch
 import uvicorn
 from fastapi.testclient import TestClient
 
-from lorascope.bench.base import open_base
-from lorascope.bench.load import LoadConfig, run_load
 from lorascope.bench.synthetic import make_synthetic_adapters
+from lorascope.models.base import open_base
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.server import AdapterMeta, ServerSettings, TextEncoder, build_app, create_app
+from lorascope.server.loadgen import LoadConfig, run_load
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -20,11 +20,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from lorascope.bench.base import open_base
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.errors import DataError
 from lorascope.models import load_classifier
+from lorascope.models.base import open_base
 from lorascope.represent.extract import extract
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.server import AdapterMeta, ServerSettings, TextEncoder, create_app

@@ -12,8 +12,6 @@ from lorascope._lazy import lazy_exports
 _EXPORTS = {
     "STRATEGIES": ".config",
     "BenchConfig": ".config",
-    "LoadConfig": ".load",
-    "run_load": ".load",
     "run_bench": ".run",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from lorascope.bench.sources import check_adapter_name
 from lorascope.config import StrictModel
+from lorascope.serve.sources import check_adapter_name
 
 # Every strategy the benchmark knows, in the order tables list them. The number at the end of a
 # name is how many adapters that strategy holds; it is skipped when fewer are given.

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lorascope.bench.base import BaseModelSpec
 from lorascope.data import load_split
 from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import MODEL_INPUTS, CountingCollator, tokenize_dataset
+from lorascope.models.base import BaseModelSpec
 
 
 @dataclass(frozen=True)

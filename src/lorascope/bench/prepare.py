@@ -7,14 +7,15 @@ from pathlib import Path
 
 import torch
 
-from lorascope.bench.base import BaseModelSpec, open_base
 from lorascope.bench.config import BenchConfig
-from lorascope.bench.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data import GLUE_TASKS, get_task, with_label_set
 from lorascope.data.tasks import TaskSpec
 from lorascope.errors import ConfigError
+from lorascope.models.base import BaseModelSpec, open_base
 from lorascope.models.weights import check_adapter_fits, check_model_folder
+from lorascope.serve.device import resolve_device
+from lorascope.serve.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
 
 SYNTHETIC_FOLDER = "synthetic_adapters"
 
@@ -42,15 +43,6 @@ class Prepared:
     full_info: dict
     synthetic: bool
     notes: list[str]
-
-
-def resolve_device(choice: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA device is available here (use device=cpu or auto)")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
 
 
 def _task_of(source: AdapterSource, cfg: BenchConfig) -> TaskSpec:

@@ -32,13 +32,13 @@ from lorascope.bench.memory import (
 )
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
 from lorascope.bench.report import write_csv
-from lorascope.bench.sources import folder_bytes
 from lorascope.bench.strategies import CATALOGUE, Group, LoadContext, groups_for, load_group, make_call
 from lorascope.bench.timing import latency_summary, ratio_summary, time_interleaved
 from lorascope.config import config_to_dict
 from lorascope.errors import LorascopeError
 from lorascope.provenance import provenance
 from lorascope.serve import MultiAdapterRuntime
+from lorascope.serve.sources import folder_bytes
 
 BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
 

@@ -33,10 +33,10 @@ import torch
 from peft import PeftModel
 from torch import nn
 
-from lorascope.bench.base import DTYPES, BaseModelSpec, load_pretrained_classifier
 from lorascope.bench.inputs import Batch
-from lorascope.bench.sources import AdapterSource
+from lorascope.models.base import DTYPES, BaseModelSpec, load_pretrained_classifier
 from lorascope.serve import MultiAdapterRuntime
+from lorascope.serve.sources import AdapterSource
 
 # strategy -> (group, adapters needed, description)
 CATALOGUE: dict[str, tuple[str, int, str]] = {

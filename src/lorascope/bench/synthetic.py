@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from lorascope.bench.base import BaseModelSpec
-from lorascope.bench.sources import AdapterSource, write_sidecar
 from lorascope.data import get_task
 from lorascope.models import prepare_for_method
+from lorascope.models.base import BaseModelSpec
+from lorascope.serve.sources import AdapterSource, write_sidecar
 
 # Small enough that logits stay in a sane range, large enough that each adapter moves them visibly.
 B_STD = 0.02

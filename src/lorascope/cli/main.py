@@ -45,6 +45,7 @@ def train(
     """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
     quiet_libraries()
     from lorascope.cli.train_output import print_train_result
+    from lorascope.run_folder import RunFolder
     from lorascope.train import run_train
 
     cfg = assemble_train(config, dict(task=task, method=method, model=model, seed=seed), overrides)
@@ -52,7 +53,7 @@ def train(
     if not is_main_process():
         return
     if metrics["status"] != "ok":
-        console.print(f"[bold red]failed:[/] {metrics['reason']} (recorded in {out / 'metrics.json'})")
+        console.print(f"[bold red]failed:[/] {metrics['reason']} (recorded in {RunFolder(out).metrics_path})")
         raise typer.Exit(1)
     print_train_result(console, metrics, out)
 

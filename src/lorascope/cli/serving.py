@@ -40,8 +40,8 @@ def bench(
     quiet_libraries()
     from lorascope.bench import BenchConfig, run_bench
     from lorascope.bench.report import resources_table, results_table
-    from lorascope.bench.sources import parse_named_paths
     from lorascope.errors import ConfigError
+    from lorascope.serve.sources import parse_named_paths
 
     sizes = None
     if batch_sizes:
@@ -93,7 +93,7 @@ def serve(
     import torch
     import uvicorn
 
-    from lorascope.bench.sources import parse_named_paths
+    from lorascope.serve.sources import parse_named_paths
     from lorascope.server import ServerSettings, build_app
 
     if device not in ("auto", "cpu", "cuda") or dtype not in ("fp32", "bf16"):
@@ -136,7 +136,7 @@ def loadtest(
     """Load-test a running `lorascope serve` with concurrent clients mixing adapters."""
     quiet_libraries()
     from lorascope.artifacts import write_json
-    from lorascope.bench.load import LoadConfig, run_load
+    from lorascope.server.loadgen import LoadConfig, run_load
 
     cfg = assemble(LoadConfig, None, dict(url=url, clients=clients, duration_s=duration, max_requests=max_requests, rows=rows,
                                           adapters=adapter or None, token=token, data_dir=data_dir), [])

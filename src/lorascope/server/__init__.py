@@ -15,8 +15,10 @@ _EXPORTS = {
     "create_app": ".app",
     "build_app": ".build",
     "TextEncoder": ".encoder",
-    "AdapterMeta": ".engine",
+    "AdapterMeta": ".adapter_meta",
     "ServerSettings": ".settings",
+    "LoadConfig": ".loadgen",
+    "run_load": ".loadgen",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -23,12 +23,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lorascope.bench.sources import NAME_PATTERN, resolve_adapter
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
+from lorascope.serve.sources import NAME_PATTERN, resolve_adapter
+from lorascope.server.adapter_meta import AdapterMeta
 from lorascope.server.batcher import MicroBatcher
 from lorascope.server.encoder import TextEncoder, UnusableInput
-from lorascope.server.engine import AdapterGone, AdapterMeta, ClassifyJob, EmptyRow, Engine
+from lorascope.server.engine import AdapterGone, ClassifyJob, EmptyRow, Engine
 from lorascope.server.errors import ApiError, LastResort, install_handlers
 from lorascope.server.gate import Gate
 from lorascope.server.inputs import check_inputs

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from lorascope.bench.base import open_base
-from lorascope.bench.prepare import resolve_device
-from lorascope.bench.sources import resolve_adapter, shared_label_names
 from lorascope.errors import LorascopeError
+from lorascope.models.base import open_base
 from lorascope.serve import MultiAdapterRuntime
+from lorascope.serve.device import resolve_device
+from lorascope.serve.sources import resolve_adapter, shared_label_names
+from lorascope.server.adapter_meta import AdapterMeta
 from lorascope.server.app import create_app
 from lorascope.server.encoder import TextEncoder
-from lorascope.server.engine import AdapterMeta
 from lorascope.server.settings import ServerSettings
 
 

@@ -16,41 +16,10 @@ from types import MappingProxyType
 import numpy as np
 import torch
 
-from lorascope.bench.sources import AdapterSource
-from lorascope.data.tasks import GLUE_TASKS
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
+from lorascope.server.adapter_meta import AdapterMeta
 from lorascope.server.encoder import Features, TextEncoder
-
-
-@dataclass(frozen=True)
-class AdapterMeta:
-    """What the API says about a loaded adapter.
-
-    Attributes:
-        labels: Label id -> name (``LABEL_<i>`` when the folder does not record them).
-        task: The task it was trained for, when known.
-        pairs: Whether it classifies sentence pairs (True) or single texts (False); None when its
-            task is unknown (a bare adapter folder), and then either is accepted.
-    """
-
-    labels: tuple[str, ...]
-    task: str | None = None
-    pairs: bool | None = None
-
-    @classmethod
-    def of(cls, source: AdapterSource) -> AdapterMeta:
-        """What an adapter's folder or run records about it."""
-        spec = source.task_spec
-        return cls(source.label_names or (), source.task, None if spec is None else spec.is_pair)
-
-    @property
-    def takes_pairs(self) -> bool | None:
-        """Whether the adapter classifies sentence pairs; None when unknown (either is accepted)."""
-        if self.pairs is not None:
-            return self.pairs
-        spec = GLUE_TASKS.get(self.task) if self.task else None
-        return None if spec is None else spec.is_pair
 
 
 @dataclass(frozen=True)

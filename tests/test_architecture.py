@@ -1,0 +1,83 @@
+"""The shape of the package, checked: no import circles, the HTTP server independent of the benchmark,
+one reader of run records, and a command line that starts without the heavy libraries."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+SRC = REPO / "src" / "lorascope"
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path) -> set[str]:
+    """lorascope modules ``path`` imports anywhere in it (inside functions too: a circle is a circle)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lorascope"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("lorascope")}
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        # A package's __init__ only names its exports (lazily), so an edge goes to the module itself.
+        graph[name] = {m for m in _imports(path) if m in modules and m != name and not modules[m].name == "__init__.py"}
+    return graph
+
+
+def test_no_import_circle_between_modules():
+    graph = _graph()
+    seen, stack, circles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            circles.append(stack[stack.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt)
+        stack.pop()
+
+    for node in sorted(graph):
+        visit(node)
+    assert not circles, "import circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_http_server_imports_nothing_from_the_benchmark():
+    graph = _graph()
+    offenders = {m: sorted(i for i in imps if i.startswith("lorascope.bench")) for m, imps in graph.items()
+                 if m.startswith(("lorascope.server", "lorascope.serve"))}
+    assert not any(offenders.values()), offenders
+
+
+def test_only_the_run_folder_type_names_the_run_record_file():
+    readers = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value == "metrics.json" and path.name != "run_folder.py":
+                readers.append(str(path.relative_to(SRC)))
+    assert not readers, f"metrics.json named outside lorascope/run_folder.py: {readers}"
+
+
+def test_help_imports_no_heavy_library():
+    code = ("import sys; from typer.testing import CliRunner; from lorascope.cli.main import app; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'datasets', 'scipy', 'optuna', 'fastapi') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
