@@ -10,9 +10,11 @@ current one is an error that names the differing keys, never a silent reuse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +45,22 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON via a temporary file so a reader never sees half a file."""
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Yield ``<path>.tmp`` to write; on success rename it onto ``path``, so a reader (or a run
+    killed mid-write and resumed) never sees half a file. On an error the temporary file is removed."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (see :func:`atomic_write`)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
 
 
 def _json_default(obj: Any) -> Any:
@@ -88,9 +101,8 @@ def start_partial(out: Path, resolved: dict[str, Any]) -> Path:
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     # Via a temporary file: a kill mid-write must not leave a truncated config that a rerun misreads.
-    tmp = partial / (CONFIG_FILE + ".tmp")
-    dump_yaml(resolved, tmp)
-    os.replace(tmp, partial / CONFIG_FILE)
+    with atomic_write(partial / CONFIG_FILE) as tmp:
+        dump_yaml(resolved, tmp)
     return partial
 
 

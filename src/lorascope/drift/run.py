@@ -8,11 +8,10 @@ LoRA at init) -> per-run drift -> method summaries, noise floor, paired statisti
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import atomic_write, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
 from lorascope.drift.analysis import between_seed_drift, seed_noise_floor, summarise_method
@@ -144,11 +143,9 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
 
 
 def write_layers_csv(path: Path, task: str, runs) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_write(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LAYER_COLUMNS)
         w.writeheader()
         for r in runs:
             for row in r.layers:
                 w.writerow({"task": task, "method": r.method, "seed": r.seed, **row})
-    os.replace(tmp, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import atomic_write, write_json
 from lorascope.hpo.config import HpoConfig
 from lorascope.hpo.space import Fixed
 from lorascope.hpo.storage import masked, trial_record
@@ -82,6 +81,5 @@ def _write_best(cfg: HpoConfig, best, path: Path, main_metric: str, study_name: 
         # SST-2 is searched on a training subset (PROTOCOL.md §1); production runs train on all of it.
         header.append(f"# {' and '.join(subsets)} are the search's data subsets: drop them for production runs.")
     body = yaml.safe_dump(train_cfg.model_dump(mode="json"), sort_keys=False)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(header) + "\n" + body, encoding="utf-8")

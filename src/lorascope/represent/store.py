@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from lorascope.artifacts import atomic_write
 from lorascope.errors import DataError
 from lorascope.represent.extract import Representations
 
@@ -18,9 +18,8 @@ def save_representations(reps: Representations, path: Path) -> None:
     """Write atomically: ``<path>.tmp`` then rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**reps.meta, "ids": json.dumps(reps.ids), "poolings": ",".join(reps.states)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in reps.states.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in reps.states.items()}, str(tmp), metadata=meta)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
