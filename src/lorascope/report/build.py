@@ -58,12 +58,10 @@ def summary(data: dict) -> dict:
 
 
 def markdown_to_html(md: str, base: Path) -> str:
-    """The small markdown subset the report uses -> HTML with images inlined as base64.
+    """The report's markdown -> one self-contained HTML page (Python-Markdown; images inlined as base64)."""
+    import markdown
 
-    A dedicated converter for exactly the constructs ``markdown.py`` emits (headings, tables with
-    escaped pipes, lists, images, code blocks): one tested rendering, no optional dependency.
-    """
-    body = _simple_markdown(md)
+    body = markdown.markdown(md, extensions=["tables", "fenced_code"], output_format="html")
 
     def inline(m: re.Match) -> str:
         path = base / m.group(2)
@@ -74,58 +72,3 @@ def markdown_to_html(md: str, base: Path) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>lorascope report</title><style>{_CSS}</style></head><body>{body}</body></html>"
 
 
-def _simple_markdown(md: str) -> str:
-    import html as h
-
-    out, in_table, in_code, in_list = [], False, False, False
-    for line in md.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(h.escape(line))
-            continue
-        if in_list and not line.startswith("- "):
-            out.append("</ul>")
-            in_list = False
-        if line.startswith("|"):
-            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
-            if all(set(c) <= {"-"} for c in cells):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("- "):
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.startswith("!["):
-            m = re.match(r"!\[([^\]]*)\]\(([^)]+)\)", line)
-            if m:
-                out.append(f'<img alt="{m.group(1)}" src="{m.group(2)}">')
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    if in_list:
-        out.append("</ul>")
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-    import html as h
-
-    text = h.escape(text, quote=False)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
