@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from rich.progress import Progress
 
 from lorascope.data.tokenize import CountingCollator
 from lorascope.errors import DataError
@@ -103,11 +103,21 @@ def extract(
     device = next(model.parameters()).device
     collate = CountingCollator(tokenizer, pad_to_max_length, max_length)
     n = len(ds)
-    out: dict[str, np.ndarray] | None = None
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
     rows = ds.select_columns(columns)
-    # disable=None: a bar on a terminal, silence in logs.
-    bar = tqdm(total=n, desc="extracting", unit="ex", disable=None if progress else True, leave=False)
+    # transient: the bar disappears when done; off a terminal rich draws nothing until then.
+    with Progress(transient=True, disable=not progress) as bar:
+        step = bar.add_task("extracting", total=n)
+        out = _extract_batches(model, rows, collate, n, batch_size, device, poolings, is_decoder,
+                               lambda k: bar.advance(step, k))
+    assert out is not None, "empty sample set"
+    return out
+
+
+def _extract_batches(model, rows, collate, n: int, batch_size: int, device, poolings, is_decoder: bool,
+                     advance) -> dict[str, np.ndarray] | None:
+    """The pooled states of every layer, batch by batch (see :func:`extract`); ``advance(k)`` after each batch."""
+    out: dict[str, np.ndarray] | None = None
     for start in range(0, n, batch_size):
         batch = collate([rows[i] for i in range(start, min(start + batch_size, n))])
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -122,7 +132,5 @@ def extract(
                 out["mean"][layer, start:stop] = masked_mean(h, mask).cpu().numpy()
             if "head_token" in out:
                 out["head_token"][layer, start:stop] = head_token(h, mask, is_decoder).cpu().numpy()
-        bar.update(stop - start)
-    bar.close()
-    assert out is not None, "empty sample set"
+        advance(stop - start)
     return out
