@@ -176,4 +176,4 @@ def _per_layer_tests(lora: list[RunDrift], full: list[RunDrift], alpha: float) -
         for row, p_adj, rej in zip(tests, corr.p_adjusted, corr.reject):
             row["p_holm"] = float(p_adj)
             row["reject_holm"] = bool(rej)
-    return {"test": "paired t-test per layer, Holm over layers", "layers": tests}
+    return {"test": "paired t-test per layer, Holm over layers", "alpha": alpha, "layers": tests}

@@ -78,8 +78,9 @@ def per_layer_text(data: dict[str, Any]) -> list[str]:
         if not layers or "reject_holm" not in layers[0]:
             continue
         hits = [str(row["layer"]) for row in layers if row.get("reject_holm")]
+        alpha = d["comparison"]["per_layer"].get("alpha", 0.05)  # drift.json files before it was recorded used 0.05
         out.append(f"- {task}: layers where full − LoRA drift differs (paired t-test per layer, two-sided, Holm over "
-                   f"{len(layers)} layers at α = 0.05): {', '.join(hits) if hits else 'none'}.")
+                   f"{len(layers)} layers at α = {alpha:g}): {', '.join(hits) if hits else 'none'}.")
     return out
 
 
