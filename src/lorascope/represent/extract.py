@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import Progress
 
 from lorascope.data.tokenize import CountingCollator
@@ -105,8 +106,9 @@ def extract(
     n = len(ds)
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in ds.column_names]
     rows = ds.select_columns(columns)
-    # transient: the bar disappears when done; off a terminal rich draws nothing until then.
-    with Progress(transient=True, disable=not progress) as bar:
+    # transient: the bar disappears when done; off a terminal (a log file) there is none at all.
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not (progress and console.is_terminal)) as bar:
         step = bar.add_task("extracting", total=n)
         out = _extract_batches(model, rows, collate, n, batch_size, device, poolings, is_decoder,
                                lambda k: bar.advance(step, k))

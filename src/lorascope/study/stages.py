@@ -171,7 +171,10 @@ def stage_drift(ctx: StageContext) -> None:
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
         ctx.console.print(f"  drift {task}: {summary}; {controls} ({time.perf_counter() - t0:.0f} s)")
-        for line in verdict_lines(result["comparison"].get("verdicts") or {}):
+        comparison = result["comparison"]
+        if comparison.get("not_interpretable"):
+            ctx.console.print(f"    [yellow]LoRA vs full FT {comparison['not_interpretable']}[/]")
+        for line in verdict_lines(comparison.get("verdicts") or {}):
             ctx.console.print(f"    {line}")
 
 
