@@ -144,3 +144,20 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
     full[3] = dataclasses.replace(full[3], learning=check(0.5))
     assert "LoRA's mean dev metric 51.0% is not 2 points above the majority baseline (50.0%)" in (
         compare_methods(lora, full)["not_interpretable"])
+
+
+def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_rests_on():
+    data = synthetic_study(8, full=(0.020, 0.002), lora=(0.050, 0.040))
+    text = answers(data)
+    assert "drifted 150.0% more than full fine-tuning's" in text and "% less than" not in text.split("\n")[4]
+    for line in text.splitlines():
+        if "rejected" in line:
+            assert "for the opposite claim" in line, line
+    # The tests disagree and the exact one rejects: the p quoted for it is the opposite claim's, not the claim's.
+    from lorascope.report.answers import strength
+
+    v = {"status": "not supported", "p_value": 0.914, "reverse_p_value": 0.086, "test": {"test": "paired t-test (df=7)"},
+         "secondary": {"test": "sign-flip permutation (exact)", "p_value": 0.961, "n": 8}, "secondary_status": "rejected",
+         "secondary_reverse_p_value": 0.043, "tests_agree": False, "decisive": False}
+    assert strength(v) == ("not supported by the paired t-test (p = 0.914), but the exact sign-flip test says rejected "
+                           "(p = 0.043 for the opposite claim) — not confirmed")

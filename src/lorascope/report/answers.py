@@ -39,9 +39,9 @@ def strength(v: dict[str, Any]) -> str:
         other = v.get("secondary") or {}
         why = (f"cannot reach α with n = {other.get('n')} (its smallest p is {other['min_attainable_p']:.3g})"
                if v["secondary_status"] == "underpowered" and other.get("min_attainable_p") else
-               f"says {v['secondary_status']} (p = {p_value(other.get('p_value'))})")
-        return f"{v['status']} by the {first} (p = {p_value(v['p_value'])}), but the {second} {why} — not confirmed"
-    return f"{v['status']} ({first} p = {p_value(v['p_value'])}; not decided)"
+               f"says {v['secondary_status']} ({deciding_p(v, 'secondary')})")
+        return f"{v['status']} by the {first} ({deciding_p(v)}), but the {second} {why} — not confirmed"
+    return f"{v['status']} ({first} {deciding_p(v)}; not decided)"
 
 
 def _estimate_text(v: dict[str, Any]) -> str:
@@ -67,8 +67,10 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
         ci = (f"; 95% interval over seeds and samples {reduction_interval(hier['low'], hier['high'])}"
               if hier.get("low") is not None else "")
         label = f"{task} †" if task in weak else task
+        reduction = c["reduction_percent"]
+        direction = f"{reduction:.1f}% less" if reduction >= 0 else f"{-reduction:.1f}% more"
         out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): LoRA's representations drifted "
-                   f"{c['reduction_percent']:.1f}% less than full fine-tuning's (mean drift {ms['lora']['drift']['mean']:.3f} "
+                   f"{direction} than full fine-tuning's (mean drift {ms['lora']['drift']['mean']:.3f} "
                    f"vs {ms['full']['drift']['mean']:.3f}{ci}).")
         if c.get("runs_not_learned"):
             out.append(f"{label}: runs at majority level, included above: {', '.join(c['runs_not_learned'])}.")
