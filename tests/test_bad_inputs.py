@@ -397,6 +397,12 @@ CASES = [
          r"train\.csv:18: label 'maybe'"),
     case("drift-runs-missing", lambda ws: ["drift", "--task", "rte", "--base", "tiny-llama", "--runs", ws.p("nothere"), "--out", ws.p("out")],
          r"nothere: runs folder not found"),
+    case("represent-unknown-pooling", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.p("r.safetensors"),
+                                                  "poolings=[cls]"],
+         r"'poolings\.0': Input should be 'mean' or 'head_token' \(got 'cls'\)"),
+    case("drift-unknown-pooling", lambda ws: ["drift", "--task", "rte", "--base", "tiny-llama", "--runs", ws.p("."),
+                                              "--out", ws.p("out"), "pooling=cls"],
+         r"'pooling': Input should be 'mean' or 'head_token' \(got 'cls'\)"),
     case("represent-zero-samples", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.p("r.safetensors"), "n_samples=0"],
          r"'n_samples': Input should be greater than 0"),
     # ---- study files and study folders

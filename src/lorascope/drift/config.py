@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
+from lorascope.represent.config import Pooling
 
 
 class DriftConfig(StrictModel):
@@ -20,7 +21,7 @@ class DriftConfig(StrictModel):
     data_seed: int = Field(0, description="seed of the deterministic sample subset")
     max_length: PositiveInt = Field(384, description="truncation for extraction (identical for every model)")
     batch_size: PositiveInt = Field(32, description="extraction batch size")
-    pooling: Literal["mean", "head_token"] = Field("mean", description="pooled states compared: mean or head_token")
+    pooling: Pooling = Field("mean", description="pooled states compared: mean or head_token")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples (0: none)")
     alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha")
     n_tasks: PositiveInt = Field(1, description="tasks in the study: alpha is Bonferroni-split over them")

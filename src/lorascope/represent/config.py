@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from annotated_types import Len
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
+
+# How a layer's token states become one vector per sample: the masked mean over real tokens, or
+# the token the classification head reads ([CLS] for encoders, the last real token for decoders).
+Pooling = Literal["mean", "head_token"]
 
 
 class RepresentConfig(StrictModel):
@@ -17,7 +24,8 @@ class RepresentConfig(StrictModel):
     data_seed: int = Field(0, description="seed of the deterministic sample subset")
     max_length: PositiveInt = Field(384, description="truncation length (must match across compared models)")
     batch_size: PositiveInt = Field(32, description="extraction batch size")
-    poolings: list[str] = Field(["mean", "head_token"], description="mean (masked mean over tokens), head_token")
+    poolings: Annotated[list[Pooling], Len(min_length=1)] = Field(
+        ["mean", "head_token"], description="mean (masked mean over tokens), head_token (the token the head reads)")
     lora_init: bool = Field(False, description="wrap the base in a fresh LoRA adapter (B = 0): a pipeline control")
     order_seed: int | None = Field(None, description="extract the samples in an order shuffled by this seed "
                                    "(rows and ids stay paired): a pipeline control")

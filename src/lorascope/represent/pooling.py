@@ -7,9 +7,13 @@
 
 from __future__ import annotations
 
+import typing
+
 import torch
 
-POOLINGS = ("mean", "head_token")
+from lorascope.represent.config import Pooling
+
+POOLINGS: tuple[str, ...] = typing.get_args(Pooling)
 
 
 def pooling_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
