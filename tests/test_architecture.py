@@ -81,3 +81,20 @@ def test_help_imports_no_heavy_library():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_package_declares_ranges_and_the_makefile_pins_from_constraints():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = [r for r in project["dependencies"] if "==" in r]
+    assert not pinned, f"exact pins belong in constraints.txt, not the package: {pinned}"
+    torch = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
+    # Installed beside an older or newer torch, pip keeps it: the range holds both.
+    assert torch.specifier.contains("2.5.0") and torch.specifier.contains("2.13.0")
+    constraints = (REPO / "constraints.txt").read_text()
+    assert "torch==2.13.0" in constraints
+    makefile = (REPO / "Makefile").read_text()
+    assert "-c constraints.txt torch" in makefile and "-c constraints.txt -e" in makefile
