@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lorascope.cli.common import console, quiet_libraries, user_errors
 from lorascope.run_folder import RunFolder
+from lorascope.study.layout import StudyLayout
 
 study_app = typer.Typer(help="Run a whole study from a YAML file, resumably; show its progress.", no_args_is_help=True)
 
@@ -29,7 +30,7 @@ def study_run(
 
     cfg = load_study(path, parse_overrides(overrides or []))
     out = run_study(cfg, only=parse_only(only), console=console)
-    report = out / "report" / "report.html"
+    report = StudyLayout(out).report / "report.html"
     if report.is_file():
         console.print(f"[bold green]study complete[/]: report at {report}")
     else:
@@ -60,11 +61,12 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
         counts[status] += 1
         table.add_row(f"train {unit.name}", {"done": "[green]done[/]", "failed": "[red]failed[/]"}.get(status, status), detail)
     for task in cfg.tasks:
-        done = (folder / "drift" / task / "drift.json").is_file()
+        done = (StudyLayout(folder).drift(task) / "drift.json").is_file()
         table.add_row(f"drift {task}", "[green]done[/]" if done else "pending", "")
-    for name, path in (("sanity", "sanity.json"), ("baselines", "baselines.json"), ("bench", "bench/bench.json"),
-                       ("report", "report/report.html")):
-        table.add_row(name, "[green]done[/]" if (folder / path).is_file() else "pending", "")
+    layout = StudyLayout(folder)
+    for name, path in (("sanity", layout.sanity), ("baselines", layout.baselines), ("bench", layout.bench_json),
+                       ("report", layout.report / "report.html")):
+        table.add_row(name, "[green]done[/]" if path.is_file() else "pending", "")
     console.print(table)
     console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) + " training units")
 

@@ -11,6 +11,7 @@ from lorascope.artifacts import write_json
 from lorascope.report.collect import collect
 from lorascope.report.figures import all_figures
 from lorascope.report.markdown import render
+from lorascope.study.layout import StudyLayout
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
@@ -20,7 +21,7 @@ th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code,pre{backgrou
 def build_report(study: Path | str) -> Path:
     """Write ``report/report.md``, ``report/report.html`` and ``report/figures/*.png``; returns the HTML path."""
     study = Path(study)
-    out = study / "report"
+    out = StudyLayout(Path(study)).report
     data = collect(study)
     figures = {k: f"figures/{p.name}" for k, p in all_figures(data, out / "figures").items()}
     md = render(data, figures)

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from lorascope.run_folder import RunFolder
+from lorascope.study.layout import StudyLayout
 
 
 def _json(path: Path) -> Any:
@@ -18,19 +19,20 @@ def _json(path: Path) -> Any:
 def collect(study: Path) -> dict[str, Any]:
     """Everything the report shows, keyed by kind; missing stages are None or empty."""
     runs = []
-    for run in RunFolder.finished_under(study / "train"):
+    layout = StudyLayout(study)
+    for run in RunFolder.finished_under(layout.train):
         runs.append({**run.raw(), "folder": run.name})
-    drift = {p.parent.name: json.loads(p.read_text()) for p in sorted((study / "drift").glob("*/drift.json"))}
-    config = yaml.safe_load((study / "config.yaml").read_text()) if (study / "config.yaml").is_file() else {}
+    drift = {p.parent.name: json.loads(p.read_text()) for p in layout.drift_results}
+    config = yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {}
     return {
         "study": study,
         "config": config or {},
-        "baselines": {b["task"]: b for b in (_json(study / "baselines.json") or {}).get("baselines", [])},
-        "sanity": _json(study / "sanity.json"),
+        "baselines": {b["task"]: b for b in (_json(layout.baselines) or {}).get("baselines", [])},
+        "sanity": _json(layout.sanity),
         "runs": runs,
         "drift": drift,
-        "bench": _json(study / "bench" / "bench.json"),
-        "drift_skipped": _json(study / "drift" / "skipped.json") or {},
-        "timings": _json(study / "timings.json") or {},
-        "provenance": next((json.loads(p.read_text()) for p in sorted((study / "train").glob("*/provenance.json"))), None),
+        "bench": _json(layout.bench_json),
+        "drift_skipped": _json(layout.drift_skipped) or {},
+        "timings": _json(layout.timings) or {},
+        "provenance": next((json.loads(p.read_text()) for p in sorted(layout.train.glob("*/provenance.json"))), None),
     }

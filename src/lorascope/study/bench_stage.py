@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from lorascope.run_folder import RunFolder
 from lorascope.study.context import StageContext
+from lorascope.study.layout import StudyLayout
 from lorascope.study.units import TrainUnit
 
 
@@ -33,7 +34,7 @@ def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:
 def run_bench_stage(ctx: StageContext) -> None:
     from lorascope.bench import BenchConfig, run_bench
 
-    out = ctx.out / "bench"
+    out = StudyLayout(ctx.out).bench
     if (out / "bench.json").is_file():
         ctx.console.print("  bench: done earlier")
         return

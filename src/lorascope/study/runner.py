@@ -20,6 +20,7 @@ from lorascope.config import check_report_to, config_to_dict, diff_configs, dump
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.study.config import StudyConfig
 from lorascope.study.context import StageContext
+from lorascope.study.layout import StudyLayout
 from lorascope.study.stages import STAGE_FUNCS
 
 # Keys that choose what to run now, not what the results are: changing them never invalidates.
@@ -97,7 +98,7 @@ def run_study(cfg: StudyConfig, *, only: dict[str, str] | None = None, console: 
 
 
 def _run_stages(cfg: StudyConfig, out: Path, only: dict[str, str], console: Console) -> None:
-    timings_path = out / "timings.json"
+    timings_path = StudyLayout(out).timings
     timings = load_timings(timings_path)
     invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "only": only, "stages": {}}
     timings["invocations"].append(invocation)

@@ -16,6 +16,7 @@ from lorascope.errors import DataError, LorascopeError
 from lorascope.run_folder import METRICS_FILE, RunFolder
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
+from lorascope.study.layout import StudyLayout
 from lorascope.study.units import train_units
 
 
@@ -29,7 +30,7 @@ def _eta(done: int, total: int, elapsed: float) -> str:
 def stage_sanity(ctx: StageContext) -> None:
     from lorascope.checks.sanity import run_sanity_one
 
-    path = ctx.out / "sanity.json"
+    path = StudyLayout(ctx.out).sanity
     if path.is_file():
         ctx.console.print("  sanity: done earlier")
         return
@@ -48,7 +49,7 @@ def stage_sanity(ctx: StageContext) -> None:
 def stage_baselines(ctx: StageContext) -> None:
     from lorascope.checks.baselines import run_baselines
 
-    path = ctx.out / "baselines.json"
+    path = StudyLayout(ctx.out).baselines
     if not path.is_file():
         # Scored on the dev subset the runs are evaluated on (that of the first method and seed).
         results = []
@@ -69,7 +70,7 @@ def stage_hpo(ctx: StageContext) -> None:
             if any(ctx.only.get(k, v) != v for k, v in (("task", task), ("method", method))):
                 continue
             t0 = time.perf_counter()
-            result = run_hpo(hpo_config(ctx.cfg, task, method), ctx.out / "hpo" / f"{task}-{method}")
+            result = run_hpo(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method))
             best = result.get("best") or {}
             ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
                               f"({time.perf_counter() - t0:.0f} s)")
@@ -77,7 +78,7 @@ def stage_hpo(ctx: StageContext) -> None:
 
 def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
     """The searched parameters of the best HPO trial of (task, method), or {} without a search."""
-    path = out / "hpo" / f"{task}-{method}" / "hpo.json"
+    path = StudyLayout(out).hpo(task, method) / "hpo.json"
     if not path.is_file():
         return {}
     return dict((read_json(path).get("best") or {}).get("params") or {})
@@ -154,15 +155,15 @@ def stage_drift(ctx: StageContext) -> None:
 
     tasks = [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]
     for task in tasks:
-        cfg = DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(ctx.out / "train"),
+        cfg = DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train),
                           n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir)
         t0 = time.perf_counter()
         try:
-            result = run_drift(cfg, ctx.out / "drift" / task)
+            result = run_drift(cfg, StudyLayout(ctx.out).drift(task))
         except DataError as exc:
             # No finished runs for this task (all failed): the report marks the gap.
             ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {exc}")
-            skipped = ctx.out / "drift" / "skipped.json"
+            skipped = StudyLayout(ctx.out).drift_skipped
             notes = read_json(skipped) if skipped.is_file() else {}
             notes[task] = str(exc)
             skipped.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorascope.study.config import StudyConfig
+from lorascope.study.layout import StudyLayout
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class TrainUnit:
         return f"{self.task}-{self.method}-s{self.seed}"
 
     def folder(self, out: Path) -> Path:
-        return out / "train" / self.name
+        return StudyLayout(out).run(self.name)
 
 
 def train_units(cfg: StudyConfig, only: dict[str, str] | None = None) -> list[TrainUnit]:

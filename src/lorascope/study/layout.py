@@ -1,0 +1,72 @@
+"""Where everything of a study lives under its folder: the one place that knows the layout.
+
+```
+<study>/config.yaml        the resolved study config
+<study>/sanity.json        baselines.json   timings.json
+<study>/hpo/<task>-<method>/          one Optuna search per (task, method)
+<study>/train/<task>-<method>-s<seed>/ one training run folder (see lorascope.run_folder)
+<study>/drift/<task>/      drift.json, layers.csv, reps/      drift/skipped.json
+<study>/bench/             bench.json, bench.csv
+<study>/report/            report.md, report.html, figures/, summary.json
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def sanity(self) -> Path:
+        return self.root / "sanity.json"
+
+    @property
+    def baselines(self) -> Path:
+        return self.root / "baselines.json"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    def hpo(self, task: str, method: str) -> Path:
+        return self.root / "hpo" / f"{task}-{method}"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    def run(self, name: str) -> Path:
+        return self.train / name
+
+    def drift(self, task: str) -> Path:
+        return self.root / "drift" / task
+
+    @property
+    def drift_results(self) -> list[Path]:
+        """Every task's ``drift.json``, sorted."""
+        return sorted((self.root / "drift").glob("*/drift.json"))
+
+    @property
+    def drift_skipped(self) -> Path:
+        return self.root / "drift" / "skipped.json"
+
+    @property
+    def bench(self) -> Path:
+        return self.root / "bench"
+
+    @property
+    def bench_json(self) -> Path:
+        return self.bench / "bench.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
