@@ -153,9 +153,16 @@ def recorded_task(info: dict[str, Any]) -> TaskSpec | None:
 
 def task_record(spec: TaskSpec) -> dict[str, Any]:
     """A JSON-ready record of ``spec`` (kept in every run's ``metrics.json``): enough to rebuild it."""
-    record = dataclasses.asdict(spec)
-    record["layout"] = dataclasses.asdict(spec.layout)
-    return record
+    return _json_native(dataclasses.asdict(spec))
+
+
+def _json_native(value: Any) -> Any:
+    """Tuples as lists, recursively: the record equals what reading its JSON back gives."""
+    if isinstance(value, dict):
+        return {k: _json_native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_native(v) for v in value]
+    return value
 
 
 def task_from_record(record: dict[str, Any]) -> TaskSpec:
