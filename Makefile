@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test lint env clean
+.PHONY: quickstart test test-fast lint env clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ env: $(VENV)/.installed
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/lorascope study run configs/studies/quickstart.yaml
 
+# Both tiers: the fast one, then the slow one (real models, studies, kills, subprocess servers).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import lorascope
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(glue_dir, tmp_path, monkeypatch, capsys):
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Python API"):]
@@ -36,8 +38,6 @@ def test_every_public_name_resolves_and_import_is_light():
 
 
 def test_encode_takes_pairs_and_refuses_a_mix():
-    import pytest
-
     from lorascope.errors import DataError
 
     states = lorascope.encode("tiny-llama", [["a man sings", "someone sings"], ["b", "c"]], max_length=16)

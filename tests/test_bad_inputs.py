@@ -496,6 +496,7 @@ def test_rich_markup_in_a_message_is_printed_verbatim(tmp_path):
     assert "[bold]" in result.stderr
 
 
+@pytest.mark.slow
 def test_study_rerun_after_a_failed_first_stage_is_not_a_mismatch(glue_dir, tmp_path):
     """The first stage fails on bad input (a wrong data_dir): the corrected study runs in the same folder."""
     out = tmp_path / "study-out"
@@ -512,6 +513,7 @@ def test_study_rerun_after_a_failed_first_stage_is_not_a_mismatch(glue_dir, tmp_
     assert (out / "baselines.json").is_file() and (out / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_study_rerun_with_only_a_stale_config_yaml_is_accepted(glue_dir, tmp_path):
     """A folder whose first run was killed before any stage finished holds only config.yaml: no results to protect."""
     out = tmp_path / "study-out"
@@ -522,6 +524,7 @@ def test_study_rerun_with_only_a_stale_config_yaml_is_accepted(glue_dir, tmp_pat
     assert "tiny-llama" in (out / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_study_with_results_still_refuses_another_config(glue_dir, tmp_path):
     out = tmp_path / "study-out"
     study = write(tmp_path / "study.yaml", STUDY_BASE + f"out: {out}\ndata_dir: {glue_dir}\n")
@@ -531,6 +534,7 @@ def test_study_with_results_still_refuses_another_config(glue_dir, tmp_path):
     assert re.search(r"holds a study with a different configuration \(seeds", result.stderr)
 
 
+@pytest.mark.slow
 def test_real_process_prints_one_line(tmp_path):
     """Outside the test runner too: a real process prints the line and no traceback."""
     proc = subprocess.run([sys.executable, "-m", "lorascope.cli.main", "train", "--task", "rte", "--out", str(tmp_path / "o"),

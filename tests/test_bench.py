@@ -27,7 +27,7 @@ SIZES = [1, 3]
 TINY = dict(model="tiny-llama", batch_sizes=SIZES, warmup=1, requests=4, bootstrap_resamples=200, check_rows=6, threads=1)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from lorascope.checks.sanity import run_sanity_one
 from lorascope.train import TrainConfig
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_minilm_overfits_ten_examples(glue_dir, method):
     r = run_sanity_one(TrainConfig(task="rte", method=method, model="minilm", max_length=128), progress=False)

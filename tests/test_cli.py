@@ -53,6 +53,7 @@ def test_malformed_data_gives_one_line_error_and_no_folder(tmp_path, content, pa
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 
+@pytest.mark.slow
 def test_real_process_error_has_no_traceback(tmp_path):
     write(tmp_path / "glue" / "RTE" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n")
     out = tmp_path / "out"

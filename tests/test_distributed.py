@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -19,6 +19,9 @@ from lorascope.hpo.search import _over_budget
 from lorascope.train.config import TrainConfig
 from tests.conftest import GLUE_DIR
 
+# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
+pytestmark = pytest.mark.slow
+
 # Tiny trials (about 2 s each on CPU): 16 training and 8 dev examples, one epoch, short inputs.
 TINY_TRAIN = dict(train_limit=16, eval_limit=8, max_length=32, data_dir=str(GLUE_DIR))
 TINY_SPACE = dict(epochs=1, batch_size=[8, 16])

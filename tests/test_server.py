@@ -192,6 +192,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_server_under_the_load_generator(setup):
     root, *_ = setup
     app = build_app("tiny-llama", {n: str(root / n) for n in ("sst2", "mrpc", "rte")}, ServerSettings(token=TOKEN), device="cpu")

@@ -9,6 +9,9 @@ import yaml
 from lorascope.errors import ConfigError
 from lorascope.study import load_study, run_study
 
+# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
+pytestmark = pytest.mark.slow
+
 
 def _study(tmp_path: Path, name: str) -> Path:
     cfg = {

@@ -24,7 +24,7 @@ import pytest
 from safetensors.torch import load_file
 from transformers import Trainer
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
 
 BASE = dict(model="tiny-llama", task="sst2", train_limit=96, eval_limit=32, epochs=3, evals_per_epoch=3, batch_size=4,
             max_length=48, lora_dropout=0.1, logging_steps=4, lr=1e-2, patience=3)
