@@ -45,10 +45,13 @@ def train(
     """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
     quiet_libraries()
     from lorascope.cli.train_output import print_train_result
+    from lorascope.models.registry import resolve_model
     from lorascope.run_folder import RunFolder
-    from lorascope.train import run_train
 
     cfg = assemble_train(config, dict(task=task, method=method, model=model, seed=seed), overrides)
+    resolve_model(cfg.model)  # an unusable model is reported before torch and transformers load (seconds)
+    from lorascope.train import run_train
+
     metrics = run_train(cfg, out, overwrite=overwrite)
     if not is_main_process():
         return
