@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from lorascope.config import StrictModel, build_config, load_yaml
+from lorascope.represent.config import Pooling
 from lorascope.train.config import TrainConfig
 
 STAGES = ("sanity", "baselines", "hpo", "train", "drift", "bench", "report")
@@ -17,7 +18,7 @@ class DriftSettings(StrictModel):
     n_samples: PositiveInt = Field(750, description="dev samples per task compared across models")
     max_length: PositiveInt = Field(384, description="truncation for extraction")
     batch_size: PositiveInt = Field(32, description="extraction batch size")
-    pooling: Literal["mean", "head_token"] = Field("mean", description="pooled states compared")
+    pooling: Pooling = Field("mean", description="pooled states compared")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples")
     alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha (Bonferroni over tasks)")
     margin: float = Field(0.03, gt=0, description="H1a margin (fraction of the metric)")
