@@ -4,8 +4,11 @@ one reader of run records, and a command line that starts without the heavy libr
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -61,7 +64,7 @@ def test_no_import_circle_between_modules():
 def test_http_server_imports_nothing_from_the_benchmark():
     graph = _graph()
     offenders = {m: sorted(i for i in imps if i.startswith("lorascope.bench")) for m, imps in graph.items()
-                 if m.startswith(("lorascope.server", "lorascope.serve"))}
+                 if m.startswith("lorascope.serve")}
     assert not any(offenders.values()), offenders
 
 
@@ -98,3 +101,28 @@ def test_the_package_declares_ranges_and_the_makefile_pins_from_constraints():
     assert "torch==2.13.0" in constraints
     makefile = (REPO / "Makefile").read_text()
     assert "-c constraints.txt torch" in makefile and "-c constraints.txt -e" in makefile
+
+
+@pytest.mark.slow
+def test_installing_lorascope_keeps_the_torch_already_there(tmp_path):
+    """A venv with another torch release (a stand-in distribution named torch 2.5.0) keeps it:
+    pip resolves ``pip install -e .`` without touching torch. Needs the package index."""
+    fake = tmp_path / "fake-torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text('__version__ = "2.5.0"\n')
+    (fake / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "torch"\nversion = "2.5.0"\n[tool.setuptools]\npackages = ["torch"]\n')
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "-q"]
+    setup = subprocess.run([*pip, "install", str(fake)], capture_output=True, text=True, timeout=300)
+    if setup.returncode != 0:  # building the stand-in needs setuptools from the package index
+        pytest.skip(f"the package index is not reachable: {setup.stderr[-300:]}")
+    report = tmp_path / "report.json"
+    dry_run = subprocess.run([*pip, "install", "-e", str(REPO), "--dry-run", "--report", str(report)],
+                             capture_output=True, text=True, timeout=600)
+    assert dry_run.returncode == 0, dry_run.stderr[-2000:]
+    planned = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in json.loads(report.read_text())["install"]}
+    assert "lorascope" in planned and "transformers" in planned
+    assert "torch" not in planned, f"pip would replace torch 2.5.0 with {planned.get('torch')}"

@@ -19,9 +19,9 @@ from lorascope.bench import STRATEGIES, BenchConfig, run_bench
 from lorascope.cli.serving import register
 from lorascope.config import build_config
 from lorascope.errors import ConfigError, LorascopeError
-from lorascope.models.base import build_random_llama, tinyllama_shape_config
+from lorascope.models.shapes import build_random_llama, tinyllama_shape_config
+from lorascope.serve.http.loadgen import check_loopback
 from lorascope.serve.sources import parse_named_paths, resolve_adapter, resolve_full_model
-from lorascope.server.loadgen import check_loopback
 
 SIZES = [1, 3]
 TINY = dict(model="tiny-llama", batch_sizes=SIZES, warmup=1, requests=4, bootstrap_resamples=200, check_rows=6, threads=1)

@@ -119,7 +119,7 @@ def test_train_cli_end_to_end(glue_dir, tmp_path):
     ("represent", "lorascope.represent:RepresentConfig"),
     ("hpo", "lorascope.hpo:HpoConfig"),
     ("bench", "lorascope.bench.config:BenchConfig"),
-    ("serve", "lorascope.server.settings:ServerSettings"),
+    ("serve", "lorascope.serve.http.settings:ServerSettings"),
 ])
 def test_help_lists_every_setting(command, config):
     import importlib

@@ -24,7 +24,7 @@ def trained_runs(tmp_path_factory):
         for seed in (1, 2):
             cfg = TrainConfig(task="rte", method=method, model="tiny-llama", seed=seed, train_limit=24, eval_limit=16,
                               epochs=1, batch_size=8, max_length=48, lr=5e-3 if method == "lora" else 1e-3)
-            assert run_train(cfg, root / f"rte-{method}-s{seed}")["status"] == "ok"
+            assert run_train(cfg, root / f"rte-{method}-s{seed}").ok
     return root
 
 

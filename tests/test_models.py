@@ -60,3 +60,13 @@ def test_bad_model_and_targets():
     lm = load_classifier("tiny-llama", ("a", "b"), seed=0)
     with pytest.raises(ConfigError, match="module 'query' not found"):
         prepare_for_method(lm.model, "lora", targets=["query"])
+
+
+def test_the_random_weights_alias_lives_in_the_registry_and_is_refused_for_training():
+    from lorascope.errors import ConfigError
+    from lorascope.models.registry import alias_availability, random_weights_alias, resolve_model
+
+    assert random_weights_alias("tinyllama-shape") is not None and random_weights_alias("minilm") is None
+    assert "tinyllama-shape" in [row[0] for row in alias_availability()]
+    with pytest.raises(ConfigError, match="model 'tinyllama-shape': has random weights.*need a pretrained model"):
+        resolve_model("tinyllama-shape")

@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 from lorascope.data import get_task, load_split
 from lorascope.errors import ConfigError
 from lorascope.models import load_run
-from lorascope.server import ServerSettings, build_app
+from lorascope.serve.http import ServerSettings, build_app
 from lorascope.train import TrainConfig, prepare_run, run_train
 from tests.conftest import REPO, write
 from tests.helpers import logits_of
@@ -87,11 +87,11 @@ def test_layout_errors_name_the_key(tmp_path, cola):
 def test_named_integer_labels_reach_metrics_and_the_server(tmp_path, cola):
     run = tmp_path / "run"
     metrics = run_train(TrainConfig(task=str(cola[1]), method="lora", lr=5e-3, **TINY), run, progress=False)
-    assert metrics["label_names"] == ["unacceptable", "acceptable"]
-    assert set(metrics["dev_per_label"]) == {"unacceptable", "acceptable"}
-    assert metrics["dev_per_label"]["acceptable"]["support"] == 12
-    assert set(metrics["dev"]) == {"matthews", "accuracy", "loss"}
-    assert metrics["task_spec"]["layout"]["header"] is False
+    assert metrics.label_names == ["unacceptable", "acceptable"]
+    assert set(metrics.dev_per_label) == {"unacceptable", "acceptable"}
+    assert metrics.dev_per_label["acceptable"]["support"] == 12
+    assert set(metrics.dev) == {"matthews", "accuracy", "loss"}
+    assert metrics.task_spec["layout"]["header"] is False
     app = build_app("tiny-llama", {"cola": str(run)}, ServerSettings(), device="cpu")
     with TestClient(app) as client:
         listed = client.get("/v1/adapters").json()["adapters"]
@@ -131,13 +131,13 @@ def test_three_class_macro_f1_equals_scikit_learn_on_the_saved_model(tmp_path):
     task = three_class(tmp_path)
     cfg = TrainConfig(task=str(task), method="full", lr=1e-3, **TINY)
     metrics = run_train(cfg, tmp_path / "run", progress=False)
-    assert metrics["main_metric"] == "macro_f1" and len(metrics["dev_per_label"]) == 3
+    assert metrics.main_metric == "macro_f1" and len(metrics.dev_per_label) == 3
     loaded = load_run(tmp_path / "run")
     dev = prepare_run(cfg).eval_ds
     pred = logits_of(loaded.model, loaded.tokenizer, dev, max_length=32).argmax(-1).numpy()
     gold = np.asarray(dev["labels"])
-    assert metrics["dev"]["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", labels=[0, 1, 2]), abs=1e-9)
-    assert metrics["dev"]["weighted_f1"] == pytest.approx(f1_score(gold, pred, average="weighted", labels=[0, 1, 2]),
+    assert metrics.dev["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", labels=[0, 1, 2]), abs=1e-9)
+    assert metrics.dev["weighted_f1"] == pytest.approx(f1_score(gold, pred, average="weighted", labels=[0, 1, 2]),
                                                           abs=1e-9)
 
 
@@ -151,7 +151,7 @@ def test_constant_predictions_are_flagged(tmp_path):
                  "text_columns: text\nlabel_column: label\nlabels: [neg, pos]\n")
     metrics = run_train(TrainConfig(task=str(task), method="full", lr=1e-2, **{**TINY, "epochs": 4}), tmp_path / "run",
                         progress=False)
-    check = metrics["learning_check"]
+    check = metrics.learning_check
     assert check["majority_baseline"] == pytest.approx(14 / 16)
     assert check["learned"] is False and check["predicted_share"] == 1.0
     assert "every dev prediction is the same label" in check["reasons"]

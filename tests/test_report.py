@@ -161,3 +161,23 @@ def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_re
          "secondary_reverse_p_value": 0.043, "tests_agree": False, "decisive": False}
     assert strength(v) == ("not supported by the paired t-test (p = 0.914), but the exact sign-flip test says rejected "
                            "(p = 0.043 for the opposite claim) — not confirmed")
+
+
+def _bench_with(h2_max_ratio=None, key="h2"):
+    row = {"strategy": "lora_separate", "batch_size": 1, "mean_ms": 10.0, "p50_ms": 10.0, "p95_ms": 11.0, "p99_ms": 12.0,
+           "throughput_rps": 100.0, "ratio_to_merged": 1.4, "ratio_ci_low": 1.35, "ratio_ci_high": 1.45, key: "supported"}
+    merged = {**row, "strategy": "lora_merged", "ratio_to_merged": 1.0, "ratio_ci_low": 1.0, "ratio_ci_high": 1.0}
+    config = {} if h2_max_ratio is None else {"h2_max_ratio": h2_max_ratio}
+    return {"results": [merged, row], "config": config, "checks": [], "checks_passed": True}
+
+
+def test_serving_section_states_the_h2_threshold_the_benchmark_used():
+    from lorascope.report.answers import rq2_sentence
+    from lorascope.report.serving_text import serving_section
+
+    text = serving_section(_bench_with(1.5), {})
+    assert "H2 (≤ 1.50×)" in text and "at or below 1.50" in text and "1.30" not in text
+    assert "at most 50% added latency" in rq2_sentence(_bench_with(1.5))
+    # bench.json files written before the threshold was a setting: the protocol's 1.30 and the old key.
+    old = serving_section(_bench_with(None, key="h2_at_most_30pct"), {})
+    assert "H2 (≤ 1.30×)" in old and "| supported |" in old

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.models.base import open_base
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.server import AdapterMeta, ServerSettings, TextEncoder, build_app, create_app
-from lorascope.server.loadgen import LoadConfig, run_load
+from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, build_app, create_app
+from lorascope.serve.http.loadgen import LoadConfig, run_load
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

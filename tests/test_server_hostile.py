@@ -27,8 +27,8 @@ from lorascope.models import load_classifier
 from lorascope.models.base import open_base
 from lorascope.represent.extract import extract
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.server import AdapterMeta, ServerSettings, TextEncoder, create_app
-from lorascope.server.engine import ClassifyJob, EmptyRow
+from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, create_app
+from lorascope.serve.http.engine import ClassifyJob, EmptyRow
 from tests.conftest import write
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -179,7 +179,7 @@ def test_other_endpoints_take_hostile_bodies_and_paths(client):
 
 
 def test_error_messages_quoting_a_lone_surrogate_or_a_huge_value_still_render():
-    from lorascope.server.errors import error_response
+    from lorascope.serve.http.errors import error_response
 
     response = error_response(422, "invalid_request", "field '\ud800' " + "k" * 10_000)
     body = json.loads(response.body)

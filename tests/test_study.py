@@ -23,7 +23,7 @@ def reduced_study(tmp_path: Path, **extra) -> Path:
         "methods": ["lora", "full"],
         "seeds": [1, 2],
         "out": str(tmp_path / "study"),
-        "stages": ["sanity", "baselines", "train", "drift", "report"],
+        "stages": ["sanity", "baselines", "train", "drift", "weights", "report"],
         "train": {"train_limit": 24, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 48},
         "method_train": {"lora": {"lr": 5e-3}, "full": {"lr": 1e-3}},
         "sanity": {"samples": 4, "max_epochs": 2, "threshold": 10.0},
@@ -45,6 +45,10 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     md = (out / "report" / "report.md").read_text()
     html = (out / "report" / "report.html").read_text()
     assert "## Representation drift" in md and "base_vs_lora_init" in md
+    # The weight lens ran for rte (the sst2 runs diverged: no LoRA run to say which matrices were adapted).
+    weights = json.loads((out / "weights" / "rte" / "weights.json").read_text())
+    assert len(weights["runs"]) == 4 and not (out / "weights" / "sst2").exists()
+    assert "## Weight lens" in md and "intruder dimensions (sum over matrices)" in md
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
     # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.
@@ -148,3 +152,37 @@ def test_stage_times_accumulate_over_invocations(glue_dir, tmp_path):
     assert len(timings["invocations"]) == 2 and timings["invocations"][1]["only"] == {"task": "rte"}
     first, second = (inv["stages"]["baselines"] for inv in timings["invocations"])
     assert timings["total_s"]["baselines"] == pytest.approx(first + second, abs=0.011)
+
+
+def _written_before_setting_existed(out: Path, cfg) -> None:
+    """A study folder with results whose config.yaml predates drift.data_seed and bench.max_length."""
+    from lorascope.config import config_to_dict
+
+    stored = config_to_dict(cfg)
+    del stored["drift"]["data_seed"], stored["bench"]["max_length"]
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    (out / "baselines.json").write_text("{}")
+
+
+def test_a_folder_from_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    from lorascope.study.runner import check_study_config
+
+    cfg = load_study("configs/studies/quickstart.yaml", {"out": str(tmp_path / "s")})
+    _written_before_setting_existed(tmp_path / "s", cfg)
+    check_study_config(tmp_path / "s", cfg)  # the added settings at their defaults: same study
+
+
+def test_a_folder_from_before_a_setting_existed_refuses_another_value(tmp_path):
+    from lorascope.study.runner import check_study_config
+
+    cfg = load_study("configs/studies/quickstart.yaml", {"out": str(tmp_path / "s")})
+    _written_before_setting_existed(tmp_path / "s", cfg)
+    changed = load_study("configs/studies/quickstart.yaml", {"out": str(tmp_path / "s"), "drift": {"data_seed": 3}})
+    with pytest.raises(ConfigError, match=r"drift\.data_seed: stored 0 != current 3"):
+        check_study_config(tmp_path / "s", changed)
+
+
+def test_bench_overrides_cannot_set_what_the_study_sets():
+    with pytest.raises(ConfigError, match=r"max_length: set by the study or by bench\.max_length"):
+        load_study("configs/studies/quickstart.yaml", {"bench": {"overrides": {"max_length": 32}}})

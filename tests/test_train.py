@@ -24,11 +24,11 @@ def test_train_save_reload(glue_dir, tmp_path, model, method):
     cfg = TrainConfig(model=model, method=method, **SMALL)
     out = tmp_path / "run"
     m = run_train(cfg, out)
-    assert m["status"] == "ok" and m["n_train"] == 32 and m["n_eval"] == 16
-    assert set(m["dev"]) == {"loss", "f1", "accuracy"}
-    assert m["epochs_trained"] == 2 and m["best_epoch"] in (1.0, 2.0)
-    assert m["tokens_processed"] >= m["tokens_real"] > 0
-    counts = m["parameters"]
+    assert m.status == "ok" and m.n_train == 32 and m.n_eval == 16
+    assert set(m.dev) == {"loss", "f1", "accuracy"}
+    assert m.epochs_trained == 2 and m.best_epoch in (1.0, 2.0)
+    assert m.tokens_processed >= m.tokens_real > 0
+    counts = m.parameters
     if method == "lora":
         assert counts["trainable"] < 0.05 * counts["total"]
         assert (out / "adapter" / "adapter_model.safetensors").is_file()
@@ -43,15 +43,15 @@ def test_train_save_reload(glue_dir, tmp_path, model, method):
     # The reloaded artifact is the restored best model: it reproduces the recorded dev loss.
     reloaded = load_run(out)
     eval_ds = prepare_run(cfg).eval_ds
-    assert _eval_loss(reloaded, eval_ds) == pytest.approx(m["dev"]["loss"], abs=1e-5)
+    assert _eval_loss(reloaded, eval_ds) == pytest.approx(m.dev["loss"], abs=1e-5)
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(glue_dir, tmp_path):
     runs = [run_train(TrainConfig(model="tiny-llama", seed=s, save_model=False, **SMALL), tmp_path / f"r{i}")
             for i, s in enumerate([7, 7, 8])]
     keys = ("dev", "train_loss", "train_loss_curve", "eval_curve")
-    assert all(runs[0][k] == runs[1][k] for k in keys)
-    assert runs[0]["train_loss_curve"] != runs[2]["train_loss_curve"]
+    assert all(getattr(runs[0], k) == getattr(runs[1], k) for k in keys)
+    assert runs[0].train_loss_curve != runs[2].train_loss_curve
 
 
 def test_finished_run_is_reused_and_config_mismatch_is_an_error(glue_dir, tmp_path):
@@ -69,8 +69,8 @@ def test_finished_run_is_reused_and_config_mismatch_is_an_error(glue_dir, tmp_pa
 def test_divergence_is_recorded_not_raised(glue_dir, tmp_path):
     cfg = TrainConfig(model="tiny-llama", method="full", lr=1e12, max_grad_norm=1e12, **SMALL)
     m = run_train(cfg, tmp_path / "r")
-    assert m["status"] == "failed"
-    assert "became nan" in m["reason"] or "became inf" in m["reason"]
+    assert m.status == "failed"
+    assert "became nan" in m.reason or "became inf" in m.reason
     assert not (tmp_path / "r" / "model").exists()
 
 
@@ -89,7 +89,7 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(glue_dir, tmp_path):
     assert not (checkpoints / "checkpoint-2").exists()
     (checkpoints / "checkpoint-4").mkdir()
     resumed = run_train(cfg, tmp_path / "cut")
-    assert resumed["status"] == "ok" and resumed["dev"] == clean["dev"]
+    assert resumed.status == "ok" and resumed.dev == clean.dev
 
 
 def _fake_checkpoint(folder, state: str, files=("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")):
@@ -136,9 +136,9 @@ def test_group_by_length_cuts_padding(glue_dir, tmp_path):
                       max_length=128, save_model=False, patience=0)
     grouped = run_train(cfg, tmp_path / "grouped")
     shuffled = run_train(cfg.model_copy(update={"group_by_length": False}), tmp_path / "shuffled")
-    assert grouped["tokens_real"] == shuffled["tokens_real"]
+    assert grouped.tokens_real == shuffled.tokens_real
     # RTE premises vary from a few to 100+ tokens: random batches carry far more padding.
-    waste = {name: m["tokens_processed"] / m["tokens_real"] - 1 for name, m in (("g", grouped), ("s", shuffled))}
+    waste = {name: m.tokens_processed / m.tokens_real - 1 for name, m in (("g", grouped), ("s", shuffled))}
     assert waste["g"] < 0.5 * waste["s"], waste
 
 
@@ -184,7 +184,7 @@ def test_overwrite_replaces_the_finished_run_only_once_the_new_one_is_complete(g
             run_train(new_cfg, out, overwrite=True)
     assert _tree(out) == before  # the old run is untouched while the new one is unfinished
     m = run_train(new_cfg, out, overwrite=True)
-    assert m["status"] == "ok" and json.loads((out / "metrics.json").read_text()) == m
+    assert m.status == "ok" and json.loads((out / "metrics.json").read_text()) == m.model_dump(exclude_unset=True)
     assert "lr: 0.001" in (out / "config.yaml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no .partial, no .old
 
@@ -242,5 +242,5 @@ def test_exploding_loss_is_recorded_as_failed(glue_dir, tmp_path):
     # Finite all along (no NaN/inf), but the loss reaches 10^3-10^6 from 0.69.
     cfg = TrainConfig(model="tiny-llama", method="full", lr=100.0, **SMALL)
     m = run_train(cfg, tmp_path / "r")
-    assert m["status"] == "failed" and "> 100 (100 × max(1, initial training loss" in m["reason"]
-    assert m["dev"] == {} and not (tmp_path / "r" / "model").exists()
+    assert m.status == "failed" and "> 100 (100 × max(1, initial training loss" in m.reason
+    assert m.dev == {} and not (tmp_path / "r" / "model").exists()

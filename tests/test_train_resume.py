@@ -57,7 +57,7 @@ def _reference(tmp_path_factory, settings: dict) -> tuple[dict, dict]:
     if key not in _references:
         out = tmp_path_factory.mktemp("reference") / "run"
         metrics = run_train(_config(settings), out, progress=False)
-        _references[key] = (metrics, load_file(out / ADAPTER))
+        _references[key] = (metrics.model_dump(), load_file(out / ADAPTER))
     return _references[key]
 
 

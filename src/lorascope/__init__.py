@@ -7,7 +7,7 @@ and measures what serving LoRA adapters separately costs.
 The Python API (every name is imported on first use, so ``import lorascope`` is cheap)::
 
     import lorascope
-    metrics = lorascope.run_train(lorascope.TrainConfig(task="sst2", method="lora"), "runs/demo")
+    record = lorascope.run_train(lorascope.TrainConfig(task="sst2", method="lora"), "runs/demo")  # a RunRecord
     states = lorascope.encode("runs/demo", ["a gripping film"])   # [layers + 1, 1, d]
 """
 
@@ -28,17 +28,22 @@ _EXPORTS = {
     "run_hpo": ".hpo.search",
     "load_classifier": ".models.load",
     "load_run": ".models.load",
+    "RunFolder": ".run_folder",
+    "RunRecord": ".run_folder",
     # representations and drift
     "encode": ".represent.encode",
     "RepresentConfig": ".represent.config",
+    "SampleSettings": ".represent.config",
     "run_represent": ".represent.run",
     "DriftConfig": ".drift.config",
+    "DriftSettings": ".drift.config",
     "run_drift": ".drift.run",
     "linear_cka": ".similarity.cka",
     "linear_cka_layers": ".similarity.cka",
     "layer_similarity": ".similarity.layers",
     "mean_cosine": ".similarity.cosine",
     # statistics
+    "StatisticsSettings": ".stats.settings",
     "paired_t_test": ".stats.paired",
     "sign_flip_test": ".stats.permutation",
     "hierarchical_interval": ".stats.hierarchical",

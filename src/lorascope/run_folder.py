@@ -32,6 +32,8 @@ class RunRecord(BaseModel):
         task: the task's name; ``task_spec`` is the whole task (see ``lorascope.data.tasks.task_record``).
         method: ``lora`` or ``full``.
         dev: dev metrics of the restored best checkpoint (fractions) and ``loss``.
+        dev_per_label: label name -> precision, recall, f1 (fractions) and support on dev.
+        parameters: ``trainable`` and ``total`` parameter counts.
         learning_check: whether the run learned its task (see ``lorascope.checks.learned``).
     """
 
@@ -45,6 +47,12 @@ class RunRecord(BaseModel):
     seed: int | None = None
     main_metric: str | None = None
     dev: dict[str, float] | None = None
+    dev_per_label: dict[str, dict[str, float]] | None = None
+    n_train: int | None = None
+    n_eval: int | None = None
+    best_epoch: float | None = None
+    runtime_s: float | None = None
+    parameters: dict[str, Any] | None = None
     label_names: list[str] | None = None
     base_model_source: str | None = None
     learning_check: dict[str, Any] | None = None

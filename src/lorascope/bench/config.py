@@ -85,6 +85,8 @@ class BenchConfig(StrictModel):
         None, gt=0, description="lorascope runtime vs PEFT single-adapter max |logit difference| (default 1e-4 fp32, 1e-1 bf16)"
     )
     bootstrap_resamples: PositiveInt = Field(2000, description="bootstrap resamples of each latency interval")
+    h2_max_ratio: float = Field(1.30, gt=1, description="H2: an adapter strategy costs at most this many times the "
+                                "merged model's mean latency (the protocol's 30% added latency)")
 
     @field_validator("batch_sizes")
     @classmethod

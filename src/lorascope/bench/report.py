@@ -14,7 +14,7 @@ from rich.table import Table
 CSV_COLUMNS = (
     "strategy", "batch_size", "n", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "ci_low_ms", "ci_high_ms",
     "p50_ci_low_ms", "p50_ci_high_ms", "std_ms", "throughput_rps", "ratio_to_merged", "ratio_ci_low", "ratio_ci_high",
-    "p50_ratio_to_merged", "h2_at_most_30pct", "mean_seq_len", "adapters_loaded", "load_s", "model_tensor_bytes",
+    "p50_ratio_to_merged", "h2", "mean_seq_len", "adapters_loaded", "load_s", "model_tensor_bytes",
     "cuda_resident_bytes", "cuda_forward_peak_bytes", "rss_load_delta_bytes", "artifact_bytes", "artifact_estimated",
     "check_passed", "synthetic_adapters", "full_ft_stand_in", "device", "dtype", "threads", "description",
 )

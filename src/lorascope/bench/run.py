@@ -198,7 +198,8 @@ def _assemble(
         seq = requests[b]["mean_seq_len"]
         for s in strategies:
             row = {"strategy": s, "batch_size": b, **latency_summary(times[b][s], b, cfg.bootstrap_resamples, cfg.seed)}
-            row.update(ratio_summary(times[b][s], times[b][BASELINE], cfg.bootstrap_resamples, cfg.seed))
+            row.update(ratio_summary(times[b][s], times[b][BASELINE], cfg.bootstrap_resamples, cfg.seed,
+                                       cfg.h2_max_ratio))
             info = per_strategy[s]
             row.update(
                 mean_seq_len=seq, adapters_loaded=len(info["adapters"]), load_s=info["load_s"],

@@ -34,7 +34,8 @@ from peft import PeftModel
 from torch import nn
 
 from lorascope.bench.inputs import Batch
-from lorascope.models.base import DTYPES, BaseModelSpec, load_pretrained_classifier
+from lorascope.models.base import DTYPES, BaseModelSpec
+from lorascope.models.load import from_pretrained_classifier
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.sources import AdapterSource
 
@@ -108,7 +109,7 @@ def load_group(name: str, ctx: LoadContext) -> Group:
         if ctx.full_model is None:
             model = ctx.base.load(ctx.dtype, ctx.device)
         else:
-            model = load_pretrained_classifier(str(ctx.full_model), None, DTYPES[ctx.dtype], ctx.base.is_decoder,
+            model = from_pretrained_classifier(ctx.full_model, None, DTYPES[ctx.dtype], ctx.base.is_decoder,
                                                ctx.base.tokenizer.pad_token_id, ctx.device)
         modules = [model]
     elif name == "merged":

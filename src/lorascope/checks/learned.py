@@ -18,6 +18,12 @@ from lorascope.metrics import score
 LEARNED_MARGIN = 0.02
 
 
+def at_majority_level(value: float, majority: float) -> bool:
+    """The one rule for "did not learn": a main metric (one run's, or a method's mean over seeds)
+    that is not ``LEARNED_MARGIN`` above the majority-class baseline."""
+    return value < majority + LEARNED_MARGIN
+
+
 def majority_label(train_labels: np.ndarray, n_labels: int) -> int:
     """The most frequent label id of the training labels (``int [n]``); ties go to the lower id."""
     return int(np.bincount(train_labels, minlength=n_labels).argmax())
@@ -47,7 +53,7 @@ def learning_check(
     reasons = []
     if predicted_share is not None and predicted_share >= 1.0:
         reasons.append("every dev prediction is the same label")
-    if value is not None and value < majority + LEARNED_MARGIN:
+    if value is not None and at_majority_level(value, majority):
         reasons.append(
             f"dev {metric} {100 * value:.1f}% is not {100 * LEARNED_MARGIN:.0f} points above the "
             f"majority-class baseline ({100 * majority:.1f}%)"

@@ -52,13 +52,13 @@ def train(
     resolve_model(cfg.model)  # an unusable model is reported before torch and transformers load (seconds)
     from lorascope.train import run_train
 
-    metrics = run_train(cfg, out, overwrite=overwrite)
-    if not is_main_process():
+    record = run_train(cfg, out, overwrite=overwrite)
+    if record is None or not is_main_process():
         return
-    if metrics["status"] != "ok":
-        console.print(f"[bold red]failed:[/] {metrics['reason']} (recorded in {RunFolder(out).metrics_path})")
+    if not record.ok:
+        console.print(f"[bold red]failed:[/] {record.reason} (recorded in {RunFolder(out).metrics_path})")
         raise typer.Exit(1)
-    print_train_result(console, metrics, out)
+    print_train_result(console, record, out)
 
 
 with_settings_help(train, TrainConfig)
@@ -138,11 +138,13 @@ def sanity(
 
 from lorascope.cli import analysis as _analysis  # noqa: E402
 from lorascope.cli import hpo as _hpo  # noqa: E402
+from lorascope.cli import lenses as _lenses  # noqa: E402
 from lorascope.cli import serving as _serving  # noqa: E402
 from lorascope.cli import study as _study  # noqa: E402
 
 _analysis.register(app)
 _hpo.register(app)
+_lenses.register(app)
 _serving.register(app)
 _study.register(app)
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from lorascope.bench.config import BenchConfig
 from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors, with_settings_help
-from lorascope.server.settings import ServerSettings
+from lorascope.serve.http.settings import ServerSettings
 
 TOKEN_ENV = "LORASCOPE_TOKEN"
 
@@ -93,8 +93,8 @@ def serve(
     import torch
     import uvicorn
 
+    from lorascope.serve.http import ServerSettings, build_app
     from lorascope.serve.sources import parse_named_paths
-    from lorascope.server import ServerSettings, build_app
 
     if device not in ("auto", "cpu", "cuda") or dtype not in ("fp32", "bf16"):
         from lorascope.errors import ConfigError
@@ -136,7 +136,7 @@ def loadtest(
     """Load-test a running `lorascope serve` with concurrent clients mixing adapters."""
     quiet_libraries()
     from lorascope.artifacts import write_json
-    from lorascope.server.loadgen import LoadConfig, run_load
+    from lorascope.serve.http.loadgen import LoadConfig, run_load
 
     cfg = assemble(LoadConfig, None, dict(url=url, clients=clients, duration_s=duration, max_requests=max_requests, rows=rows,
                                           adapters=adapter or None, token=token, data_dir=data_dir), [])

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from lorascope.run_folder import RunRecord
 
 
 def pct(value: float | None) -> str:
@@ -14,26 +15,25 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def print_train_result(console: Console, metrics: dict[str, Any], out: Path) -> None:
+def print_train_result(console: Console, record: RunRecord, out: Path) -> None:
     """The finished run: dev metrics against the majority baseline, per-label precision and recall, the learning check."""
-    check = metrics.get("learning_check") or {}
-    table = Table(title=f"{metrics['task']} · {metrics['method']} · seed {metrics['seed']}: dev set, "
-                        f"{metrics['n_eval']} examples (%)")
+    check = record.learning_check or {}
+    table = Table(title=f"{record.task} · {record.method} · seed {record.seed}: dev set, {record.n_eval} examples (%)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in metrics["dev"].items():
+    for name, value in (record.dev or {}).items():
         if name != "loss":
-            table.add_row(name + (" (main)" if name == metrics["main_metric"] else ""), pct(value))
+            table.add_row(name + (" (main)" if name == record.main_metric else ""), pct(value))
     if check.get("majority_baseline") is not None:
-        table.add_row(f"majority baseline ({metrics['main_metric']})", pct(check["majority_baseline"]))
-    for label, stats in (metrics.get("dev_per_label") or {}).items():
+        table.add_row(f"majority baseline ({record.main_metric})", pct(check["majority_baseline"]))
+    for label, stats in (record.dev_per_label or {}).items():
         table.add_row(f"{label}: precision / recall (n = {stats['support']})",
                       f"{pct(stats['precision'])} / {pct(stats['recall'])}")
     console.print(table)
-    params = metrics["parameters"]
+    params = record.parameters or {}
     console.print(
-        f"[bold green]done[/] best epoch {metrics['best_epoch']} | {params['trainable']:,} of {params['total']:,} "
-        f"parameters trained | {metrics['runtime_s']:.1f} s -> {out}"
+        f"[bold green]done[/] best epoch {record.best_epoch} | {params.get('trainable', 0):,} of {params.get('total', 0):,} "
+        f"parameters trained | {record.runtime_s or 0:.1f} s -> {out}"
     )
     if check and not check.get("learned", True):
         console.print(f"[bold yellow]warning: this run did not learn its task:[/] {'; '.join(check['reasons'])}. "

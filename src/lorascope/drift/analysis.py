@@ -59,7 +59,7 @@ def depth_thirds(values: np.ndarray) -> dict[str, float]:
     return {name: float(p.mean()) for name, p in zip(("early", "middle", "late"), parts) if p.size}
 
 
-def run_drift(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
+def drift_of_run(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
               n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None) -> RunDrift:
     """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``)."""
     sim = layer_similarity(base, tuned, n_resamples=n_resamples, seed=boot_seed)

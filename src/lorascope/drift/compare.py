@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.checks.learned import LEARNED_MARGIN
+from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.drift.analysis import RunDrift, reduction_percent
 from lorascope.errors import LorascopeError
 from lorascope.stats import (
@@ -127,7 +127,7 @@ def learning_caveats(lora: list[RunDrift], full: list[RunDrift]) -> dict[str, An
         pairs = [(m, b) for m, b in pairs if m is not None and b is not None]
         if pairs:
             metric, majority = float(np.mean([m for m, _ in pairs])), float(np.mean([b for _, b in pairs]))
-            if metric < majority + LEARNED_MARGIN:
+            if at_majority_level(metric, majority):
                 reasons.append(f"{name}'s mean dev metric {100 * metric:.1f}% is not {100 * LEARNED_MARGIN:.0f} points "
                                f"above the majority baseline ({100 * majority:.1f}%)")
     if reasons:

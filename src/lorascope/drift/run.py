@@ -14,8 +14,7 @@ from typing import Any
 from lorascope.artifacts import atomic_write, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
-from lorascope.drift.analysis import between_seed_drift, seed_noise_floor, summarise_method
-from lorascope.drift.analysis import run_drift as drift_of_run
+from lorascope.drift.analysis import between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
 from lorascope.drift.controls import align_to, run_controls
@@ -23,6 +22,7 @@ from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.represent import Representations, RepresentConfig, run_represent
+from lorascope.represent.config import SampleSettings
 from lorascope.run_folder import RunFolder, RunRecord
 
 LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
@@ -70,9 +70,10 @@ def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, RunRecord]], list[
 def _represent(cfg: DriftConfig, model: str, path: Path, *, lora_init: bool = False, order_seed: int | None = None,
                batch_size: int | None = None) -> Representations:
     """Extract, or reuse ``path`` when its stored cache key matches (see ``run_represent``)."""
-    rc = RepresentConfig(task=cfg.task, model=model, n_samples=cfg.n_samples, data_seed=cfg.data_seed,
-                         max_length=cfg.max_length, batch_size=batch_size or cfg.batch_size, poolings=[cfg.pooling],
-                         lora_init=lora_init, order_seed=order_seed, data_dir=cfg.data_dir)
+    samples = cfg.model_dump(include=set(SampleSettings.model_fields) - {"batch_size"})
+    rc = RepresentConfig(**samples, batch_size=batch_size or cfg.batch_size,
+                         task=cfg.task, model=model, poolings=[cfg.pooling], lora_init=lora_init,
+                         order_seed=order_seed, data_dir=cfg.data_dir)
     return run_represent(rc, path)
 
 

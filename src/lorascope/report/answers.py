@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.report.limitations import weak_methods
-from lorascope.report.serving_text import aa_noise, h2_rows, merged_ratio_row
+from lorascope.report.serving_text import aa_noise, h2_max_ratio, h2_of, h2_rows, merged_ratio_row
 from lorascope.report.text import interval, p_value, reduction_interval, short_test, table
 from lorascope.stats.power import seeds_needed_text
 
@@ -90,8 +90,9 @@ def rq2_sentence(bench: dict[str, Any] | None) -> str | None:
     rows = h2_rows(bench)
     by_verdict: dict[str, list[str]] = {}
     for r in rows:
-        by_verdict.setdefault(r["h2_at_most_30pct"], []).append(f"{r['strategy']} (batch {r['batch_size']})")
-    text += " H2 (at most 30% added latency): " + "; ".join(f"{k} for {', '.join(v)}" for k, v in by_verdict.items()) + "."
+        by_verdict.setdefault(h2_of(r) or "–", []).append(f"{r['strategy']} (batch {r['batch_size']})")
+    verdicts = "; ".join(f"{k} for {', '.join(v)}" for k, v in by_verdict.items())
+    text += f" H2 (at most {100 * (h2_max_ratio(bench) - 1):.0f}% added latency): {verdicts}."
     rt = merged_ratio_row(bench, "runtime_single", 1)
     if rt is not None:
         text += (f" lorascope's runtime serves the same adapter at {rt['ratio_to_merged']:.3f}× "

@@ -43,7 +43,7 @@ def summary(data: dict) -> dict:
                        "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": comparison}
     bench = data["bench"] or {}
     keep = ("strategy", "batch_size", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "ratio_to_merged",
-            "ratio_ci_low", "ratio_ci_high", "h2_at_most_30pct", "load_s", "artifact_bytes", "model_tensor_bytes")
+            "ratio_ci_low", "ratio_ci_high", "h2", "load_s", "artifact_bytes", "model_tensor_bytes")
     return {
         "study": data["config"].get("name"),
         "config": data["config"],
@@ -51,6 +51,8 @@ def summary(data: dict) -> dict:
                                          "runtime_s")} for r in data["runs"]],
         "baselines": data["baselines"],
         "drift": drift,
+        "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"]}
+                    for task, w in (data.get("weights") or {}).items()},
         "bench": {"environment": bench.get("environment"), "checks_passed": bench.get("checks_passed"),
                   "results": [{k: r.get(k) for k in keep} for r in bench.get("results") or []]} if bench else None,
         "timings": data["timings"],

@@ -31,6 +31,7 @@ def collect(study: Path) -> dict[str, Any]:
         "sanity": _json(layout.sanity),
         "runs": runs,
         "drift": drift,
+        "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},
         "bench": _json(layout.bench_json),
         "drift_skipped": _json(layout.drift_skipped) or {},
         "timings": _json(layout.timings) or {},

@@ -91,8 +91,11 @@ def controls_table(data: dict[str, Any]) -> str:
 
 
 def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+    settings = data["config"].get("drift") or {}
+    pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(settings.get("pooling", "mean"), "pooled")
+    min_reduction = float(settings.get("min_reduction", 0.2))
     out = ["## Representation drift", "",
-           "Drift = 1 − linear CKA between the base's and the fine-tuned model's mean-pooled hidden states on the same "
+           f"Drift = 1 − linear CKA between the base's and the fine-tuned model's {pooled} hidden states on the same "
            "dev samples, averaged over layers per run; debiased CKA uses the unbiased HSIC estimator (it matters when n "
            "is not much larger than the hidden size). The noise floor is the sd over seeds of one method's drift from "
            "the base (chi-square interval). Intervals: *over seeds* resamples nothing (Student t on per-seed values); "
@@ -103,7 +106,8 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
             out.append(f"![{key}]({figures[key]})\n")
     out += ["### LoRA vs full fine-tuning", "",
             "The two tests in this table share the two-sided null \"the mean per-seed drift difference full − LoRA is 0\"; "
-            "the verdicts above test one-sided claims (e.g. \"LoRA drifts at least 20% less\"), so their p-values differ "
+            f"the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} less\"), so their "
+            "p-values differ "
             "by design.", "", comparison_table(data), ""]
     out += per_layer_text(data)
     out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.checks.learned import LEARNED_MARGIN
+from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.report.text import num
 
 
@@ -17,7 +17,7 @@ def weak_methods(data: dict[str, Any]) -> dict[str, list[str]]:
         main = next((r["main_metric"] for r in data["runs"] if r["task"] == task and r["status"] == "ok"), None)
         for method, s in d["methods"].items():
             metric = (s.get("metric") or {}).get("mean")
-            if main and metric is not None and main in base and metric < base[main] + LEARNED_MARGIN:
+            if main and metric is not None and main in base and at_majority_level(metric, base[main]):
                 out.setdefault(task, []).append(method)
     return out
 

@@ -14,16 +14,21 @@ from lorascope.config import StrictModel
 Pooling = Literal["mean", "head_token"]
 
 
-class RepresentConfig(StrictModel):
+class SampleSettings(StrictModel):
+    """Which samples are encoded and how: what must be identical for every model that is compared."""
+
+    n_samples: PositiveInt = Field(750, description="samples (all of them when the split is smaller)")
+    data_seed: int = Field(0, description="seed of the deterministic sample subset")
+    max_length: PositiveInt = Field(384, description="truncation length (must match across compared models)")
+    batch_size: PositiveInt = Field(32, description="extraction batch size")
+
+
+class RepresentConfig(SampleSettings):
     """What to extract, from which model, on which samples."""
 
     task: str = Field("sst2", description="GLUE task or task YAML file")
     model: str = Field("minilm", description="base model (alias, folder, Hub id) or a training run folder")
     split: str = Field("validation", description="split to draw samples from")
-    n_samples: PositiveInt = Field(750, description="samples (all of them when the split is smaller)")
-    data_seed: int = Field(0, description="seed of the deterministic sample subset")
-    max_length: PositiveInt = Field(384, description="truncation length (must match across compared models)")
-    batch_size: PositiveInt = Field(32, description="extraction batch size")
     poolings: Annotated[list[Pooling], Len(min_length=1)] = Field(
         ["mean", "head_token"], description="mean (masked mean over tokens), head_token (the token the head reads)")
     lora_init: bool = Field(False, description="wrap the base in a fresh LoRA adapter (B = 0): a pipeline control")

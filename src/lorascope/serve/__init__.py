@@ -4,6 +4,9 @@ Public API:
     MultiAdapterRuntime: the runtime (merged single-adapter path, per-request switching, and
         mixed-adapter batches via a batched gather-matmul).
     LoraAdapter, load_adapter: a PEFT adapter folder as plain tensors, checked against a base.
+
+Subpackage :mod:`lorascope.serve.http` puts the runtime behind HTTP (``lorascope serve``) and
+holds the load generator that measures it (``lorascope loadtest``).
 """
 
 from lorascope._lazy import lazy_exports

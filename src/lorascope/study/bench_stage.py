@@ -42,8 +42,10 @@ def run_bench_stage(ctx: StageContext) -> None:
     adapters = trained_adapters(ctx) if "lora" in ctx.cfg.methods else {}
     full = TrainUnit(ctx.cfg.tasks[0], "full", seed).folder(ctx.out)
     b = ctx.cfg.bench
+    # The served inputs are truncated as the models were trained, unless the study says otherwise.
+    max_length = b.max_length or ctx.cfg.train_config(ctx.cfg.tasks[0], ctx.cfg.methods[0], seed).max_length
     settings = dict(model=ctx.cfg.model, adapters=adapters, batch_sizes=b.batch_sizes, requests=b.requests,
-                    warmup=b.warmup, max_length=ctx.cfg.drift.max_length, **b.overrides)
+                    warmup=b.warmup, max_length=max_length, **b.overrides)
     if "full" in ctx.cfg.methods and _finished(full):
         settings["full_model"] = str(full)
     cfg = BenchConfig.model_validate(settings)

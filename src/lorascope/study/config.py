@@ -8,22 +8,11 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from lorascope.config import StrictModel, build_config, load_yaml
-from lorascope.represent.config import Pooling
+from lorascope.drift.config import DriftSettings
+from lorascope.lenses.config import WeightLensSettings
 from lorascope.train.config import TrainConfig
 
-STAGES = ("sanity", "baselines", "hpo", "train", "drift", "bench", "report")
-
-
-class DriftSettings(StrictModel):
-    n_samples: PositiveInt = Field(750, description="dev samples per task compared across models")
-    max_length: PositiveInt = Field(384, description="truncation for extraction")
-    batch_size: PositiveInt = Field(32, description="extraction batch size")
-    pooling: Pooling = Field("mean", description="pooled states compared")
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples over samples")
-    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise alpha (Bonferroni over tasks)")
-    margin: float = Field(0.03, gt=0, description="H1a margin (fraction of the metric)")
-    min_reduction: float = Field(0.2, ge=0, lt=1, description="H1b: claimed relative drift reduction")
-    test: Literal["t", "sign-flip"] = Field("t", description="primary test of every verdict (the other is reported beside it)")
+STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "bench", "report")
 
 
 class SanitySettings(StrictModel):
@@ -43,10 +32,21 @@ class HpoSettings(StrictModel):
 
 
 class BenchSettings(StrictModel):
+    max_length: PositiveInt | None = Field(None, description="truncation of the served inputs (default: the "
+                                           "training max_length of the first task's LoRA runs)")
     batch_sizes: list[PositiveInt] = Field([1, 16], description="serving batch sizes")
     requests: PositiveInt = Field(64, description="measured requests per strategy and batch size")
     warmup: int = Field(8, ge=0, description="warm-up requests per strategy")
     overrides: dict[str, Any] = Field(default_factory=dict, description="further `lorascope bench` settings")
+
+    @field_validator("overrides")
+    @classmethod
+    def _not_set_twice(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # The study sets these itself (its model and trained runs) or declares them above.
+        taken = sorted(set(v) & ({"model", "adapters", "full_model"} | set(cls.model_fields)))
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by the study or by bench.{taken[0]}, not in overrides")
+        return v
 
 
 class StudyConfig(StrictModel):
@@ -58,7 +58,7 @@ class StudyConfig(StrictModel):
     methods: list[Literal["lora", "full"]] = Field(["lora", "full"], description="methods")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
-    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "bench", "report"]] = Field(
+    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "bench", "report"]] = Field(
         [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
@@ -67,6 +67,7 @@ class StudyConfig(StrictModel):
     hpo: HpoSettings = Field(default_factory=HpoSettings)
     sanity: SanitySettings = Field(default_factory=SanitySettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    weights: WeightLensSettings = Field(default_factory=WeightLensSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
 
     @field_validator("tasks", "methods", "seeds")

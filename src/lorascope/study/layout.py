@@ -6,6 +6,7 @@
 <study>/hpo/<task>-<method>/          one Optuna search per (task, method)
 <study>/train/<task>-<method>-s<seed>/ one training run folder (see lorascope.run_folder)
 <study>/drift/<task>/      drift.json, layers.csv, reps/      drift/skipped.json
+<study>/weights/<task>/    weights.json (the weight lens)
 <study>/bench/             bench.json, bench.csv
 <study>/report/            report.md, report.html, figures/, summary.json
 ```
@@ -58,6 +59,14 @@ class StudyLayout:
     @property
     def drift_skipped(self) -> Path:
         return self.root / "drift" / "skipped.json"
+
+    def weights(self, task: str) -> Path:
+        return self.root / "weights" / task
+
+    @property
+    def weights_results(self) -> list[Path]:
+        """Every task's ``weights.json``, sorted."""
+        return sorted((self.root / "weights").glob("*/weights.json"))
 
     @property
     def bench(self) -> Path:

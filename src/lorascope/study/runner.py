@@ -12,7 +12,9 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from lorascope.artifacts import CONFIG_FILE, read_json, stored_config, write_json
@@ -26,7 +28,7 @@ from lorascope.study.stages import STAGE_FUNCS
 # Keys that choose what to run now, not what the results are: changing them never invalidates.
 _NON_RESULT_KEYS = ("stages", "name")
 # Stages that load the study's base model (the others read data or artifacts only).
-_MODEL_STAGES = frozenset({"sanity", "hpo", "train", "drift", "bench"})
+_MODEL_STAGES = frozenset({"sanity", "hpo", "train", "drift", "weights", "bench"})
 
 
 def holds_results(out: Path) -> bool:
@@ -46,7 +48,7 @@ def check_study_config(out: Path, cfg: StudyConfig) -> None:
     current = {k: v for k, v in full.items() if k not in _NON_RESULT_KEYS}
     stored = stored_config(out)
     if stored is not None:
-        stored = {k: v for k, v in stored.items() if k not in _NON_RESULT_KEYS}
+        stored = {k: v for k, v in _with_defaults(stored).items() if k not in _NON_RESULT_KEYS}
         diffs = diff_configs(stored, current)
         if not diffs:
             return
@@ -55,6 +57,18 @@ def check_study_config(out: Path, cfg: StudyConfig) -> None:
                               "use another 'out' folder or remove this one")
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(full, out / CONFIG_FILE)
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored study config with every setting added since it was written at its default.
+
+    A setting's default is what the code did before the setting existed, so a folder written by
+    an older lorascope stays resumable; a stored config that no longer validates is compared as is.
+    """
+    try:
+        return config_to_dict(StudyConfig.model_validate(stored))
+    except ValidationError:
+        return stored
 
 
 def check_inputs(cfg: StudyConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from lorascope.artifacts import read_json, write_json
 from lorascope.errors import DataError, LorascopeError
-from lorascope.run_folder import METRICS_FILE, RunFolder
+from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
@@ -103,14 +103,13 @@ def stage_train(ctx: StageContext) -> None:
         except Exception as exc:  # out of memory, a library error: record the gap, keep going
             m = _record_failure(folder, cfg, exc)
         fresh += 0 if was_done else 1
-        if m["status"] == "ok":
-            main = m["main_metric"]
-            what = f"dev {main} {100 * m['dev'][main]:.1f}"
-            check = m.get("learning_check") or {}
+        if m is not None and m.ok:
+            what = f"dev {m.main_metric} {100 * (m.main_value or 0):.1f}"
+            check = m.learning_check or {}
             if not check.get("learned", True):
                 what += f" [yellow](did not learn: {'; '.join(check['reasons'])})[/]"
         else:
-            what = f"[red]failed[/]: {m['reason']}"
+            what = f"[red]failed[/]: {m.reason if m is not None else 'no record'}"
         elapsed = time.perf_counter() - started
         timing = "done earlier" if was_done else f"{time.perf_counter() - t0:.0f} s"
         ctx.console.print(f"  [{i}/{len(units)}] {unit.name}: {what} ({timing}, {_eta(fresh, fresh + len(units) - i, elapsed)})")
@@ -126,7 +125,7 @@ def _forget_crash(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:
+def _record_failure(folder: Path, cfg, exc: Exception) -> RunRecord:
     """A crashed unit becomes a finished folder with ``status: failed``, the reason and the traceback.
 
     The record is written beside the run's ``.partial`` folder, which stays where it is: the retry
@@ -147,7 +146,7 @@ def _record_failure(folder: Path, cfg, exc: Exception) -> dict[str, Any]:
     write_json(record / METRICS_FILE, metrics)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(record, folder)
-    return metrics
+    return RunRecord.model_validate(metrics)
 
 
 def stage_drift(ctx: StageContext) -> None:
@@ -194,6 +193,25 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stage_weights(ctx: StageContext) -> None:
+    from lorascope.lenses import WeightLensConfig, run_weight_lens
+
+    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
+        cfg = WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train),
+                               task=task)
+        t0 = time.perf_counter()
+        try:
+            result = run_weight_lens(cfg, StudyLayout(ctx.out).weights(task))
+        except DataError as exc:  # no finished LoRA run of this task: nothing says which matrices to compare
+            ctx.console.print(f"  weights {task}: [yellow]skipped[/] — {exc}")
+            continue
+        measures = result["comparison"]["measures"]
+        shown = "; ".join(f"{name} " + ", ".join(f"{m} {measures[key][f'{m}_mean']:.4g}" for m in ("lora", "full")
+                                                 if measures[key][f"{m}_mean"] is not None)
+                          for key, name in (("relative_update", "relative update"), ("intruders", "intruders")))
+        ctx.console.print(f"  weights {task}: {shown} ({time.perf_counter() - t0:.0f} s)")
+
+
 def stage_bench(ctx: StageContext) -> None:
     run_bench_stage(ctx)
 
@@ -211,6 +229,7 @@ STAGE_FUNCS: dict[str, Callable[[StageContext], None]] = {
     "hpo": stage_hpo,
     "train": stage_train,
     "drift": stage_drift,
+    "weights": stage_weights,
     "bench": stage_bench,
     "report": stage_report,
 }

@@ -29,7 +29,7 @@ from lorascope.models import LoadedModel, load_classifier, prepare_for_method
 from lorascope.models.adapt import ParamCounts
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
-from lorascope.run_folder import METRICS_FILE, RunFolder
+from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.train.config import TrainConfig
 from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.trainer import build_trainer
@@ -82,8 +82,8 @@ def completed_metrics(out: Path, resolved: dict[str, Any]) -> dict[str, Any] | N
     return RunFolder(out).raw()
 
 
-def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune, evaluate on dev, save; returns the contents of ``metrics.json``.
+def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, progress: bool = True) -> RunRecord | None:
+    """Fine-tune, evaluate on dev, save; returns the run's record (``metrics.json``).
 
     A finished run with the same config is not redone (its metrics are returned); with a
     different config it is an error unless ``overwrite``. With ``overwrite`` the data and model
@@ -98,6 +98,9 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
         out: the run folder.
         overwrite: replace a finished run in ``out``, whatever its config.
         progress: show the Trainer's progress bar.
+
+    Returns:
+        The record; None on the processes of a distributed run other than the main one.
     """
     out = Path(out)
     resolved = config_to_dict(cfg)
@@ -105,7 +108,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     if not overwrite:
         done = completed_metrics(out, resolved)
         if done is not None:
-            return done
+            return RunRecord.model_validate(done)
     started = time.perf_counter()
     # Data and model are validated before anything is written: bad input leaves no folder and,
     # with overwrite, the finished run untouched.
@@ -117,10 +120,10 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     if metrics is None:
         metrics = _train_and_save(cfg, run, partial, started, progress)
     if metrics is None or int(os.environ.get("RANK", "0")) != 0:
-        return {}  # not the main process of a distributed run: rank 0 writes the folder
+        return None  # not the main process of a distributed run: rank 0 writes the folder
     shutil.rmtree(partial / CHECKPOINTS, ignore_errors=True)
     finish(partial, out)
-    return metrics
+    return RunRecord.model_validate(metrics)
 
 
 def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: float, progress: bool) -> dict[str, Any] | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lorascope.server.errors import ApiError, error_response
-from lorascope.server.security import check_token
+from lorascope.serve.http.errors import ApiError, error_response
+from lorascope.serve.http.security import check_token
 
 _WITH_BODY = ("POST", "PUT", "PATCH")
 

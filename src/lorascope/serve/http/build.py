@@ -8,11 +8,11 @@ from lorascope.errors import LorascopeError
 from lorascope.models.base import open_base
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.device import resolve_device
+from lorascope.serve.http.adapter_meta import AdapterMeta
+from lorascope.serve.http.app import create_app
+from lorascope.serve.http.encoder import TextEncoder
+from lorascope.serve.http.settings import ServerSettings
 from lorascope.serve.sources import resolve_adapter, shared_label_names
-from lorascope.server.adapter_meta import AdapterMeta
-from lorascope.server.app import create_app
-from lorascope.server.encoder import TextEncoder
-from lorascope.server.settings import ServerSettings
 
 
 def build_app(

@@ -18,8 +18,8 @@ import torch
 
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.server.adapter_meta import AdapterMeta
-from lorascope.server.encoder import Features, TextEncoder
+from lorascope.serve.http.adapter_meta import AdapterMeta
+from lorascope.serve.http.encoder import Features, TextEncoder
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ the encoder finds that out while tokenising and the answer is 422 ``empty_input`
 
 from __future__ import annotations
 
-from lorascope.server.adapter_meta import AdapterMeta
-from lorascope.server.errors import ApiError
-from lorascope.server.settings import ServerSettings
+from lorascope.serve.http.adapter_meta import AdapterMeta
+from lorascope.serve.http.errors import ApiError
+from lorascope.serve.http.settings import ServerSettings
 
 
 def input_name(index: int, side: int | None = None) -> str:

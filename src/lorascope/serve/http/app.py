@@ -3,7 +3,7 @@
 ``create_app`` builds a FastAPI app around a :class:`~lorascope.serve.MultiAdapterRuntime`; it opens no
 socket, so tests drive it in process (``fastapi.testclient.TestClient`` or httpx's ASGI transport)
 and ``lorascope serve`` hands it to uvicorn. Requests for different adapters that arrive together
-are classified in one mixed batch by the micro-batcher (:mod:`lorascope.server.batcher`).
+are classified in one mixed batch by the micro-batcher (:mod:`lorascope.serve.http.batcher`).
 
 Endpoints (all ``/v1`` ones need the bearer token when one is configured):
 
@@ -11,7 +11,7 @@ Endpoints (all ``/v1`` ones need the bearer token when one is configured):
 * ``GET /v1/adapters``; ``POST /v1/adapters`` ``{name, path}``; ``DELETE /v1/adapters/{name}``
 * ``GET /healthz``
 
-Whatever a client sends gets a 2xx or a structured 4xx (see :mod:`lorascope.server.inputs` for
+Whatever a client sends gets a 2xx or a structured 4xx (see :mod:`lorascope.serve.http.inputs` for
 what an input must be); a 5xx means a bug or an overloaded server, never a bad request.
 """
 
@@ -25,15 +25,14 @@ from fastapi import FastAPI
 
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.serve.sources import NAME_PATTERN, resolve_adapter
-from lorascope.server.adapter_meta import AdapterMeta
-from lorascope.server.batcher import MicroBatcher
-from lorascope.server.encoder import TextEncoder, UnusableInput
-from lorascope.server.engine import AdapterGone, ClassifyJob, EmptyRow, Engine
-from lorascope.server.errors import ApiError, LastResort, install_handlers
-from lorascope.server.gate import Gate
-from lorascope.server.inputs import check_inputs
-from lorascope.server.schemas import (
+from lorascope.serve.http.adapter_meta import AdapterMeta
+from lorascope.serve.http.batcher import MicroBatcher
+from lorascope.serve.http.encoder import TextEncoder, UnusableInput
+from lorascope.serve.http.engine import AdapterGone, ClassifyJob, EmptyRow, Engine
+from lorascope.serve.http.errors import ApiError, LastResort, install_handlers
+from lorascope.serve.http.gate import Gate
+from lorascope.serve.http.inputs import check_inputs
+from lorascope.serve.http.schemas import (
     AdapterInfo,
     AdapterList,
     ClassifyRequest,
@@ -42,8 +41,9 @@ from lorascope.server.schemas import (
     LoadAdapterRequest,
     Prediction,
 )
-from lorascope.server.security import resolve_under_roots
-from lorascope.server.settings import ServerSettings
+from lorascope.serve.http.security import resolve_under_roots
+from lorascope.serve.http.settings import ServerSettings
+from lorascope.serve.sources import NAME_PATTERN, resolve_adapter
 
 _ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 422, 503)}
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("lorascope.server")
+log = logging.getLogger("lorascope.serve.http")
 
 # Messages can quote what a client sent (an unknown field's name, say): bounded, so a huge key
 # cannot make a huge error response.

@@ -16,7 +16,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lorascope.data.tokenize import MODEL_INPUTS, TokenlessText, encode_decoder, encode_encoder
 from lorascope.errors import LorascopeError
-from lorascope.server.inputs import input_name
+from lorascope.serve.http.inputs import input_name
 
 Features = dict[str, list[int]]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
-from lorascope.server.errors import ApiError
+from lorascope.serve.http.errors import ApiError
 
 
 def check_token(header: str | None, token: str | None) -> None:

@@ -1,0 +1,16 @@
+"""Lenses on "how far did fine-tuning move the model" besides representation drift.
+
+Public API:
+    WeightLensConfig, run_weight_lens: the weight lens over the training runs of one task
+        (relative update, effective rank and intruder dimensions of every adapted matrix).
+"""
+
+from lorascope._lazy import lazy_exports
+
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS = {
+    "WeightLensConfig": ".config",
+    "run_weight_lens": ".weights",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -1,0 +1,27 @@
+"""The settings of the weight lens (kept apart from it, so that reading them imports no model code)."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveInt
+
+from lorascope.config import StrictModel
+from lorascope.weight_update.defaults import DEFAULT_EPSILON, DEFAULT_TOP_K
+
+
+class WeightLensSettings(StrictModel):
+    """How intruder dimensions are counted, whatever the runs (a study holds these)."""
+
+    top_k: PositiveInt = Field(DEFAULT_TOP_K, description="singular vectors of each fine-tuned matrix examined for intruders")
+    epsilon: float = Field(DEFAULT_EPSILON, gt=0, le=1, description="a singular vector is an intruder when its largest "
+                           "|cosine| with the base matrix's singular vectors is below this")
+    epsilon_sweep: list[float] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                                       description="thresholds at which intruders are also counted (the paper's sweep)")
+
+
+class WeightLensConfig(WeightLensSettings):
+    """Which runs, from which base, and how intruder dimensions are counted."""
+
+    base: str = Field("minilm", description="the base model the runs were trained from")
+    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
+    task: str | None = Field(None, description="only the runs of this task (by name; default: every run, which must "
+                                               "all share one task's labels)")

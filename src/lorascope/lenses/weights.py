@@ -1,0 +1,167 @@
+"""``run_weight_lens``: the weight lens over every finished run under a folder, compared across seeds.
+
+For like-for-like comparison the same matrices are measured for every method: the ones the LoRA
+runs adapted (e.g. every layer's q and v projections). A LoRA run's fine-tuned matrix is
+``W₀ + scale · B · A`` from its adapter folder; a full run's is read from its model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lorascope.artifacts import write_json
+from lorascope.errors import ConfigError, DataError
+from lorascope.lenses.config import WeightLensConfig
+from lorascope.run_folder import RunFolder, RunRecord
+from lorascope.stats.paired import paired_t_test
+from lorascope.stats.permutation import sign_flip_test
+from lorascope.stats.result import json_number
+from lorascope.weight_update import count_intruders, lora_delta, matrix_update
+
+PEFT_PREFIX = "base_model.model."
+_LAYER = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
+
+
+def adapter_updates(run: RunFolder) -> dict[str, np.ndarray]:
+    """``{parameter name of the base: ΔW [out, in]}`` for every matrix a LoRA run adapted.
+
+    Raises:
+        ConfigError: an adapter this lens cannot turn into ΔW exactly (DoRA, per-module alpha).
+    """
+    from safetensors import safe_open
+
+    config = json.loads((run.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    if config.get("use_dora"):
+        raise ConfigError(f"{run.adapter_dir}: a DoRA adapter's update is not scale · B · A; the weight lens "
+                          "measures LoRA and rsLoRA adapters")
+    if config.get("alpha_pattern"):
+        raise ConfigError(f"{run.adapter_dir}: per-module lora_alpha (alpha_pattern) is not supported by the weight lens")
+    tensors: dict[str, np.ndarray] = {}
+    with safe_open(str(run.adapter_dir / "adapter_model.safetensors"), "np") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            tensors[key] = f.get_tensor(key)
+    out = {}
+    for key, a in tensors.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        module = key[: -len(".lora_A.weight")]
+        b = tensors[module + ".lora_B.weight"]
+        name = module.removeprefix(PEFT_PREFIX) + ".weight"
+        out[name] = lora_delta(a, b, alpha=float(config["lora_alpha"]), rank=a.shape[0],
+                               rslora=bool(config.get("use_rslora")))
+    return out
+
+
+def full_matrices(run: RunFolder, names: list[str]) -> dict[str, np.ndarray]:
+    """``{name: W₁}`` read from a full fine-tuning run's model folder (safetensors, possibly sharded)."""
+    from safetensors import safe_open
+
+    files = sorted(run.model_dir.glob("*.safetensors"))
+    found: dict[str, np.ndarray] = {}
+    for path in files:
+        with safe_open(str(path), "np") as f:
+            for name in set(names) & set(f.keys()):
+                found[name] = f.get_tensor(name)
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise DataError(f"{run.model_dir}: no weights named {missing[0]} (and {len(missing) - 1} more)")
+    return found
+
+
+def base_matrices(base: str, label_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every 2-D parameter of the base classifier, by the names its fine-tuned copies use."""
+    from lorascope.models.load import load_classifier
+
+    loaded = load_classifier(base, label_names, seed=0)
+    return {n: p.detach().float().numpy() for n, p in loaded.model.named_parameters() if p.ndim == 2}
+
+
+def layer_of(name: str) -> int | None:
+    """The block index in a parameter name (``model.layers.3.self_attn.q_proj.weight`` -> 3)."""
+    m = _LAYER.search(name)
+    return int(m.group(1)) if m else None
+
+
+def _run_summary(per_matrix: dict[str, Any], cfg: WeightLensConfig) -> dict[str, Any]:
+    values = list(per_matrix.values())
+    sims = [s for v in values for s in v["intruder_similarity"]]
+    return {
+        "matrices": len(values),
+        "relative_update": float(np.mean([v["relative_update"] for v in values])),
+        "stable_rank": float(np.mean([v["stable_rank"] for v in values])),
+        "entropy_rank": float(np.mean([v["entropy_rank"] for v in values])),
+        "intruders": int(sum(v["intruders"] for v in values)),
+        "intruders_by_epsilon": {f"{e:g}": count_intruders(np.asarray(sims), e) for e in cfg.epsilon_sweep},
+    }
+
+
+def _compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each measure's mean and sd over every run of each method; over seed pairs, full − LoRA with a
+    paired t-test and the exact sign-flip test (two-sided)."""
+    by = {(r["method"], r["seed"]): r["summary"] for r in runs}
+    seeds = sorted(s for m, s in by if m == "lora" and ("full", s) in by)
+    out: dict[str, Any] = {"seeds": seeds, "measures": {}}
+    for measure in ("relative_update", "stable_rank", "entropy_rank", "intruders"):
+        entry: dict[str, Any] = {}
+        for method in ("lora", "full"):
+            values = [v[measure] for (m, _), v in by.items() if m == method]
+            entry[f"{method}_n"] = len(values)
+            entry[f"{method}_mean"] = float(np.mean(values)) if values else None
+            entry[f"{method}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        if len(seeds) >= 2:
+            deltas = np.array([by[("full", s)][measure] - by[("lora", s)][measure] for s in seeds], dtype=float)
+            entry["paired_t"] = {k: json_number(v) for k, v in asdict(paired_t_test(deltas)).items()}
+            entry["sign_flip"] = {k: json_number(v) for k, v in asdict(sign_flip_test(deltas)).items()}
+        out["measures"][measure] = entry
+    return out
+
+
+def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
+    """Measure every finished run under ``cfg.runs`` and write ``<out>/weights.json``.
+
+    Returns:
+        ``{"config", "matrices": [names], "runs": [{run, method, seed, summary, per_matrix}],
+        "comparison": {seeds, measures: {measure: {lora_mean, lora_sd, lora_n, full_..., paired_t, sign_flip}}}}``.
+
+    Raises:
+        DataError: no finished runs, or no LoRA run to say which matrices were adapted.
+    """
+    records: list[tuple[RunFolder, RunRecord]] = [(r, r.record()) for r in RunFolder.finished_under(cfg.runs)]
+    records = [(r, m) for r, m in records if m.ok and cfg.task in (None, m.task)]
+    if not records:
+        which = f"'{cfg.task}' " if cfg.task else ""
+        raise DataError(f"{cfg.runs}: no finished {which}training runs (expected */metrics.json with status ok)")
+    label_sets = {tuple(m.label_names or ()) for _, m in records}
+    if len(label_sets) != 1:
+        raise DataError(f"{cfg.runs}: holds runs of tasks with different labels; give the runs of one task")
+    lora_updates = {r.name: adapter_updates(r) for r, m in records if m.method == "lora"}
+    if not lora_updates:
+        raise DataError(f"{cfg.runs}: no finished LoRA run; the weight lens measures the matrices LoRA adapted")
+    names = sorted(set().union(*(set(u) for u in lora_updates.values())))
+    base = base_matrices(cfg.base, label_sets.pop())
+    unknown = [n for n in names if n not in base]
+    if unknown:
+        raise DataError(f"base '{cfg.base}': has no matrix {unknown[0]} that the LoRA runs adapted; is it their base?")
+    runs = []
+    for run, record in records:
+        if record.method == "lora":
+            tuned = {n: base[n] + d for n, d in lora_updates[run.name].items()}
+        else:
+            tuned = full_matrices(run, names)
+        per_matrix = {n: asdict(matrix_update(base[n], tuned[n], top_k=cfg.top_k, epsilon=cfg.epsilon))
+                      for n in names if n in tuned}
+        for n, v in per_matrix.items():
+            v["layer"] = layer_of(n)
+        runs.append({"run": run.name, "method": record.method, "seed": record.seed,
+                     "summary": _run_summary(per_matrix, cfg), "per_matrix": per_matrix})
+    result = {"config": cfg.model_dump(), "matrices": names, "runs": runs, "comparison": _compare(runs)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "weights.json", result)
+    return result
