@@ -23,11 +23,12 @@ def reduced_study(tmp_path: Path, **extra) -> Path:
         "methods": ["lora", "full"],
         "seeds": [1, 2],
         "out": str(tmp_path / "study"),
-        "stages": ["sanity", "baselines", "train", "drift", "weights", "report"],
+        "stages": ["sanity", "baselines", "train", "drift", "weights", "forgetting", "report"],
         "train": {"train_limit": 24, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 48},
         "method_train": {"lora": {"lr": 5e-3}, "full": {"lr": 1e-3}},
         "sanity": {"samples": 4, "max_epochs": 2, "threshold": 10.0},
         "drift": {"n_samples": 32, "max_length": 48, "bootstrap": 100},
+        "forgetting": {"n_texts": 8, "max_length": 32},
         **extra,
     }
     path = tmp_path / "study.yaml"
@@ -49,6 +50,9 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     weights = json.loads((out / "weights" / "rte" / "weights.json").read_text())
     assert len(weights["runs"]) == 4 and not (out / "weights" / "sst2").exists()
     assert "## Weight lens" in md and "intruder dimensions (sum over matrices)" in md
+    forgetting = json.loads((out / "forgetting" / "rte" / "forgetting.json").read_text())
+    assert all(c["passed"] for c in forgetting["controls"]) and len(forgetting["runs"]) == 4
+    assert "## Forgetting" in md and "forgetting (nats/token)" in md
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
     # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.

@@ -3,6 +3,8 @@
 Public API:
     WeightLensConfig, run_weight_lens: the weight lens over the training runs of one task
         (relative update, effective rank and intruder dimensions of every adapted matrix).
+    ForgettingConfig, run_forgetting: the function lens for decoders (next-token loss of held-out
+        text under the base's LM head, base vs each run).
 """
 
 from lorascope._lazy import lazy_exports
@@ -11,6 +13,8 @@ from lorascope._lazy import lazy_exports
 _EXPORTS = {
     "WeightLensConfig": ".config",
     "run_weight_lens": ".weights",
+    "ForgettingConfig": ".config",
+    "run_forgetting": ".forgetting",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

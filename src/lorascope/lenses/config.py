@@ -25,3 +25,22 @@ class WeightLensConfig(WeightLensSettings):
     runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
     task: str | None = Field(None, description="only the runs of this task (by name; default: every run, which must "
                                                "all share one task's labels)")
+
+
+class ForgettingSettings(StrictModel):
+    """Which held-out text the language-model loss is measured on (a study holds these)."""
+
+    text_file: str | None = Field(None, description="held-out text, one passage per line (default: the premises of "
+                                                    "RTE's dev split, news and Wikipedia text already on disk)")
+    n_texts: PositiveInt = Field(200, description="passages scored (the first ones of the file or split)")
+    max_length: PositiveInt = Field(128, description="tokens per passage (longer ones are truncated)")
+    batch_size: PositiveInt = Field(16, description="passages per forward pass")
+
+
+class ForgettingConfig(ForgettingSettings):
+    """The runs whose forgetting is measured, and their base."""
+
+    base: str = Field("smollm2", description="the base model the runs were trained from (a decoder with an LM head)")
+    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
+    task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
+    data_dir: str | None = Field(None, description="GLUE folder for the default held-out text (default: $GLUE_DIR)")

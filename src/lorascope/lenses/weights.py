@@ -17,14 +17,13 @@ import numpy as np
 
 from lorascope.artifacts import write_json
 from lorascope.errors import ConfigError, DataError
+from lorascope.lenses.compare import compare_methods
 from lorascope.lenses.config import WeightLensConfig
 from lorascope.run_folder import RunFolder, RunRecord
-from lorascope.stats.paired import paired_t_test
-from lorascope.stats.permutation import sign_flip_test
-from lorascope.stats.result import json_number
 from lorascope.weight_update import count_intruders, lora_delta, matrix_update
 
 PEFT_PREFIX = "base_model.model."
+MEASURES = ("relative_update", "stable_rank", "entropy_rank", "intruders")
 _LAYER = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
 
 
@@ -101,27 +100,6 @@ def _run_summary(per_matrix: dict[str, Any], cfg: WeightLensConfig) -> dict[str,
     }
 
 
-def _compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each measure's mean and sd over every run of each method; over seed pairs, full − LoRA with a
-    paired t-test and the exact sign-flip test (two-sided)."""
-    by = {(r["method"], r["seed"]): r["summary"] for r in runs}
-    seeds = sorted(s for m, s in by if m == "lora" and ("full", s) in by)
-    out: dict[str, Any] = {"seeds": seeds, "measures": {}}
-    for measure in ("relative_update", "stable_rank", "entropy_rank", "intruders"):
-        entry: dict[str, Any] = {}
-        for method in ("lora", "full"):
-            values = [v[measure] for (m, _), v in by.items() if m == method]
-            entry[f"{method}_n"] = len(values)
-            entry[f"{method}_mean"] = float(np.mean(values)) if values else None
-            entry[f"{method}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        if len(seeds) >= 2:
-            deltas = np.array([by[("full", s)][measure] - by[("lora", s)][measure] for s in seeds], dtype=float)
-            entry["paired_t"] = {k: json_number(v) for k, v in asdict(paired_t_test(deltas)).items()}
-            entry["sign_flip"] = {k: json_number(v) for k, v in asdict(sign_flip_test(deltas)).items()}
-        out["measures"][measure] = entry
-    return out
-
-
 def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     """Measure every finished run under ``cfg.runs`` and write ``<out>/weights.json``.
 
@@ -160,7 +138,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
             v["layer"] = layer_of(n)
         runs.append({"run": run.name, "method": record.method, "seed": record.seed,
                      "summary": _run_summary(per_matrix, cfg), "per_matrix": per_matrix})
-    result = {"config": cfg.model_dump(), "matrices": names, "runs": runs, "comparison": _compare(runs)}
+    result = {"config": cfg.model_dump(), "matrices": names, "runs": runs, "comparison": compare_methods(runs, MEASURES)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "weights.json", result)

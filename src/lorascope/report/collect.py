@@ -32,6 +32,7 @@ def collect(study: Path) -> dict[str, Any]:
         "runs": runs,
         "drift": drift,
         "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},
+        "forgetting": {p.parent.name: json.loads(p.read_text()) for p in layout.forgetting_results},
         "bench": _json(layout.bench_json),
         "drift_skipped": _json(layout.drift_skipped) or {},
         "timings": _json(layout.timings) or {},

@@ -7,6 +7,7 @@
 <study>/train/<task>-<method>-s<seed>/ one training run folder (see lorascope.run_folder)
 <study>/drift/<task>/      drift.json, layers.csv, reps/      drift/skipped.json
 <study>/weights/<task>/    weights.json (the weight lens)
+<study>/forgetting/<task>/ forgetting.json (the forgetting lens; decoder bases)
 <study>/bench/             bench.json, bench.csv
 <study>/report/            report.md, report.html, figures/, summary.json
 ```
@@ -67,6 +68,14 @@ class StudyLayout:
     def weights_results(self) -> list[Path]:
         """Every task's ``weights.json``, sorted."""
         return sorted((self.root / "weights").glob("*/weights.json"))
+
+    def forgetting(self, task: str) -> Path:
+        return self.root / "forgetting" / task
+
+    @property
+    def forgetting_results(self) -> list[Path]:
+        """Every task's ``forgetting.json``, sorted."""
+        return sorted((self.root / "forgetting").glob("*/forgetting.json"))
 
     @property
     def bench(self) -> Path:

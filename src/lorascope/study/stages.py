@@ -212,6 +212,24 @@ def stage_weights(ctx: StageContext) -> None:
         ctx.console.print(f"  weights {task}: {shown} ({time.perf_counter() - t0:.0f} s)")
 
 
+def stage_forgetting(ctx: StageContext) -> None:
+    from lorascope.lenses import ForgettingConfig, run_forgetting
+
+    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
+        cfg = ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
+                               runs=str(StudyLayout(ctx.out).train), task=task, data_dir=ctx.cfg.data_dir)
+        t0 = time.perf_counter()
+        try:
+            result = run_forgetting(cfg, StudyLayout(ctx.out).forgetting(task))
+        except DataError as exc:  # an encoder base (no LM head), or no finished runs of this task
+            ctx.console.print(f"  forgetting {task}: [yellow]skipped[/] — {exc}")
+            continue
+        measures = result["comparison"]["measures"]["forgetting"]
+        shown = ", ".join(f"{m} {measures[f'{m}_mean']:+.4f}" for m in ("lora", "full") if measures[f"{m}_mean"] is not None)
+        ctx.console.print(f"  forgetting {task}: {shown} nats/token over base loss {result['base_loss']:.4f} "
+                          f"({time.perf_counter() - t0:.0f} s)")
+
+
 def stage_bench(ctx: StageContext) -> None:
     run_bench_stage(ctx)
 
@@ -230,6 +248,7 @@ STAGE_FUNCS: dict[str, Callable[[StageContext], None]] = {
     "train": stage_train,
     "drift": stage_drift,
     "weights": stage_weights,
+    "forgetting": stage_forgetting,
     "bench": stage_bench,
     "report": stage_report,
 }

@@ -1,4 +1,4 @@
-"""The weight-lens section: how far each method moved the adapted matrices, their rank, and intruder dimensions."""
+"""The lenses besides representations: the weight lens (update size, rank, intruder dimensions) and forgetting."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ MEASURES = (
 
 
 def _mean_sd(entry: dict[str, Any], method: str, digits: int) -> str:
+    """"mean ± sd (n=k)" of one method's per-run values, "–" where it has none."""
     mean, sd, n = entry.get(f"{method}_mean"), entry.get(f"{method}_sd"), entry.get(f"{method}_n", 0)
     if mean is None:
         return "–"
@@ -61,3 +62,25 @@ def _sweep_row(w: dict[str, Any]) -> str:
         means = [sum(c[e] for c in counts) / len(counts) for e in eps]
         parts.append(f"{method}: " + ", ".join(f"{m:.1f}" for m in means))
     return f"Intruders at ε = {', '.join(eps)} (mean per run) — " + "; ".join(parts) + "."
+
+
+def forgetting_section(forgetting: dict[str, dict[str, Any]]) -> str:
+    """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests."""
+    if not forgetting:
+        return ""
+    first = next(iter(forgetting.values()))
+    out = ["## Forgetting", "",
+           "How well each fine-tuned backbone still models held-out text, put back under the base model's own "
+           f"language-model head: mean next-token loss on {first['n_texts']} passages of {first['text_source']}. "
+           "Forgetting = the run's loss − the base's, in nats per token (0: nothing forgotten). Controls: the base's "
+           "own backbone reinserted, and LoRA at initialisation merged, both score exactly as the base "
+           f"({', '.join(c['name'] + (' pass' if c['passed'] else ' FAIL') for c in first['controls'])}).", ""]
+    for task, f in forgetting.items():
+        rows = []
+        for key, name, digits in (("forgetting", "forgetting (nats/token)", 4), ("loss", "held-out loss", 4)):
+            entry = f["comparison"]["measures"][key]
+            rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
+                         test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
+        out += [f"**{task}** (base loss {f['base_loss']:.4f}, perplexity {f['base_perplexity']:.2f})", "",
+                table(["measure", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+    return "\n".join(out).rstrip()

@@ -1,0 +1,133 @@
+"""The lenses over real run folders: the weight lens and the forgetting lens on tiny Llama runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lorascope.errors import LorascopeError
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    import os
+
+    from lorascope.train import TrainConfig, run_train
+    from tests.conftest import GLUE_DIR
+
+    os.environ["GLUE_DIR"] = str(GLUE_DIR)
+    root = tmp_path_factory.mktemp("runs")
+    for method in ("lora", "full"):
+        for seed in (1, 2):
+            cfg = TrainConfig(task="sst2", method=method, model="tiny-llama", seed=seed, train_limit=24, eval_limit=16,
+                              epochs=1, batch_size=8, max_length=32, lr=5e-3 if method == "lora" else 1e-3)
+            assert run_train(cfg, root / f"sst2-{method}-s{seed}", progress=False).ok
+    return root
+
+
+def test_weight_lens_over_runs_reads_lora_and_full_like_for_like(glue_dir, tiny_runs, tmp_path):
+    from safetensors.numpy import load_file
+
+    from lorascope.lenses import WeightLensConfig, run_weight_lens
+    from lorascope.models.load import load_classifier
+
+    result = run_weight_lens(WeightLensConfig(base="tiny-llama", runs=str(tiny_runs)), tmp_path / "w")
+    # tiny-llama has 2 layers; LoRA adapted q and v in each: the same 4 matrices for every run.
+    assert result["matrices"] == [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in ("q", "v")]
+    assert {(r["method"], r["seed"]) for r in result["runs"]} == {("lora", 1), ("lora", 2), ("full", 1), ("full", 2)}
+    assert all(r["summary"]["matrices"] == 4 and r["summary"]["relative_update"] > 0 for r in result["runs"])
+    # The full run's q projection, measured directly from its saved model against the base.
+    name = "model.layers.1.self_attn.q_proj.weight"
+    base = load_classifier("tiny-llama", ("negative", "positive"), seed=0).model.state_dict()[name].numpy()
+    tuned = load_file(str(tiny_runs / "sst2-full-s1" / "model" / "model.safetensors"))[name]
+    full1 = next(r for r in result["runs"] if r["method"] == "full" and r["seed"] == 1)
+    assert full1["per_matrix"][name]["relative_update"] == pytest.approx(
+        np.linalg.norm(tuned - base) / np.linalg.norm(base), rel=1e-6)
+    # A LoRA r = 8 update has at most rank 8.
+    lora1 = next(r for r in result["runs"] if r["method"] == "lora" and r["seed"] == 1)
+    assert all(v["stable_rank"] <= 8 + 1e-9 for v in lora1["per_matrix"].values())
+    comparison = result["comparison"]
+    assert comparison["seeds"] == [1, 2] and comparison["measures"]["relative_update"]["paired_t"]["n"] == 2
+    assert (tmp_path / "w" / "weights.json").is_file()
+
+
+def test_weight_lens_of_a_run_compared_with_another_base_is_refused(glue_dir, tiny_runs, tmp_path):
+    from lorascope.lenses import WeightLensConfig, run_weight_lens
+
+    with pytest.raises(LorascopeError, match="has no matrix model.layers.0.self_attn.q_proj.weight"):
+        run_weight_lens(WeightLensConfig(base="minilm", runs=str(tiny_runs)), tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+def test_weights_command_prints_the_lens_and_refuses_an_empty_folder(glue_dir, tiny_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from lorascope.cli.main import app
+
+    ok = CliRunner().invoke(app, ["weights", "--base", "tiny-llama", "--runs", str(tiny_runs), "--out", str(tmp_path / "w")])
+    assert ok.exit_code == 0, ok.output
+    assert "intruders" in ok.output and "paired t-test p =" in ok.output
+    (tmp_path / "empty").mkdir()
+    bad = CliRunner().invoke(app, ["weights", "--base", "tiny-llama", "--runs", str(tmp_path / "empty"),
+                                   "--out", str(tmp_path / "w2")])
+    assert bad.exit_code == 2 and "no finished training runs" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "w2").exists()
+
+
+def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_run(glue_dir, tiny_runs, tmp_path):
+    from lorascope.lenses import ForgettingConfig, run_forgetting
+
+    result = run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=24, max_length=32),
+                            tmp_path / "f")
+    assert [c["name"] for c in result["controls"]] == ["base_backbone_reinserted", "lora_at_init"]
+    assert all(c["forgetting"] == 0.0 and c["passed"] for c in result["controls"])
+    assert result["n_texts"] == 24 and "RTE dev premises" in result["text_source"]
+    assert len(result["runs"]) == 4
+    for r in result["runs"]:
+        s = r["summary"]
+        assert s["forgetting"] == pytest.approx(s["loss"] - result["base_loss"]) and s["forgetting"] != 0.0
+        assert s["perplexity"] == pytest.approx(np.exp(s["loss"]))
+    again = run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=24, max_length=32),
+                           tmp_path / "f2")
+    assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]  # deterministic
+    assert (tmp_path / "f" / "forgetting.json").is_file()
+
+
+def test_forgetting_control_fails_when_lora_at_init_is_not_the_base(glue_dir, tiny_runs, tmp_path, monkeypatch):
+    """Planted bug: a LoRA 'at initialisation' whose update is not zero must stop the lens."""
+    import lorascope.lenses.forgetting as forgetting
+    from lorascope.lenses import ForgettingConfig
+
+    real = forgetting.lora_init_backbone_state
+
+    def perturbed(source):
+        state = real(source)
+        name = next(k for k in state if k.endswith("q_proj.weight"))
+        state[name] = state[name] + 1e-3
+        return state
+
+    monkeypatch.setattr(forgetting, "lora_init_backbone_state", perturbed)
+    with pytest.raises(LorascopeError, match="forgetting control 'lora_at_init' failed"):
+        forgetting.run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=8, max_length=32),
+                                  tmp_path / "f")
+    assert not (tmp_path / "f").exists()
+
+
+def test_forgetting_needs_a_language_model_head(glue_dir, tiny_runs, tmp_path):
+    from lorascope.lenses import ForgettingConfig, run_forgetting
+
+    with pytest.raises(LorascopeError, match="has no language-model head"):
+        run_forgetting(ForgettingConfig(base="minilm", runs=str(tiny_runs)), tmp_path / "f")
+
+
+def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from lorascope.cli.main import app
+
+    result = CliRunner().invoke(app, ["forgetting", "--base", "tiny-llama", "--runs", str(tiny_runs), "--out",
+                                      str(tmp_path / "f"), "n_texts=8", "max_length=32"])
+    assert result.exit_code == 0, result.output
+    assert "sst2-full-s1" in result.output and "lora_at_init +0.0e+00 pass" in result.output
+    bad = CliRunner().invoke(app, ["forgetting", "--base", "minilm", "--runs", str(tiny_runs), "--out", str(tmp_path / "g")])
+    assert bad.exit_code == 2 and "has no language-model head" in bad.output and "Traceback" not in bad.output
