@@ -9,23 +9,13 @@ import pytest
 from lorascope.drift import DriftConfig, run_drift
 from lorascope.drift.controls import MisalignedRepresentations, run_controls
 from lorascope.errors import DataError
-from lorascope.train import TrainConfig, run_train
 
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory):
-    import os
+    from tests.helpers import train_tiny_runs
 
-    from tests.conftest import GLUE_DIR
-
-    os.environ["GLUE_DIR"] = str(GLUE_DIR)
-    root = tmp_path_factory.mktemp("runs")
-    for method in ("lora", "full"):
-        for seed in (1, 2):
-            cfg = TrainConfig(task="rte", method=method, model="tiny-llama", seed=seed, train_limit=24, eval_limit=16,
-                              epochs=1, batch_size=8, max_length=48, lr=5e-3 if method == "lora" else 1e-3)
-            assert run_train(cfg, root / f"rte-{method}-s{seed}").ok
-    return root
+    return train_tiny_runs(tmp_path_factory.mktemp("runs"), "rte", max_length=48)
 
 
 def _cfg(trained_runs, **kw):

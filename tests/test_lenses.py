@@ -10,19 +10,9 @@ from lorascope.errors import LorascopeError
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    import os
+    from tests.helpers import train_tiny_runs
 
-    from lorascope.train import TrainConfig, run_train
-    from tests.conftest import GLUE_DIR
-
-    os.environ["GLUE_DIR"] = str(GLUE_DIR)
-    root = tmp_path_factory.mktemp("runs")
-    for method in ("lora", "full"):
-        for seed in (1, 2):
-            cfg = TrainConfig(task="sst2", method=method, model="tiny-llama", seed=seed, train_limit=24, eval_limit=16,
-                              epochs=1, batch_size=8, max_length=32, lr=5e-3 if method == "lora" else 1e-3)
-            assert run_train(cfg, root / f"sst2-{method}-s{seed}", progress=False).ok
-    return root
+    return train_tiny_runs(tmp_path_factory.mktemp("runs"), "sst2", max_length=32)
 
 
 def test_weight_lens_over_runs_reads_lora_and_full_like_for_like(glue_dir, tiny_runs, tmp_path):
