@@ -121,3 +121,76 @@ def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs
     assert "sst2-full-s1" in result.output and "lora_at_init +0.0e+00 pass" in result.output
     bad = CliRunner().invoke(app, ["forgetting", "--base", "minilm", "--runs", str(tiny_runs), "--out", str(tmp_path / "g")])
     assert bad.exit_code == 2 and "has no language-model head" in bad.output and "Traceback" not in bad.output
+
+
+def test_probe_retention_is_reproducible_and_zero_for_lora_at_init(glue_dir, tiny_runs, tmp_path):
+    from lorascope.lenses import ProbeConfig, run_probe_retention
+
+    cfg = ProbeConfig(base="tiny-llama", runs=str(tiny_runs), probe_tasks=["rte"], n_train=40, n_dev=24, max_length=32)
+    result = run_probe_retention(cfg, tmp_path / "p")
+    assert result["controls"][0]["passed"] and result["controls"][0]["max_feature_difference"] == 0.0
+    assert 0.0 <= result["base"]["rte"] <= 1.0 and len(result["runs"]) == 4
+    for r in result["runs"]:
+        s = r["summary"]
+        assert s["retention_rte"] == pytest.approx(s["accuracy_rte"] - result["base"]["rte"])
+        assert s["retention"] == s["retention_rte"]
+    again = run_probe_retention(cfg, tmp_path / "p2")
+    assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]  # fixed seed: identical
+    assert result["comparison"]["measures"]["retention"]["paired_t"]["n"] == 2
+
+
+def test_probe_accuracy_against_a_direct_fit():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from lorascope.lenses.probes import probe_accuracy
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((120, 6))
+    y = (x[:, 0] + 0.5 * rng.standard_normal(120) > 0).astype(int)
+    scaler = StandardScaler().fit(x[:80])
+    direct = LogisticRegression(C=0.5, max_iter=5000).fit(scaler.transform(x[:80]), y[:80])
+    expected = float((direct.predict(scaler.transform(x[80:])) == y[80:]).mean())
+    assert probe_accuracy(x[:80], y[:80], x[80:], y[80:], 0.5) == expected > 0.7
+
+
+def test_probing_the_runs_own_task_is_refused(glue_dir, tiny_runs, tmp_path):
+    from lorascope.lenses import ProbeConfig, run_probe_retention
+
+    with pytest.raises(LorascopeError, match="'sst2' is the runs' own task"):
+        run_probe_retention(ProbeConfig(base="tiny-llama", runs=str(tiny_runs), probe_tasks=["sst2"]), tmp_path / "p")
+
+
+def test_probe_control_fails_when_lora_at_init_is_not_the_base(glue_dir, tiny_runs, tmp_path, monkeypatch):
+    """Planted bug: an 'initial' adapter whose B is not zero changes the features, and the control stops the lens."""
+    import torch
+
+    import lorascope.lenses.probes as probes
+    from lorascope.lenses import ProbeConfig
+
+    real = probes._lora_at_init
+
+    def nonzero_b(source, label_names):
+        loaded = real(source, label_names)
+        with torch.no_grad():
+            for name, p in loaded.model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 1.0)
+        return loaded
+
+    monkeypatch.setattr(probes, "_lora_at_init", nonzero_b)
+    cfg = ProbeConfig(base="tiny-llama", runs=str(tiny_runs), probe_tasks=["rte"], n_train=40, n_dev=24, max_length=32)
+    with pytest.raises(LorascopeError, match="probe control 'lora_at_init' failed"):
+        probes.run_probe_retention(cfg, tmp_path / "p")
+
+
+def test_probes_command_prints_accuracy_and_retention(glue_dir, tiny_runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from lorascope.cli.main import app
+
+    result = CliRunner().invoke(app, ["probes", "--base", "tiny-llama", "--runs", str(tiny_runs), "--probe-task", "rte",
+                                      "--out", str(tmp_path / "p"), "n_train=32", "n_dev=16", "max_length=32"])
+    assert result.exit_code == 0, result.output
+    assert "rte retention (points)" in result.output and "sst2-lora-s2" in result.output
+    assert (tmp_path / "p" / "probes.json").is_file()

@@ -23,12 +23,13 @@ def reduced_study(tmp_path: Path, **extra) -> Path:
         "methods": ["lora", "full"],
         "seeds": [1, 2],
         "out": str(tmp_path / "study"),
-        "stages": ["sanity", "baselines", "train", "drift", "weights", "forgetting", "report"],
+        "stages": ["sanity", "baselines", "train", "drift", "weights", "forgetting", "probes", "report"],
         "train": {"train_limit": 24, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 48},
         "method_train": {"lora": {"lr": 5e-3}, "full": {"lr": 1e-3}},
         "sanity": {"samples": 4, "max_epochs": 2, "threshold": 10.0},
         "drift": {"n_samples": 32, "max_length": 48, "bootstrap": 100},
         "forgetting": {"n_texts": 8, "max_length": 32},
+        "probes": {"n_train": 32, "n_dev": 16, "max_length": 32},
         **extra,
     }
     path = tmp_path / "study.yaml"
@@ -53,6 +54,9 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     forgetting = json.loads((out / "forgetting" / "rte" / "forgetting.json").read_text())
     assert all(c["passed"] for c in forgetting["controls"]) and len(forgetting["runs"]) == 4
     assert "## Forgetting" in md and "forgetting (nats/token)" in md
+    probes = json.loads((out / "probes" / "rte" / "probes.json").read_text())
+    assert probes["probe_tasks"] == ["sst2"] and len(probes["runs"]) == 4  # rte's runs, probed on the other task
+    assert "## Probe retention" in md and "sst2 (points)" in md
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
     # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.

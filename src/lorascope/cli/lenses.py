@@ -1,4 +1,4 @@
-"""CLI commands of the lenses besides representations: ``weights`` and ``forgetting``."""
+"""CLI commands of the lenses besides representations: ``weights``, ``forgetting`` and ``probes``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,39 @@ def forgetting(
     console.print(f"-> {out / 'forgetting.json'}")
 
 
+@user_errors
+def probes(
+    base: str = typer.Option(..., help="Base model the runs were trained from."),
+    runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
+    probe_tasks: list[str] = typer.Option(..., "--probe-task", help="A task to probe (repeat for several)."),
+    out: Path = typer.Option(..., help="Output folder (probes.json)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. n_train=1000 c=0.1).",
+                                                   show_default=False),
+) -> None:
+    """Probe retention: linear-probe accuracy on other tasks of each run's representations, against the base's."""
+    quiet_libraries()
+    from lorascope.lenses import ProbeConfig, run_probe_retention
+
+    cfg = assemble(ProbeConfig, None, dict(base=base, runs=str(runs), probe_tasks=probe_tasks), overrides)
+    result = run_probe_retention(cfg, out)
+    table = Table(title="probe accuracy (%) on " + ", ".join(
+        f"{t} (base {100 * result['base'][t]:.1f}, majority {100 * result['majority'][t]:.1f})" for t in result["probe_tasks"]))
+    table.add_column("run")
+    for t in result["probe_tasks"]:
+        table.add_column(f"{t} accuracy")
+        table.add_column(f"{t} retention (points)")
+    for r in result["runs"]:
+        s = r["summary"]
+        cells = [v for t in result["probe_tasks"] for v in (f"{100 * s[f'accuracy_{t}']:.1f}", f"{100 * s[f'retention_{t}']:+.1f}")]
+        table.add_row(r["run"], *cells)
+    console.print(table)
+    if result["uninformative"]:
+        console.print(f"[yellow]note:[/] the base's probe does not beat the majority label on "
+                      f"{', '.join(result['uninformative'])}: retention there says nothing")
+    _print_tests(result["comparison"])
+    console.print(f"-> {out / 'probes.json'}")
+
+
 def print_weight_summary(result: dict) -> None:
     cfg = result["config"]
     table = Table(title=f"weight lens over {len(result['matrices'])} matrices per run "
@@ -86,7 +119,8 @@ def _p(test: dict) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from lorascope.lenses.config import ForgettingConfig, WeightLensConfig
+    from lorascope.lenses.config import ForgettingConfig, ProbeConfig, WeightLensConfig
 
     app.command()(with_settings_help(weights, WeightLensConfig))
     app.command()(with_settings_help(forgetting, ForgettingConfig))
+    app.command()(with_settings_help(probes, ProbeConfig))

@@ -5,6 +5,8 @@ Public API:
         (relative update, effective rank and intruder dimensions of every adapted matrix).
     ForgettingConfig, run_forgetting: the function lens for decoders (next-token loss of held-out
         text under the base's LM head, base vs each run).
+    ProbeConfig, run_probe_retention: the function lens for any model (linear-probe accuracy on
+        other tasks, base vs each run).
 """
 
 from lorascope._lazy import lazy_exports
@@ -15,6 +17,8 @@ _EXPORTS = {
     "run_weight_lens": ".weights",
     "ForgettingConfig": ".config",
     "run_forgetting": ".forgetting",
+    "ProbeConfig": ".config",
+    "run_probe_retention": ".probes",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

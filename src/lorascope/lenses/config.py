@@ -44,3 +44,24 @@ class ForgettingConfig(ForgettingSettings):
     runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
     task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
     data_dir: str | None = Field(None, description="GLUE folder for the default held-out text (default: $GLUE_DIR)")
+
+
+class ProbeSettings(StrictModel):
+    """How much of another task's information a model's representations keep (a study holds these)."""
+
+    probe_tasks: list[str] = Field(default_factory=list, description="tasks probed (GLUE names or task files; in a "
+                                   "study, empty means the study's other tasks)")
+    n_train: PositiveInt = Field(500, description="training examples of each probe task the probe is fitted on")
+    n_dev: PositiveInt = Field(200, description="dev examples of each probe task it is scored on")
+    c: float = Field(1.0, gt=0, description="inverse L2 regularisation of the logistic regression (fixed, not tuned)")
+    max_length: PositiveInt = Field(128, description="truncation of the probe texts")
+    batch_size: PositiveInt = Field(32, description="extraction batch size")
+
+
+class ProbeConfig(ProbeSettings):
+    """The runs whose probe retention is measured, and their base."""
+
+    base: str = Field("minilm", description="the base model the runs were trained from")
+    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
+    task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
+    data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")

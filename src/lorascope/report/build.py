@@ -55,6 +55,8 @@ def summary(data: dict) -> dict:
                     for task, w in (data.get("weights") or {}).items()},
         "forgetting": {task: {k: f[k] for k in ("text_source", "n_texts", "base_loss", "controls", "comparison")}
                        for task, f in (data.get("forgetting") or {}).items()},
+        "probes": {task: {k: p[k] for k in ("probe_tasks", "base", "majority", "uninformative", "controls", "comparison")}
+                   for task, p in (data.get("probes") or {}).items()},
         "bench": {"environment": bench.get("environment"), "checks_passed": bench.get("checks_passed"),
                   "results": [{k: r.get(k) for k in keep} for r in bench.get("results") or []]} if bench else None,
         "timings": data["timings"],

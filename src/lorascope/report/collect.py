@@ -33,6 +33,7 @@ def collect(study: Path) -> dict[str, Any]:
         "drift": drift,
         "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},
         "forgetting": {p.parent.name: json.loads(p.read_text()) for p in layout.forgetting_results},
+        "probes": {p.parent.name: json.loads(p.read_text()) for p in layout.probes_results},
         "bench": _json(layout.bench_json),
         "drift_skipped": _json(layout.drift_skipped) or {},
         "timings": _json(layout.timings) or {},

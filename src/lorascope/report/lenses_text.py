@@ -84,3 +84,33 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]]) -> str:
         out += [f"**{task}** (base loss {f['base_loss']:.4f}, perplexity {f['base_perplexity']:.2f})", "",
                 table(["measure", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
     return "\n".join(out).rstrip()
+
+
+def probes_section(probes: dict[str, dict[str, Any]]) -> str:
+    """Per task: the base's probe accuracy on each other task, each method's retention and the tests."""
+    if not probes:
+        return ""
+    first = next(iter(probes.values()))
+    cfg = first["config"]
+    out = ["## Probe retention", "",
+           "How much of *other* tasks' information each fine-tuned model keeps usable: a logistic-regression probe "
+           f"(standardised features, C = {cfg['c']:g}, never tuned) fitted on the mean-pooled last-layer states of "
+           f"{cfg['n_train']} training examples of each probe task and scored on {cfg['n_dev']} of its dev examples. "
+           "Retention = the run's probe accuracy − the base's, in points (0: as usable as in the base). Control: LoRA "
+           "at initialisation gives the base's features exactly "
+           f"({', '.join(c['name'] + (' pass' if c['passed'] else ' FAIL') for c in first['controls'])}).", ""]
+    for task, p in probes.items():
+        base = "; ".join(f"{t} {100 * p['base'][t]:.1f}% (majority {100 * p['majority'][t]:.1f}%)" for t in p["probe_tasks"])
+        rows = []
+        for key in ("retention", *(f"retention_{t}" for t in p["probe_tasks"])):
+            entry = {k: (100 * v if isinstance(v, float) and k.endswith(("_mean", "_sd")) else v)
+                     for k, v in p["comparison"]["measures"][key].items()}
+            name = "mean retention (points)" if key == "retention" else f"{key.removeprefix('retention_')} (points)"
+            rows.append([name, _mean_sd(entry, "lora", 1), _mean_sd(entry, "full", 1),
+                         test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
+        out += [f"**{task}** — base probe accuracy: {base}", ""]
+        if p["uninformative"]:
+            out += [f"The base's probe does not beat the majority label on {', '.join(p['uninformative'])}: "
+                    "retention there says nothing.", ""]
+        out += [table(["probe task", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+    return "\n".join(out).rstrip()

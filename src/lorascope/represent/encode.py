@@ -10,6 +10,7 @@ import numpy as np
 from lorascope.data.examples import texts_to_examples
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import load_classifier, load_run
+from lorascope.models.load import LoadedModel
 from lorascope.represent.extract import extract
 from lorascope.run_folder import RunFolder
 
@@ -41,6 +42,20 @@ def encode(
         loaded = load_run(model_or_run)
     else:
         loaded = load_classifier(str(model_or_run), ("LABEL_0", "LABEL_1"), seed=0)  # the head is not used
+    return encode_loaded(loaded, texts, pooling=pooling, max_length=max_length, batch_size=batch_size,
+                         progress=progress)
+
+
+def encode_loaded(
+    loaded: LoadedModel,
+    texts: list[str] | list[list[str]] | list[tuple[str, str]],
+    *,
+    pooling: Literal["mean", "head_token"] = "mean",
+    max_length: int = 384,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """:func:`encode` for a model already loaded (one load for many calls); same arguments and result."""
     examples, is_pair = texts_to_examples(list(texts))
     tokenised = tokenize_dataset(examples, loaded.tokenizer, is_pair=is_pair, is_decoder=loaded.is_decoder,
                                  max_length=max_length, source="texts")

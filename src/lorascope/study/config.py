@@ -9,10 +9,10 @@ from pydantic import Field, PositiveInt, field_validator
 
 from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.drift.config import DriftSettings
-from lorascope.lenses.config import ForgettingSettings, WeightLensSettings
+from lorascope.lenses.config import ForgettingSettings, ProbeSettings, WeightLensSettings
 from lorascope.train.config import TrainConfig
 
-STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "bench", "report")
+STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench", "report")
 
 
 class SanitySettings(StrictModel):
@@ -58,7 +58,8 @@ class StudyConfig(StrictModel):
     methods: list[Literal["lora", "full"]] = Field(["lora", "full"], description="methods")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
-    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "bench", "report"]] = Field(
+    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench",
+                         "report"]] = Field(
         [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
@@ -69,6 +70,7 @@ class StudyConfig(StrictModel):
     drift: DriftSettings = Field(default_factory=DriftSettings)
     weights: WeightLensSettings = Field(default_factory=WeightLensSettings)
     forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
 
     @field_validator("tasks", "methods", "seeds")

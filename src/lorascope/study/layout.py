@@ -8,6 +8,7 @@
 <study>/drift/<task>/      drift.json, layers.csv, reps/      drift/skipped.json
 <study>/weights/<task>/    weights.json (the weight lens)
 <study>/forgetting/<task>/ forgetting.json (the forgetting lens; decoder bases)
+<study>/probes/<task>/     probes.json (probe retention on the other tasks)
 <study>/bench/             bench.json, bench.csv
 <study>/report/            report.md, report.html, figures/, summary.json
 ```
@@ -76,6 +77,14 @@ class StudyLayout:
     def forgetting_results(self) -> list[Path]:
         """Every task's ``forgetting.json``, sorted."""
         return sorted((self.root / "forgetting").glob("*/forgetting.json"))
+
+    def probes(self, task: str) -> Path:
+        return self.root / "probes" / task
+
+    @property
+    def probes_results(self) -> list[Path]:
+        """Every task's ``probes.json``, sorted."""
+        return sorted((self.root / "probes").glob("*/probes.json"))
 
     @property
     def bench(self) -> Path:

@@ -28,7 +28,7 @@ from lorascope.study.stages import STAGE_FUNCS
 # Keys that choose what to run now, not what the results are: changing them never invalidates.
 _NON_RESULT_KEYS = ("stages", "name")
 # Stages that load the study's base model (the others read data or artifacts only).
-_MODEL_STAGES = frozenset({"sanity", "hpo", "train", "drift", "weights", "forgetting", "bench"})
+_MODEL_STAGES = frozenset({"sanity", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench"})
 
 
 def holds_results(out: Path) -> bool:

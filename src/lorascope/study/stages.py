@@ -230,6 +230,30 @@ def stage_forgetting(ctx: StageContext) -> None:
                           f"({time.perf_counter() - t0:.0f} s)")
 
 
+def stage_probes(ctx: StageContext) -> None:
+    from lorascope.lenses import ProbeConfig, run_probe_retention
+
+    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
+        settings = ctx.cfg.probes.model_dump()
+        # Each task's runs are probed on the other tasks: the configured ones, or else the study's.
+        settings["probe_tasks"] = [t for t in (settings["probe_tasks"] or ctx.cfg.tasks) if t != task]
+        if not settings["probe_tasks"]:
+            ctx.console.print(f"  probes {task}: [yellow]skipped[/] — no other task to probe (set probes.probe_tasks)")
+            continue
+        cfg = ProbeConfig(**settings, base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train), task=task,
+                          data_dir=ctx.cfg.data_dir)
+        t0 = time.perf_counter()
+        try:
+            result = run_probe_retention(cfg, StudyLayout(ctx.out).probes(task))
+        except DataError as exc:  # no finished runs of this task
+            ctx.console.print(f"  probes {task}: [yellow]skipped[/] — {exc}")
+            continue
+        m = result["comparison"]["measures"]["retention"]
+        shown = ", ".join(f"{k} {100 * m[f'{k}_mean']:+.1f}" for k in ("lora", "full") if m[f"{k}_mean"] is not None)
+        ctx.console.print(f"  probes {task} ({', '.join(result['probe_tasks'])}): retention {shown} points "
+                          f"({time.perf_counter() - t0:.0f} s)")
+
+
 def stage_bench(ctx: StageContext) -> None:
     run_bench_stage(ctx)
 
@@ -249,6 +273,7 @@ STAGE_FUNCS: dict[str, Callable[[StageContext], None]] = {
     "drift": stage_drift,
     "weights": stage_weights,
     "forgetting": stage_forgetting,
+    "probes": stage_probes,
     "bench": stage_bench,
     "report": stage_report,
 }
