@@ -181,3 +181,25 @@ def test_serving_section_states_the_h2_threshold_the_benchmark_used():
     # bench.json files written before the threshold was a setting: the protocol's 1.30 and the old key.
     old = serving_section(_bench_with(None, key="h2_at_most_30pct"), {})
     assert "H2 (≤ 1.30×)" in old and "| supported |" in old
+
+
+def _lens(lora, full, p, intruders=(3.0, 0.0)):
+    return {"comparison": {"measures": {"relative_update": {"lora_mean": lora, "full_mean": full, "paired_t": {"p_value": p}},
+                                        "intruders": {"lora_mean": intruders[0], "full_mean": intruders[1],
+                                                      "paired_t": {"p_value": 0.01}}}}}
+
+
+def test_lenses_side_by_side_says_when_they_disagree():
+    from lorascope.report.lenses_text import lenses_summary
+
+    drift = {"sst2": {"methods": {"lora": {"drift": {"mean": 0.01}}, "full": {"drift": {"mean": 0.05}}},
+                      "comparison": {"paired_t": {"p_value": 0.001}}}}
+    text = lenses_summary({"drift": drift, "weights": {"sst2": _lens(0.2, 0.1, 0.02)}})
+    # Representations say LoRA stays closer; its weights moved further and carry intruders.
+    assert "| representation drift (1 − CKA) | 0.01 | 0.05 | LoRA | 0.001 (< 0.05) |" in text
+    assert ("The lenses disagree: LoRA stays closer by representation drift (1 − CKA); full FT stays closer by "
+            "weight update ‖ΔW‖/‖W₀‖, intruder dimensions." in text or
+            "The lenses disagree: full FT stays closer by weight update ‖ΔW‖/‖W₀‖, intruder dimensions; LoRA stays "
+            "closer by representation drift (1 − CKA)." in text)
+    agree = lenses_summary({"drift": drift, "weights": {"sst2": _lens(0.05, 0.1, 0.02, intruders=(0.0, 0.0))}})
+    assert "Every lens agrees" not in agree and "The lenses that separate the methods agree: LoRA stays closer" in agree

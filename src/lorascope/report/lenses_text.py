@@ -114,3 +114,79 @@ def probes_section(probes: dict[str, dict[str, Any]]) -> str:
                     "retention there says nothing.", ""]
         out += [table(["probe task", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
     return "\n".join(out).rstrip()
+
+
+# (lens, where it is read, lower means closer to the base?)
+_LENSES = (
+    ("representation drift (1 − CKA)", "drift", True),
+    ("weight update ‖ΔW‖/‖W₀‖", "weights:relative_update", True),
+    ("intruder dimensions", "weights:intruders", True),
+    ("forgetting (nats/token)", "forgetting:forgetting", True),
+    ("probe retention (points)", "probes:retention", False),
+)
+DESCRIPTIVE_ALPHA = 0.05
+
+
+def _lens_row(data: dict[str, Any], task: str, where: str) -> tuple[float, float, float | None] | None:
+    """(LoRA mean, full mean, two-sided paired t p over seed pairs) of one lens for one task, None where not measured."""
+    if where == "drift":
+        d = (data.get("drift") or {}).get(task)
+        if not d or "lora" not in d["methods"] or "full" not in d["methods"]:
+            return None
+        p = (d["comparison"].get("paired_t") or {}).get("p_value")
+        return d["methods"]["lora"]["drift"]["mean"], d["methods"]["full"]["drift"]["mean"], p
+    kind, measure = where.split(":")
+    lens = (data.get(kind) or {}).get(task)
+    if not lens:
+        return None
+    m = lens["comparison"]["measures"][measure]
+    if m.get("lora_mean") is None or m.get("full_mean") is None:
+        return None
+    return m["lora_mean"], m["full_mean"], (m.get("paired_t") or {}).get("p_value")
+
+
+def lenses_summary(data: dict[str, Any]) -> str:
+    """Per task, every lens side by side: which method stayed closer to the base, and whether the lenses agree."""
+    tasks = sorted(set(data.get("drift") or {}) | set(data.get("weights") or {}) | set(data.get("forgetting") or {})
+                   | set(data.get("probes") or {}))
+    blocks = []
+    for task in tasks:
+        rows, verdicts = [], {}
+        for name, where, lower_is_closer in _LENSES:
+            found = _lens_row(data, task, where)
+            if found is None:
+                continue
+            lora, full, p = found
+            scale = 100 if where.startswith("probes") else 1
+            if lora == full:
+                closer = "neither"
+            else:
+                closer = "LoRA" if (lora < full) == lower_is_closer else "full FT"
+            clear = p is not None and p < DESCRIPTIVE_ALPHA
+            verdicts[name] = closer if clear and closer != "neither" else "unclear"
+            rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", closer,
+                         "–" if p is None else f"{p:.3g}" + (" (< 0.05)" if clear else "")])
+        if len(rows) < 2:
+            continue
+        decided = {k: v for k, v in verdicts.items() if v != "unclear"}
+        if not decided:
+            sentence = "No lens separates the methods clearly (every paired t p ≥ 0.05)."
+        elif len(decided) == 1:
+            (lens, who), = decided.items()
+            sentence = f"Only one lens separates the methods: by {lens}, {who} stays closer to the base; the others are unclear."
+        elif len(set(decided.values())) == 1:
+            who = next(iter(decided.values()))
+            sentence = (f"The lenses that separate the methods agree: {who} stays closer to the base "
+                        f"({', '.join(decided)}); the others are unclear." if len(decided) < len(verdicts) else
+                        f"Every lens agrees: {who} stays closer to the base.")
+        else:
+            by = {w: [k for k, v in decided.items() if v == w] for w in set(decided.values())}
+            sentence = "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
+        blocks += [f"**{task}**", "", table(["lens", "LoRA", "full FT", "closer to the base", "paired t p (two-sided)"], rows),
+                   "", sentence, ""]
+    if not blocks:
+        return ""
+    return "\n".join(["## Lenses side by side", "",
+                      "Each lens's mean over seeds per method, which method stayed closer to the base model, and the "
+                      "two-sided paired t-test over seed pairs of \"no difference\" — descriptive, uncorrected "
+                      f"(α = {DESCRIPTIVE_ALPHA:g} per row): the verdicts above are the corrected tests.", "", *blocks]).rstrip()
