@@ -42,6 +42,15 @@ _EXPORTS = {
     "linear_cka_layers": ".similarity.cka",
     "layer_similarity": ".similarity.layers",
     "mean_cosine": ".similarity.cosine",
+    # the other lenses: weights, forgetting, probes
+    "matrix_update": ".weight_update.update",
+    "intruder_similarity": ".weight_update.intruders",
+    "WeightLensConfig": ".lenses.config",
+    "run_weight_lens": ".lenses.weights",
+    "ForgettingConfig": ".lenses.config",
+    "run_forgetting": ".lenses.forgetting",
+    "ProbeConfig": ".lenses.config",
+    "run_probe_retention": ".lenses.probes",
     # statistics
     "StatisticsSettings": ".stats.settings",
     "paired_t_test": ".stats.paired",
