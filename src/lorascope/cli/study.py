@@ -60,10 +60,15 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
             status, detail = "pending", ""
         counts[status] += 1
         table.add_row(f"train {unit.name}", {"done": "[green]done[/]", "failed": "[red]failed[/]"}.get(status, status), detail)
-    for task in cfg.tasks:
-        done = (StudyLayout(folder).drift(task) / "drift.json").is_file()
-        table.add_row(f"drift {task}", "[green]done[/]" if done else "pending", "")
     layout = StudyLayout(folder)
+    per_task = (("drift", layout.drift, "drift.json"), ("weights", layout.weights, "weights.json"),
+                ("forgetting", layout.forgetting, "forgetting.json"), ("probes", layout.probes, "probes.json"))
+    for stage, where, name in per_task:
+        if stage not in cfg.stages and not any((where(t) / name).is_file() for t in cfg.tasks):
+            continue  # a lens the study does not run
+        for task in cfg.tasks:
+            done = (where(task) / name).is_file()
+            table.add_row(f"{stage} {task}", "[green]done[/]" if done else "pending", "")
     for name, path in (("sanity", layout.sanity), ("baselines", layout.baselines), ("bench", layout.bench_json),
                        ("report", layout.report / "report.html")):
         table.add_row(name, "[green]done[/]" if path.is_file() else "pending", "")
