@@ -57,6 +57,12 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     probes = json.loads((out / "probes" / "rte" / "probes.json").read_text())
     assert probes["probe_tasks"] == ["sst2"] and len(probes["runs"]) == 4  # rte's runs, probed on the other task
     assert "## Probe retention" in md and "sst2 (points)" in md
+    from typer.testing import CliRunner
+
+    from lorascope.cli.main import app
+
+    status = CliRunner().invoke(app, ["study", "status", str(out)], terminal_width=200)
+    assert status.exit_code == 0 and "weights rte" in status.output and "probes rte" in status.output
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
     # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.

@@ -8,6 +8,14 @@ from lorascope.config import StrictModel
 from lorascope.weight_update.defaults import DEFAULT_EPSILON, DEFAULT_TOP_K
 
 
+class LensRuns(StrictModel):
+    """Which runs a lens measures, and the base they were trained from."""
+
+    base: str = Field("minilm", description="the base model the runs were trained from")
+    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
+    task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
+
+
 class WeightLensSettings(StrictModel):
     """How intruder dimensions are counted, whatever the runs (a study holds these)."""
 
@@ -18,13 +26,8 @@ class WeightLensSettings(StrictModel):
                                        description="thresholds at which intruders are also counted (the paper's sweep)")
 
 
-class WeightLensConfig(WeightLensSettings):
-    """Which runs, from which base, and how intruder dimensions are counted."""
-
-    base: str = Field("minilm", description="the base model the runs were trained from")
-    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
-    task: str | None = Field(None, description="only the runs of this task (by name; default: every run, which must "
-                                               "all share one task's labels)")
+class WeightLensConfig(WeightLensSettings, LensRuns):
+    """Which runs, from which base, and how intruder dimensions are counted (the runs must share one task's labels)."""
 
 
 class ForgettingSettings(StrictModel):
@@ -37,12 +40,9 @@ class ForgettingSettings(StrictModel):
     batch_size: PositiveInt = Field(16, description="passages per forward pass")
 
 
-class ForgettingConfig(ForgettingSettings):
-    """The runs whose forgetting is measured, and their base."""
+class ForgettingConfig(ForgettingSettings, LensRuns):
+    """The runs whose forgetting is measured, and their base (a decoder with a language-model head)."""
 
-    base: str = Field("smollm2", description="the base model the runs were trained from (a decoder with an LM head)")
-    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
-    task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
     data_dir: str | None = Field(None, description="GLUE folder for the default held-out text (default: $GLUE_DIR)")
 
 
@@ -58,10 +58,7 @@ class ProbeSettings(StrictModel):
     batch_size: PositiveInt = Field(32, description="extraction batch size")
 
 
-class ProbeConfig(ProbeSettings):
+class ProbeConfig(ProbeSettings, LensRuns):
     """The runs whose probe retention is measured, and their base."""
 
-    base: str = Field("minilm", description="the base model the runs were trained from")
-    runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
-    task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")

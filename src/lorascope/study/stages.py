@@ -17,6 +17,7 @@ from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
+from lorascope.study.lens_stages import stage_forgetting, stage_probes, stage_weights
 from lorascope.study.units import train_units
 
 
@@ -191,67 +192,6 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
         lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} {deciding_p(v)}; {second_name}: "
                      f"{v.get('secondary_status')}, {deciding_p(v, 'secondary')}) — {flag}")
     return lines
-
-
-def stage_weights(ctx: StageContext) -> None:
-    from lorascope.lenses import WeightLensConfig, run_weight_lens
-
-    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
-        cfg = WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train),
-                               task=task)
-        t0 = time.perf_counter()
-        try:
-            result = run_weight_lens(cfg, StudyLayout(ctx.out).weights(task))
-        except DataError as exc:  # no finished LoRA run of this task: nothing says which matrices to compare
-            ctx.console.print(f"  weights {task}: [yellow]skipped[/] — {exc}")
-            continue
-        measures = result["comparison"]["measures"]
-        shown = "; ".join(f"{name} " + ", ".join(f"{m} {measures[key][f'{m}_mean']:.4g}" for m in ("lora", "full")
-                                                 if measures[key][f"{m}_mean"] is not None)
-                          for key, name in (("relative_update", "relative update"), ("intruders", "intruders")))
-        ctx.console.print(f"  weights {task}: {shown} ({time.perf_counter() - t0:.0f} s)")
-
-
-def stage_forgetting(ctx: StageContext) -> None:
-    from lorascope.lenses import ForgettingConfig, run_forgetting
-
-    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
-        cfg = ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
-                               runs=str(StudyLayout(ctx.out).train), task=task, data_dir=ctx.cfg.data_dir)
-        t0 = time.perf_counter()
-        try:
-            result = run_forgetting(cfg, StudyLayout(ctx.out).forgetting(task))
-        except DataError as exc:  # an encoder base (no LM head), or no finished runs of this task
-            ctx.console.print(f"  forgetting {task}: [yellow]skipped[/] — {exc}")
-            continue
-        measures = result["comparison"]["measures"]["forgetting"]
-        shown = ", ".join(f"{m} {measures[f'{m}_mean']:+.4f}" for m in ("lora", "full") if measures[f"{m}_mean"] is not None)
-        ctx.console.print(f"  forgetting {task}: {shown} nats/token over base loss {result['base_loss']:.4f} "
-                          f"({time.perf_counter() - t0:.0f} s)")
-
-
-def stage_probes(ctx: StageContext) -> None:
-    from lorascope.lenses import ProbeConfig, run_probe_retention
-
-    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
-        settings = ctx.cfg.probes.model_dump()
-        # Each task's runs are probed on the other tasks: the configured ones, or else the study's.
-        settings["probe_tasks"] = [t for t in (settings["probe_tasks"] or ctx.cfg.tasks) if t != task]
-        if not settings["probe_tasks"]:
-            ctx.console.print(f"  probes {task}: [yellow]skipped[/] — no other task to probe (set probes.probe_tasks)")
-            continue
-        cfg = ProbeConfig(**settings, base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train), task=task,
-                          data_dir=ctx.cfg.data_dir)
-        t0 = time.perf_counter()
-        try:
-            result = run_probe_retention(cfg, StudyLayout(ctx.out).probes(task))
-        except DataError as exc:  # no finished runs of this task
-            ctx.console.print(f"  probes {task}: [yellow]skipped[/] — {exc}")
-            continue
-        m = result["comparison"]["measures"]["retention"]
-        shown = ", ".join(f"{k} {100 * m[f'{k}_mean']:+.1f}" for k in ("lora", "full") if m[f"{k}_mean"] is not None)
-        ctx.console.print(f"  probes {task} ({', '.join(result['probe_tasks'])}): retention {shown} points "
-                          f"({time.perf_counter() - t0:.0f} s)")
 
 
 def stage_bench(ctx: StageContext) -> None:

@@ -1,0 +1,86 @@
+"""The study stages of the lenses besides representations: ``weights``, ``forgetting`` and ``probes``.
+
+Each runs its lens once per task over the study's training runs of that task, into the task's
+folder of the study layout; a task the lens cannot measure (no LoRA run, an encoder base without
+a language-model head, no other task to probe) is skipped with the reason, and the study goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lorascope.errors import DataError
+from lorascope.study.context import StageContext
+from lorascope.study.layout import StudyLayout
+
+
+def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], run: Callable[[Any, Path], dict[str, Any]],
+               out: Callable[[str], Path], describe: Callable[[dict[str, Any]], str]) -> None:
+    for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
+        try:
+            cfg = make_cfg(task)
+            t0 = time.perf_counter()
+            result = run(cfg, out(task))
+        except DataError as exc:
+            ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {exc}")
+            continue
+        ctx.console.print(f"  {stage} {task}: {describe(result)} ({time.perf_counter() - t0:.0f} s)")
+
+
+def _means(measure: dict[str, Any], scale: float = 1.0, spec: str = ".4g") -> str:
+    """"lora x, full y" of one measure's per-method means (methods without runs left out)."""
+    return ", ".join(f"{m} {scale * measure[f'{m}_mean']:{spec}}" for m in ("lora", "full")
+                     if measure.get(f"{m}_mean") is not None)
+
+
+def stage_weights(ctx: StageContext) -> None:
+    from lorascope.lenses import WeightLensConfig, run_weight_lens
+
+    layout = StudyLayout(ctx.out)
+
+    def describe(result: dict[str, Any]) -> str:
+        m = result["comparison"]["measures"]
+        return f"relative update {_means(m['relative_update'])}; intruders {_means(m['intruders'], spec='.3g')}"
+
+    _each_task(ctx, "weights",
+               lambda task: WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(layout.train),
+                                             task=task),
+               run_weight_lens, layout.weights, describe)
+
+
+def stage_forgetting(ctx: StageContext) -> None:
+    from lorascope.lenses import ForgettingConfig, run_forgetting
+
+    layout = StudyLayout(ctx.out)
+
+    def describe(result: dict[str, Any]) -> str:
+        shown = _means(result["comparison"]["measures"]["forgetting"], spec="+.4f")
+        return f"{shown} nats/token over base loss {result['base_loss']:.4f}"
+
+    _each_task(ctx, "forgetting",
+               lambda task: ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
+                                             runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir),
+               run_forgetting, layout.forgetting, describe)
+
+
+def stage_probes(ctx: StageContext) -> None:
+    from lorascope.lenses import ProbeConfig, run_probe_retention
+
+    layout = StudyLayout(ctx.out)
+
+    def make_cfg(task: str) -> ProbeConfig:
+        # Each task's runs are probed on the other tasks: the configured ones, or else the study's.
+        others = [t for t in (ctx.cfg.probes.probe_tasks or ctx.cfg.tasks) if t != task]
+        if not others:
+            raise DataError("no other task to probe (set probes.probe_tasks)")
+        settings = {**ctx.cfg.probes.model_dump(), "probe_tasks": others}
+        return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir)
+
+    def describe(result: dict[str, Any]) -> str:
+        shown = _means(result["comparison"]["measures"]["retention"], scale=100, spec="+.1f")
+        return f"retention on {', '.join(result['probe_tasks'])}: {shown} points"
+
+    _each_task(ctx, "probes", make_cfg, run_probe_retention, layout.probes, describe)
