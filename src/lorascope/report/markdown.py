@@ -57,14 +57,19 @@ def _yaml(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False).strip()
 
 
+def _present(*sections: str) -> list[str]:
+    """The sections a study has (a lens it did not run renders as ""), each followed by a blank line."""
+    return [line for section in sections if section for line in (section, "")]
+
+
 def render(data: dict[str, Any], figures: dict[str, str]) -> str:
     name = data["config"].get("name", "study")
     parts = [f"# lorascope report: {name}", "",
              f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "
              f"methods {', '.join(data['config'].get('methods', []))}; seeds {data['config'].get('seeds')}.", "",
              answers(data), "", verdict_table(data), "", performance(data), "", drift_section(data, figures), "",
-             lenses_summary(data), "", weights_section(data.get("weights") or {}), "", forgetting_section(data.get("forgetting") or {}), "",
-             probes_section(data.get("probes") or {}), "",
+             *_present(lenses_summary(data), weights_section(data.get("weights") or {}),
+                       forgetting_section(data.get("forgetting") or {}), probes_section(data.get("probes") or {})),
              serving_section(data["bench"], figures), "", limitations(data), "", provenance_section(data), "",
              "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (PROTOCOL.md §4); shown for orientation, not as a target."]
     return "\n".join(parts) + "\n"
