@@ -180,7 +180,9 @@ def lenses_summary(data: dict[str, Any]) -> str:
                         f"({', '.join(decided)}); the others are unclear." if len(decided) < len(verdicts) else
                         f"Every lens agrees: {who} stays closer to the base.")
         else:
-            by = {w: [k for k, v in decided.items() if v == w] for w in set(decided.values())}
+            by: dict[str, list[str]] = {}  # in lens order, so the sentence reads the same on every run
+            for lens, who in decided.items():
+                by.setdefault(who, []).append(lens)
             sentence = "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
         blocks += [f"**{task}**", "", table(["lens", "LoRA", "full FT", "closer to the base", "paired t p (two-sided)"], rows),
                    "", sentence, ""]
