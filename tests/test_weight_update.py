@@ -116,3 +116,29 @@ def test_lora_delta_and_intruder_count_agree_with_peft(rslora):
     peft_count = int(logged[0].split("Intruders: ")[1]) if "Intruders: " in logged[0] else 0
     ours = matrix_update(w0, w0 + delta).intruders
     assert ours == peft_count and ours > 0, (ours, logged)
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_dora_delta_is_what_peft_merges(rslora):
+    """DoRA's update (rows rescaled to the learned magnitude) equals the weight PEFT's own merge writes."""
+    torch = pytest.importorskip("torch")
+    from peft import LoraConfig, get_peft_model
+
+    from lorascope.weight_update import dora_delta
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential()
+    base.add_module("proj", torch.nn.Linear(48, 32, bias=False))
+    w0 = base.proj.weight.detach().clone().numpy()
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["proj"], use_dora=True, use_rslora=rslora))
+    layer = model.base_model.model.proj
+    with torch.no_grad():  # a trained adapter: B away from zero, magnitudes away from the base's row norms
+        layer.lora_B["default"].weight.normal_(0, 0.5)
+        layer.lora_magnitude_vector["default"].weight.mul_(torch.linspace(0.5, 1.5, 32))
+    a, b = layer.lora_A["default"].weight.detach().numpy(), layer.lora_B["default"].weight.detach().numpy()
+    magnitude = layer.lora_magnitude_vector["default"].weight.detach().numpy()
+    merged = model.merge_and_unload().proj.weight.detach().numpy()
+    delta = dora_delta(w0, a, b, magnitude, alpha=8, rank=4, rslora=rslora)
+    np.testing.assert_allclose(w0 + delta, merged, rtol=1e-5, atol=1e-6)
+    # Plain LoRA's update would not be it: the rescaling is what DoRA adds.
+    assert not np.allclose(w0 + lora_delta(a, b, alpha=8, rank=4, rslora=rslora), merged, atol=1e-3)

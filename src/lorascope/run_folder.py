@@ -30,7 +30,9 @@ class RunRecord(BaseModel):
     Attributes:
         status: ``ok``, or ``failed`` with the ``reason`` (diverged, crashed).
         task: the task's name; ``task_spec`` is the whole task (see ``lorascope.data.tasks.task_record``).
-        method: ``lora`` or ``full``.
+        method: ``lora`` or ``full``; ``variant``: the study's name for the run's settings (e.g.
+            ``lora_r64``), None for a plain ``lora`` or ``full`` run; ``label`` is the one of the two a
+            study groups runs by.
         dev: dev metrics of the restored best checkpoint (fractions) and ``loss``.
         dev_per_label: label name -> precision, recall, f1 (fractions) and support on dev.
         parameters: ``trainable`` and ``total`` parameter counts.
@@ -43,6 +45,7 @@ class RunRecord(BaseModel):
     reason: str | None = None
     task: str | None = None
     method: Literal["lora", "full"] | None = None
+    variant: str | None = None
     model: str | None = None
     seed: int | None = None
     main_metric: str | None = None
@@ -61,6 +64,11 @@ class RunRecord(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        """The method as the study names it: the variant, else ``lora`` or ``full``."""
+        return self.variant or str(self.method)
 
     @property
     def main_value(self) -> float | None:
@@ -143,3 +151,15 @@ class RunFolder:
         if not record.ok:
             raise ConfigError(f"{self.path}: training run did not finish successfully ({record.reason})")
         return record
+
+    def method_settings(self) -> dict[str, Any]:
+        """The settings that make the run's method variant: ``method``, ``variant`` and, for LoRA,
+        ``lora_r``, ``lora_alpha``, ``lora_targets``, ``lora_rslora``, ``lora_dora`` (from ``config.yaml``)."""
+        from lorascope.artifacts import stored_config
+
+        stored = stored_config(self.path) or {}
+        out: dict[str, Any] = {"method": stored.get("method"), "variant": stored.get("variant")}
+        if out["method"] == "lora":
+            out.update({k: stored.get(k) for k in ("lora_r", "lora_alpha", "lora_targets")})
+            out.update(lora_rslora=bool(stored.get("lora_rslora")), lora_dora=bool(stored.get("lora_dora")))
+        return out

@@ -74,7 +74,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
             batches = {b: make_batches(pool, b, n_steps, prep.base, prep.device) for b in cfg.batch_sizes}
             progress.update(step, total=1, completed=1)
 
-            strategies, skipped = _feasible(cfg.strategies, len(prep.adapters))
+            strategies, skipped = _feasible(cfg.strategies, prep.adapters)
             ctx = LoadContext(prep.base, prep.adapters, cfg.dtype, prep.device, prep.full_model, cfg.merged_cache_size)
             meter = PeakMeter(prep.device)
             groups, memory = _load_all(strategies, ctx, batches[max(cfg.batch_sizes)][0], meter, progress)
@@ -105,10 +105,19 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
     return bench
 
 
-def _feasible(strategies: list[str], n_adapters: int) -> tuple[list[str], dict[str, str]]:
-    keep = [s for s in strategies if CATALOGUE[s][1] <= n_adapters]
-    skipped = {s: f"needs {CATALOGUE[s][1]} adapters, {n_adapters} given" for s in strategies if s not in keep}
-    return keep, skipped
+def _feasible(strategies: list[str], adapters: list) -> tuple[list[str], dict[str, str]]:
+    """The strategies that can run on ``adapters``, and why each other one is skipped.
+
+    The runtime's strategies are skipped (PEFT's still run) for adapters it cannot serve exactly, such as DoRA.
+    """
+    from lorascope.serve.adapter import runtime_refusal
+
+    refusal = next((r for r in (runtime_refusal(a.folder) for a in adapters) if r), None)
+    skipped = {s: f"needs {CATALOGUE[s][1]} adapters, {len(adapters)} given" for s in strategies
+               if CATALOGUE[s][1] > len(adapters)}
+    if refusal:
+        skipped.update({s: refusal for s in strategies if s.startswith("runtime") and s not in skipped})
+    return [s for s in strategies if s not in skipped], skipped
 
 
 def _load_all(

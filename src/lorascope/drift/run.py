@@ -24,6 +24,7 @@ from lorascope.provenance import provenance
 from lorascope.represent import Representations, RepresentConfig, run_represent
 from lorascope.represent.config import SampleSettings
 from lorascope.run_folder import RunFolder, RunRecord
+from lorascope.variants import FULL, compared_labels, primary_label
 
 LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
 
@@ -108,14 +109,25 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
 
     spec = get_task(cfg.task)
     per_run, states_by_method = [], {}
+    settings: dict[str, dict[str, Any]] = {}
     for folder, m in runs:
         reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
         check_aligned(base, reps, str(folder))
-        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=str(m.method), seed=int(m.seed or 0),
+        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m.label, seed=int(m.seed or 0),
                                     metric=m.main_value, n_resamples=cfg.bootstrap, learning=m.learning_check))
-        states_by_method.setdefault(str(m.method), {})[int(m.seed or 0)] = reps.states[cfg.pooling]
+        states_by_method.setdefault(m.label, {})[int(m.seed or 0)] = reps.states[cfg.pooling]
+        settings.setdefault(m.label, RunFolder(folder).method_settings())
 
     methods = sorted({r.method for r in per_run})
+    kinds = {label: str(v["method"]) for label, v in settings.items()}
+    primary = primary_label(kinds)
+
+    def compare(label: str) -> dict[str, Any]:
+        return compare_methods([r for r in per_run if r.method == label], [r for r in per_run if r.method == FULL],
+                               n_tasks=cfg.n_tasks, alpha=cfg.alpha, margin=cfg.margin,
+                               min_reduction=cfg.min_reduction, test=cfg.test)
+
+    comparisons = {label: compare(label) for label in compared_labels(kinds) if FULL in kinds}
     n = int(base_states.shape[1])
     result = {
         "task": spec.name,
@@ -132,9 +144,10 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "methods": {meth: summarise_method([r for r in per_run if r.method == meth]) for meth in methods},
         "noise_floor": {meth: seed_noise_floor([r for r in per_run if r.method == meth]) for meth in methods},
         "between_seed_drift": {meth: between_seed_drift(states_by_method[meth]) for meth in methods},
-        "comparison": compare_methods([r for r in per_run if r.method == "lora"], [r for r in per_run if r.method == "full"],
-                                      n_tasks=cfg.n_tasks, alpha=cfg.alpha, margin=cfg.margin,
-                                      min_reduction=cfg.min_reduction, test=cfg.test),
+        "variants": settings,
+        "primary": primary,
+        "comparison": comparisons[primary] if primary in comparisons else compare(primary or "lora"),
+        "comparisons": comparisons,
         "config": config_to_dict(cfg),
         "provenance": provenance(),
     }

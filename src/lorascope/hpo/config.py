@@ -36,7 +36,7 @@ class HpoConfig(StrictModel):
 
     def resolved_study_name(self) -> str:
         """The study's name: deterministic, so every worker of a search joins the same study."""
-        return self.study_name or f"hpo-{self.task}-{self.method}-{self.model}"
+        return self.study_name or f"hpo-{self.task}-{self.train.get('variant') or self.method}-{self.model}"
 
     def search_space(self) -> SearchSpace:
         """The protocol's space for this method with this config's overrides (ConfigError if invalid)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from lorascope.artifacts import write_json
 from lorascope.errors import DataError
-from lorascope.lenses.compare import compare_methods
+from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ForgettingConfig
 from lorascope.run_folder import RunFolder
 
@@ -149,13 +149,14 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
             raise DataError(f"forgetting control '{c['name']}' failed: it scores {c['forgetting']:+.3g} nats per token "
                             "away from the base, where it must score the same; the lens is broken")
     runs = []
+    methods = {record.label: str(record.method) for _, record in records}
     for run, record in records:
         loss = score(_backbone_state(run))
-        runs.append({"run": run.name, "method": record.method, "seed": record.seed,
+        runs.append({"run": run.name, "method": record.label, "seed": record.seed,
                      "summary": {"loss": loss, "perplexity": math.exp(loss), "forgetting": loss - base_loss}})
     result = {"config": cfg.model_dump(), "text_source": text_source, "n_texts": len(texts), "base_loss": base_loss,
               "base_perplexity": math.exp(base_loss), "controls": controls, "runs": runs,
-              "comparison": compare_methods(runs, MEASURES)}
+              "comparison": compare_variants(runs, MEASURES, methods)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "forgetting.json", result)

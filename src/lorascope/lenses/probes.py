@@ -17,7 +17,7 @@ import numpy as np
 
 from lorascope.artifacts import write_json
 from lorascope.errors import DataError
-from lorascope.lenses.compare import compare_methods
+from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ProbeConfig
 from lorascope.run_folder import RunFolder
 
@@ -124,15 +124,16 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
         raise DataError(f"probe control 'lora_at_init' failed: its features differ from the base's by up to {gap:.3g} "
                         f"(must be < {CONTROL_TOLERANCE:g}); the lens is broken")
     runs = []
+    methods = {record.label: str(record.method) for _, record in records}
     for run, record in records:
         acc = _accuracies(_features(load_run(run.path), data, cfg), data, cfg)
         summary = {f"accuracy_{t}": acc[t] for t in data} | {f"retention_{t}": acc[t] - base[t] for t in data}
         summary["retention"] = float(np.mean([acc[t] - base[t] for t in data]))
-        runs.append({"run": run.name, "method": record.method, "seed": record.seed, "summary": summary})
+        runs.append({"run": run.name, "method": record.label, "seed": record.seed, "summary": summary})
     measures = ("retention", *(f"retention_{t}" for t in data))
     result = {"config": cfg.model_dump(), "probe_tasks": list(data), "base": base, "majority": majority,
               "uninformative": [t for t in data if base[t] <= majority[t]],
-              "controls": controls, "runs": runs, "comparison": compare_methods(runs, measures)}
+              "controls": controls, "runs": runs, "comparison": compare_variants(runs, measures, methods)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "probes.json", result)

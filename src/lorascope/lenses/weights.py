@@ -2,7 +2,9 @@
 
 For like-for-like comparison the same matrices are measured for every method: the ones the LoRA
 runs adapted (e.g. every layer's q and v projections). A LoRA run's fine-tuned matrix is
-``W₀ + scale · B · A`` from its adapter folder; a full run's is read from its model folder.
+``W₀ + scale · B · A`` (DoRA: rescaled per row) from its adapter folder; a full run's is read from
+its model folder. With several LoRA variants adapting different matrices (q/v, all linear
+layers), full fine-tuning is summarised on each variant's own matrices for that comparison.
 """
 
 from __future__ import annotations
@@ -17,34 +19,37 @@ import numpy as np
 
 from lorascope.artifacts import write_json
 from lorascope.errors import ConfigError, DataError
-from lorascope.lenses.compare import compare_methods
+from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import WeightLensConfig
 from lorascope.run_folder import RunFolder, RunRecord
-from lorascope.weight_update import count_intruders, lora_delta, matrix_update
+from lorascope.variants import primary_label
+from lorascope.weight_update import count_intruders, dora_delta, lora_delta, matrix_update
 
 PEFT_PREFIX = "base_model.model."
 MEASURES = ("relative_update", "stable_rank", "entropy_rank", "intruders")
 _LAYER = re.compile(r"\.(?:layers|layer|h|blocks)\.(\d+)\.")
 
 
-def adapter_updates(run: RunFolder) -> dict[str, np.ndarray]:
-    """``{parameter name of the base: ΔW [out, in]}`` for every matrix a LoRA run adapted.
+def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{parameter name of the base: ΔW [out, in]}`` for every matrix a LoRA run adapted, as PEFT
+    merges it (LoRA, rsLoRA or DoRA).
+
+    Args:
+        base: the base's matrices by name (DoRA's update depends on them).
 
     Raises:
-        ConfigError: an adapter this lens cannot turn into ΔW exactly (DoRA, per-module alpha).
+        ConfigError: an adapter this lens cannot turn into ΔW exactly (per-module alpha).
     """
     from safetensors import safe_open
 
     config = json.loads((run.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
-    if config.get("use_dora"):
-        raise ConfigError(f"{run.adapter_dir}: a DoRA adapter's update is not scale · B · A; the weight lens "
-                          "measures LoRA and rsLoRA adapters")
     if config.get("alpha_pattern"):
         raise ConfigError(f"{run.adapter_dir}: per-module lora_alpha (alpha_pattern) is not supported by the weight lens")
     tensors: dict[str, np.ndarray] = {}
     with safe_open(str(run.adapter_dir / "adapter_model.safetensors"), "np") as f:
         for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
             tensors[key] = f.get_tensor(key)
+    scaling = dict(alpha=float(config["lora_alpha"]), rslora=bool(config.get("use_rslora")))
     out = {}
     for key, a in tensors.items():
         if not key.endswith(".lora_A.weight"):
@@ -52,8 +57,13 @@ def adapter_updates(run: RunFolder) -> dict[str, np.ndarray]:
         module = key[: -len(".lora_A.weight")]
         b = tensors[module + ".lora_B.weight"]
         name = module.removeprefix(PEFT_PREFIX) + ".weight"
-        out[name] = lora_delta(a, b, alpha=float(config["lora_alpha"]), rank=a.shape[0],
-                               rslora=bool(config.get("use_rslora")))
+        if config.get("use_dora"):
+            if name not in base:
+                raise DataError(f"{run.adapter_dir}: adapts {name}, which the base does not have; is it the runs' base?")
+            out[name] = dora_delta(base[name], a, b, tensors[module + ".lora_magnitude_vector"], rank=a.shape[0],
+                                   **scaling)
+        else:
+            out[name] = lora_delta(a, b, rank=a.shape[0], **scaling)
     return out
 
 
@@ -104,8 +114,10 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     """Measure every finished run under ``cfg.runs`` and write ``<out>/weights.json``.
 
     Returns:
-        ``{"config", "matrices": [names], "runs": [{run, method, seed, summary, per_matrix}],
-        "comparison": {seeds, measures: {measure: {lora_mean, lora_sd, lora_n, full_..., paired_t, sign_flip}}}}``.
+        ``{"config", "matrices": [names], "matrices_by_variant": {label: [names]},
+        "runs": [{run, method (the label), seed, summary, per_matrix, summary_by_variant (full runs)}],
+        "comparison": {primary, seeds, measures: {measure: {lora_mean, lora_sd, lora_n, full_..., paired_t,
+        sign_flip}}, variants: {label: {seeds, measures}}}}``.
 
     Raises:
         DataError: no finished runs, or no LoRA run to say which matrices were adapted.
@@ -118,14 +130,19 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     label_sets = {tuple(m.label_names or ()) for _, m in records}
     if len(label_sets) != 1:
         raise DataError(f"{cfg.runs}: holds runs of tasks with different labels; give the runs of one task")
-    lora_updates = {r.name: adapter_updates(r) for r, m in records if m.method == "lora"}
-    if not lora_updates:
+    if not any(m.method == "lora" for _, m in records):
         raise DataError(f"{cfg.runs}: no finished LoRA run; the weight lens measures the matrices LoRA adapted")
-    names = sorted(set().union(*(set(u) for u in lora_updates.values())))
     base = base_matrices(cfg.base, label_sets.pop())
+    lora_updates = {r.name: adapter_updates(r, base) for r, m in records if m.method == "lora"}
+    methods = {m.label: str(m.method) for _, m in records}
+    # The matrices each LoRA variant adapted; full fine-tuning is measured on each variant's own set.
+    names_of = {label: sorted(set().union(*(set(lora_updates[r.name]) for r, m in records if m.label == label)))
+                for label, method in methods.items() if method == "lora"}
+    names = sorted(set().union(*names_of.values()))
     unknown = [n for n in names if n not in base]
     if unknown:
         raise DataError(f"base '{cfg.base}': has no matrix {unknown[0]} that the LoRA runs adapted; is it their base?")
+    primary = primary_label(methods) or next(iter(names_of))
     runs = []
     for run, record in records:
         if record.method == "lora":
@@ -136,9 +153,17 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
                       for n in names if n in tuned}
         for n, v in per_matrix.items():
             v["layer"] = layer_of(n)
-        runs.append({"run": run.name, "method": record.method, "seed": record.seed,
-                     "summary": _run_summary(per_matrix, cfg), "per_matrix": per_matrix})
-    result = {"config": cfg.model_dump(), "matrices": names, "runs": runs, "comparison": compare_methods(runs, MEASURES)}
+        entry = {"run": run.name, "method": record.label, "seed": record.seed,
+                 "summary": _run_summary({n: per_matrix[n] for n in names_of.get(record.label, names_of[primary])}, cfg),
+                 "per_matrix": per_matrix}
+        if record.method == "full":
+            entry["summary_by_variant"] = {label: _run_summary({n: per_matrix[n] for n in own}, cfg)
+                                           for label, own in names_of.items()}
+        runs.append(entry)
+    runs_for = {label: [{**r, "summary": r["summary_by_variant"][label]} if "summary_by_variant" in r else r for r in runs]
+                for label in names_of}
+    result = {"config": cfg.model_dump(), "matrices": names, "matrices_by_variant": names_of, "runs": runs,
+              "comparison": compare_variants(runs, MEASURES, methods, runs_for)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "weights.json", result)

@@ -48,14 +48,37 @@ _LORA_LAYERS = (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, Conv1D
 _HEADS = ("classifier", "score")
 
 
-def lora_config(model: PreTrainedModel, r: int, alpha: float, dropout: float, targets: list[str] | None) -> LoraConfig:
+def all_linear_targets(model: PreTrainedModel) -> list[str]:
+    """The names of every ``nn.Linear`` outside the classification head (``q_proj``, …, ``down_proj``).
+
+    PEFT's own ``"all-linear"`` leaves out only a language-model head; on a sequence classifier it
+    would also adapt the classification head, which PEFT already trains in full.
+    """
+    names = set()
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if isinstance(module, nn.Linear) and not set(parts) & set(_HEADS):
+            names.add(parts[-1])
+    return sorted(names)
+
+
+def lora_config(model: PreTrainedModel, r: int, alpha: float, dropout: float, targets: list[str] | str | None, *,
+                rslora: bool = False, dora: bool = False) -> LoraConfig:
     """PEFT's LoRA config for ``model``; ``targets`` are checked here, where the error can name them.
+
+    Args:
+        targets: module names, ``"all-linear"``, or None for the architecture's default.
+        rslora: scale the update by alpha / sqrt(r) (PEFT ``use_rslora``).
+        dora: weight-decomposed LoRA (PEFT ``use_dora``).
 
     Raises:
         ConfigError: a target that the model does not have, that is its classification head, or
             whose layers LoRA cannot adapt.
     """
-    chosen = targets or default_lora_targets(model.config.model_type)
+    if targets == "all-linear":
+        chosen = all_linear_targets(model)
+    else:
+        chosen = list(targets or default_lora_targets(model.config.model_type))
     by_name: dict[str, list[nn.Module]] = {}
     for name, module in model.named_modules():
         by_name.setdefault(name.rsplit(".", 1)[-1], []).append(module)
@@ -69,7 +92,8 @@ def lora_config(model: PreTrainedModel, r: int, alpha: float, dropout: float, ta
             kind = type(by_name[target][0]).__name__
             raise ConfigError(f"lora_targets: '{target}' is a {kind}; LoRA adapts Linear, Embedding and Conv layers")
     # SEQ_CLS makes peft keep the classification head (classifier / score) fully trainable.
-    return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen)
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen,
+                      use_rslora=rslora, use_dora=dora)
 
 
 def prepare_for_method(
@@ -79,11 +103,13 @@ def prepare_for_method(
     r: int = 8,
     alpha: float = 16,
     dropout: float = 0.05,
-    targets: list[str] | None = None,
+    targets: list[str] | str | None = None,
+    rslora: bool = False,
+    dora: bool = False,
 ) -> tuple[PreTrainedModel, ParamCounts]:
     """Wrap ``model`` for ``method`` (``lora`` or ``full``) and count its parameters."""
     if method == "lora":
-        model = get_peft_model(model, lora_config(model, r, alpha, dropout, targets))
+        model = get_peft_model(model, lora_config(model, r, alpha, dropout, targets, rslora=rslora, dora=dora))
     elif method == "full":
         for p in model.parameters():
             p.requires_grad_(True)

@@ -9,6 +9,7 @@ from lorascope.report.limitations import weak_methods
 from lorascope.report.serving_text import aa_noise, h2_max_ratio, h2_of, h2_rows, merged_ratio_row
 from lorascope.report.text import interval, p_value, reduction_interval, short_test, table
 from lorascope.stats.power import seeds_needed_text
+from lorascope.variants import display_name, primary_of
 
 # Null hypothesis of each verdict's one-sided test, in words (the claim is its negation).
 NULLS = {
@@ -55,9 +56,9 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
     weak = weak_methods(data)
     out = []
     for task, d in data["drift"].items():
-        c, ms = d["comparison"], d["methods"]
+        c, ms, lora = d["comparison"], d["methods"], primary_of(d)
         verdicts = c.get("verdicts") or {}
-        if not {"lora", "full"} <= set(ms) or c.get("reduction_percent") is None:
+        if not {lora, "full"} <= set(ms) or c.get("reduction_percent") is None:
             out.append(f"**{task}**: no paired comparison ({c.get('note', 'one method missing')}).")
             continue
         if c.get("not_interpretable"):
@@ -69,8 +70,8 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
         label = f"{task} †" if task in weak else task
         reduction = c["reduction_percent"]
         direction = f"{reduction:.1f}% less" if reduction >= 0 else f"{-reduction:.1f}% more"
-        out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): LoRA's representations drifted "
-                   f"{direction} than full fine-tuning's (mean drift {ms['lora']['drift']['mean']:.3f} "
+        out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): {display_name(lora)}'s representations drifted "
+                   f"{direction} than full fine-tuning's (mean drift {ms[lora]['drift']['mean']:.3f} "
                    f"vs {ms['full']['drift']['mean']:.3f}{ci}).")
         if c.get("runs_not_learned"):
             out.append(f"{label}: runs at majority level, included above: {', '.join(c['runs_not_learned'])}.")

@@ -21,7 +21,9 @@ def collect(study: Path) -> dict[str, Any]:
     runs = []
     layout = StudyLayout(study)
     for run in RunFolder.finished_under(layout.train):
-        runs.append({**run.raw(), "folder": run.name})
+        raw = run.raw()
+        # The report groups runs as the study names their methods: by variant where one is set.
+        runs.append({**raw, "method": raw.get("variant") or raw.get("method"), "folder": run.name})
     drift = {p.parent.name: json.loads(p.read_text()) for p in layout.drift_results}
     config = yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {}
     return {

@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from lorascope.variants import primary_of
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -73,21 +75,25 @@ def heatmap(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> P
 
 def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
     """Mean drift per task and method with its 95% interval over seeds and samples, and the reduction Δ%."""
-    tasks = [t for t, d in drift.items() if {"lora", "full"} <= set(d["methods"])]
+    tasks = [t for t, d in drift.items() if {primary_of(d), "full"} <= set(d["methods"])]
     if not tasks:
         return None
     fig, ax = plt.subplots(figsize=(max(4.6, 1.8 + 1.6 * len(tasks)), 3.6))
     x = np.arange(len(tasks))
     for j, method in enumerate(("lora", "full")):
-        means = [drift[t]["methods"][method]["drift"]["mean"] for t in tasks]
-        bounds = [drift[t]["methods"][method]["drift"].get("ci_seeds_samples") or [m, m] for t, m in zip(tasks, means)]
+        # "lora" is each task's primary LoRA method (a variant where the study has no plain lora).
+        labels = [primary_of(drift[t]) if method == "lora" else method for t in tasks]
+        means = [drift[t]["methods"][m]["drift"]["mean"] for t, m in zip(tasks, labels)]
+        bounds = [drift[t]["methods"][m]["drift"].get("ci_seeds_samples") or [mean, mean]
+                  for t, m, mean in zip(tasks, labels, means)]
         err = np.array([[m - max(lo if lo is not None else m, 0.0), (hi if hi is not None else m) - m]
                         for m, (lo, hi) in zip(means, bounds)]).T  # drift is never negative: clip at 0
-        ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=method)
+        name = method if method == "full" or len(set(labels)) > 1 else labels[0]
+        ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=name)
     for i, t in enumerate(tasks):
         red = drift[t]["comparison"].get("reduction_percent")
         if red is not None:
-            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in ("lora", "full"))
+            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in (primary_of(drift[t]), "full"))
             ax.annotate(f"Δ {red:.0f}%{' †' if t in weak else ''}", (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8),
                         textcoords="offset points")
     ax.set_xticks(x, [_label(t, weak) for t in tasks])
@@ -139,6 +145,53 @@ def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
     return _save(fig, out / "serving_ratio.png")
 
 
+def _lens_sds(data: dict[str, Any], task: str, where: str, label: str) -> tuple[float, float]:
+    """(sd over seeds of the LoRA method, of full FT) for one lens; 0 where not known."""
+    if where == "drift":
+        ms = data["drift"][task]["methods"]
+        return ms[label]["drift"].get("sd") or 0.0, ms["full"]["drift"].get("sd") or 0.0
+    kind, measure = where.split(":")
+    c = data[kind][task]["comparison"]
+    c = c if label == primary_of(c) else c["variants"][label]
+    m = c["measures"][measure]
+    return m.get("lora_sd") or 0.0, m.get("full_sd") or 0.0
+
+
+def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
+    """Each lens against LoRA rank, one panel per lens and a row per task: every LoRA variant (mean ± sd
+    over seeds) and full fine-tuning as measured for that variant's comparison (grey ×)."""
+    from lorascope.report.lenses_text import LENSES, lens_values
+
+    panels = []  # (task, lens name, where, [(label, rank)])
+    for task, d in (data.get("drift") or {}).items():
+        ranked = [(label, (d.get("variants") or {}).get(label, {}).get("lora_r")) for label in d.get("comparisons") or {}]
+        ranked = [(label, r) for label, r in ranked if r]
+        if len({r for _, r in ranked}) < 2:
+            continue
+        for name, where, _ in LENSES:
+            if any(lens_values(data, task, where, label) for label, _ in ranked):
+                panels.append((task, name, where, ranked))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    for ax, (task, name, where, ranked) in zip(axes[0], panels):
+        scale = 100 if where.startswith("probes") else 1
+        for i, (label, rank) in enumerate(ranked):
+            found = lens_values(data, task, where, label)
+            if found is None:
+                continue
+            sd_lora, sd_full = _lens_sds(data, task, where, label)
+            ax.errorbar(rank, scale * found[0], yerr=scale * sd_lora, fmt="o", capsize=3, color=f"C{i}", label=label)
+            ax.errorbar(rank, scale * found[1], yerr=scale * sd_full, fmt="x", capsize=3, color="grey",
+                        label="full FT" if i == 0 else None)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("LoRA rank r")
+        ax.set_title(f"{task}: {name}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, out / "lenses_by_rank.png")
+
+
 def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
     from lorascope.report.limitations import weak_methods
 
@@ -149,6 +202,7 @@ def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
         "drift_heatmap": heatmap(data["drift"], out, weak),
         "drift_reduction": reduction_bars(data["drift"], out, weak),
         "metric_vs_drift": metric_vs_drift(data["drift"], out, weak),
+        "lenses_by_rank": rank_figure(data, out),
         "serving_ratio": bench_latency(data["bench"], out),
     }
     return {k: v for k, v in made.items() if v is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.report.text import table, test_result
+from lorascope.variants import display_name, primary_of
 
 MEASURES = (
     ("relative_update", "relative update ‖ΔW‖/‖W₀‖", 4),
@@ -42,7 +43,8 @@ def weights_section(weights: dict[str, dict[str, Any]]) -> str:
             entry = w["comparison"]["measures"][key]
             rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
                          test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
-        out += [f"**{task}**", "", table(["measure", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+        lora = display_name(primary_of(w["comparison"]))
+        out += [f"**{task}**", "", table(["measure", lora, "full FT", "paired t-test", "exact sign-flip"], rows), ""]
         sweep = _sweep_row(w)
         if sweep:
             out += [sweep, ""]
@@ -82,7 +84,8 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]]) -> str:
             rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
                          test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
         out += [f"**{task}** (base loss {f['base_loss']:.4f}, perplexity {f['base_perplexity']:.2f})", "",
-                table(["measure", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+                table(["measure", display_name(primary_of(f["comparison"])), "full FT", "paired t-test", "exact sign-flip"],
+                      rows), ""]
     return "\n".join(out).rstrip()
 
 
@@ -112,12 +115,13 @@ def probes_section(probes: dict[str, dict[str, Any]]) -> str:
         if p["uninformative"]:
             out += [f"The base's probe does not beat the majority label on {', '.join(p['uninformative'])}: "
                     "retention there says nothing.", ""]
-        out += [table(["probe task", "LoRA", "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+        out += [table(["probe task", display_name(primary_of(p["comparison"])), "full FT", "paired t-test",
+                       "exact sign-flip"], rows), ""]
     return "\n".join(out).rstrip()
 
 
 # (lens, where it is read, lower means closer to the base?)
-_LENSES = (
+LENSES = (
     ("representation drift (1 − CKA)", "drift", True),
     ("weight update ‖ΔW‖/‖W₀‖", "weights:relative_update", True),
     ("intruder dimensions", "weights:intruders", True),
@@ -127,22 +131,77 @@ _LENSES = (
 DESCRIPTIVE_ALPHA = 0.05
 
 
-def _lens_row(data: dict[str, Any], task: str, where: str) -> tuple[float, float, float | None] | None:
-    """(LoRA mean, full mean, two-sided paired t p over seed pairs) of one lens for one task, None where not measured."""
+def lens_values(data: dict[str, Any], task: str, where: str, label: str | None = None
+                ) -> tuple[float, float, float | None] | None:
+    """(the LoRA method's mean, full FT's mean, two-sided paired t p over seed pairs) of one lens for
+    one task, None where not measured.
+
+    Args:
+        label: the LoRA method compared with full FT (default: the primary one).
+    """
     if where == "drift":
         d = (data.get("drift") or {}).get(task)
-        if not d or "lora" not in d["methods"] or "full" not in d["methods"]:
+        if not d:
             return None
-        p = (d["comparison"].get("paired_t") or {}).get("p_value")
-        return d["methods"]["lora"]["drift"]["mean"], d["methods"]["full"]["drift"]["mean"], p
+        label = label or primary_of(d)
+        comparison = (d.get("comparisons") or {}).get(label) or (d["comparison"] if label == primary_of(d) else {})
+        if label not in d["methods"] or "full" not in d["methods"]:
+            return None
+        p = (comparison.get("paired_t") or {}).get("p_value")
+        return d["methods"][label]["drift"]["mean"], d["methods"]["full"]["drift"]["mean"], p
     kind, measure = where.split(":")
     lens = (data.get(kind) or {}).get(task)
     if not lens:
         return None
-    m = lens["comparison"]["measures"][measure]
+    comparison = lens["comparison"]
+    if label is not None and label != primary_of(comparison):
+        comparison = (comparison.get("variants") or {}).get(label)
+        if comparison is None:
+            return None
+    m = comparison["measures"][measure]
     if m.get("lora_mean") is None or m.get("full_mean") is None:
         return None
     return m["lora_mean"], m["full_mean"], (m.get("paired_t") or {}).get("p_value")
+
+
+def lens_verdicts(data: dict[str, Any], task: str, label: str | None = None) -> tuple[list[list[str]], dict[str, str]]:
+    """Per lens: a table row (lens, LoRA mean, full mean, who is closer, p) and the descriptive verdict
+    (``LoRA``, ``full FT`` or ``unclear``) for one LoRA method against full FT."""
+    rows, verdicts = [], {}
+    for name, where, lower_is_closer in LENSES:
+        found = lens_values(data, task, where, label)
+        if found is None:
+            continue
+        lora, full, p = found
+        scale = 100 if where.startswith("probes") else 1
+        if lora == full:
+            closer = "neither"
+        else:
+            closer = "LoRA" if (lora < full) == lower_is_closer else "full FT"
+        clear = p is not None and p < DESCRIPTIVE_ALPHA
+        verdicts[name] = closer if clear and closer != "neither" else "unclear"
+        rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", closer,
+                     "–" if p is None else f"{p:.3g}" + (" (< 0.05)" if clear else "")])
+    return rows, verdicts
+
+
+def agreement_sentence(verdicts: dict[str, str]) -> str:
+    """Whether the lenses that separate the methods agree on which one stays closer to the base."""
+    decided = {k: v for k, v in verdicts.items() if v != "unclear"}
+    if not decided:
+        return "No lens separates the methods clearly (every paired t p ≥ 0.05)."
+    if len(decided) == 1:
+        (lens, who), = decided.items()
+        return f"Only one lens separates the methods: by {lens}, {who} stays closer to the base; the others are unclear."
+    if len(set(decided.values())) == 1:
+        who = next(iter(decided.values()))
+        return (f"The lenses that separate the methods agree: {who} stays closer to the base "
+                f"({', '.join(decided)}); the others are unclear." if len(decided) < len(verdicts) else
+                f"Every lens agrees: {who} stays closer to the base.")
+    by: dict[str, list[str]] = {}  # in lens order, so the sentence reads the same on every run
+    for lens, who in decided.items():
+        by.setdefault(who, []).append(lens)
+    return "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
 
 
 def lenses_summary(data: dict[str, Any]) -> str:
@@ -151,41 +210,12 @@ def lenses_summary(data: dict[str, Any]) -> str:
                    | set(data.get("probes") or {}))
     blocks = []
     for task in tasks:
-        rows, verdicts = [], {}
-        for name, where, lower_is_closer in _LENSES:
-            found = _lens_row(data, task, where)
-            if found is None:
-                continue
-            lora, full, p = found
-            scale = 100 if where.startswith("probes") else 1
-            if lora == full:
-                closer = "neither"
-            else:
-                closer = "LoRA" if (lora < full) == lower_is_closer else "full FT"
-            clear = p is not None and p < DESCRIPTIVE_ALPHA
-            verdicts[name] = closer if clear and closer != "neither" else "unclear"
-            rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", closer,
-                         "–" if p is None else f"{p:.3g}" + (" (< 0.05)" if clear else "")])
+        rows, verdicts = lens_verdicts(data, task)
         if len(rows) < 2:
             continue
-        decided = {k: v for k, v in verdicts.items() if v != "unclear"}
-        if not decided:
-            sentence = "No lens separates the methods clearly (every paired t p ≥ 0.05)."
-        elif len(decided) == 1:
-            (lens, who), = decided.items()
-            sentence = f"Only one lens separates the methods: by {lens}, {who} stays closer to the base; the others are unclear."
-        elif len(set(decided.values())) == 1:
-            who = next(iter(decided.values()))
-            sentence = (f"The lenses that separate the methods agree: {who} stays closer to the base "
-                        f"({', '.join(decided)}); the others are unclear." if len(decided) < len(verdicts) else
-                        f"Every lens agrees: {who} stays closer to the base.")
-        else:
-            by: dict[str, list[str]] = {}  # in lens order, so the sentence reads the same on every run
-            for lens, who in decided.items():
-                by.setdefault(who, []).append(lens)
-            sentence = "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
-        blocks += [f"**{task}**", "", table(["lens", "LoRA", "full FT", "closer to the base", "paired t p (two-sided)"], rows),
-                   "", sentence, ""]
+        lora = display_name(primary_of((data.get("drift") or {}).get(task) or {}))
+        blocks += [f"**{task}**", "", table(["lens", lora, "full FT", "closer to the base", "paired t p (two-sided)"], rows),
+                   "", agreement_sentence(verdicts), ""]
     if not blocks:
         return ""
     return "\n".join(["## Lenses side by side", "",

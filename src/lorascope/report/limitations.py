@@ -7,6 +7,7 @@ from typing import Any
 
 from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.report.text import num
+from lorascope.variants import primary_of
 
 
 def weak_methods(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -65,11 +66,11 @@ def noise_items(data: dict[str, Any]) -> list[str]:
     """Tasks where the LoRA − full drift difference is smaller than one seed-to-seed sd of drift."""
     out = []
     for task, d in data["drift"].items():
-        ms, floor = d["methods"], d.get("noise_floor") or {}
-        if not {"lora", "full"} <= set(ms) or not all(floor.get(m) for m in ("lora", "full")):
+        ms, floor, lora = d["methods"], d.get("noise_floor") or {}, primary_of(d)
+        if not {lora, "full"} <= set(ms) or not all(floor.get(m) for m in (lora, "full")):
             continue
-        diff = abs(ms["full"]["drift"]["mean"] - ms["lora"]["drift"]["mean"])
-        spread = max(floor["lora"]["sd"], floor["full"]["sd"])
+        diff = abs(ms["full"]["drift"]["mean"] - ms[lora]["drift"]["mean"])
+        spread = max(floor[lora]["sd"], floor["full"]["sd"])
         if diff < spread:
             out.append(f"{task}: the drift difference between methods ({diff:.4f}) is below the seed-to-seed sd of "
                        f"drift from the base ({spread:.4f}): one seed of either method could cross it.")

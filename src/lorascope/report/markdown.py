@@ -13,6 +13,7 @@ from lorascope.report.limitations import limitations
 from lorascope.report.reference import REFERENCE
 from lorascope.report.serving_text import serving_section
 from lorascope.report.text import pct, table
+from lorascope.report.variants_text import variants_section
 
 
 def performance(data: dict[str, Any]) -> str:
@@ -68,7 +69,7 @@ def render(data: dict[str, Any], figures: dict[str, str]) -> str:
              f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "
              f"methods {', '.join(data['config'].get('methods', []))}; seeds {data['config'].get('seeds')}.", "",
              answers(data), "", verdict_table(data), "", performance(data), "", drift_section(data, figures), "",
-             *_present(lenses_summary(data), weights_section(data.get("weights") or {}),
+             *_present(lenses_summary(data), variants_section(data, figures), weights_section(data.get("weights") or {}),
                        forgetting_section(data.get("forgetting") or {}), probes_section(data.get("probes") or {})),
              serving_section(data["bench"], figures), "", limitations(data), "", provenance_section(data), "",
              "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (PROTOCOL.md §4); shown for orientation, not as a target."]

@@ -157,6 +157,15 @@ def load_adapter(folder: str | Path, name: str, model: nn.Module) -> LoraAdapter
     return LoraAdapter(name=name, folder=folder, modules=modules, head_weight=head_weight, head_bias=head_bias)
 
 
+def runtime_refusal(folder: str | Path) -> str | None:
+    """Why the serving runtime cannot serve the adapter in ``folder`` exactly (e.g. DoRA), None if it can."""
+    try:
+        _read_config(Path(folder), str(folder))
+    except LorascopeError as err:
+        return str(err)
+    return None
+
+
 def _read_config(folder: Path, where: str) -> dict:
     if not folder.is_dir():
         raise LorascopeError(f"{where}: folder not found")

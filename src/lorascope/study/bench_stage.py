@@ -1,9 +1,10 @@
 """The study's serving benchmark: up to three trained LoRA adapters and the first task's full
 fine-tuned model, on the tasks' dev requests.
 
-Adapters are those of the first seed, one per task; a study with fewer than three tasks fills the
-remaining slots with other seeds' adapters of its tasks, so that the 2- and 3-adapter strategies
-(switching, mixed batches) are measured on trained adapters rather than skipped. Latency depends
+Adapters are those of the primary LoRA method (see ``lorascope.variants``), first seed, one per
+task; a study with fewer than three tasks fills the remaining slots with other seeds' adapters of
+its tasks, so that the 2- and 3-adapter strategies (switching, mixed batches) are measured on
+trained adapters rather than skipped. Latency depends
 on the adapters' shapes, which seeds share; their requests come from each run's own task.
 """
 
@@ -13,19 +14,29 @@ from lorascope.run_folder import RunFolder
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.units import TrainUnit
+from lorascope.variants import primary_label
 
 
 def _finished(folder) -> bool:
     return RunFolder.holds_run(folder) and RunFolder(folder).record().ok
 
 
+def primary_lora(ctx: StageContext) -> str | None:
+    """The study's primary LoRA method (``lora``, else its first LoRA variant), None without one."""
+    return primary_label({m: ctx.cfg.method_of(m) for m in ctx.cfg.methods})
+
+
 def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:
-    """name -> run folder of up to ``limit`` finished LoRA runs: first seed of every task, then other seeds."""
+    """name -> run folder of up to ``limit`` finished runs of the primary LoRA method: first seed of
+    every task, then other seeds."""
+    lora = primary_lora(ctx)
+    if lora is None:
+        return {}
     first = [(task, ctx.cfg.seeds[0]) for task in ctx.cfg.tasks]
     rest = [(task, seed) for seed in ctx.cfg.seeds[1:] for task in ctx.cfg.tasks]
     adapters: dict[str, str] = {}
     for task, seed in first + rest:
-        folder = TrainUnit(task, "lora", seed).folder(ctx.out)
+        folder = TrainUnit(task, lora, seed).folder(ctx.out)
         if len(adapters) < limit and _finished(folder):
             adapters[task if task not in adapters else f"{task}-s{seed}"] = str(folder)
     return adapters
@@ -39,7 +50,7 @@ def run_bench_stage(ctx: StageContext) -> None:
         ctx.console.print("  bench: done earlier")
         return
     seed = ctx.cfg.seeds[0]
-    adapters = trained_adapters(ctx) if "lora" in ctx.cfg.methods else {}
+    adapters = trained_adapters(ctx)
     full = TrainUnit(ctx.cfg.tasks[0], "full", seed).folder(ctx.out)
     b = ctx.cfg.bench
     # The served inputs are truncated as the models were trained, unless the study says otherwise.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.drift.config import DriftSettings
 from lorascope.lenses.config import ForgettingSettings, ProbeSettings, WeightLensSettings
-from lorascope.train.config import TrainConfig
+from lorascope.train.config import VARIANT_NAME, TrainConfig
+
+METHODS = ("lora", "full")
 
 STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench", "report")
 
@@ -55,7 +58,11 @@ class StudyConfig(StrictModel):
     name: str = Field("study", description="study name (report title)")
     model: str = Field("minilm", description="base model alias, folder or Hub id")
     tasks: list[str] = Field(["mrpc", "sst2", "rte"], description="tasks")
-    methods: list[Literal["lora", "full"]] = Field(["lora", "full"], description="methods")
+    methods: list[str] = Field(["lora", "full"], description="methods: lora, full, or variants named under `variants`")
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named method variants: name -> {method: lora | full, and its training settings} "
+                    "(e.g. lora_r64: {method: lora, lora_r: 64, lora_alpha: 128})")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
     stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench",
@@ -82,14 +89,43 @@ class StudyConfig(StrictModel):
             raise ValueError("entries must be distinct")
         return v
 
-    def train_config(self, task: str, method: str, seed: int, tuned: dict[str, Any] | None = None) -> TrainConfig:
-        """The resolved training config of one unit.
+    @model_validator(mode="after")
+    def _methods_defined(self) -> StudyConfig:
+        for name, spec in self.variants.items():
+            if name in METHODS:
+                raise ValueError(f"variants.{name}: '{name}' is a method; give the variant another name")
+            if not re.match(VARIANT_NAME, name):
+                raise ValueError(f"variants.{name}: a variant name is lower-case letters, digits and _, "
+                                 "starting with a letter (it becomes part of run folder names)")
+            if spec.get("method") not in METHODS:
+                raise ValueError(f"variants.{name}.method: expected 'lora' or 'full', got {spec.get('method')!r}")
+            if "variant" in spec:
+                raise ValueError(f"variants.{name}.variant: set by the study (the variant's name)")
+        for name in self.methods:
+            if name not in METHODS and name not in self.variants:
+                raise ValueError(f"methods: '{name}' is neither lora, full nor a name under variants "
+                                 f"({', '.join(self.variants) or 'none defined'})")
+        return self
 
-        Layers, later wins: shared < per-method < per-task settings < ``tuned`` (the searched
-        parameters of the HPO stage's best trial, when that stage ran).
+    def method_of(self, name: str) -> str:
+        """``lora`` or ``full``: the method of a method name or variant."""
+        return name if name in METHODS else str(self.variants[name]["method"])
+
+    def method_layers(self, name: str) -> list[dict[str, Any]]:
+        """The settings a method name contributes: its variant's (if any), then ``method_train``'s."""
+        spec = {k: v for k, v in self.variants.get(name, {}).items() if k != "method"}
+        identity = {"method": self.method_of(name), "variant": name if name in self.variants else None}
+        return [spec, self.method_train.get(name, {}), identity]
+
+    def train_config(self, task: str, method: str, seed: int, tuned: dict[str, Any] | None = None) -> TrainConfig:
+        """The resolved training config of one unit; ``method`` is a method or a variant name.
+
+        Layers, later wins: shared < the variant's settings < per-method < per-task settings <
+        ``tuned`` (the searched parameters of the HPO stage's best trial, when that stage ran).
         """
-        layers = [self.train, self.method_train.get(method, {}), self.task_train.get(task, {}), tuned or {},
-                  dict(task=task, method=method, seed=seed, model=self.model, data_dir=self.data_dir)]
+        variant, per_method, identity = self.method_layers(method)
+        layers = [self.train, variant, per_method, self.task_train.get(task, {}), tuned or {},
+                  dict(task=task, seed=seed, model=self.model, data_dir=self.data_dir, **identity)]
         return build_config(TrainConfig, *layers, source=f"study '{self.name}' train settings ({task}, {method})")
 
 
@@ -107,12 +143,20 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
 def hpo_config(cfg: StudyConfig, task: str, method: str):
     """The search of one (task, method): the study's training settings under the HPO ones."""
     from lorascope.hpo import HpoConfig
+    from lorascope.hpo.space import DEFAULT_SPACES
 
     h = cfg.hpo
-    train = {**cfg.train, **cfg.method_train.get(method, {}), **cfg.task_train.get(task, {}), **h.train,
+    variant, per_method, identity = cfg.method_layers(method)
+    train = {**cfg.train, **variant, **per_method, **cfg.task_train.get(task, {}), **h.train,
              **h.task_train.get(task, {})}
+    if identity["variant"]:
+        train["variant"] = identity["variant"]
     if cfg.data_dir:
         train["data_dir"] = cfg.data_dir
-    return build_config(HpoConfig, dict(task=task, method=method, model=cfg.model, n_trials=h.n_trials, seed=h.seed,
-                                        storage=h.storage, train=train, space=h.space.get(method, {})),
+    kind = identity["method"]
+    # What the variant sets (e.g. lora_r: 64) is what it is: fixed in its search, not searched over.
+    space = {k: v for k, v in variant.items() if k in DEFAULT_SPACES[kind]}
+    space.update(h.space.get(method, h.space.get(kind, {})))
+    return build_config(HpoConfig, dict(task=task, method=kind, model=cfg.model, n_trials=h.n_trials, seed=h.seed,
+                                        storage=h.storage, train=train, space=space),
                         source=f"study '{cfg.name}' hpo settings ({task}, {method})")

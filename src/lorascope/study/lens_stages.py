@@ -30,10 +30,14 @@ def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], ru
         ctx.console.print(f"  {stage} {task}: {describe(result)} ({time.perf_counter() - t0:.0f} s)")
 
 
-def _means(measure: dict[str, Any], scale: float = 1.0, spec: str = ".4g") -> str:
-    """"lora x, full y" of one measure's per-method means (methods without runs left out)."""
-    return ", ".join(f"{m} {scale * measure[f'{m}_mean']:{spec}}" for m in ("lora", "full")
-                     if measure.get(f"{m}_mean") is not None)
+def _means(comparison: dict[str, Any], measure: str, scale: float = 1.0, spec: str = ".4g") -> str:
+    """"lora x, lora_r64 y, full z": one measure's mean per method (methods without runs left out;
+    full fine-tuning as measured for the primary comparison)."""
+    variants = comparison.get("variants") or {comparison.get("primary", "lora"): comparison}
+    primary = comparison["measures"][measure]
+    means = [(label, v["measures"][measure].get("lora_mean")) for label, v in variants.items()]
+    means.append(("full", primary.get("full_mean")))
+    return ", ".join(f"{label} {scale * mean:{spec}}" for label, mean in means if mean is not None)
 
 
 def stage_weights(ctx: StageContext) -> None:
@@ -42,8 +46,8 @@ def stage_weights(ctx: StageContext) -> None:
     layout = StudyLayout(ctx.out)
 
     def describe(result: dict[str, Any]) -> str:
-        m = result["comparison"]["measures"]
-        return f"relative update {_means(m['relative_update'])}; intruders {_means(m['intruders'], spec='.3g')}"
+        c = result["comparison"]
+        return f"relative update {_means(c, 'relative_update')}; intruders {_means(c, 'intruders', spec='.3g')}"
 
     _each_task(ctx, "weights",
                lambda task: WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(layout.train),
@@ -57,7 +61,7 @@ def stage_forgetting(ctx: StageContext) -> None:
     layout = StudyLayout(ctx.out)
 
     def describe(result: dict[str, Any]) -> str:
-        shown = _means(result["comparison"]["measures"]["forgetting"], spec="+.4f")
+        shown = _means(result["comparison"], "forgetting", spec="+.4f")
         return f"{shown} nats/token over base loss {result['base_loss']:.4f}"
 
     _each_task(ctx, "forgetting",
@@ -80,7 +84,7 @@ def stage_probes(ctx: StageContext) -> None:
         return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir)
 
     def describe(result: dict[str, Any]) -> str:
-        shown = _means(result["comparison"]["measures"]["retention"], scale=100, spec="+.1f")
+        shown = _means(result["comparison"], "retention", scale=100, spec="+.1f")
         return f"retention on {', '.join(result['probe_tasks'])}: {shown} points"
 
     _each_task(ctx, "probes", make_cfg, run_probe_retention, layout.probes, describe)

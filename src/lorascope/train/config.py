@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from lorascope.config import StrictModel, check_report_to
 
@@ -12,12 +12,21 @@ from lorascope.config import StrictModel, check_report_to
 # 2,000 examples, 1 epoch: LoRA 5e-4 -> 51.0% (no learning), 2e-3 -> 77.2%; full 2e-5 -> 53.1%, 5e-5 -> 78.1%.
 DEFAULT_LR = {"lora": 2e-3, "full": 5e-5}
 
+# Settings added after runs were first stored: written into a run's config only when set, so that
+# a run folder made before they existed still matches its unchanged config (and is not retrained).
+_STORED_ONLY_WHEN_SET = {"variant": None, "lora_rslora": False, "lora_dora": False}
+# A variant name becomes part of run folder names (``<task>-<variant>-s<seed>``): no dashes.
+VARIANT_NAME = r"^[a-z][a-z0-9_]*$"
+ALL_LINEAR = "all-linear"
+
 
 class TrainConfig(StrictModel):
     """Everything that determines one fine-tuning run."""
 
     task: str = Field("sst2", description="GLUE task (mrpc, sst2, rte) or a task YAML file")
     method: Literal["lora", "full"] = Field("lora", description="lora: adapters + head trainable; full: every parameter")
+    variant: str | None = Field(None, pattern=VARIANT_NAME,
+                                description="name of this method variant in a study (e.g. lora_r64); default: the method")
     model: str = Field("minilm", description="alias (minilm, smollm2, tinyllama, tiny-llama), local folder or Hub id")
     seed: int = Field(42, description="seeds head initialisation, data order and dropout")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR, else the Hub)")
@@ -45,12 +54,29 @@ class TrainConfig(StrictModel):
     lora_r: PositiveInt = Field(8, description="LoRA rank")
     lora_alpha: float = Field(16, gt=0, description="LoRA alpha (update scaled by alpha / r)")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
-    lora_targets: list[str] | None = Field(None, description="modules to adapt (default per architecture: q_proj/v_proj, query/value)")
+    lora_targets: list[str] | Literal["all-linear"] | None = Field(
+        None, description="modules to adapt (default per architecture: q_proj/v_proj, query/value); "
+                          "all-linear: every linear layer but the classification head")
+    lora_rslora: bool = Field(False, description="rank-stabilised LoRA: scale the update by alpha / sqrt(r) (PEFT use_rslora)")
+    lora_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA (PEFT use_dora); not servable by the runtime")
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: on where the GPU supports it)")
     gradient_checkpointing: bool | None = Field(None, description="trade compute for memory (default: on for GPU)")
     report_to: str = Field("none", description="Trainer loggers: none, tensorboard, wandb, mlflow, all")
     logging_steps: PositiveInt = Field(10, description="log the training loss every this many steps")
     save_model: bool = Field(True, description="write the adapter / model folder (off for HPO trials)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_later_settings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for key, default in _STORED_ONLY_WHEN_SET.items():
+            if key in data and data[key] == default:
+                del data[key]
+        return data
+
+    @property
+    def label(self) -> str:
+        """The run's method as a study names it: its variant, else ``lora`` or ``full``."""
+        return self.variant or self.method
 
     @field_validator("report_to")
     @classmethod

@@ -61,7 +61,8 @@ def prepare_run(cfg: TrainConfig) -> PreparedRun:
     spec, train, dev = load_task_data(cfg)
     loaded = load_classifier(cfg.model, spec.label_names, cfg.seed)
     model, counts = prepare_for_method(
-        loaded.model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets
+        loaded.model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
+        rslora=cfg.lora_rslora, dora=cfg.lora_dora,
     )
     loaded.model = model
     tok = dict(is_pair=spec.is_pair, is_decoder=loaded.is_decoder, max_length=cfg.max_length)
@@ -193,6 +194,7 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runt
         "reason": failure,
         "task": run.spec.name,
         "method": cfg.method,
+        **({"variant": cfg.variant} if cfg.variant else {}),
         "model": cfg.model,
         "seed": cfg.seed,
         "main_metric": main,

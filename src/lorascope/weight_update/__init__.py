@@ -14,6 +14,7 @@ _EXPORTS = {
     "count_intruders": ".intruders",
     "intruder_similarity": ".intruders",
     "MatrixUpdate": ".update",
+    "dora_delta": ".update",
     "entropy_rank": ".update",
     "lora_delta": ".update",
     "matrix_update": ".update",

@@ -35,6 +35,29 @@ def lora_delta(a: Any, b: Any, alpha: float, rank: int, *, rslora: bool = False)
     return delta
 
 
+def dora_delta(w0: Any, a: Any, b: Any, magnitude: Any, alpha: float, rank: int, *, rslora: bool = False) -> np.ndarray:
+    """The dense update a DoRA adapter makes to its base matrix, as PEFT merges it.
+
+    DoRA rescales every row of the LoRA-updated matrix to a learned norm:
+    ``W₁ = (m / ‖W₀ + ΔW_lora‖_row) · (W₀ + ΔW_lora)``, the norm taken per output row.
+
+    Args:
+        w0: the base matrix ``[out, in]``.
+        a, b, alpha, rank, rslora: as :func:`lora_delta`.
+        magnitude: ``lora_magnitude_vector`` ``[out]``.
+
+    Returns:
+        ΔW ``[out, in]`` = W₁ − W₀ (float64).
+    """
+    m0 = as_weight(w0, "w0")
+    combined = m0 + lora_delta(a, b, alpha, rank, rslora=rslora)
+    mag = np.asarray(magnitude, dtype=np.float64).reshape(-1)
+    if mag.shape[0] != combined.shape[0]:
+        raise LorascopeError(f"magnitude has {mag.shape[0]} entries for a matrix with {combined.shape[0]} rows")
+    delta: np.ndarray = (mag / np.linalg.norm(combined, axis=1))[:, None] * combined - m0
+    return delta
+
+
 def relative_update(w0: Any, w1: Any) -> float:
     """‖W₁ − W₀‖_F / ‖W₀‖_F: 0 for an unchanged matrix."""
     m0, m1 = as_weight(w0, "w0"), as_weight(w1, "w1")

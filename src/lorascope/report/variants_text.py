@@ -1,0 +1,63 @@
+"""The method-variants section: every LoRA variant of a study beside full fine-tuning, through every lens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
+from lorascope.report.text import table
+
+
+def describe_settings(settings: dict[str, Any] | None) -> str:
+    """``r 8, α 16, q_proj/v_proj`` (+ ``rsLoRA``, ``DoRA``) for a LoRA variant, ``every weight`` for full FT."""
+    if not settings:
+        return "–"
+    if settings.get("method") != "lora":
+        return "every weight"
+    targets = settings.get("lora_targets")
+    where = "default targets" if not targets else (targets if isinstance(targets, str) else "/".join(targets))
+    flags = [name for key, name in (("lora_rslora", "rsLoRA"), ("lora_dora", "DoRA")) if settings.get(key)]
+    return ", ".join([f"r {settings.get('lora_r')}", f"α {settings.get('lora_alpha'):g}", where, *flags])
+
+
+def _cell(found: tuple[float, float, float | None] | None, scale: float) -> str:
+    if found is None:
+        return "–"
+    lora, full, p = found
+    return f"{scale * lora:.4g} vs {scale * full:.4g}" + ("" if p is None else f" (p {p:.2g})")
+
+
+def variants_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+    """Per task with more than one method compared with full FT: one row per method, every lens as
+    "method vs full FT (two-sided paired t p)", whether the lenses agree for that method, and the
+    lenses-by-rank figure where the variants differ in rank."""
+    blocks = []
+    for task, d in (data.get("drift") or {}).items():
+        labels = list(d.get("comparisons") or {})
+        if len(labels) < 2:
+            continue  # one LoRA method: the sections above say everything
+        settings = d.get("variants") or {}
+        lenses = [(name, where) for name, where, _ in LENSES
+                  if any(lens_values(data, task, where, label) for label in labels)]
+        rows, sentences = [], []
+        for label in labels:
+            metric = (d["methods"].get(label) or {}).get("metric") or {}
+            acc = "–" if metric.get("mean") is None else f"{100 * metric['mean']:.1f}"
+            rows.append([label, describe_settings(settings.get(label)), acc,
+                         *(_cell(lens_values(data, task, where, label), 100 if where.startswith("probes") else 1)
+                           for _, where in lenses)])
+            sentences.append(f"- {label}: {agreement_sentence(lens_verdicts(data, task, label)[1])}")
+        full_metric = (d["methods"].get("full") or {}).get("metric") or {}
+        full_acc = "–" if full_metric.get("mean") is None else f"{100 * full_metric['mean']:.1f}"
+        blocks += [f"**{task}** (full fine-tuning: dev metric {full_acc}%)", "",
+                   table(["method", "settings", "dev metric (%)", *(name for name, _ in lenses)], rows), "",
+                   *sentences, ""]
+    if not blocks:
+        return ""
+    if "lenses_by_rank" in figures:
+        blocks += [f"![lenses_by_rank]({figures['lenses_by_rank']})", ""]
+    return "\n".join(["## Method variants", "",
+                      "Every LoRA variant against full fine-tuning, lens by lens: the variant's mean over seeds vs full "
+                      "fine-tuning's, and the two-sided paired t-test over seed pairs of \"no difference\" (descriptive, "
+                      "uncorrected). The weight lens measures full fine-tuning on the matrices each variant adapted. "
+                      "The verdicts at the top are about the primary LoRA method only.", "", *blocks]).rstrip()
