@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-fast lint env clean
+.PHONY: quickstart test test-fast lint env clean postgres
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,18 @@ env: $(VENV)/.installed
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/lorascope study run configs/studies/quickstart.yaml
 
-# Both tiers: the fast one, then the slow one (real models, studies, kills, subprocess servers).
-test: $(VENV)/.installed
+# Both tiers: the fast one, then the slow one (real models, studies, kills, subprocess servers,
+# a throwaway PostgreSQL server for the shared HPO study).
+test: $(VENV)/.installed postgres
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# Debian's PostgreSQL server, for the test that shares an HPO study between workers on it. Where it
+# cannot be installed (no root, no apt), that test skips and says why.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "PostgreSQL server not installed: the shared-HPO test will skip"
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.drift.config import DriftSettings
 from lorascope.lenses.config import ForgettingSettings, ProbeSettings, WeightLensSettings
+from lorascope.study.executor import ExecutorSettings
 from lorascope.train.config import VARIANT_NAME, TrainConfig
 
 METHODS = ("lora", "full")
@@ -79,6 +80,7 @@ class StudyConfig(StrictModel):
     forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("tasks", "methods", "seeds")
     @classmethod

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from lorascope.study.config import StudyConfig
+from lorascope.study.executor import ExecutorSettings, LocalExecutor, RayExecutor
 
 
 @dataclasses.dataclass
@@ -19,9 +20,11 @@ class StageContext:
         out: the study folder.
         console: where progress lines go.
         only: the slice to run (``{"task": "sst2"}``), empty for everything.
+        executor: where the units run (this process, or Ray).
     """
 
     cfg: StudyConfig
     out: Path
     console: Console
     only: dict[str, str]
+    executor: LocalExecutor | RayExecutor = dataclasses.field(default_factory=lambda: LocalExecutor(ExecutorSettings()))

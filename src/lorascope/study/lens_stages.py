@@ -7,7 +7,6 @@ a language-model head, no other task to probe) is skipped with the reason, and t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,26 @@ from typing import Any
 from lorascope.errors import DataError
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
+from lorascope.study.units import analysis_unit
 
 
 def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], run: Callable[[Any, Path], dict[str, Any]],
                out: Callable[[str], Path], describe: Callable[[dict[str, Any]], str]) -> None:
+    tasks, args = [], []
     for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
         try:
             cfg = make_cfg(task)
-            t0 = time.perf_counter()
-            result = run(cfg, out(task))
         except DataError as exc:
             ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {exc}")
             continue
-        ctx.console.print(f"  {stage} {task}: {describe(result)} ({time.perf_counter() - t0:.0f} s)")
+        tasks.append(task)
+        args.append((run, cfg, out(task)))
+    for done in ctx.executor.map(analysis_unit, args):
+        task, (result, skipped_because, seconds) = tasks[done.index], done.result
+        if result is None:
+            ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {skipped_because}")
+        else:
+            ctx.console.print(f"  {stage} {task}: {describe(result)} ({seconds:.0f} s)")
 
 
 def _means(comparison: dict[str, Any], measure: str, scale: float = 1.0, spec: str = ".4g") -> str:

@@ -22,11 +22,12 @@ from lorascope.config import check_report_to, config_to_dict, diff_configs, dump
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.study.config import StudyConfig
 from lorascope.study.context import StageContext
+from lorascope.study.executor import make_executor
 from lorascope.study.layout import StudyLayout
 from lorascope.study.stages import STAGE_FUNCS
 
 # Keys that choose what to run now, not what the results are: changing them never invalidates.
-_NON_RESULT_KEYS = ("stages", "name")
+_NON_RESULT_KEYS = ("stages", "name", "executor")
 # Stages that load the study's base model (the others read data or artifacts only).
 _MODEL_STAGES = frozenset({"sanity", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench"})
 
@@ -116,15 +117,18 @@ def _run_stages(cfg: StudyConfig, out: Path, only: dict[str, str], console: Cons
     timings = load_timings(timings_path)
     invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "only": only, "stages": {}}
     timings["invocations"].append(invocation)
-    ctx = StageContext(cfg=cfg, out=out, console=console, only=only)
-    for i, stage in enumerate(cfg.stages, 1):
-        console.rule(f"[bold]stage {i}/{len(cfg.stages)}: {stage}")
-        t0 = time.perf_counter()
-        STAGE_FUNCS[stage](ctx)
-        seconds = round(time.perf_counter() - t0, 2)
-        invocation["stages"][stage] = seconds
-        timings["total_s"][stage] = round(timings["total_s"].get(stage, 0.0) + seconds, 2)
-        write_json(timings_path, timings)
+    ctx = StageContext(cfg=cfg, out=out, console=console, only=only, executor=make_executor(cfg.executor))
+    try:
+        for i, stage in enumerate(cfg.stages, 1):
+            console.rule(f"[bold]stage {i}/{len(cfg.stages)}: {stage}")
+            t0 = time.perf_counter()
+            STAGE_FUNCS[stage](ctx)
+            seconds = round(time.perf_counter() - t0, 2)
+            invocation["stages"][stage] = seconds
+            timings["total_s"][stage] = round(timings["total_s"].get(stage, 0.0) + seconds, 2)
+            write_json(timings_path, timings)
+    finally:
+        ctx.executor.close()
 
 
 def load_timings(path: Path) -> dict:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from lorascope.artifacts import read_json, write_json
-from lorascope.errors import DataError, LorascopeError
+from lorascope.errors import LorascopeError
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.lens_stages import stage_forgetting, stage_probes, stage_weights
-from lorascope.study.units import train_units
+from lorascope.study.units import analysis_unit, train_units
+from lorascope.train.config import TrainConfig
 
 
 def _eta(done: int, total: int, elapsed: float) -> str:
@@ -63,18 +64,24 @@ def stage_baselines(ctx: StageContext) -> None:
 
 
 def stage_hpo(ctx: StageContext) -> None:
-    from lorascope.hpo import run_hpo
     from lorascope.study.config import hpo_config
 
-    for task in ctx.cfg.tasks:
-        for method in ctx.cfg.methods:
-            if any(ctx.only.get(k, v) != v for k, v in (("task", task), ("method", method))):
-                continue
-            t0 = time.perf_counter()
-            result = run_hpo(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method))
-            best = result.get("best") or {}
-            ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
-                              f"({time.perf_counter() - t0:.0f} s)")
+    units = [(task, method) for task in ctx.cfg.tasks for method in ctx.cfg.methods
+             if all(ctx.only.get(k, v) == v for k, v in (("task", task), ("method", method)))]
+    args = [(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method)) for task, method in units]
+    for done in ctx.executor.map(_timed_hpo, args):
+        (task, method), (result, seconds) = units[done.index], done.result
+        best = result.get("best") or {}
+        ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
+                          f"({seconds:.0f} s)")
+
+
+def _timed_hpo(cfg: Any, out: Path) -> tuple[dict[str, Any], float]:
+    """One (task, method) search, on whichever executor runs it, and the seconds it took."""
+    from lorascope.hpo import run_hpo
+
+    t0 = time.perf_counter()
+    return run_hpo(cfg, out), time.perf_counter() - t0
 
 
 def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
@@ -85,24 +92,35 @@ def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
     return dict((read_json(path).get("best") or {}).get("params") or {})
 
 
-def stage_train(ctx: StageContext) -> None:
+def train_unit(cfg: TrainConfig, folder: Path) -> tuple[RunRecord | None, float]:
+    """One training unit, on whichever executor runs it: the record (a crash recorded as a failed
+    run) and the seconds it took."""
     from lorascope.train import run_train
 
+    _forget_crash(folder)
+    t0 = time.perf_counter()
+    try:
+        m = run_train(cfg, folder, progress=False)
+    except LorascopeError:
+        raise  # bad input (data, config) is the user's to fix: stop with its one-line error
+    except Exception as exc:  # out of memory, a library error: record the gap, keep going
+        m = _record_failure(folder, cfg, exc)
+    return m, time.perf_counter() - t0
+
+
+def stage_train(ctx: StageContext) -> None:
     units = train_units(ctx.cfg, ctx.only)
     started = time.perf_counter()
-    fresh = 0
-    for i, unit in enumerate(units, 1):
-        folder = unit.folder(ctx.out)
-        cfg = ctx.cfg.train_config(unit.task, unit.method, unit.seed, tuned_settings(ctx.out, unit.task, unit.method))
-        _forget_crash(folder)
-        was_done = folder.is_dir()
-        t0 = time.perf_counter()
-        try:
-            m = run_train(cfg, folder, progress=False)
-        except LorascopeError:
-            raise  # bad input (data, config) is the user's to fix: stop with its one-line error
-        except Exception as exc:  # out of memory, a library error: record the gap, keep going
-            m = _record_failure(folder, cfg, exc)
+    folders = [unit.folder(ctx.out) for unit in units]
+    # A folder that holds a finished record was done by an earlier invocation (a crash is redone).
+    done_before = [RunFolder.holds_run(f) and "traceback" not in RunFolder(f).raw() for f in folders]
+    args = [(ctx.cfg.train_config(u.task, u.method, u.seed, tuned_settings(ctx.out, u.task, u.method)), f)
+            for u, f in zip(units, folders)]
+    fresh = finished = 0
+    for done in ctx.executor.map(train_unit, args):
+        unit, (m, seconds) = units[done.index], done.result
+        was_done = done_before[done.index]
+        finished += 1
         fresh += 0 if was_done else 1
         if m is not None and m.ok:
             what = f"dev {m.main_metric} {100 * (m.main_value or 0):.1f}"
@@ -112,8 +130,11 @@ def stage_train(ctx: StageContext) -> None:
         else:
             what = f"[red]failed[/]: {m.reason if m is not None else 'no record'}"
         elapsed = time.perf_counter() - started
-        timing = "done earlier" if was_done else f"{time.perf_counter() - t0:.0f} s"
-        ctx.console.print(f"  [{i}/{len(units)}] {unit.name}: {what} ({timing}, {_eta(fresh, fresh + len(units) - i, elapsed)})")
+        timing = "done earlier" if was_done else f"{seconds:.0f} s"
+        where = f" on {done.worker}" if ctx.executor.kind != "local" and not was_done else ""
+        left = sum(1 for i, d in enumerate(done_before) if not d) - fresh
+        ctx.console.print(f"  [{finished}/{len(units)}] {unit.name}: {what} ({timing}{where}, "
+                          f"{_eta(fresh, fresh + left, elapsed)})")
 
 
 def _forget_crash(folder: Path) -> None:
@@ -154,24 +175,24 @@ def stage_drift(ctx: StageContext) -> None:
     from lorascope.drift import DriftConfig, run_drift
 
     tasks = [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]
-    for task in tasks:
-        cfg = DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(StudyLayout(ctx.out).train),
-                          n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir)
-        t0 = time.perf_counter()
-        try:
-            result = run_drift(cfg, StudyLayout(ctx.out).drift(task))
-        except DataError as exc:
+    layout = StudyLayout(ctx.out)
+    args = [(run_drift, DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(layout.train),
+                                    n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir), layout.drift(task))
+            for task in tasks]
+    for done in ctx.executor.map(analysis_unit, args):
+        task, (result, skipped_because, seconds) = tasks[done.index], done.result
+        if result is None:
             # No finished runs for this task (all failed): the report marks the gap.
-            ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {exc}")
-            skipped = StudyLayout(ctx.out).drift_skipped
+            ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {skipped_because}")
+            skipped = layout.drift_skipped
             notes = read_json(skipped) if skipped.is_file() else {}
-            notes[task] = str(exc)
+            notes[task] = skipped_because
             skipped.parent.mkdir(parents=True, exist_ok=True)
             write_json(skipped, notes)
             continue
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
-        ctx.console.print(f"  drift {task}: {summary}; {controls} ({time.perf_counter() - t0:.0f} s)")
+        ctx.console.print(f"  drift {task}: {summary}; {controls} ({seconds:.0f} s)")
         comparison = result["comparison"]
         if comparison.get("not_interpretable"):
             ctx.console.print(f"    [yellow]LoRA vs full FT {comparison['not_interpretable']}[/]")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorascope.study.config import StudyConfig
 from lorascope.study.layout import StudyLayout
@@ -44,3 +47,20 @@ def parse_only(text: str | None) -> dict[str, str]:
             raise ConfigError(f"--only '{part}': expected task=…, method=… or seed=… separated by commas")
         out[key.strip()] = value.strip()
     return out
+
+
+def analysis_unit(run: Callable[[Any, Path], dict[str, Any]], cfg: Any, out: Path) -> tuple[dict[str, Any] | None, str | None, float]:
+    """One task's analysis (drift, a lens) on whichever executor runs it.
+
+    Returns:
+        (the result, None, seconds), or (None, why it was skipped, seconds) when the task has
+        nothing this analysis can measure (``DataError``: no finished runs, no LoRA run, …).
+    """
+    from lorascope.errors import DataError
+
+    t0 = time.perf_counter()
+    try:
+        result = run(cfg, out)
+    except DataError as exc:
+        return None, str(exc), time.perf_counter() - t0
+    return result, None, time.perf_counter() - t0

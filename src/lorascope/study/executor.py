@@ -1,0 +1,123 @@
+"""Where a study's units run: one after the other in this process, or as Ray tasks on a cluster.
+
+A unit (a training run, one task's drift or lens, one HPO search) is a plain function call whose
+arguments and result are small and picklable, and whose artifacts are written atomically into the
+study folder. That is what lets the Ray executor send it to any worker that sees the folder: a
+worker lost mid-unit leaves at most a ``.partial`` folder, Ray reruns the task elsewhere, and the
+rerun resumes or redoes it (training resumes from its newest complete checkpoint), so the result
+is the one an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+
+from lorascope.config import StrictModel
+from lorascope.errors import ConfigError
+
+
+class ExecutorSettings(StrictModel):
+    """How a study's units are run (the study key ``executor``)."""
+
+    kind: Literal["local", "ray"] = Field("local", description="local: one unit after the other in this process; "
+                                                               "ray: every unit a Ray task")
+    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, else a Ray started "
+                                                  "on this machine)")
+    local_cpus: PositiveInt | None = Field(None, description="CPUs of the Ray started on this machine (default: all)")
+    cpus_per_unit: PositiveInt | None = Field(
+        None, description="CPUs each unit declares to Ray and the torch threads it uses (default: 1 on Ray; torch's "
+                          "own choice locally)")
+    gpus_per_unit: NonNegativeFloat = Field(0.0, description="GPUs each training, drift or lens unit declares to Ray")
+    memory_gb_per_unit: NonNegativeFloat | None = Field(None, description="memory each unit declares to Ray (GB)")
+    max_retries: NonNegativeInt = Field(3, description="Ray reruns of a unit whose worker died")
+
+
+@dataclass(frozen=True)
+class Done:
+    """One finished unit: its position in the submitted list, its result, and where it ran."""
+
+    index: int
+    result: Any
+    worker: str
+
+
+def set_threads(cpus: int | None) -> None:
+    """Use ``cpus`` torch threads (None: leave torch's choice)."""
+    if cpus:
+        import torch
+
+        torch.set_num_threads(cpus)
+
+
+def _call(fn: Callable[..., Any], args: tuple, cpus: int | None) -> tuple[Any, str]:
+    """Run one unit; returns its result and the worker that ran it (host:pid)."""
+    import socket
+
+    set_threads(cpus)
+    return fn(*args), f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LocalExecutor:
+    """Every unit in this process, in the order given."""
+
+    kind = "local"
+
+    def __init__(self, settings: ExecutorSettings):
+        self.settings = settings
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple], *, heavy: bool = True) -> Iterator[Done]:
+        for i, a in enumerate(args):
+            result, worker = _call(fn, a, self.settings.cpus_per_unit)
+            yield Done(i, result, worker)
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    """Every unit a Ray task, yielded as it finishes; the study folder must be visible to every worker."""
+
+    kind = "ray"
+
+    def __init__(self, settings: ExecutorSettings):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("executor: ray needs Ray installed (pip install 'ray>=2.40')") from None
+        self.settings = settings
+        self._ray = ray
+        address = settings.address or os.environ.get("RAY_ADDRESS")
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                # A Ray of this machine: a small object store, as units exchange only small results.
+                ray.init(num_cpus=settings.local_cpus, object_store_memory=256 * 2**20, **kwargs)
+        self._remote = ray.remote(_call)
+
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple], *, heavy: bool = True) -> Iterator[Done]:
+        s = self.settings
+        cpus = s.cpus_per_unit or 1
+        options: dict[str, Any] = dict(num_cpus=cpus, max_retries=s.max_retries, num_gpus=s.gpus_per_unit if heavy else 0)
+        if s.memory_gb_per_unit:
+            options["memory"] = int(s.memory_gb_per_unit * 2**30)
+        pending = {self._remote.options(**options).remote(fn, a, cpus): i for i, a in enumerate(args)}
+        while pending:
+            ready, _ = self._ray.wait(list(pending), num_returns=1)
+            index = pending.pop(ready[0])
+            result, worker = self._ray.get(ready[0])
+            yield Done(index, result, worker)
+
+    def close(self) -> None:
+        if self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(settings: ExecutorSettings) -> LocalExecutor | RayExecutor:
+    return RayExecutor(settings) if settings.kind == "ray" else LocalExecutor(settings)
