@@ -37,15 +37,16 @@ def stage_sanity(ctx: StageContext) -> None:
         ctx.console.print("  sanity: done earlier")
         return
     s = ctx.cfg.sanity
-    rows = []
-    for task in ctx.cfg.tasks:
-        for method in ctx.cfg.methods:
-            r = run_sanity_one(ctx.cfg.train_config(task, method, ctx.cfg.seeds[0]), s.samples, s.max_epochs, s.threshold,
-                               progress=False)
-            rows.append(dataclasses.asdict(r))
-            mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
-            ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
-    write_json(path, {"settings": s.model_dump(), "results": rows})
+    units = [(task, method) for task in ctx.cfg.tasks for method in ctx.cfg.methods]
+    args = [(ctx.cfg.train_config(task, method, ctx.cfg.seeds[0]), s.samples, s.max_epochs, s.threshold, False)
+            for task, method in units]
+    rows: list[dict[str, Any] | None] = [None] * len(units)
+    for done in ctx.executor.map(run_sanity_one, args):
+        (task, method), r = units[done.index], done.result
+        rows[done.index] = dataclasses.asdict(r)
+        mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+        ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
+    write_json(path, {"settings": s.model_dump(), "results": rows})  # in grid order, whichever unit finished first
 
 
 def stage_baselines(ctx: StageContext) -> None:
