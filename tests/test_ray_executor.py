@@ -70,9 +70,10 @@ def test_ray_executor_gives_the_local_executors_results(glue_dir, tmp_path, loca
     out = run_study(load_study(study_file(tmp_path, "ray", RAY)), console=console)
     assert results(out) == local_reference
     printed = console.export_text()
-    # Each freshly trained unit says which worker ran it; the two workers ran units side by side.
-    workers = {line.split(" on ")[1].split(",")[0] for line in printed.splitlines() if "s on " in line}
+    # Each freshly trained unit says which worker (host:pid) ran it: a Ray worker, not this process.
+    workers = [line.split(" on ")[1].split(",")[0] for line in printed.splitlines() if "s on " in line]
     assert len(workers) == 2, printed
+    assert all(int(w.rsplit(":", 1)[1]) != os.getpid() for w in workers), printed
     # Rerun: every unit is found done, on Ray as locally.
     again = Console(record=True, width=200)
     run_study(load_study(study_file(tmp_path, "ray", RAY)), console=again)

@@ -14,6 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLOURS = {"lora": "#1f77b4", "full": "#d62728"}
+_VARIANT_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def method_colours(labels) -> dict[str, str]:
+    """A fixed colour per method label: lora blue, full red, variants from a palette in name order."""
+    from lorascope.variants import natural_key
+
+    variants = sorted({label for label in labels if label not in COLOURS}, key=natural_key)
+    return {**COLOURS, **{v: _VARIANT_COLOURS[i % len(_VARIANT_COLOURS)] for i, v in enumerate(variants)}}
 
 
 def _save(fig, path: Path) -> Path:
@@ -34,15 +43,16 @@ def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
         return None
     fig, axes = plt.subplots(1, len(drift), figsize=(4.6 * len(drift), 3.6), squeeze=False)
     for ax, (task, d) in zip(axes[0], drift.items()):
+        colours = method_colours(r["method"] for r in d["runs"])
         for method in sorted({r["method"] for r in d["runs"]}):
             curves = np.array([[row["drift"] for row in r["layers"]] for r in d["runs"] if r["method"] == method])
             x = np.arange(curves.shape[1])
             mean = curves.mean(0)
             sd = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-            ax.plot(x, mean, color=COLOURS.get(method), label=f"{method}: mean of {len(curves)} seeds, band ± 1 sd",
+            ax.plot(x, mean, color=colours[method], label=f"{method}: mean of {len(curves)} seeds, band ± 1 sd",
                     marker="o", ms=3)
             # Drift is never negative: the band is clipped at 0 rather than drawn below it.
-            ax.fill_between(x, np.maximum(mean - sd, 0), mean + sd, color=COLOURS.get(method), alpha=0.2)
+            ax.fill_between(x, np.maximum(mean - sd, 0), mean + sd, color=colours[method], alpha=0.2)
         ax.set_title(f"{_label(task, weak)}: drift from base by layer")
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel("drift = 1 − linear CKA")
@@ -111,12 +121,13 @@ def metric_vs_drift(drift: dict[str, Any], out: Path, weak: set[str] = frozenset
         return None
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     markers = dict(zip(drift, "osD^v<>"))
+    colours = method_colours(r["method"] for _, r in points)
     for t, r in points:
-        ax.scatter(r["mean_drift"], 100 * r["metric"], color=COLOURS.get(r["method"]), marker=markers[t], s=40)
+        ax.scatter(r["mean_drift"], 100 * r["metric"], color=colours[r["method"]], marker=markers[t], s=40)
     for t in drift:
         ax.scatter([], [], color="grey", marker=markers[t], label=_label(t, weak))
-    for m, c in COLOURS.items():
-        ax.scatter([], [], color=c, marker="s", label=m)
+    for m in sorted({r["method"] for _, r in points}, key=lambda m: (m == "full", m not in COLOURS, m)):
+        ax.scatter([], [], color=colours[m], marker="s", label=m)
     ax.set_xlabel("mean drift over layers")
     ax.set_ylabel("dev metric (%, main metric of the task)")
     ax.set_title("task performance vs drift, one point per run")
@@ -189,6 +200,7 @@ def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
         ax.set_title(f"{task}: {name}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
+    fig.suptitle("each lens against LoRA rank: mean ± 1 sd over seeds", fontsize=10)
     return _save(fig, out / "lenses_by_rank.png")
 
 
