@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/bench_ray_executor.py [--seeds 4]
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import tempfile
@@ -43,7 +44,7 @@ def study_file(folder: Path, name: str, executor: dict, seeds: list[int]) -> Pat
 
 def run(path: Path) -> tuple[float, float, int, Path]:
     """(wall seconds, Σ seconds the units reported, units, study folder)."""
-    console = Console(record=True, width=200, quiet=True)
+    console = Console(record=True, width=200, file=io.StringIO())  # recorded, not shown
     t0 = time.perf_counter()
     out = run_study(load_study(path), console=console)
     wall = time.perf_counter() - t0

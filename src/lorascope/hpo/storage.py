@@ -48,6 +48,30 @@ def masked(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+def _create_storage(url: str, heartbeat_s: int, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """``RDBStorage``, retried when workers started together race to create its tables.
+
+    On a fresh PostgreSQL database, two workers creating Optuna's schema at the same moment make
+    one of them fail with a duplicate-key error on a table or type the other just created; the
+    schema exists by then, so opening again succeeds.
+    """
+    import time
+
+    def create() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are marked experimental
+            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s)
+
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except Exception as exc:  # sqlalchemy's IntegrityError / ProgrammingError, told apart by message
+            if "duplicate key" not in str(exc) and "already exists" not in str(exc):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    return create()
+
+
 def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
     """An Optuna database storage with heartbeats; a bad URL or missing driver is a ConfigError."""
     if "://" not in url:
@@ -55,9 +79,7 @@ def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
             f"storage: expected a database URL such as sqlite:///path/optuna.db or postgresql://user:pw@host/db (got {url!r})"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are marked experimental
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s)
+        return _create_storage(url, heartbeat_s)
     except ImportError as exc:
         hint = " (install psycopg2-binary for postgresql://)" if url.startswith("postgres") else ""
         raise ConfigError(f"storage: no database driver for {masked(url)}: {exc}{hint}") from None
