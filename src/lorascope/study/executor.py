@@ -32,18 +32,19 @@ class ExecutorSettings(StrictModel):
     cpus_per_unit: PositiveInt | None = Field(
         None, description="CPUs each unit declares to Ray and the torch threads it uses (default: 1 on Ray; torch's "
                           "own choice locally)")
-    gpus_per_unit: NonNegativeFloat = Field(0.0, description="GPUs each training, drift or lens unit declares to Ray")
+    gpus_per_unit: NonNegativeFloat = Field(0.0, description="GPUs each unit declares to Ray")
     memory_gb_per_unit: NonNegativeFloat | None = Field(None, description="memory each unit declares to Ray (GB)")
     max_retries: NonNegativeInt = Field(3, description="Ray reruns of a unit whose worker died")
 
 
 @dataclass(frozen=True)
 class Done:
-    """One finished unit: its position in the submitted list, its result, and where it ran."""
+    """One finished unit: its position in the submitted list, its result, where it ran and how long it took."""
 
     index: int
     result: Any
     worker: str
+    seconds: float
 
 
 def set_threads(cpus: int | None) -> None:
@@ -54,12 +55,15 @@ def set_threads(cpus: int | None) -> None:
         torch.set_num_threads(cpus)
 
 
-def _call(fn: Callable[..., Any], args: tuple, cpus: int | None) -> tuple[Any, str]:
-    """Run one unit; returns its result and the worker that ran it (host:pid)."""
+def _call(fn: Callable[..., Any], args: tuple, cpus: int | None) -> tuple[Any, str, float]:
+    """Run one unit; returns its result, the worker that ran it (host:pid) and the seconds it took."""
     import socket
+    import time
 
     set_threads(cpus)
-    return fn(*args), f"{socket.gethostname()}:{os.getpid()}"
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, f"{socket.gethostname()}:{os.getpid()}", time.perf_counter() - t0
 
 
 class LocalExecutor:
@@ -70,10 +74,9 @@ class LocalExecutor:
     def __init__(self, settings: ExecutorSettings):
         self.settings = settings
 
-    def map(self, fn: Callable[..., Any], args: Sequence[tuple], *, heavy: bool = True) -> Iterator[Done]:
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple]) -> Iterator[Done]:
         for i, a in enumerate(args):
-            result, worker = _call(fn, a, self.settings.cpus_per_unit)
-            yield Done(i, result, worker)
+            yield Done(i, *_call(fn, a, self.settings.cpus_per_unit))
 
     def close(self) -> None:
         pass
@@ -92,7 +95,8 @@ class RayExecutor:
         self.settings = settings
         self._ray = ray
         address = settings.address or os.environ.get("RAY_ADDRESS")
-        if not ray.is_initialized():
+        self._owns_ray = not ray.is_initialized()  # a Ray the caller started is left running
+        if self._owns_ray:
             kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             if address:
                 ray.init(address=address, **kwargs)
@@ -101,21 +105,20 @@ class RayExecutor:
                 ray.init(num_cpus=settings.local_cpus, object_store_memory=256 * 2**20, **kwargs)
         self._remote = ray.remote(_call)
 
-    def map(self, fn: Callable[..., Any], args: Sequence[tuple], *, heavy: bool = True) -> Iterator[Done]:
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple]) -> Iterator[Done]:
         s = self.settings
         cpus = s.cpus_per_unit or 1
-        options: dict[str, Any] = dict(num_cpus=cpus, max_retries=s.max_retries, num_gpus=s.gpus_per_unit if heavy else 0)
+        options: dict[str, Any] = dict(num_cpus=cpus, max_retries=s.max_retries, num_gpus=s.gpus_per_unit)
         if s.memory_gb_per_unit:
             options["memory"] = int(s.memory_gb_per_unit * 2**30)
         pending = {self._remote.options(**options).remote(fn, a, cpus): i for i, a in enumerate(args)}
         while pending:
             ready, _ = self._ray.wait(list(pending), num_returns=1)
             index = pending.pop(ready[0])
-            result, worker = self._ray.get(ready[0])
-            yield Done(index, result, worker)
+            yield Done(index, *self._ray.get(ready[0]))
 
     def close(self) -> None:
-        if self._ray.is_initialized():
+        if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
 
 

@@ -29,11 +29,11 @@ def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], ru
         tasks.append(task)
         args.append((run, cfg, out(task)))
     for done in ctx.executor.map(analysis_unit, args):
-        task, (result, skipped_because, seconds) = tasks[done.index], done.result
+        task, (result, skipped_because) = tasks[done.index], done.result
         if result is None:
             ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {skipped_because}")
         else:
-            ctx.console.print(f"  {stage} {task}: {describe(result)} ({seconds:.0f} s)")
+            ctx.console.print(f"  {stage} {task}: {describe(result)} ({done.seconds:.0f} s)")
 
 
 def _means(comparison: dict[str, Any], measure: str, scale: float = 1.0, spec: str = ".4g") -> str:

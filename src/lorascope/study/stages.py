@@ -65,24 +65,16 @@ def stage_baselines(ctx: StageContext) -> None:
 
 
 def stage_hpo(ctx: StageContext) -> None:
+    from lorascope.hpo import run_hpo
     from lorascope.study.config import hpo_config
 
     units = [(task, method) for task in ctx.cfg.tasks for method in ctx.cfg.methods
              if all(ctx.only.get(k, v) == v for k, v in (("task", task), ("method", method)))]
     args = [(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method)) for task, method in units]
-    for done in ctx.executor.map(_timed_hpo, args):
-        (task, method), (result, seconds) = units[done.index], done.result
-        best = result.get("best") or {}
+    for done in ctx.executor.map(run_hpo, args):
+        (task, method), best = units[done.index], done.result.get("best") or {}
         ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
-                          f"({seconds:.0f} s)")
-
-
-def _timed_hpo(cfg: Any, out: Path) -> tuple[dict[str, Any], float]:
-    """One (task, method) search, on whichever executor runs it, and the seconds it took."""
-    from lorascope.hpo import run_hpo
-
-    t0 = time.perf_counter()
-    return run_hpo(cfg, out), time.perf_counter() - t0
+                          f"({done.seconds:.0f} s)")
 
 
 def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
@@ -93,20 +85,17 @@ def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
     return dict((read_json(path).get("best") or {}).get("params") or {})
 
 
-def train_unit(cfg: TrainConfig, folder: Path) -> tuple[RunRecord | None, float]:
-    """One training unit, on whichever executor runs it: the record (a crash recorded as a failed
-    run) and the seconds it took."""
+def train_unit(cfg: TrainConfig, folder: Path) -> RunRecord | None:
+    """One training unit, on whichever executor runs it: its record (a crash recorded as a failed run)."""
     from lorascope.train import run_train
 
     _forget_crash(folder)
-    t0 = time.perf_counter()
     try:
-        m = run_train(cfg, folder, progress=False)
+        return run_train(cfg, folder, progress=False)
     except LorascopeError:
         raise  # bad input (data, config) is the user's to fix: stop with its one-line error
     except Exception as exc:  # out of memory, a library error: record the gap, keep going
-        m = _record_failure(folder, cfg, exc)
-    return m, time.perf_counter() - t0
+        return _record_failure(folder, cfg, exc)
 
 
 def stage_train(ctx: StageContext) -> None:
@@ -119,7 +108,7 @@ def stage_train(ctx: StageContext) -> None:
             for u, f in zip(units, folders)]
     fresh = finished = 0
     for done in ctx.executor.map(train_unit, args):
-        unit, (m, seconds) = units[done.index], done.result
+        unit, m = units[done.index], done.result
         was_done = done_before[done.index]
         finished += 1
         fresh += 0 if was_done else 1
@@ -131,7 +120,7 @@ def stage_train(ctx: StageContext) -> None:
         else:
             what = f"[red]failed[/]: {m.reason if m is not None else 'no record'}"
         elapsed = time.perf_counter() - started
-        timing = "done earlier" if was_done else f"{seconds:.0f} s"
+        timing = "done earlier" if was_done else f"{done.seconds:.0f} s"
         where = f" on {done.worker}" if ctx.executor.kind != "local" and not was_done else ""
         left = sum(1 for i, d in enumerate(done_before) if not d) - fresh
         ctx.console.print(f"  [{finished}/{len(units)}] {unit.name}: {what} ({timing}{where}, "
@@ -181,7 +170,7 @@ def stage_drift(ctx: StageContext) -> None:
                                     n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir), layout.drift(task))
             for task in tasks]
     for done in ctx.executor.map(analysis_unit, args):
-        task, (result, skipped_because, seconds) = tasks[done.index], done.result
+        task, (result, skipped_because) = tasks[done.index], done.result
         if result is None:
             # No finished runs for this task (all failed): the report marks the gap.
             ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {skipped_because}")
@@ -193,7 +182,7 @@ def stage_drift(ctx: StageContext) -> None:
             continue
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
-        ctx.console.print(f"  drift {task}: {summary}; {controls} ({seconds:.0f} s)")
+        ctx.console.print(f"  drift {task}: {summary}; {controls} ({done.seconds:.0f} s)")
         comparison = result["comparison"]
         if comparison.get("not_interpretable"):
             ctx.console.print(f"    [yellow]LoRA vs full FT {comparison['not_interpretable']}[/]")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,18 +48,16 @@ def parse_only(text: str | None) -> dict[str, str]:
     return out
 
 
-def analysis_unit(run: Callable[[Any, Path], dict[str, Any]], cfg: Any, out: Path) -> tuple[dict[str, Any] | None, str | None, float]:
+def analysis_unit(run: Callable[[Any, Path], dict[str, Any]], cfg: Any, out: Path) -> tuple[dict[str, Any] | None, str | None]:
     """One task's analysis (drift, a lens) on whichever executor runs it.
 
     Returns:
-        (the result, None, seconds), or (None, why it was skipped, seconds) when the task has
-        nothing this analysis can measure (``DataError``: no finished runs, no LoRA run, …).
+        (the result, None), or (None, why it was skipped) when the task has nothing this analysis
+        can measure (``DataError``: no finished runs, no LoRA run, …).
     """
     from lorascope.errors import DataError
 
-    t0 = time.perf_counter()
     try:
-        result = run(cfg, out)
+        return run(cfg, out), None
     except DataError as exc:
-        return None, str(exc), time.perf_counter() - t0
-    return result, None, time.perf_counter() - t0
+        return None, str(exc)
