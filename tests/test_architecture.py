@@ -86,33 +86,93 @@ def test_help_imports_no_heavy_library():
     assert out.strip() == "[]"
 
 
-def test_the_package_declares_ranges_and_the_makefile_pins_from_constraints():
+# The oldest torch lorascope supports: transformers 5 switches torch off below 2.6
+# (`transformers.utils.import_utils.is_torch_available`), so a lower floor would be a false promise.
+OLDEST_SUPPORTED_TORCH = "2.6.0"
+
+
+def _declared(name: str):
     import tomllib
 
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == name)
+
+
+def _tested_set() -> dict[str, str]:
+    """constraints.txt as {name: version}: the pinned set the Makefile installs."""
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: '{line}' is not an exact pin"
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_package_declares_ranges_and_the_makefile_pins_from_constraints():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = [r for r in project["dependencies"] if "==" in r]
     assert not pinned, f"exact pins belong in constraints.txt, not the package: {pinned}"
-    torch = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
-    # Installed beside an older or newer torch, pip keeps it: the range holds both.
-    assert torch.specifier.contains("2.5.0") and torch.specifier.contains("2.13.0")
-    constraints = (REPO / "constraints.txt").read_text()
-    assert "torch==2.13.0" in constraints
+    torch = _declared("torch")
+    # The range holds the oldest supported release and the tested one, and nothing older.
+    assert torch.specifier.contains(OLDEST_SUPPORTED_TORCH) and torch.specifier.contains("2.13.0")
+    assert not torch.specifier.contains("2.5.1"), f"torch{torch.specifier}: transformers 5 does not run below 2.6"
+    tested = _tested_set()
+    assert tested["torch"] == "2.13.0"
+    for name in ("transformers", "peft", "accelerate", "numpy", "optuna"):
+        assert name in tested, f"constraints.txt does not pin {name}: the tested set must be complete"
     makefile = (REPO / "Makefile").read_text()
     assert "-c constraints.txt torch" in makefile and "-c constraints.txt -e" in makefile
 
 
+def test_every_pinned_dependency_accepts_the_oldest_supported_torch():
+    """A floor that the tested set contradicts would make pip upgrade a supported torch: every
+    distribution in constraints.txt that requires torch accepts the declared floor."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    floor = next(s.version for s in _declared("torch").specifier if s.operator == ">=")
+    assert floor in (OLDEST_SUPPORTED_TORCH, OLDEST_SUPPORTED_TORCH.removesuffix(".0"))
+    demands = {}
+    for name in _tested_set():
+        try:
+            requires = importlib.metadata.distribution(name).requires or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for text in requires:
+            req = Requirement(text)
+            if req.name == "torch" and (req.marker is None or req.marker.evaluate({"extra": ""})):
+                demands[name] = str(req.specifier)
+                assert req.specifier.contains(OLDEST_SUPPORTED_TORCH), (
+                    f"{name} in constraints.txt requires torch{req.specifier}: raise the declared floor or pin an older {name}")
+    assert "accelerate" in demands and "peft" in demands  # the check read real metadata
+
+
+def test_the_readme_states_the_declared_torch_range():
+    torch = _declared("torch")
+    assert f"torch{torch.specifier}" in (REPO / "README.md").read_text(), f"README does not name torch{torch.specifier}"
+
+
 @pytest.mark.slow
 def test_installing_lorascope_keeps_the_torch_already_there(tmp_path):
-    """A venv with another torch release (a stand-in distribution named torch 2.5.0) keeps it:
-    pip resolves ``pip install -e .`` without touching torch. Needs the package index."""
+    """A venv with the oldest supported torch (a stand-in distribution of that version) keeps it:
+    pip resolves ``pip install -e .`` against the tested set (constraints.txt less torch) without
+    touching torch, so the answer does not change when a dependency publishes a release.
+    Needs the package index."""
     fake = tmp_path / "fake-torch"
     (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text('__version__ = "2.5.0"\n')
+    (fake / "torch" / "__init__.py").write_text(f'__version__ = "{OLDEST_SUPPORTED_TORCH}"\n')
     (fake / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "torch"\nversion = "2.5.0"\n[tool.setuptools]\npackages = ["torch"]\n')
+        f'[project]\nname = "torch"\nversion = "{OLDEST_SUPPORTED_TORCH}"\n[tool.setuptools]\npackages = ["torch"]\n')
+    tested = tmp_path / "tested-set.txt"
+    tested.write_text("".join(f"{n}=={v}\n" for n, v in _tested_set().items() if n != "torch"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "-q"]
@@ -120,9 +180,9 @@ def test_installing_lorascope_keeps_the_torch_already_there(tmp_path):
     if setup.returncode != 0:  # building the stand-in needs setuptools from the package index
         pytest.skip(f"the package index is not reachable: {setup.stderr[-300:]}")
     report = tmp_path / "report.json"
-    dry_run = subprocess.run([*pip, "install", "-e", str(REPO), "--dry-run", "--report", str(report)],
+    dry_run = subprocess.run([*pip, "install", "-e", str(REPO), "-c", str(tested), "--dry-run", "--report", str(report)],
                              capture_output=True, text=True, timeout=600)
     assert dry_run.returncode == 0, dry_run.stderr[-2000:]
     planned = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in json.loads(report.read_text())["install"]}
     assert "lorascope" in planned and "transformers" in planned
-    assert "torch" not in planned, f"pip would replace torch 2.5.0 with {planned.get('torch')}"
+    assert "torch" not in planned, f"pip would replace torch {OLDEST_SUPPORTED_TORCH} with {planned.get('torch')}"
