@@ -1,5 +1,7 @@
 """User files, the Hub conversion and malformed input: every error names the file and row."""
 
+import re
+
 import datasets
 import pytest
 
@@ -100,3 +102,43 @@ def test_bad_task_yaml(tmp_path):
         get_task(str(y2))
     with pytest.raises(ConfigError, match="expected one of"):
         get_task("cola")
+
+
+HEADERLESS = "header: false\n"
+NAMED = "header: false\ncolumn_names: [src, label, mark, sentence]\n"
+
+
+@pytest.mark.parametrize("texts,label,layout,shown", [
+    ("[sentence]", "sentence", "", "'sentence'"),  # single text, by name
+    ("sentence", "sentence", "", "'sentence'"),  # the single name written without brackets
+    ("[sentence, label]", "label", "", "'label'"),  # the second of a pair
+    ("[label, sentence]", "label", "", "'label'"),  # the first of a pair
+    ("[3]", "3", "", "at position 3"),  # by position in a header file
+    ("[0, 3]", "0", HEADERLESS, "'0'"),  # by position in a headerless file
+    ("[3]", "'3'", HEADERLESS, "'3'"),  # a headerless file's column named by its position's text
+    ("[sentence]", "3", NAMED, "'sentence'"),  # a name and a position of the same column
+    ("[1, sentence]", "label", NAMED, "'label'"),
+])
+def test_a_column_is_text_or_label_not_both(tmp_path, texts, label, layout, shown):
+    y = write(tmp_path / "t.yaml", f"name: t\nfiles: {{train: a.tsv, validation: a.tsv}}\n{layout}"
+              f"text_columns: {texts}\nlabel_column: {label}\n")
+    with pytest.raises(ConfigError, match=rf"t\.yaml: column {re.escape(shown)} is both 'label_column' and in "
+                                          "'text_columns'; the label must not be part of the input text"):
+        get_task(str(y))
+
+
+@pytest.mark.parametrize("texts,label", [("[1]", "label"), ("[label]", "1"), ("[text, 1]", "label")])
+def test_a_name_and_a_position_of_one_header_column_are_refused_when_read(tmp_path, texts, label):
+    # Which name a position has in a file with a header is known only from the file.
+    write(tmp_path / "a.csv", "text,label\nfine,pos\nbad,neg\n")
+    y = write(tmp_path / "t.yaml", f"name: t\nfiles: {{train: a.csv, validation: a.csv}}\n"
+              f"text_columns: {texts}\nlabel_column: {label}\n")
+    with pytest.raises(DataError, match=r"a\.csv:1: column 'label' is both the task's label column and a text column"):
+        load_split(get_task(str(y)), "train")
+
+
+def test_a_task_name_names_folders(tmp_path):
+    y = write(tmp_path / "t.yaml", "name: my/task\nfiles: {train: a.csv, validation: a.csv}\ntext_columns: x\n"
+              "label_column: y\n")
+    with pytest.raises(ConfigError, match=r"t\.yaml: 'name': a task name is 1 to 48 letters, digits, '_' or '-'"):
+        get_task(str(y))

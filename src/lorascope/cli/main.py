@@ -90,14 +90,15 @@ def baselines(
     quiet_libraries()
     from lorascope.artifacts import write_json
     from lorascope.checks.baselines import run_baselines
+    from lorascope.metrics import format_metric
 
     results = run_baselines([t.strip() for t in tasks.split(",") if t.strip()], data_dir, draws)
     table = Table(title="dev-set baselines (majority class of the training labels; uniform random)")
     for col in ("task", "n dev", "majority label", "majority", f"random (mean ± sd of {draws})"):
         table.add_column(col)
     for r in results:
-        maj = ", ".join(f"{m} {100 * v:.2f}" for m, v in r.majority.items())
-        rnd = ", ".join(f"{m} {100 * r.random_mean[m]:.2f} ± {100 * r.random_sd[m]:.2f}" for m in r.random_mean)
+        maj = ", ".join(f"{m} {format_metric(m, v)}" for m, v in r.majority.items())
+        rnd = ", ".join(f"{m} {format_metric(m, r.random_mean[m], r.random_sd[m])}" for m in r.random_mean)
         table.add_row(r.task, str(r.n_dev), r.majority_label, maj, rnd)
     console.print(table)
     if json_out:
@@ -137,12 +138,14 @@ def sanity(
 
 
 from lorascope.cli import analysis as _analysis  # noqa: E402
+from lorascope.cli import data as _data  # noqa: E402
 from lorascope.cli import hpo as _hpo  # noqa: E402
 from lorascope.cli import lenses as _lenses  # noqa: E402
 from lorascope.cli import serving as _serving  # noqa: E402
 from lorascope.cli import study as _study  # noqa: E402
 
 _analysis.register(app)
+_data.register(app)
 _hpo.register(app)
 _lenses.register(app)
 _serving.register(app)

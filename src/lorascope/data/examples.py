@@ -20,8 +20,8 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
     """Validate columns and labels of ``table`` and build the uniform dataset.
 
     Raises:
-        DataError: a missing column, an empty text, a label outside the label set, or no rows,
-            naming the file and line.
+        DataError: a missing column, a column that is both text and label, an empty text, a label
+            outside the label set, or no rows, naming the file and line.
     """
     path = table.path
     needed = list(spec.text_columns)
@@ -37,6 +37,12 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
     if not table.rows:
         raise DataError(f"{path}: the {split} split has no rows")
     text_columns = [table.column(c) for c in spec.text_columns]
+    # The task file refuses the same reference twice; a name and a position of one column show only here.
+    if has_labels and label_column in text_columns:
+        raise DataError(f"{path}:1: column '{label_column}' is both the task's label column and a text column; "
+                        "the label must not be part of the input text")
+    if len(set(text_columns)) != len(text_columns):
+        raise DataError(f"{path}:1: column '{text_columns[0]}' is both text columns of the task")
     id_column = table.column(spec.id_column) if spec.id_column is not None else None
     ids, text_a, text_b, labels = [], [], [], []
     seen: set[str] = set()

@@ -76,6 +76,14 @@ class TableLayout:
             return "jsonl"
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected .csv, .tsv or .jsonl, or set 'format')")
 
+    def delimiter_of(self, fmt: Format) -> str:
+        return self.delimiter or _DEFAULT_DELIMITER[fmt]
+
+    def quoted(self, fmt: Format) -> bool:
+        """Whether fields may be quoted: TSV follows GLUE's convention unless told otherwise (quoting off,
+        a tab never occurs inside a field)."""
+        return self.quoting if self.quoting is not None else fmt == "csv"
+
 
 def _columns(path: Path, layout: TableLayout, first: list[str]) -> list[str]:
     """The column names of a file whose first record is ``first`` (its header, or its first data row)."""
@@ -101,6 +109,11 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def source_lines(path: Path) -> list[str]:
+    """The lines of a text file as the readers see them: line ``n`` (1-based) is ``[n - 1]``, without its ``\n``."""
+    return _read_text(path).split("\n")
 
 
 def read_unquoted(path: Path, delimiter: str = "\t", layout: TableLayout = TableLayout()) -> RawTable:
@@ -216,7 +229,5 @@ def read_table(path: Path, glue: bool = False, layout: TableLayout = TableLayout
     fmt = layout.format_of(path)
     if fmt == "jsonl":
         return read_jsonl(path)
-    delimiter = layout.delimiter or _DEFAULT_DELIMITER[fmt]
-    # TSV follows GLUE's convention unless told otherwise: quoting off, a tab never occurs inside a field.
-    quoting = layout.quoting if layout.quoting is not None else fmt == "csv"
-    return read_csv(path, delimiter, layout) if quoting else read_unquoted(path, delimiter, layout)
+    delimiter = layout.delimiter_of(fmt)
+    return read_csv(path, delimiter, layout) if layout.quoted(fmt) else read_unquoted(path, delimiter, layout)

@@ -8,12 +8,13 @@ comparable with everything else built on it. User tasks are described by a small
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Len
-from pydantic import BeforeValidator, Field, PlainValidator, StringConstraints, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from lorascope.config import StrictModel, describe_validation_error, load_yaml
@@ -25,6 +26,9 @@ from lorascope.run_folder import RunFolder
 ColumnRef = str | int
 
 SPLITS = ("train", "validation", "test")
+# A task's name is its identity: it names run folders (<name>-<method>-s<seed>), result folders and
+# served adapters, so it takes an adapter name's characters and leaves room for a "-s<seed>" suffix.
+TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
 # Metric names a task may ask for; their definitions live in lorascope.metrics.
 SUPPORTED_METRICS = ("accuracy", "f1", "macro_f1", "weighted_f1", "matthews")
 
@@ -211,6 +215,16 @@ def _one_or_list(value: Any) -> Any:
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), BeforeValidator(_text)]
 
 
+def _task_name(value: str) -> str:
+    if not TASK_NAME.fullmatch(value):
+        raise PydanticCustomError("task_name", "a task name is 1 to 48 letters, digits, '_' or '-' (it names run "
+                                  "folders and adapters)")
+    return value
+
+
+TaskName = Annotated[Name, AfterValidator(_task_name)]
+
+
 def _column(value: Any) -> str | int:
     """A column reference: its header name (text) or its 0-based position (a non-negative integer)."""
     if isinstance(value, bool):
@@ -233,7 +247,7 @@ Metric = Literal[SUPPORTED_METRICS]
 class TaskFile(StrictModel):
     """The keys of a user task YAML file; wrong types and unknown keys are errors naming the key."""
 
-    name: Name
+    name: TaskName = Field(description="the task's identity: run folders, results and adapters are named by it")
     files: dict[Literal[SPLITS], FilePath] = Field(
         description="split -> data file, relative to the YAML file; train and validation are required")
     text_columns: Annotated[list[Column], BeforeValidator(_one_or_list), Len(min_length=1, max_length=2)] = Field(
@@ -292,14 +306,43 @@ def _check_layout(path: Path, spec: TaskFile) -> None:
                 raise ConfigError(f"{path}: column '{ref}' is not one of column_names ({', '.join(spec.column_names)})")
 
 
+def _column_name(ref: ColumnRef, spec: TaskFile) -> ColumnRef:
+    """The header name a reference stands for where the task file alone tells it (a headerless file's
+    positions), else the reference itself: a header file's positions are only known from the file."""
+    if isinstance(ref, int) and not spec.header:
+        names = spec.column_names
+        return (names[ref] if ref < len(names) else ref) if names is not None else str(ref)
+    return ref
+
+
+def _check_label_not_text(path: Path, spec: TaskFile) -> None:
+    """The label column is no text column: a model that reads its label as input learns nothing."""
+    label = _column_name(spec.label_column, spec)
+    texts = [_column_name(ref, spec) for ref in spec.text_columns]
+    if label in texts:
+        raise ConfigError(f"{path}: column {_shown_ref(label)} is both 'label_column' and in 'text_columns'; "
+                          "the label must not be part of the input text")
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"{path}: 'text_columns' names column {_shown_ref(texts[0])} twice")
+
+
+def _shown_ref(ref: ColumnRef) -> str:
+    return f"at position {ref}" if isinstance(ref, int) else f"'{ref}'"
+
+
 def load_task_file(path: Path) -> TaskSpec:
     """Read a user task description (every key: :class:`TaskFile`; examples: the README's "Your own data").
 
     Raises:
         ConfigError: naming the file and the key: unreadable or malformed YAML, an unknown or
-            missing key, a wrong type, inconsistent metrics or layout keys, a data path that is a folder.
+            missing key, a wrong type, inconsistent metrics or layout keys, a column that is both text
+            and label, a data path that is a folder.
     """
-    data = load_yaml(path, what="task file")
+    return task_from_mapping(load_yaml(path, what="task file"), path)
+
+
+def task_from_mapping(data: dict[str, Any], path: Path) -> TaskSpec:
+    """The task a task file at ``path`` holding ``data`` describes (see :func:`load_task_file`)."""
     try:
         spec = TaskFile.model_validate(data)
     except ValidationError as err:
@@ -307,6 +350,7 @@ def load_task_file(path: Path) -> TaskSpec:
     if not {"train", "validation"} <= set(spec.files):
         raise ConfigError(f"{path}: 'files' must map at least 'train' and 'validation' to file paths")
     _check_layout(path, spec)
+    _check_label_not_text(path, spec)
     main_metric = spec.main_metric or spec.metrics[0]
     if main_metric not in spec.metrics:
         raise ConfigError(f"{path}: main_metric '{main_metric}' is not in metrics {spec.metrics}")

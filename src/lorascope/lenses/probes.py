@@ -95,6 +95,7 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: no probe tasks, a probe task that is the runs' own, no finished runs, or a failed control.
     """
+    from lorascope.data.tasks import get_task
     from lorascope.models.load import load_classifier, load_run
     from lorascope.models.registry import resolve_model
 
@@ -104,14 +105,15 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     records = [(r, m) for r, m in records if m.ok and cfg.task in (None, m.task)]
     if not records:
         raise DataError(f"{cfg.runs}: no finished training runs (expected */metrics.json with status ok)")
-    own = sorted({m.task for _, m in records} & set(cfg.probe_tasks))
+    names = {get_task(t).name: t for t in cfg.probe_tasks}  # a task is known by its name, read from its file
+    own = sorted({m.task for _, m in records} & set(names))
     if own:
         raise DataError(f"probe_tasks: '{own[0]}' is the runs' own task; probe retention measures other tasks")
     source = resolve_model(cfg.base)
     foreign = sorted({m.base_model_source for _, m in records} - {source})
     if foreign:
         raise DataError(f"{cfg.runs}: runs trained from '{foreign[0]}', not from base '{cfg.base}'")
-    data = {t: probe_split(t, cfg) for t in cfg.probe_tasks}
+    data = {name: probe_split(ref, cfg) for name, ref in names.items()}
     labels = tuple(records[0][1].label_names or ("LABEL_0", "LABEL_1"))
     base_states = _features(load_classifier(source, labels, seed=0), data, cfg)
     base = _accuracies(base_states, data, cfg)

@@ -10,6 +10,7 @@ on the adapters' shapes, which seeds share; their requests come from each run's 
 
 from __future__ import annotations
 
+from lorascope.config import build_config
 from lorascope.run_folder import RunFolder
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
@@ -59,7 +60,7 @@ def run_bench_stage(ctx: StageContext) -> None:
                     warmup=b.warmup, max_length=max_length, **b.overrides)
     if "full" in ctx.cfg.methods and _finished(full):
         settings["full_model"] = str(full)
-    cfg = BenchConfig.model_validate(settings)
+    cfg = build_config(BenchConfig, settings, source=f"study '{ctx.cfg.name}' bench settings")
     what = f"{len(adapters)} trained adapter(s)" if adapters else "synthetic adapters (no finished LoRA runs)"
     ctx.console.print(f"  bench: {ctx.cfg.model} with {what}, batch sizes {b.batch_sizes}")
     bench = run_bench(cfg, out, show_progress=False)

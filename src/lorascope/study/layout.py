@@ -5,13 +5,16 @@
 <study>/sanity.json        baselines.json   timings.json
 <study>/hpo/<task>-<method>/          one Optuna search per (task, method)
 <study>/train/<task>-<method>-s<seed>/ one training run folder (see lorascope.run_folder)
-<study>/drift/<task>/      drift.json, layers.csv, reps/      drift/skipped.json
+<study>/drift/<task>/      drift.json, layers.csv, reps/
+<study>/<stage>/skipped.json  why a per-task analysis (drift, a lens) skipped a task: task -> reason
 <study>/weights/<task>/    weights.json (the weight lens)
 <study>/forgetting/<task>/ forgetting.json (the forgetting lens; decoder bases)
 <study>/probes/<task>/     probes.json (probe retention on the other tasks)
 <study>/bench/             bench.json, bench.csv
 <study>/report/            report.md, report.html, figures/, summary.json
 ```
+
+``<task>`` is always the task's name (a task file's ``name:``), never the path of its file.
 """
 
 from __future__ import annotations
@@ -60,7 +63,11 @@ class StudyLayout:
 
     @property
     def drift_skipped(self) -> Path:
-        return self.root / "drift" / "skipped.json"
+        return self.skipped("drift")
+
+    def skipped(self, stage: str) -> Path:
+        """Why ``stage`` (drift, weights, forgetting, probes) skipped a task: ``{task: reason}``."""
+        return self.root / stage / "skipped.json"
 
     def weights(self, task: str) -> Path:
         return self.root / "weights" / task

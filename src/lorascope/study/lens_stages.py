@@ -2,7 +2,8 @@
 
 Each runs its lens once per task over the study's training runs of that task, into the task's
 folder of the study layout; a task the lens cannot measure (no LoRA run, an encoder base without
-a language-model head, no other task to probe) is skipped with the reason, and the study goes on.
+a language-model head, no other task to probe) is skipped with the reason, recorded in the lens's
+``skipped.json`` for the report, and the study goes on.
 """
 
 from __future__ import annotations
@@ -14,36 +15,44 @@ from typing import Any
 from lorascope.errors import DataError
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
-from lorascope.study.units import analysis_unit
+from lorascope.study.units import analysis_unit, note_skipped
 
 
 def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], run: Callable[[Any, Path], dict[str, Any]],
                out: Callable[[str], Path], describe: Callable[[dict[str, Any]], str]) -> None:
+    skipped = StudyLayout(ctx.out).skipped(stage)
+
+    def skip(task: str, why: str) -> None:
+        ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {why}")
+        note_skipped(skipped, task, why)
+
     tasks, args = [], []
     for task in [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]:
         try:
             cfg = make_cfg(task)
         except DataError as exc:
-            ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {exc}")
+            skip(task, str(exc))
             continue
         tasks.append(task)
         args.append((run, cfg, out(task)))
     for done in ctx.executor.map(analysis_unit, args):
         task, (result, skipped_because) = tasks[done.index], done.result
         if result is None:
-            ctx.console.print(f"  {stage} {task}: [yellow]skipped[/] — {skipped_because}")
+            skip(task, str(skipped_because))
         else:
+            note_skipped(skipped, task, None)
             ctx.console.print(f"  {stage} {task}: {describe(result)} ({done.seconds:.0f} s)")
 
 
-def _means(comparison: dict[str, Any], measure: str, scale: float = 1.0, spec: str = ".4g") -> str:
+def _means(comparison: dict[str, Any], measure: str, spec: str = ".4g",
+           fmt: Callable[[float], str] | None = None) -> str:
     """"lora x, lora_r64 y, full z": one measure's mean per method (methods without runs left out;
-    full fine-tuning as measured for the primary comparison)."""
+    full fine-tuning as measured for the primary comparison), each written with ``spec`` or by ``fmt``."""
     variants = comparison.get("variants") or {comparison.get("primary", "lora"): comparison}
     primary = comparison["measures"][measure]
     means = [(label, v["measures"][measure].get("lora_mean")) for label, v in variants.items()]
     means.append(("full", primary.get("full_mean")))
-    return ", ".join(f"{label} {scale * mean:{spec}}" for label, mean in means if mean is not None)
+    return ", ".join(f"{label} {fmt(mean) if fmt else format(mean, spec)}" for label, mean in means if mean is not None)
 
 
 def stage_weights(ctx: StageContext) -> None:
@@ -77,20 +86,25 @@ def stage_forgetting(ctx: StageContext) -> None:
 
 
 def stage_probes(ctx: StageContext) -> None:
+    from lorascope.data.tasks import get_task
     from lorascope.lenses import ProbeConfig, run_probe_retention
+    from lorascope.metrics import format_metric_difference
 
     layout = StudyLayout(ctx.out)
 
     def make_cfg(task: str) -> ProbeConfig:
-        # Each task's runs are probed on the other tasks: the configured ones, or else the study's.
-        others = [t for t in (ctx.cfg.probes.probe_tasks or ctx.cfg.tasks) if t != task]
+        # Each task's runs are probed on the other tasks: the configured ones, or else the study's; a
+        # task is told apart by its name, and read from its file.
+        refs = [ctx.cfg.task_ref(t) for t in (ctx.cfg.probes.probe_tasks or ctx.cfg.tasks)]
+        others = [ref for ref in refs if get_task(ref).name != task]
         if not others:
             raise DataError("no other task to probe (set probes.probe_tasks)")
         settings = {**ctx.cfg.probes.model_dump(), "probe_tasks": others}
         return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir)
 
     def describe(result: dict[str, Any]) -> str:
-        shown = _means(result["comparison"], "retention", scale=100, spec="+.1f")
-        return f"retention on {', '.join(result['probe_tasks'])}: {shown} points"
+        # Retention is a difference of probe accuracies: "+1.2 points" for each method.
+        shown = _means(result["comparison"], "retention", fmt=lambda v: format_metric_difference("accuracy", v))
+        return f"retention on {', '.join(result['probe_tasks'])}: {shown}"
 
     _each_task(ctx, "probes", make_cfg, run_probe_retention, layout.probes, describe)

@@ -48,6 +48,21 @@ def parse_only(text: str | None) -> dict[str, str]:
     return out
 
 
+def note_skipped(path: Path, task: str, why: str | None) -> None:
+    """Record in ``path`` (a stage's ``skipped.json``) why ``task`` was skipped; ``why=None`` clears it."""
+    from lorascope.artifacts import read_json, write_json
+
+    notes = read_json(path) if path.is_file() else {}
+    if why is None and task not in notes:
+        return
+    if why is None:
+        del notes[task]
+    else:
+        notes[task] = why
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, notes)
+
+
 def analysis_unit(run: Callable[[Any, Path], dict[str, Any]], cfg: Any, out: Path) -> tuple[dict[str, Any] | None, str | None]:
     """One task's analysis (drift, a lens) on whichever executor runs it.
 
