@@ -44,6 +44,11 @@ def test_train_save_reload(glue_dir, tmp_path, model, method):
     reloaded = load_run(out)
     eval_ds = prepare_run(cfg).eval_ds
     assert _eval_loss(reloaded, eval_ds) == pytest.approx(m.dev["loss"], abs=1e-5)
+    # Per-example dev predictions of that model, in dev order: they reproduce the recorded accuracy.
+    preds = m.model_extra["dev_predictions"]
+    assert preds["ids"] == [str(i) for i in eval_ds["id"]] and preds["gold"] == list(eval_ds["labels"])
+    assert preds["pred"] == logits_of(reloaded.model, reloaded.tokenizer, eval_ds).argmax(-1).tolist()
+    assert sum(p == g for p, g in zip(preds["pred"], preds["gold"])) / 16 == pytest.approx(m.dev["accuracy"])
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(glue_dir, tmp_path):

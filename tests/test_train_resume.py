@@ -8,7 +8,10 @@ steps...) with an uninterrupted run of the same config.
 Both configs: 24 steps per epoch, an evaluation and a checkpoint every 8 steps, early stopping
 with patience 3, 72 steps if nothing stops it. As measured: GROUPED (length-grouped batches, the
 default) is best at step 16 and stops at 40, in epoch 2; RANDOM (random batches) is best at 24
-and stops at 48, the end of epoch 2. Tests that rely on the early stop check it first.
+and stops at 48, the end of epoch 2. HELD_OUT chooses by the main metric on a quarter of the
+training rows held out (18 steps per epoch, an evaluation every 6) and scores dev once, at the end:
+best at step 6 and stops at 24.
+Tests that rely on the early stop check it first.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ BASE = dict(model="tiny-llama", task="sst2", train_limit=96, eval_limit=32, epoc
             max_length=48, lora_dropout=0.1, logging_steps=4, lr=1e-2, patience=3)
 GROUPED = dict(BASE, seed=2)
 RANDOM = dict(BASE, seed=7, group_by_length=False)
+HELD_OUT = dict(BASE, seed=2, select_by="metric", selection_split=0.25)
 STEPS_PER_EPOCH, EVAL_STEPS, MAX_STEPS = 24, 8, 72
 # Everything in metrics.json that does not measure wall time.
 COMPARED = ("status", "reason", "dev", "best_step", "best_epoch", "epochs_trained", "steps", "train_loss",
-            "train_loss_curve", "eval_curve", "tokens_processed", "tokens_real")
+            "train_loss_curve", "eval_curve", "tokens_processed", "tokens_real", "selection", "learning_check",
+            "leak_check", "warnings")
 ADAPTER = Path("adapter") / "adapter_model.safetensors"
 
 _references: dict[str, tuple[dict, dict]] = {}
@@ -239,4 +244,22 @@ def test_crash_mid_epoch_with_random_batches_keeps_early_stopping_state(glue_dir
     _precondition(reference, crash_at - crash_at % EVAL_STEPS)
     out = tmp_path / "run"
     _crash_then_rerun(monkeypatch, out, RANDOM, Trainer, "training_step", when=lambda t, *a, **k: t.state.global_step == crash_at)
+    _assert_identical(out, reference)
+
+
+@pytest.mark.parametrize("crash", ["mid_epoch_2", "scoring_dev"])
+def test_crash_with_metric_selection_on_a_held_out_split_resumes_identical(glue_dir, tmp_path, tmp_path_factory,
+                                                                            monkeypatch, crash):
+    """The best metric and the patience counter survive a crash mid-training; a crash while dev scores the kept
+    checkpoint resumes from the last checkpoint, trains no further and scores it again."""
+    reference = _reference(tmp_path_factory, HELD_OUT)
+    assert reference[0]["selection"]["split"] == "selection_split" and reference[0]["n_train"] == 72
+    out = tmp_path / "run"
+    if crash == "mid_epoch_2":
+        crash_at = 21  # 3 steps after the checkpoint at 18, where the patience counter is 2 (best at 6, stop at 24)
+        assert reference[0]["best_step"] < crash_at < reference[0]["steps"]
+        _crash_then_rerun(monkeypatch, out, HELD_OUT, Trainer, "training_step",
+                          when=lambda t, *a, **k: t.state.global_step == crash_at)
+    else:
+        _crash_then_rerun(monkeypatch, out, HELD_OUT, Trainer, "predict")
     _assert_identical(out, reference)

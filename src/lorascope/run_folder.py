@@ -37,6 +37,13 @@ class RunRecord(BaseModel):
         dev_per_label: label name -> precision, recall, f1 (fractions) and support on dev.
         parameters: ``trainable`` and ``total`` parameter counts.
         learning_check: whether the run learned its task (see ``lorascope.checks.learned``).
+        selection: what chose the restored checkpoint: ``split`` (``dev``, or ``selection_split``:
+            training examples held out, ``n`` of them, ``fraction`` drawn with ``seed``), ``by``
+            (``loss`` or ``metric``), ``metric`` (the evaluation key compared) and its ``best_value``;
+            ``eval_curve`` holds the evaluations on that split. Older runs have none (dev, loss).
+        leak_check: whether the main metric was near-perfect from the first evaluation on.
+        warnings: lines printed when the run ended (a restored checkpoint that predicts one label
+            while another one learned, a suspected leak); empty, or absent in older runs, when none.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -59,6 +66,9 @@ class RunRecord(BaseModel):
     label_names: list[str] | None = None
     base_model_source: str | None = None
     learning_check: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    leak_check: dict[str, Any] | None = None
+    warnings: list[str] | None = None
     task_spec: dict[str, Any] | None = None
 
     @property

@@ -37,6 +37,7 @@ def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10,
         update=dict(
             train_limit=n_samples,
             eval_limit=n_samples,
+            selection_split=None,  # memorise all n_samples rows: none is held out to choose a checkpoint
             epochs=float(max_epochs),
             batch_size=2,  # 5 optimiser steps per epoch: 50 chances to memorise 10 rows
             lr=SANITY_LR[base.method],

@@ -14,7 +14,10 @@ DEFAULT_LR = {"lora": 2e-3, "full": 5e-5}
 
 # Settings added after runs were first stored: written into a run's config only when set, so that
 # a run folder made before they existed still matches its unchanged config (and is not retrained).
-_STORED_ONLY_WHEN_SET = {"variant": None, "lora_rslora": False, "lora_dora": False}
+# Each value is what runs made before the setting existed trained with (select_by: loss, dev
+# chooses), not necessarily the field's default: a run folder without the key means that value.
+_STORED_ONLY_WHEN_SET = {"variant": None, "lora_rslora": False, "lora_dora": False, "select_by": "loss",
+                         "selection_split": None}
 # A variant name becomes part of run folder names (``<task>-<variant>-s<seed>``): no dashes.
 VARIANT_NAME = r"^[a-z][a-z0-9_]*$"
 ALL_LINEAR = "all-linear"
@@ -44,7 +47,23 @@ class TrainConfig(StrictModel):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of steps with linear warm-up before the cosine decay")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(0.3, gt=0, description="gradient clipping max-norm (protocol: 0.3)")
-    patience: int = Field(3, ge=0, description="early stopping patience in evaluations on validation loss (0: off)")
+    # "metric" rather than a metric name: one study setting serves tasks with different metrics
+    # (CoLA: matthews, SST-2: accuracy), and each task's main_metric already names its own.
+    select_by: Literal["loss", "metric"] = Field(
+        "loss",
+        description="what chooses the checkpoint restored at the end and drives early stopping: loss (validation "
+                    "loss, lower is better; the protocol's, default) or metric (the task's main_metric, higher is "
+                    "better; use it on imbalanced tasks, where the loss can favour a checkpoint that predicts only "
+                    "the majority label)",
+    )
+    # At most half: a larger hold-out leaves fewer examples to train on than to choose with.
+    selection_split: float | None = Field(
+        None, gt=0, le=0.5,
+        description="hold out this fraction of the training examples (stratified by label, drawn by data_seed) to "
+                    "choose the checkpoint and stop early on, so that dev scores only the final model "
+                    "(default: off, dev chooses)",
+    )
+    patience: int = Field(3, ge=0, description="early stopping patience in evaluations without improvement of select_by (0: off)")
     evals_per_epoch: PositiveInt = Field(1, description="validation passes per epoch (early stopping granularity)")
     divergence_factor: float = Field(
         100.0, gt=1,

@@ -10,17 +10,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from lorascope.metrics import format_metric
+
 
 class TrainProgress(TrainerCallback):
-    """Steps done, the latest training loss, and each dev evaluation in the task's metrics (percent).
+    """Steps done, the latest training loss, and each evaluation in the task's metrics.
 
     Args:
         metrics: the task's metric names, in the order to show them.
+        split: what the evaluations run on (``dev``, or ``selection split`` when one is held out).
         console: where to draw (default: stdout).
     """
 
-    def __init__(self, metrics: tuple[str, ...], console: Console | None = None) -> None:
+    def __init__(self, metrics: tuple[str, ...], split: str = "dev", console: Console | None = None) -> None:
         self.metrics = metrics
+        self.split = split
         self.console = console or Console()
         self.progress: Progress | None = None
         self.task = None
@@ -41,9 +45,9 @@ class TrainProgress(TrainerCallback):
         if self.progress is None or not logs:
             return
         if "eval_loss" in logs:
-            shown = ", ".join(f"{m} {100 * logs[f'eval_{m}']:.1f}%" for m in self.metrics if f"eval_{m}" in logs)
+            shown = ", ".join(f"{m} {format_metric(m, logs[f'eval_{m}'])}" for m in self.metrics if f"eval_{m}" in logs)
             self.progress.console.print(f"  step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
-                                        f"dev loss {logs['eval_loss']:.4f}, {shown}", highlight=False)
+                                        f"{self.split} loss {logs['eval_loss']:.4f}, {shown}", highlight=False)
         elif "loss" in logs:
             self.progress.update(self.task, description=f"training (loss {logs['loss']:.4f})")
 

@@ -1,13 +1,15 @@
 """``run_train``: fine-tune one (task, method, seed) and save it atomically.
 
 Reads top to bottom: set-up (data, model, trainer) -> train (resuming from the newest complete
-checkpoint in ``<out>.partial/checkpoints``) -> evaluate the restored best checkpoint -> save the
+checkpoint in ``<out>.partial/checkpoints``) -> evaluate the restored best checkpoint on dev and
+check how it was chosen (one label for everything, a near-perfect start) -> save the
 adapter or model folder, ``config.yaml``, ``provenance.json`` and, last, ``metrics.json`` into
 ``<out>.partial`` -> delete the checkpoints -> rename to ``<out>`` (replacing an old run only now).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -19,7 +21,13 @@ import datasets
 import numpy as np
 
 from lorascope.artifacts import check_same_config, finish, recover_finish, start_partial, write_json
-from lorascope.checks.learned import learning_check, majority_score
+from lorascope.checks.learned import (
+    constant_restored_warning,
+    leak_check,
+    leak_warning,
+    learning_check,
+    majority_score,
+)
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tasks import TaskSpec, task_record
@@ -32,20 +40,37 @@ from lorascope.provenance import provenance
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.train.config import TrainConfig
 from lorascope.train.resume import last_complete_checkpoint
-from lorascope.train.trainer import build_trainer
+from lorascope.train.selection import DEV, SELECTION_SPLIT, selection_metric, split_for_selection
+from lorascope.train.trainer import build_trainer, model_inputs
 
 CHECKPOINTS = "checkpoints"  # the Trainer's checkpoints inside <out>.partial
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class PreparedRun:
-    """Everything a training run needs, built from a config (shared with sanity checks and HPO)."""
+    """Everything a training run needs, built from a config (shared with sanity checks and HPO).
+
+    ``train_ds`` is what the model trains on, ``eval_ds`` dev, and ``selection_ds`` the training
+    examples held out by ``selection_split`` (None: dev chooses the checkpoint).
+    """
 
     spec: TaskSpec
     loaded: LoadedModel
     counts: ParamCounts
     train_ds: datasets.Dataset
     eval_ds: datasets.Dataset
+    selection_ds: datasets.Dataset | None = None
+
+    @property
+    def choosing_ds(self) -> datasets.Dataset:
+        """The examples evaluated during training, which choose the checkpoint and stop training early."""
+        return self.eval_ds if self.selection_ds is None else self.selection_ds
+
+    @property
+    def choosing_split(self) -> str:
+        """Which split ``choosing_ds`` is: ``dev`` or ``selection_split``."""
+        return DEV if self.selection_ds is None else SELECTION_SPLIT
 
 
 def load_task_data(cfg: TrainConfig) -> tuple[TaskSpec, datasets.Dataset, datasets.Dataset]:
@@ -59,6 +84,7 @@ def load_task_data(cfg: TrainConfig) -> tuple[TaskSpec, datasets.Dataset, datase
 def prepare_run(cfg: TrainConfig) -> PreparedRun:
     resolve_model(cfg.model)  # a bad model name fails before any data is read
     spec, train, dev = load_task_data(cfg)
+    train, held = split_for_selection(train, cfg.selection_split, cfg.data_seed)  # before the model loads: fails fast
     loaded = load_classifier(cfg.model, spec.label_names, cfg.seed)
     model, counts = prepare_for_method(
         loaded.model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
@@ -72,6 +98,8 @@ def prepare_run(cfg: TrainConfig) -> PreparedRun:
         counts=counts,
         train_ds=tokenize_dataset(train, loaded.tokenizer, **tok, source=f"task {spec.name}, split train"),
         eval_ds=tokenize_dataset(dev, loaded.tokenizer, **tok, source=f"task {spec.name}, split validation"),
+        selection_ds=None if held is None else tokenize_dataset(
+            held, loaded.tokenizer, **tok, source=f"task {spec.name}, split train (held out by selection_split)"),
     )
 
 
@@ -92,7 +120,8 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     so bad input or a crash leaves the old run intact. A killed run resumes from its newest
     complete checkpoint in ``<out>.partial`` (or, killed while writing its outputs, only
     finishes writing them) and ends identical to an uninterrupted run. A diverging run ends
-    with ``status: failed``.
+    with ``status: failed``. Warnings about how the checkpoint was chosen (see
+    ``lorascope.checks.learned``) are logged and kept in the record's ``warnings``.
 
     Args:
         cfg: the run's settings.
@@ -133,12 +162,31 @@ def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: 
     Returns the metrics, or None on processes other than the main one.
     """
     checkpoints = partial / CHECKPOINTS
-    trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.eval_ds, cfg, run.spec,
+    trainer, guard = build_trainer(run.loaded.model, run.loaded.tokenizer, run.train_ds, run.choosing_ds, cfg, run.spec,
                                    checkpoints, progress=progress)
     train_output = trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
+    dev_eval, dev_predictions = None, None
+    if guard.reason is None:
+        # The restored checkpoint predicts dev once more, for its per-example predictions (a metric
+        # comparison's uncertainty over dev examples needs them). With a selection split this is
+        # also the first time dev meets the model. Every process predicts (a distributed prediction
+        # gathers its shards); predict, unlike evaluate, logs nothing and calls no evaluation
+        # callback, so the log history stays that of the split that chose.
+        dev_inputs = model_inputs(run.eval_ds)
+        prediction = trainer.predict(dev_inputs, metric_key_prefix="eval")
+        dev_eval = prediction.metrics if run.selection_ds is not None else None
+        # The Trainer evaluates in its own order (length-grouped with group_by_length): predictions
+        # come back in that order, which its eval sampler (seeded, so the same again) reproduces.
+        sampler = trainer._get_eval_sampler(dev_inputs) if trainer.args.world_size == 1 else None
+        order = list(sampler) if sampler is not None else list(range(len(dev_inputs)))
+        dev_predictions = per_example_predictions(run.eval_ds, prediction, order)
     if not trainer.is_world_process_zero():
         return None
-    metrics = _collect_metrics(cfg, run, trainer, train_output, guard.reason, time.perf_counter() - started)
+    metrics = _collect_metrics(cfg, run, trainer, train_output, guard.reason, time.perf_counter() - started, dev_eval)
+    if dev_predictions is not None:
+        metrics["dev_predictions"] = dev_predictions
+    for warning in metrics["warnings"]:
+        log.warning("%s %s seed %s: %s", run.spec.name, cfg.label, cfg.seed, warning)
     if guard.reason is None and cfg.save_model:
         folder = partial / ("adapter" if cfg.method == "lora" else "model")
         shutil.rmtree(folder, ignore_errors=True)  # half written by a killed attempt
@@ -147,6 +195,22 @@ def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: 
     write_json(partial / "provenance.json", provenance(cfg.seed))
     write_json(partial / METRICS_FILE, metrics)  # last: its presence means the outputs are complete
     return metrics
+
+
+def per_example_predictions(eval_ds: datasets.Dataset, prediction: Any, order: list[int]) -> dict[str, list[Any]]:
+    """``{"ids", "pred", "gold"}``: each dev example's id, predicted and gold label id, in dev order.
+
+    Args:
+        eval_ds: the tokenised dev split (``id`` and ``labels`` columns).
+        prediction: the Trainer's ``PredictionOutput`` on it (``predictions``: logits [n, num_labels],
+            row k for example ``order[k]``).
+        order: the dataset index of each prediction row.
+    """
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    pred = np.empty(len(order), dtype=int)
+    pred[np.asarray(order)] = np.asarray(logits).argmax(-1)
+    ids = eval_ds["id"] if "id" in eval_ds.column_names else list(range(len(eval_ds)))
+    return {"ids": [str(i) for i in ids], "pred": pred.tolist(), "gold": np.asarray(eval_ds["labels"]).astype(int).tolist()}
 
 
 def mean_train_loss(history: list[dict[str, Any]]) -> float | None:
@@ -165,7 +229,7 @@ def mean_train_loss(history: list[dict[str, Any]]) -> float | None:
 
 
 def best_evaluation(evals: list[dict[str, Any]], best_step: int | None, spec: TaskSpec) -> dict[str, Any]:
-    """The dev evaluation of the restored best checkpoint, from the log history.
+    """The dev evaluation of the restored best checkpoint, from the log history, when dev chose it.
 
     The Trainer evaluated that checkpoint when it saved it, and restoring it changes no weight,
     so the logged evaluation is the final one: evaluating the dev set again would only repeat it.
@@ -176,18 +240,34 @@ def best_evaluation(evals: list[dict[str, Any]], best_step: int | None, spec: Ta
     return unflatten_eval(log, spec.metrics, spec.label_names)
 
 
-def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runtime_s) -> dict[str, Any]:
+def eval_curve(evals: list[dict[str, Any]], main: str) -> list[dict[str, Any]]:
+    """One entry per evaluation during training: step, epoch, loss, the main metric and ``predicted_share``."""
+    return [{"step": h["step"], "epoch": h["epoch"], "loss": h["eval_loss"], main: h.get(f"eval_{main}"),
+             "predicted_share": h.get("eval_predicted_share")} for h in evals]
+
+
+def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runtime_s,
+                     dev_eval: dict[str, float] | None) -> dict[str, Any]:
+    """The run's record; ``dev_eval``: the restored checkpoint's dev metrics when a selection split chose it."""
     history = trainer.state.log_history
     evals = [h for h in history if "eval_loss" in h and "eval_runtime" in h]
     best_step = None
     if trainer.state.best_model_checkpoint and failure is None:
         best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
     best_epoch = next((h["epoch"] for h in evals if h.get("step") == best_step), None)
-    best = best_evaluation(evals, best_step, run.spec)
+    if dev_eval is not None:
+        best = unflatten_eval(dev_eval, run.spec.metrics, run.spec.label_names)
+    else:  # dev chose the checkpoint (its evaluation is logged), or the run failed (nothing to report)
+        best = best_evaluation(evals if run.selection_ds is None else [], best_step, run.spec)
     main = run.spec.main_metric
     gold = np.asarray(run.eval_ds["labels"])
     majority = majority_score(np.asarray(run.train_ds["labels"]), gold, main, run.spec.num_labels)
     learned = learning_check(main, best["dev"].get(main), majority, best["predicted_share"])
+    curve = eval_curve(evals, main)
+    split = run.choosing_split
+    leak = leak_check(main, curve[0] if curve else None, best["dev"].get(main), split)
+    warnings = [] if failure else [w for w in (constant_restored_warning(curve, best_step, main, cfg.select_by, split),
+                                               leak_warning(leak)) if w]
     real_tokens = int(sum(len(x) for x in run.train_ds["input_ids"]) * float(trainer.state.epoch or 0))
     return {
         "status": "failed" if failure else "ok",
@@ -201,8 +281,19 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runt
         "dev": best["dev"],
         "dev_per_label": best["per_label"],
         "learning_check": learned if failure is None else None,
+        "leak_check": leak if failure is None else None,
+        "warnings": warnings,
         "n_train": len(run.train_ds),
         "n_eval": len(run.eval_ds),
+        "selection": {
+            "split": split,
+            "by": cfg.select_by,
+            "metric": selection_metric(cfg, run.spec),
+            "n": len(run.choosing_ds),
+            "fraction": cfg.selection_split,
+            "seed": cfg.data_seed if cfg.selection_split else None,
+            "best_value": trainer.state.best_metric if failure is None else None,
+        },
         "best_step": best_step,
         "best_epoch": best_epoch,
         "epochs_trained": trainer.state.epoch,
@@ -211,7 +302,7 @@ def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runt
         "train_loss_curve": [
             {"step": h["step"], "epoch": h["epoch"], "loss": h["loss"]} for h in history if "loss" in h and "eval_loss" not in h
         ],
-        "eval_curve": [{"step": h["step"], "epoch": h["epoch"], "loss": h["eval_loss"]} for h in evals],
+        "eval_curve": curve,
         "runtime_s": round(runtime_s, 3),
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         "tokens_processed": int(trainer.state.num_input_tokens_seen),

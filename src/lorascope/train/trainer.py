@@ -24,6 +24,7 @@ from lorascope.metrics import compute_metrics_fn
 from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfResumedAtEnd
 from lorascope.train.config import TrainConfig
 from lorascope.train.progress import TrainProgress
+from lorascope.train.selection import selection_metric
 
 
 def _world_size() -> int:
@@ -107,11 +108,12 @@ def build_trainer(
     """A Trainer with the protocol's recipe.
 
     AdamW, cosine schedule with linear warm-up, clipping at ``max_grad_norm``, validation each
-    epoch (or ``evals_per_epoch`` times) with early stopping on validation loss and the best
-    checkpoint restored at the end.
+    epoch (or ``evals_per_epoch`` times) with early stopping on ``select_by`` (validation loss or
+    the task's main metric) and the checkpoint best by it restored at the end.
 
     Args:
-        train_ds, eval_ds: tokenised datasets (``input_ids``, ``attention_mask``, ``labels``…).
+        train_ds, eval_ds: tokenised datasets (``input_ids``, ``attention_mask``, ``labels``…);
+            ``eval_ds`` is what chooses the checkpoint (dev, or the ``selection_split`` hold-out).
         output_dir: where the Trainer keeps its checkpoints (resumable).
         evaluate: False for runs without validation (sanity checks).
 
@@ -140,8 +142,9 @@ def build_trainer(
         save_steps=eval_steps,
         save_total_limit=1,
         load_best_model_at_end=evaluate,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        # One setting for both: EarlyStoppingCallback reads these two as well.
+        metric_for_best_model=f"eval_{selection_metric(cfg, spec)}",
+        greater_is_better=cfg.select_by != "loss",
         logging_strategy="steps",
         logging_steps=min(cfg.logging_steps, steps_per_epoch),
         logging_first_step=True,  # the untrained model's loss: the divergence guard's reference
@@ -169,12 +172,11 @@ def build_trainer(
     callbacks = [guard, LogAtCheckpoints(), StopIfResumedAtEnd(), *(extra_callbacks or [])]
     if evaluate and cfg.patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in train_ds.column_names]
     trainer = LorascopeTrainer(
         model=model,
         args=args,
-        train_dataset=train_ds.select_columns(columns),
-        eval_dataset=eval_ds.select_columns(columns) if evaluate else None,
+        train_dataset=model_inputs(train_ds),
+        eval_dataset=model_inputs(eval_ds) if evaluate else None,
         data_collator=CountingCollator(tokenizer, cfg.pad_to_max_length, cfg.max_length),
         processing_class=tokenizer,
         compute_metrics=compute_metrics_fn(spec.metrics, spec.label_names),
@@ -184,5 +186,10 @@ def build_trainer(
     # and a study prints its own lines.
     trainer.remove_callback(PrinterCallback)
     if progress:
-        trainer.add_callback(TrainProgress(spec.metrics))
+        trainer.add_callback(TrainProgress(spec.metrics, "selection split" if cfg.selection_split else "dev"))
     return trainer, guard
+
+
+def model_inputs(ds: datasets.Dataset) -> datasets.Dataset:
+    """The columns of a tokenised dataset that the model and the collator take (ids and texts dropped)."""
+    return ds.select_columns([c for c in ("input_ids", "attention_mask", "token_type_ids", "labels") if c in ds.column_names])
