@@ -158,6 +158,46 @@ def replace(name: str, text: str) -> Callable[[Path], None]:
     return lambda folder: write(folder / name, text)
 
 
+def truncate(name: str) -> Callable[[Path], None]:
+    """Cut a file to half its length, as a full disk or an interrupted copy leaves it."""
+
+    def mutate(folder: Path) -> None:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 2])
+
+    return mutate
+
+
+TRUNCATED_ADAPTER = r"adapter/adapter_model\.safetensors: not a readable safetensors file \(.+\); it may be truncated"
+
+
+def truncated_runs(ws: Ws, **metrics) -> str:
+    """A folder of runs holding one LoRA run (of the toy task), its adapter weights truncated."""
+    ws.run_folder({"method": "lora", "seed": 1, **metrics}, truncate("adapter_model.safetensors"))
+    return ws.p()
+
+
+def alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """A "billion laughs" YAML mapping: each level lists the previous one ``width`` times (width**levels values)."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ray_via_env(ws: Ws) -> list[str]:
+    ws.env["RAY_ADDRESS"] = f"127.0.0.1:{closed_port()}"
+    return ["study", "run", ws.study(STUDY_BASE + "executor: {kind: ray}\n")]
+
+
 def drop_model_type(folder: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     config.pop("model_type")
@@ -382,6 +422,27 @@ CASES = [
                                                    ws.run_folder({}, pickle_weights("adapter_model.safetensors", "adapter_model.bin")),
                                                    "--task", ws.task(), "--out", ws.p("r.safetensors"), "n_samples=4"],
          r"adapter_model\.bin: pickled weights are not loaded"),
+    # A truncated adapter: the same line from every command that reads it.
+    case("adapter-truncated-weights-lens", lambda ws: ["weights", "--base", "tiny-llama", "--runs", truncated_runs(ws),
+                                                       "--out", ws.p("out")],
+         TRUNCATED_ADAPTER),
+    case("adapter-truncated-drift", lambda ws: ["drift", "--task", "rte", "--base", "tiny-llama", "--runs",
+                                                truncated_runs(ws, task="rte", label_names=["entailment", "not_entailment"]),
+                                                "--out", ws.p("out"), "n_samples=24", "max_length=32", "bootstrap=10"],
+         TRUNCATED_ADAPTER),
+    case("adapter-truncated-forgetting", lambda ws: ["forgetting", "--base", "tiny-llama", "--runs", truncated_runs(ws),
+                                                     "--out", ws.p("out"), "n_texts=4"],
+         TRUNCATED_ADAPTER),
+    case("adapter-truncated-represent", lambda ws: ["represent", "--model", ws.run_folder({}, truncate("adapter_model.safetensors")),
+                                                    "--task", ws.task(), "--out", ws.p("r.safetensors"), "n_samples=4"],
+         TRUNCATED_ADAPTER),
+    case("adapter-truncated-bench", lambda ws: ws.bench(*TINY, "--adapter", f"sst2={ws.adapter(truncate('adapter_model.safetensors'))}"),
+         TRUNCATED_ADAPTER),
+    case("adapter-truncated-serve", lambda ws: ws.serve("--base", "tiny-llama", "--adapter",
+                                                        f"sst2={ws.adapter(truncate('adapter_model.safetensors'))}"),
+         TRUNCATED_ADAPTER),
+    case("model-truncated-weights", lambda ws: ws.train("rte", "--model", ws.model(truncate("model.safetensors"))),
+         r"model/model\.safetensors: not a readable safetensors file"),
     # ---- bench, serve, hpo, drift settings
     case("bench-batch-sizes-syntax", lambda ws: ws.bench(*TINY, "--batch-sizes", "1,x"), r"--batch-sizes '1,x': expected comma-separated integers"),
     case("bench-unknown-strategy", lambda ws: ws.bench(*TINY, "strategies=[nope]"), r"'strategies': .*unknown strategy 'nope'"),
@@ -423,6 +484,20 @@ CASES = [
          r"taken: exists and is not a folder"),
     case("study-override-unknown-key", lambda ws: ["study", "run", ws.study(STUDY_BASE), "bogus=1"], r"unknown key 'bogus'"),
     case("study-only-syntax", lambda ws: ["study", "run", ws.study(STUDY_BASE), "--only", "stage=train"], r"--only 'stage=train'"),
+    case("study-yaml-alias-bomb", lambda ws: ["study", "run", ws.study(alias_bomb() + STUDY_BASE)],
+         r"study\.yaml: refused: its aliases expand to more than 100000 values"),
+    case("config-yaml-alias-bomb", lambda ws: ws.train("rte", "--config", ws.file("c.yaml", alias_bomb())),
+         r"c\.yaml: refused: its aliases expand to more than 100000 values"),
+    case("config-yaml-recursive-alias", lambda ws: ws.train("rte", "--config", ws.file("c.yaml", "a: &a [1, *a]\n")),
+         r"c\.yaml: refused: an alias refers to the node that contains it"),
+    case("config-yaml-nested-too-deeply", lambda ws: ws.train("rte", "--config", ws.file("c.yaml", "a: " + "[" * 5000 + "]" * 5000)),
+         r"c\.yaml: refused: nested too deeply"),
+    case("study-ray-address-closed-port", lambda ws: ["study", "run", ws.study(
+        STUDY_BASE + f"executor: {{kind: ray, address: '127.0.0.1:{closed_port()}'}}\n")],
+         r"executor\.address '127\.0\.0\.1:\d+': no Ray cluster at 127\.0\.0\.1:\d+ \(Connection refused\)"),
+    case("study-ray-address-from-env", ray_via_env, r"\$RAY_ADDRESS '127\.0\.0\.1:\d+': no Ray cluster"),
+    case("study-ray-address-malformed", lambda ws: ["study", "run", ws.study(STUDY_BASE + "executor: {kind: ray, address: 'head:port'}\n")],
+         r"executor\.address 'head:port': expected host:port"),
     case("study-status-not-a-study", lambda ws: ["study", "status", not_a_study(ws)], r"run: not a study folder \(config\.yaml: unknown key"),
     case("study-status-missing-folder", lambda ws: ["study", "status", ws.p("nothere")], r"nothere: not a study folder"),
     case("study-status-on-file", lambda ws: ["study", "status", ws.file("f.txt", "x")], r"f\.txt: not a study folder"),
@@ -544,3 +619,136 @@ def test_real_process_prints_one_line(tmp_path):
     assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [
         "error: config: 'seed': a seed must be an integer from 0 to 4294967295 (got -1)"
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile YAML: refused before it is expanded, in a line that stays short.
+
+
+def test_a_billion_laughs_is_refused_at_once_in_a_short_line(tmp_path):
+    import time
+
+    from lorascope.config import load_yaml
+    from lorascope.errors import ConfigError
+
+    path = write(tmp_path / "study.yaml", alias_bomb(levels=10, width=10) + "tasks: *l9\n")  # 10**10 values
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as refused:
+        load_yaml(path, what="study file")
+    assert time.perf_counter() - started < 0.5
+    message = str(refused.value)
+    assert message == f"{path}: refused: its aliases expand to more than 100000 values (an alias bomb?)"
+    assert len(message) - len(str(path)) < 100
+
+
+def test_aliases_and_merge_keys_within_the_bound_still_work(tmp_path):
+    from lorascope.config import load_yaml, parse_overrides
+
+    text = ("base: &base {lr: 0.001, epochs: 2}\n"
+            "method_train: {lora: {<<: *base, lr: 0.005}, full: *base}\n"
+            + alias_bomb(levels=4, width=10))  # 10**4 values: large for a config, within the bound
+    data = load_yaml(write(tmp_path / "c.yaml", text))
+    assert data["method_train"] == {"lora": {"lr": 0.005, "epochs": 2}, "full": {"lr": 0.001, "epochs": 2}}
+    assert len(data["l3"]) == 10 and data["l3"][0][0][0] == ["lol"] * 10
+    assert parse_overrides(["x=[&a [1, 2], *a]"]) == {"x": [[1, 2], [1, 2]]}
+
+
+def test_an_alias_bomb_on_the_command_line_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--task", "rte", "--out", str(tmp_path / "o"),
+                                      "lora_targets=" + "[&a [x, x, x, x, x, x, x, x, x, x], "
+                                      + ", ".join(["*a"] * 10) + "]"])
+    assert result.exit_code == 2  # within the bound: refused by validation, as any wrong value
+    bomb = "[" + ", ".join(f"&l{i} [" + ", ".join([f"*l{i - 1}" if i else "x"] * 10) + "]" for i in range(7)) + "]"
+    result = CliRunner().invoke(app, ["train", "--task", "rte", "--out", str(tmp_path / "o"), f"lora_targets={bomb}"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: override 'lora_targets=")
+    assert result.stderr.rstrip().endswith("...': refused: its aliases expand to more than 100000 values")
+    assert len(result.stderr) < 200
+
+
+def test_a_large_value_in_a_message_is_not_rendered_in_full():
+    """A wrong value is shown cut to a few dozen characters, without building its whole rendering first."""
+    from lorascope.config import _shown
+
+    row = [0] * 1000
+    huge = [row] * 1000  # a million entries, rendered in full only by repr
+    assert len(_shown(huge)) <= 80 and _shown(huge).startswith("[[0, 0, 0")
+    assert _shown(-1) == "-1" and _shown("cls") == "'cls'" and _shown([-1]) == "[-1]"
+
+
+# --------------------------------------------------------------------------------------------
+# A Ray address where no Ray answers: refused within the probe's bound, whatever is (not) there.
+
+
+def test_a_silent_ray_address_is_refused_within_the_bound(tmp_path, monkeypatch):
+    """Something accepts the connection and never answers (a firewall, a stuck process)."""
+    import socket
+    import time
+
+    from lorascope.study import executor
+
+    monkeypatch.setattr(executor, "RAY_CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        study = write(tmp_path / "study.yaml", STUDY_BASE + f"out: {tmp_path / 'out'}\n"
+                      f"executor: {{kind: ray, address: '127.0.0.1:{port}'}}\n")
+        started = time.perf_counter()
+        result = CliRunner().invoke(app, ["study", "run", str(study)])
+        assert time.perf_counter() - started < 5
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (f"error: executor.address '127.0.0.1:{port}': no Ray cluster at 127.0.0.1:{port} "
+                                     "(no answer within 0.5 s); start one with 'ray start --head' or fix the address")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_where_something_else_answers_is_refused():
+    import http.server
+    import threading
+
+    from lorascope.study.executor import probe_grpc
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert probe_grpc("127.0.0.1", server.server_address[1], timeout_s=2) == \
+            "something answers there, but not as Ray does (gRPC)"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("address", ["auto", "local", "ray://head:10001", "10.0.0.5:6379", "[::1]:6379", "head"])
+def test_ray_address_forms(address):
+    from lorascope.study.executor import _host_port
+
+    expected = {"auto": None, "local": None, "ray://head:10001": ("head", 10001), "10.0.0.5:6379": ("10.0.0.5", 6379),
+                "[::1]:6379": ("::1", 6379), "head": ("head", 6379)}[address]
+    assert _host_port(address, "executor.address") == expected
+
+
+# --------------------------------------------------------------------------------------------
+# A truncated adapter met by the study's weights stage: the same one line as from `lorascope weights`.
+
+
+@pytest.mark.slow
+def test_study_weights_stage_on_a_truncated_adapter(glue_dir, assets, tmp_path):
+    out = tmp_path / "study-out"
+    study = write(tmp_path / "study.yaml", STUDY_BASE + f"out: {out}\ndata_dir: {glue_dir}\n")
+    assert CliRunner().invoke(app, ["study", "run", str(study)]).exit_code == 0
+    run = out / "train" / "rte-lora-s1"
+    shutil.copytree(assets.adapter, run / "adapter")
+    truncate("adapter_model.safetensors")(run / "adapter")
+    write(run / "metrics.json", json.dumps({"status": "ok", "task": "rte", "method": "lora", "seed": 1,
+                                            "label_names": ["entailment", "not_entailment"]}))
+    result = CliRunner().invoke(app, ["study", "run", str(study), "stages=[weights]"], catch_exceptions=True)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and re.search(TRUNCATED_ADAPTER, lines[0]), result.stderr
+    assert str(run / "adapter" / "adapter_model.safetensors") in lines[0]

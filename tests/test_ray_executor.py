@@ -110,3 +110,18 @@ def test_a_ray_worker_killed_mid_training_is_rerun_with_the_same_results(glue_di
     assert proc.returncode == 0, output
     assert results(tmp_path / "killed") == local_reference
     assert victims
+
+
+def test_the_address_probe_accepts_a_live_ray():
+    """The check that refuses a dead address lets a live Ray's GCS through (no false refusal)."""
+    import ray
+
+    from lorascope.study.executor import ExecutorSettings, check_executor
+
+    assert not ray.is_initialized()
+    ray.init(num_cpus=1, object_store_memory=128 * 2**20, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        check_executor(ExecutorSettings(kind="ray", address=address), timeout_s=10)
+    finally:
+        ray.shutdown()

@@ -62,6 +62,10 @@ def test_sigkill_then_rerun_matches_uninterrupted(glue_dir, tmp_path):
     proc.wait()
     assert (partial / "rte-lora-s1" / "metrics.json").is_file()  # the finished unit survived
     assert not (partial / "rte-full-s1").exists()  # the unfinished one is not mistaken for done
+    # The killed run's lock died with it: its file may stay, but the folder is free for the rerun.
+    from lorascope.artifacts import lock_holder
+
+    assert lock_holder(tmp_path / "killed") is None
 
     assert _run(killed).wait(timeout=600) == 0
     whole, resumed = _results(tmp_path / "whole"), _results(tmp_path / "killed")

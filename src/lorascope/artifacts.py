@@ -5,7 +5,8 @@ A unit of work writes into ``<out>.partial`` and renames it to ``<out>`` when co
 Replacing a finished ``<out>`` moves it aside to ``<out>.old`` first and deletes it only once the
 new folder is in place; ``recover_finish`` completes a replacement cut off between the two renames.
 Every folder stores its resolved config; reusing a folder whose stored config differs from the
-current one is an error that names the differing keys, never a silent reuse.
+current one is an error that names the differing keys, never a silent reuse. A folder that one
+process at a time may write (a study) is held with :class:`FolderLock`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import contextlib
 import json
 import os
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import yaml
 
-from lorascope.config import diff_configs, dump_yaml
+from lorascope.config import diff_configs, dump_yaml, parse_yaml
 from lorascope.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
 
 
 # Suffixes of folders that are not (yet, or no longer) a unit's result: work in progress, a
@@ -72,10 +77,21 @@ def _json_default(obj: Any) -> Any:
 
 
 def stored_config(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s ``config.yaml``, None without one.
+
+    Raises:
+        yaml.YAMLError: the file is not valid YAML (damaged, or not written by lorascope).
+    """
     p = folder / CONFIG_FILE
     if not p.is_file():
         return None
-    return yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    return parse_yaml(p.read_text(encoding="utf-8")) or {}
+
+
+def dump_yaml_atomic(data: dict[str, Any], path: Path) -> None:
+    """Write YAML via a temporary file (see :func:`atomic_write`): a kill mid-write leaves the old file."""
+    with atomic_write(path) as tmp:
+        dump_yaml(data, tmp)
 
 
 def check_same_config(folder: Path, resolved: dict[str, Any]) -> None:
@@ -101,8 +117,7 @@ def start_partial(out: Path, resolved: dict[str, Any]) -> Path:
             shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     # Via a temporary file: a kill mid-write must not leave a truncated config that a rerun misreads.
-    with atomic_write(partial / CONFIG_FILE) as tmp:
-        dump_yaml(resolved, tmp)
+    dump_yaml_atomic(resolved, partial / CONFIG_FILE)
     return partial
 
 
@@ -136,3 +151,132 @@ def recover_finish(out: Path) -> None:
         # (someone removed it) the old folder is the only finished result: put it back.
         os.replace(partial if partial.exists() else old, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class FolderBusy(ConfigError):
+    """Another process holds the folder's :class:`FolderLock`; the message names the folder and the holder."""
+
+
+class FolderLock:
+    """One process at a time in a folder: ``fcntl.flock`` on ``<folder>/.lock``, which holds the holder's pid.
+
+    The kernel releases an flock when its holder exits, however it exits (SIGKILL, out of memory,
+    a lost machine's NFS lease), so a killed process never leaves the folder locked: its lock file
+    stays behind, unlocked, and the next process takes it. The descriptor is not inherited by
+    programs the holder starts (Python opens files non-inheritable), so a Ray daemon started by a
+    study does not keep the study locked after the study has gone.
+
+    Use as a context manager around :meth:`acquire`; :meth:`release` removes the lock file.
+    """
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder = folder
+        self.path = folder / LOCK_FILE
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, folder: Path, user: str = "another process", wait_s: float = 1.0) -> FolderLock:
+        """Take the lock of ``folder`` (which must exist), waiting up to ``wait_s`` seconds.
+
+        The short wait lets a concurrent :func:`lock_holder` (which takes the lock for an instant
+        to test it) pass instead of turning away a process that comes at that instant.
+
+        Args:
+            folder: The folder.
+            user: Who else could hold it, for the message (``another study run``).
+            wait_s: How long to retry a lock that is held.
+
+        Raises:
+            FolderBusy: the lock is held, naming the folder and the holder's pid and host.
+        """
+        import errno
+        import fcntl
+        import logging
+
+        path = folder / LOCK_FILE
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise ConfigError(f"{folder}: cannot write in this folder ({err.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise FolderBusy(f"{folder}: {user} is using this folder ({holder}); one process at a time: "
+                                 "wait for it to finish, or stop it") from None
+            except OSError as err:
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    os.close(fd)
+                    raise
+                # Refusing every run on such a file system would be worse than running unguarded.
+                logging.getLogger("lorascope").warning(
+                    f"{folder}: this file system does not support locks; make sure no other run uses the folder")
+            # The previous holder removes the file as it releases: a lock taken on the removed file
+            # guards nothing (a newcomer creates and locks a new one), so take the current file's.
+            if _same_file(fd, path):
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        return cls(folder, fd)
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (doing nothing when released already)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if _same_file(fd, self.path):
+                self.path.unlink()
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds ``folder``'s :class:`FolderLock` (``pid 1234 on host``), None when nobody does.
+
+    Reads without writing: a lock file left by a killed process is found unlocked and left as is.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> str:
+    # Empty between the holder's lock and its write of the pid: a moment, but it happens.
+    text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    return text or "pid not yet written"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)

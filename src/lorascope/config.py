@@ -9,6 +9,7 @@ rather than deep inside a library once an output folder exists.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +26,11 @@ ModelT = TypeVar("ModelT", bound="StrictModel")
 MAX_SEED = 2**32 - 1
 # Longest rendering of an offending value in an error message: the line stays readable.
 _MAX_SHOWN = 80
+# Values (scalars, lists, mappings, keys) a YAML document may expand to once its aliases are
+# followed. The largest study file has a few hundred; a "billion laughs" file of a few hundred
+# bytes expands to 10**9 and takes minutes and gigabytes to validate, so it is refused before
+# any value is constructed.
+MAX_YAML_VALUES = 100_000
 
 
 def is_seed_field(name: str) -> bool:
@@ -72,8 +78,15 @@ def describe_validation_error(err: ValidationError, source: str = "config") -> s
     return f"{source}: " + "; ".join(parts)
 
 
+# Renders a container only as deep and as long as the message shows it: ``repr`` of a large
+# nested value would be built in full and then cut.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 8, 8, 6, 8
+_REPR.maxstring = _REPR.maxother = _MAX_SHOWN
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
+    text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else _REPR.repr(value)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
@@ -91,8 +104,11 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if not key:
             raise ConfigError(f"override '{item}': empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
+            value = parse_yaml(raw) if raw.strip() else None
+        except YamlTooLarge as exc:
+            shown = item if len(item) <= _MAX_SHOWN else item[: _MAX_SHOWN - 3] + "..."
+            raise ConfigError(f"override '{shown}': refused: {exc.problem}") from None
+        except (yaml.YAMLError, RecursionError) as exc:
             raise ConfigError(f"override '{item}': value is not valid YAML ({exc.__class__.__name__})") from None
         if isinstance(value, str):
             value = _maybe_number(value)
@@ -118,12 +134,58 @@ def _maybe_number(text: str) -> Any:
         return text
 
 
+class YamlTooLarge(yaml.MarkedYAMLError):  # type: ignore[misc]  # PyYAML ships no type stubs
+    """A YAML document whose aliases expand to more than :data:`MAX_YAML_VALUES` values, or refer to themselves."""
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values ``root`` stands for with every alias followed, without following them.
+
+    An alias is the very node it names, so the composed document is a graph with shared nodes:
+    each node's size is computed once (memoised), which takes time proportional to the file.
+
+    Raises:
+        YamlTooLarge: an alias inside the node it names (a document that contains itself).
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise YamlTooLarge(None, None, "an alias refers to the node that contains it", node.start_mark)
+        open_nodes.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type stubs
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last),
+    and a document whose aliases expand past :data:`MAX_YAML_VALUES` values (checked on the
+    composed nodes, before anything is constructed)."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        if _expanded_size(node) > MAX_YAML_VALUES:
+            raise YamlTooLarge(None, None, f"its aliases expand to more than {MAX_YAML_VALUES} values", None)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: the base class merges; overriding a merged key is the point
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, (str, int, float, bool)):
                 continue  # unhashable keys are left to the base class, which reports them
@@ -131,6 +193,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships n
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
             seen.add(key)
         return dict(super().construct_mapping(node, deep=deep))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as data, read as :func:`load_yaml` reads a file (safe, unique keys, bounded aliases).
+
+    Raises:
+        yaml.YAMLError: malformed text, a duplicate key, or :class:`YamlTooLarge`.
+    """
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def read_text_file(path: str | Path, what: str = "config file", error: type[Exception] = ConfigError) -> str:
@@ -167,7 +238,11 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     p = Path(path)
     text = read_text_file(p, what)
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = parse_yaml(text)
+    except YamlTooLarge as exc:
+        raise ConfigError(f"{p}: refused: {exc.problem} (an alias bomb?)") from None
+    except RecursionError:  # the composer recurses once per level of nesting
+        raise ConfigError(f"{p}: refused: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -9,7 +9,6 @@ layers), full fine-tuning is summarised on each variant's own matrices for that 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -38,17 +37,17 @@ def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np
         base: the base's matrices by name (DoRA's update depends on them).
 
     Raises:
-        ConfigError: an adapter this lens cannot turn into ΔW exactly (per-module alpha).
+        ConfigError: an adapter folder that is not one lorascope reads (its config malformed, its
+            weights pickled, truncated or damaged), or one this lens cannot turn into ΔW exactly
+            (per-module alpha).
     """
-    from safetensors import safe_open
+    from lorascope.models.weights import ADAPTER_WEIGHTS, check_adapter_folder, read_safetensors
 
-    config = json.loads((run.adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    # The same checks as every other reader of a run's adapter (drift, serving), same messages.
+    config = check_adapter_folder(run.adapter_dir)
     if config.get("alpha_pattern"):
         raise ConfigError(f"{run.adapter_dir}: per-module lora_alpha (alpha_pattern) is not supported by the weight lens")
-    tensors: dict[str, np.ndarray] = {}
-    with safe_open(str(run.adapter_dir / "adapter_model.safetensors"), "np") as f:
-        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            tensors[key] = f.get_tensor(key)
+    tensors: dict[str, np.ndarray] = read_safetensors(run.adapter_dir / ADAPTER_WEIGHTS, "np")
     scaling = dict(alpha=float(config["lora_alpha"]), rslora=bool(config.get("use_rslora")))
     out = {}
     for key, a in tensors.items():
@@ -68,15 +67,18 @@ def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np
 
 
 def full_matrices(run: RunFolder, names: list[str]) -> dict[str, np.ndarray]:
-    """``{name: W₁}`` read from a full fine-tuning run's model folder (safetensors, possibly sharded)."""
-    from safetensors import safe_open
+    """``{name: W₁}`` read from a full fine-tuning run's model folder (safetensors, possibly sharded).
 
-    files = sorted(run.model_dir.glob("*.safetensors"))
+    Raises:
+        ConfigError: a model folder that is not one lorascope reads (pickled, truncated or damaged weights).
+        DataError: a matrix in ``names`` that the folder does not hold.
+    """
+    from lorascope.models.weights import check_model_folder, model_weight_files, read_safetensors
+
+    check_model_folder(run.model_dir, str(run.model_dir))
     found: dict[str, np.ndarray] = {}
-    for path in files:
-        with safe_open(str(path), "np") as f:
-            for name in set(names) & set(f.keys()):
-                found[name] = f.get_tensor(name)
+    for path in model_weight_files(run.model_dir):
+        found.update(read_safetensors(path, "np", set(names)))
     missing = sorted(set(names) - set(found))
     if missing:
         raise DataError(f"{run.model_dir}: no weights named {missing[0]} (and {len(missing) - 1} more)")

@@ -10,12 +10,18 @@ Every check raises :class:`~lorascope.errors.ConfigError` naming the folder or f
 reports it on one line. Callers: :func:`lorascope.models.registry.resolve_model` (base models),
 :func:`lorascope.models.load.load_run` (run folders), ``lorascope.serve.sources`` (adapters for
 ``bench``, ``serve`` and the server's run-time adapter loading).
+
+Code that reads tensors itself (the weight lens, the serving runtime, stored representations)
+opens the file with :func:`open_safetensors` or :func:`read_safetensors`: a truncated or damaged
+file is the same one-line error there, whether it shows in the header or only in a tensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +61,66 @@ def read_json_object(path: Path) -> dict[str, Any]:
 def check_safetensors_file(path: Path, convert_hint: str = _CONVERT_MODEL) -> None:
     """Refuse a file that is not safetensors (its header is parsed; no tensor is read).
 
+    The header names every tensor's byte range, and the parser checks that they cover the file
+    exactly: a truncated file is refused here, before any library loads it.
+
     Raises:
         ConfigError: the file cannot be parsed as safetensors; says so when it looks pickled.
     """
-    from safetensors import safe_open
+    with open_safetensors(path, "pt", convert_hint):
+        pass
+
+
+@contextlib.contextmanager
+def open_safetensors(path: Path, framework: str = "pt", convert_hint: str = _CONVERT_MODEL) -> Iterator[Any]:
+    """``safetensors.safe_open`` for lorascope's readers: the open file, whose damage is a ConfigError.
+
+    Args:
+        path: The ``.safetensors`` file.
+        framework: ``pt`` (torch tensors) or ``np`` (numpy arrays).
+        convert_hint: What to do about a pickled file, for its message.
+
+    Raises:
+        ConfigError: naming the file, when it is missing, pickled, truncated or otherwise not
+            safetensors, found on opening or while a tensor is read. Errors raised by the caller's
+            own code inside the block pass through unchanged.
+    """
+    from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt"):
-            pass
+        handle = safe_open(str(path), framework=framework)
     except Exception as err:  # the parser's errors are bad input, whatever their class
-        head = path.read_bytes()[:4] if path.is_file() else b""
-        # torch.save writes a zip archive (PK..) or, in its legacy format, a raw pickle (0x80).
-        pickled = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-        what = "it looks like a pickled PyTorch file" if pickled else str(err).splitlines()[0]
-        raise ConfigError(f"{path}: not a safetensors file ({what}); {convert_hint}") from None
+        raise _not_safetensors(path, err, convert_hint) from None
+    with handle as f:
+        try:
+            yield f
+        except SafetensorError as err:  # a tensor's bytes did not decode
+            raise _not_safetensors(path, err, convert_hint) from None
+
+
+def read_safetensors(path: Path, framework: str = "np", names: set[str] | None = None) -> dict[str, Any]:
+    """``{name: tensor}`` of a safetensors file (only ``names`` when given, those it holds), read
+    with :func:`open_safetensors`.
+
+    Raises:
+        ConfigError: the file is missing, pickled, truncated or otherwise not safetensors.
+    """
+    with open_safetensors(path, framework) as f:
+        keys = [k for k in f.keys() if names is None or k in names]  # noqa: SIM118 (safe_open is not a mapping)
+        return {k: f.get_tensor(k) for k in keys}
+
+
+def _not_safetensors(path: Path, err: Exception, convert_hint: str) -> ConfigError:
+    if not path.is_file():
+        return ConfigError(f"{path}: weights file not found")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (PK..) or, in its legacy format, a raw pickle (0x80).
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return ConfigError(f"{path}: not a safetensors file (it looks like a pickled PyTorch file); {convert_hint}")
+    what = (str(err).splitlines() or [err.__class__.__name__])[0]
+    return ConfigError(f"{path}: not a readable safetensors file ({what}); it may be truncated (a full disk, an "
+                       "interrupted copy): copy or write it again")
 
 
 def _refuse_pickles(folder: Path, expected: str, convert_hint: str) -> None:
@@ -99,12 +151,12 @@ def check_model_folder(folder: Path, name: str) -> dict[str, Any]:
     config = read_json_object(folder / "config.json")
     if not config.get("model_type"):
         raise ConfigError(f"{folder / 'config.json'}: no 'model_type' (not a transformers model config)")
-    for path in _model_weight_files(folder):
+    for path in model_weight_files(folder):
         check_safetensors_file(path)
     return config
 
 
-def _model_weight_files(folder: Path) -> list[Path]:
+def model_weight_files(folder: Path) -> list[Path]:
     """The safetensors files a model folder's weights are in (one file, or the shards of an index)."""
     if (folder / MODEL_WEIGHTS).is_file():
         return [folder / MODEL_WEIGHTS]
@@ -163,7 +215,6 @@ def check_adapter_fits(folder: Path, model: Any, what: str, base_name: str) -> N
     Raises:
         ConfigError: naming the adapter, the base and the first tensor that does not fit.
     """
-    from safetensors import safe_open
     from torch import nn
 
     modules = dict(model.named_modules())
@@ -172,8 +223,8 @@ def check_adapter_fits(folder: Path, model: Any, what: str, base_name: str) -> N
     def refuse(detail: str) -> ConfigError:
         return ConfigError(f"{what} does not fit base model '{base_name}': {detail}; was it trained on another base?")
 
-    with safe_open(str(folder / ADAPTER_WEIGHTS), framework="pt") as f:
-        for key in f.keys():
+    with open_safetensors(folder / ADAPTER_WEIGHTS, "pt", _CONVERT_ADAPTER) as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
             shape = list(f.get_slice(key).get_shape())
             name = _MODULES_TO_SAVE.sub("", key.removeprefix(_PEFT_PREFIX))
             if ".lora_" in name:

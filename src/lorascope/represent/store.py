@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from lorascope.artifacts import atomic_write
 from lorascope.errors import DataError
@@ -23,20 +22,26 @@ def save_representations(reps: Representations, path: Path) -> None:
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    with safe_open(str(path), framework="numpy") as f:
+    """The metadata of a stored representation file.
+
+    Raises:
+        ConfigError: the file is missing, pickled, truncated or otherwise not safetensors.
+    """
+    from lorascope.models.weights import open_safetensors
+
+    with open_safetensors(path, "np") as f:
         return dict(f.metadata() or {})
 
 
 def load_representations(path: Path) -> Representations:
     if not path.is_file():
         raise DataError(f"{path}: representation file not found")
-    from lorascope.models.weights import check_safetensors_file
+    from lorascope.models.weights import read_safetensors
 
-    check_safetensors_file(path)  # a pickle or damaged file is refused in one line, never unpickled
-    meta = read_metadata(path)
+    meta = read_metadata(path)  # a pickle or damaged file is refused in one line, never unpickled
     if "ids" not in meta:
         raise DataError(f"{path}: not a lorascope representation file (no ids in its metadata)")
-    states = load_file(str(path))
+    states = read_safetensors(path, "np")
     ids = json.loads(meta.pop("ids"))
     meta.pop("poolings", None)
     return Representations(states=states, ids=ids, meta=meta)

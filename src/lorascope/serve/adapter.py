@@ -210,16 +210,13 @@ def _read_config(folder: Path, where: str) -> dict:
 
 
 def _read_tensors(folder: Path, where: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    from lorascope.models.weights import check_adapter_folder
+    from lorascope.models.weights import check_adapter_folder, read_safetensors
 
     check_adapter_folder(folder)  # refuses pickle-only folders with the conversion to run
-    path = folder / WEIGHT_FILES[0]
     try:
-        return load_file(str(path))
-    except Exception as err:  # any decoding failure is a bad file, not a bug
-        raise LorascopeError(f"{where}: cannot read {path.name}: {err}") from err
+        return read_safetensors(folder / WEIGHT_FILES[0], "pt")
+    except LorascopeError as err:
+        raise LorascopeError(f"{where}: {err}") from None
 
 
 def _pattern_value(patterns: dict, module_name: str, default: float) -> float:

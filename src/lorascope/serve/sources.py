@@ -180,15 +180,12 @@ def head_width(folder: Path) -> int | None:
     path = folder / "adapter_model.safetensors"
     if not path.is_file():
         return None
-    from safetensors import safe_open
+    from lorascope.models.weights import open_safetensors
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            for key in f.keys():
-                if key.endswith(("classifier.weight", "score.weight")):
-                    return int(f.get_slice(key).get_shape()[0])
-    except Exception as err:  # a corrupt header is bad input, not a bug
-        raise LorascopeError(f"{path}: cannot read ({err})") from None
+    with open_safetensors(path, "pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            if key.endswith(("classifier.weight", "score.weight")):
+                return int(f.get_slice(key).get_shape()[0])
     return None
 
 
