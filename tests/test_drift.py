@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from lorascope.drift import DriftConfig, run_drift
+from lorascope.drift.analysis import RunDrift, noise_caveat
+from lorascope.drift.compare import compare_methods
 from lorascope.drift.controls import MisalignedRepresentations, run_controls
 from lorascope.errors import DataError
 
@@ -43,6 +45,19 @@ def test_drift_end_to_end(glue_dir, trained_runs, tmp_path):
     assert verdicts["h1b"]["secondary_status"] == "underpowered"  # 2 pairs: the exact test can never reach 0.05
     low, high = comp["reduction_ci_seeds_samples"]["low"], comp["reduction_ci_seeds_samples"]["high"]
     assert low < comp["reduction_percent"] < high
+    # Δ% on the log scale, with the ratio of means beside it; every verdict with raw and Holm-adjusted p.
+    assert comp["reduction_scale"] == "geometric mean of per-seed ratios"
+    assert comp["reduction_percent"] == pytest.approx(comp["log_ratio"]["reduction_percent"])
+    assert comp["reduction_ci_seeds_samples"]["scale"] == "geometric mean of per-seed ratios"
+    assert comp["family"]["size"] == 5 and comp["family"]["complete"]
+    for v in verdicts.values():  # an undefined test (None p) stays undefined after the correction
+        assert v["correction"] == "holm" and (v["p_value"] is None) == (v["p_adjusted"] is None)
+        assert v["p_value"] is None or v["p_adjusted"] >= v["p_value"]
+    assert verdicts["h1b"]["p_adjusted"] is not None
+    assert verdicts["h1b"]["details"]["log_ratio"]["n"] == 2
+    # The runs store their per-example dev predictions: H1a's uncertainty covers the dev examples too.
+    assert verdicts["h1a"]["uncertainty"] == "seeds and dev examples" and not result["dev_examples_note"]
+    assert comp["noise_caveat"]["n"] == 2
     floor = result["noise_floor"]["lora"]
     drifts = [r["mean_drift"] for r in result["runs"] if r["method"] == "lora"]
     assert floor["sd"] == pytest.approx(np.std(drifts, ddof=1)) and floor["sd_ci"][0] < floor["sd"] < floor["sd_ci"][1]
@@ -150,3 +165,100 @@ def test_no_runs_is_a_clear_error(glue_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no finished 'rte' training runs"):
         run_drift(DriftConfig(task="rte", base="tiny-llama", runs=str(tmp_path / "empty")), tmp_path / "o")
+
+
+# ---------------------------------------------------------------- the comparison's statistics, on arrays
+
+
+def _run(method, seed, drift, metric, correct=None):
+    return RunDrift(method=method, seed=seed, metric=metric, layers=[{"drift": drift}], mean_drift=drift,
+                    mean_drift_ci=(drift, drift), mean_drift_debiased=drift, mean_drift_debiased_ci=(drift, drift),
+                    mean_cosine=0.9, n_samples=100, dev_correct=correct)
+
+
+def _paired_runs(n_seeds=8, n_examples=300, seed=0, with_examples=True):
+    rng = np.random.default_rng(seed)
+    favour = rng.normal(0, 1.5, n_examples)  # examples that suit one method suit it for every seed
+    ease = 1.6 + 1.6 * rng.normal(size=n_examples)
+    lora, full = [], []
+    for s in range(n_seeds):
+        cl = (rng.random(n_examples) < 1 / (1 + np.exp(-(ease + favour)))).astype(float)
+        cf = (rng.random(n_examples) < 1 / (1 + np.exp(-ease))).astype(float)
+        shared = np.exp(rng.normal(0, 0.9))
+        lora.append(_run("lora", s, 0.02 * shared * np.exp(rng.normal(0, 0.3)), cl.mean(), cl if with_examples else None))
+        full.append(_run("full", s, 0.04 * shared * np.exp(rng.normal(0, 0.3)), cf.mean(), cf if with_examples else None))
+    return lora, full
+
+
+def test_h1a_and_the_metric_difference_carry_the_dev_examples():
+    lora, full = _paired_runs()
+    comp = compare_methods(lora, full)
+    h1a = comp["verdicts"]["h1a"]
+    assert h1a["uncertainty"] == "seeds and dev examples" and h1a["details"]["crossed"]["n_examples"] == 300
+    metric = comp["metric_difference"]
+    both, seeds = metric["seeds_and_examples"], metric["seeds_only"]
+    assert both["high"] - both["low"] > seeds["high"] - seeds["low"] and both["var_examples"] > 0
+    assert metric["estimate"] == pytest.approx(np.mean([a.metric - b.metric for a, b in zip(lora, full)]))
+    assert both["test"]["p_value"] > seeds["test"]["p_value"] or abs(both["test"]["statistic"]) < abs(seeds["test"]["statistic"])
+    plain = compare_methods(*_paired_runs(with_examples=False))
+    assert plain["verdicts"]["h1a"]["uncertainty"] == "seeds" and plain["metric_difference"]["seeds_and_examples"] is None
+    assert "fixed" in plain["metric_difference"]["note"]
+
+
+def test_per_example_predictions_that_do_not_reproduce_the_metric_are_not_used():
+    lora, full = _paired_runs()
+    lora[0].metric += 0.01  # e.g. predictions of another checkpoint than the reported one
+    comp = compare_methods(lora, full)
+    assert comp["verdicts"]["h1a"]["uncertainty"] == "seeds" and "do not reproduce" in comp["metric_difference"]["note"]
+
+
+def test_reduction_is_the_geometric_mean_ratio_with_an_asymmetric_interval():
+    lora, full = _paired_runs()
+    comp = compare_methods(lora, full)
+    ratios = np.array([a.mean_drift / b.mean_drift for a, b in zip(lora, full)])
+    assert comp["reduction_percent"] == pytest.approx(100 * (1 - np.exp(np.log(ratios).mean())))
+    assert comp["reduction_percent_of_means"] == pytest.approx(
+        100 * (1 - np.mean([a.mean_drift for a in lora]) / np.mean([b.mean_drift for b in full])))
+    ci = comp["reduction_ci_seeds_samples"]
+    log_low, log_high = ci["mean_log_ratio_ci"]
+    assert ci["low"] < ci["estimate"] < ci["high"] and ci["estimate"] == pytest.approx(comp["reduction_percent"])
+    assert (ci["low"], ci["high"]) == pytest.approx((100 * (1 - np.exp(log_high)), 100 * (1 - np.exp(log_low))))
+    lower = comp["verdicts"]["lower"]
+    assert lower["estimate"] == pytest.approx(comp["reduction_percent"] / 100)
+    assert lower["details"]["log_ratio"]["gm_ratio"] == pytest.approx(np.exp(np.log(ratios).mean()))
+
+
+def test_noise_caveat_uses_the_paired_differences_and_their_number():
+    # One seed's sd of drift (0.02) is larger than the mean difference (0.005), yet 8 closely paired seeds
+    # show that difference clearly: the old "below one seed's sd" rule would have called it noise.
+    base = np.array([0.05, 0.09, 0.07, 0.11, 0.06, 0.10, 0.08, 0.04])
+    full = base * 1.07
+    lora = base * np.array([1.0, 1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01])
+    assert np.std(full, ddof=1) > abs(full.mean() - lora.mean())
+    clear = noise_caveat(lora, full)
+    assert not clear["applies"] and clear["ci"][1] < 1 and "excludes 1" in clear["text"]
+    noisy = noise_caveat(lora * np.exp(np.random.default_rng(0).normal(0, 0.3, 8)), full)
+    assert noisy["applies"] and noisy["ci"][0] <= 1 <= noisy["ci"][1] and "could produce" in noisy["text"]
+    arithmetic = noise_caveat(np.array([-0.001, 0.01, 0.02]), np.array([0.02, 0.03, 0.05]))
+    assert arithmetic["no_difference"] == 0 and arithmetic["scale"] == "mean difference full − LoRA"
+    assert noise_caveat(lora[:1], full[:1]) is None
+
+
+def test_run_records_give_per_example_correctness_only_when_complete_and_aligned():
+    from lorascope.drift.run import _aligned_correctness, dev_correctness
+    from lorascope.run_folder import RunRecord
+
+    def record(pred, ids=("a", "b", "c", "d"), metric="accuracy"):
+        return RunRecord(status="ok", main_metric=metric, dev={"accuracy": 0.5},
+                         dev_predictions={"ids": list(ids), "pred": pred, "gold": [1, 0, 1, 0]})
+
+    ids, correct = dev_correctness(record([1, 1, 1, 1]))
+    assert ids == ["a", "b", "c", "d"] and correct.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert dev_correctness(record([1, 1, 1, 1], metric="f1")) is None  # F1 is not a mean of per-example scores
+    assert dev_correctness(RunRecord(status="ok", main_metric="accuracy")) is None
+    found, note = _aligned_correctness([record([1, 1, 1, 1]), record([0, 0, 1, 0])])
+    assert [f.tolist() for f in found] == [[1, 0, 1, 0], [0, 1, 1, 1]] and note == ""
+    found, note = _aligned_correctness([record([1, 1, 1, 1]), record([1, 1, 1, 1], ids="dcba")])
+    assert found == [None, None] and "different dev examples" in note
+    found, note = _aligned_correctness([record([1, 1, 1, 1]), RunRecord(status="ok", main_metric="accuracy")])
+    assert found == [None, None] and "dev_predictions" in note

@@ -19,17 +19,22 @@ from lorascope.stats import (
     bootstrap_ci,
     cohens_d_paired,
     correct,
+    crossed_difference,
+    effect_size_interval,
     fieller_interval,
     h1a_verdict,
     h1b_verdict,
     hierarchical_interval,
+    hierarchical_log_ratio_interval,
     holm,
+    log_ratio_summary,
     min_attainable_p,
     paired_t_test,
     seeds_needed,
     sign_flip_test,
     t_interval,
 )
+from lorascope.stats.power import seeds_needed_text
 
 
 def brute_force_sign_flip(deltas, alternative):
@@ -289,20 +294,26 @@ def test_h1a_rejects_percentages_and_unpaired_input():
 
 
 FULL_DRIFT = np.array([0.30, 0.28, 0.33, 0.31, 0.29, 0.32, 0.30, 0.27])
+# Per-seed ratios are never exactly proportional; exactly constant log ratios would leave the t-test undefined.
+JITTER = np.array([1.02, 0.97, 1.01, 0.99, 1.03, 0.98, 1.00, 1.00])
 
 
 def test_h1b_supported_for_a_large_reduction():
-    v = h1b_verdict(0.5 * FULL_DRIFT, FULL_DRIFT)
-    assert v.status == "supported" and v.decisive
-    assert v.estimate == pytest.approx(0.5)
+    v = h1b_verdict(0.5 * FULL_DRIFT * JITTER, FULL_DRIFT)
+    assert v.status == "supported" and v.robust_to_normality
+    gm = 0.5 * np.exp(np.mean(np.log(JITTER)))
+    assert v.estimate == pytest.approx(1 - gm)  # 1 − geometric-mean ratio, not 1 − ratio of means
+    assert v.details["log_ratio"]["gm_ratio"] == pytest.approx(gm)
     assert v.secondary.p_value == 2.0**-8 and v.test.alternative == "greater"
-    assert v.ci_low <= 0.5 <= v.ci_high
+    expected = stats.ttest_1samp(np.log(0.8) - np.log(0.5 * JITTER), 0.0, alternative="greater").pvalue
+    assert v.p_value == pytest.approx(expected, rel=1e-12)
+    assert v.ci_low <= 1 - gm <= v.ci_high and v.ci_method == "t on per-seed log ratios"
 
 
 def test_h1b_rejected_for_a_small_reduction():
-    v = h1b_verdict(0.95 * FULL_DRIFT, FULL_DRIFT)
+    v = h1b_verdict(0.95 * FULL_DRIFT * JITTER, FULL_DRIFT)
     assert v.status == "rejected"
-    assert v.estimate == pytest.approx(0.05)
+    assert v.estimate == pytest.approx(1 - 0.95 * np.exp(np.mean(np.log(JITTER))))
 
 
 def test_h1b_not_supported_when_noise_hides_a_small_reduction():
@@ -335,8 +346,8 @@ def test_h1b_underpowered_exact_test_with_three_seeds_over_three_tasks():
 
 
 def test_h1b_bootstrap_interval_option_and_errors():
-    v = h1b_verdict(0.5 * FULL_DRIFT, FULL_DRIFT, ci_method="bootstrap")
-    assert v.ci_method.startswith("paired bootstrap") and v.ci_low <= 0.5 <= v.ci_high
+    v = h1b_verdict(0.5 * FULL_DRIFT * JITTER, FULL_DRIFT, ci_method="bootstrap")
+    assert v.ci_method == "bootstrap BCa on per-seed log ratios" and v.ci_low <= v.estimate <= v.ci_high
     with pytest.raises(LorascopeError, match="paired by seed"):
         h1b_verdict(FULL_DRIFT[:4], FULL_DRIFT)
     with pytest.raises(LorascopeError, match="positive"):
@@ -360,7 +371,9 @@ def test_seeds_needed_matches_the_t_power_it_promises():
     assert power(effect_size=dz, nobs=info["t"], alpha=0.05 / 3, alternative="larger") >= 0.8
     assert power(effect_size=dz, nobs=info["t"] - 1, alpha=0.05 / 3, alternative="larger") < 0.8
     assert info["exact_floor"] == 6  # 2^-6 = 0.0156 ≤ 0.0167 < 2^-5
-    assert seeds_needed(-deltas, 0.05)["t"] is None and "points away" in seeds_needed(-deltas, 0.05)["note"]
+    away = seeds_needed(-deltas, 0.05)
+    assert away["t"] is None and away["t_range"][1] is None and "unbounded" in away["note"]
+    assert "points away" in seeds_needed(np.array([-0.05, -0.06, -0.04, -0.05]), 0.05)["note"]
 
 
 def test_verdicts_carry_seeds_needed():
@@ -435,3 +448,148 @@ def test_result_records_name_n_and_exact_p():
     assert d["test"] == res.test and d["n"] == 3 and d["p_value"] == 0.25 and d["min_attainable_p"] == 0.25
     assert isinstance(res, TestResult)
     json.dumps(d)
+
+
+# ---------------------------------------------------------------- the log scale for relative drift
+
+LORA_SKEWED = np.array([0.0148, 0.0108, 0.0044, 0.0090, 0.0849, 0.0378, 0.0144, 0.0055])
+FULL_SKEWED = np.array([0.0099, 0.0235, 0.0111, 0.0568, 0.1087, 0.0519, 0.0351, 0.0118])
+
+
+def test_log_ratio_summary_hand_computed():
+    s = log_ratio_summary(LORA_SKEWED, FULL_SKEWED)
+    r = np.log(LORA_SKEWED / FULL_SKEWED)
+    assert s.gm_ratio == pytest.approx(np.exp(r.mean())) and s.reduction_percent == pytest.approx(100 * (1 - np.exp(r.mean())))
+    half = stats.t.ppf(0.975, 7) * r.std(ddof=1) / np.sqrt(8)
+    assert s.gm_ratio_ci == pytest.approx((np.exp(r.mean() - half), np.exp(r.mean() + half)))
+    assert s.t_test.p_value == pytest.approx(stats.ttest_1samp(r, 0.0).pvalue, rel=1e-12)
+    assert s.sign_flip.p_value == pytest.approx(brute_force_sign_flip(r, "two-sided"))
+    low, high = s.reduction_percent_ci
+    assert low < s.reduction_percent < high and (s.reduction_percent - low) > (high - s.reduction_percent)  # skewed
+    assert s.ratio_of_means == pytest.approx(LORA_SKEWED.mean() / FULL_SKEWED.mean())
+    json.dumps(s.to_dict())
+    with pytest.raises(LorascopeError, match="≤ 0"):
+        log_ratio_summary(LORA_SKEWED - 0.01, FULL_SKEWED)
+
+
+def test_hierarchical_log_ratio_interval_seeds_only_is_about_the_t_interval_of_log_ratios():
+    ci = hierarchical_log_ratio_interval(LORA_SKEWED, FULL_SKEWED, n_resamples=20_000, seed=1)
+    r = np.log(LORA_SKEWED / FULL_SKEWED)
+    low, high = t_interval(r)
+    assert ci.estimate == pytest.approx(r.mean())
+    assert ci.low == pytest.approx(low, abs=0.1 * (high - low)) and ci.high == pytest.approx(high, abs=0.1 * (high - low))
+    assert ci.method.startswith("hierarchical bootstrap") and ci.n == 8
+
+
+def test_hierarchical_log_ratio_interval_adds_sample_noise_and_drops_nonpositive_replicates():
+    rng = np.random.default_rng(0)
+    reps_l = LORA_SKEWED[:, None] + rng.normal(0, 0.002, (8, 300))
+    reps_f = FULL_SKEWED[:, None] + rng.normal(0, 0.002, (8, 300))
+    seeds_only = hierarchical_log_ratio_interval(LORA_SKEWED, FULL_SKEWED, seed=2)
+    both = hierarchical_log_ratio_interval(LORA_SKEWED, FULL_SKEWED, reps_l, reps_f, seed=2)
+    assert both.high - both.low > seeds_only.high - seeds_only.low
+    assert "dropped" in both.note  # seed 3's LoRA drift 0.0044 lands ≤ 0 in some replicates
+    # Replicates offset as a whole (biased CKA on duplicated samples) are re-centred, not read as drift.
+    shifted = hierarchical_log_ratio_interval(LORA_SKEWED, FULL_SKEWED, reps_l - 0.001, reps_f - 0.001, seed=2)
+    assert (shifted.low, shifted.high) == pytest.approx((both.low, both.high), rel=1e-12)
+    with pytest.raises(LorascopeError, match="> 0"):
+        hierarchical_log_ratio_interval(LORA_SKEWED * 0, FULL_SKEWED)
+    with pytest.raises(LorascopeError, match="both"):
+        hierarchical_log_ratio_interval(LORA_SKEWED, FULL_SKEWED, reps_l, None)
+
+
+def test_h1b_falls_back_to_the_ratio_of_means_when_a_drift_is_not_positive():
+    lora = 0.5 * FULL_DRIFT * JITTER
+    lora[2] = -0.001  # debiased CKA can exceed 1
+    v = h1b_verdict(lora, FULL_DRIFT)
+    assert v.ci_method == "Fieller (t)" and v.details["log_ratio"] is None and "no logarithm" in v.details["note"]
+    assert v.estimate == pytest.approx(1 - lora.mean() / FULL_DRIFT.mean())
+
+
+# ---------------------------------------------------------------- metric differences over seeds and dev examples
+
+
+def test_crossed_mean_squares_match_a_two_way_anova():
+    import pandas as pd
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(4)
+    lora = (rng.random((5, 30)) < 0.8).astype(float)
+    full = (rng.random((5, 30)) < 0.75).astype(float)
+    c = crossed_difference(lora, full)
+    seed, example = np.meshgrid(np.arange(5), np.arange(30), indexing="ij")
+    frame = pd.DataFrame({"d": (lora - full).ravel(), "seed": seed.ravel(), "example": example.ravel()})
+    table = anova_lm(ols("d ~ C(seed) + C(example)", frame).fit())
+    ms = table["sum_sq"] / table["df"]
+    assert (c.ms_seeds, c.ms_examples, c.ms_residual) == pytest.approx(
+        (ms["C(seed)"], ms["C(example)"], ms["Residual"]), rel=1e-9)
+    expected = (c.ms_seeds + max(0.0, c.ms_examples - c.ms_residual)) / (5 * 30)
+    assert c.se == pytest.approx(np.sqrt(expected)) and c.estimate == pytest.approx((lora - full).mean())
+
+
+def test_crossed_test_is_the_paired_t_test_when_examples_add_nothing():
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=(6, 40))
+    noise -= noise.mean(axis=0)  # every example's mean difference is the grand mean: no example effect
+    d = rng.normal(0.02, 0.01, size=(6, 1)) + 0.1 * noise
+    c = crossed_difference(d, np.zeros_like(d))
+    assert c.var_examples == 0 and c.df == 5
+    for alternative in ("two-sided", "greater", "less"):
+        t = paired_t_test(d.mean(axis=1), alternative=alternative, null=-0.03)
+        res = c.test(null=-0.03, alternative=alternative)
+        assert res.p_value == pytest.approx(t.p_value, rel=1e-10) and res.statistic == pytest.approx(t.statistic)
+    assert c.interval(0.9) == pytest.approx(t_interval(d.mean(axis=1), confidence=0.9))
+
+
+def test_a_dev_set_that_favours_one_method_widens_the_interval():
+    rng = np.random.default_rng(6)
+    favour = rng.normal(0, 0.3, size=200)  # the same examples favour LoRA for every seed
+    d = rng.normal(0.01, 0.005, size=(8, 1)) + favour[None, :] + rng.normal(0, 0.1, size=(8, 200))
+    c = crossed_difference(d, np.zeros_like(d))
+    assert c.se > 2 * c.se_seeds_only and c.var_examples > c.var_seeds and c.df > 7
+    assert crossed_difference(np.ones((3, 4)), np.ones((3, 4))).test().note.startswith("every per-example difference")
+    with pytest.raises(LorascopeError, match="same shape"):
+        crossed_difference(np.ones((3, 4)), np.ones((3, 5)))
+    with pytest.raises(LorascopeError, match="n_seeds ≥ 2"):
+        crossed_difference(np.ones(4), np.ones(4))
+
+
+def test_h1a_refuses_per_example_scores_of_another_checkpoint():
+    lora = (np.random.default_rng(7).random((8, 50)) < 0.9).astype(float)
+    full = (np.random.default_rng(8).random((8, 50)) < 0.9).astype(float)
+    with pytest.raises(LorascopeError, match="do not average to the per-seed metrics"):
+        h1a_verdict(lora.mean(1) + 0.01, full.mean(1), lora_examples=lora, full_examples=full)
+    with pytest.raises(LorascopeError, match="both methods"):
+        h1a_verdict(lora.mean(1), full.mean(1), lora_examples=lora)
+
+
+# ---------------------------------------------------------------- seeds for power, as a range
+
+
+def test_effect_size_interval_inverts_the_noncentral_t():
+    deltas = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
+    low, high = effect_size_interval(deltas)
+    t_obs = deltas.mean() / deltas.std(ddof=1) * np.sqrt(5)
+    assert stats.nct.cdf(t_obs, 4, low * np.sqrt(5)) == pytest.approx(0.975, abs=1e-8)
+    assert stats.nct.cdf(t_obs, 4, high * np.sqrt(5)) == pytest.approx(0.025, abs=1e-8)
+    assert low < deltas.mean() / deltas.std(ddof=1) < high
+    assert all(np.isfinite(effect_size_interval(np.array([0.05, 0.051, 0.049, 0.05]))))  # t ≈ 100: scipy's tails
+
+
+def test_seeds_needed_is_a_range_from_the_effect_size_interval():
+    from statsmodels.stats.power import TTestPower
+
+    deltas = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
+    info = seeds_needed(deltas, 0.05 / 3)
+    low, high = info["effect_size_dz_ci"]
+    fewest, most = info["t_range"]
+    power = TTestPower().power
+    assert power(effect_size=high, nobs=fewest, alpha=0.05 / 3, alternative="larger") >= 0.8
+    assert power(effect_size=high, nobs=fewest - 1, alpha=0.05 / 3, alternative="larger") < 0.8
+    assert fewest <= info["t"] and (low <= 0) == (most is None)
+    text = seeds_needed_text(info)
+    assert text.startswith(f"{fewest} to ") and "CI of d_z" in text and "exact test needs ≥ 6" in text
+    sure = seeds_needed(np.array([0.05, 0.06, 0.04, 0.05, 0.055, 0.045, 0.05, 0.052]), 0.01)
+    assert sure["t_range"][1] is not None and sure["t_range"][0] <= sure["t"] <= sure["t_range"][1]
+    assert seeds_needed_text({"t": 7, "power": 0.8, "exact_floor": 5}) == "7 (paired t, 80% power); exact test needs ≥ 5"

@@ -32,6 +32,10 @@ class RunDrift:
         mean_drift_boot, mean_drift_debiased_boot: float arrays [B], the layer-averaged drift of
             every bootstrap-over-samples replicate (for the hierarchical interval across seeds;
             not written to JSON).
+        dev_correct: float array [n_dev] of 0/1, whether the run classified each dev example
+            correctly (same examples in the same order for every run), None when the run stores no
+            per-example predictions; gives metric comparisons their dev-set sampling error (not
+            written to JSON).
     """
 
     method: str
@@ -48,9 +52,10 @@ class RunDrift:
     learning: dict | None = None
     mean_drift_boot: np.ndarray | None = field(default=None, repr=False)
     mean_drift_debiased_boot: np.ndarray | None = field(default=None, repr=False)
+    dev_correct: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if not k.endswith("_boot")}
+        return {k: v for k, v in self.__dict__.items() if not k.endswith("_boot") and k != "dev_correct"}
 
 
 def depth_thirds(values: np.ndarray) -> dict[str, float]:
@@ -60,8 +65,10 @@ def depth_thirds(values: np.ndarray) -> dict[str, float]:
 
 
 def drift_of_run(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
-              n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None) -> RunDrift:
-    """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``)."""
+              n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None,
+              dev_correct: np.ndarray | None = None) -> RunDrift:
+    """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``); ``dev_correct``
+    (float [n_dev] of 0/1, or None) is kept on the result for the metric comparisons."""
     sim = layer_similarity(base, tuned, n_resamples=n_resamples, seed=boot_seed)
     drift, drift_db = 1.0 - sim.cka, 1.0 - sim.cka_debiased
     rows = []
@@ -88,7 +95,7 @@ def drift_of_run(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int,
         mean_drift_debiased=float(drift_db.mean()), mean_drift_debiased_ci=mean_db_ci,
         mean_cosine=float(np.mean(sim.cosine)) if sim.cosine is not None else float("nan"),
         n_samples=sim.n_samples, thirds=depth_thirds(drift), learning=learning,
-        mean_drift_boot=boot, mean_drift_debiased_boot=boot_db,
+        mean_drift_boot=boot, mean_drift_debiased_boot=boot_db, dev_correct=dev_correct,
     )
 
 
@@ -117,9 +124,11 @@ def _interval(samples: np.ndarray, estimate: float, confidence: float = 0.95) ->
 def seed_noise_floor(runs: list[RunDrift], confidence: float = 0.95) -> dict | None:
     """The seed-to-seed spread of drift-from-base within one method: the noise floor.
 
-    A difference between methods smaller than this spread could come from the training seed
-    alone. It is the sd over seeds of each run's layer-averaged drift from the base, with a
-    chi-square interval for the sd (normal theory; wide for a few seeds, and it says so).
+    It is the sd over seeds of each run's layer-averaged drift from the base, with a chi-square
+    interval for the sd (normal theory; wide for a few seeds, and it says so). It describes how far
+    one run can land from another; it is not the yardstick for a difference of *mean* drifts
+    between methods, which shrinks with the number of seed pairs and with their pairing: that is
+    :func:`noise_caveat`'s question.
 
     Args:
         runs: the runs of one method (one per seed).
@@ -201,7 +210,61 @@ def _bounds(ci) -> list[float | None]:
 
 
 def reduction_percent(drift_lora: float, drift_full: float) -> float | None:
-    """Δ% = 100 · (drift_full − drift_lora) / drift_full (the protocol's definition)."""
+    """100 · (drift_full − drift_lora) / drift_full of two (mean) drifts: the reduction as a ratio of means."""
     if drift_full is None or drift_lora is None or drift_full == 0:
         return None
     return 100.0 * (drift_full - drift_lora) / drift_full
+
+
+def gm_reduction_percent(drift_lora: np.ndarray, drift_full: np.ndarray) -> float | None:
+    """Δ% = 100 · (1 − geometric mean over seeds of drift_lora_i / drift_full_i) (arrays [k], paired by seed).
+
+    None when a drift is ≤ 0: there is no logarithm (use :func:`reduction_percent` of the means).
+    """
+    lora, full = np.asarray(drift_lora, dtype=float), np.asarray(drift_full, dtype=float)
+    if lora.size == 0 or lora.shape != full.shape or not (np.all(lora > 0) and np.all(full > 0)):
+        return None
+    return float(100.0 * (1.0 - np.exp(np.mean(np.log(lora) - np.log(full)))))
+
+
+def noise_caveat(drift_lora: np.ndarray, drift_full: np.ndarray, confidence: float = 0.95) -> dict | None:
+    """Could the drift difference between the methods be seed noise? Yes when the paired interval includes no difference.
+
+    The question is about the *mean* over the k seed pairs, so it is answered with the spread of
+    the paired differences and k (not with one seed's sd, which ignores both): on the log scale
+    (drifts > 0), the Student t interval over seed pairs of mean log(LoRA / full), read as the
+    geometric-mean ratio, includes 1; otherwise the t interval of mean(full − LoRA) includes 0. A
+    descriptive caveat: the interval is not corrected for the study's family.
+
+    Args:
+        drift_lora: float array [k], LoRA's layer-averaged drift per seed.
+        drift_full: float array [k], full fine-tuning's, paired by seed.
+        confidence: coverage of the interval.
+
+    Returns:
+        dict with ``applies``, ``scale``, ``estimate``, ``ci``, ``no_difference`` (the value the
+        interval is checked against), ``n``, ``confidence``, ``method`` and ``text``; None below 2 pairs.
+    """
+    lora, full = np.asarray(drift_lora, dtype=float), np.asarray(drift_full, dtype=float)
+    k = int(lora.size)
+    if k < 2:
+        return None
+    if np.all(lora > 0) and np.all(full > 0):
+        r = np.log(lora) - np.log(full)
+        low, high = t_interval(r, confidence=confidence)
+        est, ci, null = float(np.exp(r.mean())), [float(np.exp(low)), float(np.exp(high))], 1.0
+        scale, what = "geometric-mean ratio LoRA / full", "the geometric-mean drift ratio LoRA / full"
+    else:
+        d = full - lora
+        low, high = t_interval(d, confidence=confidence)
+        est, ci, null = float(d.mean()), [float(low), float(high)], 0.0
+        scale, what = "mean difference full − LoRA", "the mean drift difference full − LoRA"
+    applies = bool(ci[0] <= null <= ci[1])
+    reading = ("includes" if applies else "excludes") + f" {null:g}: " + (
+        "the training seed alone could produce this difference" if applies else "the difference is larger than the seed "
+        "noise of its mean")
+    text = (f"{what} is {est:.3g} with a {confidence:.0%} t interval over {k} seed pairs of {ci[0]:.3g} to {ci[1]:.3g}, "
+            f"which {reading} (uncorrected)")
+    return {"applies": applies, "scale": scale, "estimate": est, "ci": ci, "no_difference": null, "n": k,
+            "confidence": confidence, "method": "Student t over seed pairs" + (" of per-seed log ratios" if null == 1.0 else ""),
+            "text": text}

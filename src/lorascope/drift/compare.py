@@ -3,29 +3,43 @@
 With n seeds, an exact sign-flip test cannot go below 2^(1−n) (0.25 for n = 3), so every test
 is reported with n and its smallest attainable p, beside the protocol's paired t-test. Uncertainty
 over *samples* comes from the per-run bootstrap (``RunDrift.mean_drift_ci``); over seeds and
-samples together from the hierarchical bootstrap.
+samples together from the hierarchical bootstrap. The drift reduction is analysed on the log scale
+(per-seed ratios LoRA / full); the task metric's difference includes the dev set's sampling error
+when the runs store per-example predictions. The verdicts of the declared hypotheses are one family
+with those of the study's other tasks (:mod:`lorascope.stats.family`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
-from lorascope.drift.analysis import RunDrift, reduction_percent
+from lorascope.drift.analysis import RunDrift, gm_reduction_percent, noise_caveat, reduction_percent
 from lorascope.errors import LorascopeError
+from lorascope.metrics import format_metric, metric_name, versus_majority
 from lorascope.stats import (
+    HypothesisFamily,
+    apply_family,
     cohens_d_paired,
     correct,
+    crossed_difference,
     h1a_verdict,
     h1b_verdict,
     hierarchical_interval,
+    hierarchical_log_ratio_interval,
+    log_ratio_summary,
     paired_t_test,
     sign_flip_test,
     t_interval,
 )
+from lorascope.stats.family import HYPOTHESES
 from lorascope.stats.hypotheses import TestName
+from lorascope.stats.logratio import positive, reduction_from_log
+from lorascope.stats.result import json_number
+from lorascope.stats.verdict import Verdict
 
 
 def _safe(fn, *args, **kwargs) -> dict[str, Any]:
@@ -47,16 +61,22 @@ def compare_methods(
     min_reduction: float = 0.2,
     test: TestName = "t",
     seed: int = 0,
+    family: HypothesisFamily | None = None,
 ) -> dict[str, Any]:
     """Paired comparison of the two methods' runs (paired by seed).
 
-    Returns a JSON-ready dict: paired seeds, per-seed drifts, Δ% with a seed-only (Fieller, t)
-    and a seeds-and-samples (hierarchical bootstrap) interval, the t-test and exact sign-flip
-    test on per-seed drift differences (full − LoRA, two-sided), Cohen's d, a t interval of the
-    mean difference, per-layer t-tests with Holm correction over layers, and the verdicts: H1a
-    (non-inferiority of the task metric), H1b on biased and on debiased drift, and the plain
-    direction "LoRA drifts less" on both, each with alpha split over ``n_tasks`` (Bonferroni).
+    Returns a JSON-ready dict: paired seeds, per-seed drifts; Δ% = 100 · (1 − geometric mean of
+    the per-seed ratios LoRA / full) with the log-ratio summary (t interval, t-test and exact
+    sign-flip test on the log ratios) and a seeds-and-samples interval (hierarchical bootstrap,
+    percentile on the log scale); the t-test and exact sign-flip test on per-seed drift differences
+    (full − LoRA, two-sided), Cohen's d, a t interval of the mean difference; the noise caveat;
+    the task metric's difference over seeds and, given per-example predictions, over seeds and
+    dev examples; per-layer t-tests with Holm correction over layers; and the verdicts of the
+    declared hypotheses (default: H1a, H1b, H1b debiased, "LoRA drifts less" and its debiased
+    form), Holm-adjusted together and Bonferroni over ``n_tasks`` until the study adjusts all
+    tasks together (``family`` says which).
     """
+    family = family or HypothesisFamily()
     by_seed_l = {r.seed: r for r in lora}
     by_seed_f = {r.seed: r for r in full}
     seeds = sorted(set(by_seed_l) & set(by_seed_f))
@@ -70,13 +90,21 @@ def compare_methods(
     dl_db = np.array([r.mean_drift_debiased for r in pl])
     df_db = np.array([r.mean_drift_debiased for r in pf])
     deltas = df - dl
+    of_means = reduction_percent(float(dl.mean()), float(df.mean()))
+    of_means_db = reduction_percent(float(dl_db.mean()), float(df_db.mean()))
+    gm, gm_db = gm_reduction_percent(dl, df), gm_reduction_percent(dl_db, df_db)
     out.update({
         "drift_lora": dl.tolist(),
         "drift_full": df.tolist(),
         "drift_debiased_lora": dl_db.tolist(),
         "drift_debiased_full": df_db.tolist(),
-        "reduction_percent": reduction_percent(float(dl.mean()), float(df.mean())),
-        "reduction_percent_debiased": reduction_percent(float(dl_db.mean()), float(df_db.mean())),
+        # Δ% on the log scale where every drift is positive; the ratio of means otherwise (and beside it).
+        "reduction_percent": of_means if gm is None else gm,
+        "reduction_percent_debiased": of_means_db if gm_db is None else gm_db,
+        "reduction_scale": "ratio of mean drifts" if gm is None else "geometric mean of per-seed ratios",
+        "reduction_scale_debiased": "ratio of mean drifts" if gm_db is None else "geometric mean of per-seed ratios",
+        "reduction_percent_of_means": of_means,
+        "reduction_percent_of_means_debiased": of_means_db,
         "paired_t": _safe(paired_t_test, deltas),
         "sign_flip": _safe(sign_flip_test, deltas, seed=seed),
         "cohens_d": _safe(cohens_d_paired, deltas).get("value"),
@@ -86,24 +114,84 @@ def compare_methods(
     if len(seeds) < 2:
         out["note"] = f"n = {len(seeds)} seed pair: no test across seeds is possible; only sample-level intervals apply"
         return out
+    out["log_ratio"] = _safe(log_ratio_summary, dl, df, seed=seed)
+    out["log_ratio_debiased"] = _safe(log_ratio_summary, dl_db, df_db, seed=seed)
     out["reduction_ci_seeds_samples"] = _reduction_interval(pl, pf, "mean_drift", seed)
     out["reduction_ci_seeds_samples_debiased"] = _reduction_interval(pl, pf, "mean_drift_debiased", seed)
+    out["noise_caveat"] = noise_caveat(dl, df)
     ml = [r.metric for r in pl]
     mf = [r.metric for r in pf]
-    common = dict(alpha=alpha, n_comparisons=n_tasks, test=test, seed=seed)
-    verdicts: dict[str, Any] = {}
+    examples, examples_note = _dev_examples(pl, pf)
     if all(m is not None for m in ml + mf):
-        verdicts["h1a"] = _safe(h1a_verdict, np.array(ml), np.array(mf), margin=margin, **common)
-    verdicts["h1b"] = _safe(h1b_verdict, dl, df, min_reduction=min_reduction, **common)
-    verdicts["h1b_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=min_reduction,
-                                     hypothesis="H1b (debiased)", **common)
-    verdicts["lower"] = _safe(h1b_verdict, dl, df, min_reduction=0.0, hypothesis="LoRA drifts less", **common)
-    verdicts["lower_debiased"] = _safe(h1b_verdict, dl_db, df_db, min_reduction=0.0,
-                                       hypothesis="LoRA drifts less (debiased)", **common)
-    out["verdicts"] = verdicts
+        out["metric_difference"] = _metric_difference(np.array(ml), np.array(mf), examples, examples_note)
+    common = dict(alpha=alpha, test=test, seed=seed)
+    tests: dict[str, Callable[[], Verdict]] = {
+        "h1b": lambda: h1b_verdict(dl, df, min_reduction=min_reduction, **common),
+        "h1b_debiased": lambda: h1b_verdict(dl_db, df_db, min_reduction=min_reduction, hypothesis=HYPOTHESES["h1b_debiased"],
+                                            **common),
+        "lower": lambda: h1b_verdict(dl, df, min_reduction=0.0, hypothesis=HYPOTHESES["lower"], **common),
+        "lower_debiased": lambda: h1b_verdict(dl_db, df_db, min_reduction=0.0, hypothesis=HYPOTHESES["lower_debiased"],
+                                              **common),
+    }
+    if all(m is not None for m in ml + mf):
+        lora_ex, full_ex = examples if examples is not None else (None, None)
+        tests["h1a"] = lambda: h1a_verdict(np.array(ml), np.array(mf), margin=margin, lora_examples=lora_ex,
+                                           full_examples=full_ex, **common)
+    computed: dict[str, Verdict | None] = {}
+    errors: dict[str, str] = {}
+    for key in family.hypotheses:
+        try:
+            computed[key] = tests[key]() if key in tests else None
+        except LorascopeError as exc:
+            computed[key] = None
+            errors[key] = str(exc)
+        if key not in tests:
+            errors[key] = "no task metric for every run: H1a cannot be tested"
+    decided = apply_family(
+        computed, alpha=alpha, correction=family.correction, n_blocks=n_tasks, primary=list(family.primary),
+        note=(f"Holm over this task's {len(computed)} declared verdicts, Bonferroni over {n_tasks} tasks: the study "
+              "adjusts all tasks together" if n_tasks > 1 else f"every verdict of the study ({len(computed)} on one task)"),
+    )
+    out["verdicts"] = {key: decided[key].to_dict() if key in decided else {"error": errors[key]} for key in family.hypotheses}
+    out["family"] = {"method": family.correction if len(computed) * n_tasks > 1 else "none",
+                     "size": len(computed) * n_tasks, "hypotheses": list(family.hypotheses),
+                     "primary": list(family.primary), "n_tasks": n_tasks, "alpha": alpha, "complete": n_tasks == 1}
     out.update(learning_caveats(pl, pf))
     if out.get("not_interpretable"):
-        out["verdicts"] = {key: {"error": out["not_interpretable"], "not_interpretable": True} for key in verdicts}
+        out["verdicts"] = {key: {"error": out["not_interpretable"], "not_interpretable": True} for key in out["verdicts"]}
+    return out
+
+
+def _dev_examples(lora: list[RunDrift], full: list[RunDrift]) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """Per-example correctness [k, n_dev] of both methods' runs, or None with the reason."""
+    runs = lora + full
+    if not all(r.dev_correct is not None for r in runs):
+        return None, ("the runs store no per-example dev predictions: metric comparisons treat the dev examples as "
+                      "fixed (seeds only)")
+    lengths = {int(np.asarray(r.dev_correct).shape[0]) for r in runs}
+    if len(lengths) != 1:
+        return None, f"the runs' per-example predictions cover different dev sets (sizes {sorted(lengths)}): seeds only"
+    grid = np.array([np.asarray(r.dev_correct, dtype=float) for r in runs])
+    metrics = np.array([np.nan if r.metric is None else r.metric for r in runs])
+    if not np.allclose(grid.mean(axis=1), metrics, rtol=0.0, atol=1e-6):
+        return None, ("the runs' per-example predictions do not reproduce their dev metric (another checkpoint, or a "
+                      "main metric that is not accuracy): seeds only")
+    return (grid[: len(lora)], grid[len(lora):]), ""
+
+
+def _metric_difference(ml: np.ndarray, mf: np.ndarray, examples: tuple[np.ndarray, np.ndarray] | None,
+                       note: str, confidence: float = 0.95) -> dict[str, Any]:
+    """Mean LoRA − full task metric with a t interval over seeds and, given per-example scores, over seeds and dev examples."""
+    low, high = t_interval(ml - mf, confidence=confidence)
+    out: dict[str, Any] = {
+        "estimate": float((ml - mf).mean()),
+        "seeds_only": {"low": low, "high": high, "confidence": confidence, "method": "t over seed pairs (dev set fixed)",
+                       "n": int(ml.size), "test": _safe(paired_t_test, ml - mf)},
+        "seeds_and_examples": None, "note": note,
+    }
+    if examples is not None:
+        crossed = crossed_difference(*examples)
+        out["seeds_and_examples"] = {**crossed.to_dict(confidence), "test": crossed.test().to_dict()}
     return out
 
 
@@ -113,7 +201,8 @@ def learning_caveats(lora: list[RunDrift], full: list[RunDrift]) -> dict[str, An
     Drift between classifiers that learned nothing measures noise around untrained heads, so the
     comparison is *not interpretable* when a run predicts one label for every dev example, or
     when a method's mean main metric is not ``LEARNED_MARGIN`` above the majority baseline (the
-    report's † rule). A single seed at majority level among learning ones is listed, not fatal.
+    report's † rule; the reason says below it by how much, or above it by less than the margin, on
+    the metric's own scale). A single seed at majority level among learning ones is listed, not fatal.
     """
     out: dict[str, Any] = {}
     runs = [r for r in lora + full if r.learning]
@@ -126,10 +215,12 @@ def learning_caveats(lora: list[RunDrift], full: list[RunDrift]) -> dict[str, An
         pairs = [(r.metric, r.learning.get("majority_baseline")) for r in group if r.learning]
         pairs = [(m, b) for m, b in pairs if m is not None and b is not None]
         if pairs:
-            metric, majority = float(np.mean([m for m, _ in pairs])), float(np.mean([b for _, b in pairs]))
-            if at_majority_level(metric, majority):
-                reasons.append(f"{name}'s mean dev metric {100 * metric:.1f}% is not {100 * LEARNED_MARGIN:.0f} points "
-                               f"above the majority baseline ({100 * majority:.1f}%)")
+            value, majority = float(np.mean([m for m, _ in pairs])), float(np.mean([b for _, b in pairs]))
+            # The main metric's name (older records lack it: written as a share, as they were).
+            metric = next((r.learning.get("metric") for r in group if r.learning and r.learning.get("metric")), None)
+            if at_majority_level(value, majority):
+                reasons.append(f"{name}'s mean dev {metric_name(metric)} {format_metric(metric, value)} is "
+                               f"{versus_majority(metric, value, majority, LEARNED_MARGIN)}")
     if reasons:
         out["not_interpretable"] = ("not interpretable: the models did not learn the task (" + "; ".join(reasons)
                                     + "; see learning_check in each run's metrics.json)")
@@ -145,18 +236,30 @@ def _mean_delta_interval(deltas: np.ndarray) -> dict[str, Any]:
 
 
 def _reduction_interval(lora: list[RunDrift], full: list[RunDrift], field: str, seed: int) -> dict[str, Any]:
-    """Δ% with the hierarchical bootstrap over seeds and samples (None bounds: undefined)."""
+    """Δ% with the hierarchical bootstrap over seeds and samples (None bounds: undefined).
+
+    On the log scale when every drift is positive: percentile interval of the mean log ratio,
+    carried to Δ% = 100 · (1 − exp(·)), asymmetric where the data are. Otherwise the ratio of mean
+    drifts, as before, and ``scale`` says so.
+    """
     boots = [getattr(r, field + "_boot") for r in lora + full]
+    est = [np.array([getattr(r, field) for r in lora]), np.array([getattr(r, field) for r in full])]
     reps = None
     if all(b is not None for b in boots):
         reps = [np.stack(boots[: len(lora)]), np.stack(boots[len(lora):])]
+    if positive(*est):
+        try:
+            ci = hierarchical_log_ratio_interval(est[0], est[1], *(reps or (None, None)), seed=seed)
+        except LorascopeError as exc:
+            return {"error": str(exc)}
+        return {**reduction_from_log(ci).to_dict(), "scale": "geometric mean of per-seed ratios",
+                "mean_log_ratio": ci.estimate, "mean_log_ratio_ci": [json_number(ci.low), json_number(ci.high)]}
 
     def pct(lo: np.ndarray, fu: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             return 100.0 * (fu - lo) / fu
 
-    est = [np.array([getattr(r, field) for r in lora]), np.array([getattr(r, field) for r in full])]
-    return _safe(hierarchical_interval, est, reps, pct, seed=seed)
+    return {**_safe(hierarchical_interval, est, reps, pct, seed=seed), "scale": "ratio of mean drifts"}
 
 
 def _per_layer_tests(lora: list[RunDrift], full: list[RunDrift], alpha: float) -> dict[str, Any]:

@@ -2,15 +2,21 @@
 
 From the observed per-seed differences (mean m, sd s; effect size d_z = m / s), the number of
 seed pairs n at which a one-sided paired t-test at the corrected alpha has the requested power
-(statsmodels' noncentral-t power). This plans the next study from the current one; it is not a
-post-hoc justification of the current result. The exact sign-flip test additionally needs
-2^-n ≤ alpha before any outcome can be significant.
+(statsmodels' noncentral-t power). With a few seeds d_z itself is very uncertain, so the number
+is given as a range: the seeds needed at the upper and at the lower end of the confidence interval
+for d_z (the exact interval from the noncentral t distribution of the observed t). Where that
+interval reaches 0 or below, the upper end of the range is unbounded. This plans the next study
+from the current one; it is not a post-hoc justification of the current result. The exact
+sign-flip test additionally needs 2^-n ≤ alpha before any outcome can be significant.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+from scipy import optimize, stats
 from statsmodels.stats.power import TTestPower
 
 from lorascope.stats._arrays import as_sample, is_constant
@@ -31,35 +37,14 @@ def _t_power(effect: float, n: int, alpha: float) -> float:
     return float(TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="larger"))
 
 
-def seeds_needed(deltas: Any, corrected_alpha: float, power: float = 0.8) -> dict[str, Any]:
-    """Seed pairs for ``power`` in a one-sided paired t-test of mean(deltas) > 0.
-
-    Args:
-        deltas: float array [n], per-seed differences oriented so that the claim is mean > 0
-            (e.g. (1 − min_reduction) · drift_full − drift_lora).
-        corrected_alpha: the per-test level.
-        power: target power in (0, 1).
+def pairs_for_power(effect: float, corrected_alpha: float, power: float = 0.8) -> int | None:
+    """Fewest seed pairs at which a one-sided paired t-test of effect size ``effect`` (d_z) has ``power``.
 
     Returns:
-        dict with ``t`` (seed pairs for the t-test, or None when the observed effect is ≤ 0 or has
-        zero spread, or above ``MAX_SEEDS``), ``exact_floor`` (pairs the exact test needs to be
-        able to reach alpha at all), ``effect_size_dz``, ``power`` and a ``note``.
+        n ≥ 2, or None when ``effect`` ≤ 0 or more than ``MAX_SEEDS`` pairs would be needed.
     """
-    d = as_sample(deltas, "deltas", min_n=2)
-    out: dict[str, Any] = {"t": None, "exact_floor": exact_floor_pairs(corrected_alpha), "power": power,
-                           "effect_size_dz": None, "note": ""}
-    mean = float(d.mean())
-    if is_constant(d):
-        out["note"] = "the differences have zero spread: power cannot be estimated from them"
-        return out
-    effect = mean / float(d.std(ddof=1))
-    out["effect_size_dz"] = effect
-    if effect <= 0:
-        out["note"] = "the observed effect points away from the claim: no number of seeds gives power for it"
-        return out
-    if _t_power(effect, MAX_SEEDS, corrected_alpha) < power:
-        out["note"] = f"more than {MAX_SEEDS} seed pairs would be needed"
-        return out
+    if not effect > 0 or _t_power(effect, MAX_SEEDS, corrected_alpha) < power:
+        return None
     low, high = 2, MAX_SEEDS  # power grows with n: bisect for the smallest n reaching it
     while low < high:
         mid = (low + high) // 2
@@ -67,14 +52,114 @@ def seeds_needed(deltas: Any, corrected_alpha: float, power: float = 0.8) -> dic
             high = mid
         else:
             low = mid + 1
-    out["t"] = int(low)
+    return int(low)
+
+
+def effect_size_interval(deltas: Any, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact confidence interval for the paired effect size d_z = mean / sd of the differences.
+
+    The observed t = d_z · √n follows a noncentral t distribution with n − 1 degrees of freedom and
+    noncentrality δ = d_z(true) · √n; the interval inverts it (the bounds of δ at which the observed
+    t is the upper and the lower (1 − confidence)/2 quantile), divided by √n.
+
+    Args:
+        deltas: float array [n], n ≥ 2, paired differences with non-zero spread.
+        confidence: coverage in (0, 1).
+
+    Returns:
+        (low, high) for d_z; (NaN, NaN) when the differences have zero spread.
+    """
+    d = as_sample(deltas, "deltas", min_n=2)
+    if is_constant(d):
+        return math.nan, math.nan
+    n = d.shape[0]
+    t_obs = float(d.mean() / d.std(ddof=1) * np.sqrt(n))
+    tail = (1.0 - confidence) / 2.0
+
+    def solve(target: float) -> float:
+        # P(T ≤ t_obs | δ) falls as δ grows: widen the bracket until it holds the root.
+        def f(delta: float) -> float:
+            cdf = float(stats.nct.cdf(t_obs, n - 1, delta))
+            if math.isnan(cdf):  # scipy gives NaN far in the tails, where the cdf is 0 (δ ≫ t) or 1 (δ ≪ t)
+                cdf = 0.0 if delta > t_obs else 1.0
+            return cdf - target
+
+        width = 10.0 + abs(t_obs)
+        while f(t_obs - width) < 0 or f(t_obs + width) > 0:
+            width *= 2
+        return float(optimize.brentq(f, t_obs - width, t_obs + width, xtol=1e-10))
+
+    low, high = solve(1.0 - tail), solve(tail)
+    return float(low / np.sqrt(n)), float(high / np.sqrt(n))
+
+
+def seeds_needed(deltas: Any, corrected_alpha: float, power: float = 0.8, *, confidence: float = 0.95) -> dict[str, Any]:
+    """Seed pairs for ``power`` in a one-sided paired t-test of mean(deltas) > 0.
+
+    Args:
+        deltas: float array [n], per-seed differences oriented so that the claim is mean > 0
+            (e.g. log(1 − min_reduction) − log(drift_lora / drift_full)).
+        corrected_alpha: the per-test level the next study would need to reach.
+        power: target power in (0, 1).
+        confidence: coverage of the interval for d_z the range is read from.
+
+    Returns:
+        dict with ``t_range`` ([fewest, most] seed pairs: at the upper and at the lower end of the
+        interval for d_z; the most is None when that end is ≤ 0 or beyond ``MAX_SEEDS``: unbounded),
+        ``t`` (the pairs at the observed d_z, None when it is ≤ 0; a point inside the range, not a
+        plan), ``effect_size_dz`` and ``effect_size_dz_ci``, ``confidence``, ``exact_floor`` (pairs
+        the exact test needs to be able to reach alpha at all), ``power`` and a ``note``.
+    """
+    d = as_sample(deltas, "deltas", min_n=2)
+    out: dict[str, Any] = {"t": None, "t_range": [None, None], "exact_floor": exact_floor_pairs(corrected_alpha),
+                           "power": power, "confidence": confidence, "effect_size_dz": None,
+                           "effect_size_dz_ci": [None, None], "note": ""}
+    if is_constant(d):
+        out["note"] = "the differences have zero spread: power cannot be estimated from them"
+        return out
+    effect = float(d.mean() / d.std(ddof=1))
+    low, high = effect_size_interval(d, confidence=confidence)
+    out.update(effect_size_dz=effect, effect_size_dz_ci=[low, high])
+    out["t"] = pairs_for_power(effect, corrected_alpha, power)
+    out["t_range"] = [pairs_for_power(high, corrected_alpha, power), pairs_for_power(low, corrected_alpha, power)]
+    if high <= 0:
+        out["note"] = (f"the whole {confidence:.0%} interval of the effect size points away from the claim: no number of "
+                       "seeds gives power for it")
+    elif out["t_range"][1] is None:
+        out["note"] = (f"the {confidence:.0%} interval of the effect size d_z ({low:.2f} to {high:.2f}) reaches "
+                       f"{'0' if low <= 0 else 'effects too small to plan for'}: the seeds needed are unbounded above")
+    return out
+
+
+def replan(info: dict[str, Any] | None, corrected_alpha: float) -> dict[str, Any] | None:
+    """``info`` from :func:`seeds_needed` re-planned for another per-test level (e.g. once the family is known).
+
+    The effect size and its interval do not depend on alpha; the seed counts and the exact floor do.
+    """
+    if not info or info.get("effect_size_dz") is None:
+        return None if info is None else {**info, "exact_floor": exact_floor_pairs(corrected_alpha)}
+    power = info.get("power", 0.8)
+    out = {**info, "exact_floor": exact_floor_pairs(corrected_alpha),
+           "t": pairs_for_power(info["effect_size_dz"], corrected_alpha, power)}
+    if info.get("effect_size_dz_ci"):  # records written before the range existed have none
+        low, high = info["effect_size_dz_ci"]
+        out["t_range"] = [pairs_for_power(high, corrected_alpha, power), pairs_for_power(low, corrected_alpha, power)]
     return out
 
 
 def seeds_needed_text(info: dict[str, Any] | None) -> str:
-    """e.g. "7 (t); exact test needs ≥ 5", or the reason there is no number."""
+    """e.g. "5 to ∞ (paired t, 80% power, from the 95% CI of d_z 0.11 to 1.9); exact test needs ≥ 5"."""
     if not info:
         return "–"
-    if info.get("t") is None:
+    rng = info.get("t_range")
+    if not rng:  # records written before the range existed
+        if info.get("t") is None:
+            return info.get("note") or "–"
+        return f"{info['t']} (paired t, {info['power']:.0%} power); exact test needs ≥ {info['exact_floor']}"
+    fewest, most = rng
+    if fewest is None:
         return info.get("note") or "–"
-    return f"{info['t']} (paired t, {info['power']:.0%} power); exact test needs ≥ {info['exact_floor']}"
+    low, high = info["effect_size_dz_ci"]
+    span = f"{fewest}" if most == fewest else f"{fewest} to {'∞' if most is None else most}"
+    return (f"{span} (paired t, {info['power']:.0%} power, from the {info.get('confidence', 0.95):.0%} CI of d_z "
+            f"{low:.2g} to {high:.2g}); exact test needs ≥ {info['exact_floor']}")
