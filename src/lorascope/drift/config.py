@@ -8,6 +8,8 @@ the task, base and runs of each comparison.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, PositiveInt
 
 from lorascope.represent.config import Pooling, SampleSettings
@@ -27,5 +29,15 @@ class DriftConfig(DriftSettings):
                                                "of the runs under 'runs', when they all share one)")
     base: str = Field("minilm", description="the base model the runs were trained from")
     runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
-    n_tasks: PositiveInt = Field(1, description="tasks in the study: alpha is Bonferroni-split over them")
+    n_tasks: PositiveInt = Field(1, description="tasks in the study: this task's verdicts are Holm-adjusted within "
+                                                "the task and Bonferroni over tasks, until the study adjusts all together")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+    pair: list[str] | None = Field(None, min_length=2, max_length=2,
+                                   description="the two method labels the verdicts compare, LoRA's then full FT's "
+                                               "(a study's sweep fills it in by its selection rule; default: lora "
+                                               "and full)")
+    sweep_points: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="a sweep's points: label -> {method, setting}; with points of both "
+                                          "methods, drift.json adds the frontier")
+    selection: dict[str, Any] = Field(default_factory=dict,
+                                      description="how the sweep chose each method's compared point (recorded as is)")

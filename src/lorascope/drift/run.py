@@ -11,6 +11,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lorascope.artifacts import atomic_write, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
@@ -18,6 +20,7 @@ from lorascope.drift.analysis import between_seed_drift, drift_of_run, seed_nois
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
 from lorascope.drift.controls import align_to, run_controls
+from lorascope.drift.frontier import sweep_frontier
 from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
@@ -98,6 +101,41 @@ def check_aligned(reference: Representations, other: Representations, name: str)
         raise DataError(f"{name}: token ids differ from the base's (different tokenizer or max_length)")
 
 
+def dev_correctness(record: RunRecord) -> tuple[list[str] | None, np.ndarray] | None:
+    """Per-example correctness on dev from the record's ``dev_predictions``, when its main metric is accuracy.
+
+    ``dev_predictions`` is ``{"ids": [dev example id, ...], "pred": [label id, ...], "gold": [label id, ...]}``
+    in dev order, of the checkpoint whose dev metrics the record reports.
+
+    Returns:
+        (ids or None, float array [n_dev] of 0/1), or None when the record has no usable predictions or
+        the main metric is not the mean of per-example correctness.
+    """
+    preds = getattr(record, "dev_predictions", None) or (record.model_extra or {}).get("dev_predictions")
+    if not isinstance(preds, dict) or record.main_metric != "accuracy":
+        return None
+    pred, gold = np.asarray(preds.get("pred", [])), np.asarray(preds.get("gold", []))
+    if pred.ndim != 1 or pred.size == 0 or pred.shape != gold.shape:
+        return None
+    ids = preds.get("ids")
+    return (None if ids is None else [str(i) for i in ids]), (pred == gold).astype(float)
+
+
+def _aligned_correctness(records: list[RunRecord]) -> tuple[list[np.ndarray | None], str]:
+    """Each run's per-example correctness, or None for all of them with the reason, unless every run
+    has it for the same dev examples in the same order (a comparison across runs needs all of them)."""
+    found = [dev_correctness(m) for m in records]
+    if not found:
+        return [], ""
+    if any(f is None for f in found):
+        return [None] * len(records), ("not every run stores per-example dev predictions (dev_predictions in "
+                                      "metrics.json): metric comparisons treat the dev examples as fixed")
+    ids = [f[0] for f in found if f is not None]
+    if any(i != ids[0] for i in ids):
+        return [None] * len(records), "the runs' per-example predictions are of different dev examples: not used"
+    return [f[1] if f is not None else None for f in found], ""
+
+
 def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     out = Path(out)
     cfg = resolve_task(cfg)
@@ -110,24 +148,34 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     spec = get_task(cfg.task)
     per_run, states_by_method = [], {}
     settings: dict[str, dict[str, Any]] = {}
-    for folder, m in runs:
+    correct, dev_examples_note = _aligned_correctness([m for _, m in runs])
+    for (folder, m), dev_correct in zip(runs, correct):
         reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
         check_aligned(base, reps, str(folder))
         per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m.label, seed=int(m.seed or 0),
-                                    metric=m.main_value, n_resamples=cfg.bootstrap, learning=m.learning_check))
+                                    metric=m.main_value, n_resamples=cfg.bootstrap, learning=m.learning_check,
+                                    dev_correct=dev_correct))
         states_by_method.setdefault(m.label, {})[int(m.seed or 0)] = reps.states[cfg.pooling]
         settings.setdefault(m.label, RunFolder(folder).method_settings())
 
     methods = sorted({r.method for r in per_run})
     kinds = {label: str(v["method"]) for label, v in settings.items()}
-    primary = primary_label(kinds)
+    # A sweep compares the point of each method its declared rule selected; otherwise lora (or the
+    # first LoRA variant) and every other label are compared with full.
+    primary, reference = cfg.pair if cfg.pair else (primary_label(kinds), FULL)
+    missing = [label for label in (primary, reference) if cfg.pair and label not in kinds]
+    if missing:
+        raise DataError(f"{cfg.runs}: no finished '{spec.name}' runs of {', '.join(missing)} to compare")
 
     def compare(label: str) -> dict[str, Any]:
-        return compare_methods([r for r in per_run if r.method == label], [r for r in per_run if r.method == FULL],
+        return compare_methods([r for r in per_run if r.method == label], [r for r in per_run if r.method == reference],
                                n_tasks=cfg.n_tasks, alpha=cfg.alpha, margin=cfg.margin,
-                               min_reduction=cfg.min_reduction, test=cfg.test)
+                               min_reduction=cfg.min_reduction, test=cfg.test, family=cfg.family)
 
-    comparisons = {label: compare(label) for label in compared_labels(kinds) if FULL in kinds}
+    if cfg.pair:
+        comparisons = {primary: compare(primary)}
+    else:
+        comparisons = {label: compare(label) for label in compared_labels(kinds) if FULL in kinds}
     n = int(base_states.shape[1])
     result = {
         "task": spec.name,
@@ -137,6 +185,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "n_samples_note": (f"{cfg.n_samples} samples were asked for; the split has {n}, all of them are used"
                            if n < cfg.n_samples else ""),
         "n_layers": int(base_states.shape[0]),
+        "dev_examples_note": dev_examples_note,
         "sample_ids": base.ids,
         "controls": [c.to_dict() for c in controls],
         "runs": [r.to_dict() for r in per_run],
@@ -148,6 +197,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "primary": primary,
         "comparison": comparisons[primary] if primary in comparisons else compare(primary or "lora"),
         "comparisons": comparisons,
+        **({"frontier": sweep_frontier(per_run, cfg.sweep_points), "selection": cfg.selection} if cfg.sweep_points else {}),
         "config": config_to_dict(cfg),
         "provenance": provenance(),
     }

@@ -10,11 +10,15 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.drift.config import DriftSettings
+from lorascope.errors import ConfigError
 from lorascope.lenses.config import ForgettingSettings, ProbeSettings, WeightLensSettings
 from lorascope.study.executor import ExecutorSettings
 from lorascope.train.config import VARIANT_NAME, TrainConfig
 
 METHODS = ("lora", "full")
+
+# A task entry with one of these suffixes is a task file (anything else: a GLUE task's name).
+TASK_FILE_SUFFIXES = (".yaml", ".yml")
 
 STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench", "report")
 
@@ -58,12 +62,28 @@ class StudyConfig(StrictModel):
 
     name: str = Field("study", description="study name (report title)")
     model: str = Field("minilm", description="base model alias, folder or Hub id")
-    tasks: list[str] = Field(["mrpc", "sst2", "rte"], description="tasks")
+    tasks: list[str] = Field(
+        ["mrpc", "sst2", "rte"],
+        description="GLUE tasks (mrpc, sst2, rte) or task YAML files; a relative path in a study file is relative "
+                    "to the study file, not to the current directory. Each task is known by its name (a task "
+                    "file's `name:`) in run folders, results, task_train and --only; two tasks may not share one")
+    task_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="filled in from 'tasks', not written by hand: task name -> its task file (absolute path), kept "
+                    "in the study folder's config.yaml")
     methods: list[str] = Field(["lora", "full"], description="methods: lora, full, or variants named under `variants`")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="named method variants: name -> {method: lora | full, and its training settings} "
                     "(e.g. lora_r64: {method: lora, lora_r: 64, lora_alpha: 128})")
+    sweep: dict[str, dict[str, list[Any]]] = Field(
+        default_factory=dict,
+        description="training settings swept per method: method -> setting -> values (e.g. lora: {lr: [1.0e-3, "
+                    "2.0e-3]}); each value becomes a variant named <method>_<setting><value> (lora_lr0p001) with the "
+                    "method's variant and method_train settings, the swept value winning. The verdicts compare the "
+                    "point of each method whose runs have the best mean checkpoint-selection value on the "
+                    "selection split (needs train.selection_split: dev chooses nothing); drift adds the frontier, "
+                    "the comparison at matched accuracy and the method x setting interaction")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
     stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench",
@@ -72,7 +92,8 @@ class StudyConfig(StrictModel):
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
     method_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method training settings")
-    task_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-task training settings")
+    task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                                  description="per-task training settings, keyed by task name")
     hpo: HpoSettings = Field(default_factory=HpoSettings)
     sanity: SanitySettings = Field(default_factory=SanitySettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
@@ -81,6 +102,68 @@ class StudyConfig(StrictModel):
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     bench: BenchSettings = Field(default_factory=BenchSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tasks_by_name(cls, data: Any) -> Any:
+        """``tasks`` as task names, the task files they come from in ``task_files``.
+
+        A name already in ``task_files`` (a stored ``config.yaml``) stays as it is; a GLUE task takes
+        its registry name (``SST-2`` -> ``sst2``); a task file is read for its ``name:``.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list) \
+                or not isinstance(data.get("task_files", {}), dict):
+            return data  # the field validators say what is wrong
+        files = dict(data.get("task_files", {}))
+        given: dict[str, str] = {}
+        for entry in data["tasks"]:
+            if not isinstance(entry, str):
+                return data
+            name = entry if entry in files else _task_identity(entry, files)
+            if name in given:
+                raise ValueError(f"tasks: '{given[name]}' and '{entry}' are both named '{name}'; "
+                                 "give each task its own name")
+            given[name] = entry
+        return {**data, "tasks": list(given), "task_files": {n: f for n, f in files.items() if n in given}}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_points(cls, data: Any) -> Any:
+        """Each swept method replaced by its points in ``methods``, each point a variant. A stored
+        ``config.yaml`` holds the expanded form already, and reads back unchanged."""
+        from lorascope.study.sweep import expand_sweep, sweep_points
+
+        if not isinstance(data, dict) or not isinstance(data.get("sweep"), dict) or not data["sweep"]:
+            return data
+        methods, variants, method_train = data.get("methods", ["lora", "full"]), data.get("variants", {}), \
+            data.get("method_train", {})
+        if not (isinstance(methods, list) and isinstance(variants, dict) and isinstance(method_train, dict)):
+            return data  # the field validators say what is wrong
+        kinds = {name: v.get("method") for name, v in variants.items() if isinstance(v, dict)}
+        if any(sweep_points(data["sweep"], kinds).values()) and not set(data["sweep"]) & set(methods):
+            return data
+        # A point takes its method's variant and method_train settings, then the swept value.
+        bases = {name: {**variants.get(name, {"method": name}), **method_train.get(name, {})} for name in data["sweep"]}
+        try:
+            methods, variants = expand_sweep(methods, {**variants, **bases}, data["sweep"], METHODS)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        swept = set(data["sweep"])
+        return {**data, "methods": methods, "variants": {k: v for k, v in variants.items() if k not in swept},
+                "method_train": {k: v for k, v in method_train.items() if k not in swept}}
+
+    @model_validator(mode="after")
+    def _sweep_selects_off_dev(self) -> StudyConfig:
+        if self.sweep and not self.train.get("selection_split"):
+            raise ValueError("sweep: set train.selection_split (e.g. 0.1): the sweep's point of each method is "
+                             "selected on training examples held out for it, never on the dev examples it is scored on")
+        return self
+
+    def sweep_labels(self) -> dict[str, list[str]]:
+        """Method kind -> the labels of its sweep points (empty without a sweep)."""
+        from lorascope.study.sweep import sweep_points
+
+        return sweep_points(self.sweep, {name: self.method_of(name) for name in self.methods})
 
     @field_validator("tasks", "methods", "seeds")
     @classmethod
@@ -109,6 +192,19 @@ class StudyConfig(StrictModel):
                                  f"({', '.join(self.variants) or 'none defined'})")
         return self
 
+    @model_validator(mode="after")
+    def _task_settings_by_name(self) -> StudyConfig:
+        for where, settings in (("task_train", self.task_train), ("hpo.task_train", self.hpo.task_train)):
+            for key in settings:
+                if Path(key).suffix in TASK_FILE_SUFFIXES:
+                    raise ValueError(f"{where}.{key}: per-task settings are keyed by the task's name "
+                                     f"({', '.join(self.tasks)}), not by its file")
+        return self
+
+    def task_ref(self, task: str) -> str:
+        """What reads task ``task`` (a name of ``tasks``): its task file, or the GLUE task's name."""
+        return self.task_files.get(task, task)
+
     def method_of(self, name: str) -> str:
         """``lora`` or ``full``: the method of a method name or variant."""
         return name if name in METHODS else str(self.variants[name]["method"])
@@ -127,13 +223,47 @@ class StudyConfig(StrictModel):
         """
         variant, per_method, identity = self.method_layers(method)
         layers = [self.train, variant, per_method, self.task_train.get(task, {}), tuned or {},
-                  dict(task=task, seed=seed, model=self.model, data_dir=self.data_dir, **identity)]
+                  dict(task=self.task_ref(task), seed=seed, model=self.model, data_dir=self.data_dir, **identity)]
         return build_config(TrainConfig, *layers, source=f"study '{self.name}' train settings ({task}, {method})")
 
 
+def _task_identity(entry: str, files: dict[str, str]) -> str:
+    """The name of task ``entry`` (a GLUE name or a task file); a task file is added to ``files``."""
+    from lorascope.data.tasks import GLUE_TASKS, get_task
+    from lorascope.errors import ConfigError
+
+    try:
+        spec = get_task(entry)
+    except ConfigError as exc:
+        raise ValueError(f"tasks: {exc}") from None
+    if GLUE_TASKS.get(spec.name) is not spec:
+        files[spec.name] = str(Path(entry).resolve())
+    return spec.name
+
+
+def _beside(entry: Any, folder: Path) -> Any:
+    """A task file path of a study file, made absolute against the study file's folder."""
+    if not isinstance(entry, str) or Path(entry).suffix not in TASK_FILE_SUFFIXES:
+        return entry
+    path = Path(entry).expanduser()
+    return str(path if path.is_absolute() else folder / path)
+
+
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    """Read and validate a study YAML; every unit's training config is validated too."""
-    cfg = build_config(StudyConfig, load_yaml(path, what="study file"), overrides or {}, source=str(path))
+    """Read and validate a study YAML; every unit's training config is validated too.
+
+    Task files named in the study file (``tasks``, ``probes.probe_tasks``) are found relative to the
+    study file, so that a study runs the same from any directory; those in ``overrides`` (the
+    command line) relative to the current directory.
+    """
+    data = load_yaml(path, what="study file")
+    folder = Path(path).resolve().parent
+    if isinstance(data.get("tasks"), list):
+        data["tasks"] = [_beside(t, folder) for t in data["tasks"]]
+    probes = data.get("probes")
+    if isinstance(probes, dict) and isinstance(probes.get("probe_tasks"), list):
+        probes["probe_tasks"] = [_beside(t, folder) for t in probes["probe_tasks"]]
+    cfg = build_config(StudyConfig, data, overrides or {}, source=str(path))
     for task in cfg.tasks:
         for method in cfg.methods:
             cfg.train_config(task, method, cfg.seeds[0])
@@ -159,6 +289,8 @@ def hpo_config(cfg: StudyConfig, task: str, method: str):
     # What the variant sets (e.g. lora_r: 64) is what it is: fixed in its search, not searched over.
     space = {k: v for k, v in variant.items() if k in DEFAULT_SPACES[kind]}
     space.update(h.space.get(method, h.space.get(kind, {})))
-    return build_config(HpoConfig, dict(task=task, method=kind, model=cfg.model, n_trials=h.n_trials, seed=h.seed,
-                                        storage=h.storage, train=train, space=space),
+    # Named by the task's name, as the study names everything of a task (a file path would name a GLUE task's too).
+    study_name = f"hpo-{task}-{identity['variant'] or kind}-{cfg.model}"
+    return build_config(HpoConfig, dict(task=cfg.task_ref(task), method=kind, model=cfg.model, n_trials=h.n_trials,
+                                        seed=h.seed, storage=h.storage, train=train, space=space, study_name=study_name),
                         source=f"study '{cfg.name}' hpo settings ({task}, {method})")

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from lorascope.artifacts import read_json, write_json
-from lorascope.errors import LorascopeError
+from lorascope.errors import ConfigError, LorascopeError
+from lorascope.metrics import format_metric
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
@@ -58,10 +61,17 @@ def stage_baselines(ctx: StageContext) -> None:
         results = []
         for task in ctx.cfg.tasks:
             unit = ctx.cfg.train_config(task, ctx.cfg.methods[0], ctx.cfg.seeds[0])
-            results += run_baselines([task], ctx.cfg.data_dir, eval_limits={task: unit.eval_limit}, data_seed=unit.data_seed)
+            ref = ctx.cfg.task_ref(task)
+            results += run_baselines([ref], ctx.cfg.data_dir, eval_limits={ref: unit.eval_limit}, data_seed=unit.data_seed)
         write_json(path, {"baselines": [r.to_dict() for r in results]})
     for b in read_json(path)["baselines"]:
-        ctx.console.print(f"  baseline {b['task']}: majority " + ", ".join(f"{k} {100 * v:.1f}" for k, v in b["majority"].items()))
+        ctx.console.print(baseline_line(b), highlight=False)
+
+
+def baseline_line(baseline: dict[str, Any]) -> str:
+    """The console line of one task's majority baseline (a ``baselines.json`` entry), each metric on its own scale."""
+    return f"  baseline {baseline['task']}: majority " + ", ".join(
+        f"{k} {format_metric(k, v)}" for k, v in baseline["majority"].items())
 
 
 def stage_hpo(ctx: StageContext) -> None:
@@ -73,8 +83,9 @@ def stage_hpo(ctx: StageContext) -> None:
     args = [(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method)) for task, method in units]
     for done in ctx.executor.map(run_hpo, args):
         (task, method), best = units[done.index], done.result.get("best") or {}
-        ctx.console.print(f"  hpo {task} {method}: best dev {best.get('value')} with {best.get('params')} "
-                          f"({done.seconds:.0f} s)")
+        metric = done.result.get("main_metric")
+        ctx.console.print(f"  hpo {task} {method}: best dev {metric} {format_metric(metric, best.get('value'))} "
+                          f"with {escape(str(best.get('params')))} ({done.seconds:.0f} s)", highlight=False)
 
 
 def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
@@ -112,19 +123,27 @@ def stage_train(ctx: StageContext) -> None:
         was_done = done_before[done.index]
         finished += 1
         fresh += 0 if was_done else 1
-        if m is not None and m.ok:
-            what = f"dev {m.main_metric} {100 * (m.main_value or 0):.1f}"
-            check = m.learning_check or {}
-            if not check.get("learned", True):
-                what += f" [yellow](did not learn: {'; '.join(check['reasons'])})[/]"
-        else:
-            what = f"[red]failed[/]: {m.reason if m is not None else 'no record'}"
+        what = unit_result(m)
         elapsed = time.perf_counter() - started
         timing = "done earlier" if was_done else f"{done.seconds:.0f} s"
         where = f" on {done.worker}" if ctx.executor.kind != "local" and not was_done else ""
         left = sum(1 for i, d in enumerate(done_before) if not d) - fresh
         ctx.console.print(f"  [{finished}/{len(units)}] {unit.name}: {what} ({timing}{where}, "
                           f"{_eta(fresh, fresh + left, elapsed)})")
+
+
+def unit_result(m: RunRecord | None) -> str:
+    """What the console line of a finished training unit says (rich markup): its dev main metric on its
+    own scale, why it did not learn, the warnings its run recorded; or why it failed."""
+    if m is None or not m.ok:
+        return f"[red]failed[/]: {escape(m.reason or '') if m is not None else 'no record'}"
+    what = f"dev {m.main_metric} {format_metric(m.main_metric, m.main_value)}"
+    check = m.learning_check or {}
+    if not check.get("learned", True):
+        what += f" [yellow](did not learn: {escape('; '.join(check.get('reasons') or []))})[/]"
+    for warning in m.warnings or []:
+        what += f" [yellow](warning: {escape(warning)})[/]"
+    return what
 
 
 def _forget_crash(folder: Path) -> None:
@@ -152,25 +171,39 @@ def _record_failure(folder: Path, cfg, exc: Exception) -> RunRecord:
     metrics = {"status": "failed", "reason": reason[:500], "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
                "model": cfg.model, "traceback": traceback.format_exc()[-4000:]}
     record = folder.with_name(folder.name + ".failed")
-    shutil.rmtree(record, ignore_errors=True)
-    record.mkdir(parents=True)
-    dump_yaml(config_to_dict(cfg), record / "config.yaml")
-    write_json(record / METRICS_FILE, metrics)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(record, folder)
+    try:
+        shutil.rmtree(record, ignore_errors=True)
+        record.mkdir(parents=True)
+        dump_yaml(config_to_dict(cfg), record / "config.yaml")
+        write_json(record / METRICS_FILE, metrics)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(record, folder)
+    except OSError:
+        # Often the very cause (a full disk): the failure is still reported, from memory, and the
+        # next invocation retries the unit, which has no record.
+        shutil.rmtree(record, ignore_errors=True)
     return RunRecord.model_validate(metrics)
 
 
 def stage_drift(ctx: StageContext) -> None:
     from lorascope.drift import DriftConfig, run_drift
+    from lorascope.study.sweep_drift import drift_pair_settings
 
-    tasks = [t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t]
     layout = StudyLayout(ctx.out)
-    args = [(run_drift, DriftConfig(**ctx.cfg.drift.model_dump(), task=task, base=ctx.cfg.model, runs=str(layout.train),
-                                    n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir), layout.drift(task))
-            for task in tasks]
-    for done in ctx.executor.map(analysis_unit, args):
-        task, (result, skipped_because) = tasks[done.index], done.result
+    tasks, args, unselected = [], [], {}
+    for task in (t for t in ctx.cfg.tasks if ctx.only.get("task", t) == t):
+        try:
+            sweep = drift_pair_settings(ctx.cfg, task, ctx.out)
+        except ConfigError as exc:  # a swept method without a finished run: nothing to select, nothing to compare
+            unselected[task] = str(exc)
+            continue
+        tasks.append(task)
+        args.append((run_drift, DriftConfig(**ctx.cfg.drift.model_dump(), task=ctx.cfg.task_ref(task), base=ctx.cfg.model,
+                                            runs=str(layout.train), n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir,
+                                            **sweep), layout.drift(task)))
+    outcomes = [(task, None, why, 0.0) for task, why in unselected.items()]
+    outcomes += [(tasks[d.index], *d.result, d.seconds) for d in ctx.executor.map(analysis_unit, args)]
+    for task, result, skipped_because, seconds in outcomes:
         if result is None:
             # No finished runs for this task (all failed): the report marks the gap.
             ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {skipped_because}")
@@ -182,12 +215,40 @@ def stage_drift(ctx: StageContext) -> None:
             continue
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
-        ctx.console.print(f"  drift {task}: {summary}; {controls} ({done.seconds:.0f} s)")
-        comparison = result["comparison"]
-        if comparison.get("not_interpretable"):
-            ctx.console.print(f"    [yellow]LoRA vs full FT {comparison['not_interpretable']}[/]")
-        for line in verdict_lines(comparison.get("verdicts") or {}):
-            ctx.console.print(f"    {line}")
+        ctx.console.print(f"  drift {task}: {summary}; {controls} ({seconds:.0f} s)")
+        if result["comparison"].get("not_interpretable"):
+            ctx.console.print(f"    [yellow]LoRA vs full FT {result['comparison']['not_interpretable']}[/]")
+        for key in ("matched", "interaction"):
+            if key in result.get("frontier", {}):
+                ctx.console.print(f"    sweep: {result['frontier'][key]['statement']}")
+    adjusted = correct_study_family(ctx)
+    for task in tasks:
+        lines = verdict_lines(adjusted.get(task, {}).get("verdicts") or {})
+        if lines:
+            ctx.console.print(f"  verdicts {task} (one family over the study's tasks and hypotheses):")
+            for line in lines:
+                ctx.console.print(f"    {line}")
+
+
+def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
+    """One family over every verdict of the study (hypotheses x tasks, Holm unless the study declares
+    otherwise): each task's analysis adjusted only its own verdicts; this re-decides them together,
+    in each task's ``drift.json``.
+
+    Returns:
+        task -> its adjusted comparison, for the tasks that have a ``drift.json``.
+    """
+    from lorascope.stats.family import correct_study
+
+    layout = StudyLayout(ctx.out)
+    saved = {task: read_json(layout.drift(task) / "drift.json") for task in ctx.cfg.tasks
+             if (layout.drift(task) / "drift.json").is_file()}
+    adjusted = correct_study({task: d["comparison"] for task, d in saved.items()}, alpha=ctx.cfg.drift.alpha,
+                             family=ctx.cfg.drift.family, tasks=ctx.cfg.tasks)
+    for task, comparison in adjusted.items():
+        if comparison != saved[task]["comparison"]:
+            write_json(layout.drift(task) / "drift.json", {**saved[task], "comparison": comparison})
+    return adjusted
 
 
 def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
@@ -198,7 +259,8 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
     for v in verdicts.values():
         if "status" not in v:
             continue
-        flag = "decisive" if v.get("decisive") else ("tests disagree" if not v.get("tests_agree") else "not decided")
+        flag = ("robust to normality" if v.get("robust_to_normality", v.get("decisive"))
+                else "tests disagree" if not v.get("tests_agree") else "not decided")
         first_name, second_name = (t.get("test", "?").split(" (")[0] for t in (v["test"], v.get("secondary") or {}))
         lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} {deciding_p(v)}; {second_name}: "
                      f"{v.get('secondary_status')}, {deciding_p(v, 'secondary')}) — {flag}")

@@ -32,6 +32,16 @@ def _number(value: Any) -> Any:
     return value
 
 
+def points_of(name: str, settings: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, swept settings) of each point of one swept method, in sweep order (a product over settings)."""
+    keys = list(settings)
+    out = []
+    for combo in itertools.product(*([_number(v) for v in settings[k]] for k in keys)):
+        label = "_".join([name, *(f"{k}{value_slug(v)}" for k, v in zip(keys, combo))])
+        out.append((label, dict(zip(keys, combo))))
+    return out
+
+
 def expand_sweep(methods: list[str], variants: dict[str, dict[str, Any]], sweep: dict[str, dict[str, list[Any]]],
                  base_methods: tuple[str, ...]) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """The study's methods and variants with every swept method replaced by one variant per point.
@@ -69,12 +79,10 @@ def expand_sweep(methods: list[str], variants: dict[str, dict[str, Any]], sweep:
             out_methods.append(name)
             continue
         base = dict(variants.get(name, {"method": name if name in base_methods else None}))
-        keys = list(sweep[name])
-        for combo in itertools.product(*(sweep[name][k] for k in keys)):
-            point = "_".join([name, *(f"{k}{value_slug(v)}" for k, v in zip(keys, combo))])
+        for point, swept in points_of(name, sweep[name]):
             if point in out_variants:
                 raise ConfigError(f"sweep.{name}: its point '{point}' is also a variant's name under variants")
-            out_variants[point] = {**base, **dict(zip(keys, combo))}
+            out_variants[point] = {**base, **swept}
             out_methods.append(point)
         out_variants.pop(name, None)
     return out_methods, out_variants
@@ -89,9 +97,7 @@ def sweep_points(sweep: dict[str, dict[str, list[Any]]], kinds: dict[str, str]) 
     """
     points: dict[str, list[str]] = {}
     for name, settings in sweep.items():
-        keys = list(settings)
-        for combo in itertools.product(*([_number(v) for v in settings[k]] for k in keys)):
-            label = "_".join([name, *(f"{k}{value_slug(v)}" for k, v in zip(keys, combo))])
+        for label, _ in points_of(name, settings):
             if label in kinds:
                 points.setdefault(kinds[label], []).append(label)
     return points
@@ -134,3 +140,4 @@ def select_point(labels: list[str], selection: dict[str, list[dict[str, Any] | N
     rule = (f"the point with the {'lowest' if by == 'loss' else 'highest'} mean selection-split "
             f"{'loss' if by == 'loss' else 'metric'} over seeds")
     return {"label": best, "by": by, "values": means, "rule": rule}
+

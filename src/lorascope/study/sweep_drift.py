@@ -1,0 +1,56 @@
+"""The sweep's part in a study's drift analysis: which pair of points the verdicts compare, and the
+points the frontier is drawn through (``lorascope.study.sweep`` declares them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lorascope.run_folder import RunFolder
+from lorascope.study.config import StudyConfig
+from lorascope.study.sweep import points_of, select_point
+from lorascope.study.units import TrainUnit
+
+
+def drift_pair_settings(cfg: StudyConfig, task: str, study_folder: Path) -> dict[str, Any]:
+    """What a study's drift analysis of ``task`` needs to know of its sweep: the pair of labels the
+    verdicts compare (each swept method's point chosen by :func:`select_point` from its finished runs),
+    the sweep's points (label -> method and swept value, for the frontier) and the selections made.
+
+    Args:
+        cfg: the study.
+        task: a task name of the study.
+        study_folder: the study's folder.
+
+    Returns:
+        {} without a sweep; else ``pair``, ``sweep_points`` and ``selection`` for ``DriftConfig``.
+
+    Raises:
+        ConfigError: no finished run of a swept method to select from.
+    """
+    if not cfg.sweep:
+        return {}
+    kinds = {name: cfg.method_of(name) for name in cfg.methods}
+    points: dict[str, dict[str, Any]] = {}
+    for name, settings in cfg.sweep.items():
+        for index, (label, swept) in enumerate(points_of(name, settings)):
+            # One swept setting orders the points by its value; several, by their place in the product.
+            value = next(iter(swept.values())) if len(swept) == 1 else index
+            points[label] = {"method": kinds[label], "setting": float(value)}
+    selection: dict[str, Any] = {}
+    pair: list[str] = []
+    for kind in ("lora", "full"):
+        own = [label for label, p in points.items() if p["method"] == kind]
+        if not own:  # not swept: the method itself, when the study has it
+            pair += [kind] if kind in cfg.methods else []
+            continue
+        records: dict[str, list[dict[str, Any] | None]] = {}
+        for label in own:
+            for seed in cfg.seeds:
+                folder = TrainUnit(task, label, seed).folder(study_folder)
+                if RunFolder.holds_run(folder) and RunFolder(folder).record().ok:
+                    records.setdefault(label, []).append(RunFolder(folder).record().selection)
+        chosen = select_point(own, records)
+        selection[kind] = chosen
+        pair.append(str(chosen["label"]))
+    return {"pair": pair if len(pair) == 2 else None, "sweep_points": points, "selection": selection}
