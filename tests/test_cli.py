@@ -1,6 +1,7 @@
 """The command line: useful help, one-line errors with exit status 2, no traceback, no folder."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -31,8 +32,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, pattern: str) -> No
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error:")
-    import re
-
     assert re.search(pattern, lines[0]), lines[0]
 
 
@@ -104,13 +103,130 @@ def test_train_cli_end_to_end(glue_dir, tmp_path):
     proc = run_cli("train", "--task", "rte", "--method", "lora", "--model", "tiny-llama", "--seed", "1",
                    "--out", str(out), "train_limit=16", "eval_limit=8", "epochs=1", "max_length=32")
     assert proc.returncode == 0, proc.stderr
-    assert "rte · lora · seed 1: dev set, 8 examples (%)" in proc.stdout
-    # No raw Trainer log dicts and no tqdm carriage returns in a log file; every dev metric in percent.
+    assert "rte · lora · seed 1: dev set, 8 examples" in proc.stdout
+    # No raw Trainer log dicts and no tqdm carriage returns in a log file; accuracy in percent, supports as counts.
     assert "{'loss'" not in proc.stdout and "\r" not in proc.stdout + proc.stderr
-    assert "dev loss" in proc.stdout and "accuracy" in proc.stdout
+    assert "dev loss" in proc.stdout and re.search(r"accuracy \(main\)\D*\d+\.\d%", proc.stdout)
+    assert "(n = 4)" in proc.stdout and ".0)" not in proc.stdout
     # The 8 dev rows hold 4 entailment: a 16-row, 1-epoch run learns nothing, and says so.
     assert "warning: this run did not learn its task" in proc.stdout
     assert (out / "adapter" / "adapter_config.json").is_file()
+
+
+# --- Metrics on their own scale: Matthews correlation on −1..1 (never a percentage), supports as counts. ---
+
+
+def _mcc_task(folder):
+    """A two-label task scored by Matthews correlation: train 16 / 4, dev 8 ``common`` / 2 ``rare``."""
+    words = "the a cat dog sat ran on under big small house tree river green blue".split()
+    rows = {split: [(" ".join(words[(i * k) % len(words)] for k in (1, 3, 5, 7)) + f" {split} {i}", label)
+                    for i, label in enumerate(["common"] * n_common + ["rare"] * n_rare)]
+            for split, n_common, n_rare in (("train", 16, 4), ("dev", 8, 2))}
+    for split, data in rows.items():
+        write(folder / f"{split}.csv", "text,label\n" + "".join(f"{t},{label}\n" for t, label in data))
+    return write(folder / "mcc_task.yaml", "name: mcc_task\nfiles: {train: train.csv, validation: dev.csv}\n"
+                 "text_columns: [text]\nlabel_column: label\nlabels: [common, rare]\nmetrics: [matthews, accuracy]\n")
+
+
+def test_train_and_baselines_of_an_mcc_task_print_matthews_on_its_own_scale(tmp_path):
+    from lorascope.metrics import format_metric
+    from lorascope.run_folder import RunFolder
+
+    task = _mcc_task(tmp_path)
+    out = tmp_path / "run"
+    proc = run_cli("train", "--task", str(task), "--method", "lora", "--model", "tiny-llama", "--seed", "1",
+                   "--out", str(out), "epochs=1", "max_length=32", env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    record = RunFolder(out).record()
+    value = record.dev["matthews"]
+    assert re.search(rf"matthews \(main\)\D*{re.escape(format_metric('matthews', value))}(?!%)", proc.stdout)
+    assert re.search(r"majority baseline \(matthews\)\D*0\.000(?!%)", proc.stdout)
+    assert re.search(r"accuracy\D*\d+\.\d%", proc.stdout)
+    assert "(n = 8)" in proc.stdout and "(n = 2)" in proc.stdout and ".0)" not in proc.stdout
+    for reason in (record.learning_check or {})["reasons"]:
+        assert "%" not in reason and "not 2 points above" not in reason
+        assert reason in proc.stdout.replace("\n", " ") or "same label" in reason
+
+    proc = run_cli("baselines", "--tasks", str(task), "--draws", "50", env={"COLUMNS": "400"})
+    assert proc.returncode == 0, proc.stderr
+    assert "matthews 0.000, accuracy 80.0%" in proc.stdout
+    assert re.search(r"matthews -?0\.\d{3} ± 0\.\d{3}, accuracy \d+\.\d ± \d+\.\d%", proc.stdout)
+
+
+def test_train_result_table_writes_mcc_on_its_scale_supports_as_counts_and_the_reason_below_majority():
+    import io
+
+    from rich.console import Console
+
+    from lorascope.checks.learned import learning_check
+    from lorascope.cli.train_output import print_train_result
+    from lorascope.run_folder import RunRecord
+
+    # As read back from metrics.json: the record's float typing turns a support of 12 into 12.0.
+    record = RunRecord.model_validate({
+        "status": "ok", "task": "cola", "method": "lora", "seed": 1, "main_metric": "matthews", "n_eval": 20,
+        "dev": {"matthews": -0.215, "accuracy": 0.45, "loss": 0.7},
+        "dev_per_label": {"acceptable": {"precision": 0.6, "recall": 0.5, "f1": 0.55, "support": 12},
+                          "unacceptable": {"precision": 0.3, "recall": 0.375, "f1": 0.33, "support": 8}},
+        "learning_check": learning_check("matthews", -0.215, 0.0, 0.7)})
+    assert record.dev_per_label["acceptable"]["support"] == 12.0
+    buffer = io.StringIO()
+    print_train_result(Console(file=buffer, width=400, color_system=None), record, "out")
+    text = buffer.getvalue()
+    assert re.search(r"matthews \(main\)\D*-0\.215\b", text) and "-21.5" not in text
+    assert re.search(r"majority baseline \(matthews\)\D*0\.000\b", text)
+    assert re.search(r"accuracy\D*45\.0%", text)
+    assert "acceptable: precision / recall (n = 12)" in text and "(n = 8)" in text and "12.0" not in text
+    assert "60.0% / 50.0%" in text
+    assert "dev MCC -0.215 is below the majority baseline (0.000) by 0.215" in text
+    assert "not 2 points above" not in text
+
+
+def test_hpo_trials_of_an_mcc_task_on_its_scale(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from lorascope.cli import hpo
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(hpo, "console", Console(file=buffer, width=400, color_system=None))
+    trial = {"state": "COMPLETE", "status": "ok", "reason": None, "duration_s": 3.0, "params": {"lr": 1e-4}}
+    hpo._print_trials({"study": "s", "storage": "sqlite", "main_metric": "matthews", "best": {"number": 1},
+                       "trials": [{**trial, "number": 0, "value": -0.05}, {**trial, "number": 1, "value": 0.164}]})
+    text = buffer.getvalue()
+    assert "dev matthews" in text and "(%)" not in text
+    assert "-0.050" in text and "0.164" in text and "16.4" not in text
+
+
+def test_study_console_lines_write_mcc_on_its_scale_and_the_runs_warnings(tmp_path):
+    from lorascope.artifacts import write_json
+    from lorascope.checks.learned import learning_check
+    from lorascope.cli.study import _unit_status
+    from lorascope.run_folder import METRICS_FILE, RunRecord
+    from lorascope.study.stages import baseline_line, unit_result
+
+    assert baseline_line({"task": "cola", "majority": {"matthews": 0.0, "accuracy": 0.691}}) == (
+        "  baseline cola: majority matthews 0.000, accuracy 69.1%")
+    metrics = {"status": "ok", "task": "cola", "method": "lora", "seed": 1, "main_metric": "matthews",
+               "dev": {"matthews": -0.215, "accuracy": 0.5},
+               "learning_check": learning_check("matthews", -0.215, 0.0, 0.7),
+               "warnings": ["the restored checkpoint (step 4, epoch 1) predicts one label for every dev example"]}
+    line = unit_result(RunRecord.model_validate(metrics))
+    assert line.startswith("dev matthews -0.215 [yellow](did not learn: dev MCC -0.215 is below the majority "
+                           "baseline (0.000) by 0.215)[/]")
+    assert line.endswith("[yellow](warning: the restored checkpoint (step 4, epoch 1) predicts one label for every "
+                         "dev example)[/]")
+    assert unit_result(None) == "[red]failed[/]: no record"
+    assert unit_result(RunRecord(status="failed", reason="label [x] unknown")) == "[red]failed[/]: label \\[x] unknown"
+
+    class Unit:
+        def folder(self, root):
+            return root / "cola-lora-s1"
+
+    (tmp_path / "cola-lora-s1").mkdir()
+    write_json(tmp_path / "cola-lora-s1" / METRICS_FILE, metrics)
+    assert _unit_status(Unit(), tmp_path, None, False) == ("done", "matthews -0.215")
 
 
 @pytest.mark.parametrize("command, config", [
@@ -130,3 +246,117 @@ def test_help_lists_every_setting(command, config):
     assert proc.returncode == 0
     missing = [f for f in fields if f"{f}:" not in proc.stdout]
     assert not missing, f"`lorascope {command} --help` does not list {missing}"
+
+
+# --- What standalone analysis commands print when the models did not learn, or with one seed pair. ---
+
+@pytest.fixture()
+def printed(monkeypatch):
+    """The text the analysis commands print, on one wide console (no wrapping inside sentences)."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    wide = Console(file=buffer, width=400, color_system=None)
+    monkeypatch.setattr("lorascope.cli.analysis.console", wide)
+    monkeypatch.setattr("lorascope.cli.lenses.console", wide)
+    return buffer
+
+
+def _drift_result(task_drift: dict, task: str) -> dict:
+    return {**task_drift, "task": task, "n_layers": 1, "controls": [], "primary": "lora"}
+
+
+def test_drift_of_models_that_did_not_learn_prints_the_caveat_before_its_numbers(printed):
+    from lorascope.cli.analysis import print_drift_summary
+    from lorascope.report.learning import assess
+    from tests.test_report_not_learned import not_learned_study
+
+    data = not_learned_study()
+    result = _drift_result(data["drift"]["hans"], "hans")
+    learning = assess([r for r in data["runs"] if r["task"] == "hans"], ("lora", "full"))
+    print_drift_summary(result, learning)
+    text = printed.getvalue()
+    caveat = text.index("LoRA vs full FT is not interpretable: the models did not learn the task")
+    assert caveat < text.index("drift reduction LoRA vs full FT")
+    assert "is below the majority baseline (0.000) by 0.215" in text
+    # Every test is marked, none stands as a finding; no verdict lines repeat the reason.
+    tests = [ln for ln in text.splitlines() if "p = " in ln]
+    assert tests and all(ln.endswith("(not interpretable)") for ln in tests)
+    assert "H1b" not in text
+    # MCC on its own scale in the methods table, never a percentage.
+    assert "-0.215 ± 0.022 (n=3)" in text and "dev MCC" in text and "-21.5" not in text
+
+
+def test_drift_of_one_seed_pair_says_no_test_is_possible(printed):
+    from lorascope.cli.analysis import print_drift_summary
+    from lorascope.report.learning import assess
+    from tests.test_report import synthetic_study
+
+    data = synthetic_study(1)
+    learning = assess(data["runs"], ("lora", "full"), majority=0.51)
+    assert learning.learned
+    print_drift_summary(_drift_result(data["drift"]["sst2"], "sst2"), learning)
+    text = printed.getvalue()
+    assert "over 1 seed pair" in text and "one seed pair allows no test across seeds" in text
+    assert "deltas has 1 value" not in text and "p = " not in text
+    assert "80.0% (n=1)" in text  # the numbers are still shown
+
+
+def test_lens_tests_of_models_that_did_not_learn_are_marked(printed):
+    from lorascope.cli.lenses import print_weight_summary
+    from lorascope.report.learning import assess
+    from tests.test_report_not_learned import not_learned_study
+
+    data = not_learned_study()
+    weights = data["weights"]["hans"]
+    runs = [{"run": f"hans-{m}-s{s}", "method": m, "seed": s,
+             "summary": {"relative_update": 0.1, "stable_rank": 2.0, "entropy_rank": 3.0, "intruders": 1}}
+            for m in ("lora", "full") for s in range(3)]
+    result = {**weights, "config": {"top_k": 10, "epsilon": 0.5}, "runs": runs,
+              "comparison": {**weights["comparison"], "seeds": [0, 1, 2]}}
+    print_weight_summary(result, assess([r for r in data["runs"] if r["task"] == "hans"], ("lora", "full")))
+    text = printed.getvalue()
+    assert text.index("not interpretable: the models did not learn the task") < text.index("relative_update:")
+    lines = [ln for ln in text.splitlines() if "paired t-test p =" in ln]
+    assert len(lines) == 4 and all(ln.endswith("(two-sided) (not interpretable)") for ln in lines)
+
+
+def test_lens_of_one_seed_pair_prints_means_and_why_there_is_no_test(printed):
+    from lorascope.cli.lenses import _print_tests
+
+    comparison = {"seeds": [1], "measures": {"forgetting": {"lora_mean": 0.01, "full_mean": 0.05, "lora_n": 1,
+                                                             "full_n": 1}}}
+    _print_tests(comparison)
+    text = printed.getvalue()
+    assert "forgetting: LoRA 0.01, full 0.05" in text and "one seed pair allows no test across seeds" in text
+
+
+def _untrained_runs(root):
+    """LoRA and full fine-tuning of tiny-llama on MRPC, one seed, at a learning rate too small to move
+    anything: both score F1 40.0% on 16 dev rows where always answering the majority label scores 66.7%."""
+    from lorascope.train import TrainConfig, run_train
+
+    for method in ("lora", "full"):
+        cfg = TrainConfig(task="mrpc", method=method, model="tiny-llama", seed=1, train_limit=24, eval_limit=16,
+                          epochs=1, batch_size=8, max_length=48, lr=1e-9)
+        assert run_train(cfg, root / f"mrpc-{method}-s1", progress=False).ok
+    return root
+
+
+@pytest.mark.slow
+def test_standalone_drift_and_weights_say_the_models_did_not_learn(glue_dir, tmp_path):
+    runs = _untrained_runs(tmp_path / "runs")
+    drift = run_cli("drift", "--base", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "d"),
+                    "n_samples=32", "max_length=48", "bootstrap=100", env={"COLUMNS": "400"})
+    assert drift.returncode == 0, drift.stderr
+    weights = run_cli("weights", "--base", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "w"),
+                      env={"COLUMNS": "400"})
+    assert weights.returncode == 0, weights.stderr
+    for out in (drift.stdout, weights.stdout):
+        assert "LoRA vs full FT is not interpretable: the models did not learn the task" in out
+        assert "LoRA's mean dev F1 over 1 seed, 40.0%, is below the majority baseline (66.7%) by 26.7 points" in out
+        assert "one seed pair allows no test across seeds" in out
+        assert "has 1 value" not in out
+    assert "drift reduction LoRA vs full FT:" in drift.stdout and "(not interpretable)" in drift.stdout

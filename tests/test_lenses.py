@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -190,7 +192,12 @@ def test_probes_command_prints_accuracy_and_retention(glue_dir, tiny_runs, tmp_p
     from lorascope.cli.main import app
 
     result = CliRunner().invoke(app, ["probes", "--base", "tiny-llama", "--runs", str(tiny_runs), "--probe-task", "rte",
-                                      "--out", str(tmp_path / "p"), "n_train=32", "n_dev=16", "max_length=32"])
+                                      "--out", str(tmp_path / "p"), "n_train=32", "n_dev=16", "max_length=32"],
+                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "rte retention (points)" in result.output and "sst2-lora-s2" in result.output
+    assert "rte retention" in result.output and "sst2-lora-s2" in result.output
+    # Probe accuracies as percentages (the title wraps to the table's width), retention as a difference in points.
+    assert re.search(r"rte \(base \d+\.\d%, majority \d+\.\d%\)", " ".join(result.output.split()))
+    assert re.search(r"[+-]\d+\.\d points", result.output)
+    assert re.search(r"retention: LoRA [+-]\d+\.\d points, full [+-]\d+\.\d points", result.output)
     assert (tmp_path / "p" / "probes.json").is_file()

@@ -51,39 +51,71 @@ def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(
 def test_an_81_percent_reduction_is_not_called_noise():
     data = synthetic_study(3)
     assert noise_items(data) == []
-    assert "below the seed-to-seed" not in limitations(data)
+    assert "could produce this difference" not in limitations(data)
+    caveat = data["drift"]["sst2"]["comparison"]["noise_caveat"]
+    assert not caveat["applies"] and caveat["text"] in render(data, {})  # shown under the comparison, verbatim
     floor = data["drift"]["sst2"]["noise_floor"]
     assert floor["full"]["sd"] == pytest.approx(0.0013) and floor["lora"]["sd"] == pytest.approx(0.0003)
 
 
 def test_a_difference_inside_the_seed_spread_is_flagged():
     data = synthetic_study(5, full=(0.100, 0.02), lora=(0.095, 0.02))
+    caveat = data["drift"]["sst2"]["comparison"]["noise_caveat"]
+    assert caveat["applies"]
     [item] = noise_items(data)
-    assert "below the seed-to-seed sd" in item and "0.0200" in item
+    assert item == f"sst2: {caveat['text']}." and "which includes 1: the training seed alone could produce" in item
+    assert f"sst2: could be seed noise — {caveat['text']}." in answers(data)
 
 
-@pytest.mark.parametrize(("n_seeds", "tasks", "reachable", "smallest"), [
-    (3, ("sst2", "mrpc", "rte"), False, "0.125"),
-    (5, ("sst2", "mrpc", "rte"), False, "0.0312"),
-    (5, ("sst2",), True, "0.0312"),
-    (8, ("sst2", "mrpc", "rte"), True, "0.00391"),
+# The family is 5 hypotheses × tasks, adjusted by Holm: the exact test's smallest one-sided p, 2^-n,
+# must reach 0.05 / (5 · tasks) before it can decide anything (0.01 for one task, 0.003333 for three).
+@pytest.mark.parametrize(("n_seeds", "tasks", "reachable", "smallest", "floor"), [
+    (3, ("sst2", "mrpc", "rte"), False, "0.125", 9),
+    (5, ("sst2", "mrpc", "rte"), False, "0.0312", 9),
+    (5, ("sst2",), False, "0.0312", 7),
+    (8, ("sst2",), True, "0.00391", 7),
+    (8, ("sst2", "mrpc", "rte"), False, "0.00391", 9),
+    (9, ("sst2", "mrpc", "rte"), True, "0.00195", 9),
 ])
-def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, smallest):
-    text = limitations(synthetic_study(n_seeds, tasks))
+def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, smallest, floor):
+    from lorascope.stats.family import correct_study
+
+    data = synthetic_study(n_seeds, tasks)
+    studied = correct_study({t: d["comparison"] for t, d in data["drift"].items()})
+    for task, comparison in studied.items():
+        data["drift"][task]["comparison"] = comparison
+    text = limitations(data)
     assert f"{n_seeds} seed pairs" in text and f"its smallest p is {smallest} one-sided" in text
     assert ("can reach it" in text) == reachable and ("cannot reach it whatever the data" in text) == (not reachable)
-    if len(tasks) == 3:
-        assert "0.05/3 = 0.01667 (Bonferroni over 3 tasks)" in text
+    m = 5 * len(tasks)
+    assert (f"a family of {m} verdicts (5 hypotheses × {len(tasks)} task{'s' if len(tasks) > 1 else ''}) adjusted "
+            f"together by Holm at family-wise α = 0.05, whose strictest level (Holm's first step) is α/{m} = "
+            f"{0.05 / m:.4g}") in text
+    assert "Bonferroni" not in text
+    if not reachable:
+        assert f"and {floor} seed pairs are the minimum" in text
+
+
+def test_a_task_analysed_alone_says_its_family_is_not_yet_the_studys():
+    # drift.json written by one task's analysis: Holm within the task, Bonferroni over the study's tasks.
+    text = limitations(synthetic_study(3, ("sst2", "mrpc", "rte")))
+    assert "a family of 15 verdicts (5 hypotheses × 3 tasks) adjusted by Holm within each task and Bonferroni over " \
+           "tasks at family-wise α = 0.05" in text
 
 
 def test_eight_seeds_decide_and_the_answer_says_so():
     data = synthetic_study(8)
     verdicts = data["drift"]["sst2"]["comparison"]["verdicts"]
-    assert verdicts["lower"]["decisive"] and verdicts["h1b"]["decisive"]
+    assert verdicts["lower"]["robust_to_normality"] and verdicts["h1b"]["robust_to_normality"]
     text = answers(data)
-    assert "supported by both the paired t-test" in text and "exact sign-flip test (p = 0.00391)" in text
+    h1b = verdicts["h1b"]
+    assert (f"supported by both the paired t-test (p = {h1b['p_value']:.3g}, Holm-adjusted {h1b['p_adjusted']:.3g}) "
+            f"and the exact sign-flip test (p = 0.00391, Holm-adjusted {h1b['secondary_p_adjusted']:.3g}); the decision "
+            "is robust to the normality assumption: the t-test and the exact sign-flip test agree on the same seeds "
+            "(not a replication)") in text
     table = verdict_table(data)
     assert "| sst2 | LoRA drifts less | **supported** |" in table and "**supported** ⚠" not in table
+    assert "decisive" not in render(data, {}).lower()
 
 
 def test_three_seeds_disagreement_is_marked_not_hidden():
@@ -137,19 +169,24 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
     assert "full seed 3 predicts one label for every dev example" in comparison["not_interpretable"]
     assert all(v.get("not_interpretable") and "status" not in v for v in comparison["verdicts"].values())
     data["drift"]["sst2"]["comparison"] = comparison
-    assert "no answer, not interpretable: the models did not learn the task (full seed 3" in answers(data)
-    assert "**not interpretable**" in verdict_table(data)
+    # These runs carry no learning check of their own: the report states drift.json's reason.
+    assert "no answer — the models did not learn the task: full seed 3 predicts one label" in answers(data)
+    # One statement for the task, not one row per verdict repeating it.
+    table = verdict_table(data)
+    assert "| sst2 |" not in table and table.count("the models did not learn the task") == 1
     # A method whose mean is at majority level is fatal too.
     lora = [dataclasses.replace(r, metric=0.51, learning=check(0.51)) for r in lora]
     full[3] = dataclasses.replace(full[3], learning=check(0.5))
-    assert "LoRA's mean dev metric 51.0% is not 2 points above the majority baseline (50.0%)" in (
+    assert ("LoRA's mean dev metric 51.0% is 1.0 points above the majority baseline (50.0%), less than the 2.0-point "
+            "margin") in (
         compare_methods(lora, full)["not_interpretable"])
 
 
 def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_rests_on():
     data = synthetic_study(8, full=(0.020, 0.002), lora=(0.050, 0.040))
     text = answers(data)
-    assert "drifted 150.0% more than full fine-tuning's" in text and "% less than" not in text.split("\n")[4]
+    more = -data["drift"]["sst2"]["comparison"]["reduction_percent"]
+    assert f"drifted {more:.1f}% more than full fine-tuning's" in text and "% less than" not in text.split("\n")[4]
     for line in text.splitlines():
         if "rejected" in line:
             assert "for the opposite claim" in line, line
@@ -161,6 +198,11 @@ def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_re
          "secondary_reverse_p_value": 0.043, "tests_agree": False, "decisive": False}
     assert strength(v) == ("not supported by the paired t-test (p = 0.914), but the exact sign-flip test says rejected "
                            "(p = 0.043 for the opposite claim) — not confirmed")
+    # The same with the family's adjusted p-values: each beside its raw p, the opposite claim's for "rejected".
+    v.update(p_adjusted=1.0, reverse_p_adjusted=0.43, secondary_p_adjusted=1.0, secondary_reverse_p_adjusted=0.0430,
+             correction="holm", family={"size": 10, "method": "holm", "complete": True})
+    assert strength(v) == ("not supported by the paired t-test (p = 0.914, Holm-adjusted 1), but the exact sign-flip "
+                           "test says rejected (p = 0.043, Holm-adjusted 0.043 for the opposite claim) — not confirmed")
 
 
 def _bench_with(h2_max_ratio=None, key="h2"):

@@ -65,9 +65,8 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     assert status.exit_code == 0 and "weights rte" in status.output and "probes rte" in status.output
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
     assert "Failed units" in md and "No drift analysis for sst2" in md
-    # 24 examples for one epoch teach tiny-llama nothing: the summary flags rte's verdicts.
-    assert "| rte † | H1a |" in md and "† a method did not beat the majority baseline by 2 points" in md
-    assert "its smallest p is 0.25 one-sided (0.5 two-sided)" in md
+    # 24 examples for one epoch teach tiny-llama nothing: rte gets one statement instead of verdicts.
+    assert "**rte**: no verdicts — the models did not learn the task" in md and "| rte | H1a |" not in md
     # Baselines are scored on the runs' own dev subset (eval_limit 16), not the whole dev split.
     assert {b["n_dev"] for b in json.loads((out / "baselines.json").read_text())["baselines"]} == {16}
     assert "data:image/png;base64," in html

@@ -7,7 +7,7 @@ over the labels that happen to appear).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_recall_fscore_support
@@ -109,3 +109,117 @@ def unflatten_eval(log: dict[str, float], names: tuple[str, ...], label_names: t
             stats["support"] = int(stats["support"])
             labels[label] = stats
     return {"dev": dev, "per_label": labels, "predicted_share": flat.get(PREDICTED_SHARE)}
+
+
+# --- How metrics are written for people: the one place every command and the report format them. ---
+
+# Metrics that are shares (of examples, or means of per-label shares) read as percentages. Matthews
+# correlation is a correlation on −1..1: written as "16.4%" it would pass for a share of examples,
+# so it keeps its own scale.
+PERCENT_METRICS = frozenset({"accuracy", "f1", "macro_f1", "weighted_f1"})
+assert PERCENT_METRICS < set(METRICS)
+
+
+# How sentences name a metric; tables keep the names a task file uses.
+METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1", "weighted_f1": "weighted F1",
+                "matthews": "MCC"}
+assert set(METRIC_NAMES) == set(METRICS)
+
+
+def metric_name(metric: str | None) -> str:
+    """A metric as a sentence names it: ``matthews`` -> ``MCC``; None -> ``metric``."""
+    return METRIC_NAMES.get(metric or "", metric or "metric")
+
+
+def is_percentage(metric: str | None) -> bool:
+    """Whether ``metric`` is written as a percentage; an unknown metric (None) is, as shares are the common case."""
+    return metric is None or metric in PERCENT_METRICS
+
+
+def format_metric(metric: str | None, value: float | None, sd: float | None = None) -> str:
+    """A metric value as people read it: accuracy 0.912 -> ``91.2%``, Matthews 0.164 -> ``0.164``.
+
+    With ``sd``: ``91.2 ± 1.1%`` and ``0.164 ± 0.020``. None (no value) -> ``–``.
+    """
+    if value is None or value != value:  # NaN: an undefined metric, not a number to print
+        return "–"
+    if is_percentage(metric):
+        spread = f" ± {100 * sd:.1f}" if sd is not None else ""
+        return f"{100 * value:.1f}{spread}%"
+    return f"{value:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def format_metric_difference(metric: str | None, delta: float | None, signed: bool = True) -> str:
+    """A difference of two values of ``metric``: ``+3.2 points`` for a percentage, ``+0.032`` for Matthews.
+
+    ``signed=False`` writes the size alone (``3.2 points``), for sentences that say the direction in words.
+    """
+    if delta is None or delta != delta:
+        return "–"
+    sign = "+" if signed else ""
+    if is_percentage(metric):
+        return f"{100 * (delta if signed else abs(delta)):{sign}.1f} points"
+    return f"{delta if signed else abs(delta):{sign}.3f}"
+
+
+def format_count(value: float | int | None) -> str:
+    """A count (label support, examples): ``12``, never ``12.0`` (JSON and pydantic may hand it back as a float)."""
+    return "–" if value is None else str(int(round(value)))
+
+
+def versus_majority(metric: str | None, value: float, majority: float, margin: float | None = None) -> str:
+    """Where a main-metric value stands against the majority-class baseline, in words.
+
+    A value below the baseline is said to be below it, and by how much: a model that does worse than
+    always answering the most frequent label learned something misleading, which "not 2 points above"
+    would hide. ``margin`` (a fraction, e.g. 0.02) adds, for a value above the baseline by less, that it
+    falls short of that margin. E.g. ``below the majority baseline (0.000) by 0.215``, ``at the majority
+    baseline (53.0%)``, ``0.6 points above the majority baseline (53.0%), less than the 2.0-point margin``.
+    """
+    base = f"the majority baseline ({format_metric(metric, majority)})"
+    gap = value - majority
+    if gap < 0:
+        return f"below {base} by {format_metric_difference(metric, gap, signed=False)}"
+    if gap == 0:
+        return f"at {base}"
+    said = f"{format_metric_difference(metric, gap, signed=False)} above {base}"
+    if margin is not None and gap < margin:
+        said += f", less than the {format_metric_difference(metric, margin, signed=False).replace(' points', '-point')} margin"
+    return said
+
+
+# --- Statistics as the report writes them (p-values, ratios, reductions), formatted here too. ---
+
+
+def _significant(value: float) -> str:
+    """3 significant digits, trailing zeros kept (``0.120``, ``2.50``, ``150``)."""
+    return f"{value:#.3g}".rstrip(".").replace(".e", "e")
+
+
+def format_p(p: float | None) -> str:
+    """An exact p-value to 3 significant digits (``0.0123``, ``1.81e-10``); ``undefined`` without one (None, NaN)."""
+    return "undefined" if p is None or p != p else f"{p:.3g}"
+
+
+def format_ratio(ratio: float | None) -> str:
+    """A ratio of two positive quantities (e.g. the geometric-mean drift ratio) to 3 significant digits."""
+    return "–" if ratio is None or ratio != ratio else _significant(ratio)
+
+
+def format_drift(value: float | None) -> str:
+    """A drift (1 − CKA) to 3 significant digits: drifts span orders of magnitude (0.004 to 0.9)."""
+    return "–" if value is None or value != value else _significant(value)
+
+
+def format_reduction(percent: float | None) -> str:
+    """A relative reduction Δ% to one decimal: ``80.9%``, ``-150.0%`` (an increase)."""
+    return "–" if percent is None or percent != percent else f"{percent:.1f}%"
+
+
+def format_bounds(bounds: Sequence[float | None] | None, fmt: Callable[[float | None], str] = format_ratio) -> str:
+    """An interval ``[low, high]`` (a pair, as JSON stores it) with each bound written by ``fmt``;
+    ``unbounded`` where a bound is undefined (None, NaN) or the pair is missing."""
+    low, high = tuple(bounds or (None, None))[:2]
+    if low is None or high is None or low != low or high != high:
+        return "unbounded"
+    return f"[{fmt(low)}, {fmt(high)}]"

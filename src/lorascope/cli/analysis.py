@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from lorascope.cli.common import assemble, console, quiet_libraries, user_errors, with_settings_help
+
+if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
+    from lorascope.report.learning import Learning
 
 OVERRIDES = "Settings as key=value (e.g. n_samples=500 bootstrap=2000)."
 
@@ -45,23 +48,40 @@ def drift(
     """Layer-wise drift (CKA, debiased CKA, cosine) of every run from the base, with controls and statistics."""
     quiet_libraries()
     from lorascope.drift import DriftConfig, run_drift
+    from lorascope.report.learning import comparison_learning
+    from lorascope.variants import primary_of
 
     cfg = assemble(DriftConfig, None, dict(task=task, base=base, runs=str(runs)), overrides)
     result = run_drift(cfg, out)
-    print_drift_summary(result)
+    learning = comparison_learning(runs, result["runs"], primary_of(result),
+                                   result["comparison"].get("not_interpretable"), task=result["task"])
+    print_drift_summary(result, learning)
     console.print(f"-> {out / 'drift.json'}, {out / 'layers.csv'}")
 
 
-def _fmt(stat: dict | None, digits: int = 4, percent: bool = False) -> str:
-    """mean ± sd (n); a metric in [0, 1] as a percentage, like every command prints metrics."""
+def _fmt(stat: dict | None, digits: int = 4) -> str:
+    """mean ± sd (n) of a drift measure."""
     if not stat or stat.get("mean") is None:
         return "–"
-    scale, digits = (100, 1) if percent else (1, digits)
-    sd = f" ± {scale * stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
-    return f"{scale * stat['mean']:.{digits}f}{sd} (n={stat['n']})"
+    sd = f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
+    return f"{stat['mean']:.{digits}f}{sd} (n={stat['n']})"
 
 
-def print_drift_summary(result: dict) -> None:
+def _fmt_metric(metric: str | None, stat: dict | None) -> str:
+    """mean ± sd (n) of the task metric, written as every command writes it (Matthews on its own scale)."""
+    from lorascope.metrics import format_metric
+
+    if not stat or stat.get("mean") is None:
+        return "–"
+    return f"{format_metric(metric, stat['mean'], stat.get('sd'))} (n={stat['n']})"
+
+
+def print_drift_summary(result: dict, learning: Learning | None = None) -> None:
+    """The controls, each method's drift, and LoRA vs full FT: the tests where the runs learned their
+    task and a seed pair allows them; otherwise why not, above the numbers kept for the record."""
+    from lorascope.metrics import metric_name
+
+    metric = learning.metric if learning else None
     controls = Table(title=f"{result['task']}: pipeline controls ({result['n_samples']} samples, {result['n_layers']} layers)")
     for col in ("control", "expectation", "mean drift", "debiased", "result"):
         controls.add_column(col)
@@ -72,31 +92,52 @@ def print_drift_summary(result: dict) -> None:
     if result.get("n_samples_note"):
         console.print(f"[yellow]note:[/] {result['n_samples_note']}")
     table = Table(title=f"{result['task']}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
-    for col in ("method", "drift", "debiased drift", "cosine", "dev metric (%)", "noise floor (sd over seeds)"):
+    for col in ("method", "drift", "debiased drift", "cosine", f"dev {metric_name(metric)}", "noise floor (sd over seeds)"):
         table.add_column(col)
     for meth, s in result["methods"].items():
         floor = result["noise_floor"].get(meth)
-        table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt(s["metric"], percent=True),
+        table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt_metric(metric, s["metric"]),
                       f"{floor['sd']:.4f}" if floor else "–")
     console.print(table)
     comp = result["comparison"]
-    if comp.get("runs_not_learned"):
-        console.print(f"[yellow]note:[/] at majority level (did not learn): {', '.join(comp['runs_not_learned'])}")
-    if comp.get("not_interpretable"):
-        console.print(f"[bold yellow]LoRA vs full FT {comp['not_interpretable']}[/]", highlight=False)
-        return
+    learned = learning is None or learning.learned
+    if not learned:
+        print_not_learned(learning)
+    elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
+        console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)
     if comp.get("reduction_percent") is not None:
-        console.print(f"drift reduction LoRA vs full FT: {comp['reduction_percent']:.1f}% over {comp['n_pairs']} seed pair(s)")
+        console.print(f"drift reduction LoRA vs full FT: {comp['reduction_percent']:.1f}% over {comp['n_pairs']} seed "
+                      f"pair{'s' if comp['n_pairs'] != 1 else ''}" + ("" if learned else " (not interpretable)"),
+                      highlight=False)
+    if comp.get("n_pairs", 0) < 2:
+        console.print(f"  {one_pair_text(comp.get('n_pairs', 0))}", highlight=False)
+        return
     for key in ("paired_t", "sign_flip"):
         t = comp.get(key)
         if t and "p_value" in t:
             floor = f", smallest attainable p {t['min_attainable_p']:.3g}" if t.get("min_attainable_p") else ""
             console.print(f"  {t['test']}, two-sided (null: no difference in mean drift): n = {t['n']}, "
-                          f"p = {t['p_value']:.4g}{floor}")
+                          f"p = {t['p_value']:.4g}{floor}" + ("" if learned else " (not interpretable)"), highlight=False)
         elif t:
-            console.print(f"  {key}: {t.get('error')}")
+            console.print(f"  {key}: {t.get('error')}", highlight=False)
+    if not learned:
+        return  # the verdicts would each repeat the one reason above
     for key, v in (comp.get("verdicts") or {}).items():
         console.print(f"  {v['message']}" if "status" in v else f"  {key}: {v.get('error')}", highlight=False)
+
+
+def print_not_learned(learning: Learning) -> None:
+    """The caveat of a comparison between models that did not learn, before any number of it."""
+    console.print(f"[bold yellow]LoRA vs full FT is not interpretable: {learning.statement()}.[/] Differences between "
+                  "models that did not learn say nothing about how LoRA and full fine-tuning differ; the numbers "
+                  "below are marked (not interpretable) and kept for the record only.", highlight=False)
+
+
+def one_pair_text(n_pairs: int) -> str:
+    """Why there is no test across seeds with fewer than 2 seed pairs (said, not left to a test's error)."""
+    which = "one seed pair allows" if n_pairs == 1 else f"{n_pairs} seed pairs allow"
+    return (f"{which} no test across seeds (a paired test needs at least 2 seed pairs); the numbers shown are "
+            "descriptive.")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ def hpo(
 
     from lorascope.config import check_report_to
     from lorascope.hpo import HpoConfig, run_hpo
+    from lorascope.metrics import format_metric
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from run_hpo instead
     cfg = _assemble(HpoConfig, config, dict(task=task, method=method, model=model, n_trials=trials, storage=storage), overrides)
@@ -51,7 +52,8 @@ def hpo(
         raise typer.Exit(1)
     best = summary["best"]
     console.print(
-        f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} {100 * best['value']:.1f}% -> {summary['best_config']}"
+        f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} "
+        f"{format_metric(summary['main_metric'], best['value'])} -> {summary['best_config']}"
     )
 
 
@@ -68,9 +70,11 @@ def _assemble(cls, config_file: Optional[Path], options: dict[str, Any], overrid
 
 
 def _print_trials(summary: dict[str, Any]) -> None:
+    from lorascope.metrics import format_metric
+
     best = (summary["best"] or {}).get("number")
     table = Table(title=f"study {summary['study']} ({summary['storage']})")
-    for col in ("trial", "state", f"dev {summary['main_metric']} (%)", "time (s)"):
+    for col in ("trial", "state", f"dev {summary['main_metric']}", "time (s)"):
         table.add_column(col, no_wrap=True)
     # One wrapping column for the sampled settings keeps the table readable on narrow terminals.
     table.add_column("settings")
@@ -83,7 +87,7 @@ def _print_trials(summary: dict[str, Any]) -> None:
         table.add_row(
             str(t["number"]),
             state,
-            "" if t["value"] is None else f"{100 * t['value']:.1f}",
+            "" if t["value"] is None else format_metric(summary["main_metric"], t["value"]),
             "" if t["duration_s"] is None else f"{t['duration_s']:.1f}",
             " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()) or (t["reason"] or ""),
         )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from lorascope.cli.common import assemble, console, quiet_libraries, user_errors, with_settings_help
+
+if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
+    from lorascope.report.learning import Learning
 
 
 @user_errors
@@ -25,7 +29,7 @@ def weights(
 
     cfg = assemble(WeightLensConfig, None, dict(base=base, runs=str(runs)), overrides)
     result = run_weight_lens(cfg, out)
-    print_weight_summary(result)
+    print_weight_summary(result, _learning(runs, result))
     console.print(f"-> {out / 'weights.json'}")
 
 
@@ -52,7 +56,7 @@ def forgetting(
         table.add_row(r["run"], f"{s['loss']:.4f}", f"{s['perplexity']:.2f}", f"{s['forgetting']:+.4f}")
     console.print(table)
     console.print("controls: " + ", ".join(f"{c['name']} {c['forgetting']:+.1e} pass" for c in result["controls"]))
-    _print_tests(result["comparison"])
+    _print_tests(result["comparison"], _learning(runs, result))
     console.print(f"-> {out / 'forgetting.json'}")
 
 
@@ -68,28 +72,41 @@ def probes(
     """Probe retention: linear-probe accuracy on other tasks of each run's representations, against the base's."""
     quiet_libraries()
     from lorascope.lenses import ProbeConfig, run_probe_retention
+    from lorascope.metrics import format_metric, format_metric_difference
 
     cfg = assemble(ProbeConfig, None, dict(base=base, runs=str(runs), probe_tasks=probe_tasks), overrides)
     result = run_probe_retention(cfg, out)
-    table = Table(title="probe accuracy (%) on " + ", ".join(
-        f"{t} (base {100 * result['base'][t]:.1f}, majority {100 * result['majority'][t]:.1f})" for t in result["probe_tasks"]))
+    acc = "accuracy"  # a probe is scored by accuracy, whatever the probed task's own metric
+    table = Table(title="probe accuracy on " + ", ".join(
+        f"{t} (base {format_metric(acc, result['base'][t])}, majority {format_metric(acc, result['majority'][t])})"
+        for t in result["probe_tasks"]))
     table.add_column("run")
     for t in result["probe_tasks"]:
         table.add_column(f"{t} accuracy")
-        table.add_column(f"{t} retention (points)")
+        table.add_column(f"{t} retention")
     for r in result["runs"]:
         s = r["summary"]
-        cells = [v for t in result["probe_tasks"] for v in (f"{100 * s[f'accuracy_{t}']:.1f}", f"{100 * s[f'retention_{t}']:+.1f}")]
+        cells = [v for t in result["probe_tasks"]
+                 for v in (format_metric(acc, s[f"accuracy_{t}"]), format_metric_difference(acc, s[f"retention_{t}"]))]
         table.add_row(r["run"], *cells)
     console.print(table)
     if result["uninformative"]:
         console.print(f"[yellow]note:[/] the base's probe does not beat the majority label on "
                       f"{', '.join(result['uninformative'])}: retention there says nothing")
-    _print_tests(result["comparison"])
+    # Retention is a difference of probe accuracies: in points, as in the table.
+    _print_tests(result["comparison"], _learning(runs, result), fmt=lambda v: format_metric_difference(acc, v))
     console.print(f"-> {out / 'probes.json'}")
 
 
-def print_weight_summary(result: dict) -> None:
+def _learning(runs: Path, result: dict) -> Learning:
+    """Whether the runs a lens compared learned their task (read from their own metrics.json)."""
+    from lorascope.report.learning import comparison_learning
+    from lorascope.variants import primary_of
+
+    return comparison_learning(runs, result["runs"], primary_of(result["comparison"]))
+
+
+def print_weight_summary(result: dict, learning: Learning | None = None) -> None:
     cfg = result["config"]
     table = Table(title=f"weight lens over {len(result['matrices'])} matrices per run "
                         f"(intruders: top {cfg['top_k']} singular vectors, ε = {cfg['epsilon']:g})")
@@ -100,17 +117,37 @@ def print_weight_summary(result: dict) -> None:
         table.add_row(r["run"], f"{s['relative_update']:.4g}", f"{s['stable_rank']:.2f}", f"{s['entropy_rank']:.2f}",
                       str(s["intruders"]))
     console.print(table)
-    _print_tests(result["comparison"])
+    _print_tests(result["comparison"], learning)
 
 
-def _print_tests(comparison: dict) -> None:
+def _print_tests(comparison: dict, learning: Learning | None = None, fmt: Callable[[float], str] | None = None) -> None:
+    """Each measure's means per method and the full − LoRA tests over seed pairs; where the models did
+    not learn, the caveat first and every test marked; with fewer than 2 pairs, why there is no test.
+    ``fmt`` writes a mean (default: 4 significant digits)."""
+    from lorascope.cli.analysis import one_pair_text, print_not_learned
+
+    learned = learning is None or learning.learned
+    if not learned:
+        print_not_learned(learning)
+    elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
+        console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)
+    mark = "" if learned else " (not interpretable)"
+    pairs = len(comparison.get("seeds") or [])
     for measure, m in comparison["measures"].items():
-        if "paired_t" not in m:
+        if m.get("lora_mean") is None or m.get("full_mean") is None:
+            continue  # one method has no runs: nothing to compare
+        show = fmt or (lambda v: f"{v:.4g}")
+        means = f"  {measure}: LoRA {show(m['lora_mean'])}, full {show(m['full_mean'])}"
+        if "paired_t" not in m:  # computed only from 2 seed pairs on
+            console.print(f"{means}{mark}", highlight=False)
             continue
-        t, e = m["paired_t"], m["sign_flip"]  # present only where both methods have runs
-        console.print(f"  {measure}: LoRA {m['lora_mean']:.4g}, full {m['full_mean']:.4g}; full − LoRA over "
-                      f"{t['n']} seed pairs: paired t-test p = {_p(t)}, exact sign-flip p = {_p(e)} (two-sided)",
-                      highlight=False)
+        t, e = m["paired_t"], m["sign_flip"]
+        console.print(f"{means}; full − LoRA over {t['n']} seed pairs: paired t-test p = {_p(t)}, exact sign-flip "
+                      f"p = {_p(e)} (two-sided){mark}", highlight=False)
+    if pairs == 0:
+        console.print("  no seed has both a LoRA and a full fine-tuning run: nothing to compare", highlight=False)
+    elif pairs == 1:
+        console.print(f"  {one_pair_text(pairs)}", highlight=False)
 
 
 def _p(test: dict) -> str:

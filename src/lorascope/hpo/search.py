@@ -32,6 +32,7 @@ from lorascope.hpo.config import HpoConfig
 from lorascope.hpo.results import write_results
 from lorascope.hpo.space import SearchSpace
 from lorascope.hpo.storage import FINISHED, count_trials, default_storage_url, fail_abandoned, open_storage, open_study
+from lorascope.metrics import format_metric
 from lorascope.models.registry import resolve_model
 from lorascope.run_folder import RunRecord
 from lorascope.train.run import load_task_data, run_train
@@ -128,7 +129,7 @@ class _Objective:
             reason = record.reason or f"no finite dev {self.main_metric}"
             self.log(f"trial {trial.number} failed ({reason}); recorded as pruned | {shown}")
             raise optuna.TrialPruned(reason)
-        self.log(f"trial {trial.number}: dev {self.main_metric} {100 * value:.1f}% | {shown} | {record.runtime_s or 0:.1f} s")
+        self.log(f"trial {trial.number}: dev {self.main_metric} {format_metric(self.main_metric, value)} | {shown} | {record.runtime_s or 0:.1f} s")
         return float(value)
 
     def _train(self, trial: optuna.Trial, settings: dict[str, Any], folder: Path) -> RunRecord:

@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.report.limitations import weak_methods
+from lorascope.metrics import format_bounds, format_metric_difference, format_p, format_ratio, format_reduction, is_percentage
+from lorascope.report.learning import main_metric, method_display, reference_of, task_learning
+from lorascope.report.limitations import noise_of
 from lorascope.report.serving_text import aa_noise, h2_max_ratio, h2_of, h2_rows, merged_ratio_row
-from lorascope.report.text import interval, p_value, reduction_interval, short_test, table
+from lorascope.report.text import interval, reduction_interval, short_test, table
+from lorascope.report.verdict_text import (
+    ROBUST_TEXT,
+    family_cell,
+    family_sentences,
+    has_roles,
+    is_primary,
+    p_cells,
+    p_text,
+    robust,
+    verdict_records,
+)
 from lorascope.stats.power import seeds_needed_text
-from lorascope.variants import display_name, primary_of
+from lorascope.variants import primary_of
 
-# Null hypothesis of each verdict's one-sided test, in words (the claim is its negation).
+# Null hypothesis of each verdict's one-sided test, in words (the claim is its negation): on the log
+# scale where the record tested per-seed log ratios, on the ratio of mean drifts where it did not.
 NULLS = {
     "H1a": "mean LoRA − full metric ≤ −margin",
     "H1b": "mean LoRA drift ≥ (1 − min reduction) · mean full drift",
@@ -19,66 +33,121 @@ NULLS = {
     "LoRA drifts less": "mean LoRA drift ≥ mean full drift",
     "LoRA drifts less (debiased)": "the same on debiased drift",
 }
+LOG_NULLS = {
+    "H1b": "mean over seeds of log(LoRA drift / full drift) ≥ log(1 − min reduction)",
+    "LoRA drifts less": "mean over seeds of log(LoRA drift / full drift) ≥ 0",
+}
+
+
+def null_of(v: dict[str, Any]) -> str:
+    """The null hypothesis of a verdict's one-sided test, on the scale its record was tested on."""
+    if (v.get("details") or {}).get("log_ratio"):
+        return LOG_NULLS.get(v["hypothesis"], NULLS.get(v["hypothesis"], ""))
+    return NULLS.get(v["hypothesis"], "")
 
 
 def deciding_p(v: dict[str, Any], which: str = "primary") -> str:
-    """The p a status rests on: the claim's p, or for "rejected" the opposite claim's p."""
-    primary = which == "primary"
-    status = v["status"] if primary else v.get("secondary_status")
-    if status == "rejected":
-        reverse = v.get("reverse_p_value") if primary else v.get("secondary_reverse_p_value")
-        return f"p = {p_value(reverse)} for the opposite claim"
-    return f"p = {p_value(v['p_value'] if primary else (v.get('secondary') or {}).get('p_value'))}"
+    """The p a status rests on, raw and adjusted for the family: the claim's, or for "rejected" the opposite claim's."""
+    return p_text(v, which)
+
+
+def _level(v: dict[str, Any]) -> str:
+    """The level a test's smallest p must reach: the family's strictest, or α for a family of one."""
+    m = v.get("n_comparisons", 1)
+    return f"α = {v['corrected_alpha']:.4g}" if m == 1 else f"the family's strictest level α/{m} = {v['corrected_alpha']:.4g}"
 
 
 def strength(v: dict[str, Any]) -> str:
-    """How firmly a verdict stands, in words."""
+    """How firmly a verdict stands, in words, with each test's raw and adjusted p."""
     first, second = short_test(v["test"]), short_test(v.get("secondary"))
-    if v.get("decisive"):
-        return f"{v['status']} by both the {first} ({deciding_p(v)}) and the {second} ({deciding_p(v, 'secondary')})"
+    if v.get("secondary") is None:
+        return f"{v['status']} ({first} {deciding_p(v)}; no second test)"
+    if robust(v):
+        return (f"{v['status']} by both the {first} ({deciding_p(v)}) and the {second} ({deciding_p(v, 'secondary')}); "
+                f"the decision is {ROBUST_TEXT}")
     if not v.get("tests_agree", True):
         other = v.get("secondary") or {}
-        why = (f"cannot reach α with n = {other.get('n')} (its smallest p is {other['min_attainable_p']:.3g})"
+        why = (f"cannot reach {_level(v)} with n = {other.get('n')} (its smallest p is {format_p(other['min_attainable_p'])})"
                if v["secondary_status"] == "underpowered" and other.get("min_attainable_p") else
                f"says {v['secondary_status']} ({deciding_p(v, 'secondary')})")
         return f"{v['status']} by the {first} ({deciding_p(v)}), but the {second} {why} — not confirmed"
     return f"{v['status']} ({first} {deciding_p(v)}; not decided)"
 
 
-def _estimate_text(v: dict[str, Any]) -> str:
+def _estimate_text(v: dict[str, Any], metric: str | None) -> str:
+    """A verdict's estimate: H1a as a difference of the task metric (points, or Matthews' own scale), the
+    drift hypotheses as Δ% (with the geometric-mean ratio it comes from, where the record has it)."""
     if v["hypothesis"] == "H1a":
-        return f"LoRA − full = {100 * v['estimate']:+.1f} points"
-    return f"reduction {100 * v['estimate']:.1f}%"
+        return f"LoRA − full = {format_metric_difference(metric, v['estimate'])}"
+    log_ratio = (v.get("details") or {}).get("log_ratio") or {}
+    ratio = f", geometric-mean ratio LoRA / full {format_ratio(log_ratio['gm_ratio'])}" if log_ratio.get("gm_ratio") else ""
+    return f"reduction {format_reduction(100 * v['estimate'])}{ratio}"
+
+
+def _pairs(n: int) -> str:
+    return f"{n} seed pair{'s' if n != 1 else ''}"
+
+
+def reduction_sentence(task: str, d: dict[str, Any]) -> str:
+    """The measured drift reduction of a task's primary comparison: on the log scale (geometric-mean
+    ratio and Δ% with their t intervals over seeds) where drift.json has it, else the ratio of means."""
+    c, ms = d["comparison"], d["methods"]
+    lora, full = primary_of(d), reference_of(d)
+    hier = c.get("reduction_ci_seeds_samples") or {}
+    on_log = str(hier.get("scale", "")).startswith("geometric")
+    ci = (f"; {_confidence(hier)} interval over seeds and dev samples{' (log scale)' if on_log else ''} "
+          f"{reduction_interval(hier['low'], hier['high'])}" if hier.get("low") is not None else "")
+    reduction = c["reduction_percent"]
+    direction = f"{format_reduction(reduction)} less" if reduction >= 0 else f"{format_reduction(-reduction)} more"
+    head = (f"**{task}** ({_pairs(c['n_pairs'])}): {method_display(lora, d)}'s representations drifted {direction} than "
+            f"{method_display(full, d)}'s")
+    means = f"mean drift {ms[lora]['drift']['mean']:.3f} vs {ms[full]['drift']['mean']:.3f}"
+    log_ratio = c.get("log_ratio") or {}
+    if log_ratio.get("gm_ratio") is None:
+        return f"{head} ({means}{ci})."
+    conf = _confidence(log_ratio)
+    of_means = c.get("reduction_percent_of_means")
+    return (f"{head}: geometric mean over seeds of the per-seed drift ratio LoRA / full {format_ratio(log_ratio['gm_ratio'])} "
+            f"({conf} t interval over seeds on the log scale {format_bounds(log_ratio['gm_ratio_ci'])}), "
+            f"Δ% = 100 · (1 − ratio) {format_reduction(reduction)} "
+            f"{format_bounds(log_ratio['reduction_percent_ci'], fmt=format_reduction)}{ci}; {means}"
+            + (f", whose ratio gives {format_reduction(of_means)}" if of_means is not None else "") + ").")
+
+
+def _confidence(record: dict[str, Any]) -> str:
+    return f"{record.get('confidence', 0.95):.0%}"
 
 
 def rq1_sentences(data: dict[str, Any]) -> list[str]:
-    """One bullet per task with the measured reduction, then one per verdict with its strength."""
-    weak = weak_methods(data)
+    """One bullet per task with the measured reduction, then one per verdict (primary hypotheses first)
+    with its strength; for a task whose models did not learn, one statement why it has no answer, and
+    no test or effect size."""
     out = []
+    roles = has_roles(data)
     for task, d in data["drift"].items():
-        c, ms, lora = d["comparison"], d["methods"], primary_of(d)
-        verdicts = c.get("verdicts") or {}
-        if not {lora, "full"} <= set(ms) or c.get("reduction_percent") is None:
+        c, ms, lora, full = d["comparison"], d["methods"], primary_of(d), reference_of(d)
+        if not {lora, full} <= set(ms) or c.get("reduction_percent") is None:
             out.append(f"**{task}**: no paired comparison ({c.get('note', 'one method missing')}).")
             continue
-        if c.get("not_interpretable"):
-            out.append(f"**{task}** (n = {c['n_pairs']} seed pairs): no answer, {c['not_interpretable']}.")
+        learning = task_learning(data, task)
+        if not learning.learned:
+            out.append(f"**{task}** ({_pairs(c['n_pairs'])}): no answer — {learning.statement()}. Drift between "
+                       "models that did not learn says nothing about how LoRA and full fine-tuning differ, so no "
+                       "test, interval or effect size of this task is reported; its drift is described below.")
             continue
-        hier = c.get("reduction_ci_seeds_samples") or {}
-        ci = (f"; 95% interval over seeds and samples {reduction_interval(hier['low'], hier['high'])}"
-              if hier.get("low") is not None else "")
-        label = f"{task} †" if task in weak else task
-        reduction = c["reduction_percent"]
-        direction = f"{reduction:.1f}% less" if reduction >= 0 else f"{-reduction:.1f}% more"
-        out.append(f"**{label}** (n = {c['n_pairs']} seed pairs): {display_name(lora)}'s representations drifted "
-                   f"{direction} than full fine-tuning's (mean drift {ms[lora]['drift']['mean']:.3f} "
-                   f"vs {ms['full']['drift']['mean']:.3f}{ci}).")
-        if c.get("runs_not_learned"):
-            out.append(f"{label}: runs at majority level, included above: {', '.join(c['runs_not_learned'])}.")
-        for key in ("lower", "h1b", "h1a"):
-            v = verdicts.get(key)
-            if v and "status" in v:
-                out.append(f"{label} — {v['hypothesis']}: {v['claim']} ({_estimate_text(v)}): {strength(v)}.")
+        out.append(reduction_sentence(task, d))
+        if c["n_pairs"] < 2:
+            out.append(f"{task}: one seed pair allows no test across seeds; the numbers above are one pair's, "
+                       "without an interval over seeds.")
+        caveat = noise_of(c)
+        if caveat and caveat["applies"]:
+            out.append(f"{task}: could be seed noise — {caveat['text']}.")
+        if learning.weak_runs:
+            out.append(f"{task}: single runs at majority level, included above: {'; '.join(learning.weak_runs)}.")
+        metric = main_metric(data, task)
+        for v in verdict_records(c):
+            role = " (secondary)" if roles and not is_primary(v) else ""
+            out.append(f"{task} — {v['hypothesis']}{role}: {v['claim']} ({_estimate_text(v, metric)}): {strength(v)}.")
     return out
 
 
@@ -114,38 +183,90 @@ def answers(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _verdict_row(task: str, v: dict[str, Any], metric: str | None) -> list[str]:
+    second = v.get("secondary") or {}
+    floor = second.get("min_attainable_p")
+    exact = (f"{short_test(second)}: {v['secondary_status']}" + (f" (smallest p {format_p(floor)})" if floor else "")
+             if second else "–")
+    return [task, v["hypothesis"], f"**{v['status']}**" + ("" if v.get("tests_agree", True) else " ⚠"),
+            f"{_estimate_text(v, metric)}, {v.get('confidence', 0.95):.0%} CI {_estimate_interval(v, metric)} "
+            f"({v['ci_method']})", v.get("uncertainty", "seeds"), short_test(v["test"]), *p_cells(v),
+            exact, *(p_cells(v, "secondary") if second else ("–", "–")), family_cell(v),
+            "yes" if robust(v) else "no", seeds_needed_text(v.get("seeds_needed"))]
+
+
+VERDICT_HEADER = ["task", "hypothesis", "verdict (primary test)", "estimate", "uncertainty over", "primary test",
+                  "p raw", "p adjusted", "second test", "p raw", "p adjusted", "family (correction, size)",
+                  "robust to normality", "seeds for 80% power"]
+
+
 def verdict_table(data: dict[str, Any]) -> str:
-    weak = weak_methods(data)
-    rows, nulls = [], {}
+    """The verdicts of every task whose models learned it, primary hypotheses first, one row each, each
+    test's raw and adjusted p side by side; for a task whose models did not learn, one statement
+    instead of a row per verdict (they would all say the same)."""
+    rows: dict[bool, list[list[str]]] = {True: [], False: []}
+    nulls: dict[str, str] = {}
+    methods: dict[str, list[str]] = {}
+    set_apart: list[str] = []
+    decided: list[str] = []
+    roles = has_roles(data)
     for task, d in data["drift"].items():
-        label = f"{task} †" if task in weak else task
-        for v in (d["comparison"].get("verdicts") or {}).values():
+        records = list((d["comparison"].get("verdicts") or {}).values())
+        learning = task_learning(data, task)
+        if records and not learning.learned:
+            set_apart.append(f"- **{task}**: no verdicts — the models did not learn the task (why: see Answers); "
+                             "its p-values and effect sizes are not reported.")
+            continue
+        metric = main_metric(data, task)
+        for v in records:
             if "status" not in v:
-                status = "**not interpretable**" if v.get("not_interpretable") else "not computed"
-                rows.append([label, "–", status, v.get("error", ""), "–", "–", "–", "–", "–"])
-                continue
-            nulls[v["hypothesis"]] = NULLS.get(v["hypothesis"], "")
-            second = v.get("secondary") or {}
-            floor = second.get("min_attainable_p")
-            exact = f"{v['secondary_status']}, {deciding_p(v, 'secondary')}" + (f" (min {floor:.3g})" if floor else "")
-            # H1a in metric points, the others in percent: both are fractions × 100.
-            ci = interval(*(None if x is None else 100 * x for x in (v["ci_low"], v["ci_high"])), 1)
-            rows.append([label, v["hypothesis"], f"**{v['status']}**" + ("" if v.get("tests_agree", True) else " ⚠"),
-                         f"{_estimate_text(v)}, 95% CI {ci} ({v['ci_method']}, over seeds)",
-                         f"{short_test(v['test'])}: {deciding_p(v)}", exact,
-                         f"{v['corrected_alpha']:.4g}", "yes" if v.get("decisive") else "no",
-                         seeds_needed_text(v.get("seeds_needed"))])
-    if not rows:
-        return ""
+                rows[True].append([task, "–", "not computed", v.get("error", ""), *["–"] * (len(VERDICT_HEADER) - 4)])
+        for v in verdict_records(d["comparison"]):
+            nulls[v["hypothesis"]] = null_of(v)
+            methods.setdefault(v["ci_method"], []).append(v["hypothesis"])
+            rows[is_primary(v) or not roles].append(_verdict_row(task, v, metric))
+        if records:
+            decided.append(task)
+    if not rows[True] and not rows[False]:
+        return "\n".join(["## Verdicts", "", *set_apart]) if set_apart else ""
+    intervals = "; ".join(f"{', '.join(dict.fromkeys(hs))}: {m}" for m, hs in methods.items())
+    adjusted = any("p_adjusted" in row_v for d in data["drift"].values() for row_v in verdict_records(d["comparison"]))
+    where = "on the adjusted p" if adjusted else "at its α"
     out = ["## Verdicts", "",
-           "Each verdict is decided by the primary test at the corrected α; the exact sign-flip test of the same "
-           "one-sided null is shown beside it, and ⚠ marks a verdict the two tests disagree on. 'Decisive' means both "
-           "reach the same decision. Intervals are over seeds (Student t; Fieller for reductions). 'Seeds for 80% "
-           "power' plans a next study from the observed per-seed spread.", "",
-           table(["task", "hypothesis", "verdict (primary)", "estimate", "primary test", "exact sign-flip",
-                  "corrected α", "decisive", "seeds for 80% power"], rows), ""]
+           f"Each verdict is decided by its primary test {where}; the second test of the same one-sided null (the exact "
+           "sign-flip test beside the t-test) is shown with its own p" + (" raw and adjusted" if adjusted else "")
+           + ", and ⚠ marks a verdict the two tests disagree on. 'Robust to normality': the decision is "
+           f"{ROBUST_TEXT}. 'Uncertainty over' says what the interval and the test treat as random. 'Seeds for 80% "
+           "power' plans a next study from the observed per-seed spread, at the family's strictest level.", "",
+           *(line for sentence in family_sentences(data, decided) for line in (sentence, "")),
+           f"How each interval was made: {intervals}.", ""]
+    out += _compared_points(data, decided)
+    for primary in (True, False):
+        if rows[primary]:
+            if roles:
+                out += [f"**{'Primary' if primary else 'Secondary'} hypotheses**", ""]
+            out += [table(VERDICT_HEADER, rows[primary]), ""]
     out += [f"- {h}: null hypothesis \"{n}\" (one-sided; rejecting it supports the claim)." for h, n in nulls.items()]
-    if weak:
-        out.append("- † a method did not beat the majority baseline by 2 points on this task (see Task performance): "
-                   "those rows compare barely changed models.")
+    if set_apart:
+        out += ["", "Tasks without verdicts:", "", *set_apart]
     return "\n".join(out)
+
+
+def _compared_points(data: dict[str, Any], tasks: list[str]) -> list[str]:
+    """Where a sweep chose the compared points: which, and where to read how."""
+    out = []
+    for task in tasks:
+        d = data["drift"][task]
+        if d.get("selection"):
+            out.append(f"- {task}: the verdicts compare {primary_of(d)} with {reference_of(d)}, each its method's "
+                       "sweep point chosen by the declared rule (see Learning-rate sweep).")
+    return [*out, ""] if out else []
+
+
+def _estimate_interval(v: dict[str, Any], metric: str | None) -> str:
+    """A verdict's interval on its estimate's scale: H1a in metric points (Matthews on its own scale), the others in %."""
+    low, high = v["ci_low"], v["ci_high"]
+    if v["hypothesis"] == "H1a" and not is_percentage(metric):
+        return interval(low, high, 3)
+    percent = [None if x is None else 100 * x for x in (low, high)]
+    return interval(percent[0], percent[1], 1) if v["hypothesis"] == "H1a" else format_bounds(percent, fmt=format_reduction)

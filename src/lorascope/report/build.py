@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 from lorascope.artifacts import write_json
 from lorascope.report.collect import collect
@@ -32,15 +33,36 @@ def build_report(study: Path | str) -> Path:
     return out / "report.html"
 
 
+def frontier_verdict(d: dict[str, Any]) -> dict[str, Any] | None:
+    """A swept task's frontier verdict: the comparison at matched accuracy, the interaction test and the
+    points the verdicts compare (None without a sweep)."""
+    frontier = d.get("frontier")
+    if not frontier:
+        return None
+    matched, interaction = frontier.get("matched") or {}, frontier.get("interaction") or {}
+    return {
+        "outcome": matched.get("outcome"), "ratio": matched.get("ratio"), "ci": matched.get("ci"), "p": matched.get("p"),
+        "overlap": matched.get("overlap"), "statement": matched.get("statement"),
+        "interaction": {k: interaction.get(k) for k in ("test", "F", "df", "p", "n", "statement")} if interaction else None,
+        "compared": {method: chosen.get("label") for method, chosen in (d.get("selection") or {}).items()
+                     if isinstance(chosen, dict)},
+        "missing": frontier.get("missing") or [],
+    }
+
+
 def summary(data: dict) -> dict:
     """The study's headline numbers in one small JSON: verdicts, per-method drift and metric with
-    their intervals, noise floor, controls, serving ratios and checks, stage times, provenance."""
+    their intervals, noise floor, controls, a sweep's frontier and selection, serving ratios and
+    checks, stage times, provenance."""
     drift = {}
     for task, d in data["drift"].items():
         comparison = {k: v for k, v in d["comparison"].items() if k != "per_layer"}
         methods = {m: {k: v for k, v in s.items() if not k.startswith("layer_")} for m, s in d["methods"].items()}
         drift[task] = {"n_samples": d["n_samples"], "n_layers": d.get("n_layers"), "methods": methods,
-                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": comparison}
+                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": comparison,
+                       "dev_examples_note": d.get("dev_examples_note")}
+        if d.get("frontier"):
+            drift[task].update(frontier=d["frontier"], selection=d.get("selection"))
     bench = data["bench"] or {}
     keep = ("strategy", "batch_size", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "ratio_to_merged",
             "ratio_ci_low", "ratio_ci_high", "h2", "load_s", "artifact_bytes", "model_tensor_bytes")
@@ -51,6 +73,7 @@ def summary(data: dict) -> dict:
                                          "runtime_s")} for r in data["runs"]],
         "baselines": data["baselines"],
         "drift": drift,
+        "frontier": {task: f for task, d in data["drift"].items() if (f := frontier_verdict(d)) is not None},
         "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"]}
                     for task, w in (data.get("weights") or {}).items()},
         "forgetting": {task: {k: f[k] for k in ("text_source", "n_texts", "base_loss", "controls", "comparison")}

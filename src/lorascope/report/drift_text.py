@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.report.limitations import spread_text
+from lorascope.metrics import format_bounds, format_metric, format_ratio, format_reduction
+from lorascope.report.learning import main_metric, not_learned
+from lorascope.report.limitations import noise_of, spread_text
 from lorascope.report.reference import REFERENCE
 from lorascope.report.text import interval, num, reduction_interval, seed_sorted, table, test_result
 
@@ -37,45 +39,100 @@ def method_table(data: dict[str, Any]) -> str:
                   "early / middle / late", "reference drift*"], rows)
 
 
+def _seed_interval(c: dict[str, Any]) -> str:
+    """Δ% with its interval over seeds: from the per-seed log ratios where drift.json has them, else the
+    interval its "LoRA drifts less" verdict recorded, named by its method."""
+    log_ratio = c.get("log_ratio") or {}
+    if log_ratio.get("reduction_percent_ci"):
+        return format_bounds(log_ratio["reduction_percent_ci"], fmt=format_reduction)
+    lower = (c.get("verdicts") or {}).get("lower") or {}
+    if "ci_low" not in lower:
+        return "–"
+    bounds = (None if x is None else 100 * x for x in (lower.get("ci_low"), lower.get("ci_high")))
+    return f"{reduction_interval(*bounds)} ({lower.get('ci_method', 'over seeds')})"
+
+
+def _hier(record: dict[str, Any] | None) -> str:
+    record = record or {}
+    return reduction_interval(record.get("low"), record.get("high"))
+
+
+def _debiased(c: dict[str, Any]) -> str:
+    red = c.get("reduction_percent_debiased")
+    if red is None:
+        return "–"
+    log_ratio = c.get("log_ratio_debiased") or {}
+    seeds = (f" {format_bounds(log_ratio['reduction_percent_ci'], fmt=format_reduction)} over seeds"
+             if log_ratio.get("reduction_percent_ci") else "")
+    return f"{format_reduction(red)}{seeds}; {_hier(c.get('reduction_ci_seeds_samples_debiased'))} over seeds + samples"
+
+
 def comparison_table(data: dict[str, Any]) -> str:
-    rows = []
+    """Per task whose models learned it: Δ% on the log scale (geometric-mean ratio with its t interval
+    over seeds, asymmetric), over seeds and samples, the ratio of means beside it and the two-sided
+    tests of the log ratios; then the drift differences' tests and Cohen's d. Below the tables, one line
+    per task whose models did not (its tests and effect sizes are not shown)."""
+    rows, diffs, untrained, set_apart = [], [], not_learned(data), []
     for task, d in data["drift"].items():
+        if task in untrained:
+            set_apart.append(f"- {task}: not in this table — the models did not learn the task (see Answers), so its "
+                             "drift reduction, tests and effect size are not reported.")
+            continue
         c = d["comparison"]
         red = c.get("reduction_percent")
-        lower = (c.get("verdicts") or {}).get("lower") or {}
-        fieller = (reduction_interval(*(None if x is None else 100 * x for x in (lower.get("ci_low"), lower.get("ci_high"))))
-                   if "ci_low" in lower else "–")
-        hier, hier_db = c.get("reduction_ci_seeds_samples") or {}, c.get("reduction_ci_seeds_samples_debiased") or {}
+        log_ratio = c.get("log_ratio") or {}
         delta = c.get("mean_delta_ci_t") or {}
-        rows.append([task, c["n_pairs"], "–" if red is None else f"{red:.1f}%", fieller,
-                     reduction_interval(hier.get("low"), hier.get("high")),
-                     "–" if c.get("reduction_percent_debiased") is None else
-                     f"{c['reduction_percent_debiased']:.1f}% {reduction_interval(hier_db.get('low'), hier_db.get('high'))}",
-                     REFERENCE.get(task, {}).get("reduction", "–"), test_result(c.get("paired_t")),
-                     test_result(c.get("sign_flip")), num(c.get("cohens_d"), 2),
-                     interval(delta.get("low"), delta.get("high"), 4)])
-    return table(["task", "seed pairs", "drift reduction Δ%", "95% CI over seeds (Fieller)",
-                  "95% CI over seeds + samples", "Δ% debiased [seeds + samples]", "reference Δ%*",
-                  "paired t-test (two-sided)", "exact sign-flip (two-sided)", "Cohen's d", "95% t CI of mean Δdrift"], rows)
+        tested = c["n_pairs"] >= 2
+        # One seed pair: the tests' own errors ("deltas has 1 value(s)") would read as a fault; say why instead.
+        none = "no test (one seed pair)"
+        log_tests = ([test_result(log_ratio.get("t_test")), test_result(log_ratio.get("sign_flip"))] if log_ratio
+                     else ["–", "–"]) if tested else [none, none]
+        ratio = (f"{format_ratio(log_ratio['gm_ratio'])} {format_bounds(log_ratio['gm_ratio_ci'])}"
+                 if log_ratio.get("gm_ratio") is not None else "–")
+        of_means = c.get("reduction_percent_of_means", red if "reduction_scale" not in c else None)
+        rows.append([task, c["n_pairs"], format_reduction(red), c.get("reduction_scale", "ratio of mean drifts"), ratio,
+                     _seed_interval(c), _hier(c.get("reduction_ci_seeds_samples")), format_reduction(of_means),
+                     _debiased(c), REFERENCE.get(task, {}).get("reduction", "–"), *log_tests])
+        diffs.append([task, *([test_result(c.get("paired_t")), test_result(c.get("sign_flip")), num(c.get("cohens_d"), 2),
+                               interval(delta.get("low"), delta.get("high"), 4)] if tested else [none, none, "–", "–"])])
+    one_pair = [task for task, d in data["drift"].items() if task not in untrained and d["comparison"]["n_pairs"] < 2]
+    notes = [f"- {task}: one seed pair allows no test across seeds; its Δ% is that pair's." for task in one_pair]
+    caveats = []
+    for task, d in data["drift"].items():
+        caveat = noise_of(d["comparison"]) if task not in untrained else None
+        if caveat:
+            caveats.append(f"- {task}, could the difference be seed noise: {caveat['text']}.")
+    body = "\n\n".join([
+        table(["task", "seed pairs", "drift reduction Δ%", "Δ% from", "geometric-mean ratio LoRA / full [95% t CI over "
+               "seeds, log scale]", "Δ% [95% CI over seeds]", "Δ% [95% CI over seeds + samples]", "Δ% of mean drifts",
+               "Δ% debiased", "reference Δ%*", "t-test of log ratios (two-sided)",
+               "exact sign-flip of log ratios (two-sided)"], rows),
+        table(["task", "paired t-test of full − LoRA drift (two-sided)", "exact sign-flip (two-sided)", "Cohen's d",
+               "95% t CI of mean Δdrift"], diffs)]) if rows else ""
+    # Blank lines between: a line right under a markdown table would be read as one more row.
+    return "\n\n".join(x for x in (body, "\n".join(notes), "\n".join(caveats), "\n".join(set_apart)) if x)
 
 
 def per_run_table(data: dict[str, Any]) -> str:
     rows = []
     for task, d in data["drift"].items():
         for r in seed_sorted(d["runs"]):
-            rows.append([task, r["method"], r["seed"], "–" if r.get("metric") is None else f"{100 * r['metric']:.1f}",
+            rows.append([task, r["method"], r["seed"], format_metric(main_metric(data, task), r.get("metric")),
                          f"{r['mean_drift']:.4f} {interval(*r['mean_drift_ci'], 4)}",
                          f"{r['mean_drift_debiased']:.4f} {interval(*r['mean_drift_debiased_ci'], 4)}",
                          num(r.get("mean_cosine"), 4)])
-    return table(["task", "method", "seed", "dev metric (%)", "drift [95% CI over samples]",
+    return table(["task", "method", "seed", "dev main metric", "drift [95% CI over samples]",
                   "debiased drift [95% CI over samples]", "cosine"], rows)
 
 
 def per_layer_text(data: dict[str, Any]) -> list[str]:
-    out = []
+    out, untrained = [], not_learned(data)
     for task, d in data["drift"].items():
         layers = ((d["comparison"].get("per_layer") or {}).get("layers")) or []
         if not layers or "reject_holm" not in layers[0]:
+            continue
+        if task in untrained:
+            out.append(f"- {task}: per-layer tests not reported (the models did not learn the task).")
             continue
         hits = [str(row["layer"]) for row in layers if row.get("reject_holm")]
         alpha = d["comparison"]["per_layer"].get("alpha", 0.05)  # drift.json files before it was recorded used 0.05
@@ -104,11 +161,18 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
     for key in ("drift_by_layer", "drift_heatmap", "drift_reduction", "metric_vs_drift"):
         if key in figures:
             out.append(f"![{key}]({figures[key]})\n")
-    out += ["### LoRA vs full fine-tuning", "",
-            "The two tests in this table share the two-sided null \"the mean per-seed drift difference full − LoRA is 0\"; "
-            f"the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} less\"), so their "
-            "p-values differ "
-            "by design.", "", comparison_table(data), ""]
+    out += ["### LoRA vs full fine-tuning", ""]
+    learned = set(data["drift"]) - set(not_learned(data))
+    if learned:  # a table to explain: some task's models learned it
+        if any((data["drift"][t]["comparison"].get("log_ratio") or {}).get("gm_ratio") is not None for t in learned):
+            out += ["Δ% = 100 · (1 − geometric-mean ratio), the geometric mean over seed pairs of the per-seed drift "
+                    "ratio LoRA / full: drift is positive and skewed across seeds, so ratios are averaged on the log "
+                    "scale and their t interval, carried back by exp, is asymmetric. The ratio of mean drifts is shown "
+                    "beside it. The tests of log ratios share the two-sided null \"the mean per-seed log ratio is 0\".", ""]
+        out += ["The tests of drift differences share the two-sided null \"the mean per-seed drift difference full − "
+                f"LoRA is 0\"; the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} "
+                "less\") adjusted for their family, so their p-values differ by design.", ""]
+    out += [comparison_table(data), ""]
     out += per_layer_text(data)
     out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",
             "### Pipeline controls", "",

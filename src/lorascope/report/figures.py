@@ -33,8 +33,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def _label(task: str, weak: set[str]) -> str:
-    """A task's name, with † where a method did not learn it (the report's flag, carried into figures)."""
-    return f"{task} †" if task in weak else task
+    """A task's name, marked where its models did not learn it (the report sets those tasks apart; so do the figures)."""
+    return f"{task} (did not learn)" if task in weak else task
 
 
 def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
@@ -85,27 +85,31 @@ def heatmap(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> P
 
 def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
     """Mean drift per task and method with its 95% interval over seeds and samples, and the reduction Δ%."""
-    tasks = [t for t, d in drift.items() if {primary_of(d), "full"} <= set(d["methods"])]
+    from lorascope.report.learning import reference_of
+
+    tasks = [t for t, d in drift.items() if {primary_of(d), reference_of(d)} <= set(d["methods"])]
     if not tasks:
         return None
     fig, ax = plt.subplots(figsize=(max(4.6, 1.8 + 1.6 * len(tasks)), 3.6))
     x = np.arange(len(tasks))
     for j, method in enumerate(("lora", "full")):
         # "lora" is each task's primary LoRA method (a variant where the study has no plain lora).
-        labels = [primary_of(drift[t]) if method == "lora" else method for t in tasks]
+        labels = [primary_of(drift[t]) if method == "lora" else reference_of(drift[t]) for t in tasks]
         means = [drift[t]["methods"][m]["drift"]["mean"] for t, m in zip(tasks, labels)]
         bounds = [drift[t]["methods"][m]["drift"].get("ci_seeds_samples") or [mean, mean]
                   for t, m, mean in zip(tasks, labels, means)]
         err = np.array([[m - max(lo if lo is not None else m, 0.0), (hi if hi is not None else m) - m]
                         for m, (lo, hi) in zip(means, bounds)]).T  # drift is never negative: clip at 0
-        name = method if method == "full" or len(set(labels)) > 1 else labels[0]
+        name = labels[0] if len(set(labels)) == 1 else method
         ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=name)
     for i, t in enumerate(tasks):
         red = drift[t]["comparison"].get("reduction_percent")
         if red is not None:
-            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in (primary_of(drift[t]), "full"))
-            ax.annotate(f"Δ {red:.0f}%{' †' if t in weak else ''}", (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8),
-                        textcoords="offset points")
+            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in (primary_of(drift[t]), reference_of(drift[t])))
+            # Models that did not learn: no reduction is offered as a finding, here as in the text.
+            on_log = str(drift[t]["comparison"].get("reduction_scale", "")).startswith("geometric")
+            note = "no Δ: did not learn" if t in weak else f"Δ {red:.0f}%" + (" (geometric mean)" if on_log else "")
+            ax.annotate(note, (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8), textcoords="offset points")
     ax.set_xticks(x, [_label(t, weak) for t in tasks])
     ax.set_ylabel("mean drift over layers\n(95% CI over seeds + samples)")
     ax.set_title("drift from base: LoRA vs full fine-tuning")
@@ -114,26 +118,86 @@ def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
     return _save(fig, out / "drift_reduction.png")
 
 
-def metric_vs_drift(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
-    """Each run: its dev metric against its mean drift."""
+def metric_vs_drift(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(),
+                    metrics: dict[str, str | None] | None = None) -> Path | None:
+    """Each run: its dev main metric (``metrics``: task -> its name) against its mean drift."""
+    from lorascope.metrics import is_percentage
+
     points = [(t, r) for t, d in drift.items() for r in d["runs"] if r.get("metric") is not None]
     if not points:
         return None
+    # Percent where every task's metric is a share; one shared axis cannot show Matthews' −1..1 as a percentage.
+    percent = all(is_percentage((metrics or {}).get(t)) for t in drift)
+    scale = 100 if percent else 1
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     markers = dict(zip(drift, "osD^v<>"))
     colours = method_colours(r["method"] for _, r in points)
     for t, r in points:
-        ax.scatter(r["mean_drift"], 100 * r["metric"], color=colours[r["method"]], marker=markers[t], s=40)
+        ax.scatter(r["mean_drift"], scale * r["metric"], color=colours[r["method"]], marker=markers[t], s=40)
     for t in drift:
         ax.scatter([], [], color="grey", marker=markers[t], label=_label(t, weak))
     for m in sorted({r["method"] for _, r in points}, key=lambda m: (m == "full", m not in COLOURS, m)):
         ax.scatter([], [], color=colours[m], marker="s", label=m)
     ax.set_xlabel("mean drift over layers")
-    ax.set_ylabel("dev metric (%, main metric of the task)")
+    ax.set_ylabel("dev main metric (%)" if percent else "dev main metric\n(shares as fractions, Matthews on −1..1)")
     ax.set_title("task performance vs drift, one point per run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out / "metric_vs_drift.png")
+
+
+def _errors(values: list[float], bounds: list[list[float | None] | None], floor: float | None = None) -> np.ndarray:
+    """Asymmetric error bars [2, n] from intervals (an undefined bound draws no bar on its side)."""
+    out = []
+    for v, b in zip(values, bounds):
+        lo, hi = (b or (None, None))[:2]
+        lo = v if lo is None else (max(lo, floor) if floor is not None else lo)
+        out.append([v - lo, (v if hi is None else hi) - v])
+    return np.array(out, dtype=float).T.reshape(2, -1)
+
+
+def frontier_figure(drift: dict[str, Any], out: Path, metrics: dict[str, str | None] | None = None) -> Path | None:
+    """Each swept task's accuracy–drift frontier: one line per method through its points ordered by the
+    setting, x = mean dev metric, y = geometric-mean drift on a log axis, error bars from both intervals,
+    each point annotated with its setting and the points the verdicts compare circled."""
+    from lorascope.metrics import is_percentage
+    from lorascope.report.sweep_text import METHOD_NAMES, selected_labels, setting_text
+
+    tasks = [t for t, d in drift.items() if (d.get("frontier") or {}).get("table")]
+    if not tasks:
+        return None
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.4 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        d = drift[task]
+        scale = 100 if is_percentage((metrics or {}).get(task)) else 1
+        rows = d["frontier"]["table"]
+        chosen = selected_labels(d)
+        for method in sorted({r["method"] for r in rows}, key=lambda m: (m != "lora", m)):
+            own = sorted((r for r in rows if r["method"] == method and r.get("metric_mean") is not None
+                          and r.get("drift_gmean")), key=lambda r: r["setting"])
+            if not own:
+                continue
+            x = [scale * r["metric_mean"] for r in own]
+            y = [r["drift_gmean"] for r in own]
+            xerr = _errors(x, [[None if b is None else scale * b for b in (r.get("metric_ci") or [None, None])] for r in own])
+            yerr = _errors(y, [r.get("drift_ci") for r in own], floor=1e-12)  # a log axis cannot reach 0
+            colour = COLOURS.get(method, "grey")
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="-o", color=colour, capsize=3, ms=5,
+                        label=f"{METHOD_NAMES.get(method, method)}: points in setting order")
+            for r, xi, yi in zip(own, x, y):
+                ax.annotate(setting_text(r["setting"]), (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=8)
+            picked = [(xi, yi) for r, xi, yi in zip(own, x, y) if r["label"] in chosen]
+            if picked:
+                ax.scatter(*zip(*picked), s=180, facecolors="none", edgecolors="black", linewidths=1.5, zorder=5)
+        if chosen:
+            ax.scatter([], [], s=180, facecolors="none", edgecolors="black", linewidths=1.5, label="compared by the verdicts")
+        ax.set_yscale("log")
+        ax.set_xlabel("mean dev metric (%)" if scale == 100 else "mean dev metric")
+        ax.set_ylabel("geometric-mean drift over seeds (log scale)")
+        ax.set_title(f"{task}: accuracy–drift frontier\n(95% CIs over seeds; labels: setting)", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return _save(fig, out / "frontier.png")
 
 
 def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
@@ -159,8 +223,10 @@ def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
 def _lens_sds(data: dict[str, Any], task: str, where: str, label: str) -> tuple[float, float]:
     """(sd over seeds of the LoRA method, of full FT) for one lens; 0 where not known."""
     if where == "drift":
+        from lorascope.report.learning import reference_of
+
         ms = data["drift"][task]["methods"]
-        return ms[label]["drift"].get("sd") or 0.0, ms["full"]["drift"].get("sd") or 0.0
+        return ms[label]["drift"].get("sd") or 0.0, ms[reference_of(data["drift"][task])]["drift"].get("sd") or 0.0
     kind, measure = where.split(":")
     c = data[kind][task]["comparison"]
     c = c if label == primary_of(c) else c["variants"][label]
@@ -205,15 +271,16 @@ def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
 
 
 def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
-    from lorascope.report.limitations import weak_methods
+    from lorascope.report.learning import main_metric, not_learned
 
     out.mkdir(parents=True, exist_ok=True)
-    weak = set(weak_methods(data))
+    weak = set(not_learned(data))
     made = {
         "drift_by_layer": layer_profiles(data["drift"], out, weak),
         "drift_heatmap": heatmap(data["drift"], out, weak),
         "drift_reduction": reduction_bars(data["drift"], out, weak),
-        "metric_vs_drift": metric_vs_drift(data["drift"], out, weak),
+        "metric_vs_drift": metric_vs_drift(data["drift"], out, weak, {t: main_metric(data, t) for t in data["drift"]}),
+        "frontier": frontier_figure(data["drift"], out, {t: main_metric(data, t) for t in data["drift"]}),
         "lenses_by_rank": rank_figure(data, out),
         "serving_ratio": bench_latency(data["bench"], out),
     }

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorascope.report.learning import reference_of, task_learning
 from lorascope.report.text import table, test_result
 from lorascope.variants import display_name, primary_of
+
+# What a test cell says where the compared models did not learn the task.
+NOT_REPORTED = "not reported (did not learn)"
 
 MEASURES = (
     ("relative_update", "relative update ‖ΔW‖/‖W₀‖", 4),
@@ -23,8 +27,30 @@ def _mean_sd(entry: dict[str, Any], method: str, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
 
 
-def weights_section(weights: dict[str, dict[str, Any]]) -> str:
-    """One table per task (mean ± sd over seeds per method, and the full − LoRA tests over seed pairs)."""
+def _tests(entry: dict[str, Any], learned: bool) -> list[str]:
+    """The paired t-test and exact sign-flip cells of a lens row; not reported where the models did not learn."""
+    if not learned:
+        return [NOT_REPORTED, NOT_REPORTED]
+    return [test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))]
+
+
+def _learned(data: dict[str, Any] | None, task: str) -> bool:
+    """Whether the task's primary comparison learned (True without a collected study to ask)."""
+    return data is None or task_learning(data, task).learned
+
+
+def _untrained_note(data: dict[str, Any] | None, task: str) -> list[str]:
+    """The line above a lens table whose tests are not reported, or nothing."""
+    if _learned(data, task):
+        return []
+    return ["The models did not learn this task (see Answers): the means describe the runs; no test is reported.", ""]
+
+
+def weights_section(weights: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+    """One table per task (mean ± sd over seeds per method, and the full − LoRA tests over seed pairs).
+
+    ``data``, the collected study, says which tasks' models did not learn: their tests are not reported.
+    """
     if not weights:
         return ""
     first = next(iter(weights.values()))
@@ -42,9 +68,10 @@ def weights_section(weights: dict[str, dict[str, Any]]) -> str:
         for key, name, digits in MEASURES:
             entry = w["comparison"]["measures"][key]
             rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
-                         test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
+                         *_tests(entry, _learned(data, task))])
         lora = display_name(primary_of(w["comparison"]))
-        out += [f"**{task}**", "", table(["measure", lora, "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+        out += [f"**{task}**", "", *_untrained_note(data, task),
+                table(["measure", lora, "full FT", "paired t-test", "exact sign-flip"], rows), ""]
         sweep = _sweep_row(w)
         if sweep:
             out += [sweep, ""]
@@ -66,8 +93,9 @@ def _sweep_row(w: dict[str, Any]) -> str:
     return f"Intruders at ε = {', '.join(eps)} (mean per run) — " + "; ".join(parts) + "."
 
 
-def forgetting_section(forgetting: dict[str, dict[str, Any]]) -> str:
-    """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests."""
+def forgetting_section(forgetting: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+    """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests
+    (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not forgetting:
         return ""
     first = next(iter(forgetting.values()))
@@ -82,15 +110,17 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]]) -> str:
         for key, name, digits in (("forgetting", "forgetting (nats/token)", 4), ("loss", "held-out loss", 4)):
             entry = f["comparison"]["measures"][key]
             rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
-                         test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
+                         *_tests(entry, _learned(data, task))])
         out += [f"**{task}** (base loss {f['base_loss']:.4f}, perplexity {f['base_perplexity']:.2f})", "",
+                *_untrained_note(data, task),
                 table(["measure", display_name(primary_of(f["comparison"])), "full FT", "paired t-test", "exact sign-flip"],
                       rows), ""]
     return "\n".join(out).rstrip()
 
 
-def probes_section(probes: dict[str, dict[str, Any]]) -> str:
-    """Per task: the base's probe accuracy on each other task, each method's retention and the tests."""
+def probes_section(probes: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+    """Per task: the base's probe accuracy on each other task, each method's retention and the tests
+    (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not probes:
         return ""
     first = next(iter(probes.values()))
@@ -110,8 +140,8 @@ def probes_section(probes: dict[str, dict[str, Any]]) -> str:
                      for k, v in p["comparison"]["measures"][key].items()}
             name = "mean retention (points)" if key == "retention" else f"{key.removeprefix('retention_')} (points)"
             rows.append([name, _mean_sd(entry, "lora", 1), _mean_sd(entry, "full", 1),
-                         test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))])
-        out += [f"**{task}** — base probe accuracy: {base}", ""]
+                         *_tests(entry, _learned(data, task))])
+        out += [f"**{task}** — base probe accuracy: {base}", "", *_untrained_note(data, task)]
         if p["uninformative"]:
             out += [f"The base's probe does not beat the majority label on {', '.join(p['uninformative'])}: "
                     "retention there says nothing.", ""]
@@ -145,10 +175,11 @@ def lens_values(data: dict[str, Any], task: str, where: str, label: str | None =
             return None
         label = label or primary_of(d)
         comparison = (d.get("comparisons") or {}).get(label) or (d["comparison"] if label == primary_of(d) else {})
-        if label not in d["methods"] or "full" not in d["methods"]:
+        full = reference_of(d)
+        if label not in d["methods"] or full not in d["methods"]:
             return None
         p = (comparison.get("paired_t") or {}).get("p_value")
-        return d["methods"][label]["drift"]["mean"], d["methods"]["full"]["drift"]["mean"], p
+        return d["methods"][label]["drift"]["mean"], d["methods"][full]["drift"]["mean"], p
     kind, measure = where.split(":")
     lens = (data.get(kind) or {}).get(task)
     if not lens:
@@ -166,14 +197,22 @@ def lens_values(data: dict[str, Any], task: str, where: str, label: str | None =
 
 def lens_verdicts(data: dict[str, Any], task: str, label: str | None = None) -> tuple[list[list[str]], dict[str, str]]:
     """Per lens: a table row (lens, LoRA mean, full mean, who is closer, p) and the descriptive verdict
-    (``LoRA``, ``full FT`` or ``unclear``) for one LoRA method against full FT."""
+    (``LoRA``, ``full FT`` or ``unclear``) for one LoRA method against full FT.
+
+    Where the models did not learn the task the rows keep the means (they describe the runs) but
+    neither who is closer nor p, and there are no verdicts.
+    """
     rows, verdicts = [], {}
+    learned = task_learning(data, task, label).learned
     for name, where, lower_is_closer in LENSES:
         found = lens_values(data, task, where, label)
         if found is None:
             continue
         lora, full, p = found
         scale = 100 if where.startswith("probes") else 1
+        if not learned:
+            rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", "–", NOT_REPORTED])
+            continue
         if lora == full:
             closer = "neither"
         else:
@@ -214,8 +253,11 @@ def lenses_summary(data: dict[str, Any]) -> str:
         if len(rows) < 2:
             continue
         lora = display_name(primary_of((data.get("drift") or {}).get(task) or {}))
+        learning = task_learning(data, task)
+        said = agreement_sentence(verdicts) if learning.learned else (
+            "Not compared: the models did not learn the task (see Answers); the means describe the runs only.")
         blocks += [f"**{task}**", "", table(["lens", lora, "full FT", "closer to the base", "paired t p (two-sided)"], rows),
-                   "", agreement_sentence(verdicts), ""]
+                   "", said, ""]
     if not blocks:
         return ""
     return "\n".join(["## Lenses side by side", "",

@@ -1,59 +1,79 @@
 """What the study's numbers cannot say, computed from them: power of each test at the study's n,
-interval coverage, tasks whose models learned little, differences inside the seed noise."""
+interval coverage, tasks whose models did not learn, differences inside the seed noise."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
+from lorascope.metrics import format_p
+from lorascope.report.learning import not_learned, task_learning
 from lorascope.report.text import num
+from lorascope.report.verdict_text import CORRECTIONS, family_shape
 from lorascope.variants import primary_of
-
-
-def weak_methods(data: dict[str, Any]) -> dict[str, list[str]]:
-    """Per task with a drift analysis, the methods whose mean dev metric is not 2 points above majority."""
-    out: dict[str, list[str]] = {}
-    for task, d in data["drift"].items():
-        base = data["baselines"].get(task, {}).get("majority", {})
-        main = next((r["main_metric"] for r in data["runs"] if r["task"] == task and r["status"] == "ok"), None)
-        for method, s in d["methods"].items():
-            metric = (s.get("metric") or {}).get("mean")
-            if main and metric is not None and main in base and at_majority_level(metric, base[main]):
-                out.setdefault(task, []).append(method)
-    return out
 
 
 def _verdicts(d: dict[str, Any]) -> list[dict[str, Any]]:
     return [v for v in (d["comparison"].get("verdicts") or {}).values() if "status" in v]
 
 
+def _family_words(v: dict[str, Any], family: dict[str, Any]) -> str:
+    """Who a group's verdicts were adjusted with and the level the correction starts at."""
+    alpha, m, corrected = v["alpha"], v["n_comparisons"], v["corrected_alpha"]
+    if m == 1:
+        return f"its one verdict at α = {alpha:g}"
+    if "p_adjusted" not in v:  # decided before verdicts were adjusted as one family
+        return f"every verdict at α = {alpha:g}/{m} = {corrected:.4g} (Bonferroni over {m} tasks)"
+    name = CORRECTIONS.get(v.get("correction", ""), v.get("correction"))
+    shape = family_shape({"size": m, **family})
+    how = (f"adjusted together by {name}" if family.get("complete", True) else
+           f"adjusted by {name} within each task and Bonferroni over tasks")
+    step = "Holm's first step" if v.get("correction") == "holm" else f"{name}'s level for every verdict"
+    return (f"a family of {m} verdicts{shape} {how} at family-wise α = {alpha:g}, whose strictest level ({step}) is "
+            f"α/{m} = {corrected:.4g}: the smallest p of a test's family must reach it before that test decides any "
+            "verdict")
+
+
 def power_items(data: dict[str, Any]) -> list[str]:
-    """One sentence per group of tasks with the same n and corrected alpha: which tests can reach alpha."""
-    groups: dict[tuple, list[str]] = {}
+    """One sentence per group of tasks with the same n and family: which tests can reach the family's
+    strictest level (the exact sign-flip test's smallest one-sided p is 2^-n)."""
+    from lorascope.stats.power import exact_floor_pairs
+
+    groups: dict[tuple[int, str, float], list[str]] = {}
     items = []
+    untrained = not_learned(data)
     for task, d in data["drift"].items():
         vs = _verdicts(d)
-        if vs:
-            groups.setdefault((vs[0]["n"], vs[0]["alpha"], vs[0]["n_comparisons"], vs[0]["corrected_alpha"],
-                               vs[0]["seeds_needed"]["exact_floor"]), []).append(task)
-        else:
-            n = d["comparison"].get("n_pairs", 0)
-            items.append(f"{task}: {n} seed pair(s) — too few for any test across seeds; only sample-level intervals apply.")
-    for (n, alpha, m, corrected, floor_n), tasks in groups.items():
+        n = d["comparison"].get("n_pairs", 0)
+        if task in untrained:
+            # Why there is no test is that the models did not learn, whatever n would allow.
+            items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''}, but no test or effect size is reported: "
+                         f"{untrained[task]}. Differences between models that did not learn say nothing about how "
+                         "LoRA and full fine-tuning differ.")
+        elif vs:
+            v = vs[0]
+            family = d["comparison"].get("family") or v.get("family") or {}
+            groups.setdefault((v["n"], _family_words(v, family), v["corrected_alpha"]), []).append(task)
+        elif n < 2:
+            items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''} — too few for any test across seeds; only "
+                         "sample-level intervals apply.")
+    for (n, family, corrected), tasks in groups.items():
         one, two = 2.0 ** -n, 2.0 ** (1 - n)
-        family = f"α = {alpha:g}" + (f"/{m} = {corrected:.4g} (Bonferroni over {m} tasks)" if m > 1 else "")
-        exact = (f"can reach it: its smallest p is {one:.3g} one-sided ({two:.3g} two-sided)" if one <= corrected else
-                 f"cannot reach it whatever the data: its smallest p is {one:.3g} one-sided ({two:.3g} two-sided), "
-                 f"and {floor_n} seed pairs are the minimum")
-        items.append(f"{', '.join(tasks)}: {n} seed pairs, every verdict at {family}. The paired t-test (primary) has "
-                     f"no floor but assumes roughly normal per-seed differences, which {n} values cannot check; the exact "
-                     f"sign-flip test needs no such assumption and {exact}.")
+        exact = (f"can reach it: its smallest p is {format_p(one)} one-sided ({format_p(two)} two-sided)"
+                 if one <= corrected else
+                 f"cannot reach it whatever the data: its smallest p is {format_p(one)} one-sided ({format_p(two)} "
+                 f"two-sided), and {exact_floor_pairs(corrected)} seed pairs are the minimum")
+        items.append(f"{', '.join(tasks)}: {n} seed pairs; {family}. The paired t-test (primary) has no floor but "
+                     f"assumes roughly normal per-seed differences, which {n} values cannot check; the exact sign-flip "
+                     f"test needs no such assumption and {exact}.")
     return items
 
 
 def disagreement_items(data: dict[str, Any]) -> list[str]:
     out = []
+    untrained = not_learned(data)
     for task, d in data["drift"].items():
+        if task in untrained:
+            continue
         for v in _verdicts(d):
             if not v.get("tests_agree", True):
                 out.append(f"{task}, {v['hypothesis']}: the primary test says {v['status']}, the "
@@ -62,25 +82,70 @@ def disagreement_items(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def noise_of(comparison: dict[str, Any]) -> dict[str, Any] | None:
+    """The comparison's noise caveat: ``noise_caveat`` as drift.json records it, or for results written
+    before it was recorded the same check computed from their per-seed drifts (None below 2 pairs)."""
+    if "noise_caveat" in comparison:
+        recorded: dict[str, Any] | None = comparison["noise_caveat"]
+        return recorded
+    lora, full = comparison.get("drift_lora"), comparison.get("drift_full")
+    if not lora or not full or len(lora) != len(full) or len(lora) < 2:
+        return None
+    import numpy as np
+
+    from lorascope.drift.analysis import noise_caveat
+
+    return noise_caveat(np.asarray(lora, dtype=float), np.asarray(full, dtype=float))
+
+
 def noise_items(data: dict[str, Any]) -> list[str]:
-    """Tasks where the LoRA − full drift difference is smaller than one seed-to-seed sd of drift."""
+    """Tasks where the paired interval of the drift ratio (or difference) includes no difference: the
+    training seed alone could produce it."""
+    out = []
+    untrained = not_learned(data)
+    for task, d in data["drift"].items():
+        caveat = noise_of(d["comparison"])
+        if task not in untrained and caveat and caveat.get("applies"):
+            out.append(f"{task}: {caveat['text']}.")
+    return out
+
+
+def interval_item(data: dict[str, Any]) -> str:
+    """How the seed-level intervals were made, as the results record it."""
+    comparisons = [d["comparison"] for d in data["drift"].values()]
+    on_log = any((c.get("log_ratio") or {}).get("gm_ratio") is not None for c in comparisons)
+    ratio = ("Δ% and the geometric-mean drift ratio from the t interval of the per-seed log ratios, carried back by "
+             "exp, so they are asymmetric where the drifts are skewed" if on_log else "Fieller for the ratio Δ%")
+    return (f"Seed-level intervals are Student t ({ratio}), which hold their coverage at small n under normality; the "
+            "interval over seeds and samples is a hierarchical bootstrap calibrated the same way. A plain bootstrap "
+            "over 3 seeds would cover about 74% for a nominal 95% and is not used.")
+
+
+def dev_example_items(data: dict[str, Any]) -> list[str]:
+    """Tasks whose metric differences treat the dev examples as fixed, and why (drift.json's notes)."""
     out = []
     for task, d in data["drift"].items():
-        ms, floor, lora = d["methods"], d.get("noise_floor") or {}, primary_of(d)
-        if not {lora, "full"} <= set(ms) or not all(floor.get(m) for m in (lora, "full")):
-            continue
-        diff = abs(ms["full"]["drift"]["mean"] - ms[lora]["drift"]["mean"])
-        spread = max(floor[lora]["sd"], floor["full"]["sd"])
-        if diff < spread:
-            out.append(f"{task}: the drift difference between methods ({diff:.4f}) is below the seed-to-seed sd of "
-                       f"drift from the base ({spread:.4f}): one seed of either method could cross it.")
+        note = d.get("dev_examples_note") or ((d["comparison"].get("metric_difference") or {}).get("note"))
+        if note and not (d["comparison"].get("metric_difference") or {}).get("seeds_and_examples"):
+            out.append(f"{task}: {note}.")
     return out
 
 
 def learning_items(data: dict[str, Any]) -> list[str]:
-    return [f"{task} †: {' and '.join(methods)} did not beat the majority baseline by {100 * LEARNED_MARGIN:.0f} points; "
-            "drift of a model that learned little says little about how LoRA and full fine-tuning differ."
-            for task, methods in weak_methods(data).items()]
+    """One item per method variant that did not learn where the primary comparison stands (a task whose
+    primary comparison did not learn has its item among the power items: it is why nothing is tested)."""
+    untrained = not_learned(data)
+    items = []
+    for task, d in data["drift"].items():
+        if task in untrained:
+            continue
+        for label in d.get("comparisons") or {}:
+            if label != primary_of(d):
+                learning = task_learning(data, task, label)
+                if not learning.learned:
+                    items.append(f"{task}, {label} vs full fine-tuning: {learning.statement()}; that comparison's "
+                                 "tests are not reported.")
+    return items
 
 
 def limitations(data: dict[str, Any]) -> str:
@@ -88,9 +153,7 @@ def limitations(data: dict[str, Any]) -> str:
     n_samples = sorted({d["n_samples"] for d in data["drift"].values()})
     hw = (data.get("provenance") or {}).get("hardware", {})
     items = power_items(data) + disagreement_items(data) + [
-        "Seed-level intervals are Student t (Fieller for the ratio Δ%), which hold their coverage at small n under "
-        "normality; the interval over seeds and samples is a hierarchical bootstrap calibrated the same way. A plain "
-        "bootstrap over 3 seeds would cover about 74% for a nominal 95% and is not used.",
+        interval_item(data), *dev_example_items(data),
         f"Drift compares n = {', '.join(map(str, n_samples)) or '–'} dev samples per task; sample-level uncertainty is "
         "the bootstrap over samples (per run, below the drift tables) and is part of the hierarchical interval.",
         f"Base model: {cfg.get('model')}; training settings: {cfg.get('train')}. Results for other models may differ.",

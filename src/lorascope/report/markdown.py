@@ -6,38 +6,87 @@ from typing import Any
 
 import numpy as np
 
+from lorascope.metrics import format_metric, format_metric_difference
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.drift_text import drift_section
+from lorascope.report.learning import main_metric, not_learned, reference_of
 from lorascope.report.lenses_text import forgetting_section, lenses_summary, probes_section, weights_section
 from lorascope.report.limitations import limitations
 from lorascope.report.reference import REFERENCE
 from lorascope.report.serving_text import serving_section
-from lorascope.report.text import pct, table
+from lorascope.report.sweep_text import sweep_section
+from lorascope.report.text import table, test_result
 from lorascope.report.variants_text import variants_section
+from lorascope.variants import primary_of
 
 
 def performance(data: dict[str, Any]) -> str:
+    """Per task and method: the dev main metric per seed and over seeds, against the majority baseline
+    (a method below it is said to be below it)."""
     rows = []
     by = {}
     for r in data["runs"]:
         by.setdefault((r["task"], r["method"]), []).append(r)
     for (task, method), runs in sorted(by.items()):
         ok = sorted((r for r in runs if r["status"] == "ok"), key=lambda r: r["seed"])
-        main = ok[0]["main_metric"] if ok else "–"
+        main = ok[0]["main_metric"] if ok else None
         vals = np.array([r["dev"][main] for r in ok]) if ok else np.array([])
-        per_seed = ", ".join(f"{r['seed']}: {100 * r['dev'][main]:.1f}" for r in ok)
+        per_seed = ", ".join(f"{r['seed']}: {format_metric(main, r['dev'][main])}" for r in ok)
         failed = [f"{r['seed']} ({r.get('reason')})" for r in runs if r["status"] != "ok"]
         base = data["baselines"].get(task, {}).get("majority", {}).get(main)
         ref = REFERENCE.get(task, {}).get(f"metric_{method}")
-        mean_sd = f"{100 * vals.mean():.1f} ± {100 * vals.std(ddof=1):.1f}" if vals.size > 1 else (f"{100 * vals[0]:.1f}" if vals.size else "–")
-        gap = "–" if base is None or not vals.size else f"{100 * (vals.mean() - base):+.1f}"
+        mean = float(vals.mean()) if vals.size else None
+        mean_sd = format_metric(main, mean, float(vals.std(ddof=1)) if vals.size > 1 else None)
+        gap = "–" if base is None or mean is None else format_metric_difference(main, mean - base)
+        if base is not None and mean is not None and mean < base:
+            gap += " (below majority)"
         n_dev = ", ".join(str(n) for n in sorted({r["n_eval"] for r in ok if r.get("n_eval")})) or "–"
-        rows.append([task, method, main, n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
-                     pct(base), gap, "–" if ref is None else f"{ref:.1f}"])
+        rows.append([task, method, main or "–", n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
+                     format_metric(main, base), gap, "–" if ref is None else f"{ref:.1f}%"])
     return ("## Task performance (dev set)\n\nEach run is scored on the same dev examples (n dev); the majority "
-            "baseline predicts the training set's most frequent label on those examples.\n\n" + table(
-        ["task", "method", "metric", "n dev", "mean ± sd (%)", "per seed", "majority baseline", "vs majority (points)",
+            "baseline predicts the training set's most frequent label on those examples. Accuracy and F1 are "
+            "percentages and their differences percentage points; Matthews correlation stays on its own −1..1 scale."
+            "\n\n" + table(
+        ["task", "method", "metric", "n dev", "mean ± sd", "per seed", "majority baseline", "vs majority",
          "reference study*"], rows))
+
+
+def _difference_interval(metric: str | None, record: dict[str, Any] | None) -> str:
+    if not record or record.get("low") is None:
+        return "–"
+    return (f"[{format_metric_difference(metric, record['low'])}, {format_metric_difference(metric, record['high'])}]"
+            .replace(" points,", ","))
+
+
+def metric_differences(data: dict[str, Any]) -> str:
+    """Per task whose models learned it: the mean LoRA − full main-metric difference with its interval and
+    two-sided test over seed pairs (the dev examples fixed) and, where the runs stored per-example
+    predictions, over seeds and dev examples; with drift.json's note where they did not."""
+    rows, notes, untrained = [], [], not_learned(data)
+    for task, d in data["drift"].items():
+        diff = d["comparison"].get("metric_difference")
+        if not diff or task in untrained:
+            continue
+        metric = main_metric(data, task)
+        seeds, both = diff.get("seeds_only") or {}, diff.get("seeds_and_examples")
+        rows.append([task, f"{primary_of(d)} − {reference_of(d)}", seeds.get("n", d["comparison"].get("n_pairs")),
+                     format_metric_difference(metric, diff.get("estimate")), _difference_interval(metric, seeds),
+                     test_result(seeds.get("test")),
+                     _difference_interval(metric, both) if both else "not available",
+                     test_result(both.get("test")) if both else "–"])
+        note = diff.get("note") or d.get("dev_examples_note")
+        if note and not both:
+            notes.append(f"- {task}: {note}.")
+    if not rows:
+        return ""
+    return "\n".join([
+        "### LoRA − full fine-tuning on the dev metric", "",
+        "Every run is scored on the same dev examples, so a difference measured on them carries their sampling error "
+        "too: *over seeds* treats the dev examples as fixed (paired t over seed pairs); *over seeds and dev examples* "
+        "adds their share (two-way random effects over seeds × examples, Satterthwaite df), from the runs' "
+        "per-example predictions.", "",
+        table(["task", "compared", "seed pairs", "mean difference", "95% CI over seeds", "test over seeds",
+               "95% CI over seeds and dev examples", "test over seeds and dev examples"], rows), "", *notes]).rstrip()
 
 
 def provenance_section(data: dict[str, Any]) -> str:
@@ -68,9 +117,11 @@ def render(data: dict[str, Any], figures: dict[str, str]) -> str:
     parts = [f"# lorascope report: {name}", "",
              f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "
              f"methods {', '.join(data['config'].get('methods', []))}; seeds {data['config'].get('seeds')}.", "",
-             answers(data), "", verdict_table(data), "", performance(data), "", drift_section(data, figures), "",
-             *_present(lenses_summary(data), variants_section(data, figures), weights_section(data.get("weights") or {}),
-                       forgetting_section(data.get("forgetting") or {}), probes_section(data.get("probes") or {})),
+             answers(data), "", verdict_table(data), "", performance(data), "",
+             *_present(metric_differences(data)), drift_section(data, figures), "",
+             *_present(sweep_section(data, figures), lenses_summary(data), variants_section(data, figures),
+                       weights_section(data.get("weights") or {}, data),
+                       forgetting_section(data.get("forgetting") or {}, data), probes_section(data.get("probes") or {}, data)),
              serving_section(data["bench"], figures), "", limitations(data), "", provenance_section(data), "",
              "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (PROTOCOL.md §4); shown for orientation, not as a target."]
     return "\n".join(parts) + "\n"

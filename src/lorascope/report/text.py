@@ -1,4 +1,5 @@
-"""Formatting shared by the report's sections: tables, p-values with their test, intervals."""
+"""Formatting shared by the report's sections: tables, p-values with their test, intervals. Task metrics are
+formatted by ``lorascope.metrics.format_metric``, the one place every command and the report share."""
 
 from __future__ import annotations
 
@@ -20,13 +21,10 @@ def num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def pct(x: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage: 0.912 -> "91.2"."""
-    return "–" if x is None else f"{100 * x:.{digits}f}"
-
-
 def p_value(x: float | None) -> str:
-    return "undefined" if x is None else f"{x:.3g}"
+    from lorascope.metrics import format_p
+
+    return format_p(x)
 
 
 def interval(low: float | None, high: float | None, digits: int = 3, unit: str = "") -> str:
@@ -50,8 +48,8 @@ def test_result(t: dict | None) -> str:
         return "–"
     if t.get("p_value") is None:
         return t.get("error") or t.get("note") or "undefined"
-    floor = f" (min attainable {t['min_attainable_p']:.3g})" if t.get("min_attainable_p") else ""
-    return f"{short_test(t)}, n={t['n']}, {t['alternative']}: p={t['p_value']:.3g}{floor}"
+    floor = f" (min attainable {p_value(t['min_attainable_p'])})" if t.get("min_attainable_p") else ""
+    return f"{short_test(t)}, n={t['n']}, {t['alternative']}: p={p_value(t['p_value'])}{floor}"
 
 
 def seed_sorted(runs: list[dict]) -> list[dict]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorascope.metrics import format_metric
+from lorascope.report.learning import main_metric, reference_of, task_learning
 from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
 from lorascope.report.text import table
 
@@ -20,11 +22,12 @@ def describe_settings(settings: dict[str, Any] | None) -> str:
     return ", ".join([f"r {settings.get('lora_r')}", f"α {settings.get('lora_alpha'):g}", where, *flags])
 
 
-def _cell(found: tuple[float, float, float | None] | None, scale: float) -> str:
+def _cell(found: tuple[float, float, float | None] | None, scale: float, learned: bool = True) -> str:
+    """"variant vs full (p …)"; without p where the models did not learn the task."""
     if found is None:
         return "–"
     lora, full, p = found
-    return f"{scale * lora:.4g} vs {scale * full:.4g}" + ("" if p is None else f" (p {p:.2g})")
+    return f"{scale * lora:.4g} vs {scale * full:.4g}" + ("" if p is None or not learned else f" (p {p:.2g})")
 
 
 def variants_section(data: dict[str, Any], figures: dict[str, str]) -> str:
@@ -40,17 +43,18 @@ def variants_section(data: dict[str, Any], figures: dict[str, str]) -> str:
         lenses = [(name, where) for name, where, _ in LENSES
                   if any(lens_values(data, task, where, label) for label in labels)]
         rows, sentences = [], []
+        name = main_metric(data, task)
         for label in labels:
             metric = (d["methods"].get(label) or {}).get("metric") or {}
-            acc = "–" if metric.get("mean") is None else f"{100 * metric['mean']:.1f}"
-            rows.append([label, describe_settings(settings.get(label)), acc,
-                         *(_cell(lens_values(data, task, where, label), 100 if where.startswith("probes") else 1)
-                           for _, where in lenses)])
-            sentences.append(f"- {label}: {agreement_sentence(lens_verdicts(data, task, label)[1])}")
-        full_metric = (d["methods"].get("full") or {}).get("metric") or {}
-        full_acc = "–" if full_metric.get("mean") is None else f"{100 * full_metric['mean']:.1f}"
-        blocks += [f"**{task}** (full fine-tuning: dev metric {full_acc}%)", "",
-                   table(["method", "settings", "dev metric (%)", *(name for name, _ in lenses)], rows), "",
+            learning = task_learning(data, task, label)
+            rows.append([label, describe_settings(settings.get(label)), format_metric(name, metric.get("mean")),
+                         *(_cell(lens_values(data, task, where, label), 100 if where.startswith("probes") else 1,
+                                 learning.learned) for _, where in lenses)])
+            sentences.append(f"- {label}: " + (agreement_sentence(lens_verdicts(data, task, label)[1]) if learning.learned
+                                               else f"not compared: {learning.statement()}."))
+        full_metric = (d["methods"].get(reference_of(d)) or {}).get("metric") or {}
+        blocks += [f"**{task}** (full fine-tuning: dev {name or 'metric'} {format_metric(name, full_metric.get('mean'))})",
+                   "", table(["method", "settings", "dev main metric", *(name for name, _ in lenses)], rows), "",
                    *sentences, ""]
     if not blocks:
         return ""

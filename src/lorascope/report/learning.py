@@ -1,0 +1,189 @@
+"""Did the compared models learn their task? The statement every view of a comparison shares.
+
+Differences between models that did not learn (drift, weight updates, forgetting) compare two
+barely trained classifiers: their tests may reach any p-value and their effect sizes any size,
+and neither says how LoRA and full fine-tuning differ. So the report and the standalone lens
+commands ask this module first, and where the answer is "did not learn" they give one statement
+for the task instead of p-values and effect sizes.
+
+The rule is the drift comparison's (``lorascope.drift.compare.learning_caveats``), applied to the
+runs' own ``metrics.json`` so that every lens, and a comparison of a single seed pair (which has
+no verdicts to mark), gets the same answer: a compared method whose mean main metric is not
+``LEARNED_MARGIN`` above the majority baseline, or a run that predicts one label for every dev
+example, makes the comparison not interpretable. One seed at majority level among learning ones
+is listed, not fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
+from lorascope.metrics import format_metric, metric_name, versus_majority
+from lorascope.variants import FULL, display_name
+
+
+@dataclass
+class Learning:
+    """What the runs of one comparison learned.
+
+    Attributes:
+        metric: the task's main metric (None when no run names it).
+        reasons: why the comparison is not interpretable, one clause each; empty when it is.
+        weak_methods: labels whose mean main metric is at majority level (below it included).
+        weak_runs: single runs at majority level, each with where it stands (listed, not fatal alone).
+    """
+
+    metric: str | None
+    reasons: list[str] = field(default_factory=list)
+    weak_methods: list[str] = field(default_factory=list)
+    weak_runs: list[str] = field(default_factory=list)
+
+    @property
+    def learned(self) -> bool:
+        return not self.reasons
+
+    def statement(self) -> str:
+        """Why nothing is tested, in one sentence (empty when the models learned)."""
+        if self.learned:
+            return ""
+        return "the models did not learn the task: " + "; ".join(self.reasons)
+
+
+def reference_of(drift: dict[str, Any]) -> str:
+    """The full fine-tuning label a saved drift analysis compares with: the point a sweep's rule selected
+    (``selection.full.label``), else the recorded pair's second label, else ``full``."""
+    selected = ((drift.get("selection") or {}).get(FULL) or {}).get("label")
+    pair = (drift.get("config") or {}).get("pair") or []
+    return str(selected or (pair[1] if len(pair) == 2 else FULL))
+
+
+def method_display(label: str, drift: dict[str, Any] | None = None) -> str:
+    """How the report names a method: ``LoRA``, ``full fine-tuning``, ``LoRA (lora_r64)`` or, for a
+    full fine-tuning variant such as a sweep's point, ``full fine-tuning (full_lr2em05)``."""
+    kind = (((drift or {}).get("variants") or {}).get(label) or {}).get("method")
+    if kind is None and drift is not None and label == reference_of(drift):
+        kind = FULL
+    if kind == FULL and label != FULL:
+        return f"full fine-tuning ({label})"
+    return display_name(label)
+
+
+def label_of(record: dict[str, Any]) -> str:
+    """The method as a study names it (the variant, else ``lora`` or ``full``), from a ``metrics.json`` dict."""
+    return str(record.get("variant") or record.get("method"))
+
+
+def _value(record: dict[str, Any]) -> float | None:
+    value = (record.get("dev") or {}).get(record.get("main_metric") or "")
+    return None if value is None else float(value)
+
+
+def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: float | None = None,
+           recorded: str | None = None, drift: dict[str, Any] | None = None) -> Learning:
+    """Whether the runs of ``compared`` labels learned enough for their comparison to mean anything.
+
+    Args:
+        records: ``metrics.json`` dicts of the task's runs (``method``, ``variant``, ``seed``,
+            ``status``, ``main_metric``, ``dev``, ``learning_check``); failed runs are ignored.
+        compared: the labels compared, e.g. ``("lora", "full")``.
+        majority: the majority-class baseline of the main metric on the runs' dev rows; default:
+            the mean of what each run's learning check recorded.
+        recorded: a ``not_interpretable`` note an analysis already saved (drift.json); it stands
+            when these records show nothing (e.g. runs whose ``metrics.json`` has no learning check).
+        drift: the saved drift analysis, to name its methods (a sweep's full fine-tuning point as such).
+    """
+    ok = [r for r in records if r.get("status", "ok") == "ok" and label_of(r) in compared]
+    metric = next((r["main_metric"] for r in ok if r.get("main_metric")), None)
+    out = Learning(metric)
+    for label in compared:
+        runs = sorted((r for r in ok if label_of(r) == label), key=lambda r: int(r.get("seed") or 0))
+        values = [v for v in map(_value, runs) if v is not None]
+        bases = [b for b in ((r.get("learning_check") or {}).get("majority_baseline") for r in runs) if b is not None]
+        base = majority if majority is not None else (float(np.mean(bases)) if bases else None)
+        constant = [str(r.get("seed")) for r in runs if ((r.get("learning_check") or {}).get("predicted_share") or 0) >= 1.0]
+        if constant:
+            # One clause for all of a method's runs that answer one label, not one per seed.
+            which = f"seed {constant[0]} predicts" if len(constant) == 1 else f"seeds {', '.join(constant)} predict"
+            out.reasons.append(f"{method_display(label, drift)} {which} one label for every dev example")
+        if base is None or not values:
+            continue
+        for r in runs:
+            v = _value(r)
+            if v is not None and at_majority_level(v, base):
+                out.weak_runs.append(f"{label} seed {r.get('seed')} ({metric_name(metric)} {format_metric(metric, v)}, "
+                                     f"{versus_majority(metric, v, base, LEARNED_MARGIN)})")
+        mean = float(np.mean(values))
+        if at_majority_level(mean, base):
+            out.weak_methods.append(label)
+            seeds = f"{len(values)} seed{'s' if len(values) != 1 else ''}"
+            out.reasons.append(f"{method_display(label, drift)}'s mean dev {metric_name(metric)} over {seeds}, {format_metric(metric, mean)}, "
+                               f"is {versus_majority(metric, mean, base, LEARNED_MARGIN)}")
+    if recorded and not out.reasons:
+        # drift.json's note reads "not interpretable: the models did not learn the task (…)": keep the "…".
+        inner = recorded.removeprefix("not interpretable: ").removeprefix("the models did not learn the task")
+        out.reasons.append(inner.strip().removeprefix("(").removesuffix(")") or recorded)
+    return out
+
+
+def main_metric(data: dict[str, Any], task: str) -> str | None:
+    """The task's main metric as its runs recorded it (None when no run of the task names it)."""
+    return next((r["main_metric"] for r in data.get("runs") or [] if r.get("task") == task and r.get("main_metric")), None)
+
+
+def task_learning(data: dict[str, Any], task: str, label: str | None = None) -> Learning:
+    """:func:`assess` for one comparison of a collected study: ``label`` (default: the task's primary
+    LoRA method) against the full fine-tuning it is compared with (a sweep's selected point), with the
+    study's majority baseline and drift's own note."""
+    from lorascope.variants import primary_of
+
+    drift = (data.get("drift") or {}).get(task) or {}
+    label = label or primary_of(drift)
+    records = [r for r in data.get("runs") or [] if r.get("task") == task]
+    comparison = drift.get("comparison") or {}
+    if label != primary_of(drift):
+        comparison = (drift.get("comparisons") or {}).get(label) or {}
+    metric = main_metric(data, task)
+    majority = ((data.get("baselines") or {}).get(task) or {}).get("majority", {}).get(metric or "")
+    # collect() names each run's method by its label already; assess() reads the label the same way.
+    return assess(records, (label, reference_of(drift)), majority, comparison.get("not_interpretable"), drift)
+
+
+def not_learned(data: dict[str, Any]) -> dict[str, str]:
+    """Task -> the statement why its primary comparison is not interpretable, for every such task of the study."""
+    tasks = sorted({r.get("task") for r in data.get("runs") or [] if r.get("task")} | set(data.get("drift") or {}))
+    out = {}
+    for task in tasks:
+        learning = task_learning(data, task)
+        if not learning.learned:
+            out[task] = learning.statement()
+    return out
+
+
+def comparison_learning(runs_folder: str | Path, compared: list[dict[str, Any]], lora: str,
+                        recorded: str | None = None, task: str | None = None) -> Learning:
+    """:func:`assess` for a standalone analysis of the runs under ``runs_folder``.
+
+    Args:
+        compared: the analysis's own runs (``method``: the label, ``seed``; ``run``: the folder name
+            where the analysis records it), so that only the runs it compared are judged.
+        lora: the LoRA label compared with full fine-tuning.
+        recorded: the analysis's own ``not_interpretable`` note, if it wrote one.
+        task: only runs of this task (a folder may hold several tasks' runs with the same labels and seeds).
+    """
+    from lorascope.run_folder import RunFolder
+
+    folders = {r["run"] for r in compared if r.get("run")}
+    pairs = {(str(r.get("method")), int(r.get("seed") or 0)) for r in compared}
+    records = []
+    for folder in RunFolder.finished_under(runs_folder):
+        record = folder.raw()
+        if (folders and folder.name not in folders) or (task and record.get("task") != task):
+            continue
+        if (label_of(record), int(record.get("seed") or 0)) in pairs:
+            records.append(record)
+    return assess(records, (lora, FULL), recorded=recorded)

@@ -1,0 +1,82 @@
+"""The learning-rate sweep section: each method's accuracy–drift frontier over its sweep points, the
+comparison at matched accuracy, the method × setting interaction, and which point of each method the
+verdicts compare, chosen by the study's declared rule. Only for tasks whose drift.json has a frontier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lorascope.metrics import format_bounds, format_drift, format_metric
+from lorascope.report.learning import main_metric
+from lorascope.report.text import table
+
+METHOD_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
+
+
+def setting_text(value: Any) -> str:
+    """A swept value as the study file writes it: ``0.002``, ``2e-05``."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def selected_labels(d: dict[str, Any]) -> set[str]:
+    """The sweep points the verdicts compare (the declared rule's choice for each method)."""
+    return {s["label"] for s in (d.get("selection") or {}).values() if isinstance(s, dict) and s.get("label")}
+
+
+def _selection_items(d: dict[str, Any]) -> list[str]:
+    out = []
+    for method, chosen in (d.get("selection") or {}).items():
+        if not isinstance(chosen, dict) or not chosen.get("label"):
+            continue
+        values = ", ".join(f"{label} {value:.4g}" for label, value in (chosen.get("values") or {}).items())
+        by = {"loss": "selection-split loss", "metric": "selection-split metric"}.get(str(chosen.get("by")), chosen.get("by"))
+        out.append(f"- {METHOD_NAMES.get(method, method)}: the verdicts use **{chosen['label']}**, chosen by the declared "
+                   f"rule — {chosen.get('rule', 'not recorded')}" + (f" (mean {by} over seeds: {values})" if values else "")
+                   + ".")
+    return out
+
+
+def _statement(name: str, record: dict[str, Any] | None) -> list[str]:
+    if not record or not record.get("statement"):
+        return []
+    return [f"- {name}: {record['statement']}."]
+
+
+def sweep_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+    """The section, or "" when no task's drift.json has a frontier."""
+    blocks = []
+    for task, d in (data.get("drift") or {}).items():
+        frontier = d.get("frontier")
+        if not frontier:
+            continue
+        metric = main_metric(data, task)
+        chosen = selected_labels(d)
+
+        def m(x: float | None, metric: str | None = metric) -> str:
+            return format_metric(metric, x)
+
+        rows = [[r["label"] + (" (selected)" if r["label"] in chosen else ""), METHOD_NAMES.get(r["method"], r["method"]),
+                 setting_text(r["setting"]), r["n_seeds"], m(r.get("metric_mean")),
+                 format_bounds(r.get("metric_ci"), fmt=m), format_drift(r.get("drift_gmean")),
+                 format_bounds(r.get("drift_ci"), fmt=format_drift)]
+                for r in frontier.get("table") or []]
+        blocks += [f"**{task}**", "",
+                   table(["point", "method", "setting", "seeds", "mean dev metric", "95% t CI over seeds",
+                          "geometric-mean drift", "95% CI (t on log drift)"], rows), ""]
+        if frontier.get("missing"):
+            blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier['missing'])}."]
+        blocks += _statement("Frontiers compared", frontier.get("matched"))
+        blocks += _statement("Method × setting", frontier.get("interaction"))
+        blocks += [*_selection_items(d), ""]
+    if not blocks:
+        return ""
+    out = ["## Learning-rate sweep", "",
+           "A comparison at one learning rate per method answers a question about two learning rates. Each method's "
+           "sweep points give its frontier: mean dev metric (t interval over seeds) against geometric-mean drift "
+           "(interval from the t interval of log drift, so asymmetric). The methods are compared where their "
+           "frontiers overlap, at an accuracy both reach; the interaction test asks whether the drift ratio between "
+           "the methods depends on the setting. The verdicts above compare one point per method, chosen by the rule "
+           "stated below each table.", ""]
+    if "frontier" in figures:
+        out += [f"![frontier]({figures['frontier']})", ""]
+    return "\n".join(out + blocks).rstrip()
