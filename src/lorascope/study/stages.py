@@ -247,7 +247,13 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
                              family=ctx.cfg.drift.family, tasks=ctx.cfg.tasks)
     for task, comparison in adjusted.items():
         if comparison != saved[task]["comparison"]:
-            write_json(layout.drift(task) / "drift.json", {**saved[task], "comparison": comparison})
+            # The primary comparison is also the primary label's entry of ``comparisons``: one record, two keys.
+            comparisons = dict(saved[task].get("comparisons") or {})
+            primary = saved[task].get("primary")
+            if primary in comparisons:
+                comparisons[primary] = comparison
+            write_json(layout.drift(task) / "drift.json",
+                       {**saved[task], "comparison": comparison, "comparisons": comparisons})
     return adjusted
 
 
