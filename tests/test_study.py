@@ -64,7 +64,7 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     status = CliRunner().invoke(app, ["study", "status", str(out)], terminal_width=200)
     assert status.exit_code == 0 and "weights rte" in status.output and "probes rte" in status.output
     # sst2 diverged with an absurd learning rate: reported, and the rest of the study completed.
-    assert "Failed units" in md and "No drift analysis for sst2" in md
+    assert "Failed units" in md and "No drift analysis for sst2" in md and "No weight lens for sst2" in md
     # 24 examples for one epoch teach tiny-llama nothing: rte gets one statement instead of verdicts.
     assert "**rte**: no verdicts — the models did not learn the task" in md and "| rte | H1a |" not in md
     # Baselines are scored on the runs' own dev subset (eval_limit 16), not the whole dev split.

@@ -38,6 +38,8 @@ def collect(study: Path) -> dict[str, Any]:
         "probes": {p.parent.name: json.loads(p.read_text()) for p in layout.probes_results},
         "bench": _json(layout.bench_json),
         "drift_skipped": _json(layout.drift_skipped) or {},
+        # Why a lens measured no task it was asked to: {lens: {task: reason}}.
+        "lens_skipped": {lens: _json(layout.skipped(lens)) or {} for lens in ("weights", "forgetting", "probes")},
         "timings": _json(layout.timings) or {},
         "provenance": next((json.loads(p.read_text()) for p in sorted(layout.train.glob("*/provenance.json"))), None),
     }

@@ -165,6 +165,11 @@ def limitations(data: dict[str, Any]) -> str:
     for task, why in data.get("drift_skipped", {}).items():
         if task not in data["drift"]:
             items.append(f"No drift analysis for {task}: {why}")
+    lens_names = {"weights": "weight lens", "forgetting": "forgetting lens", "probes": "probe retention"}
+    for lens, skipped in data.get("lens_skipped", {}).items():
+        for task, why in skipped.items():
+            if task not in data.get(lens, {}):
+                items.append(f"No {lens_names[lens]} for {task}: {why}")
     items += learning_items(data) + noise_items(data)
     failed = [r["folder"] for r in data["runs"] if r["status"] != "ok"]
     if failed:
