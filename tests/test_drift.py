@@ -254,7 +254,10 @@ def test_run_records_give_per_example_correctness_only_when_complete_and_aligned
 
     ids, correct = dev_correctness(record([1, 1, 1, 1]))
     assert ids == ["a", "b", "c", "d"] and correct.tolist() == [1.0, 0.0, 1.0, 0.0]
-    assert dev_correctness(record([1, 1, 1, 1], metric="f1")) is None  # F1 is not a mean of per-example scores
+    # F1 is no mean over examples: its jackknife pseudo-values are, centred on the F1 of all examples.
+    _, scores = dev_correctness(record([1, 1, 1, 1], metric="f1"))
+    assert scores.mean() == pytest.approx(2 / 3) and scores.std() > 0
+    assert dev_correctness(record([1, 1, 1, 1], metric="nonsense")) is None
     assert dev_correctness(RunRecord(status="ok", main_metric="accuracy")) is None
     found, note = _aligned_correctness([record([1, 1, 1, 1]), record([0, 0, 1, 0])])
     assert [f.tolist() for f in found] == [[1, 0, 1, 0], [0, 1, 1, 1]] and note == ""

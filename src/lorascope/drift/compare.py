@@ -175,7 +175,7 @@ def _dev_examples(lora: list[RunDrift], full: list[RunDrift]) -> tuple[tuple[np.
     metrics = np.array([np.nan if r.metric is None else r.metric for r in runs])
     if not np.allclose(grid.mean(axis=1), metrics, rtol=0.0, atol=1e-6):
         return None, ("the runs' per-example predictions do not reproduce their dev metric (another checkpoint, or a "
-                      "main metric that is not accuracy): seeds only")
+                      "main metric the predictions do not give): seeds only")
     return (grid[: len(lora)], grid[len(lora):]), ""
 
 

@@ -102,23 +102,33 @@ def check_aligned(reference: Representations, other: Representations, name: str)
 
 
 def dev_correctness(record: RunRecord) -> tuple[list[str] | None, np.ndarray] | None:
-    """Per-example correctness on dev from the record's ``dev_predictions``, when its main metric is accuracy.
+    """Per-example scores on dev whose mean is the record's main metric, from its ``dev_predictions``.
 
     ``dev_predictions`` is ``{"ids": [dev example id, ...], "pred": [label id, ...], "gold": [label id, ...]}``
-    in dev order, of the checkpoint whose dev metrics the record reports.
+    in dev order, of the checkpoint whose dev metrics the record reports. For accuracy the scores are
+    each example's 0/1 correctness; for a metric that is not a mean over examples (F1, Matthews
+    correlation), its jackknife pseudo-values (``lorascope.stats.jackknife``).
 
     Returns:
-        (ids or None, float array [n_dev] of 0/1), or None when the record has no usable predictions or
-        the main metric is not the mean of per-example correctness.
+        (ids or None, float array [n_dev]), or None when the record has no usable predictions or no
+        known main metric.
     """
+    from lorascope.metrics import METRICS
+    from lorascope.stats.jackknife import pseudo_values
+
     preds = getattr(record, "dev_predictions", None) or (record.model_extra or {}).get("dev_predictions")
-    if not isinstance(preds, dict) or record.main_metric != "accuracy":
+    if not isinstance(preds, dict) or record.main_metric not in METRICS:
         return None
     pred, gold = np.asarray(preds.get("pred", [])), np.asarray(preds.get("gold", []))
-    if pred.ndim != 1 or pred.size == 0 or pred.shape != gold.shape:
+    if pred.ndim != 1 or pred.size < 2 or pred.shape != gold.shape:
         return None
     ids = preds.get("ids")
-    return (None if ids is None else [str(i) for i in ids]), (pred == gold).astype(float)
+    if record.main_metric == "accuracy":
+        scores = (pred == gold).astype(float)
+    else:
+        n_labels = len(record.label_names or []) or int(max(pred.max(), gold.max())) + 1
+        scores = pseudo_values(METRICS[record.main_metric], pred, gold, n_labels)
+    return (None if ids is None else [str(i) for i in ids]), scores
 
 
 def _aligned_correctness(records: list[RunRecord]) -> tuple[list[np.ndarray | None], str]:
