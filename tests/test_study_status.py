@@ -66,8 +66,8 @@ def test_a_score_of_zero_is_shown_as_zero(tmp_path):
     record(out, "rte-lora-s1", status="ok", main_metric="matthews", dev={"matthews": 0.0})
     record(out, "rte-lora-s2", status="ok", main_metric="matthews", dev={"matthews": 0.25})
     rows = status(out)
-    assert rows["train rte-lora-s1"] == ("done", "matthews 0.0")
-    assert rows["train rte-lora-s2"] == ("done", "matthews 25.0")
+    assert rows["train rte-lora-s1"] == ("done", "matthews 0.000")
+    assert rows["train rte-lora-s2"] == ("done", "matthews 0.250")  # MCC on its own scale
     assert "nan" not in status.last_output  # type: ignore[attr-defined]
 
 
