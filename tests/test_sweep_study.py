@@ -72,3 +72,13 @@ def test_a_swept_study_compares_the_selected_points_and_draws_the_frontier(glue_
     assert frontier["interaction"]["df"] == [1, 8]
     # The study's family spans its verdicts, corrected once for the whole study.
     assert all(v.get("family", {}).get("complete") for v in drift["comparison"]["verdicts"].values() if "status" in v)
+
+
+def test_points_are_ordered_by_their_number_or_by_their_place(tmp_path):
+    from lorascope.study.sweep_drift import frontier_points
+
+    cfg = load_study(_study(tmp_path, sweep={"lora": {"lora_rslora": [False, True]}, "full": {"lr": [1e-4, 1e-3]}}))
+    assert frontier_points(cfg) == {"lora_lora_rslorafalse": {"method": "lora", "setting": 0.0},
+                                    "lora_lora_rsloratrue": {"method": "lora", "setting": 1.0},
+                                    "full_lr0p0001": {"method": "full", "setting": 1e-4},
+                                    "full_lr0p001": {"method": "full", "setting": 1e-3}}

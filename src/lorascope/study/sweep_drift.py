@@ -30,13 +30,7 @@ def drift_pair_settings(cfg: StudyConfig, task: str, study_folder: Path) -> dict
     """
     if not cfg.sweep:
         return {}
-    kinds = {name: cfg.method_of(name) for name in cfg.methods}
-    points: dict[str, dict[str, Any]] = {}
-    for name, settings in cfg.sweep.items():
-        for index, (label, swept) in enumerate(points_of(name, settings)):
-            # One swept setting orders the points by its value; several, by their place in the product.
-            value = next(iter(swept.values())) if len(swept) == 1 else index
-            points[label] = {"method": kinds[label], "setting": float(value)}
+    points = frontier_points(cfg)
     selection: dict[str, Any] = {}
     pair: list[str] = []
     for kind in ("lora", "full"):
@@ -48,9 +42,24 @@ def drift_pair_settings(cfg: StudyConfig, task: str, study_folder: Path) -> dict
         for label in own:
             for seed in cfg.seeds:
                 folder = TrainUnit(task, label, seed).folder(study_folder)
-                if RunFolder.holds_run(folder) and RunFolder(folder).record().ok:
-                    records.setdefault(label, []).append(RunFolder(folder).record().selection)
+                record = RunFolder(folder).record() if RunFolder.holds_run(folder) else None
+                if record is not None and record.ok:
+                    records.setdefault(label, []).append(record.selection)
         chosen = select_point(own, records)
         selection[kind] = chosen
         pair.append(str(chosen["label"]))
     return {"pair": pair if len(pair) == 2 else None, "sweep_points": points, "selection": selection}
+
+
+def frontier_points(cfg: StudyConfig) -> dict[str, dict[str, Any]]:
+    """Each sweep point's label -> {"method": lora | full, "setting": the number that orders it}."""
+    kinds = {name: cfg.method_of(name) for name in cfg.methods}
+    points: dict[str, dict[str, Any]] = {}
+    for name, settings in cfg.sweep.items():
+        for index, (label, swept) in enumerate(points_of(name, settings)):
+            # One swept number orders the points by its value; several settings, or a setting that is
+            # not a number (lora_targets), by the point's place in the sweep.
+            value = next(iter(swept.values())) if len(swept) == 1 else index
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            points[label] = {"method": kinds[label], "setting": float(value if numeric else index)}
+    return points
