@@ -240,7 +240,7 @@ FULL_ACC = np.array([0.915, 0.912, 0.916, 0.914, 0.913, 0.917, 0.910, 0.916])
 
 def test_h1a_supported_with_enough_seeds():
     v = h1a_verdict(LORA_ACC, FULL_ACC)
-    assert v.status == "supported" and v.decisive
+    assert v.status == "supported" and v.robust_to_normality
     assert v.test.test.startswith("paired t-test") and v.test.alternative == "greater"
     expected = stats.ttest_1samp(LORA_ACC - FULL_ACC + 0.03, 0.0, alternative="greater").pvalue
     assert v.n == 8 and v.p_value == pytest.approx(expected, rel=1e-12)
@@ -254,7 +254,7 @@ def test_h1a_supported_with_enough_seeds():
 
 def test_h1a_rejected_when_lora_is_far_behind():
     v = h1a_verdict(LORA_ACC - 0.08, FULL_ACC)
-    assert v.status == "rejected" and v.secondary_status == "rejected" and v.decisive
+    assert v.status == "rejected" and v.secondary_status == "rejected" and v.robust_to_normality
     assert v.p_value > 0.99 and v.reverse_p_value < 1e-6
     assert "contradict" in v.message
 
@@ -271,7 +271,7 @@ def test_three_seeds_decide_by_t_but_the_exact_test_disagrees():
     assert v.corrected_alpha == pytest.approx(0.05 / 3)
     assert v.status == "supported" and v.test.min_attainable_p is None
     assert v.secondary_status == "underpowered" and v.secondary.min_attainable_p == 0.125
-    assert not v.tests_agree and not v.decisive
+    assert not v.tests_agree and not v.robust_to_normality
     assert "DISAGREES" in v.message and "0.125" in v.message
     exact = h1a_verdict(LORA_ACC[:3], FULL_ACC[:3], n_comparisons=3, test="sign-flip")
     assert exact.status == "underpowered" and "cannot give p below 0.125" in exact.message
@@ -334,7 +334,7 @@ def test_direction_verdict_decides_where_the_20_percent_claim_cannot():
     near = h1b_verdict(lora, FULL_DRIFT)
     assert near.status in ("inconclusive", "not supported")
     lower = h1b_verdict(lora, FULL_DRIFT, min_reduction=0.0, hypothesis="LoRA drifts less")
-    assert lower.status == "supported" and lower.decisive and lower.hypothesis == "LoRA drifts less"
+    assert lower.status == "supported" and lower.robust_to_normality and lower.hypothesis == "LoRA drifts less"
 
 
 def test_h1b_underpowered_exact_test_with_three_seeds_over_three_tasks():

@@ -133,15 +133,10 @@ class Verdict:
         """Raw p of the secondary test for the claim (NaN without a secondary test)."""
         return self.secondary.p_value if self.secondary is not None else math.nan
 
-    @property
-    def decisive(self) -> bool:
-        """Former name of :attr:`robust_to_normality`."""
-        return self.robust_to_normality
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the tests nested; NaN and inf become None.
 
-        ``robust_to_normality`` is added; ``decisive`` carries the same value under its former name.
+        ``robust_to_normality`` is added (results written before it was named carry ``decisive``).
         """
         out: dict[str, Any] = {}
         for key in self.__dataclass_fields__:
@@ -155,7 +150,6 @@ class Verdict:
             else:
                 out[key] = json_number(value)
         out["robust_to_normality"] = self.robust_to_normality
-        out["decisive"] = self.robust_to_normality
         return out
 
     @classmethod
