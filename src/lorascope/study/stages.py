@@ -21,7 +21,7 @@ from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.lens_stages import stage_forgetting, stage_probes, stage_weights
-from lorascope.study.units import analysis_unit, train_units
+from lorascope.study.units import analysis_unit, note_skipped, train_units
 from lorascope.train.config import TrainConfig
 
 
@@ -207,11 +207,7 @@ def stage_drift(ctx: StageContext) -> None:
         if result is None:
             # No finished runs for this task (all failed): the report marks the gap.
             ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {skipped_because}")
-            skipped = layout.drift_skipped
-            notes = read_json(skipped) if skipped.is_file() else {}
-            notes[task] = skipped_because
-            skipped.parent.mkdir(parents=True, exist_ok=True)
-            write_json(skipped, notes)
+            note_skipped(layout.drift_skipped, task, skipped_because)
             continue
         summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
         controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
