@@ -82,3 +82,52 @@ def test_points_are_ordered_by_their_number_or_by_their_place(tmp_path):
                                     "lora_lora_rsloratrue": {"method": "lora", "setting": 1.0},
                                     "full_lr0p0001": {"method": "full", "setting": 1e-4},
                                     "full_lr0p001": {"method": "full", "setting": 1e-3}}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"sweep_seeds": [1, 9]}, "sweep_seeds: expected distinct seeds out of seeds"),
+    ({"sweep_seeds": [1, 1]}, "sweep_seeds: expected distinct seeds"),
+    ({"sweep_seeds": [1], "sweep": {}}, "sweep_seeds: only with a sweep"),
+])
+def test_bad_sweep_seeds_name_the_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_study(_study(tmp_path, **extra))
+
+
+def test_with_sweep_seeds_the_points_are_planned_on_those_seeds_until_one_is_chosen(tmp_path):
+    from lorascope.study.units import train_units
+
+    cfg = load_study(_study(tmp_path, sweep_seeds=[1, 2]))
+    units = train_units(cfg, out=tmp_path / "study")
+    assert len(units) == 8 and {u.seed for u in units} == {1, 2}
+
+
+@pytest.mark.slow
+def test_sweep_seeds_train_the_chosen_points_with_every_seed(glue_dir, tmp_path):
+    from lorascope.study.units import train_units
+
+    cfg = load_study(_study(tmp_path, sweep_seeds=[1, 2], stages=["train", "drift", "weights", "report"]))
+    out = run_study(cfg)
+    drift = json.loads((out / "drift" / "sst2" / "drift.json").read_text())
+    chosen = {drift["selection"][kind]["label"] for kind in ("lora", "full")}
+    runs = sorted(p.name for p in (out / "train").iterdir())
+    # 4 points x 2 sweep seeds, then the 2 chosen points with seed 3 as well.
+    assert len(runs) == 10
+    assert {r.rsplit("-s", 1)[0].split("-", 1)[1] for r in runs if r.endswith("-s3")} == chosen
+    # Chosen on the sweep seeds alone, by the declared rule.
+    records = {}
+    for name in runs:
+        record = json.loads((out / "train" / name / "metrics.json").read_text())
+        if record["seed"] in (1, 2):
+            records.setdefault(record["variant"], []).append(record["selection"])
+    for kind in ("lora", "full"):
+        labels = [m for m in cfg.methods if m.startswith(kind)]
+        assert drift["selection"][kind]["label"] == select_point(labels, records)["label"]
+    # The verdicts compare every seed of the chosen pair; the frontier, the sweep seeds of every point.
+    assert sorted(drift["methods"][drift["primary"]]["seeds"]) == [1, 2, 3]
+    assert all(r["n_seeds"] == 2 for r in drift["frontier"]["table"]) and drift["frontier"]["seeds"] == [1, 2]
+    assert len(train_units(cfg, out=out)) == 10, "the grid is complete: a rerun trains nothing new"
+    # The lenses compare the same chosen pair, on every seed.
+    weights = json.loads((out / "weights" / "sst2" / "weights.json").read_text())["comparison"]
+    assert (weights["primary"], weights["reference"]) == (drift["primary"], drift["selection"]["full"]["label"])
+    assert weights["seeds"] == [1, 2, 3] and weights["measures"]["intruders"]["full_n"] == 3

@@ -57,8 +57,22 @@ def study_run(
         console.print(f"[bold green]study complete[/]: {where}" if report.is_file() else f"[bold green]stages done[/]: {out}")
         return
     console.print(f"[bold yellow]study finished with failed units[/]: {where}")
-    print_error(failure_summary(failures, len(train_units(cfg, selected)), StudyLayout(out).train))
+    print_error(failure_summary(failures, len(train_units(cfg, selected, out)), StudyLayout(out).train))
     raise typer.Exit(EXIT_UNITS_FAILED)
+
+
+def _awaiting_selection(cfg, folder: Path) -> list[tuple[str, str, int]]:
+    """(task, method kind, units) for every swept method whose selection is not made yet (``sweep_seeds``)."""
+    from lorascope.study.sweep_drift import selected_labels
+
+    if not cfg.sweep_seeds:
+        return []
+    extra = len([s for s in cfg.seeds if s not in cfg.sweep_seeds])
+    out = []
+    for task in cfg.tasks:
+        chosen = set(selected_labels(cfg, task, folder))
+        out += [(task, kind, extra) for kind, labels in cfg.sweep_labels().items() if extra and not chosen & set(labels)]
+    return out
 
 
 def failure_summary(failures: list[tuple[str, str]], total: int, records: Path) -> str:
@@ -108,12 +122,15 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
             for method in cfg.methods:
                 found = (layout.hpo(task, method) / "hpo.json").is_file()
                 row(f"hpo {task}-{method}", *single("hpo", found, _covers(task=task, method=method)))
-    units = train_units(cfg)
+    units = train_units(cfg, out=folder)
     if "train" in planned or any(u.folder(folder).exists() or _partial(u.folder(folder)).exists() for u in units):
         for unit in units:
             status, detail = _unit_status(unit, folder, outcome, holder is not None)
             counts[status] += 1
             row(f"train {unit.name}", status, detail)
+        for task, kind, n in _awaiting_selection(cfg, folder):
+            counts["pending"] += n
+            row(f"train {task}-{kind} ×{n}", "pending", "the other seeds of the point the sweep seeds select")
     per_task = (("drift", layout.drift, "drift.json"), ("weights", layout.weights, "weights.json"),
                 ("forgetting", layout.forgetting, "forgetting.json"), ("probes", layout.probes, "probes.json"))
     for stage, where, name in per_task:

@@ -39,5 +39,7 @@ class DriftConfig(DriftSettings):
     sweep_points: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="a sweep's points: label -> {method, setting}; with points of both "
                                           "methods, drift.json adds the frontier")
+    sweep_seeds: list[int] | None = Field(None, description="the seeds every sweep point was trained with: the "
+                                                             "frontier is drawn over these (default: every run)")
     selection: dict[str, Any] = Field(default_factory=dict,
                                       description="how the sweep chose each method's compared point (recorded as is)")

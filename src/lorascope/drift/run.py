@@ -207,7 +207,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "primary": primary,
         "comparison": comparisons[primary] if primary in comparisons else compare(primary or "lora"),
         "comparisons": comparisons,
-        **({"frontier": sweep_frontier(per_run, cfg.sweep_points), "selection": cfg.selection} if cfg.sweep_points else {}),
+        **({"frontier": sweep_frontier(per_run, cfg.sweep_points, seeds=cfg.sweep_seeds), "selection": cfg.selection} if cfg.sweep_points else {}),
         "config": config_to_dict(cfg),
         "provenance": provenance(),
     }

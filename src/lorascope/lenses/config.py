@@ -14,6 +14,10 @@ class LensRuns(StrictModel):
     base: str = Field("minilm", description="the base model the runs were trained from")
     runs: str = Field("runs", description="folder whose sub-folders are training runs (metrics.json)")
     task: str | None = Field(None, description="only the runs of this task (by name; default: every run)")
+    pair: list[str] | None = Field(None, min_length=2, max_length=2,
+                                   description="the two method labels compared, LoRA's then full FT's (a study's "
+                                               "sweep fills it in by its selection rule; default: every LoRA label "
+                                               "against full)")
 
 
 class WeightLensSettings(StrictModel):

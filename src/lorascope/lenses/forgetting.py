@@ -156,7 +156,7 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
                      "summary": {"loss": loss, "perplexity": math.exp(loss), "forgetting": loss - base_loss}})
     result = {"config": cfg.model_dump(), "text_source": text_source, "n_texts": len(texts), "base_loss": base_loss,
               "base_perplexity": math.exp(base_loss), "controls": controls, "runs": runs,
-              "comparison": compare_variants(runs, MEASURES, methods)}
+              "comparison": compare_variants(runs, MEASURES, methods, pair=cfg.pair)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "forgetting.json", result)

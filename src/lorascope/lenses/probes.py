@@ -135,7 +135,7 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     measures = ("retention", *(f"retention_{t}" for t in data))
     result = {"config": cfg.model_dump(), "probe_tasks": list(data), "base": base, "majority": majority,
               "uninformative": [t for t in data if base[t] <= majority[t]],
-              "controls": controls, "runs": runs, "comparison": compare_variants(runs, measures, methods)}
+              "controls": controls, "runs": runs, "comparison": compare_variants(runs, measures, methods, pair=cfg.pair)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "probes.json", result)

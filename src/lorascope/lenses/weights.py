@@ -144,7 +144,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     unknown = [n for n in names if n not in base]
     if unknown:
         raise DataError(f"base '{cfg.base}': has no matrix {unknown[0]} that the LoRA runs adapted; is it their base?")
-    primary = primary_label(methods) or next(iter(names_of))
+    primary = cfg.pair[0] if cfg.pair and cfg.pair[0] in names_of else primary_label(methods) or next(iter(names_of))
     runs = []
     for run, record in records:
         if record.method == "lora":
@@ -165,7 +165,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     runs_for = {label: [{**r, "summary": r["summary_by_variant"][label]} if "summary_by_variant" in r else r for r in runs]
                 for label in names_of}
     result = {"config": cfg.model_dump(), "matrices": names, "matrices_by_variant": names_of, "runs": runs,
-              "comparison": compare_variants(runs, MEASURES, methods, runs_for)}
+              "comparison": compare_variants(runs, MEASURES, methods, runs_for, pair=cfg.pair)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "weights.json", result)

@@ -85,6 +85,12 @@ class StudyConfig(StrictModel):
                     "selection split (needs train.selection_split: dev chooses nothing); drift adds the frontier, "
                     "the comparison at matched accuracy and the method x setting interaction")
     seeds: list[int] = Field([42, 1337, 2024], description="seeds of every (task, method)")
+    sweep_seeds: list[int] = Field(
+        default_factory=list,
+        description="with a sweep, the seeds every sweep point is trained with (a subset of seeds; default: all). "
+                    "The point each method's selection rule chooses on them is then trained with the other seeds "
+                    "too, so the verdicts compare every seed at a fraction of the sweep's cost; the frontier is "
+                    "drawn over these seeds")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
     stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench",
                          "report"]] = Field(
@@ -157,7 +163,18 @@ class StudyConfig(StrictModel):
         if self.sweep and not self.train.get("selection_split"):
             raise ValueError("sweep: set train.selection_split (e.g. 0.1): the sweep's point of each method is "
                              "selected on training examples held out for it, never on the dev examples it is scored on")
+        if self.sweep_seeds and not self.sweep:
+            raise ValueError("sweep_seeds: only with a sweep (the seeds its points are trained with)")
+        stray = [s for s in self.sweep_seeds if s not in self.seeds]
+        if stray or len(set(self.sweep_seeds)) != len(self.sweep_seeds):
+            raise ValueError(f"sweep_seeds: expected distinct seeds out of seeds {self.seeds}, got {self.sweep_seeds}")
         return self
+
+    def seeds_of(self, method: str) -> list[int]:
+        """The seeds every run of ``method`` (a label) is planned with before selection: the sweep
+        seeds for a sweep point when ``sweep_seeds`` is set, else every seed."""
+        swept = {label for labels in self.sweep_labels().values() for label in labels}
+        return list(self.sweep_seeds) if self.sweep_seeds and method in swept else list(self.seeds)
 
     def sweep_labels(self) -> dict[str, list[str]]:
         """Method kind -> the labels of its sweep points (empty without a sweep)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lorascope.errors import DataError
+from lorascope.errors import ConfigError, DataError
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.units import analysis_unit, note_skipped
@@ -44,6 +44,21 @@ def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], ru
             ctx.console.print(f"  {stage} {task}: {describe(result)} ({done.seconds:.0f} s)")
 
 
+def compared_pair(ctx: StageContext, task: str) -> dict[str, Any]:
+    """``{"pair": [LoRA label, full label]}`` when the study sweeps (the points its rule chose), else {}.
+
+    Raises:
+        DataError: a swept method without a finished run, so nothing to compare.
+    """
+    from lorascope.study.sweep_drift import drift_pair_settings
+
+    try:
+        pair = drift_pair_settings(ctx.cfg, task, ctx.out).get("pair")
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    return {"pair": pair} if pair else {}
+
+
 def _means(comparison: dict[str, Any], measure: str, spec: str = ".4g",
            fmt: Callable[[float], str] | None = None) -> str:
     """"lora x, lora_r64 y, full z": one measure's mean per method (methods without runs left out;
@@ -51,7 +66,7 @@ def _means(comparison: dict[str, Any], measure: str, spec: str = ".4g",
     variants = comparison.get("variants") or {comparison.get("primary", "lora"): comparison}
     primary = comparison["measures"][measure]
     means = [(label, v["measures"][measure].get("lora_mean")) for label, v in variants.items()]
-    means.append(("full", primary.get("full_mean")))
+    means.append((comparison.get("reference", "full"), primary.get("full_mean")))
     return ", ".join(f"{label} {fmt(mean) if fmt else format(mean, spec)}" for label, mean in means if mean is not None)
 
 
@@ -66,7 +81,7 @@ def stage_weights(ctx: StageContext) -> None:
 
     _each_task(ctx, "weights",
                lambda task: WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(layout.train),
-                                             task=task),
+                                             task=task, **compared_pair(ctx, task)),
                run_weight_lens, layout.weights, describe)
 
 
@@ -81,7 +96,8 @@ def stage_forgetting(ctx: StageContext) -> None:
 
     _each_task(ctx, "forgetting",
                lambda task: ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
-                                             runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir),
+                                             runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir,
+                                             **compared_pair(ctx, task)),
                run_forgetting, layout.forgetting, describe)
 
 
@@ -100,7 +116,8 @@ def stage_probes(ctx: StageContext) -> None:
         if not others:
             raise DataError("no other task to probe (set probes.probe_tasks)")
         settings = {**ctx.cfg.probes.model_dump(), "probe_tasks": others}
-        return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir)
+        return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir,
+                           **compared_pair(ctx, task))
 
     def describe(result: dict[str, Any]) -> str:
         # Retention is a difference of probe accuracies: "+1.2 points" for each method.

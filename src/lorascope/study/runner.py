@@ -229,7 +229,7 @@ def failed_units(cfg: StudyConfig, out: Path, only: dict[str, str] | None = None
     if "train" not in cfg.stages:
         return []
     failed = []
-    for unit in train_units(cfg, only):
+    for unit in train_units(cfg, only, out):
         folder = unit.folder(out)
         if not RunFolder.holds_run(folder):
             failed.append((unit.name, "no record written (see the output above)"))

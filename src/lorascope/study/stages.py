@@ -110,8 +110,17 @@ def train_unit(cfg: TrainConfig, folder: Path) -> RunRecord | None:
 
 
 def stage_train(ctx: StageContext) -> None:
-    units = train_units(ctx.cfg, ctx.only)
-    started = time.perf_counter()
+    seen: set[str] = set()
+    # With sweep_seeds, finishing the sweep's runs lets the selection rule add the chosen points' other
+    # seeds: train until the grid stops growing.
+    while units := [u for u in train_units(ctx.cfg, ctx.only, ctx.out) if u.name not in seen]:
+        if seen:
+            ctx.console.print(f"  selection made: {len(units)} more units for the chosen sweep points")
+        seen.update(u.name for u in units)
+        _train_batch(ctx, units, time.perf_counter())
+
+
+def _train_batch(ctx: StageContext, units: list, started: float) -> None:
     folders = [unit.folder(ctx.out) for unit in units]
     # A folder that holds a finished record was done by an earlier invocation (a crash is redone).
     done_before = [RunFolder.holds_run(f) and "traceback" not in RunFolder(f).raw() for f in folders]

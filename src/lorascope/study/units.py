@@ -25,9 +25,19 @@ class TrainUnit:
         return StudyLayout(out).run(self.name)
 
 
-def train_units(cfg: StudyConfig, only: dict[str, str] | None = None) -> list[TrainUnit]:
-    """Every (task, method, seed) of the grid, restricted by ``only`` (e.g. {"task": "sst2"})."""
-    units = [TrainUnit(t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds]
+def train_units(cfg: StudyConfig, only: dict[str, str] | None = None, out: Path | None = None) -> list[TrainUnit]:
+    """Every (task, method, seed) of the grid, restricted by ``only`` (e.g. {"task": "sst2"}).
+
+    With ``sweep_seeds``, a sweep point is planned with those seeds only, and the point the selection
+    rule chooses (read from the study folder ``out``, once its method's sweep-seed runs have finished)
+    with every seed: the grid grows as the study learns which points it compares.
+    """
+    units = [TrainUnit(t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds_of(m)]
+    if cfg.sweep_seeds and out is not None:
+        from lorascope.study.sweep_drift import selected_labels
+
+        units += [TrainUnit(t, label, s) for t in cfg.tasks for label in selected_labels(cfg, t, out)
+                  for s in cfg.seeds if s not in cfg.sweep_seeds]
     for key, value in (only or {}).items():
         units = [u for u in units if str(getattr(u, key)) == value]
     return units
