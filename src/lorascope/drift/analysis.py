@@ -66,16 +66,17 @@ def depth_thirds(values: np.ndarray) -> dict[str, float]:
 
 def drift_of_run(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
               n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None,
-              dev_correct: np.ndarray | None = None) -> RunDrift:
+              dev_correct: np.ndarray | None = None, first_layer: int = 0) -> RunDrift:
     """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``); ``dev_correct``
-    (float [n_dev] of 0/1, or None) is kept on the result for the metric comparisons."""
+    (float [n_dev] of 0/1, or None) is kept on the result for the metric comparisons. ``first_layer``
+    numbers the rows when the states start past layer 0 (the embedding output left out)."""
     sim = layer_similarity(base, tuned, n_resamples=n_resamples, seed=boot_seed)
     drift, drift_db = 1.0 - sim.cka, 1.0 - sim.cka_debiased
     rows = []
     for i in range(drift.size):
         lo, hi = _interval(1.0 - sim.cka_boot[i], drift[i]) if sim.cka_boot is not None else (np.nan, np.nan)
         rows.append({
-            "layer": i,
+            "layer": i + first_layer,
             "cka": float(sim.cka[i]),
             "cka_debiased": float(sim.cka_debiased[i]),
             "cosine": float(sim.cosine[i]) if sim.cosine is not None else None,

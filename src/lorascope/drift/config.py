@@ -8,7 +8,7 @@ the task, base and runs of each comparison.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
@@ -20,6 +20,13 @@ class DriftSettings(StatisticsSettings, SampleSettings):
     """How drift is measured and tested, whatever the task and runs."""
 
     pooling: Pooling = Field("mean", description="pooled states compared: mean or head_token")
+    layers: Literal["all", "blocks"] = Field(
+        "all", description="layers the verdicts' drift averages: all (the embedding output and every block, the "
+                           "protocol's definition) or blocks (the embedding output left out: LoRA on attention "
+                           "matrices cannot move it); the other choice is reported beside the verdicts")
+    robustness: bool = Field(True, description="also measure drift by Procrustes distance, RBF-kernel CKA, mutual "
+                                               "nearest neighbours and the other layer choice (descriptive rows "
+                                               "beside the verdicts)")
 
 
 class DriftConfig(DriftSettings):

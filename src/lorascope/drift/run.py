@@ -21,6 +21,7 @@ from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
 from lorascope.drift.controls import align_to, run_controls
 from lorascope.drift.frontier import sweep_frontier
+from lorascope.drift.robustness import layer_range, robustness_rows, run_dissimilarities
 from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
@@ -152,20 +153,26 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
     base = _represent(cfg, cfg.base, reps_dir / "base.safetensors")
-    base_states = base.states[cfg.pooling]
+    all_states = base.states[cfg.pooling]
     controls = _controls(cfg, base, reps_dir)
+    first = layer_range(cfg.layers, int(all_states.shape[0])).start
+    base_states = all_states[first:]  # the layers the verdicts average
 
     spec = get_task(cfg.task)
-    per_run, states_by_method = [], {}
+    per_run, states_by_method, robustness = [], {}, []
     settings: dict[str, dict[str, Any]] = {}
     correct, dev_examples_note = _aligned_correctness([m for _, m in runs])
     for (folder, m), dev_correct in zip(runs, correct):
         reps = _represent(cfg, str(folder), reps_dir / f"{folder.name}.safetensors")
         check_aligned(base, reps, str(folder))
-        per_run.append(drift_of_run(base_states, reps.states[cfg.pooling], method=m.label, seed=int(m.seed or 0),
+        tuned = reps.states[cfg.pooling]
+        per_run.append(drift_of_run(base_states, tuned[first:], method=m.label, seed=int(m.seed or 0),
                                     metric=m.main_value, n_resamples=cfg.bootstrap, learning=m.learning_check,
-                                    dev_correct=dev_correct))
-        states_by_method.setdefault(m.label, {})[int(m.seed or 0)] = reps.states[cfg.pooling]
+                                    dev_correct=dev_correct, first_layer=first))
+        states_by_method.setdefault(m.label, {})[int(m.seed or 0)] = tuned[first:]
+        if cfg.robustness:
+            robustness.append({"method": m.label, "seed": int(m.seed or 0),
+                               "measures": run_dissimilarities(all_states, tuned, cfg.layers)})
         settings.setdefault(m.label, RunFolder(folder).method_settings())
 
     methods = sorted({r.method for r in per_run})
@@ -194,7 +201,8 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "n_samples": n,
         "n_samples_note": (f"{cfg.n_samples} samples were asked for; the split has {n}, all of them are used"
                            if n < cfg.n_samples else ""),
-        "n_layers": int(base_states.shape[0]),
+        "n_layers": int(all_states.shape[0]),
+        "layers": {"verdicts": cfg.layers, "averaged": list(range(first, int(all_states.shape[0])))},
         "dev_examples_note": dev_examples_note,
         "sample_ids": base.ids,
         "controls": [c.to_dict() for c in controls],
@@ -207,6 +215,9 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "primary": primary,
         "comparison": comparisons[primary] if primary in comparisons else compare(primary or "lora"),
         "comparisons": comparisons,
+        **({"robustness": {"pair": [primary, reference], "runs": robustness,
+                           "rows": robustness_rows(robustness, str(primary), reference, cfg.layers)}}
+           if cfg.robustness and primary else {}),
         **({"frontier": sweep_frontier(per_run, cfg.sweep_points, seeds=cfg.sweep_seeds), "selection": cfg.selection} if cfg.sweep_points else {}),
         "config": config_to_dict(cfg),
         "provenance": provenance(),

@@ -10,6 +10,7 @@ from lorascope.metrics import format_bounds, format_metric, format_ratio, format
 from lorascope.report.learning import main_metric, not_learned
 from lorascope.report.limitations import noise_of, spread_text
 from lorascope.report.reference import REFERENCE
+from lorascope.report.robustness_text import layers_sentence, robustness_section
 from lorascope.report.text import interval, num, reduction_interval, seed_sorted, table, test_result
 
 
@@ -156,7 +157,8 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
            "dev samples, averaged over layers per run; debiased CKA uses the unbiased HSIC estimator (it matters when n "
            "is not much larger than the hidden size). The noise floor is the sd over seeds of one method's drift from "
            "the base (chi-square interval). Intervals: *over seeds* resamples nothing (Student t on per-seed values); "
-           "*over seeds + samples* is the hierarchical bootstrap (seeds, then the shared dev samples).", "",
+           "*over seeds + samples* is the hierarchical bootstrap (seeds, then the shared dev samples). "
+           + layers_sentence(data["drift"]), "",
            method_table(data), ""]
     for key in ("drift_by_layer", "drift_heatmap", "drift_reduction", "metric_vs_drift"):
         if key in figures:
@@ -173,6 +175,8 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
                 f"LoRA is 0\"; the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} "
                 "less\") adjusted for their family, so their p-values differ by design.", ""]
     out += [comparison_table(data), ""]
+    robust = robustness_section(data["drift"])
+    out += [robust, ""] if robust else []
     out += per_layer_text(data)
     out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",
             "### Pipeline controls", "",

@@ -1,0 +1,66 @@
+"""The report's answer to "does RQ1 depend on how drift is measured?": the verdicts' layer choice
+stated, and each alternative measure's LoRA / full FT ratio (``drift.json``'s ``robustness``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lorascope.metrics import format_drift, format_ratio
+from lorascope.report.text import interval, table, test_result
+
+LAYER_WORDS = {"all": "every layer, the embedding output included",
+               "blocks": "the transformer blocks, the embedding output left out"}
+
+
+def layers_sentence(drift: dict[str, dict[str, Any]]) -> str:
+    """Which layers the verdicts' drift averages, per the ``layers`` each task's drift.json records
+    (results without it averaged every layer)."""
+    choices = {(d.get("layers") or {}).get("verdicts", "all") for d in drift.values()}
+    if len(choices) != 1:
+        return "The tasks' verdicts average different layers: " + "; ".join(
+            f"{task}: {LAYER_WORDS[(d.get('layers') or {}).get('verdicts', 'all')]}" for task, d in drift.items()) + "."
+    return f"The verdicts average drift over {LAYER_WORDS[choices.pop()]} (`drift.layers`)."
+
+
+def _summary(task: str, rows: list[dict[str, Any]]) -> str:
+    compared = [r for r in rows if r.get("ratio")]
+    if not compared:
+        return f"{task}: no measure could compare the pair ({rows[0].get('note') if rows else 'no rows'})."
+    less = [r for r in compared if r["direction"] == "lora_less"]
+    below = [r for r in compared if (r["ratio"].get("gm_ratio_ci") or [None, None])[1] is not None
+             and r["ratio"]["gm_ratio_ci"][1] < 1]
+    above = [r for r in compared if (r["ratio"].get("gm_ratio_ci") or [None, None])[0] is not None
+             and r["ratio"]["gm_ratio_ci"][0] > 1]
+    return (f"{task}: LoRA drifts less than full fine-tuning by {len(less)} of {len(compared)} measures (geometric-"
+            f"mean ratio below 1); the 95% interval lies below 1 for {len(below)} and above 1 for {len(above)}.")
+
+
+def robustness_section(drift: dict[str, dict[str, Any]]) -> str:
+    """Per task, one row per drift measure: LoRA's and full FT's mean, their ratio over seed pairs with
+    its interval and both tests; empty when no task's drift.json has the rows."""
+    measured = {task: d["robustness"] for task, d in drift.items() if (d.get("robustness") or {}).get("rows")}
+    if not measured:
+        return ""
+    out = ["### Does the answer depend on the measure?", "",
+           layers_sentence(drift) + " Below, the same runs and samples measured other ways: linear CKA over the "
+           "other choice of layers, orthogonal Procrustes distance, RBF-kernel CKA and mutual nearest neighbours "
+           "(1 − the measure's similarity, or its distance, averaged over layers as the verdicts are). The ratio is "
+           "LoRA / full fine-tuning, the geometric mean over seed pairs with its t interval; the tests are of the "
+           "per-seed log ratios, two-sided. These rows are descriptive: their p-values are outside the verdicts' "
+           "corrected family.", ""]
+    rows, pairs = [], []
+    for task, rob in measured.items():
+        lora, full = rob.get("pair") or ["lora", "full"]
+        for r in rob["rows"]:
+            ratio = r.get("ratio") or {}
+            name = f"**{r['description']}** (the verdicts')" if r.get("is_verdict_measure") else r["description"]
+            rows.append([task, name, format_drift(r.get("lora_mean")), format_drift(r.get("full_mean")),
+                         f"{format_ratio(ratio.get('gm_ratio'))} {interval(*(ratio.get('gm_ratio_ci') or [None, None]))}"
+                         if ratio else r.get("note") or "–",
+                         test_result(ratio.get("sign_flip")) if ratio else "–",
+                         test_result(ratio.get("t_test")) if ratio else "–"])
+        pairs.append(f"{task}: {lora} vs {full}")
+    out += [table(["task", "measure", "LoRA", "full FT", "ratio LoRA / full [95% CI]", "sign-flip test", "t-test"], rows),
+            "", f"Compared (the verdicts' pair): {'; '.join(pairs)}.", ""]
+    out += [_summary(task, rob["rows"]) for task, rob in measured.items()]
+    return "\n".join(out)
