@@ -60,3 +60,15 @@ def test_the_rule_picks_the_best_mean_on_the_selection_split():
 def test_the_rule_refuses_points_chosen_on_dev():
     with pytest.raises(ConfigError, match="selection_split"):
         select_point(["a", "b"], {"a": [_sel(0.5, split="dev")], "b": [_sel(0.4)]})
+
+
+def test_the_report_says_when_the_rule_chose_an_end_of_the_grid():
+    from lorascope.report.sweep_text import edge_notes
+
+    table = [{"label": f"lora_lr{i}", "method": "lora", "setting": v} for i, v in enumerate((2e-3, 4e-3, 8e-3))]
+    table += [{"label": f"full_lr{i}", "method": "full", "setting": v} for i, v in enumerate((5e-5, 1e-4, 2e-4))]
+    d = {"frontier": {"table": table}, "selection": {"lora": {"label": "lora_lr2"}, "full": {"label": "full_lr1"}}}
+    assert edge_notes(d) == ["- LoRA's chosen point lora_lr2 is the highest setting swept: the best setting may lie "
+                             "beyond the grid."]
+    d["selection"]["lora"]["label"] = "lora_lr1"
+    assert edge_notes(d) == []

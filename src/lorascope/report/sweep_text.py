@@ -36,6 +36,22 @@ def _selection_items(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def edge_notes(d: dict[str, Any]) -> list[str]:
+    """A line for each method whose chosen point is its lowest or highest setting: the rule chose
+    within the grid, and the best setting may lie beyond it."""
+    table_rows = (d.get("frontier") or {}).get("table") or []
+    out = []
+    for method, chosen in (d.get("selection") or {}).items():
+        own = sorted((r for r in table_rows if r.get("method") == method), key=lambda r: r["setting"])
+        label = chosen.get("label") if isinstance(chosen, dict) else None
+        if len(own) < 2 or label not in (own[0]["label"], own[-1]["label"]):
+            continue
+        end = "lowest" if label == own[0]["label"] else "highest"
+        out.append(f"- {METHOD_NAMES.get(method, method)}'s chosen point {label} is the {end} setting swept: the "
+                   "best setting may lie beyond the grid.")
+    return out
+
+
 def _statement(name: str, record: dict[str, Any] | None) -> list[str]:
     if not record or not record.get("statement"):
         return []
@@ -67,7 +83,11 @@ def sweep_section(data: dict[str, Any], figures: dict[str, str]) -> str:
             blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier['missing'])}."]
         blocks += _statement("Frontiers compared", frontier.get("matched"))
         blocks += _statement("Method × setting", frontier.get("interaction"))
-        blocks += [*_selection_items(d), ""]
+        if frontier.get("seeds"):
+            blocks += [f"- The frontier uses seeds {', '.join(map(str, frontier['seeds']))}, those every point was "
+                       "trained with (`sweep_seeds`); each chosen point was then trained with every seed, and the "
+                       "verdicts use them all."]
+        blocks += [*_selection_items(d), *edge_notes(d), ""]
     if not blocks:
         return ""
     out = ["## Learning-rate sweep", "",
