@@ -260,7 +260,7 @@ def _curve(*entries: tuple[int, float, float]) -> list[dict]:
 
 
 def test_constant_restored_checkpoint_warns_only_when_another_learned():
-    from lorascope.checks.learned import constant_restored_warning
+    from lorascope.train.learned import constant_restored_warning
 
     curve = _curve((10, 0.0, 1.0), (20, 0.140, 0.9), (30, 0.164, 0.85))
     warning = constant_restored_warning(curve, 10, "matthews", "loss", "dev")
@@ -278,7 +278,7 @@ def test_constant_restored_checkpoint_warns_only_when_another_learned():
 
 
 def test_leak_check_needs_a_near_perfect_first_evaluation_and_dev_score():
-    from lorascope.checks.learned import leak_check, leak_warning
+    from lorascope.train.learned import leak_check, leak_warning
 
     first = {"step": 8, "epoch": 1.0, "accuracy": 1.0}
     assert leak_check("accuracy", first, 0.995, "dev")["suspected"]

@@ -36,7 +36,7 @@ def test_baselines_on_the_runs_dev_subset(glue_dir):
 
 
 def test_learning_check_says_below_the_majority_baseline_and_by_how_much():
-    from lorascope.checks.learned import learning_check
+    from lorascope.train.learned import learning_check
 
     # Matthews correlation on −1..1, never a percentage; below the baseline is said, with the gap.
     check = learning_check("matthews", -0.215, 0.0, 0.9)
@@ -63,8 +63,8 @@ def _run_drift(method: str, seed: int, metric: float, learning: dict):
 
 
 def test_drift_caveat_says_a_method_is_below_the_majority_baseline_on_its_metrics_scale():
-    from lorascope.checks.learned import learning_check
     from lorascope.drift.compare import learning_caveats
+    from lorascope.train.learned import learning_check
 
     lora = [_run_drift("lora", s, v, learning_check("matthews", v, 0.0, 0.8)) for s, v in ((1, -0.2), (2, -0.23))]
     full = [_run_drift("full", s, v, learning_check("matthews", v, 0.0, 0.8)) for s, v in ((1, 0.3), (2, 0.4))]

@@ -158,9 +158,9 @@ def test_train_result_table_writes_mcc_on_its_scale_supports_as_counts_and_the_r
 
     from rich.console import Console
 
-    from lorascope.checks.learned import learning_check
     from lorascope.cli.train_output import print_train_result
     from lorascope.run_folder import RunRecord
+    from lorascope.train.learned import learning_check
 
     # As read back from metrics.json: the record's float typing turns a support of 12 into 12.0.
     record = RunRecord.model_validate({
@@ -201,10 +201,10 @@ def test_hpo_trials_of_an_mcc_task_on_its_scale(monkeypatch):
 
 def test_study_console_lines_write_mcc_on_its_scale_and_the_runs_warnings(tmp_path):
     from lorascope.artifacts import write_json
-    from lorascope.checks.learned import learning_check
     from lorascope.cli.study import _unit_status
     from lorascope.run_folder import METRICS_FILE, RunRecord
     from lorascope.study.stages import baseline_line, unit_result
+    from lorascope.train.learned import learning_check
 
     assert baseline_line({"task": "cola", "majority": {"matthews": 0.0, "accuracy": 0.691}}) == (
         "  baseline cola: majority matthews 0.000, accuracy 69.1%")

@@ -244,3 +244,19 @@ def test_failures_are_those_of_the_slice_run(tmp_path):
     assert failed_units(cfg, out) == [("rte-lora-s1", "RuntimeError: worker lost")]
     assert failed_units(cfg, out, {"task": "mrpc"}) == []
     assert failed_units(cfg.model_copy(update={"stages": ["drift"]}), out) == []  # no train stage: no units
+
+
+def test_status_shows_the_seeds_that_wait_for_the_sweep_selection(tmp_path):
+    sweep = {"lora": {"lr": [1e-3, 2e-3]}}
+    out, _ = make_study(tmp_path, ["train"], methods=["lora"], seeds=[1, 2, 3], sweep_seeds=[1], sweep=sweep,
+                        train={"selection_split": 0.2})
+    rows = status(out)
+    assert {name for name in rows if name.startswith("train ")} == {
+        "train rte-lora_lr0p001-s1", "train rte-lora_lr0p002-s1", "train rte-lora ×2"}
+    assert rows["train rte-lora ×2"][0] == "pending"
+    for lr, loss in (("0p001", 0.7), ("0p002", 0.4)):
+        record(out, f"rte-lora_lr{lr}-s1", status="ok", variant=f"lora_lr{lr}",
+               selection={"split": "selection_split", "by": "loss", "best_value": loss})
+    rows = status(out)
+    assert "train rte-lora ×2" not in rows
+    assert rows["train rte-lora_lr0p002-s2"][0] == "pending" and "train rte-lora_lr0p001-s2" not in rows

@@ -36,7 +36,7 @@ class RunRecord(BaseModel):
         dev: dev metrics of the restored best checkpoint (fractions) and ``loss``.
         dev_per_label: label name -> precision, recall, f1 (fractions) and support on dev.
         parameters: ``trainable`` and ``total`` parameter counts.
-        learning_check: whether the run learned its task (see ``lorascope.checks.learned``).
+        learning_check: whether the run learned its task (see ``lorascope.train.learned``).
         selection: what chose the restored checkpoint: ``split`` (``dev``, or ``selection_split``:
             training examples held out, ``n`` of them, ``fraction`` drawn with ``seed``), ``by``
             (``loss`` or ``metric``), ``metric`` (the evaluation key compared) and its ``best_value``;

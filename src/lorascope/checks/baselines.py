@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorascope.checks.learned import majority_label
+from lorascope.train.learned import majority_label
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.metrics import score
 

@@ -63,7 +63,7 @@ def study_run(
 
 def _awaiting_selection(cfg, folder: Path) -> list[tuple[str, str, int]]:
     """(task, method kind, units) for every swept method whose selection is not made yet (``sweep_seeds``)."""
-    from lorascope.study.sweep_drift import selected_labels
+    from lorascope.study.units import selected_labels
 
     if not cfg.sweep_seeds:
         return []

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.drift.analysis import RunDrift, gm_reduction_percent, noise_caveat, reduction_percent
 from lorascope.errors import LorascopeError
 from lorascope.metrics import format_metric, metric_name, versus_majority
@@ -40,6 +39,7 @@ from lorascope.stats.hypotheses import TestName
 from lorascope.stats.logratio import positive, reduction_from_log
 from lorascope.stats.result import json_number
 from lorascope.stats.verdict import Verdict
+from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
 
 def _safe(fn, *args, **kwargs) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Hyperparameter search (PROTOCOL.md §1): Optuna TPE over a per-method space, resumable, multi-worker."""
+"""Hyperparameter search (docs/protocol.md §2): Optuna TPE over a per-method space, resumable, multi-worker."""
 
 from lorascope._lazy import lazy_exports
 

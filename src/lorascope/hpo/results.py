@@ -78,7 +78,7 @@ def _write_best(cfg: HpoConfig, best, path: Path, main_metric: str, study_name: 
     ]
     subsets = [k for k in ("train_limit", "eval_limit") if getattr(train_cfg, k) is not None]
     if subsets:
-        # SST-2 is searched on a training subset (PROTOCOL.md §1); production runs train on all of it.
+        # SST-2 is searched on a training subset (docs/protocol.md §2); production runs train on all of it.
         header.append(f"# {' and '.join(subsets)} are the search's data subsets: drop them for production runs.")
     body = yaml.safe_dump(train_cfg.model_dump(mode="json"), sort_keys=False)
     with atomic_write(path) as tmp:

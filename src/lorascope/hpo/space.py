@@ -85,7 +85,7 @@ class Fixed:
 
 Param = Union[FloatRange, Choice, Fixed]
 
-# PROTOCOL.md §1. LoRA's rank is fixed so that every trial adapts the same number of parameters.
+# docs/protocol.md §2. LoRA's rank is fixed so that every trial adapts the same number of parameters.
 DEFAULT_SPACES: dict[str, dict[str, Param]] = {
     "full": {
         "lr": FloatRange(1e-6, 5e-5, log=True),

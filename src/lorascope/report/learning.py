@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.checks.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.metrics import format_metric, metric_name, versus_majority
+from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.variants import FULL, display_name
 
 

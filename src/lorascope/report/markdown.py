@@ -123,5 +123,5 @@ def render(data: dict[str, Any], figures: dict[str, str]) -> str:
                        weights_section(data.get("weights") or {}, data),
                        forgetting_section(data.get("forgetting") or {}, data), probes_section(data.get("probes") or {}, data)),
              serving_section(data["bench"], figures), "", limitations(data), "", provenance_section(data), "",
-             "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (PROTOCOL.md §4); shown for orientation, not as a target."]
+             "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (docs/protocol.md §7); shown for orientation, not as a target."]
     return "\n".join(parts) + "\n"

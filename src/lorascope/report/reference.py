@@ -1,4 +1,4 @@
-"""The reference study's numbers (TinyLlama-1.1B, L4 GPU, 3 seeds; PROTOCOL.md §4), shown beside
+"""The reference study's numbers (TinyLlama-1.1B, L4 GPU, 3 seeds; docs/protocol.md §7), shown beside
 ours where the same quantity exists. Reference values, not targets: other model, other hardware."""
 
 REFERENCE = {

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.sweep import points_of, select_point
-from lorascope.study.units import TrainUnit
+from lorascope.study.units import selection_records
 
 
 def drift_pair_settings(cfg: StudyConfig, task: str, study_folder: Path) -> dict[str, Any]:
@@ -38,41 +37,11 @@ def drift_pair_settings(cfg: StudyConfig, task: str, study_folder: Path) -> dict
         if not own:  # not swept: the method itself, when the study has it
             pair += [kind] if kind in cfg.methods else []
             continue
-        chosen = select_point(own, _selection_records(cfg, task, study_folder, own)[0])
+        chosen = select_point(own, selection_records(cfg, task, study_folder, own)[0])
         selection[kind] = chosen
         pair.append(str(chosen["label"]))
     return {"pair": pair if len(pair) == 2 else None, "sweep_points": points, "selection": selection,
             "sweep_seeds": list(cfg.sweep_seeds) or None}
-
-
-def _selection_records(cfg: StudyConfig, task: str, study_folder: Path,
-                       labels: list[str]) -> tuple[dict[str, list[dict[str, Any] | None]], bool]:
-    """Each point's finished runs' selection records on the seeds every point is trained with (so each
-    point is judged on as many seeds, whatever the chosen one adds later), and whether every one of
-    those units has a record (finished, failed or diverged)."""
-    records: dict[str, list[dict[str, Any] | None]] = {}
-    complete = True
-    for label in labels:
-        for seed in cfg.seeds_of(label):
-            folder = TrainUnit(task, label, seed).folder(study_folder)
-            if not RunFolder.holds_run(folder):
-                complete = False
-                continue
-            record = RunFolder(folder).record()
-            if record.ok:
-                records.setdefault(label, []).append(record.selection)
-    return records, complete
-
-
-def selected_labels(cfg: StudyConfig, task: str, study_folder: Path) -> list[str]:
-    """The sweep points of ``task`` that the selection rule has chosen already: for each swept method
-    whose every sweep-seed unit has a record, its chosen point (none for a method still training)."""
-    chosen = []
-    for kind, own in cfg.sweep_labels().items():
-        records, complete = _selection_records(cfg, task, study_folder, own)
-        if complete and any(records.values()):
-            chosen.append(str(select_point(own, records)["label"]))
-    return chosen
 
 
 def frontier_points(cfg: StudyConfig) -> dict[str, dict[str, Any]]:

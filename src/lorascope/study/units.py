@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.layout import StudyLayout
+from lorascope.study.sweep import select_point
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,41 @@ def train_units(cfg: StudyConfig, only: dict[str, str] | None = None, out: Path 
     """
     units = [TrainUnit(t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds_of(m)]
     if cfg.sweep_seeds and out is not None:
-        from lorascope.study.sweep_drift import selected_labels
-
         units += [TrainUnit(t, label, s) for t in cfg.tasks for label in selected_labels(cfg, t, out)
                   for s in cfg.seeds if s not in cfg.sweep_seeds]
     for key, value in (only or {}).items():
         units = [u for u in units if str(getattr(u, key)) == value]
     return units
+
+
+def selection_records(cfg: StudyConfig, task: str, study_folder: Path,
+                       labels: list[str]) -> tuple[dict[str, list[dict[str, Any] | None]], bool]:
+    """Each point's finished runs' selection records on the seeds every point is trained with (so each
+    point is judged on as many seeds, whatever the chosen one adds later), and whether every one of
+    those units has a record (finished, failed or diverged)."""
+    records: dict[str, list[dict[str, Any] | None]] = {}
+    complete = True
+    for label in labels:
+        for seed in cfg.seeds_of(label):
+            folder = TrainUnit(task, label, seed).folder(study_folder)
+            if not RunFolder.holds_run(folder):
+                complete = False
+                continue
+            record = RunFolder(folder).record()
+            if record.ok:
+                records.setdefault(label, []).append(record.selection)
+    return records, complete
+
+
+def selected_labels(cfg: StudyConfig, task: str, study_folder: Path) -> list[str]:
+    """The sweep points of ``task`` that the selection rule has chosen already: for each swept method
+    whose every sweep-seed unit has a record, its chosen point (none for a method still training)."""
+    chosen = []
+    for own in cfg.sweep_labels().values():
+        records, complete = selection_records(cfg, task, study_folder, own)
+        if complete and any(records.values()):
+            chosen.append(str(select_point(own, records)["label"]))
+    return chosen
 
 
 def parse_only(text: str | None) -> dict[str, str]:

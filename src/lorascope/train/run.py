@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 
 from lorascope.artifacts import check_same_config, finish, recover_finish, start_partial, write_json
-from lorascope.checks.learned import (
+from lorascope.train.learned import (
     constant_restored_warning,
     leak_check,
     leak_warning,
@@ -121,7 +121,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     complete checkpoint in ``<out>.partial`` (or, killed while writing its outputs, only
     finishes writing them) and ends identical to an uninterrupted run. A diverging run ends
     with ``status: failed``. Warnings about how the checkpoint was chosen (see
-    ``lorascope.checks.learned``) are logged and kept in the record's ``warnings``.
+    ``lorascope.train.learned``) are logged and kept in the record's ``warnings``.
 
     Args:
         cfg: the run's settings.
