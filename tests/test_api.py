@@ -29,8 +29,13 @@ def test_readme_python_example_runs(glue_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_every_public_name_resolves_and_import_is_light():
-    for name in lorascope.__all__:
-        assert getattr(lorascope, name) is not None
+    from lorascope import _EXPORTS
+
+    assert sorted(lorascope.__all__) == sorted(["__version__", *_EXPORTS])
+    for name in _EXPORTS:
+        # Each name is the object its declared module defines, not a stand-in of the lazy loader.
+        module = "lorascope" + _EXPORTS[name]
+        assert getattr(lorascope, name) is getattr(sys.modules.get(module) or __import__(module, fromlist=[name]), name)
     code = ("import sys, lorascope; lorascope.TrainConfig; lorascope.DriftConfig; "
             "print(sorted(m for m in ('torch', 'transformers', 'scipy', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,11 +9,14 @@ import typer
 from rich.table import Table
 
 from lorascope.cli.common import console, quiet_libraries, user_errors, with_settings_help
+from lorascope.extras import require
 
 OVERRIDES_HELP = (
     "Settings as key=value. Search settings (n_trials, seed, study_name, heartbeat_s, space.lr.high=1e-3 …) "
     "apply to the search; any other key is a base training setting of every trial (train_limit=3000 max_length=128 …)."
 )
+# SQLAlchemy's URL schemes that load psycopg2 (the postgres extra); other drivers are the user's choice.
+_PSYCOPG2_SCHEMES = ("postgresql", "postgresql+psycopg2")
 
 
 @user_errors
@@ -32,6 +35,7 @@ def hpo(
     overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Search hyperparameters with Optuna TPE; rerun the same command to resume, or start more workers."""
+    require("hpo", by="lorascope hpo")  # before the seconds quiet_libraries takes
     quiet_libraries()
     import optuna
 
@@ -41,6 +45,9 @@ def hpo(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from run_hpo instead
     cfg = _assemble(HpoConfig, config, dict(task=task, method=method, model=model, n_trials=trials, storage=storage), overrides)
+    scheme = (cfg.storage or "").split("://")[0]
+    if scheme in _PSYCOPG2_SCHEMES:
+        require("postgres", by=f"a {scheme}:// storage")
     # Report bad settings before a storage is opened or a folder written.
     cfg.search_space()
     check_report_to(cfg.base_train().report_to)

@@ -23,9 +23,34 @@ app = typer.Typer(
     cls=OneLineErrors,
     help="LoRA under the microscope: fine-tuning, representation drift and serving cost studies.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion: typer's shell completion for bash, zsh, fish, PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    """``--version``: the installed distribution's version (what pip installed, not the source tree's)."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("lorascope")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        import lorascope
+
+        installed = lorascope.__version__
+    typer.echo(f"lorascope {installed}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """LoRA under the microscope: fine-tuning, representation drift and serving cost studies."""
+
 
 OVERRIDES_HELP = "Settings as key=value (e.g. train_limit=2000 epochs=1 lr=5e-4); see `lorascope train --help`."
 

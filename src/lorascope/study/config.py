@@ -281,6 +281,10 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     if isinstance(probes, dict) and isinstance(probes.get("probe_tasks"), list):
         probes["probe_tasks"] = [_beside(t, folder) for t in probes["probe_tasks"]]
     cfg = build_config(StudyConfig, data, overrides or {}, source=str(path))
+    if "hpo" in cfg.stages:
+        from lorascope.extras import require
+
+        require("hpo", by="the study's hpo stage")
     for task in cfg.tasks:
         for method in cfg.methods:
             cfg.train_config(task, method, cfg.seeds[0])

@@ -134,7 +134,9 @@ def check_executor(settings: ExecutorSettings, timeout_s: float | None = None) -
         return
     timeout_s = RAY_CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     if importlib.util.find_spec("ray") is None:
-        raise ConfigError("executor: ray needs Ray installed (pip install 'ray>=2.40')")
+        from lorascope.extras import install_command
+
+        raise ConfigError(f"executor: ray needs the ray extra: {install_command('ray')} (missing: ray)")
     address, where = ray_address(settings)
     target = _host_port(address, where) if address else None
     if target is None:
