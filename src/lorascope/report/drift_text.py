@@ -175,7 +175,7 @@ def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
                 f"LoRA is 0\"; the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} "
                 "less\") adjusted for their family, so their p-values differ by design.", ""]
     out += [comparison_table(data), ""]
-    robust = robustness_section(data["drift"])
+    robust = robustness_section(data["drift"], set(data["drift"]) - learned)
     out += [robust, ""] if robust else []
     out += per_layer_text(data)
     out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",

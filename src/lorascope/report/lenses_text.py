@@ -7,16 +7,67 @@ from typing import Any
 from lorascope.report.learning import reference_of, task_learning
 from lorascope.report.text import table, test_result
 from lorascope.variants import display_name, primary_of
+from lorascope.weight_update.scope import short_types
 
 # What a test cell says where the compared models did not learn the task.
 NOT_REPORTED = "not reported (did not learn)"
 
+# The measures over the matrices LoRA adapted (the same ones for full fine-tuning): (key, row name, digits).
 MEASURES = (
     ("relative_update", "relative update ‖ΔW‖/‖W₀‖", 4),
     ("stable_rank", "stable rank of ΔW", 2),
     ("entropy_rank", "entropy rank of ΔW", 2),
     ("intruders", "intruder dimensions (sum over matrices)", 1),
 )
+
+
+def _matrices(n: int) -> str:
+    return f"{n} matri{'x' if n == 1 else 'ces'}"
+
+
+def adapted_scope(w: dict[str, Any], label: str | None = None) -> str | None:
+    """``q_proj, v_proj: 12 matrices``: the matrices ``label`` (default: the primary LoRA method)
+    adapted, which the like-for-like measures read for it and for full FT; None where not recorded."""
+    label = label or primary_of(w.get("comparison") or {})
+    names = (w.get("matrices_by_variant") or {}).get(label) or w.get("matrices")
+    if not isinstance(names, list) or not names:
+        return None
+    return f"{', '.join(short_types(names))}: {_matrices(len(names))}"
+
+
+def whole_scope(w: dict[str, Any]) -> str | None:
+    """``15 matrices, embeddings included``: the backbone matrices the whole-model measures read; None
+    for results written before they existed."""
+    n = (w.get("scope") or {}).get("whole_model_matrices")
+    if n is None:
+        return None
+    return _matrices(n) + (", embeddings included" if _embeddings(w) else "")
+
+
+def _embeddings(w: dict[str, Any]) -> int:
+    """How many embedding matrices the whole-model scope holds."""
+    return len((w.get("scope") or {}).get("whole_model_embeddings") or [])
+
+
+def _whole_measures(w: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, row name, scope) of each whole-model measure the result has: all matrices together, and
+    without the embeddings where there are some."""
+    n = (w.get("scope") or {}).get("whole_model_matrices")
+    measures = w["comparison"]["measures"]
+    if n is None or "relative_update_whole" not in measures:
+        return []
+    found = [("relative_update_whole", "relative update ‖ΔW‖/‖W₀‖, all matrices together", "over the whole model "
+              f"({whole_scope(w)})")]
+    if _embeddings(w) and "relative_update_whole_without_embeddings" in measures:
+        rest = _matrices(n - _embeddings(w))
+        found.append(("relative_update_whole_without_embeddings", f"the same without the embeddings ({rest})",
+                      f"without the embeddings ({rest})"))
+    return found
+
+
+def recorded_matched_size(w: dict[str, Any]) -> float | None:
+    """The common ‖ΔW‖/‖W₀‖ at which intruders were recounted; None where not recorded."""
+    return (w.get("matched_update") or {}).get("relative_update")
 
 
 def _mean_sd(entry: dict[str, Any], method: str, digits: int) -> str:
@@ -47,35 +98,101 @@ def _untrained_note(data: dict[str, Any] | None, task: str) -> list[str]:
 
 
 def weights_section(weights: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
-    """One table per task (mean ± sd over seeds per method, and the full − LoRA tests over seed pairs).
+    """Per task: a table of the like-for-like measures and one of the whole-model measures (mean ± sd
+    over seeds per method, the full − LoRA tests over seed pairs), each headed by the matrices it reads,
+    and a sentence saying which method moved less in each scope.
 
     ``data``, the collected study, says which tasks' models did not learn: their tests are not reported.
+    Results written before the whole-model measures existed show the like-for-like table only.
     """
     if not weights:
         return ""
     first = next(iter(weights.values()))
     cfg = first["config"]
     out = ["## Weight lens", "",
-           f"The matrices the LoRA runs adapted ({len(first['matrices'])} per run, the same ones for full fine-tuning), "
-           "each compared with the base: relative update, the stable rank ‖ΔW‖_F²/‖ΔW‖₂² and entropy effective rank "
-           "of the update (LoRA's ΔW is its merged (α/r)·B·A), and intruder dimensions — of the fine-tuned matrix's "
-           f"top {cfg['top_k']} singular vectors, those whose largest |cosine| with any singular vector of the base "
-           f"matrix is below ε = {cfg['epsilon']:g} (Shuttleworth et al., 2025). Mean ± sd over seeds; the tests are "
-           "two-sided, over seed pairs, of the null \"full − LoRA is 0\" (no multiple-testing correction: they "
-           "describe, the verdicts above decide).", ""]
+           f"Like for like: the matrices the LoRA runs adapted ({len(first['matrices'])} per run, the same ones for full "
+           "fine-tuning), each compared with the base: relative update (the mean over matrices of ‖ΔW‖_F/‖W₀‖_F), the "
+           "stable rank ‖ΔW‖_F²/‖ΔW‖₂² and entropy effective rank of the update (LoRA's ΔW is its merged (α/r)·B·A), "
+           f"and intruder dimensions — of the fine-tuned matrix's top {cfg['top_k']} singular vectors, those whose "
+           f"largest |cosine| with any singular vector of the base matrix is below ε = {cfg['epsilon']:g} "
+           "(Shuttleworth et al., 2025)."]
+    if any(recorded_matched_size(w) is not None for w in weights.values()):
+        out[-1] += (" The plain count grows with the size of the update as well as with its direction, so intruders "
+                    "are also counted with every matrix's ΔW rescaled to one common ‖ΔW‖_F/‖W₀‖_F, the geometric mean "
+                    "of the compared runs' relative updates: the same count for ΔW and for any multiple of it.")
+    if any(whole_scope(w) for w in weights.values()):
+        out[-1] += (" Whole model: every 2-D matrix of the backbone (the task's new head left out), read from each "
+                    "full run's saved model; LoRA's ΔW there is its merged update on the matrices it adapted and zero "
+                    "elsewhere. Its relative update is ‖ΔW‖_F/‖W₀‖_F of all those matrices together; the rank and "
+                    "intruder measures are computed on the like-for-like matrices only.")
+    out[-1] += (" Mean ± sd over seeds; the tests are two-sided, over seed pairs, of the null \"full − LoRA is 0\" "
+                "(no multiple-testing correction: they describe, the verdicts above decide).")
+    out.append("")
     for task, w in weights.items():
-        rows = []
-        for key, name, digits in MEASURES:
-            entry = w["comparison"]["measures"][key]
-            rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
-                         *_tests(entry, _learned(data, task))])
+        learned = _learned(data, task)
+        measures = w["comparison"]["measures"]
         lora = display_name(primary_of(w["comparison"]))
-        out += [f"**{task}**", "", *_untrained_note(data, task),
-                table(["measure", lora, "full FT", "paired t-test", "exact sign-flip"], rows), ""]
+        header = ["measure", lora, "full FT", "paired t-test", "exact sign-flip"]
+        like = adapted_scope(w)
+        rows = [_row(name, measures[key], digits, learned) for key, name, digits in MEASURES]
+        size = recorded_matched_size(w)
+        if size is not None and "intruders_matched" in measures:
+            rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {size:.3g} per matrix (sum over matrices)",
+                             measures["intruders_matched"], 1, learned))
+        out += [f"**{task}**", "", *_untrained_note(data, task)]
+        if like:
+            out += [f"On the matrices LoRA adapts ({like}), the same ones for full FT:", ""]
+        out += [table(header, rows), ""]
+        # Five decimals: LoRA's update spread over the whole model is small.
+        whole_rows = [_row(name, measures[key], 5, learned) for key, name, _ in _whole_measures(w)]
+        if whole_rows:
+            out += [f"Over the whole model ({whole_scope(w)}):", "", table(header, whole_rows), ""]
+        said = scope_sentence(w, learned)
+        if said:
+            out += [said, ""]
         sweep = _sweep_row(w)
         if sweep:
             out += [sweep, ""]
     return "\n".join(out).rstrip()
+
+
+def _row(name: str, entry: dict[str, Any], digits: int, learned: bool) -> list[str]:
+    return [name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits), *_tests(entry, learned)]
+
+
+def _moved_less(entry: dict[str, Any], lora: str, learned: bool) -> str:
+    """"full FT moved less (LoRA 0.0096, full FT 0.0021; paired t p = 2e-08)": which method's mean update
+    is smaller, and whether the paired test separates them; the means alone where the models did not learn."""
+    lora_mean, full_mean = entry.get("lora_mean"), entry.get("full_mean")
+    if lora_mean is None or full_mean is None:
+        return "not measured for both methods"
+    means = f"{lora} {lora_mean:.4g}, full FT {full_mean:.4g}"
+    if not learned:
+        return means
+    p = (entry.get("paired_t") or {}).get("p_value")
+    test = "no paired test" if p is None else f"paired t p = {p:.3g}"
+    if lora_mean == full_mean:
+        return f"neither moved less ({means}; {test})"
+    who = lora if lora_mean < full_mean else "full FT"
+    if p is not None and p < DESCRIPTIVE_ALPHA:
+        return f"{who} moved less ({means}; {test})"
+    return f"{who} moved less on average but not clearly ({means}; {test})"
+
+
+def scope_sentence(w: dict[str, Any], learned: bool = True) -> str:
+    """Which method moved less by relative update, in each scope the result has, each scope named
+    with its matrices: "By weight update on the matrices LoRA adapts (q_proj, v_proj: 12 matrices),
+    full FT moved less (…); over the whole model (…), LoRA moved less (…)." Where the models did not
+    learn, the means only. Empty without a scope to name."""
+    measures = w["comparison"]["measures"]
+    lora = display_name(primary_of(w["comparison"]))
+    like = adapted_scope(w)
+    if not like or "relative_update" not in measures:
+        return ""
+    parts = [f"By weight update on the matrices LoRA adapts ({like}), "
+             + _moved_less(measures["relative_update"], lora, learned)]
+    parts += [f"{scope}, {_moved_less(measures[key], lora, learned)}" for key, _, scope in _whole_measures(w)]
+    return "; ".join(parts) + ("." if learned else " (means only: the models did not learn the task).")
 
 
 def _sweep_row(w: dict[str, Any]) -> str:
@@ -150,11 +267,14 @@ def probes_section(probes: dict[str, dict[str, Any]], data: dict[str, Any] | Non
     return "\n".join(out).rstrip()
 
 
-# (lens, where it is read, lower means closer to the base?)
+# (lens, where it is read, lower means closer to the base?). The weight lens's rows are named with
+# the matrices they read where the result records them (see lens_name).
 LENSES = (
     ("representation drift (1 − CKA)", "drift", True),
     ("weight update ‖ΔW‖/‖W₀‖", "weights:relative_update", True),
+    ("weight update ‖ΔW‖/‖W₀‖, whole model", "weights:relative_update_whole", True),
     ("intruder dimensions", "weights:intruders", True),
+    ("intruder dimensions at a matched update size", "weights:intruders_matched", True),
     ("forgetting (nats/token)", "forgetting:forgetting", True),
     ("probe retention (points)", "probes:retention", False),
 )
@@ -189,10 +309,30 @@ def lens_values(data: dict[str, Any], task: str, where: str, label: str | None =
         comparison = (comparison.get("variants") or {}).get(label)
         if comparison is None:
             return None
-    m = comparison["measures"][measure]
-    if m.get("lora_mean") is None or m.get("full_mean") is None:
+    m = comparison["measures"].get(measure)  # absent from results written before the measure existed
+    if m is None or m.get("lora_mean") is None or m.get("full_mean") is None:
         return None
     return m["lora_mean"], m["full_mean"], (m.get("paired_t") or {}).get("p_value")
+
+
+def lens_name(data: dict[str, Any], task: str, name: str, where: str, label: str | None = None) -> str:
+    """A lens's name as the side-by-side rows and sentences use it: for the weight lens, with the
+    matrices the measure reads (those ``label`` adapted, or the whole model), from the result itself;
+    the bare name where the result does not record them."""
+    if not where.startswith("weights:"):
+        return name
+    w = (data.get("weights") or {}).get(task) or {}
+    measure = where.split(":")[1]
+    if measure == "relative_update_whole":
+        whole = whole_scope(w)
+        return f"weight update ‖ΔW‖/‖W₀‖ over the whole model ({whole})" if whole else name
+    like = adapted_scope(w, label)
+    if not like:
+        return name
+    size = recorded_matched_size(w)
+    if measure == "intruders_matched" and size is not None:
+        return f"{name} on the matrices LoRA adapts ({like}; each ΔW rescaled to ‖ΔW‖/‖W₀‖ = {size:.3g})"
+    return f"{name} on the matrices LoRA adapts ({like})"
 
 
 def lens_verdicts(data: dict[str, Any], task: str, label: str | None = None) -> tuple[list[list[str]], dict[str, str]]:
@@ -208,6 +348,7 @@ def lens_verdicts(data: dict[str, Any], task: str, label: str | None = None) -> 
         found = lens_values(data, task, where, label)
         if found is None:
             continue
+        name = lens_name(data, task, name, where, label)
         lora, full, p = found
         scale = 100 if where.startswith("probes") else 1
         if not learned:

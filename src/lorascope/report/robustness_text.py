@@ -35,10 +35,12 @@ def _summary(task: str, rows: list[dict[str, Any]]) -> str:
             f"mean ratio below 1); the 95% interval lies below 1 for {len(below)} and above 1 for {len(above)}.")
 
 
-def robustness_section(drift: dict[str, dict[str, Any]]) -> str:
+def robustness_section(drift: dict[str, dict[str, Any]], not_learned: set[str] | frozenset[str] = frozenset()) -> str:
     """Per task, one row per drift measure: LoRA's and full FT's mean, their ratio over seed pairs with
-    its interval and both tests; empty when no task's drift.json has the rows."""
-    measured = {task: d["robustness"] for task, d in drift.items() if (d.get("robustness") or {}).get("rows")}
+    its interval and both tests; empty when no task's drift.json has the rows. A task whose models
+    did not learn it (``not_learned``) has no rows: its drift is not read as a finding."""
+    measured = {task: d["robustness"] for task, d in drift.items()
+                if (d.get("robustness") or {}).get("rows") and task not in not_learned}
     if not measured:
         return ""
     out = ["### Does the answer depend on the measure?", "",

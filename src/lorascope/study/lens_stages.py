@@ -76,8 +76,13 @@ def stage_weights(ctx: StageContext) -> None:
     layout = StudyLayout(ctx.out)
 
     def describe(result: dict[str, Any]) -> str:
+        from lorascope.weight_update.scope import short_types
+
         c = result["comparison"]
-        return f"relative update {_means(c, 'relative_update')}; intruders {_means(c, 'intruders', spec='.3g')}"
+        on = "/".join(short_types(result["matrices_by_variant"][c["primary"]]))
+        return (f"relative update on {on}: {_means(c, 'relative_update')}; whole model: "
+                f"{_means(c, 'relative_update_whole')}; intruders on {on}: {_means(c, 'intruders', spec='.3g')} "
+                f"(at a matched size: {_means(c, 'intruders_matched', spec='.3g')})")
 
     _each_task(ctx, "weights",
                lambda task: WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(layout.train),

@@ -13,6 +13,8 @@ _EXPORTS = {
     "DEFAULT_TOP_K": ".defaults",
     "count_intruders": ".intruders",
     "intruder_similarity": ".intruders",
+    "matched_intruders": ".intruders",
+    "rescaled_update": ".intruders",
     "MatrixUpdate": ".update",
     "dora_delta": ".update",
     "entropy_rank": ".update",
@@ -21,6 +23,9 @@ _EXPORTS = {
     "relative_update": ".update",
     "singular_values": ".update",
     "stable_rank": ".update",
+    "describe_matrices": ".scope",
+    "matrix_type": ".scope",
+    "short_types": ".scope",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -5,6 +5,8 @@ every singular vector of the pre-trained W₀: its largest |cosine| with them is
 top-k singular vectors of W₁ (by singular value) are examined (defaults in
 :mod:`lorascope.weight_update.defaults`); the paper plots counts over a sweep of ε, which
 :func:`count_intruders` gives for any threshold from one similarity vector.
+:func:`matched_intruders` counts them with the update rescaled to a common size, since the plain
+count grows with ‖ΔW‖ as well as with its direction.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lorascope.errors import LorascopeError
 from lorascope.weight_update._arrays import as_weight
 from lorascope.weight_update.defaults import DEFAULT_EPSILON, DEFAULT_TOP_K
 
@@ -38,3 +41,48 @@ def intruder_similarity(w0: Any, w1: Any, *, top_k: int = DEFAULT_TOP_K) -> np.n
 def count_intruders(similarity: np.ndarray, epsilon: float = DEFAULT_EPSILON) -> int:
     """How many of the examined singular vectors are intruders at threshold ``epsilon``."""
     return int(np.sum(np.asarray(similarity) < epsilon))
+
+
+def rescaled_update(w0: Any, delta: Any, relative: float) -> np.ndarray:
+    """ΔW rescaled to the size ``relative``: ``ΔW · relative · ‖W₀‖_F / ‖ΔW‖_F`` (a zero ΔW stays zero).
+
+    Args:
+        w0: pre-trained matrix ``[out, in]``.
+        delta: its update ΔW ``[out, in]``.
+        relative: the ‖ΔW‖_F / ‖W₀‖_F the result has (≥ 0).
+
+    Returns:
+        float64 ``[out, in]``: ΔW's direction (in matrix space) at the given relative size.
+    """
+    m0, d = as_weight(w0, "w0"), as_weight(delta, "delta")
+    if m0.shape != d.shape:
+        raise LorascopeError(f"w0 {m0.shape} and delta {d.shape}: the update must have the pre-trained matrix's shape")
+    if relative < 0:
+        raise LorascopeError(f"relative size {relative}: must be ≥ 0")
+    size = float(np.linalg.norm(d))
+    if size == 0.0:
+        return d
+    scaled: np.ndarray = d * (relative * float(np.linalg.norm(m0)) / size)
+    return scaled
+
+
+def matched_intruders(w0: Any, delta: Any, relative: float, *, top_k: int = DEFAULT_TOP_K,
+                      epsilon: float = DEFAULT_EPSILON) -> int:
+    """Intruders of ``W₀ + ΔW̃``, ΔW̃ being ΔW rescaled to ‖ΔW̃‖_F / ‖W₀‖_F = ``relative``.
+
+    The plain count grows with the update's size: a small enough update leaves W₁'s leading
+    singular vectors on W₀'s, a large one replaces them with ΔW's own. Counted at one common size
+    for every run, what is left is the update's direction: the count is the same for ΔW and c·ΔW,
+    any c > 0 (up to rounding). A zero update has no direction and counts 0.
+
+    Args:
+        w0: pre-trained matrix ``[out, in]``.
+        delta: its update ΔW ``[out, in]``.
+        relative: the common relative size ‖ΔW̃‖_F / ‖W₀‖_F.
+        top_k, epsilon: as :func:`intruder_similarity` and :func:`count_intruders`.
+    """
+    m0 = as_weight(w0, "w0")
+    scaled = rescaled_update(m0, delta, relative)
+    if not scaled.any():
+        return 0
+    return count_intruders(intruder_similarity(m0, m0 + scaled, top_k=top_k), epsilon)
