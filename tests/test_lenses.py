@@ -71,8 +71,12 @@ def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_
 
     result = run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=24, max_length=32),
                             tmp_path / "f")
-    assert [c["name"] for c in result["controls"]] == ["base_backbone_reinserted", "lora_at_init"]
-    assert all(c["forgetting"] == 0.0 and c["passed"] for c in result["controls"])
+    assert [c["name"] for c in result["controls"]] == ["base_backbone_reinserted", "lora_at_init",
+                                                       "chunked_loss_is_full_logits_loss", "lm_head_kept",
+                                                       "lora_known_update", "backbone_is_the_runs_own"]
+    assert all(c["forgetting"] == 0.0 for c in result["controls"][:2]) and all(c["passed"] for c in result["controls"])
+    # The trained runs' backbones are the ones their own files hold (tests/test_forgetting_controls.py plants bugs).
+    assert set(result["controls"][-1]["per_run"]) == {r["run"] for r in result["runs"]}
     assert result["n_texts"] == 24 and "RTE dev premises" in result["text_source"]
     assert len(result["runs"]) == 4
     for r in result["runs"]:
