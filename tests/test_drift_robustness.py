@@ -95,3 +95,14 @@ def test_the_report_states_the_layers_and_counts_the_measures_that_agree():
     assert "by 4 of 5 measures" in text  # mutual k-NN was planted the other way round
     assert "**linear CKA, transformer blocks only" in text and "mrpc: lora vs full" in text
     assert robustness_section({"mrpc": {"comparison": {}}}) == ""
+
+
+def test_each_lens_row_names_its_scope_from_the_record():
+    from lorascope.report.lenses_text import lens_name
+
+    data = {"drift": {"t": {"layers": {"verdicts": "blocks"}}}, "forgetting": {"t": {"text_source": "news.txt"}},
+            "probes": {"t": {"probe_tasks": ["mrpc", "rte"]}}}
+    assert lens_name(data, "t", "drift", "drift") == "drift over the blocks, embedding output left out"
+    assert lens_name(data, "t", "forgetting", "forgetting:forgetting") == "forgetting on news.txt"
+    assert lens_name(data, "t", "retention", "probes:retention") == "retention on mrpc, rte"
+    assert lens_name({"drift": {"t": {}}}, "t", "drift", "drift") == "drift"  # older results: the bare name

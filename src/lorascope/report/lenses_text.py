@@ -316,11 +316,20 @@ def lens_values(data: dict[str, Any], task: str, where: str, label: str | None =
 
 
 def lens_name(data: dict[str, Any], task: str, name: str, where: str, label: str | None = None) -> str:
-    """A lens's name as the side-by-side rows and sentences use it: for the weight lens, with the
-    matrices the measure reads (those ``label`` adapted, or the whole model), from the result itself;
-    the bare name where the result does not record them."""
-    if not where.startswith("weights:"):
-        return name
+    """A lens's name as the side-by-side rows and sentences use it, with its scope read from the
+    result itself: the layers drift averages, the matrices a weight measure reads (those ``label``
+    adapted, or the whole model), the text forgetting scores, the tasks the probes read; the bare
+    name where the result does not record it."""
+    if where == "drift":
+        layers = ((data.get("drift") or {}).get(task) or {}).get("layers") or {}
+        chosen = {"all": "every layer, embedding output included", "blocks": "the blocks, embedding output left out"}
+        return f"{name} over {chosen[layers['verdicts']]}" if layers.get("verdicts") in chosen else name
+    if where.startswith("forgetting:"):
+        source = ((data.get("forgetting") or {}).get(task) or {}).get("text_source")
+        return f"{name} on {source}" if source else name
+    if where.startswith("probes:"):
+        probed = ((data.get("probes") or {}).get(task) or {}).get("probe_tasks")
+        return f"{name} on {', '.join(map(str, probed))}" if probed else name
     w = (data.get("weights") or {}).get(task) or {}
     measure = where.split(":")[1]
     if measure == "relative_update_whole":
