@@ -19,7 +19,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from lorascope.bench.synthetic import make_synthetic_adapters
-from lorascope.models.base import open_base
+from lorascope.models.base_recipe import open_base
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, build_app, create_app
 from lorascope.serve.http.loadgen import LoadConfig, run_load

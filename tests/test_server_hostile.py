@@ -24,7 +24,7 @@ from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.errors import DataError
 from lorascope.models import load_classifier
-from lorascope.models.base import open_base
+from lorascope.models.base_recipe import open_base
 from lorascope.represent.extract import extract
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, create_app

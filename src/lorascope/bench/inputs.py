@@ -18,7 +18,7 @@ import torch
 from lorascope.data import load_split
 from lorascope.data.tasks import TaskSpec
 from lorascope.data.tokenize import MODEL_INPUTS, CountingCollator, tokenize_dataset
-from lorascope.models.base import BaseModelSpec
+from lorascope.models.base_recipe import BaseModelSpec
 
 
 @dataclass(frozen=True)

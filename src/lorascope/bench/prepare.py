@@ -12,8 +12,8 @@ from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data import GLUE_TASKS, get_task, with_label_set
 from lorascope.data.tasks import TaskSpec
 from lorascope.errors import ConfigError
-from lorascope.models.base import BaseModelSpec, open_base
-from lorascope.models.weights import check_adapter_fits, check_model_folder
+from lorascope.models.base_recipe import BaseModelSpec, open_base
+from lorascope.models.folders import check_adapter_fits, check_model_folder
 from lorascope.serve.device import resolve_device
 from lorascope.serve.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
 

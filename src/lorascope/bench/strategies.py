@@ -34,7 +34,7 @@ from peft import PeftModel
 from torch import nn
 
 from lorascope.bench.inputs import Batch
-from lorascope.models.base import DTYPES, BaseModelSpec
+from lorascope.models.base_recipe import DTYPES, BaseModelSpec
 from lorascope.models.load import from_pretrained_classifier
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.sources import AdapterSource

@@ -15,7 +15,7 @@ import torch
 
 from lorascope.data import get_task
 from lorascope.models import prepare_for_method
-from lorascope.models.base import BaseModelSpec
+from lorascope.models.base_recipe import BaseModelSpec
 from lorascope.serve.sources import AdapterSource, write_sidecar
 
 # Small enough that logits stay in a sane range, large enough that each adapter moves them visibly.

@@ -42,7 +42,7 @@ from lorascope.artifacts import write_json
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ForgettingConfig
-from lorascope.run_folder import RunFolder
+from lorascope.run_folder import METRICS_FILE, RunFolder
 
 MEASURES = ("loss", "forgetting")
 # Same weights, same passages: only float64 summation order could differ.
@@ -251,7 +251,7 @@ def moved_embedding_state(lm: Any) -> dict[str, Any]:
 
 
 def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) -> dict[str, Any]:
-    """A LoRA run folder (``metrics.json``, ``adapter/``) over ``source`` whose update is known.
+    """A LoRA run folder (its record, ``adapter/``) over ``source`` whose update is known.
 
     A and B (``[r, in]``, ``[out, r]``) are seeded Gaussian, B scaled so that each adapted matrix
     moves by ``KNOWN_RELATIVE_CHANGE`` of its norm; r = ``KNOWN_LORA_R``, α = ``KNOWN_LORA_ALPHA``.
@@ -289,7 +289,7 @@ def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) 
             # From the float32 values PEFT holds, so that the reference differs from a correct merge by rounding only.
             expected[name] = w0 + scale * (b.float().double() @ a.float().double())
     wrapped.save_pretrained(folder / "adapter")
-    (folder / "metrics.json").write_text(json.dumps({
+    (folder / METRICS_FILE).write_text(json.dumps({
         "status": "ok", "method": "lora", "model": source, "seed": CONTROL_SEED, "base_model_source": source,
         "label_names": list(LABELS), "is_decoder": True}), encoding="utf-8")
     return expected
@@ -313,7 +313,7 @@ def run_files_backbone(run: RunFolder, base_state: dict[str, Any], prefix: str) 
     """
     import torch
 
-    from lorascope.models.weights import ADAPTER_WEIGHTS, check_adapter_folder, model_weight_files, read_safetensors
+    from lorascope.models.folders import ADAPTER_WEIGHTS, check_adapter_folder, model_weight_files, read_safetensors
     from lorascope.weight_update import dora_delta, lora_delta
 
     def backbone_name(key: str) -> str | None:

@@ -58,7 +58,7 @@ def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np
             weights pickled, truncated or damaged), or one this lens cannot turn into ΔW exactly
             (per-module alpha).
     """
-    from lorascope.models.weights import ADAPTER_WEIGHTS, check_adapter_folder, read_safetensors
+    from lorascope.models.folders import ADAPTER_WEIGHTS, check_adapter_folder, read_safetensors
 
     # The same checks as every other reader of a run's adapter (drift, serving), same messages.
     config = check_adapter_folder(run.adapter_dir)
@@ -90,7 +90,7 @@ def full_matrices(run: RunFolder, names: list[str]) -> dict[str, np.ndarray]:
         ConfigError: a model folder that is not one lorascope reads (pickled, truncated or damaged weights).
         DataError: a matrix in ``names`` that the folder does not hold.
     """
-    from lorascope.models.weights import check_model_folder, model_weight_files, read_safetensors
+    from lorascope.models.folders import check_model_folder, model_weight_files, read_safetensors
 
     check_model_folder(run.model_dir, str(run.model_dir))
     found: dict[str, np.ndarray] = {}

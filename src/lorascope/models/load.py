@@ -12,7 +12,7 @@ from transformers import logging as hf_logging
 
 from lorascope.errors import ConfigError
 from lorascope.models.registry import resolve_model
-from lorascope.models.weights import check_adapter_folder, check_model_folder
+from lorascope.models.folders import check_adapter_folder, check_model_folder
 from lorascope.run_folder import RunFolder
 
 log = logging.getLogger(__name__)

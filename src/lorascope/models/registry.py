@@ -82,7 +82,7 @@ def resolve_model(name: str) -> str:
     """An alias, a local folder or a Hub id -> what ``from_pretrained`` takes.
 
     A local folder must hold a model lorascope will load (``config.json`` and safetensors
-    weights, see :func:`lorascope.models.weights.check_model_folder`); a Hub id must be in the
+    weights, see :func:`lorascope.models.folders.check_model_folder`); a Hub id must be in the
     local cache when the Hub is offline.
 
     Raises:
@@ -99,7 +99,7 @@ def resolve_model(name: str) -> str:
         return source
     p = Path(name).expanduser()
     if p.exists():
-        from lorascope.models.weights import check_model_folder
+        from lorascope.models.folders import check_model_folder
 
         check_model_folder(p, name)
         return str(p)

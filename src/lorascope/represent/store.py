@@ -27,7 +27,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     Raises:
         ConfigError: the file is missing, pickled, truncated or otherwise not safetensors.
     """
-    from lorascope.models.weights import open_safetensors
+    from lorascope.models.folders import open_safetensors
 
     with open_safetensors(path, "np") as f:
         return dict(f.metadata() or {})
@@ -36,7 +36,7 @@ def read_metadata(path: Path) -> dict[str, str]:
 def load_representations(path: Path) -> Representations:
     if not path.is_file():
         raise DataError(f"{path}: representation file not found")
-    from lorascope.models.weights import read_safetensors
+    from lorascope.models.folders import read_safetensors
 
     meta = read_metadata(path)  # a pickle or damaged file is refused in one line, never unpickled
     if "ids" not in meta:

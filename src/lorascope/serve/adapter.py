@@ -210,7 +210,7 @@ def _read_config(folder: Path, where: str) -> dict:
 
 
 def _read_tensors(folder: Path, where: str) -> dict[str, torch.Tensor]:
-    from lorascope.models.weights import check_adapter_folder, read_safetensors
+    from lorascope.models.folders import check_adapter_folder, read_safetensors
 
     check_adapter_folder(folder)  # refuses pickle-only folders with the conversion to run
     try:

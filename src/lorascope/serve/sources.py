@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lorascope.data.tasks import TaskSpec, recorded_task, task_record
 from lorascope.errors import LorascopeError
-from lorascope.models.weights import check_adapter_folder
+from lorascope.models.folders import check_adapter_folder
 from lorascope.run_folder import RunFolder
 
 SIDECAR = "lorascope_adapter.json"
@@ -180,7 +180,7 @@ def head_width(folder: Path) -> int | None:
     path = folder / "adapter_model.safetensors"
     if not path.is_file():
         return None
-    from lorascope.models.weights import open_safetensors
+    from lorascope.models.folders import open_safetensors
 
     with open_safetensors(path, "pt") as f:
         for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from lorascope.errors import LorascopeError
-from lorascope.models.base import open_base
+from lorascope.models.base_recipe import open_base
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.device import resolve_device
 from lorascope.serve.http.adapter_meta import AdapterMeta

@@ -1,4 +1,4 @@
-"""Which weight files lorascope reads: safetensors only, checked before any library opens them.
+"""Checked readers of model and adapter folders: every safetensors file lorascope reads goes through here.
 
 Pickled checkpoints (``pytorch_model.bin``, ``adapter_model.bin``, ``*.pt``, ``*.pth``, ``*.pkl``)
 run code when they are loaded, so a model or adapter folder that has only those is refused with
