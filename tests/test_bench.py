@@ -183,7 +183,7 @@ def test_cli_bench_runs_and_reports_errors_on_one_line(tmp_path, glue_dir):
     app = typer.Typer()
     register(app)
     runner = CliRunner()
-    ok = runner.invoke(app, ["bench", "--model", "tiny-llama", "--out", str(tmp_path / "b"), "--batch-sizes", "2",
+    ok = runner.invoke(app, ["bench", "--model", "tiny-llama", "--out", str(tmp_path / "b"), "--batch-size", "2",
                              "--threads", "1", "warmup=0", "requests=2", "bootstrap_resamples=50",
                              "strategies=[lora_merged,runtime_single]"])
     assert ok.exit_code == 0, ok.output

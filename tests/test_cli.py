@@ -84,11 +84,12 @@ def test_help_lists_settings():
 
 
 def test_baselines_cli(glue_dir, tmp_path):
-    proc = run_cli("baselines", "--json", str(tmp_path / "b.json"))
-    assert proc.returncode == 0, proc.stderr
     import json
 
-    rows = {r["task"]: r for r in json.loads((tmp_path / "b.json").read_text())["baselines"]}
+    proc = run_cli("baselines", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert not proc.stderr
+    rows = {r["task"]: r for r in json.loads(proc.stdout)["baselines"]}  # stdout holds the JSON alone
     # Majority class of training labels on dev, from the data README's label counts.
     assert rows["mrpc"]["majority"]["accuracy"] == pytest.approx(279 / 408)
     assert rows["mrpc"]["majority"]["f1"] == pytest.approx(2 * 279 / (2 * 279 + 129))
@@ -96,6 +97,17 @@ def test_baselines_cli(glue_dir, tmp_path):
     assert rows["rte"]["majority"]["accuracy"] == pytest.approx(146 / 277)
     assert rows["rte"]["majority_label"] == "entailment"
     assert rows["sst2"]["random_mean"]["accuracy"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_baselines_old_json_file_form_still_writes_the_file_with_a_note(glue_dir, tmp_path):
+    import json
+
+    proc = run_cli("baselines", "--tasks", "rte", "--draws", "10", "--json", str(tmp_path / "b.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stderr.splitlines()) == ["note: --json FILE is deprecated, use --json > FILE",
+                                                "note: --tasks is deprecated, use --task"]
+    assert "dev-set baselines" in proc.stdout  # the old form printed the table as well
+    assert [r["task"] for r in json.loads((tmp_path / "b.json").read_text())["baselines"]] == ["rte"]
 
 
 def test_train_cli_end_to_end(glue_dir, tmp_path):
@@ -147,7 +159,7 @@ def test_train_and_baselines_of_an_mcc_task_print_matthews_on_its_own_scale(tmp_
         assert "%" not in reason and "not 2 points above" not in reason
         assert reason in proc.stdout.replace("\n", " ") or "same label" in reason
 
-    proc = run_cli("baselines", "--tasks", str(task), "--draws", "50", env={"COLUMNS": "400"})
+    proc = run_cli("baselines", "--task", str(task), "--draws", "50", env={"COLUMNS": "400"})
     assert proc.returncode == 0, proc.stderr
     assert "matthews 0.000, accuracy 80.0%" in proc.stdout
     assert re.search(r"matthews -?0\.\d{3} ± 0\.\d{3}, accuracy \d+\.\d ± \d+\.\d%", proc.stdout)
@@ -231,21 +243,27 @@ def test_study_console_lines_write_mcc_on_its_scale_and_the_runs_warnings(tmp_pa
 
 @pytest.mark.parametrize("command, config", [
     ("train", "lorascope.train.config:TrainConfig"),
+    ("sanity", "lorascope.train.config:TrainConfig"),
     ("drift", "lorascope.drift:DriftConfig"),
     ("represent", "lorascope.represent:RepresentConfig"),
     ("hpo", "lorascope.hpo:HpoConfig"),
+    ("weights", "lorascope.lenses.config:WeightLensConfig"),
+    ("forgetting", "lorascope.lenses.config:ForgettingConfig"),
+    ("probes", "lorascope.lenses.config:ProbeConfig"),
     ("bench", "lorascope.bench.config:BenchConfig"),
     ("serve", "lorascope.serve.http.settings:ServerSettings"),
+    ("study run", "lorascope.study.config:StudyConfig"),
 ])
-def test_help_lists_every_setting(command, config):
+def test_help_lists_every_setting_with_its_type_and_default(command, config):
     import importlib
 
     module, name = config.split(":")
     fields = getattr(importlib.import_module(module), name).model_fields
-    proc = run_cli(command, "--help", env={"COLUMNS": "200"})
+    proc = run_cli(*command.split(), "--help", env={"COLUMNS": "200"})
     assert proc.returncode == 0
-    missing = [f for f in fields if f"{f}:" not in proc.stdout]
-    assert not missing, f"`lorascope {command} --help` does not list {missing}"
+    # `key (type; default …)`, a section's keys dotted (`family.primary (…)`).
+    missing = [f for f in fields if not re.search(rf"^ {f} \(.*; (default |required)|^ {f}\.\w+ \(", proc.stdout, re.M)]
+    assert not missing, f"`lorascope {command} --help` does not list {missing} with type and default"
 
 
 # --- What standalone analysis commands print when the models did not learn, or with one seed pair. ---
@@ -348,10 +366,10 @@ def _untrained_runs(root):
 @pytest.mark.slow
 def test_standalone_drift_and_weights_say_the_models_did_not_learn(glue_dir, tmp_path):
     runs = _untrained_runs(tmp_path / "runs")
-    drift = run_cli("drift", "--base", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "d"),
+    drift = run_cli("drift", "--model", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "d"),
                     "n_samples=32", "max_length=48", "bootstrap=100", env={"COLUMNS": "400"})
     assert drift.returncode == 0, drift.stderr
-    weights = run_cli("weights", "--base", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "w"),
+    weights = run_cli("weights", "--model", "tiny-llama", "--runs", str(runs), "--out", str(tmp_path / "w"),
                       env={"COLUMNS": "400"})
     assert weights.returncode == 0, weights.stderr
     for out in (drift.stdout, weights.stdout):

@@ -154,7 +154,7 @@ def test_cli_prints_trials_and_best_config_and_errors_in_one_line(searched, tmp_
     app.command("noop")(lambda: None)  # a second command keeps `hpo` a named subcommand
     out, _ = searched
     settings = [f"{k}={v}" for k, v in TINY_TRAIN.items()] + ["space.epochs=1", "space.batch_size=[8, 16]"]
-    args = ["hpo", "--task", "mrpc", "--method", "lora", "--model", "tiny-llama", "--trials", "3", "--out", str(out)]
+    args = ["hpo", "--task", "mrpc", "--method", "lora", "--model", "tiny-llama", "--n-trials", "3", "--out", str(out)]
     result = CliRunner().invoke(app, [*args, *settings])
     assert result.exit_code == 0, result.output
     assert "best trial" in result.output and "best_config.yaml" in result.output

@@ -37,7 +37,7 @@ def postgres_url():
 
 def _worker(url: str, out: Path, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lorascope.cli.main", "hpo", "--task", "mrpc", "--method", "lora", "--model", "tiny-llama",
-           "--trials", str(N_TRIALS), "--out", str(out), "--storage", url, "heartbeat_s=2", "train_limit=16",
+           "--n-trials", str(N_TRIALS), "--out", str(out), "--storage", url, "heartbeat_s=2", "train_limit=16",
            "eval_limit=8", "max_length=32", "space.epochs=1", "space.batch_size=[8,16]"]
     # Output into a file, not a pipe: a worker must never block on a pipe nobody reads yet.
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)

@@ -56,11 +56,11 @@ def test_weights_command_prints_the_lens_and_refuses_an_empty_folder(glue_dir, t
 
     from lorascope.cli.main import app
 
-    ok = CliRunner().invoke(app, ["weights", "--base", "tiny-llama", "--runs", str(tiny_runs), "--out", str(tmp_path / "w")])
+    ok = CliRunner().invoke(app, ["weights", "--model", "tiny-llama", "--runs", str(tiny_runs), "--out", str(tmp_path / "w")])
     assert ok.exit_code == 0, ok.output
     assert "intruders" in ok.output and "paired t-test p =" in ok.output
     (tmp_path / "empty").mkdir()
-    bad = CliRunner().invoke(app, ["weights", "--base", "tiny-llama", "--runs", str(tmp_path / "empty"),
+    bad = CliRunner().invoke(app, ["weights", "--model", "tiny-llama", "--runs", str(tmp_path / "empty"),
                                    "--out", str(tmp_path / "w2")])
     assert bad.exit_code == 2 and "no finished training runs" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "w2").exists()
@@ -121,11 +121,11 @@ def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs
 
     from lorascope.cli.main import app
 
-    result = CliRunner().invoke(app, ["forgetting", "--base", "tiny-llama", "--runs", str(tiny_runs), "--out",
+    result = CliRunner().invoke(app, ["forgetting", "--model", "tiny-llama", "--runs", str(tiny_runs), "--out",
                                       str(tmp_path / "f"), "n_texts=8", "max_length=32"])
     assert result.exit_code == 0, result.output
     assert "sst2-full-s1" in result.output and "lora_at_init +0.0e+00 pass" in result.output
-    bad = CliRunner().invoke(app, ["forgetting", "--base", "minilm", "--runs", str(tiny_runs), "--out", str(tmp_path / "g")])
+    bad = CliRunner().invoke(app, ["forgetting", "--model", "minilm", "--runs", str(tiny_runs), "--out", str(tmp_path / "g")])
     assert bad.exit_code == 2 and "has no language-model head" in bad.output and "Traceback" not in bad.output
 
 
@@ -195,7 +195,7 @@ def test_probes_command_prints_accuracy_and_retention(glue_dir, tiny_runs, tmp_p
 
     from lorascope.cli.main import app
 
-    result = CliRunner().invoke(app, ["probes", "--base", "tiny-llama", "--runs", str(tiny_runs), "--probe-task", "rte",
+    result = CliRunner().invoke(app, ["probes", "--model", "tiny-llama", "--runs", str(tiny_runs), "--probe-task", "rte",
                                       "--out", str(tmp_path / "p"), "n_train=32", "n_dev=16", "max_length=32"],
                                  env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

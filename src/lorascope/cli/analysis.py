@@ -8,12 +8,18 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import assemble, console, quiet_libraries, user_errors, with_settings_help
+from lorascope.cli.common import (
+    assemble,
+    command_class,
+    config_option,
+    console,
+    quiet_libraries,
+    settings_argument,
+    user_errors,
+)
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
     from lorascope.report.learning import Learning
-
-OVERRIDES = "Settings as key=value (e.g. n_samples=500 bootstrap=2000)."
 
 
 @user_errors
@@ -22,16 +28,22 @@ def represent(
     task: Optional[str] = typer.Option(None, help="GLUE task, task YAML file or run folder (default: --model's task, "
                                                   "when it is a run folder)."),
     out: Path = typer.Option(..., help="Output .safetensors file."),
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES, show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("n_samples=500 max_length=128"),
 ) -> None:
-    """Extract mean-pooled (and head-token) hidden states of every layer on a fixed sample set."""
+    """Extract mean-pooled (and head-token) hidden states of every layer on a fixed sample set.
+
+    Example:
+
+    lorascope represent --model runs/demo --out reps.safetensors n_samples=500
+    """
     quiet_libraries()
     from lorascope.represent import RepresentConfig, run_represent
     from lorascope.run_folder import RunFolder
 
-    if task is None and RunFolder.holds_run(model):
-        task = model  # a run folder records its task
-    cfg = assemble(RepresentConfig, None, dict(model=model, task=task), overrides)
+    cfg = assemble(RepresentConfig, config, dict(model=model, task=task), overrides)
+    if "task" not in cfg.model_fields_set and RunFolder.holds_run(cfg.model):
+        cfg.task = cfg.model  # a run folder records its task
     reps = run_represent(cfg, out)
     shape = next(iter(reps.states.values())).shape
     console.print(f"[bold green]done[/] {len(reps.ids)} samples × {shape[0]} layers × {shape[2]} dims -> {out}")
@@ -40,18 +52,24 @@ def represent(
 @user_errors
 def drift(
     task: Optional[str] = typer.Option(None, help="GLUE task, task YAML file or run folder (default: the runs' own task)."),
-    base: str = typer.Option(..., help="Base model the runs were trained from."),
+    base: str = typer.Option(..., "--model", "--base", help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
     out: Path = typer.Option(..., help="Output folder (drift.json, layers.csv, reps/)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES, show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("n_samples=500 bootstrap=2000"),
 ) -> None:
-    """Layer-wise drift (CKA, debiased CKA, cosine) of every run from the base, with controls and statistics."""
+    """Layer-wise drift (CKA, debiased CKA, cosine) of every run from the base, with controls and statistics.
+
+    Example:
+
+    lorascope drift --task sst2 --model minilm --runs runs/quickstart/train --out runs/drift-sst2 n_samples=750
+    """
     quiet_libraries()
     from lorascope.drift import DriftConfig, run_drift
     from lorascope.report.learning import comparison_learning
     from lorascope.variants import primary_of
 
-    cfg = assemble(DriftConfig, None, dict(task=task, base=base, runs=str(runs)), overrides)
+    cfg = assemble(DriftConfig, config, dict(task=task, base=base, runs=str(runs)), overrides)
     result = run_drift(cfg, out)
     learning = comparison_learning(runs, result["runs"], primary_of(result),
                                    result["comparison"].get("not_interpretable"), task=result["task"])
@@ -144,5 +162,5 @@ def register(app: typer.Typer) -> None:
     from lorascope.drift import DriftConfig
     from lorascope.represent import RepresentConfig
 
-    app.command()(with_settings_help(represent, RepresentConfig))
-    app.command()(with_settings_help(drift, DriftConfig))
+    app.command(cls=command_class(RepresentConfig))(represent)
+    app.command(cls=command_class(DriftConfig))(drift)

@@ -8,18 +8,19 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import console, user_errors
+from lorascope.cli.common import Command, console, user_errors
 
 data_app = typer.Typer(help="Prepare your own data for a task file.", no_args_is_help=True)
 
 
-@data_app.command("split")
+@data_app.command("split", cls=Command)
 @user_errors
 def split(
     source: Path = typer.Argument(..., help="One labelled file: .csv, .tsv or .jsonl (or any, with --format)."),
     out: Path = typer.Option(..., help="Folder for train.<ext>, dev.<ext> and <name>.yaml (existing files are "
                                        "never replaced)."),
-    text: list[str] = typer.Option(..., help="Text column: header name or 0-based position; twice for a sentence pair."),
+    text: list[str] = typer.Option(..., help="Text column: header name or 0-based position; twice for a sentence pair "
+                                             "(a header may hold a comma, so commas do not separate)."),
     label: str = typer.Option(..., help="Label column: header name or 0-based position."),
     name: Optional[str] = typer.Option(None, help="Task name (default: the file's name without its extension)."),
     dev_fraction: float = typer.Option(0.2, help="Share of each label's rows that goes to dev."),
@@ -29,7 +30,12 @@ def split(
     header: bool = typer.Option(True, help="Whether the first line names the columns (--no-header: positions)."),
 ) -> None:
     """Split one labelled file into training and dev files (seeded, stratified by label) and write
-    the task file that describes them, ready for `lorascope train --task` or a study's `tasks`."""
+    the task file that describes them, ready for `lorascope train --task` or a study's `tasks`.
+
+    Example:
+
+    lorascope data split pairs.jsonl --text premise --text hypothesis --label gold --out data/nli
+    """
     from lorascope.data.readers import TableLayout
     from lorascope.data.split import split_labelled_file
     from lorascope.errors import ConfigError

@@ -8,13 +8,18 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import console, quiet_libraries, user_errors, with_settings_help
+from lorascope.cli.common import (
+    PRECEDENCE,
+    assemble,
+    command_class,
+    config_option,
+    console,
+    quiet_libraries,
+    settings_argument,
+    user_errors,
+)
 from lorascope.extras import require
 
-OVERRIDES_HELP = (
-    "Settings as key=value. Search settings (n_trials, seed, study_name, heartbeat_s, space.lr.high=1e-3 …) "
-    "apply to the search; any other key is a base training setting of every trial (train_limit=3000 max_length=128 …)."
-)
 # SQLAlchemy's URL schemes that load psycopg2 (the postgres extra); other drivers are the user's choice.
 _PSYCOPG2_SCHEMES = ("postgresql", "postgresql+psycopg2")
 
@@ -23,18 +28,23 @@ _PSYCOPG2_SCHEMES = ("postgresql", "postgresql+psycopg2")
 def hpo(
     task: Optional[str] = typer.Option(None, help="GLUE task (mrpc, sst2, rte) or a task YAML file."),
     method: Optional[str] = typer.Option(None, help="lora or full."),
-    model: Optional[str] = typer.Option(None, help="Alias (minilm, smollm2, tinyllama, tiny-llama), folder or Hub id."),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Trials in the whole study, shared by all workers (default 15)."),
+    model: Optional[str] = typer.Option(None, help="Base model: alias (minilm, smollm2, tinyllama, tiny-llama), folder or Hub id."),
+    n_trials: Optional[int] = typer.Option(None, "--n-trials", "--trials", help="Trials in the whole study, shared by all workers."),
     out: Path = typer.Option(..., help="This worker's output folder (trial runs, hpo.json, best_config.yaml)."),
     storage: Optional[str] = typer.Option(
         None, help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@host/db (default: sqlite in --out)."
     ),
-    config: Optional[Path] = typer.Option(
-        None, "--config", "-c", help="YAML file of search settings (task, method, train:, space: …)."
-    ),
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument(
+        "study_name=s1 space.lr.high=1e-3 train_limit=3000", what="Search or training settings",
+        where="the search keys are listed below, the training keys in `lorascope train --help`"),
 ) -> None:
-    """Search hyperparameters with Optuna TPE; rerun the same command to resume, or start more workers."""
+    """Search hyperparameters with Optuna TPE; rerun the same command to resume, or start more workers.
+
+    Example:
+
+    lorascope hpo --task sst2 --method lora --model minilm --n-trials 15 --out runs/hpo/sst2-lora train_limit=3000
+    """
     require("hpo", by="lorascope hpo")  # before the seconds quiet_libraries takes
     quiet_libraries()
     import optuna
@@ -44,7 +54,10 @@ def hpo(
     from lorascope.metrics import format_metric
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from run_hpo instead
-    cfg = _assemble(HpoConfig, config, dict(task=task, method=method, model=model, n_trials=trials, storage=storage), overrides)
+    from lorascope.train.config import TrainConfig
+
+    cfg = assemble(HpoConfig, config, dict(task=task, method=method, model=model, n_trials=n_trials, storage=storage),
+                   overrides, rest=("train", TrainConfig))
     scheme = (cfg.storage or "").split("://")[0]
     if scheme in _PSYCOPG2_SCHEMES:
         require("postgres", by=f"a {scheme}:// storage")
@@ -62,18 +75,6 @@ def hpo(
         f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} "
         f"{format_metric(summary['main_metric'], best['value'])} -> {summary['best_config']}"
     )
-
-
-def _assemble(cls, config_file: Optional[Path], options: dict[str, Any], overrides: Optional[list[str]]):
-    """Defaults < YAML file < options < overrides; override keys that are no search setting go to ``train``."""
-    from lorascope.config import build_config, load_yaml, parse_overrides
-
-    layers = [load_yaml(config_file)] if config_file else []
-    layers.append({k: v for k, v in options.items() if v is not None})
-    parsed = parse_overrides(overrides or [])
-    layers.append({k: v for k, v in parsed.items() if k in cls.model_fields})
-    layers.append({"train": {k: v for k, v in parsed.items() if k not in cls.model_fields}})
-    return build_config(cls, *layers, source=str(config_file) if config_file else "config")
 
 
 def _print_trials(summary: dict[str, Any]) -> None:
@@ -107,6 +108,9 @@ def _fmt(value: Any) -> str:
 
 def register(app: typer.Typer) -> None:
     from lorascope.hpo import HpoConfig
+    from lorascope.train.config import TrainConfig
 
-    app.command()(with_settings_help(hpo, HpoConfig, "Search settings (key=value; any other key is a training setting, "
-                                                     "see `lorascope train --help`)"))
+    intro = ("Search settings: each as key=value, or as a key of the --config YAML file "
+             f"({PRECEDENCE}); a key=value whose key is none of these is a training setting of every trial "
+             "(see `lorascope train --help`). Every search key, with its type and default:")
+    app.command(cls=command_class(HpoConfig, rest=("train", TrainConfig), intro=intro))(hpo)

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import assemble, console, quiet_libraries, user_errors, with_settings_help
+from lorascope.cli.common import (
+    assemble,
+    comma_list,
+    command_class,
+    config_option,
+    console,
+    quiet_libraries,
+    settings_argument,
+    user_errors,
+)
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
     from lorascope.report.learning import Learning
@@ -17,17 +26,22 @@ if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads n
 
 @user_errors
 def weights(
-    base: str = typer.Option(..., help="Base model the runs were trained from."),
+    base: str = typer.Option(..., "--model", "--base", help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs of one task."),
     out: Path = typer.Option(..., help="Output folder (weights.json)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. epsilon=0.3).",
-                                                   show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("epsilon=0.3 top_k=20"),
 ) -> None:
-    """Weight lens: relative update, effective rank and intruder dimensions of every matrix LoRA adapted, per run."""
+    """Weight lens: relative update, effective rank and intruder dimensions of every matrix LoRA adapted, per run.
+
+    Example:
+
+    lorascope weights --model minilm --runs runs/quickstart/train --out runs/weights-sst2 epsilon=0.5
+    """
     quiet_libraries()
     from lorascope.lenses import WeightLensConfig, run_weight_lens
 
-    cfg = assemble(WeightLensConfig, None, dict(base=base, runs=str(runs)), overrides)
+    cfg = assemble(WeightLensConfig, config, dict(base=base, runs=str(runs)), overrides)
     result = run_weight_lens(cfg, out)
     print_weight_summary(result, _learning(runs, result))
     console.print(f"-> {out / 'weights.json'}")
@@ -35,17 +49,23 @@ def weights(
 
 @user_errors
 def forgetting(
-    base: str = typer.Option(..., help="Base model the runs were trained from (a decoder with a language-model head)."),
+    base: str = typer.Option(..., "--model", "--base",
+                             help="Base model the runs were trained from (a decoder with a language-model head)."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
     out: Path = typer.Option(..., help="Output folder (forgetting.json)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. n_texts=500 text_file=wiki.txt).",
-                                                   show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("n_texts=500 text_file=wiki.txt"),
 ) -> None:
-    """Forgetting: next-token loss of held-out text under the base's LM head, base vs every run."""
+    """Forgetting: next-token loss of held-out text under the base's LM head, base vs every run.
+
+    Example:
+
+    lorascope forgetting --model smollm2 --runs runs/smollm2-sst2/train --out runs/forgetting-sst2 n_texts=200
+    """
     quiet_libraries()
     from lorascope.lenses import ForgettingConfig, run_forgetting
 
-    cfg = assemble(ForgettingConfig, None, dict(base=base, runs=str(runs)), overrides)
+    cfg = assemble(ForgettingConfig, config, dict(base=base, runs=str(runs)), overrides)
     result = run_forgetting(cfg, out)
     table = Table(title=f"held-out loss on {result['n_texts']} passages of {result['text_source']} "
                         f"(base {result['base_loss']:.4f} nats/token)")
@@ -55,26 +75,34 @@ def forgetting(
         s = r["summary"]
         table.add_row(r["run"], f"{s['loss']:.4f}", f"{s['perplexity']:.2f}", f"{s['forgetting']:+.4f}")
     console.print(table)
-    console.print("controls: " + ", ".join(f"{c['name']} {c['forgetting']:+.1e} pass" for c in result["controls"]))
+    # A known-change control passes when it measures what was computed apart from the lens: print the gap.
+    console.print("controls (measured − expected): " + ", ".join(
+        f"{c['name']} {c['forgetting'] - c.get('expected', 0.0):+.1e} pass" for c in result["controls"]))
     _print_tests(result["comparison"], _learning(runs, result))
     console.print(f"-> {out / 'forgetting.json'}")
 
 
 @user_errors
 def probes(
-    base: str = typer.Option(..., help="Base model the runs were trained from."),
+    base: str = typer.Option(..., "--model", "--base", help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
-    probe_tasks: list[str] = typer.Option(..., "--probe-task", help="A task to probe (repeat for several)."),
+    probe_tasks: list[str] = typer.Option(..., "--probe-task", callback=comma_list,
+                                          help="A task to probe; repeat, or separate with commas."),
     out: Path = typer.Option(..., help="Output folder (probes.json)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. n_train=1000 c=0.1).",
-                                                   show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("n_train=1000 c=0.1"),
 ) -> None:
-    """Probe retention: linear-probe accuracy on other tasks of each run's representations, against the base's."""
+    """Probe retention: linear-probe accuracy on other tasks of each run's representations, against the base's.
+
+    Example:
+
+    lorascope probes --model minilm --runs runs/quickstart/train --probe-task mrpc,rte --out runs/probes
+    """
     quiet_libraries()
     from lorascope.lenses import ProbeConfig, run_probe_retention
     from lorascope.metrics import format_metric, format_metric_difference
 
-    cfg = assemble(ProbeConfig, None, dict(base=base, runs=str(runs), probe_tasks=probe_tasks), overrides)
+    cfg = assemble(ProbeConfig, config, dict(base=base, runs=str(runs), probe_tasks=probe_tasks), overrides)
     result = run_probe_retention(cfg, out)
     acc = "accuracy"  # a probe is scored by accuracy, whatever the probed task's own metric
     table = Table(title="probe accuracy on " + ", ".join(
@@ -158,6 +186,6 @@ def _p(test: dict) -> str:
 def register(app: typer.Typer) -> None:
     from lorascope.lenses.config import ForgettingConfig, ProbeConfig, WeightLensConfig
 
-    app.command()(with_settings_help(weights, WeightLensConfig))
-    app.command()(with_settings_help(forgetting, ForgettingConfig))
-    app.command()(with_settings_help(probes, ProbeConfig))
+    app.command(cls=command_class(WeightLensConfig))(weights)
+    app.command(cls=command_class(ForgettingConfig))(forgetting)
+    app.command(cls=command_class(ProbeConfig))(probes)

@@ -9,13 +9,21 @@ import typer
 from rich.table import Table
 
 from lorascope.cli.common import (
+    PRECEDENCE,
+    Command,
     OneLineErrors,
     assemble_train,
+    comma_list,
+    command_class,
+    config_option,
     console,
     is_main_process,
+    json_file,
+    json_option,
+    print_json,
     quiet_libraries,
+    settings_argument,
     user_errors,
-    with_settings_help,
 )
 from lorascope.train.config import TrainConfig
 
@@ -52,22 +60,30 @@ def _main(
     """LoRA under the microscope: fine-tuning, representation drift and serving cost studies."""
 
 
-OVERRIDES_HELP = "Settings as key=value (e.g. train_limit=2000 epochs=1 lr=5e-4); see `lorascope train --help`."
+# The tasks and methods `baselines` and `sanity` cover unless told otherwise.
+DEFAULT_TASKS = ["mrpc", "sst2", "rte"]
+DEFAULT_METHODS = ["lora", "full"]
 
 
-@app.command(epilog=None)
 @user_errors
 def train(
     task: Optional[str] = typer.Option(None, help="GLUE task (mrpc, sst2, rte) or a task YAML file."),
     method: Optional[str] = typer.Option(None, help="lora or full."),
-    model: Optional[str] = typer.Option(None, help="Alias (minilm, smollm2, tinyllama, tiny-llama), folder or Hub id."),
+    model: Optional[str] = typer.Option(None, help="Base model: alias (minilm, smollm2, tinyllama, tiny-llama), folder or Hub id."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     out: Path = typer.Option(..., help="Output folder (written atomically; rerun resumes)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings."),
+    config: Optional[Path] = config_option(),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    overrides: Optional[list[str]] = settings_argument("train_limit=2000 epochs=1 lr=5e-4"),
 ) -> None:
-    """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics."""
+    """Fine-tune one classifier with LoRA or full fine-tuning and save it with its metrics.
+
+    Examples:
+
+    lorascope train --task rte --method lora --model minilm --seed 42 --out runs/demo
+
+    lorascope train --task sst2 --method full --out runs/sst2-full train_limit=2000 epochs=1
+    """
     quiet_libraries()
     from lorascope.cli.train_output import print_train_result
     from lorascope.models.registry import resolve_model
@@ -86,10 +102,6 @@ def train(
     print_train_result(console, record, out)
 
 
-with_settings_help(train, TrainConfig)
-
-
-@app.command()
 @user_errors
 def models() -> None:
     """List model aliases and whether each is available offline here."""
@@ -103,21 +115,32 @@ def models() -> None:
     console.print(table)
 
 
-@app.command()
 @user_errors
 def baselines(
-    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks: GLUE names or task YAML files."),
+    ctx: typer.Context,
+    tasks: list[str] = typer.Option(DEFAULT_TASKS, "--task", "--tasks", callback=comma_list,
+                                    help="A task: GLUE name or task YAML file; repeat, or separate with commas."),
     data_dir: Optional[str] = typer.Option(None, help="GLUE folder (default: $GLUE_DIR, else the Hub)."),
     draws: int = typer.Option(1000, help="Random prediction vectors averaged for the uniform baseline."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
+    json_out: bool = json_option(),
 ) -> None:
-    """Majority-class and uniform-random baselines on the dev sets."""
+    """Majority-class and uniform-random baselines on the dev sets.
+
+    Example:
+
+    lorascope baselines --task sst2,rte --json
+    """
     quiet_libraries()
     from lorascope.artifacts import write_json
     from lorascope.checks.baselines import run_baselines
     from lorascope.metrics import format_metric
 
-    results = run_baselines([t.strip() for t in tasks.split(",") if t.strip()], data_dir, draws)
+    results = run_baselines(tasks, data_dir, draws)
+    data = {"baselines": [r.to_dict() for r in results]}
+    old_file = json_file(ctx)
+    if json_out and old_file is None:
+        print_json(data)
+        return
     table = Table(title="dev-set baselines (majority class of the training labels; uniform random)")
     for col in ("task", "n dev", "majority label", "majority", f"random (mean ± sd of {draws})"):
         table.add_column(col)
@@ -126,30 +149,37 @@ def baselines(
         rnd = ", ".join(f"{m} {format_metric(m, r.random_mean[m], r.random_sd[m])}" for m in r.random_mean)
         table.add_row(r.task, str(r.n_dev), r.majority_label, maj, rnd)
     console.print(table)
-    if json_out:
-        write_json(json_out, {"baselines": [r.to_dict() for r in results]})
+    if old_file is not None:
+        write_json(old_file, data)
 
 
-@app.command()
 @user_errors
 def sanity(
-    model: str = typer.Option("minilm", help="Base model alias, folder or Hub id."),
-    tasks: str = typer.Option("mrpc,sst2,rte", help="Comma-separated tasks: GLUE names or task YAML files."),
-    methods: str = typer.Option("lora,full", help="Comma-separated methods."),
+    model: Optional[str] = typer.Option(None, help="Base model: alias, folder or Hub id."),
+    tasks: list[str] = typer.Option(DEFAULT_TASKS, "--task", "--tasks", callback=comma_list,
+                                    help="A task: GLUE name or task YAML file; repeat, or separate with commas."),
+    methods: list[str] = typer.Option(DEFAULT_METHODS, "--method", "--methods", callback=comma_list,
+                                      help="A method (lora, full); repeat, or separate with commas."),
     samples: int = typer.Option(10, help="Training examples to overfit."),
     max_epochs: int = typer.Option(10, help="Epochs allowed."),
     threshold: float = typer.Option(0.1, help="Training loss to reach."),
-    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("lr=1e-3 max_length=64", what="Training settings"),
 ) -> None:
-    """Check that every (task, method) overfits a few training examples (exit 1 if one fails)."""
+    """Check that every (task, method) overfits a few training examples (exit 1 if one fails).
+
+    Example:
+
+    lorascope sanity --model minilm --task sst2 --method lora,full
+    """
     quiet_libraries()
     from lorascope.checks.sanity import run_sanity_one
 
     results = []
-    for t in [x.strip() for x in tasks.split(",") if x.strip()]:
-        for m in [x.strip() for x in methods.split(",") if x.strip()]:
-            cfg = assemble_train(None, dict(task=t, method=m, model=model), overrides)
-            console.print(f"sanity: {t} / {m} on {model} …")
+    for t in tasks:
+        for m in methods:
+            cfg = assemble_train(config, dict(task=t, method=m, model=model), overrides)
+            console.print(f"sanity: {t} / {m} on {cfg.model} …")
             results.append(run_sanity_one(cfg, samples, max_epochs, threshold))
     table = Table(title=f"sanity: overfit {samples} training examples to loss < {threshold} within {max_epochs} epochs")
     for col in ("task", "method", "epochs", "final train loss", "result"):
@@ -160,6 +190,15 @@ def sanity(
     console.print(table)
     if not all(r.passed for r in results):
         raise typer.Exit(1)
+
+
+app.command(cls=command_class(TrainConfig))(train)
+app.command(cls=Command)(models)
+app.command(cls=Command)(baselines)
+app.command(cls=command_class(TrainConfig, intro=(
+    "Training settings of every check, as `lorascope train` takes them (--task and --method choose what is "
+    f"checked): each as key=value, or as a key of the --config YAML file ({PRECEDENCE}). Every key, with its "
+    "type and default:")))(sanity)
 
 
 from lorascope.cli import analysis as _analysis  # noqa: E402

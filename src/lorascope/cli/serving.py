@@ -14,7 +14,22 @@ from rich.console import Console
 from rich.table import Table
 
 from lorascope.bench.config import BenchConfig
-from lorascope.cli.common import assemble, console, err_console, quiet_libraries, user_errors, with_settings_help
+from lorascope.cli.common import (
+    Command,
+    assemble,
+    comma_list,
+    comma_named_list,
+    command_class,
+    config_option,
+    console,
+    err_console,
+    json_file,
+    json_option,
+    print_json,
+    quiet_libraries,
+    settings_argument,
+    user_errors,
+)
 from lorascope.extras import require
 from lorascope.serve.http.settings import ServerSettings
 
@@ -24,20 +39,30 @@ TOKEN_ENV = "LORASCOPE_TOKEN"
 @user_errors
 def bench(
     model: Optional[str] = typer.Option(None, help="Base model: alias (minilm, smollm2, tiny-llama), tinyllama-shape, folder or Hub id."),
-    adapter: Optional[list[str]] = typer.Option(
-        None, "--adapter", help="name=<LoRA run folder or PEFT adapter folder>; repeat (1 to 3). Default: 3 synthetic adapters."
+    adapters: Optional[list[str]] = typer.Option(
+        None, "--adapter", callback=comma_named_list,
+        help="name=<LoRA run folder or PEFT adapter folder>; repeat, or separate with commas (1 to 3). "
+             "Default: 3 synthetic adapters."
     ),
     full_model: Optional[str] = typer.Option(None, help="Full fine-tuning run or model folder (default: the base stands in)."),
     out: Path = typer.Option(..., help="Output folder: bench.json, bench.csv (written atomically)."),
-    batch_sizes: Optional[str] = typer.Option(None, help="Comma-separated batch sizes, e.g. 1,16 (default 1,2,4,8,16)."),
+    batch_sizes: Optional[list[str]] = typer.Option(None, "--batch-size", "--batch-sizes", callback=comma_list,
+                                                    help="A batch size to measure; repeat, or separate with commas."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, help="fp32 or bf16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file of settings."),
+    config: Optional[Path] = config_option(),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Settings as key=value (e.g. requests=200 warmup=20).", show_default=False),
+    overrides: Optional[list[str]] = settings_argument("requests=200 warmup=20"),
 ) -> None:
-    """Measure the serving cost of LoRA strategies (merged, separate, multi-adapter, mixed batches) vs full FT."""
+    """Measure the serving cost of LoRA strategies (merged, separate, multi-adapter, mixed batches) vs full FT.
+
+    Examples:
+
+    lorascope bench --model minilm --adapter sst2=runs/demo-sst2 --out runs/bench --batch-size 1,16
+
+    lorascope bench --model tinyllama-shape --device cuda --dtype bf16 --out runs/bench-gpu requests=200
+    """
     quiet_libraries()
     from lorascope.bench import BenchConfig, run_bench
     from lorascope.bench.report import resources_table, results_table
@@ -46,11 +71,11 @@ def bench(
 
     sizes = None
     if batch_sizes:
-        try:
-            sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
-        except ValueError:
-            raise ConfigError(f"--batch-sizes {batch_sizes!r}: expected comma-separated integers") from None
-    options = dict(model=model, adapters=parse_named_paths(adapter) or None, full_model=full_model, batch_sizes=sizes,
+        wrong = [x for x in batch_sizes if not x.isdigit()]
+        if wrong:
+            raise ConfigError(f"--batch-size {wrong[0]!r}: expected a whole number (e.g. --batch-size 1,16)")
+        sizes = [int(x) for x in batch_sizes]
+    options = dict(model=model, adapters=parse_named_paths(adapters) or None, full_model=full_model, batch_sizes=sizes,
                    device=device, dtype=dtype, threads=threads)
     cfg = assemble(BenchConfig, config, options, overrides)
     result = run_bench(cfg, out, overwrite=overwrite)
@@ -69,27 +94,33 @@ def bench(
         raise typer.Exit(1)
 
 
-with_settings_help(bench, BenchConfig)
-
 
 @user_errors
 def serve(
-    base: str = typer.Option("minilm", help="Base model: alias, tinyllama-shape, folder or Hub id."),
-    adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="name=<LoRA run folder or PEFT adapter folder>; repeat."),
+    model: str = typer.Option("minilm", "--model", "--base", help="Base model: alias, tinyllama-shape, folder or Hub id."),
+    adapter: Optional[list[str]] = typer.Option(None, "--adapter", callback=comma_named_list,
+                                                help="name=<LoRA run folder or PEFT adapter folder>; repeat, or "
+                                                     "separate with commas."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token required on /v1/* (or ${TOKEN_ENV})."),
-    adapter_root: Optional[list[Path]] = typer.Option(
-        None, "--adapter-root", help="Folder under which POST /v1/adapters may load adapters; repeat. Default: loading disabled."
+    adapter_roots: Optional[list[Path]] = typer.Option(
+        None, "--adapter-root",
+        help="Folder under which POST /v1/adapters may load adapters; repeat (a path may hold a comma, so commas do "
+             "not separate). Default: loading disabled."
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    overrides: Optional[list[str]] = typer.Argument(
-        None, help="Server settings as key=value: max_batch_size, max_input_chars, max_batch_rows, max_wait_ms, ...", show_default=False
-    ),
+    config: Optional[Path] = config_option(),
+    overrides: Optional[list[str]] = settings_argument("max_batch_size=32 max_wait_ms=5", what="Server settings"),
 ) -> None:
-    """Serve LoRA adapters over HTTP (POST /v1/classify), batching requests for different adapters together."""
+    """Serve LoRA adapters over HTTP (POST /v1/classify), batching requests for different adapters together.
+
+    Example:
+
+    lorascope serve --model minilm --adapter sst2=runs/demo-sst2 --port 8000 max_wait_ms=5
+    """
     require("serve", "fastapi", "uvicorn", by="lorascope serve")  # before the seconds quiet_libraries and the model take
     quiet_libraries()
     import torch
@@ -104,9 +135,9 @@ def serve(
         raise ConfigError(f"--device {device!r} / --dtype {dtype!r}: expected auto|cpu|cuda and fp32|bf16")
     if threads:
         torch.set_num_threads(threads)
-    roots = [str(p.expanduser().resolve()) for p in adapter_root or []]
-    settings = assemble(ServerSettings, None, dict(token=token, adapter_roots=roots or None), overrides)
-    app = build_app(base, parse_named_paths(adapter), settings, dtype=dtype, device=device)
+    roots = [str(p.expanduser().resolve()) for p in adapter_roots or []]
+    settings = assemble(ServerSettings, config, dict(token=token, adapter_roots=roots or None), overrides)
+    app = build_app(model, parse_named_paths(adapter), settings, dtype=dtype, device=device)
     if not _is_loopback(host) and settings.token is None:
         err_console.print(f"[yellow]warning:[/] listening on {host} without a token: anyone who can reach it may use it")
     names = ", ".join(app.state.engine.adapters) or "none yet"
@@ -125,26 +156,40 @@ def _is_loopback(host: str) -> bool:
 
 @user_errors
 def loadtest(
+    ctx: typer.Context,
     url: str = typer.Option("http://127.0.0.1:8000", help="Server URL (loopback hosts only)."),
     clients: int = typer.Option(8, help="Concurrent clients."),
     duration: float = typer.Option(30.0, help="Stop after this many seconds."),
     max_requests: int = typer.Option(100_000, help="Stop after this many requests."),
     rows: int = typer.Option(1, help="Inputs per request."),
-    adapter: Optional[list[str]] = typer.Option(None, "--adapter", help="Adapter name to include; repeat (default: all the server lists)."),
+    adapters: Optional[list[str]] = typer.Option(None, "--adapter", callback=comma_list,
+                                                 help="Adapter name to include; repeat, or separate with commas "
+                                                      "(default: all the server lists)."),
     token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token (or ${TOKEN_ENV})."),
     data_dir: Optional[str] = typer.Option(None, help="GLUE folder for request texts (default: $GLUE_DIR, else built-in)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
+    json_out: bool = json_option(),
 ) -> None:
-    """Load-test a running `lorascope serve` with concurrent clients mixing adapters."""
+    """Load-test a running `lorascope serve` with concurrent clients mixing adapters.
+
+    Example:
+
+    lorascope loadtest --url http://127.0.0.1:8000 --clients 8 --duration 30 --json
+    """
     require("serve", "httpx", by="lorascope loadtest")
     quiet_libraries()
     from lorascope.artifacts import write_json
     from lorascope.serve.http.loadgen import LoadConfig, run_load
 
     cfg = assemble(LoadConfig, None, dict(url=url, clients=clients, duration_s=duration, max_requests=max_requests, rows=rows,
-                                          adapters=adapter or None, token=token, data_dir=data_dir), [])
-    console.print(f"load test: {cfg.clients} clients -> {cfg.url} for up to {cfg.duration_s:g} s / {cfg.max_requests} requests")
+                                          adapters=adapters or None, token=token, data_dir=data_dir), [])
+    old_file = json_file(ctx)
+    # With --json, stdout holds the JSON alone: the line that says what runs goes to stderr.
+    say = err_console if json_out and old_file is None else console
+    say.print(f"load test: {cfg.clients} clients -> {cfg.url} for up to {cfg.duration_s:g} s / {cfg.max_requests} requests")
     result = run_load(cfg)
+    if json_out and old_file is None:
+        print_json(result)
+        return
     table = Table(title=f"load test: {result['url']} ({', '.join(result['adapters'])})")
     for col in ("clients", "requests", "ok", "errors", "duration s", "req/s", "rows/s", "p50 ms", "p99 ms", "stopped by"):
         table.add_column(col, justify="right")
@@ -156,12 +201,12 @@ def loadtest(
     (console if console.is_terminal else Console(width=150)).print(table)
     if result["errors"]:
         console.print(f"[yellow]errors by status:[/] {result['status_counts']}")
-    if json_out:
-        write_json(json_out, result)
+    if old_file is not None:
+        write_json(old_file, result)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``bench``, ``serve`` and ``loadtest`` to the ``lorascope`` command."""
-    app.command()(bench)
-    app.command()(with_settings_help(serve, ServerSettings, "Server settings (key=value)"))
-    app.command()(loadtest)
+    app.command(cls=command_class(BenchConfig))(bench)
+    app.command(cls=command_class(ServerSettings))(serve)
+    app.command(cls=Command)(loadtest)

@@ -10,8 +10,18 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from lorascope.cli.common import console, print_error, quiet_libraries, user_errors
+from lorascope.cli.common import (
+    Command,
+    command_class,
+    console,
+    print_error,
+    quiet_libraries,
+    settings_argument,
+    settings_arguments,
+    user_errors,
+)
 from lorascope.run_folder import RunFolder
+from lorascope.study.config import StudyConfig
 from lorascope.study.layout import StudyLayout
 
 study_app = typer.Typer(help="Run a whole study from a YAML file, resumably; show its progress.", no_args_is_help=True)
@@ -22,12 +32,15 @@ EXIT_UNITS_FAILED = 1
 _NAMED_FAILURES = 3
 
 
-@study_app.command("run")
+@study_app.command("run", cls=command_class(
+    StudyConfig, settings_file="path",
+    intro="Study settings: each a key of the study file, or key=value, which wins over the file. Every key, with its type "
+          "and default:"))
 @user_errors
 def study_run(
     path: Path = typer.Argument(..., help="Study YAML (configs/studies/*.yaml)."),
     only: Optional[str] = typer.Option(None, help="Run a slice, e.g. task=sst2,method=lora."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Study settings as key=value (e.g. out=runs/x).", show_default=False),
+    overrides: Optional[list[str]] = settings_argument("out=runs/x seeds=1,2", what="Study settings"),
 ) -> None:
     """Run every stage of a study (rerun the same command to resume after a crash or kill).
 
@@ -40,14 +53,17 @@ def study_run(
     2: bad input, or another study run holds the folder.
 
     130: interrupted.
+
+    Example:
+
+    lorascope study run configs/studies/quickstart.yaml --only task=sst2,method=lora out=runs/x
     """
     quiet_libraries()
-    from lorascope.config import parse_overrides
     from lorascope.study import load_study, run_study
     from lorascope.study.runner import failed_units
     from lorascope.study.units import parse_only, train_units
 
-    cfg = load_study(path, parse_overrides(overrides or []))
+    cfg = load_study(path, settings_arguments(StudyConfig, overrides))
     selected = parse_only(only)
     out = run_study(cfg, only=selected, console=console)
     failures = failed_units(cfg, out, selected)
@@ -83,10 +99,15 @@ def failure_summary(failures: list[tuple[str, str]], total: int, records: Path) 
             "(a rerun retries crashed units)")
 
 
-@study_app.command("status")
+@study_app.command("status", cls=Command)
 @user_errors
 def study_status(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
-    """Progress of a study: every unit and stage the study runs, done / failed / skipped / running / pending."""
+    """Progress of a study: every unit and stage the study runs, done / failed / skipped / running / pending.
+
+    Example:
+
+    lorascope study status runs/quickstart
+    """
     from lorascope.artifacts import lock_holder
     from lorascope.study.runner import load_timings
     from lorascope.study.units import train_units
@@ -231,7 +252,12 @@ def _skipped(layout: StudyLayout, stage: str) -> dict[str, Any]:
 
 @user_errors
 def report(folder: Path = typer.Argument(..., help="A study's output folder.")) -> None:
-    """Build report.md, report.html and figures from a study's saved artifacts."""
+    """Build report.md, report.html and figures from a study's saved artifacts.
+
+    Example:
+
+    lorascope report runs/quickstart
+    """
     quiet_libraries()
     from lorascope.report import build_report
 
@@ -287,4 +313,4 @@ def _read_study(folder: Path) -> tuple[Any, dict[str, Any]]:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
-    app.command()(report)
+    app.command(cls=Command)(report)
