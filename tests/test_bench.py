@@ -27,7 +27,8 @@ SIZES = [1, 3]
 TINY = dict(model="tiny-llama", batch_sizes=SIZES, warmup=1, requests=4, bootstrap_resamples=200, check_rows=6, threads=1)
 
 
-pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.slow]
+# Benchmarks that load and time models are in the slow tier; the config and error tests are fast.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def tiny_bench(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_every_strategy_and_batch_size_is_measured(tiny_bench):
     out, result = tiny_bench
     assert json.loads((out / "bench.json").read_text())["results"] == json.loads(json.dumps(result["results"]))
@@ -60,6 +62,7 @@ def test_every_strategy_and_batch_size_is_measured(tiny_bench):
     assert result["skipped"] == {}
 
 
+@pytest.mark.slow
 def test_ratios_are_latency_over_merged_latency_at_the_same_batch_size(tiny_bench):
     _, result = tiny_bench
     merged = {r["batch_size"]: r["mean_ms"] for r in result["results"] if r["strategy"] == "lora_merged"}
@@ -70,6 +73,7 @@ def test_ratios_are_latency_over_merged_latency_at_the_same_batch_size(tiny_benc
             assert r["ratio_to_merged"] == 1.0 and r["ratio_ci_low"] == r["ratio_ci_high"] == 1.0
 
 
+@pytest.mark.slow
 def test_correctness_checks_pass_for_every_adapter_serving_strategy(tiny_bench):
     _, result = tiny_bench
     checked = {c["strategy"]: c for c in result["checks"]}
@@ -81,6 +85,7 @@ def test_correctness_checks_pass_for_every_adapter_serving_strategy(tiny_bench):
     assert checked["peft_switch3"]["rows"] == 3 * checked["lora_separate"]["rows"]
 
 
+@pytest.mark.slow
 def test_resources_are_reported(tiny_bench):
     _, result = tiny_bench
     for s in result["strategies"].values():
@@ -95,6 +100,7 @@ def test_resources_are_reported(tiny_bench):
     assert result["memory"]["peak_rss_bytes"] > 0
 
 
+@pytest.mark.slow
 def test_given_adapter_folders_and_skipped_strategies(tiny_bench, tmp_path, glue_dir):
     out, _ = tiny_bench
     cfg = BenchConfig(**{**TINY, "batch_sizes": [2], "strategies": ["lora_separate", "runtime_mixed3"]},
@@ -106,6 +112,7 @@ def test_given_adapter_folders_and_skipped_strategies(tiny_bench, tmp_path, glue
         run_bench(cfg, tmp_path / "one", show_progress=False)
 
 
+@pytest.mark.slow
 def test_run_folders_are_recognised(tiny_bench, tmp_path):
     out, _ = tiny_bench
     run = tmp_path / "run"
@@ -179,6 +186,7 @@ def test_load_generator_refuses_other_hosts(url):
         check_loopback(url)
 
 
+@pytest.mark.slow
 def test_cli_bench_runs_and_reports_errors_on_one_line(tmp_path, glue_dir):
     app = typer.Typer()
     register(app)

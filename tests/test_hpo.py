@@ -19,8 +19,8 @@ from lorascope.hpo.search import _over_budget
 from lorascope.train.config import TrainConfig
 from tests.conftest import GLUE_DIR
 
-# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
-pytestmark = pytest.mark.slow
+# Searches that train are in the slow tier (make test runs it; make test-fast skips it); the config
+# and error tests are fast.
 
 # Tiny trials (about 2 s each on CPU): 16 training and 8 dev examples, one epoch, short inputs.
 TINY_TRAIN = dict(train_limit=16, eval_limit=8, max_length=32, data_dir=str(GLUE_DIR))
@@ -46,6 +46,7 @@ def searched(tmp_path_factory):
     return out, run_hpo(tiny(3), out)
 
 
+@pytest.mark.slow
 def test_best_config_is_a_train_config_inside_the_space_equal_to_the_best_trial(searched):
     out, summary = searched
     study = load(out)
@@ -75,6 +76,7 @@ def test_best_config_is_a_train_config_inside_the_space_equal_to_the_best_trial(
         assert not (out / "trials" / f"trial-{n}" / "adapter").exists()
 
 
+@pytest.mark.slow
 def test_resume_runs_only_the_missing_trials_and_replaces_abandoned_ones(searched, tmp_path):
     src, _ = searched
     out = tmp_path / "search"
@@ -96,6 +98,7 @@ def test_resume_runs_only_the_missing_trials_and_replaces_abandoned_ones(searche
     assert len(load(out).trials) == 5
 
 
+@pytest.mark.slow
 def test_workers_share_one_study_and_its_total_budget(glue_dir, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     # Worker A is started with a budget of 1 (e.g. a first, smaller round).
@@ -131,6 +134,7 @@ def test_over_budget_trials_lose_the_race_by_number():
     assert _over_budget(trial, 2) and not _over_budget(trial, 3)
 
 
+@pytest.mark.slow
 def test_diverging_trial_is_recorded_and_the_search_goes_on(glue_dir, tmp_path):
     # Seed 7 proposes lr 1e12 for trial 0 and the sane 2e-3 for trial 1.
     cfg = HpoConfig(
@@ -146,6 +150,7 @@ def test_diverging_trial_is_recorded_and_the_search_goes_on(glue_dir, tmp_path):
     assert yaml.safe_load((tmp_path / "best_config.yaml").read_text())["lr"] == 2e-3
 
 
+@pytest.mark.slow
 def test_cli_prints_trials_and_best_config_and_errors_in_one_line(searched, tmp_path):
     from lorascope.cli.hpo import register
 

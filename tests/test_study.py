@@ -9,8 +9,8 @@ import yaml
 from lorascope.errors import ConfigError
 from lorascope.study import load_study, run_study
 
-# Trains, kills or serves for real: the slow tier (make test runs it; make test-fast skips it).
-pytestmark = pytest.mark.slow
+# Tests that train, kill or serve for real are in the slow tier (make test runs it; make test-fast
+# skips it); the config and error tests are fast.
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,7 @@ def reduced_study(tmp_path: Path, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_reduced_study_end_to_end(glue_dir, tmp_path):
     cfg = load_study(reduced_study(tmp_path, task_train={"sst2": {"lr": 1e12, "max_grad_norm": 1e12}}))
     out = run_study(cfg)
@@ -101,6 +102,7 @@ def test_bad_study_file(tmp_path):
         load_study(p)
 
 
+@pytest.mark.slow
 def test_hpo_stage_feeds_the_training_grid(glue_dir, tmp_path):
     path = reduced_study(tmp_path, tasks=["rte"], methods=["lora"], seeds=[1], stages=["hpo", "train"],
                          hpo={"n_trials": 2, "space": {"lora": {"epochs": 1, "batch_size": [8]}}})
@@ -111,6 +113,7 @@ def test_hpo_stage_feeds_the_training_grid(glue_dir, tmp_path):
     assert stored["lora_alpha"] == best["params"]["lora_alpha"]
 
 
+@pytest.mark.slow
 def test_crashed_unit_is_recorded_then_retried(glue_dir, tmp_path, monkeypatch):
     import lorascope.train
 
@@ -136,6 +139,7 @@ def test_crashed_unit_is_recorded_then_retried(glue_dir, tmp_path, monkeypatch):
     assert json.loads((out / "train" / "rte-lora-s1" / "metrics.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_reduced_minilm_study_with_serving_end_to_end(glue_dir, tmp_path):
     """The quickstart's shape on the real MiniLM: train, drift, serving benchmark and report."""
     import csv
@@ -157,6 +161,7 @@ def test_reduced_minilm_study_with_serving_end_to_end(glue_dir, tmp_path):
     assert "## Serving cost" in md and "| runtime_single | 1 |" in md and "| peft_switch2 | 2 |" in md
 
 
+@pytest.mark.slow
 def test_stage_times_accumulate_over_invocations(glue_dir, tmp_path):
     path = reduced_study(tmp_path, stages=["baselines"])
     out = run_study(load_study(path))
