@@ -112,10 +112,16 @@ def serve(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    log_level: Optional[str] = typer.Option(None, help="Server log level: critical, error, warning, info or debug "
+                                                       "(setting log_level; default warning)."),
+    access_log: Optional[bool] = typer.Option(None, "--access-log/--no-access-log",
+                                              help="One log line per request (setting access_log; default off)."),
     config: Optional[Path] = config_option(),
-    overrides: Optional[list[str]] = settings_argument("max_batch_size=32 max_wait_ms=5", what="Server settings"),
+    overrides: Optional[list[str]] = settings_argument("max_batch_size=32 max_wait_ms=5 max_queue=64", what="Server settings"),
 ) -> None:
-    """Serve LoRA adapters over HTTP (POST /v1/classify), batching requests for different adapters together.
+    """Serve LoRA adapters over HTTP, batching requests for different adapters together: lorascope's own
+    POST /v1/classify and vLLM's protocol (POST /classify, /score, GET /v1/models, /v1/load_lora_adapter),
+    with /metrics for Prometheus and /ready once the model is loaded. SIGTERM drains, then stops.
 
     Example:
 
@@ -124,9 +130,9 @@ def serve(
     require("serve", "fastapi", "uvicorn", by="lorascope serve")  # before the seconds quiet_libraries and the model take
     quiet_libraries()
     import torch
-    import uvicorn
 
     from lorascope.serve.http import ServerSettings, build_app
+    from lorascope.serve.http import serve as run_server
     from lorascope.serve.sources import parse_named_paths
 
     if device not in ("auto", "cpu", "cuda") or dtype not in ("fp32", "bf16"):
@@ -136,13 +142,16 @@ def serve(
     if threads:
         torch.set_num_threads(threads)
     roots = [str(p.expanduser().resolve()) for p in adapter_roots or []]
-    settings = assemble(ServerSettings, config, dict(token=token, adapter_roots=roots or None), overrides)
-    app = build_app(model, parse_named_paths(adapter), settings, dtype=dtype, device=device)
+    settings = assemble(ServerSettings, config, dict(token=token, adapter_roots=roots or None, log_level=log_level,
+                                                     access_log=access_log), overrides)
+    adapters = parse_named_paths(adapter)
+    # The port opens first and the model loads behind it: /ready says when it is done.
+    app = build_app(model, adapters, settings, dtype=dtype, device=device, lazy=True)
     if not _is_loopback(host) and settings.token is None:
         err_console.print(f"[yellow]warning:[/] listening on {host} without a token: anyone who can reach it may use it")
-    names = ", ".join(app.state.engine.adapters) or "none yet"
-    console.print(f"serving {names} on http://{host}:{port} (Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    names = ", ".join(adapters) or "none yet"
+    console.print(f"serving {names} on http://{host}:{port} once loaded (GET /ready; Ctrl-C stops)")
+    run_server(app, host, port)
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,11 +10,17 @@ The worker is one thread because the model runtime is not thread-safe; :meth:`Mi
 runs other runtime operations (loading and unloading adapters) on the same thread, between batches.
 ``process`` returns one result *or exception* per request, so one bad request never fails the
 others in its batch.
+
+The wait is bounded: a request first takes a :class:`Ticket` (:meth:`MicroBatcher.admit`), which
+counts it as *waiting* until a batch takes it. With ``max_queue`` requests waiting, ``admit``
+raises :class:`QueueFull` at once, so under overload a client hears "come back later" straight
+away instead of joining a queue that grows without end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +31,31 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
+class QueueFull(Exception):
+    """``max_queue`` requests are already waiting for a forward pass."""
+
+
+class Ticket:
+    """One admitted request's place in the queue; it stops counting as waiting once released (idempotent)."""
+
+    __slots__ = ("_batcher", "_held")
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher, self._held = batcher, True
+
+    def release(self) -> None:
+        """Stop counting this request as waiting (a batch took it, or it was abandoned)."""
+        if self._held:
+            self._held = False
+            self._batcher.waiting -= 1
+
+
 @dataclass
 class _Pending(Generic[P]):
     payload: P
     rows: int
     future: asyncio.Future = field(repr=False)
+    ticket: Ticket | None = field(default=None, repr=False)
 
 
 class MicroBatcher(Generic[P, R]):
@@ -39,12 +65,22 @@ class MicroBatcher(Generic[P, R]):
         process: Worker-thread function: list of payloads -> list (same length) of results or exceptions.
         max_rows: Most rows per batch.
         max_wait_ms: Longest wait for more requests once one is queued.
+        max_queue: Most admitted requests waiting for a batch (None: unbounded).
+        on_batch: Called after each batch with (requests, rows, seconds the forward pass took).
+
+    Attributes:
+        waiting: Admitted requests not yet taken into a batch.
+        batches, rows: Batches run and rows classified so far.
     """
 
-    def __init__(self, process: Callable[[list[P]], list[R | BaseException]], max_rows: int, max_wait_ms: float) -> None:
+    def __init__(self, process: Callable[[list[P]], list[R | BaseException]], max_rows: int, max_wait_ms: float,
+                 max_queue: int | None = None, on_batch: Callable[[int, int, float], None] | None = None) -> None:
         self.process = process
         self.max_rows = max_rows
         self.max_wait_s = max_wait_ms / 1e3
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.waiting = 0
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorascope-model")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[P]] | None = None
@@ -70,6 +106,8 @@ class MicroBatcher(Generic[P, R]):
             except asyncio.CancelledError:
                 pass
         for pending in [*self._carry, *self._drain()]:
+            if pending.ticket is not None:
+                pending.ticket.release()
             if not pending.future.done():
                 pending.future.cancel()
         self._task = None
@@ -78,11 +116,25 @@ class MicroBatcher(Generic[P, R]):
         """Shut the worker thread down (after :meth:`stop`)."""
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    async def submit(self, payload: P, rows: int) -> R:
-        """Queue ``payload`` (``rows`` rows) and wait for its result; re-raises its exception."""
+    def admit(self) -> Ticket:
+        """A place in the queue for one request, to pass to :meth:`submit` (release it if never submitted).
+
+        Raises:
+            QueueFull: When ``max_queue`` requests are waiting already.
+        """
+        if self.max_queue is not None and self.waiting >= self.max_queue:
+            raise QueueFull(f"{self.waiting} requests are waiting for the model, the most allowed")
+        self.waiting += 1
+        return Ticket(self)
+
+    async def submit(self, payload: P, rows: int, ticket: Ticket | None = None) -> R:
+        """Queue ``payload`` (``rows`` rows) and wait for its result; re-raises its exception.
+
+        ``ticket`` (from :meth:`admit`) is released when a batch takes the request.
+        """
         self.start()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(payload, rows, future))
+        await self._queue.put(_Pending(payload, rows, future, ticket))
         return await future
 
     async def exclusive(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -125,15 +177,22 @@ class MicroBatcher(Generic[P, R]):
             await self._run(batch, rows)
 
     async def _run(self, batch: list[_Pending[P]], rows: int) -> None:
+        for pending in batch:
+            if pending.ticket is not None:
+                pending.ticket.release()
         live = [p for p in batch if not p.future.cancelled()]  # clients that gave up cost nothing
         if not live:
             return
+        rows = sum(p.rows for p in live)
+        started = time.perf_counter()
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, [p.payload for p in live])
         except Exception as err:  # a bug in process: fail this batch, keep serving
             results = [err] * len(live)
         self.batches += 1
         self.rows += rows
+        if self.on_batch is not None:
+            self.on_batch(len(live), rows, time.perf_counter() - started)
         for pending, result in zip(live, results):
             if pending.future.done():
                 continue

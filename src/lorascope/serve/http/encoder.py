@@ -51,25 +51,29 @@ class TextEncoder:
     def __post_init__(self) -> None:
         self._collate = DataCollatorWithPadding(self.tokenizer, padding="longest")
 
-    def encode(self, inputs: list[str | list[str]]) -> list[Features]:
+    def encode(self, inputs: list[str | list[str]], field: str = "inputs") -> list[Features]:
         """One unpadded feature dict per input (a str, or a [text_a, text_b] pair).
+
+        Args:
+            inputs: The texts and pairs.
+            field: The request field that held them, for error messages (``inputs[3][1]``).
 
         Raises:
             UnusableInput: For the first input with a text of no tokens, or one the tokenizer refuses.
         """
-        return [self._encode_one(i, item) for i, item in enumerate(inputs)]
+        return [self._encode_one(i, item, field) for i, item in enumerate(inputs)]
 
-    def _encode_one(self, index: int, item: str | list[str]) -> Features:
+    def _encode_one(self, index: int, item: str | list[str], field: str) -> Features:
         encode = encode_decoder if self.is_decoder else encode_encoder
         a, b = (item, None) if isinstance(item, str) else (item[0], item[1])
         try:
             enc = encode(self.tokenizer, [a], None if b is None else [b], self.max_length)
         except TokenlessText as err:
-            where = input_name(index, None if b is None else err.side)
+            where = input_name(index, None if b is None else err.side, field)
             raise UnusableInput("empty_input", f"{where}: the text has no tokens (only characters the model's "
                                                "tokenizer drops, such as zero-width or control characters)") from None
         except (TypeError, ValueError) as err:  # the tokenizer refused this text; the inputs checks should prevent it
-            raise UnusableInput("invalid_text", f"{input_name(index)}: the tokenizer cannot encode this input "
+            raise UnusableInput("invalid_text", f"{input_name(index, field=field)}: the tokenizer cannot encode this input "
                                                 f"({type(err).__name__})") from None
         return {k: v[0] for k, v in enc.items() if k in MODEL_INPUTS}
 

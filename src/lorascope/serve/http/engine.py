@@ -8,8 +8,9 @@ reader always sees a consistent snapshot without a lock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -62,12 +63,12 @@ class Engine:
 
     def _checked_meta(self, name: str, meta: AdapterMeta | None) -> AdapterMeta:
         width = self.runtime.n_labels(name)
-        if meta is None or not meta.labels:
-            return AdapterMeta(tuple(f"LABEL_{i}" for i in range(width)), None if meta is None else meta.task,
-                               None if meta is None else meta.pairs)
-        if len(meta.labels) != width:
+        meta = meta or AdapterMeta(())
+        if not meta.labels:
+            meta = replace(meta, labels=tuple(f"LABEL_{i}" for i in range(width)))
+        elif len(meta.labels) != width:
             raise LorascopeError(f"adapter '{name}': {len(meta.labels)} label names recorded but its head has {width} outputs")
-        return meta
+        return meta if meta.created else replace(meta, created=int(time.time()))
 
     def classify(self, jobs: list[ClassifyJob]) -> list[np.ndarray | Exception]:
         """Probabilities per job, each float32 [rows, n_labels].

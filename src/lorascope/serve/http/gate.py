@@ -1,4 +1,8 @@
-"""ASGI middleware run before any body is read: the bearer token on ``/v1``, then the body-size cap.
+"""ASGI middleware run before any body is read: the bearer token, then the body-size cap.
+
+The token guards every path except the probes (``/healthz``, ``/health``, ``/ready``): the APIs,
+``/metrics``, ``/docs`` and ``/openapi.json``, and paths that exist under no route (so a 404 does
+not tell a stranger which paths exist).
 
 Checking here rather than in a FastAPI dependency means an unauthenticated or oversized request is
 refused before its body is received or parsed (a dependency runs only after FastAPI has read and
@@ -7,9 +11,11 @@ decoded the body, so a bad body would answer 422 before the token was even looke
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lorascope.serve.http.errors import ApiError, error_response
+from lorascope.serve.http.errors import ApiError, error_response, openai_path
 from lorascope.serve.http.security import check_token
 
 _WITH_BODY = ("POST", "PUT", "PATCH")
@@ -20,12 +26,14 @@ class Gate:
 
     Args:
         app: The wrapped ASGI app.
-        token: Required bearer token for ``/v1`` paths, or None.
+        token: Required bearer token, or None.
         max_body_bytes: Largest ``Content-Length`` accepted.
+        open_paths: Paths served without the token (the probes).
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int, open_paths: Collection[str] = ()) -> None:
         self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
+        self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,12 +41,13 @@ class Gate:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         try:
-            if scope["path"].startswith("/v1"):
+            if scope["path"] not in self.open_paths:
                 check_token(headers.get("authorization"), self.token)
             if scope["method"] in _WITH_BODY:
                 self._check_length(headers.get("content-length"))
         except ApiError as err:
-            await error_response(err.status, err.code, err.message, err.headers)(scope, receive, send)
+            response = error_response(err.status, err.code, err.message, err.headers, openai=openai_path(scope["path"]))
+            await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

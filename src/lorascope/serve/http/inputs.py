@@ -23,12 +23,16 @@ from lorascope.serve.http.errors import ApiError
 from lorascope.serve.http.settings import ServerSettings
 
 
-def input_name(index: int, side: int | None = None) -> str:
-    """How an error message names an input: ``inputs[i]``, or ``inputs[i][side]`` for one text of a pair."""
-    return f"inputs[{index}]" if side is None else f"inputs[{index}][{side}]"
+def input_name(index: int, side: int | None = None, field: str = "inputs") -> str:
+    """How an error message names an input: ``inputs[i]``, or ``inputs[i][side]`` for one text of a pair.
+
+    ``field`` is the request field that holds the inputs (``input`` in the vLLM-compatible routes).
+    """
+    return f"{field}[{index}]" if side is None else f"{field}[{index}][{side}]"
 
 
-def check_inputs(inputs: list[str | list[str]], settings: ServerSettings, adapter: str, meta: AdapterMeta) -> None:
+def check_inputs(inputs: list[str | list[str]], settings: ServerSettings, adapter: str, meta: AdapterMeta,
+                 field: str = "inputs") -> None:
     """Raise an :class:`ApiError` for the first input a classify request must not carry.
 
     Args:
@@ -36,6 +40,7 @@ def check_inputs(inputs: list[str | list[str]], settings: ServerSettings, adapte
         settings: The limits.
         adapter: The adapter's name (for messages).
         meta: What is known about the adapter (whether it takes pairs).
+        field: The request field holding the inputs, for messages.
 
     Raises:
         ApiError: 413 or 422, naming the input and what is wrong with it.
@@ -43,18 +48,19 @@ def check_inputs(inputs: list[str | list[str]], settings: ServerSettings, adapte
     if len(inputs) > settings.max_batch_size:
         raise ApiError(413, "too_many_inputs", f"{len(inputs)} inputs; at most {settings.max_batch_size} per request")
     for i, item in enumerate(inputs):
-        _check_kind(i, item, adapter, meta)
+        _check_kind(i, item, adapter, meta, field)
         if isinstance(item, str):
-            _check_text(input_name(i), item, settings.max_input_chars)
+            check_text(input_name(i, field=field), item, settings.max_input_chars)
         else:
             for side, text in enumerate(item):
-                _check_text(input_name(i, side), text, settings.max_input_chars)
+                check_text(input_name(i, side, field), text, settings.max_input_chars)
 
 
-def _check_kind(index: int, item: str | list[str], adapter: str, meta: AdapterMeta) -> None:
+def _check_kind(index: int, item: str | list[str], adapter: str, meta: AdapterMeta, field: str) -> None:
     is_pair = not isinstance(item, str)
     if is_pair and len(item) != 2:
-        raise ApiError(422, "invalid_input", f"{input_name(index)}: a pair must be [text_a, text_b], got {len(item)} texts")
+        raise ApiError(422, "invalid_input",
+                       f"{input_name(index, field=field)}: a pair must be [text_a, text_b], got {len(item)} texts")
     wanted = meta.takes_pairs
     if wanted is None or wanted == is_pair:
         return
@@ -63,10 +69,11 @@ def _check_kind(index: int, item: str | list[str], adapter: str, meta: AdapterMe
         message = f"adapter '{adapter}'{task} classifies sentence pairs: send [text_a, text_b], not a single text"
     else:
         message = f"adapter '{adapter}'{task} classifies single texts: send a string, not a pair"
-    raise ApiError(422, "invalid_input", f"{input_name(index)}: {message}")
+    raise ApiError(422, "invalid_input", f"{input_name(index, field=field)}: {message}")
 
 
-def _check_text(where: str, text: str, max_chars: int) -> None:
+def check_text(where: str, text: str, max_chars: int) -> None:
+    """Raise an :class:`ApiError` (413 or 422) naming ``where`` if ``text`` is too long, not Unicode, or blank."""
     if len(text) > max_chars:
         raise ApiError(413, "input_too_long", f"{where}: longer than {max_chars} characters")
     bad = _lone_surrogate(text)

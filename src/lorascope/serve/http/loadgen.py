@@ -1,10 +1,19 @@
 """HTTP load generator for ``lorascope serve``: concurrent clients, mixed adapters, loopback only.
 
-``clients`` coroutines share one request budget and one deadline: each sends a request, waits for
-the answer, and sends the next (closed loop), so the server sees up to ``clients`` requests at
-once, spread over the adapters round-robin. The run stops by itself when ``max_requests`` have
-been sent or ``duration_s`` has passed, whichever comes first. Only loopback hosts are accepted:
-this is a measuring tool, not a way to load someone else's server.
+Two ways to load a server:
+
+* closed loop (the default): ``clients`` coroutines share one request budget and one deadline; each
+  sends a request, waits for the answer, and sends the next, so the server sees up to ``clients``
+  requests at once. This measures capacity: the throughput of a server kept busy.
+* open loop (``rate_rps``): requests start at a fixed rate whether or not earlier ones were answered
+  (up to ``clients`` at once; one that finds them all busy is counted as ``not_sent``), the way
+  independent users arrive. Offered beyond capacity, this is an overload test: the server's queue
+  fills and it must answer 429 rather than let latency grow without end.
+
+Requests are spread over the adapters round-robin. The run stops when ``max_requests`` have been
+sent or ``duration_s`` has passed, whichever comes first; ``recovery_s`` then adds a gentle phase
+(one closed-loop client) that shows how soon, and how well, the server serves again. Only loopback
+hosts are accepted: this is a measuring tool, not a way to load someone else's server.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ class LoadConfig(StrictModel):
     adapters: list[str] | None = Field(None, description="adapters to cycle through (default: every adapter the server lists)")
     token: str | None = Field(None, description="bearer token, if the server needs one")
     timeout_s: PositiveFloat = Field(30.0, description="per-request timeout; a timed-out request counts as an error")
+    rate_rps: PositiveFloat | None = Field(
+        None, description="open loop: start this many requests per second whatever the answers (default: closed loop)"
+    )
+    recovery_s: float = Field(0.0, ge=0, description="after the run, one client for this many seconds, to see recovery")
     data_dir: str | None = Field(None, description="GLUE folder for request texts (default: $GLUE_DIR, else built-in sentences)")
     seed: int = Field(0, description="seeds which texts each request carries")
 
@@ -112,6 +125,40 @@ async def _adapters(client: httpx.AsyncClient) -> dict[str, dict]:
     return {a["name"]: a for a in response.json()["adapters"]}
 
 
+def _summary(latencies: list[float]) -> dict[str, float | None]:
+    """Mean, p50, p99 and max of latencies in ms (None when there are none)."""
+    ok = np.asarray(latencies)
+    if not ok.size:
+        return {"mean": None, "p50": None, "p99": None, "max": None}
+    return {"mean": float(ok.mean()), "p50": float(np.percentile(ok, 50)), "p99": float(np.percentile(ok, 99)),
+            "max": float(ok.max())}
+
+
+class _Tally:
+    """Answers of one phase: statuses, latencies of admitted (200) and of refused (429) requests."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self.rejected: list[float] = []
+        self.per_adapter: Counter[str] = Counter()
+        self.first_ok: float | None = None
+
+    def add(self, adapter: str, status: str, ms: float) -> None:
+        self.statuses[status] += 1
+        if status == "200":
+            self.latencies.append(ms)
+            self.per_adapter[adapter] += 1
+            if self.first_ok is None:
+                self.first_ok = time.perf_counter()
+        elif status == "429":
+            self.rejected.append(ms)
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s.isdigit() and s.startswith("5"))
+
+
 async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
     """Run the load test; see :func:`run_load`."""
     base = check_loopback(cfg.url)
@@ -128,54 +175,86 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
         texts = await asyncio.to_thread(request_texts, {n: listed.get(n, {}) for n in names}, cfg.data_dir)
         rng = np.random.default_rng(cfg.seed)
         issued = 0
-        latencies: list[float] = []
-        statuses: Counter[str] = Counter()
-        per_adapter: Counter[str] = Counter()
+
+        async def one(tally: _Tally) -> None:
+            nonlocal issued
+            k = issued
+            issued += 1
+            adapter = names[k % len(names)]
+            pool = texts[adapter]
+            inputs = [pool[int(i)] for i in rng.integers(0, len(pool), cfg.rows)]
+            sent = time.perf_counter()
+            try:
+                response = await client.post("/v1/classify", json={"adapter": adapter, "inputs": inputs})
+                status = str(response.status_code)
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            tally.add(adapter, status, (time.perf_counter() - sent) * 1e3)
+
+        main = _Tally()
+        not_sent = 0
         start = time.perf_counter()
         deadline = start + cfg.duration_s
+        if cfg.rate_rps is None:
+            async def client_loop() -> None:
+                while issued < cfg.max_requests and time.perf_counter() < deadline:
+                    await one(main)
 
-        async def client_loop() -> None:
-            nonlocal issued
-            while issued < cfg.max_requests and time.perf_counter() < deadline:
-                k = issued
-                issued += 1
-                adapter = names[k % len(names)]
-                pool = texts[adapter]
-                inputs = [pool[int(i)] for i in rng.integers(0, len(pool), cfg.rows)]
-                sent = time.perf_counter()
-                try:
-                    response = await client.post("/v1/classify", json={"adapter": adapter, "inputs": inputs})
-                    status = str(response.status_code)
-                except httpx.HTTPError as err:
-                    status = type(err).__name__
-                statuses[status] += 1
-                if status == "200":
-                    latencies.append((time.perf_counter() - sent) * 1e3)
-                    per_adapter[adapter] += 1
-
-        await asyncio.gather(*(client_loop() for _ in range(cfg.clients)))
+            await asyncio.gather(*(client_loop() for _ in range(cfg.clients)))
+        else:
+            running: set[asyncio.Task] = set()
+            interval, due = 1.0 / cfg.rate_rps, start
+            while issued + not_sent < cfg.max_requests and due < deadline:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                due += interval  # on schedule, however late the answers: an open loop does not wait for them
+                if len(running) >= cfg.clients:
+                    not_sent += 1
+                    continue
+                task = asyncio.create_task(one(main))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if running:
+                await asyncio.gather(*running)
         elapsed = time.perf_counter() - start
-    ok = np.asarray(latencies)
+        recovery = None
+        if cfg.recovery_s > 0:
+            calm = _Tally()
+            calm_start = time.perf_counter()
+            calm_deadline = calm_start + cfg.recovery_s
+            while time.perf_counter() < calm_deadline:
+                await one(calm)
+            recovery = {
+                "duration_s": time.perf_counter() - calm_start,
+                "requests": int(sum(calm.statuses.values())),
+                "ok": len(calm.latencies),
+                "status_counts": dict(calm.statuses),
+                "first_ok_after_s": None if calm.first_ok is None else calm.first_ok - calm_start,
+                "latency_ms": _summary(calm.latencies),
+            }
+    ok = len(main.latencies)
+    requests = int(sum(main.statuses.values()))
     return {
         "url": str(base),
         "clients": cfg.clients,
+        "mode": "closed" if cfg.rate_rps is None else "open",
+        "offered_rps": cfg.rate_rps,
         "rows_per_request": cfg.rows,
         "adapters": names,
         "duration_s": elapsed,
-        "requests": int(sum(statuses.values())),
-        "ok": int(ok.size),
-        "errors": int(sum(statuses.values()) - ok.size),
-        "status_counts": dict(statuses),
-        "throughput_rps": ok.size / elapsed if elapsed > 0 else 0.0,
-        "rows_per_s": ok.size * cfg.rows / elapsed if elapsed > 0 else 0.0,
-        "latency_ms": {
-            "mean": float(ok.mean()) if ok.size else None,
-            "p50": float(np.percentile(ok, 50)) if ok.size else None,
-            "p99": float(np.percentile(ok, 99)) if ok.size else None,
-            "max": float(ok.max()) if ok.size else None,
-        },
-        "ok_per_adapter": dict(per_adapter),
-        "stopped_by": "max_requests" if issued >= cfg.max_requests else "duration",
+        "requests": requests,
+        "ok": ok,
+        "errors": requests - ok,
+        "rejected_429": main.statuses.get("429", 0),
+        "server_errors_5xx": main.server_errors,
+        "not_sent": not_sent,
+        "status_counts": dict(main.statuses),
+        "throughput_rps": ok / elapsed if elapsed > 0 else 0.0,
+        "rows_per_s": ok * cfg.rows / elapsed if elapsed > 0 else 0.0,
+        "latency_ms": _summary(main.latencies),
+        "rejected_latency_ms": _summary(main.rejected),
+        "ok_per_adapter": dict(main.per_adapter),
+        "stopped_by": "max_requests" if issued + not_sent >= cfg.max_requests else "duration",
+        "recovery": recovery,
     }
 
 
@@ -183,8 +262,10 @@ def run_load(cfg: LoadConfig) -> dict[str, Any]:
     """Drive ``cfg.clients`` concurrent clients against ``cfg.url`` until the budget or the deadline.
 
     Returns:
-        Requests sent, successes, errors (and counts per HTTP status or exception), throughput
-        (successful requests/s and rows/s), latency of successful requests (mean, p50, p99, max, ms).
+        Requests sent, successes, errors (and counts per HTTP status or exception; 429s and 5xx
+        separately), throughput (successful requests/s and rows/s), latency of admitted (200)
+        requests and of refused (429) ones (mean, p50, p99, max, ms), and with ``recovery_s`` the
+        recovery phase's answers (``first_ok_after_s``: seconds to the first 200 after the load).
 
     Raises:
         ConfigError: For a non-loopback URL.

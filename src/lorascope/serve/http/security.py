@@ -1,8 +1,11 @@
 """Who may call the API, and which folders it may load adapters from.
 
 * Authentication: an optional shared bearer token (``Authorization: Bearer <token>``), compared in
-  constant time. ``/healthz`` stays open so a supervisor can probe liveness without the secret.
-* Adapter loading at run time (``POST /v1/adapters``) reads folders named by the client, so it is
+  constant time, on every path except the probes: ``/healthz``, ``/health`` and ``/ready`` stay
+  open so a supervisor can probe liveness and readiness without the secret; ``/metrics`` and
+  ``/docs`` need it (a Prometheus scrape sends it with ``authorization: {credentials: ...}``).
+* Adapter loading at run time (``POST /v1/adapters``, ``POST /v1/load_lora_adapter``) reads folders
+  named by the client, so it is
   off unless the operator names *allowed roots* at start-up. A requested path (absolute, or
   relative to a root) is resolved with symlinks followed and must lie inside one of the roots;
   ``..`` and symlinks pointing out of a root are refused. Only PEFT adapter folders (or LoRA run

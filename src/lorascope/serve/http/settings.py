@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from lorascope.config import StrictModel
@@ -25,7 +27,25 @@ class ServerSettings(StrictModel):
         description="folders under which POST /v1/adapters may load adapters (empty: loading at run time is disabled)",
     )
     max_adapters: PositiveInt = Field(16, description="most adapters loaded at once; POST /v1/adapters beyond it -> 409")
-    request_timeout_s: PositiveFloat = Field(60.0, description="a classify request waiting longer than this gets 503")
+    request_timeout_s: PositiveFloat = Field(
+        60.0, description="a classify request not answered within this many seconds gets 503 with Retry-After"
+    )
+    max_queue: PositiveInt = Field(
+        128, description="most classify requests waiting for a forward pass; one more gets 429 with Retry-After"
+    )
+    retry_after_s: PositiveInt = Field(
+        1, description="seconds the Retry-After header of a 429 or 503 asks a client to wait"
+    )
+    served_model_name: str | None = Field(
+        None, description="id of the base model in GET /v1/models (default: the base model as given)"
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "warning", description="level of the server's log (uvicorn's and lorascope's)"
+    )
+    access_log: bool = Field(False, description="log one line per request: client, method, path, status, milliseconds")
+    graceful_shutdown_s: PositiveFloat = Field(
+        30.0, description="on SIGTERM, how long requests in flight may take to finish; new ones get 503 meanwhile"
+    )
 
     @model_validator(mode="after")
     def _batch_fits(self) -> ServerSettings:
