@@ -24,7 +24,7 @@ from tests.conftest import REPO, write
 from tests.test_cli import LORASCOPE
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-USER_EXTRAS = ("serve", "hpo", "models", "ray", "postgres")
+USER_EXTRAS = ("serve", "hpo", "models", "ray", "postgres", "trackers", "wandb", "plots")
 # Every module an extra provides: none may be needed by a core command.
 EXTRA_MODULES = sorted({m for modules in EXTRAS.values() for m in modules})
 
@@ -160,7 +160,7 @@ def test_unreachable_hub_without_glue_dir_is_one_line_naming_glue_dir(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GLUE_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # a closed port, an empty cache
     start = time.monotonic()
-    proc = subprocess.run([*LORASCOPE, "baselines", "--tasks", "sst2"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([*LORASCOPE, "baselines", "--task", "sst2"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "GLUE_DIR is not set and the Hugging Face Hub cannot be reached" in proc.stderr and "set GLUE_DIR=" in proc.stderr

@@ -298,20 +298,25 @@ def dump_yaml(data: dict[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
-def check_report_to(value: str) -> str:
-    """``value`` if the Trainer can log to it here: ``none``, ``all`` or an installed integration.
+def check_report_to(value: str | list[str]) -> str | list[str]:
+    """``value`` if the Trainer can log to it here: ``none``, ``all``, an installed integration or a
+    list of installed integrations.
 
     The Trainer itself checks this only once training starts, after the output folder exists.
 
     Raises:
         ConfigError: naming ``report_to``, the value, and what is accepted or how to install it.
     """
-    if value in ("none", "all"):
-        return value
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+    names = [value] if isinstance(value, str) else list(value)
+    if len(names) > 1 and {"none", "all"} & set(names):
+        raise ConfigError(f"'report_to': none and all stand alone, not in a list of loggers (got {names})")
+    for name in names:
+        if name in ("none", "all"):
+            continue
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
-    if value not in INTEGRATION_TO_CALLBACK:
-        raise ConfigError(f"'report_to': unknown logger {value!r} (expected none, all or one of {', '.join(INTEGRATION_TO_CALLBACK)})")
-    if value not in get_available_reporting_integrations():  # type: ignore[no-untyped-call]
-        raise ConfigError(f"'report_to': logger {value!r} is not installed here (pip install {value.replace('_', '-')}, or report_to=none)")
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ConfigError(f"'report_to': unknown logger {name!r} (expected none, all or one of {', '.join(INTEGRATION_TO_CALLBACK)})")
+        if name not in get_available_reporting_integrations():  # type: ignore[no-untyped-call]
+            raise ConfigError(f"'report_to': logger {name!r} is not installed here (pip install {name.replace('_', '-')}, or report_to=none)")
     return value

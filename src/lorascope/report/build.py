@@ -1,5 +1,6 @@
-"""``build_report``: collect artifacts -> figures -> report.md, a self-contained report.html and a
-small summary.json of the headline numbers."""
+"""``build_report``: collect artifacts -> figures -> report.md, a self-contained report.html, the
+report's tables as CSV files (``tables/*.csv``), interactive figures where plotly is installed, and
+summary.json: the study's numbers without per-sample data."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 from lorascope.artifacts import write_json
 from lorascope.report.collect import collect
 from lorascope.report.figures import all_figures
+from lorascope.report.interactive import interactive_figures
 from lorascope.report.markdown import render
+from lorascope.report.tables import write_tables
 from lorascope.study.layout import StudyLayout
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;color:#222}
@@ -20,17 +23,36 @@ th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code,pre{backgrou
 
 
 def build_report(study: Path | str) -> Path:
-    """Write ``report/report.md``, ``report/report.html`` and ``report/figures/*.png``; returns the HTML path."""
+    """Write ``report/report.md``, ``report/report.html``, ``report/figures/*.png`` (and ``*.html`` with the
+    plots extra), ``report/tables/*.csv`` and ``report/summary.json``; returns the HTML path."""
     study = Path(study)
     out = StudyLayout(Path(study)).report
     data = collect(study)
     figures = {k: f"figures/{p.name}" for k, p in all_figures(data, out / "figures").items()}
     md = render(data, figures)
+    interactive = {k: f"figures/{p.name}" for k, p in interactive_figures(data, out / "figures").items()}
+    md = link_interactive(md, figures, interactive)
     (out / "report.md").write_text(md, encoding="utf-8")
+    write_tables(data, out / "tables")
     html = markdown_to_html(md, out)
     (out / "report.html").write_text(html, encoding="utf-8")
     write_json(out / "summary.json", summary(data))
     return out / "report.html"
+
+
+# What hovering adds to each interactive figure, as the link under its static version says.
+_INTERACTIVE_TEXT = {"drift_by_layer": "each seed's drift at each layer", "frontier": "each seed behind each sweep point"}
+
+
+def link_interactive(md: str, figures: dict[str, str], interactive: dict[str, str]) -> str:
+    """``md`` with a link to each interactive figure on the line after its static image (the markdown
+    sections place the images; a figure without its static image in the text gets no link)."""
+    for name, path in interactive.items():
+        image = f"![{name}]({figures.get(name)})"
+        if name in figures and image in md:
+            link = f"[Interactive version ({_INTERACTIVE_TEXT.get(name, 'values')} on hover)]({path})"
+            md = md.replace(image, f"{image}\n\n{link}", 1)
+    return md
 
 
 def frontier_verdict(d: dict[str, Any]) -> dict[str, Any] | None:
@@ -50,17 +72,47 @@ def frontier_verdict(d: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+# Per layer of a drift run, the numbers summary.json keeps (as one list per measure, aligned with "layer");
+# CKA is 1 − drift, left out. ci_low/ci_high: the drift's interval over samples.
+_LAYER_KEYS = ("layer", "drift", "drift_debiased", "cosine", "ci_low", "ci_high")
+# Of a lens's run, what summary.json leaves out: per-matrix records (singular values and similarities of
+# every adapted matrix), which the lens's own JSON keeps.
+_LENS_RUN_DROP = ("per_matrix",)
+
+
+def drift_run_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """A drift run without its per-sample data: its means with their intervals over samples, thirds,
+    learning record, and per layer each measure as a list (``per_layer[measure][i]`` is layer
+    ``per_layer["layer"][i]``'s)."""
+    layers = r.get("layers") or []
+    per_layer = {k: [row.get(k) for row in layers] for k in _LAYER_KEYS if any(k in row for row in layers)}
+    return {**{k: v for k, v in r.items() if k != "layers"}, "per_layer": per_layer}
+
+
+def lens_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A lens's runs with their summaries, without per-matrix records."""
+    return [{k: v for k, v in r.items() if k not in _LENS_RUN_DROP} for r in result.get("runs") or []]
+
+
 def summary(data: dict) -> dict:
-    """The study's headline numbers in one small JSON: verdicts, per-method drift and metric with
-    their intervals, noise floor, controls, a sweep's frontier and selection, serving ratios and
-    checks, stage times, provenance."""
+    """The study's numbers in one JSON: verdicts, per-method drift and metric with their intervals and
+    per-layer means, every run's drift with its per-layer values, per-layer tests, noise floor,
+    controls, a sweep's frontier and selection, each lens's comparison and runs, serving ratios and
+    checks, stage times, provenance. Left out: sample ids, per-matrix weight records and the
+    between-seed pairs (each artifact's own JSON keeps them)."""
     drift = {}
     for task, d in data["drift"].items():
-        comparison = {k: v for k, v in d["comparison"].items() if k != "per_layer"}
-        methods = {m: {k: v for k, v in s.items() if not k.startswith("layer_")} for m, s in d["methods"].items()}
-        drift[task] = {"n_samples": d["n_samples"], "n_layers": d.get("n_layers"), "methods": methods,
-                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": comparison,
+        drift[task] = {"n_samples": d["n_samples"], "n_layers": d.get("n_layers"), "methods": d["methods"],
+                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": d["comparison"],
+                       "runs": [drift_run_summary(r) for r in d.get("runs") or []],
+                       "skipped_runs": d.get("skipped_runs") or [],
                        "dev_examples_note": d.get("dev_examples_note")}
+        if d.get("robustness"):
+            drift[task]["robustness"] = d["robustness"]
+        # Each other LoRA variant's comparison with full FT (the primary's is "comparison" above).
+        others = {label: c for label, c in (d.get("comparisons") or {}).items() if label != d.get("primary")}
+        if others:
+            drift[task]["comparisons"] = others
         if d.get("frontier"):
             drift[task].update(frontier=d["frontier"], selection=d.get("selection"))
     bench = data["bench"] or {}
@@ -74,11 +126,14 @@ def summary(data: dict) -> dict:
         "baselines": data["baselines"],
         "drift": drift,
         "frontier": {task: f for task, d in data["drift"].items() if (f := frontier_verdict(d)) is not None},
-        "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"]}
+        "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"],
+                           "runs": lens_runs(w)}
                     for task, w in (data.get("weights") or {}).items()},
-        "forgetting": {task: {k: f[k] for k in ("text_source", "n_texts", "base_loss", "controls", "comparison")}
+        "forgetting": {task: {**{k: f[k] for k in ("text_source", "n_texts", "base_loss", "controls", "comparison")},
+                              "runs": lens_runs(f)}
                        for task, f in (data.get("forgetting") or {}).items()},
-        "probes": {task: {k: p[k] for k in ("probe_tasks", "base", "majority", "uninformative", "controls", "comparison")}
+        "probes": {task: {**{k: p[k] for k in ("probe_tasks", "base", "majority", "uninformative", "controls", "comparison")},
+                          "runs": lens_runs(p)}
                    for task, p in (data.get("probes") or {}).items()},
         "bench": {"environment": bench.get("environment"), "checks_passed": bench.get("checks_passed"),
                   "results": [{k: r.get(k) for k in keep} for r in bench.get("results") or []]} if bench else None,

@@ -156,6 +156,10 @@ def run_study(cfg: StudyConfig, *, only: dict[str, str] | None = None, console: 
         try:
             check_study_config(out, cfg)
             _run_stages(cfg, out, only or {}, console)
+            if not only:  # a slice (--only) logs nothing: the study's results are whole once every slice ran
+                from lorascope.trackers import log_study_results, study_report_to
+
+                log_study_results(out, study_report_to(cfg), console=console)
         except LorascopeError:
             if not holds_results(out):
                 if not existed:

@@ -23,6 +23,20 @@ VARIANT_NAME = r"^[a-z][a-z0-9_]*$"
 ALL_LINEAR = "all-linear"
 
 
+def normalise_report_to(value: str | list[str]) -> str | list[str]:
+    """One spelling per set of loggers, so that a run or study folder compares equal however its
+    ``report_to`` was written: a string stays a string (``"none"``, the default, as stored before
+    lists were accepted), ``"a,b"`` and a list of several names become the sorted list without
+    repeats, a list of one name that name, an empty list ``"none"``."""
+    names = [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else list(value)
+    if isinstance(value, str) and len(names) <= 1:
+        return value.strip() or "none"
+    names = sorted(set(names))
+    if not names:
+        return "none"
+    return names[0] if len(names) == 1 else names
+
+
 class TrainConfig(StrictModel):
     """Everything that determines one fine-tuning run."""
 
@@ -80,7 +94,10 @@ class TrainConfig(StrictModel):
     lora_dora: bool = Field(False, description="DoRA: weight-decomposed LoRA (PEFT use_dora); not servable by the runtime")
     bf16: bool | None = Field(None, description="bf16 mixed precision (default: on where the GPU supports it)")
     gradient_checkpointing: bool | None = Field(None, description="trade compute for memory (default: on for GPU)")
-    report_to: str = Field("none", description="Trainer loggers: none, tensorboard, wandb, mlflow, all")
+    report_to: str | list[str] = Field(
+        "none",
+        description="loggers of the training curves and, in a study, of its results: none, all, one name "
+                    "(tensorboard, mlflow, wandb, ...) or a list of names (e.g. [mlflow, tensorboard])")
     logging_steps: PositiveInt = Field(10, description="log the training loss every this many steps")
     save_model: bool = Field(True, description="write the adapter / model folder (off for HPO trials)")
 
@@ -99,9 +116,9 @@ class TrainConfig(StrictModel):
 
     @field_validator("report_to")
     @classmethod
-    def _known_logger(cls, value: str) -> str:
+    def _known_logger(cls, value: str | list[str]) -> str | list[str]:
         # Checked here too, not only by the CLI: the Trainer checks it only after the run folder exists.
-        return check_report_to(value)
+        return check_report_to(normalise_report_to(value))
 
     @model_validator(mode="after")
     def _fill_lr(self) -> TrainConfig:
