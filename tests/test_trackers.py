@@ -222,3 +222,6 @@ def test_a_study_run_logs_its_results_beside_the_training_curves(glue_dir, tmp_p
     curves = [r for r in client.search_runs([experiment.experiment_id]) if FOLDER_TAG not in r.data.tags]
     assert len(curves) == 4 and all("train_loss" in r.data.metrics for r in curves)
     assert (out / "report" / "tables" / "drift_by_layer.csv").is_file()
+    # Each run keeps its TensorBoard curves (the Trainer's default folder is deleted with the checkpoints).
+    for run_folder in (out / "train").iterdir():
+        assert list((run_folder / "tensorboard").glob("events.out.tfevents.*")), run_folder

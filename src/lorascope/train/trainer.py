@@ -185,9 +185,21 @@ def build_trainer(
     # Without tqdm the Trainer prints every log dict instead: TrainProgress shows them readably,
     # and a study prints its own lines.
     trainer.remove_callback(PrinterCallback)
+    keep_tensorboard_curves(trainer, Path(output_dir).parent / "tensorboard")
     if progress:
         trainer.add_callback(TrainProgress(spec.metrics, "selection split" if cfg.selection_split else "dev"))
     return trainer, guard
+
+
+def keep_tensorboard_curves(trainer: Trainer, folder: Path) -> None:
+    """Point the Trainer's TensorBoard writer (when ``report_to`` names it) at ``folder`` in the run
+    folder: by default it writes under the checkpoints folder, which is deleted when the run
+    finishes. ``$TENSORBOARD_LOGGING_DIR``, when set, still wins."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(folder)
 
 
 def model_inputs(ds: datasets.Dataset) -> datasets.Dataset:
