@@ -49,3 +49,13 @@ def test_encode_takes_pairs_and_refuses_a_mix():
     assert states.shape[:2] == (3, 2) and states.dtype == np.float32
     with pytest.raises(DataError, match=r"texts\[1\]: give all single texts or all \[text_a, text_b\] pairs"):
         lorascope.encode("tiny-llama", ["a", ["b", "c"]])
+
+
+def test_every_lazily_exported_name_has_its_type_stub():
+    from lorascope._stubs import stubs
+
+    found = stubs()
+    assert len(found) >= 10 and any(p.parent.name == "lorascope" for p in found)
+    for path, text in found.items():
+        assert path.is_file() and path.read_text(encoding="utf-8") == text, (
+            f"{path} is not up to date: run `python -m lorascope._stubs`")
