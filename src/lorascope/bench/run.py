@@ -19,8 +19,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lorascope.artifacts import finish, start_partial, write_json
-from lorascope.bench.correctness import run_checks
 from lorascope.bench.config import BASELINE, BenchConfig
+from lorascope.bench.correctness import run_checks
 from lorascope.bench.inputs import Batch, build_pool, make_batches
 from lorascope.bench.memory import (
     PeakMeter,

