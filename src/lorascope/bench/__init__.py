@@ -1,7 +1,8 @@
 """Serving-cost benchmark (RQ2): every way of serving LoRA adapters, timed on the same requests.
 
 Public API:
-    BenchConfig, run_bench: the in-process benchmark (bench.json, bench.csv).
+    BenchConfig, run_bench: the in-process benchmark (bench.json, bench.csv); with ``endpoint`` set, a
+        running HTTP server (lorascope serve, vLLM) timed beside it (see ``lorascope.bench.endpoint``).
     STRATEGIES: the strategy names it knows.
     LoadConfig, run_load: the HTTP load generator against a running ``lorascope serve``.
 """

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from lorascope.config import StrictModel
 from lorascope.serve.sources import check_adapter_name
@@ -87,6 +88,28 @@ class BenchConfig(StrictModel):
     bootstrap_resamples: PositiveInt = Field(2000, description="bootstrap resamples of each latency interval")
     h2_max_ratio: float = Field(1.30, gt=1, description="H2: an adapter strategy costs at most this many times the "
                                 "merged model's mean latency (the protocol's 30% added latency)")
+    endpoint: str | None = Field(
+        None, description="base URL of a running server that speaks vLLM's classification protocol (lorascope serve, "
+        "vllm serve): timed on the same requests beside the in-process runtime (loopback only unless allow_remote)",
+    )
+    endpoint_models: dict[str, str] | list[str] = Field(
+        default_factory=dict,
+        description="the name the endpoint serves each adapter under: adapter -> served name, or a list in adapter "
+        "order (default: the adapter's own name)",
+    )
+    endpoint_label: str | None = Field(
+        None, description="the endpoint's rows are 'endpoint:<label>' (default: the owner GET /v1/models reports, "
+        "e.g. lorascope or vllm)",
+    )
+    endpoint_concurrency: list[PositiveInt] = Field(
+        default_factory=lambda: [1, 4], description="concurrent clients of the endpoint's throughput sweep, per batch size",
+    )
+    endpoint_timeout_s: PositiveFloat = Field(60.0, description="per-request timeout of the endpoint")
+    endpoint_atol: float | None = Field(
+        None, gt=0, description="lorascope's own server vs the in-process runtime, max |probability difference| "
+        "(default 1e-4 fp32, 2e-2 bf16); other servers are checked on predicted labels only",
+    )
+    allow_remote: bool = Field(False, description="let endpoint be a host other than loopback (a GPU box running vLLM)")
 
     @field_validator("batch_sizes")
     @classmethod
@@ -114,10 +137,45 @@ class BenchConfig(StrictModel):
             check_adapter_name(name, ValueError)
         return adapters
 
+    @field_validator("endpoint_models", mode="before")
+    @classmethod
+    def _served_names(cls, given: Any) -> Any:
+        """``[a=x, b=y]`` (as options and key=value give it) -> ``{a: x, b: y}``; bare names stay a list."""
+        if not isinstance(given, list) or not any(isinstance(item, str) and "=" in item for item in given):
+            return given
+        if not all(isinstance(item, str) and "=" in item for item in given):
+            raise ValueError("give every served name as adapter=name, or none of them (a list in adapter order)")
+        pairs = [item.split("=", 1) for item in given]
+        return {a.strip(): served.strip() for a, served in pairs}
+
+    @field_validator("endpoint_label")
+    @classmethod
+    def _label_alphabet(cls, label: str | None) -> str | None:
+        if label is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", label):
+            raise ValueError("endpoint_label: 1 to 64 letters, digits, '_', '.' or '-'")
+        return label
+
+    @field_validator("endpoint_concurrency")
+    @classmethod
+    def _unique_levels(cls, levels: list[int]) -> list[int]:
+        if not levels:
+            raise ValueError("give at least one concurrency level")
+        return sorted(set(levels))
+
     @model_validator(mode="after")
     def _tasks_for_synthetic(self) -> BenchConfig:
         if not self.adapters and not self.synthetic_tasks:
             raise ValueError("synthetic_tasks must name at least one task")
+        return self
+
+    @model_validator(mode="after")
+    def _endpoint_host(self) -> BenchConfig:
+        from lorascope.bench.urls import url_problem
+
+        if self.endpoint is not None:
+            problem = url_problem(self.endpoint, self.allow_remote)
+            if problem:
+                raise ValueError(f"endpoint {self.endpoint!r}: {problem}")
         return self
 
     def atol(self, which: Literal["peft", "runtime"]) -> float:
@@ -128,3 +186,9 @@ class BenchConfig(StrictModel):
         if self.dtype == "fp32":
             return 1e-5 if which == "peft" else 1e-4
         return 5e-2 if which == "peft" else 1e-1
+
+    def endpoint_tolerance(self) -> float:
+        """Largest |probability difference| between lorascope's server and the in-process runtime."""
+        if self.endpoint_atol is not None:
+            return self.endpoint_atol
+        return 1e-4 if self.dtype == "fp32" else 2e-2

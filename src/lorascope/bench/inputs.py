@@ -28,10 +28,13 @@ class PoolRow:
     Attributes:
         adapter: Adapter name.
         features: ``input_ids``, ``attention_mask`` (and ``token_type_ids`` for BERT), unpadded lists.
+        text: The row as written: a text, or ``(text_a, text_b)`` for a pair task (what an HTTP
+            endpoint is sent; it tokenises ``text`` into ``features`` itself).
     """
 
     adapter: str
     features: dict[str, list[int]]
+    text: str | tuple[str, str] = ""
 
 
 @dataclass
@@ -79,29 +82,41 @@ def build_pool(
         DataError: If a dev set cannot be loaded.
     """
     per_adapter = math.ceil(n_rows / len(adapter_tasks))
-    rows_by_adapter: dict[str, list[dict[str, list[int]]]] = {}
+    rows_by_adapter: dict[str, list[PoolRow]] = {}
     for i, (name, spec) in enumerate(adapter_tasks.items()):
+        split = load_split(spec, "validation", data_dir)
+        # tokenize_dataset maps row for row (nothing is filtered), so row j of ds is row j of split.
         ds = tokenize_dataset(
-            load_split(spec, "validation", data_dir), base.tokenizer,
-            is_pair=spec.is_pair, is_decoder=base.is_decoder, max_length=max_length, keep_columns=(),
+            split, base.tokenizer, is_pair=spec.is_pair, is_decoder=base.is_decoder, max_length=max_length, keep_columns=(),
         )
         order = np.random.default_rng([seed, i]).permutation(len(ds))
         picked = [int(order[j % len(order)]) for j in range(per_adapter)]
         columns = [c for c in MODEL_INPUTS if c in ds.column_names]
         data = {c: ds[c] for c in columns}
-        rows_by_adapter[name] = [{c: data[c][j] for c in columns} for j in picked]
+        text_a, text_b = split["text_a"], split["text_b"] if spec.is_pair else None
+        rows_by_adapter[name] = [
+            PoolRow(name, {c: data[c][j] for c in columns}, text_a[j] if text_b is None else (text_a[j], text_b[j]))
+            for j in picked
+        ]
     names = list(adapter_tasks)
-    return [PoolRow(names[j % len(names)], rows_by_adapter[names[j % len(names)]][j // len(names)]) for j in range(n_rows)]
+    return [rows_by_adapter[names[j % len(names)]][j // len(names)] for j in range(n_rows)]
+
+
+def pad_rows(rows: list[PoolRow], base: BaseModelSpec, device: torch.device) -> Batch:
+    """One padded batch of ``rows`` (padded to the longest) on ``device``."""
+    padded = CountingCollator(base.tokenizer)([r.features for r in rows])
+    inputs = {key: value.to(device) for key, value in padded.items() if key in MODEL_INPUTS}
+    return Batch(inputs, [r.adapter for r in rows], int(inputs["attention_mask"].sum()))
 
 
 def make_batches(pool: list[PoolRow], batch_size: int, n_batches: int, base: BaseModelSpec, device: torch.device) -> list[Batch]:
     """``n_batches`` consecutive padded batches of ``batch_size`` pool rows (wrapping round the pool)."""
-    collate = CountingCollator(base.tokenizer)
-    batches = []
-    for k in range(n_batches):
-        rows = [pool[(k * batch_size + i) % len(pool)] for i in range(batch_size)]
-        padded = collate([r.features for r in rows])
-        inputs = {key: value.to(device) for key, value in padded.items() if key in MODEL_INPUTS}
-        real = int(inputs["attention_mask"].sum())
-        batches.append(Batch(inputs, [r.adapter for r in rows], real))
-    return batches
+    return [pad_rows([pool[(k * batch_size + i) % len(pool)] for i in range(batch_size)], base, device)
+            for k in range(n_batches)]
+
+
+def request_stats(batches: list[Batch]) -> dict[str, float]:
+    """Mean padded length of ``batches`` and the share of their tokens that are not padding."""
+    padded = sum(b.size * b.seq_len for b in batches)
+    return {"mean_seq_len": float(np.mean([b.seq_len for b in batches])),
+            "real_token_fraction": sum(b.real_tokens for b in batches) / padded}

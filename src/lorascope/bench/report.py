@@ -1,4 +1,4 @@
-"""Tidy output of the serving benchmark: one row per strategy × batch size, as CSV and as a table."""
+"""Tidy output of the serving benchmark: one row per strategy × batch size, as CSV and as tables."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from rich.table import Table
 CSV_COLUMNS = (
     "strategy", "batch_size", "n", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "ci_low_ms", "ci_high_ms",
     "p50_ci_low_ms", "p50_ci_high_ms", "std_ms", "throughput_rps", "ratio_to_merged", "ratio_ci_low", "ratio_ci_high",
-    "p50_ratio_to_merged", "h2", "mean_seq_len", "adapters_loaded", "load_s", "model_tensor_bytes",
+    "p50_ratio_to_merged", "h2", "overhead_ratio", "overhead_ci_low", "overhead_ci_high", "p50_overhead_ratio",
+    "added_ms", "mean_seq_len", "adapters_loaded", "load_s", "model_tensor_bytes",
     "cuda_resident_bytes", "cuda_forward_peak_bytes", "rss_load_delta_bytes", "artifact_bytes", "artifact_estimated",
     "check_passed", "synthetic_adapters", "full_ft_stand_in", "device", "dtype", "threads", "description",
 )
@@ -53,17 +54,58 @@ def results_table(bench: dict[str, Any]) -> Table:
         f"{env['threads']} threads){'; ' + ', '.join(labels) if labels else ''}"
     )
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in ("strategy", "batch", "mean ms [95% CI]", "p50 ms", "p95 ms", "p99 ms", "rows/s", "× merged [95% CI]", "check"):
+    endpoint = "endpoint" in bench
+    columns = ["strategy", "batch", "mean ms [95% CI]", "p50 ms", "p95 ms", "p99 ms", "rows/s", "× merged [95% CI]"]
+    columns += ["× in-process [95% CI]"] if endpoint else []
+    for col in [*columns, "check"]:
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in bench["results"]:
         check = {True: "ok", False: "FAIL", None: "-"}[r["check_passed"]]
-        table.add_row(
+        cells = [
             r["strategy"], str(r["batch_size"]),
             f"{r['mean_ms']:.2f} [{r['ci_low_ms']:.2f}, {r['ci_high_ms']:.2f}]",
             f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_rps']:.1f}",
-            f"{r['ratio_to_merged']:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]", check,
-        )
+            _ratio(r.get("ratio_to_merged"), r.get("ratio_ci_low"), r.get("ratio_ci_high")),
+        ]
+        if endpoint:
+            cells.append(_ratio(r.get("overhead_ratio"), r.get("overhead_ci_low"), r.get("overhead_ci_high")))
+        table.add_row(*cells, check)
     return table
+
+
+def _ratio(value: float | None, low: float | None, high: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def endpoint_table(bench: dict[str, Any]) -> Table:
+    """The endpoint under 1..C concurrent clients: rows/s, latency, errors, per batch size."""
+    ep = bench["endpoint"]
+    table = Table(title=f"{ep['strategy']} ({ep['url']}) under concurrent clients (closed loop)", box=box.SIMPLE_HEAD)
+    for col in ("batch", "clients", "answered", "errors", "rows/s", "× in-process rows/s", "p50 ms [95% CI]", "p99 ms"):
+        table.add_column(col, justify="right", no_wrap=True)
+    fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for r in ep["concurrency"]:
+        p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.2f} [{r['p50_ci_low_ms']:.2f}, {r['p50_ci_high_ms']:.2f}]"
+        table.add_row(str(r["batch_size"]), str(r["concurrency"]), f"{r['n']}/{r['requests']}", str(r["errors"]),
+                      fmt(r["throughput_rps"]), fmt(r["throughput_vs_inprocess"], 2), p50, fmt(r["p99_ms"], 2))
+    return table
+
+
+def endpoint_lines(bench: dict[str, Any]) -> list[str]:
+    """One line per batch size with the HTTP overhead, then the correctness check, as plain text."""
+    ep = bench["endpoint"]
+    lines = []
+    for o in ep["overhead"]:
+        lines.append(f"HTTP overhead at batch {o['batch_size']}: {ep['strategy']} {o['endpoint_mean_ms']:.2f} ms vs "
+                     f"{ep['reference']} {o['inprocess_mean_ms']:.2f} ms = {o['overhead_ratio']:.3f}× "
+                     f"[{o['overhead_ci_low']:.3f}, {o['overhead_ci_high']:.3f}] ({o['added_ms']:+.2f} ms; "
+                     f"medians {o['p50_overhead_ratio']:.3f}×)")
+    c = ep["check"]
+    diff = "" if c["max_abs_prob_diff"] is None else f", max |Δ prob| {c['max_abs_prob_diff']:.2e}"
+    tol = "" if c["tolerance"] is None else f" (tolerance {c['tolerance']:.0e})"
+    lines.append(f"endpoint answers vs in-process: {c['rows']} rows, {100 * c['agreement']:.2f}% same prediction"
+                 f"{diff}{tol}: {'pass' if c['passed'] else 'FAIL'}")
+    return lines
 
 
 def resources_table(bench: dict[str, Any]) -> Table:

@@ -3,6 +3,11 @@
 Reads top to bottom: set-up (adapters, requests) -> load each strategy (timed, memory measured) ->
 correctness checks -> interleaved timing per batch size -> summary and ratios to the merged model.
 The output folder is written as ``<out>.partial`` and renamed when complete.
+
+With ``endpoint`` set, a running HTTP server is measured alongside (see :mod:`lorascope.bench.endpoint`):
+it is asked what it serves before any model loads, its requests and their in-process counterpart join
+the interleaved timing, its answers are checked against the in-process runtime's, and a concurrency
+sweep follows the timing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lorascope.artifacts import finish, start_partial, write_json
 from lorascope.bench.config import BASELINE, BenchConfig
 from lorascope.bench.correctness import run_checks
-from lorascope.bench.inputs import Batch, build_pool, make_batches
+from lorascope.bench.endpoint import (
+    REFERENCE,
+    REFERENCE_DESCRIPTION,
+    EndpointCheck,
+    EndpointClient,
+    EndpointRun,
+    ServerInfo,
+    check_served,
+    open_endpoint,
+    overhead,
+    served_names,
+    start_endpoint_run,
+)
+from lorascope.bench.inputs import Batch, build_pool, make_batches, request_stats
 from lorascope.bench.memory import (
     PeakMeter,
     parameter_count,
@@ -43,7 +61,8 @@ from lorascope.serve.sources import folder_bytes
 BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
 
 
-def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, show_progress: bool = True) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, show_progress: bool = True,
+              endpoint_token: str | None = None) -> dict[str, Any]:
     """Measure every configured serving strategy on the same requests and save the results.
 
     Args:
@@ -51,25 +70,42 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
         out: Output folder: ``bench.json``, ``bench.csv``, ``config.yaml`` (and ``synthetic_adapters/``).
         overwrite: Replace an existing output folder.
         show_progress: Show a rich progress display.
+        endpoint_token: Bearer token of ``cfg.endpoint`` (kept out of the config, which is saved).
 
     Returns:
         The contents of ``bench.json``.
 
     Raises:
-        LorascopeError: On bad input (model, adapters, data, an existing output folder).
+        LorascopeError: On bad input (model, adapters, data, an existing output folder), or an
+            endpoint that cannot be reached, does not serve the adapters or refuses a request.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise LorascopeError(f"{out}: already exists; choose another output folder or pass --overwrite")
+    client, info = open_endpoint(cfg, endpoint_token) if cfg.endpoint else (None, None)
+    try:
+        return _run(cfg, out, show_progress, client, info)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run(cfg: BenchConfig, out: Path, show_progress: bool, client: EndpointClient | None,
+         info: ServerInfo | None) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     partial = start_partial(out, config_to_dict(cfg))
+    endpoint: EndpointRun | None = None
+    endpoint_check: EndpointCheck | None = None
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       disable=not show_progress) as progress:
             step = progress.add_task("preparing model, adapters and requests", total=None)
             n_steps = cfg.warmup + cfg.requests
             prep = prepare(cfg, partial)
+            if client is not None:
+                served = served_names(cfg, [a.name for a in prep.adapters])
+                check_served(info, served, cfg.endpoint)  # before the models load: a wrong name costs nothing
             pool = build_pool(prep.tasks, prep.base, n_steps * max(cfg.batch_sizes), cfg.max_length, cfg.data_dir, cfg.seed)
             batches = {b: make_batches(pool, b, n_steps, prep.base, prep.device) for b in cfg.batch_sizes}
             progress.update(step, total=1, completed=1)
@@ -84,6 +120,8 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
             check_batches = batches[b_max][: math.ceil(cfg.check_rows / b_max)]
             checks = run_checks(strategies, groups, ctx, check_batches, cfg.atol("peft"), cfg.atol("runtime"))
             progress.update(step, completed=1)
+            if client is not None:
+                endpoint = start_endpoint_run(cfg, client, info, served, pool, prep.tasks, groups, ctx)
 
             calls = {s: make_call(s, groups[CATALOGUE[s][0]]) for s in strategies}
             forward_peaks = _forward_peaks(calls, batches, meter)
@@ -91,13 +129,20 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
             for b in cfg.batch_sizes:
                 step = progress.add_task(f"timing batch size {b}", total=n_steps)
                 timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
+                if endpoint is not None:
+                    timed.update(endpoint.calls(b))
                 times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda step=step: progress.advance(step))
+            if endpoint is not None:
+                step = progress.add_task("endpoint under concurrency", total=len(cfg.batch_sizes) * len(cfg.endpoint_concurrency))
+                single = {b: b * cfg.requests / (times[b][REFERENCE].sum() / 1e3) for b in cfg.batch_sizes}
+                endpoint.sweep(cfg, single, lambda step=step: progress.advance(step))
+                endpoint_check = endpoint.check(cfg.endpoint_tolerance())
     except LorascopeError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input (model, adapter, data) leaves no folder behind
         raise
 
     measured = dict(groups=groups, memory=memory, forward_peaks=forward_peaks, checks=checks, times=times,
-                    cuda_peak=meter.overall())
+                    cuda_peak=meter.overall(), endpoint=endpoint, endpoint_check=endpoint_check)
     bench = _assemble(cfg, prep, strategies, skipped, batches, **measured)
     write_json(partial / "bench.json", bench)
     write_csv(partial / "bench.csv", bench["results"])
@@ -180,8 +225,10 @@ def _artifacts(prep: Prepared, cfg: BenchConfig, groups: dict[str, Group]) -> tu
 def _assemble(
     cfg: BenchConfig, prep: Prepared, strategies: list[str], skipped: dict[str, str], batches: dict[int, list[Batch]], *,
     groups: dict[str, Group], memory: dict[str, dict], forward_peaks: dict, checks: list, times: dict, cuda_peak: int | None,
+    endpoint: EndpointRun | None = None, endpoint_check: EndpointCheck | None = None,
 ) -> dict[str, Any]:
-    """bench.json's contents: config, environment, inputs, per-strategy resources, results rows, checks."""
+    """bench.json's contents: config, environment, inputs, per-strategy resources, results rows, checks
+    (and, with an endpoint, its rows beside them and its ``endpoint`` section)."""
     adapter_bytes, full = _artifacts(prep, cfg, groups)
     check_by = {c.strategy: c.passed for c in checks}
     per_strategy = {}
@@ -201,7 +248,8 @@ def _assemble(
             "artifact_estimated": estimated,
         }
     env = _environment(prep.device, cfg)
-    requests = {b: _request_stats(batches[b][cfg.warmup:]) for b in cfg.batch_sizes}
+    requests = {b: request_stats(batches[b][cfg.warmup:]) for b in cfg.batch_sizes}
+    overheads: dict[int, dict[str, Any]] = {}
     results = []
     for b in cfg.batch_sizes:
         seq = requests[b]["mean_seq_len"]
@@ -219,7 +267,10 @@ def _assemble(
                 dtype=cfg.dtype, threads=env["threads"], description=info["description"],
             )
             results.append(row)
-    return {
+        if endpoint is not None:
+            overheads[b] = overhead(times[b][endpoint.strategy], times[b][REFERENCE], cfg.bootstrap_resamples, cfg.seed)
+            results += _endpoint_rows(cfg, prep, env, endpoint, b, times[b], overheads[b], endpoint_check.passed)
+    bench = {
         "config": config_to_dict(cfg),
         "environment": env,
         "base_model": {"name": prep.base.name, "source": prep.base.source, "is_decoder": prep.base.is_decoder,
@@ -243,13 +294,38 @@ def _assemble(
         "notes": prep.notes + [f"{s} skipped: {why}" for s, why in skipped.items()],
         "provenance": provenance(cfg.seed),
     }
+    if endpoint is not None:
+        bench["endpoint"] = endpoint.section(cfg, endpoint_check, overheads, times)
+        bench["notes"].append(
+            f"{endpoint.strategy} and {REFERENCE}: requests of one adapter each (the protocol names one model per "
+            "request), built from the same dev rows as the other strategies' mixed batches; compare the two with "
+            "each other (overhead_ratio), not with the merged model")
+    return bench
 
 
-def _request_stats(batches: list[Batch]) -> dict[str, float]:
-    """Mean padded length of the measured batches and the share of their tokens that are not padding."""
-    padded = sum(b.size * b.seq_len for b in batches)
-    return {"mean_seq_len": float(np.mean([b.seq_len for b in batches])),
-            "real_token_fraction": sum(b.real_tokens for b in batches) / padded}
+def _endpoint_rows(cfg: BenchConfig, prep: Prepared, env: dict[str, Any], endpoint: EndpointRun, b: int,
+                   times: dict[str, np.ndarray], over: dict[str, Any], check_passed: bool) -> list[dict[str, Any]]:
+    """The in-process counterpart's and the endpoint's result rows at batch size ``b``, in the results' shape.
+
+    Their requests group rows by adapter, unlike the other strategies' batches, so no ratio to the
+    merged model is given; the endpoint's row has its ratio to the in-process runtime instead.
+    """
+    seq = request_stats([r.batch for r in endpoint.requests[b][cfg.warmup:]])["mean_seq_len"]
+    none = dict.fromkeys(("ratio_to_merged", "ratio_ci_low", "ratio_ci_high", "p50_ratio_to_merged", "h2",
+                          "model_tensor_bytes", "cuda_resident_bytes", "cuda_forward_peak_bytes", "rss_load_delta_bytes",
+                          "artifact_bytes", "artifact_estimated"))
+    common = dict(mean_seq_len=seq, adapters_loaded=len(endpoint.served), synthetic_adapters=prep.synthetic,
+                  full_ft_stand_in=prep.full_model is None, device=env["device_name"], dtype=cfg.dtype, threads=env["threads"])
+    ref = {"strategy": REFERENCE, "batch_size": b, **latency_summary(times[REFERENCE], b, cfg.bootstrap_resamples, cfg.seed),
+           **none, **common, "load_s": endpoint.reference_load_s, "check_passed": None, "description": REFERENCE_DESCRIPTION,
+           **dict.fromkeys(("overhead_ratio", "overhead_ci_low", "overhead_ci_high", "p50_overhead_ratio", "added_ms"))}
+    owner = endpoint.info.owned_by or "unknown server"
+    ep = {"strategy": endpoint.strategy, "batch_size": b,
+          **latency_summary(times[endpoint.strategy], b, cfg.bootstrap_resamples, cfg.seed), **none, **common,
+          "load_s": None, "check_passed": check_passed,
+          "description": f"HTTP endpoint {endpoint.url} ({owner}), client wall-clock, same requests as {REFERENCE}",
+          **over}
+    return [ref, ep]
 
 
 def _environment(device: torch.device, cfg: BenchConfig) -> dict[str, Any]:

@@ -51,21 +51,36 @@ def bench(
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     dtype: Optional[str] = typer.Option(None, help="fp32 or bf16."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    endpoint: Optional[str] = typer.Option(
+        None, help="Also measure a running server that speaks vLLM's classification protocol (lorascope serve, "
+                   "vllm serve) at this base URL, on the same requests, beside the in-process runtime."),
+    endpoint_models: Optional[list[str]] = typer.Option(
+        None, "--endpoint-model", callback=comma_list,
+        help="The name the endpoint serves an adapter under, as adapter=served_name, or served names in adapter "
+             "order; repeat, or separate with commas (default: the adapters' own names)."),
+    allow_remote: Optional[bool] = typer.Option(
+        None, "--allow-remote/--loopback-only",
+        help="Let --endpoint be another machine (a GPU box running vLLM); default: loopback hosts only."),
+    token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token of --endpoint (or ${TOKEN_ENV})."),
     config: Optional[Path] = config_option(),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
-    overrides: Optional[list[str]] = settings_argument("requests=200 warmup=20"),
+    overrides: Optional[list[str]] = settings_argument("requests=200 warmup=20 endpoint_concurrency=1,4"),
 ) -> None:
-    """Measure the serving cost of LoRA strategies (merged, separate, multi-adapter, mixed batches) vs full FT.
+    """Measure the serving cost of LoRA strategies (merged, separate, multi-adapter, mixed batches) vs full FT,
+    and with --endpoint a running HTTP server on the same requests (its overhead over the in-process runtime,
+    its throughput under concurrent clients, its answers against the runtime's).
 
     Examples:
 
     lorascope bench --model minilm --adapter sst2=runs/demo-sst2 --out runs/bench --batch-size 1,16
 
     lorascope bench --model tinyllama-shape --device cuda --dtype bf16 --out runs/bench-gpu requests=200
+
+    lorascope bench --model minilm --adapter sst2=runs/demo-sst2 --endpoint http://127.0.0.1:8000 --out runs/bench-http
     """
     quiet_libraries()
     from lorascope.bench import BenchConfig, run_bench
-    from lorascope.bench.report import resources_table, results_table
+    from lorascope.bench.report import endpoint_lines, endpoint_table, resources_table, results_table
     from lorascope.errors import ConfigError
     from lorascope.serve.sources import parse_named_paths
 
@@ -76,19 +91,31 @@ def bench(
             raise ConfigError(f"--batch-size {wrong[0]!r}: expected a whole number (e.g. --batch-size 1,16)")
         sizes = [int(x) for x in batch_sizes]
     options = dict(model=model, adapters=parse_named_paths(adapters) or None, full_model=full_model, batch_sizes=sizes,
-                   device=device, dtype=dtype, threads=threads)
+                   device=device, dtype=dtype, threads=threads, endpoint=endpoint, endpoint_models=endpoint_models or None,
+                   allow_remote=allow_remote)
     cfg = assemble(BenchConfig, config, options, overrides)
-    result = run_bench(cfg, out, overwrite=overwrite)
+    result = run_bench(cfg, out, overwrite=overwrite, endpoint_token=token)
     # Piped or captured output gets the full table rather than one cut to 80 columns.
-    wide = console if console.is_terminal else Console(width=150)
+    wide = console if console.is_terminal else Console(width=170)
     wide.print(results_table(result))
     wide.print(resources_table(result))
+    if "endpoint" in result:
+        wide.print(endpoint_table(result))
+        for line in endpoint_lines(result):
+            wide.print(line, highlight=False)
     for note in result["notes"]:
         console.print(f"[dim]note:[/] {note}")
     failed = [c for c in result["checks"] if not c["passed"]]
     for c in failed:
         console.print(f"[bold red]check failed:[/] {c['strategy']} vs {c['compared_with']}: max |Δ| {c['max_abs_diff']:.3g} "
                       f"(tolerance {c['tolerance']:.0e}), agreement {c['agreement']:.3f}")
+    endpoint_check = (result.get("endpoint") or {}).get("check")
+    if endpoint_check and not endpoint_check["passed"]:
+        diff, tol = endpoint_check["max_abs_prob_diff"], endpoint_check["tolerance"]
+        within = "" if tol is None or diff is None else f"; max |Δ prob| {diff:.3g} (tolerance {tol:.0e})"
+        console.print(f"[bold red]check failed:[/] {result['endpoint']['strategy']}: {endpoint_check['mismatches']} of "
+                      f"{endpoint_check['rows']} predictions differ from the in-process runtime's{within}", highlight=False)
+        failed.append(endpoint_check)
     console.print(f"[bold green]done[/] {len(result['results'])} rows -> {out / 'bench.json'}, {out / 'bench.csv'}")
     if failed:
         raise typer.Exit(1)
