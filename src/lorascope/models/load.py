@@ -11,8 +11,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers import logging as hf_logging
 
 from lorascope.errors import ConfigError
-from lorascope.models.registry import resolve_model
 from lorascope.models.folders import check_adapter_folder, check_model_folder
+from lorascope.models.registry import resolve_model
 from lorascope.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
