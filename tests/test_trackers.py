@@ -139,6 +139,7 @@ def test_logging_again_is_idempotent_and_changed_results_get_a_new_run(tmp_path,
 def _wandb_records(path: Path) -> list:
     """The records of a W&B transaction log (``.wandb``): a 7-byte file header, then LevelDB's log
     format (32 KiB blocks; each fragment a 7-byte header: CRC, little-endian length, type)."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()
@@ -149,11 +150,16 @@ def _wandb_records(path: Path) -> list:
             pos += block - pos % block
             continue
         length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if pos + 7 + length > len(data):  # W&B's writer is still on this fragment: read again later
+            break
         chunk += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a whole record, or the last fragment of one
             record = pb.Record()
-            record.ParseFromString(chunk)
+            try:
+                record.ParseFromString(chunk)
+            except DecodeError:  # a record caught mid-write: the caller reads the log again
+                break
             out.append(record)
             chunk = b""
     return out

@@ -172,12 +172,13 @@ def serve(
     settings = assemble(ServerSettings, config, dict(token=token, adapter_roots=roots or None, log_level=log_level,
                                                      access_log=access_log), overrides)
     adapters = parse_named_paths(adapter)
-    # The port opens first and the model loads behind it: /ready says when it is done.
-    app = build_app(model, adapters, settings, dtype=dtype, device=device, lazy=True)
+    # The model and adapters load before the port opens, so bad input is one line and exit 2; an
+    # app built with build_app(lazy=True) opens first and answers /ready with 503 while loading.
+    app = build_app(model, adapters, settings, dtype=dtype, device=device)
     if not _is_loopback(host) and settings.token is None:
         err_console.print(f"[yellow]warning:[/] listening on {host} without a token: anyone who can reach it may use it")
     names = ", ".join(adapters) or "none yet"
-    console.print(f"serving {names} on http://{host}:{port} once loaded (GET /ready; Ctrl-C stops)")
+    console.print(f"serving {names} on http://{host}:{port} (Ctrl-C stops)")
     run_server(app, host, port)
 
 
