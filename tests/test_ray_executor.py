@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def test_ray_executor_gives_the_local_executors_results(glue_dir, tmp_path, loca
     assert results(out) == local_reference
     printed = console.export_text()
     # Each freshly trained unit says which worker (host:pid) ran it: a Ray worker, not this process.
-    workers = [line.split(" on ")[1].split(",")[0] for line in printed.splitlines() if "s on " in line]
+    # A unit's line ends "(<seconds> s on <worker>, ETA …)"; other stages' lines may say "on" too.
+    workers = [m.group(1) for m in re.finditer(r"\(\d+ s on ([^,]+), ETA", printed)]
     assert len(workers) == 2, printed
     assert all(int(w.rsplit(":", 1)[1]) != os.getpid() for w in workers), printed
     # Rerun: every unit is found done, on Ray as locally.
