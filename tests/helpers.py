@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -37,3 +38,36 @@ def train_tiny_runs(root: Path, task: str, max_length: int) -> Path:
                               epochs=1, batch_size=8, max_length=max_length, lr=5e-3 if method == "lora" else 1e-3)
             assert run_train(cfg, root / f"{task}-{method}-s{seed}", progress=False).ok
     return root
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app, timeout_s: float = 30.0):
+    """``app`` served by uvicorn (``make_server``) on a free loopback port in a thread; yields its URL
+    once the server has started, and stops it on exit."""
+    import threading
+    import time
+
+    from lorascope.serve.http import make_server
+
+    port = free_port()
+    server = make_server(app, "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + timeout_s
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.started, "the server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import socket
-import threading
-import time
 
 import pytest
 import typer
@@ -27,6 +24,7 @@ from lorascope.errors import ConfigError
 from lorascope.models.base_recipe import open_base
 from lorascope.report.serving_text import serving_section
 from tests.conftest import GLUE_DIR
+from tests.helpers import free_port, serving
 
 pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -39,11 +37,6 @@ LEVELS = [1, 2]
 TINY = dict(model=BASE, batch_sizes=SIZES, warmup=1, requests=5, bootstrap_resamples=200, check_rows=4, threads=1,
             endpoint_concurrency=LEVELS)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +52,10 @@ def adapters(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(adapters):
     """``lorascope serve --model tiny-llama --adapter ...`` on a free loopback port; yields its URL."""
-    from lorascope.serve.http import ServerSettings, build_app, make_server
+    from lorascope.serve.http import ServerSettings, build_app
 
-    app = build_app(BASE, adapters, ServerSettings(max_wait_ms=0), device="cpu")
-    port = _free_port()
-    srv = make_server(app, "127.0.0.1", port)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(build_app(BASE, adapters, ServerSettings(max_wait_ms=0), device="cpu")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +178,7 @@ def _one_error_line(result, *says: str) -> None:
 
 
 def test_cli_a_server_that_is_down_is_one_line(tmp_path):
-    port = _free_port()  # nothing listens there once the probe socket is closed
+    port = free_port()  # nothing listens there once the probe socket is closed
     result = _cli(["--model", BASE, "--endpoint", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "o")])
     _one_error_line(result, "cannot reach", str(port))
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()

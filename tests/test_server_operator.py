@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 
@@ -23,6 +22,7 @@ from lorascope.models.base_recipe import open_base
 from lorascope.serve import MultiAdapterRuntime
 from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, create_app, make_server
 from lorascope.serve.http.service import Loaded
+from tests.helpers import free_port, serving
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -234,17 +234,12 @@ def test_draining_refuses_new_work_with_503_but_keeps_the_probes(setup):
         assert scrape(client)[("lorascope_requests_rejected_total", (("reason", "draining"),))] == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones(setup):
     app = make_app(setup, graceful_shutdown_s=10)
     valve = Valve(app.state.batcher.process)
     app.state.batcher.process = valve
-    port = _free_port()
+    port = free_port()
     server = make_server(app, "127.0.0.1", port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -285,19 +280,9 @@ def test_open_loop_load_past_capacity_gets_429s_not_5xx_and_recovers(setup):
         return real(jobs)
 
     app.state.batcher.process = slow
-    port = _free_port()
-    server = make_server(app, "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        result = run_load(LoadConfig(url=f"http://127.0.0.1:{port}", clients=64, duration_s=1.0, rate_rps=150,
+    with serving(app, timeout_s=20) as url:
+        result = run_load(LoadConfig(url=url, clients=64, duration_s=1.0, rate_rps=150,
                                      recovery_s=0.5, adapters=["sst2"]))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert result["mode"] == "open" and result["offered_rps"] == 150
     assert result["rejected_429"] > 0 and result["server_errors_5xx"] == 0 and result["ok"] > 0
     assert result["requests"] == result["ok"] + result["rejected_429"]  # nothing else: no 5xx, no transport errors
@@ -347,7 +332,7 @@ def test_the_serve_command_opens_the_port_loads_then_drains_on_sigterm(tmp_path)
 
     from tests.test_cli import LORASCOPE
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([*LORASCOPE, "serve", "--model", "tiny-llama", "--port", str(port), "--log-level", "info",
                              "--adapter-root", str(tmp_path)],

@@ -7,8 +7,6 @@ probabilities are compared with a separate in-process runtime's softmax for the 
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import time
 
 import numpy as np
@@ -20,7 +18,8 @@ from fastapi.testclient import TestClient
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.models.base_recipe import open_base
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, create_app, make_server
+from lorascope.serve.http import AdapterMeta, ServerSettings, TextEncoder, create_app
+from tests.helpers import serving
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -103,32 +102,15 @@ def assert_openai_error(response, status: int, param: str | None = "any", says: 
     return error
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_vllm_example_classification_client_over_a_real_socket(setup):
     """vLLM's openai_classification_client.py, request for request: requests.post(url + "/classify", json=...)."""
-    app = make_app(setup)
-    port = _free_port()
-    server = make_server(app, "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.time() + 20
-        while not server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert server.started
-        api_url = f"http://127.0.0.1:{port}/classify"
+    with serving(make_app(setup)) as url:
+        api_url = f"{url}/classify"
         payload = {"model": "sst2", "input": PROMPTS}
         response = requests.post(api_url, headers={"User-Agent": "Test Client"}, json=payload, timeout=30)
         assert response.status_code == 200, response.text
         check_classification(setup, response.json(), "sst2", PROMPTS)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("path", ["/classify", "/v1/classify"])
