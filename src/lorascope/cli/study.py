@@ -1,4 +1,4 @@
-"""CLI commands of the study runner: ``study run``, ``study status``, ``report``."""
+"""CLI commands of the study runner: ``study run``, ``study plan``, ``study status``, ``report``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from lorascope.cli.common import (
     Command,
     command_class,
     console,
+    json_option,
     print_error,
+    print_json,
     quiet_libraries,
     settings_argument,
     settings_arguments,
@@ -75,6 +77,40 @@ def study_run(
     console.print(f"[bold yellow]study finished with failed units[/]: {where}")
     print_error(failure_summary(failures, len(train_units(cfg, selected, out)), StudyLayout(out).train))
     raise typer.Exit(EXIT_UNITS_FAILED)
+
+
+@study_app.command("plan", cls=command_class(
+    StudyConfig, settings_file="path",
+    intro="Study settings: each a key of the study file, or key=value, which wins over the file. Every key, with its type "
+          "and default:"))
+@user_errors
+def study_plan(
+    path: Path = typer.Argument(..., help="Study YAML (configs/studies/*.yaml)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                   help="Time a few training steps of each model/method/max_length here (cached); "
+                                        "without it, times come from FLOPs."),
+    json_out: bool = json_option(),
+    overrides: Optional[list[str]] = settings_argument("seeds=1,2,3 device=cpu", what="Study settings"),
+) -> None:
+    """What a study will run and cost, before it runs: every unit with its parameters, peak memory and time,
+    what is done already, and whether the verdicts can decide with the seeds given.
+
+    Example:
+
+    lorascope study plan configs/studies/quickstart.yaml seeds=42,1337,2024
+    """
+    quiet_libraries()
+    from lorascope.study.config import load_study
+    from lorascope.study.plan import plan_lines, plan_study
+
+    cfg = load_study(path, settings_arguments(StudyConfig, overrides), here=False)
+    note = None if json_out else (lambda line: console.print(f"  {line}", style="dim", highlight=False, soft_wrap=True))
+    plan = plan_study(cfg, calibrate_here=calibrate, progress=note)
+    if json_out:
+        print_json(plan.to_dict())
+        return
+    for line in plan_lines(plan):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _awaiting_selection(cfg, folder: Path) -> list[tuple[str, str, int]]:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
+from lorascope.models.device import ExtractionSettings
 from lorascope.represent.config import Pooling, SampleSettings
 from lorascope.stats.settings import StatisticsSettings
 
@@ -29,8 +30,8 @@ class DriftSettings(StatisticsSettings, SampleSettings):
                                                "beside the verdicts)")
 
 
-class DriftConfig(DriftSettings):
-    """Drift of every trained run of one task from its base model."""
+class DriftConfig(DriftSettings, ExtractionSettings):
+    """Drift of every trained run of one task from its base model (a study sets ``device`` from its own)."""
 
     task: str | None = Field(None, description="GLUE task, task YAML file or training run folder (default: the task "
                                                "of the runs under 'runs', when they all share one)")

@@ -19,7 +19,7 @@ from lorascope.data import get_task
 from lorascope.drift.analysis import between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
-from lorascope.drift.controls import align_to, run_controls
+from lorascope.drift.controls import ZERO_DRIFT_TOLERANCE, align_to, run_controls
 from lorascope.drift.frontier import sweep_frontier
 from lorascope.drift.robustness import layer_range, robustness_rows, run_dissimilarities
 from lorascope.errors import DataError
@@ -29,6 +29,12 @@ from lorascope.represent import Representations, RepresentConfig, run_represent
 from lorascope.represent.config import SampleSettings
 from lorascope.run_folder import RunFolder, RunRecord
 from lorascope.variants import FULL, compared_labels, primary_label
+
+# The zero-drift controls in bf16: two extractions in other batch shapes round differently at
+# bf16's unit roundoff (2^-8 ≈ 0.004), which moves CKA by about its square. Measured on MiniLM
+# (bf16 autocast, batch 16 vs 8 in another order): 2e-6, twice the float32 tolerance; 1e-4 is
+# far above that and far below the drift of any misalignment (of order 1).
+BF16_ZERO_DRIFT_TOLERANCE = 1e-4
 
 LAYER_COLUMNS = ["task", "method", "seed", "layer", "cka", "cka_debiased", "cosine", "drift", "drift_debiased", "ci_low", "ci_high"]
 
@@ -78,20 +84,34 @@ def _represent(cfg: DriftConfig, model: str, path: Path, *, lora_init: bool = Fa
     samples = cfg.model_dump(include=set(SampleSettings.model_fields) - {"batch_size"})
     rc = RepresentConfig(**samples, batch_size=batch_size or cfg.batch_size,
                          task=cfg.task, model=model, poolings=[cfg.pooling], lora_init=lora_init,
-                         order_seed=order_seed, data_dir=cfg.data_dir)
+                         order_seed=order_seed, data_dir=cfg.data_dir, device=cfg.device, precision=cfg.precision)
     return run_represent(rc, path)
 
 
-def _controls(cfg: DriftConfig, base: Representations, reps_dir: Path) -> list:
+def extraction_setup(cfg: DriftConfig) -> dict[str, Any]:
+    """Where and in which dtype the states are extracted, and the zero-drift controls' tolerance
+    there; an absent device fails here, before any model is loaded."""
+    import torch
+
+    from lorascope.models.device import compute_dtype, resolve_device
+
+    device = resolve_device(cfg.device)
+    dtype = compute_dtype(cfg.precision, device)
+    tolerance = ZERO_DRIFT_TOLERANCE if dtype == torch.float32 else BF16_ZERO_DRIFT_TOLERANCE
+    return {"device": str(device), "compute_dtype": str(dtype).removeprefix("torch."), "control_tolerance": tolerance}
+
+
+def _controls(cfg: DriftConfig, base: Representations, reps_dir: Path, tolerance: float) -> list:
     """The pipeline controls: LoRA at init, and a second, independent extraction of the base in a
-    shuffled order with another batch size (compared re-aligned by id, and as extracted)."""
+    shuffled order with another batch size (compared re-aligned by id, and as extracted); zero
+    drift means below ``tolerance``."""
     lora0 = _represent(cfg, cfg.base, reps_dir / "base-lora-init.safetensors", lora_init=True)
     check_aligned(base, lora0, "LoRA at init")
     replica = _represent(cfg, cfg.base, reps_dir / "base-replica.safetensors", order_seed=cfg.data_seed + 1,
                          batch_size=max(1, cfg.batch_size // 2) if cfg.batch_size > 1 else 2)
     as_extracted = replica.states[cfg.pooling]
     aligned = align_to(as_extracted, replica.ids, base.ids, "second base extraction")
-    return run_controls(base.states[cfg.pooling], aligned, as_extracted, lora0.states[cfg.pooling])
+    return run_controls(base.states[cfg.pooling], aligned, as_extracted, lora0.states[cfg.pooling], tolerance=tolerance)
 
 
 def check_aligned(reference: Representations, other: Representations, name: str) -> None:
@@ -150,11 +170,12 @@ def _aligned_correctness(records: list[RunRecord]) -> tuple[list[np.ndarray | No
 def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     out = Path(out)
     cfg = resolve_task(cfg)
+    extraction = extraction_setup(cfg)
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
     base = _represent(cfg, cfg.base, reps_dir / "base.safetensors")
     all_states = base.states[cfg.pooling]
-    controls = _controls(cfg, base, reps_dir)
+    controls = _controls(cfg, base, reps_dir, extraction["control_tolerance"])
     first = layer_range(cfg.layers, int(all_states.shape[0])).start
     base_states = all_states[first:]  # the layers the verdicts average
 
@@ -204,6 +225,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
         "n_layers": int(all_states.shape[0]),
         "layers": {"verdicts": cfg.layers, "averaged": list(range(first, int(all_states.shape[0])))},
         "dev_examples_note": dev_examples_note,
+        "extraction": extraction,
         "sample_ids": base.ids,
         "controls": [c.to_dict() for c in controls],
         "runs": [r.to_dict() for r in per_run],

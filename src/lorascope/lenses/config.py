@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
+from lorascope.models.device import DeviceSettings, ExtractionSettings
 from lorascope.weight_update.defaults import DEFAULT_EPSILON, DEFAULT_TOP_K
 
 
@@ -30,8 +31,12 @@ class WeightLensSettings(StrictModel):
                                        description="thresholds at which intruders are also counted (the paper's sweep)")
 
 
-class WeightLensConfig(WeightLensSettings, LensRuns):
-    """Which runs, from which base, and how intruder dimensions are counted (the runs must share one task's labels)."""
+class WeightLensConfig(WeightLensSettings, LensRuns, DeviceSettings):
+    """Which runs, from which base, and how intruder dimensions are counted (the runs must share one task's labels).
+
+    ``device`` is where the base model is loaded to read its matrices; the measures themselves
+    (SVDs in float64) run on the CPU.
+    """
 
 
 class ForgettingSettings(StrictModel):
@@ -44,8 +49,11 @@ class ForgettingSettings(StrictModel):
     batch_size: PositiveInt = Field(16, description="passages per forward pass")
 
 
-class ForgettingConfig(ForgettingSettings, LensRuns):
-    """The runs whose forgetting is measured, and their base (a decoder with a language-model head)."""
+class ForgettingConfig(ForgettingSettings, LensRuns, DeviceSettings):
+    """The runs whose forgetting is measured, and their base (a decoder with a language-model head).
+
+    The losses are computed in float32 on ``device``: the controls compare them to 1e-9.
+    """
 
     data_dir: str | None = Field(None, description="GLUE folder for the default held-out text (default: $GLUE_DIR)")
 
@@ -62,7 +70,7 @@ class ProbeSettings(StrictModel):
     batch_size: PositiveInt = Field(32, description="extraction batch size")
 
 
-class ProbeConfig(ProbeSettings, LensRuns):
-    """The runs whose probe retention is measured, and their base."""
+class ProbeConfig(ProbeSettings, LensRuns, ExtractionSettings):
+    """The runs whose probe retention is measured, and their base (features extracted on ``device``)."""
 
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")

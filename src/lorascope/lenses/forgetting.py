@@ -8,7 +8,8 @@ backbone knew about language intact. Forgetting = the run's mean next-token loss
 in nats per token, on the same passages; 0 for an unchanged backbone.
 
 Every backbone goes through one path: :func:`_backbone_state` (the run's weights, a LoRA merged in)
-→ :func:`load_backbone` into one scratch copy of the base → :func:`mean_token_loss`. The controls
+→ :func:`load_backbone` into the base model once its own scores are taken (one model on the device,
+the base's backbone kept apart on the CPU) → :func:`mean_token_loss`. The controls
 send known backbones down that path and stop the lens (``DataError``) when one scores other than
 computed independently of it:
 
@@ -29,7 +30,6 @@ computed independently of it:
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
@@ -109,10 +109,16 @@ def _causal_base(source: str) -> Any:
 
 
 def _backbone_state(run: RunFolder) -> dict[str, Any]:
-    """The fine-tuned backbone's weights (LoRA merged in), named as in the base's backbone."""
+    """The fine-tuned backbone's weights (LoRA merged in), named as in the base's backbone.
+
+    Loaded on the CPU whatever the lens's device: only its weights are read, and loading them into
+    the scored model copies them there, so the device never holds a second model.
+    """
+    import torch
+
     from lorascope.models.load import load_run
 
-    model = load_run(run.path).model
+    model = load_run(run.path, device=torch.device("cpu")).model
     if hasattr(model, "merge_and_unload"):  # a PEFT model: fold the adapter into the weights
         model = model.merge_and_unload()
     return getattr(model, model.base_model_prefix).state_dict()
@@ -124,11 +130,14 @@ def load_backbone(lm: Any, backbone: dict[str, Any]) -> None:
 
 
 def lora_init_backbone_state(source: str) -> dict[str, Any]:
-    """The base classifier wrapped in a fresh LoRA adapter (B = 0) and merged: the backbone LoRA starts from."""
+    """The base classifier wrapped in a fresh LoRA adapter (B = 0) and merged: the backbone LoRA starts from
+    (built on the CPU, as every backbone that is only read and then loaded into the scored model)."""
+    import torch
+
     from lorascope.models.adapt import prepare_for_method
     from lorascope.models.load import load_classifier
 
-    classifier = load_classifier(source, LABELS, seed=0).model
+    classifier = load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model
     wrapped, _ = prepare_for_method(classifier, "lora", dropout=0.0)
     merged = wrapped.merge_and_unload()
     return getattr(merged, merged.base_model_prefix).state_dict()
@@ -182,7 +191,7 @@ def full_logits_nll_sum(lm: Any, input_ids: Any, attention_mask: Any, head_weigh
         logits = lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
     else:
         hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        logits = torch.nn.functional.linear(hidden[:, :-1], head_weight)
+        logits = torch.nn.functional.linear(hidden[:, :-1], head_weight.to(hidden.device, hidden.dtype))
     targets = input_ids[:, 1:]
     mask = attention_mask[:, 1:].bool()
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [batch, seq - 1]
@@ -209,10 +218,11 @@ def mean_token_loss(lm: Any, tokenizer: Any, texts: list[str], max_length: int, 
 
     nll_sum = nll_sum or token_nll_sum
 
+    device = next(lm.parameters()).device
     total, count = 0.0, 0
     with torch.inference_mode():
         for input_ids, attention_mask in _batches(tokenizer, texts, max_length, batch_size):
-            batch_total, batch_count = nll_sum(lm, input_ids, attention_mask)
+            batch_total, batch_count = nll_sum(lm, input_ids.to(device), attention_mask.to(device))
             total += batch_total
             count += batch_count
     if count == 0:
@@ -237,16 +247,23 @@ def _known_noise(shape: tuple[int, ...], like: Any, relative: float, generator: 
     return noise * (relative * float(like.double().norm()) / float(noise.norm()))
 
 
-def moved_embedding_state(lm: Any) -> dict[str, Any]:
+def moved_embedding_state(lm: Any, backbone: dict[str, Any] | None = None) -> dict[str, Any]:
     """The base's backbone with its input embeddings ``[vocab, hidden]`` moved by seeded noise of
-    ``KNOWN_RELATIVE_CHANGE`` × their norm: the embeddings, and nothing else, then differ from the head."""
+    ``KNOWN_RELATIVE_CHANGE`` × their norm: the embeddings, and nothing else, then differ from the head.
+
+    Args:
+        lm: the model whose decoder the backbone fits (names the embedding matrix).
+        backbone: the base's backbone (default: ``lm``'s decoder as it is now).
+    """
     import torch
 
-    state = dict(lm.get_decoder().state_dict())  # loading copies: only the moved matrix needs a tensor of its own
+    # Loading copies: only the moved matrix needs a tensor of its own.
+    state = dict(backbone if backbone is not None else lm.get_decoder().state_dict())
     name = _embedding_name(lm)
-    generator = torch.Generator().manual_seed(CONTROL_SEED)
-    moved = state[name].double() + _known_noise(tuple(state[name].shape), state[name], KNOWN_RELATIVE_CHANGE, generator)
-    state[name] = moved.to(state[name].dtype)
+    generator = torch.Generator().manual_seed(CONTROL_SEED)  # a CPU generator: the same noise on every device
+    embeddings = state[name].detach().to("cpu")
+    moved = embeddings.double() + _known_noise(tuple(embeddings.shape), embeddings, KNOWN_RELATIVE_CHANGE, generator)
+    state[name] = moved.to(embeddings.dtype)
     return state
 
 
@@ -268,7 +285,8 @@ def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) 
     from lorascope.models.adapt import prepare_for_method
     from lorascope.models.load import load_classifier
 
-    classifier = load_classifier(source, LABELS, seed=0).model
+    # On the CPU: only its adapter is written, and the lens reads the run back like any other.
+    classifier = load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model
     prefix = classifier.base_model_prefix
     wrapped, _ = prepare_for_method(classifier, "lora", r=KNOWN_LORA_R, alpha=KNOWN_LORA_ALPHA, dropout=0.0)
     scale = KNOWN_LORA_ALPHA / KNOWN_LORA_R
@@ -282,7 +300,7 @@ def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) 
             a = torch.randn(tuple(a_layer.weight.shape), generator=generator, dtype=torch.float64)
             b = torch.randn(tuple(b_layer.weight.shape), generator=generator, dtype=torch.float64)
             name = module_name.removeprefix(PEFT_PREFIX).removeprefix(prefix + ".") + ".weight"
-            w0 = base_state[name].double()
+            w0 = base_state[name].detach().to("cpu").double()
             b *= KNOWN_RELATIVE_CHANGE * float(w0.norm()) / float((scale * b @ a).norm())
             a_layer.weight.copy_(a.float())
             b_layer.weight.copy_(b.float())
@@ -359,7 +377,7 @@ def run_files_backbone(run: RunFolder, base_state: dict[str, Any], prefix: str) 
         name = backbone_name(module + ".weight")
         if name is None or name not in base_state:
             raise DataError(f"{run.adapter_dir}: adapts '{module}', which the base's backbone does not have")
-        w0 = out[name].double()
+        w0 = out[name].detach().to("cpu").double()
         a = tensor.double().numpy()
         if kind.group(1) == "lora_embedding_A":  # A [r, vocab], B [hidden, r]: ΔW = (s·B·A)ᵀ
             b = tensors[module + ".lora_embedding_B"].double().numpy()
@@ -385,7 +403,7 @@ def weight_mismatch(scored: dict[str, Any], expected: dict[str, Any]) -> tuple[f
     for name in sorted(set(scored) | set(expected)):
         if name not in scored or name not in expected or scored[name].shape != expected[name].shape:
             return math.inf, name
-        got, want = scored[name], expected[name]
+        got, want = scored[name].to(expected[name].device), expected[name]  # compared where the expectation is
         if got.dtype == want.dtype and torch.equal(got, want):
             continue
         diff = float((got.double() - want.double()).abs().max()) / max(float(want.double().abs().max()), 1e-30)
@@ -442,11 +460,13 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: the base has no LM head, no finished runs, or no text; a control failed.
     """
+    from lorascope.models.device import resolve_device
     from lorascope.models.load import load_tokenizer
     from lorascope.models.registry import resolve_model
 
+    device = resolve_device(cfg.device)  # an absent device fails before any model is loaded
     source = resolve_model(cfg.base)
-    base_lm = _causal_base(source)
+    base_lm = _causal_base(source).to(device)
     records = [(r, r.record()) for r in RunFolder.finished_under(cfg.runs)]
     records = [(r, m) for r, m in records if m.ok and cfg.task in (None, m.task)]
     if not records:
@@ -458,14 +478,21 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     probe = texts[:PROBE_TEXTS]
     tokenizer = load_tokenizer(source, is_decoder=True)
 
-    base_state = base_lm.get_decoder().state_dict()  # never loaded into: the base's own tensors, shared, not copied
     base_head = base_lm.get_output_embeddings().weight.detach().clone()  # [vocab, hidden], held apart from any model
     prefix = base_lm.base_model_prefix
-    scratch = copy.deepcopy(base_lm)  # every run's backbone is loaded into this copy in turn, under the base's head
     head_check = {"name": "lm_head_kept", "loads_checked": 0}
 
     def loss_of(lm: Any, passages: list[str], nll_sum: NllSum | None = None) -> float:
         return mean_token_loss(lm, tokenizer, passages, cfg.max_length, cfg.batch_size, nll_sum)
+
+    # The base's own scores first, from the base model itself. Then that model becomes the scratch
+    # copy every backbone is loaded into, so that the device holds one model, not two; the base's
+    # backbone is kept apart on the CPU (never loaded into) for the controls and the rebuilds.
+    base_loss = loss_of(base_lm, texts)
+    base_probe = loss_of(base_lm, probe)
+    full_probe = loss_of(base_lm, probe, full_logits_nll_sum)
+    base_state = {k: v.detach().to("cpu", copy=True) for k, v in base_lm.get_decoder().state_dict().items()}
+    scratch = base_lm
 
     def load(backbone: dict[str, Any], what: str) -> None:
         """Load into ``scratch`` and check that its head is still the base's, not the (moved) embeddings."""
@@ -475,13 +502,10 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
         if problem:
             raise _fail("lm_head_kept", f"after loading {what}, the scored model's LM head {problem}")
 
-    def score(backbone: dict[str, Any] | None, what: str = "") -> float:
-        if backbone is None:
-            return loss_of(base_lm, texts)
+    def score(backbone: dict[str, Any], what: str) -> float:
         load(backbone, what)
         return loss_of(scratch, texts)
 
-    base_loss = score(None)
     # Control: the base's own backbone put back through the same path must score exactly as the base.
     replica = score({k: v.clone() for k, v in base_state.items()}, "the base's own backbone")
     # Control: LoRA at initialisation (B = 0), merged, changes nothing.
@@ -494,9 +518,7 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
             raise _fail(c["name"], f"it scores {c['forgetting']:+.3g} nats per token away from the base, where it "
                         "must score the same")
 
-    base_probe = loss_of(base_lm, probe)
-    # Control: the chunked loss is the loss of the model's own full logits.
-    full_probe = loss_of(base_lm, probe, full_logits_nll_sum)
+    # Control: the chunked loss is the loss of the model's own full logits (both scored above).
     chunked = {"name": "chunked_loss_is_full_logits_loss", "forgetting": base_probe - full_probe, "expected": 0.0,
                "passed": _loss_agrees(base_probe, full_probe)}
     controls.append(chunked)
@@ -507,11 +529,11 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     # Control: embeddings moved by a known amount. The head must stay the base's (checked by load), and
     # the loss must be the moved backbone's under the base head held apart, which a head re-tied to the
     # moved embeddings visibly misses.
-    moved_state = moved_embedding_state(base_lm)
+    moved_state = moved_embedding_state(scratch, base_state)
     load(moved_state, "a backbone with moved input embeddings")
     moved = loss_of(scratch, probe)
     moved_expected = loss_of(scratch, probe, lambda lm, ids, mask: full_logits_nll_sum(lm, ids, mask, base_head))
-    moved_embeddings = moved_state[_embedding_name(base_lm)]
+    moved_embeddings = moved_state[_embedding_name(scratch)]
     retied = loss_of(scratch, probe, lambda lm, ids, mask: full_logits_nll_sum(lm, ids, mask, moved_embeddings))
     head_check.update(forgetting=moved - base_probe, expected=moved_expected - base_probe,
                       retied_difference=retied - moved_expected,

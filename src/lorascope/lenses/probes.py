@@ -57,11 +57,15 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, 
 
 
 def _features(loaded: Any, data: dict[str, dict[str, Any]], cfg: ProbeConfig) -> dict[str, np.ndarray]:
-    """Mean-pooled last-layer states ``[n_train + n_dev, d]`` of every probe task for one loaded model."""
-    from lorascope.represent.encode import encode_loaded
+    """Mean-pooled last-layer states ``[n_train + n_dev, d]`` of every probe task for one loaded model,
+    on ``cfg.device``; the model is let go afterwards, so that the next one finds the device's memory free."""
+    from lorascope.models.load import as_device
+    from lorascope.represent.encode import Encoder
 
-    return {task: encode_loaded(loaded, d["train_texts"] + d["dev_texts"], max_length=cfg.max_length,
-                                batch_size=cfg.batch_size)[-1] for task, d in data.items()}
+    loaded.model.to(as_device(cfg.device))  # a model built elsewhere (the LoRA-at-init control) moves here
+    with Encoder(loaded, precision=cfg.precision) as enc:
+        return {task: enc.encode(d["train_texts"] + d["dev_texts"], max_length=cfg.max_length,
+                                 batch_size=cfg.batch_size)[-1] for task, d in data.items()}
 
 
 def _accuracies(states: dict[str, np.ndarray], data: dict[str, dict[str, Any]], cfg: ProbeConfig) -> dict[str, float]:
@@ -74,11 +78,16 @@ def _accuracies(states: dict[str, np.ndarray], data: dict[str, dict[str, Any]], 
 
 
 def _lora_at_init(source: str, label_names: tuple[str, ...]) -> Any:
-    """The base wrapped in a fresh LoRA adapter (B = 0): its probe must score exactly as the base's."""
+    """The base wrapped in a fresh LoRA adapter (B = 0): its probe must score exactly as the base's.
+
+    Built on the CPU; :func:`_features` moves it to the lens's device.
+    """
+    import torch
+
     from lorascope.models.adapt import prepare_for_method
     from lorascope.models.load import load_classifier
 
-    loaded = load_classifier(source, label_names, seed=0)
+    loaded = load_classifier(source, label_names, seed=0, device=torch.device("cpu"))
     loaded.model, _ = prepare_for_method(loaded.model, "lora", dropout=0.0)
     loaded.model.eval()
     return loaded
@@ -96,9 +105,11 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
         DataError: no probe tasks, a probe task that is the runs' own, no finished runs, or a failed control.
     """
     from lorascope.data.tasks import get_task
+    from lorascope.models.device import resolve_device
     from lorascope.models.load import load_classifier, load_run
     from lorascope.models.registry import resolve_model
 
+    resolve_device(cfg.device)  # an absent device fails before any data or model is read
     if not cfg.probe_tasks:
         raise DataError("probe_tasks: empty; name the tasks to probe (e.g. probe_tasks=[mrpc,rte])")
     records = [(r, r.record()) for r in RunFolder.finished_under(cfg.runs)]
@@ -115,7 +126,7 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
         raise DataError(f"{cfg.runs}: runs trained from '{foreign[0]}', not from base '{cfg.base}'")
     data = {name: probe_split(ref, cfg) for name, ref in names.items()}
     labels = tuple(records[0][1].label_names or ("LABEL_0", "LABEL_1"))
-    base_states = _features(load_classifier(source, labels, seed=0), data, cfg)
+    base_states = _features(load_classifier(source, labels, seed=0, device=cfg.device), data, cfg)
     base = _accuracies(base_states, data, cfg)
     majority = {t: float(np.bincount(d["dev_labels"]).max() / len(d["dev_labels"])) for t, d in data.items()}
     # Control: a fresh LoRA adapter (B = 0) must leave every feature, hence every probe, as the base's.
@@ -128,7 +139,7 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     runs = []
     methods = {record.label: str(record.method) for _, record in records}
     for run, record in records:
-        acc = _accuracies(_features(load_run(run.path), data, cfg), data, cfg)
+        acc = _accuracies(_features(load_run(run.path, device=cfg.device), data, cfg), data, cfg)
         summary = {f"accuracy_{t}": acc[t] for t in data} | {f"retention_{t}": acc[t] - base[t] for t in data}
         summary["retention"] = float(np.mean([acc[t] - base[t] for t in data]))
         runs.append({"run": run.name, "method": record.label, "seed": record.seed, "summary": summary})

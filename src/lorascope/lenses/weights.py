@@ -121,18 +121,21 @@ class BaseWeights(NamedTuple):
     head: list[str]
 
 
-def base_weights(base: str, label_names: tuple[str, ...]) -> BaseWeights:
+def base_weights(base: str, label_names: tuple[str, ...], device: str = "cpu") -> BaseWeights:
     """Every 2-D parameter of the base classifier, and which of them form the pretrained backbone.
 
     The backbone is the pretrained model the classifier wraps (``model.…`` for Llama, ``bert.…``
     for BERT: ``base_model_prefix``); what lies outside it is the task's head.
+
+    Args:
+        device: where the base is loaded (a device setting); its matrices are returned on the CPU.
     """
     import torch
 
     from lorascope.models.load import load_classifier
 
-    model = load_classifier(base, label_names, seed=0).model
-    matrices = {n: p.detach().float().numpy() for n, p in model.named_parameters() if p.ndim == 2}
+    model = load_classifier(base, label_names, seed=0, device=device).model
+    matrices = {n: p.detach().float().cpu().numpy() for n, p in model.named_parameters() if p.ndim == 2}
     prefix = f"{getattr(model, 'base_model_prefix', '') or ''}."
     if prefix != "." and any(n.startswith(prefix) for n in matrices):
         backbone = sorted(n for n in matrices if n.startswith(prefix))
@@ -244,6 +247,9 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: no finished runs, or no LoRA run to say which matrices were adapted.
     """
+    from lorascope.models.device import resolve_device
+
+    resolve_device(cfg.device)  # an absent device fails before any run is read
     records: list[tuple[RunFolder, RunRecord]] = [(r, r.record()) for r in RunFolder.finished_under(cfg.runs)]
     records = [(r, m) for r, m in records if m.ok and cfg.task in (None, m.task)]
     if not records:
@@ -254,7 +260,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
         raise DataError(f"{cfg.runs}: holds runs of tasks with different labels; give the runs of one task")
     if not any(m.method == "lora" for _, m in records):
         raise DataError(f"{cfg.runs}: no finished LoRA run; the weight lens measures the matrices LoRA adapted")
-    base = base_weights(cfg.base, label_sets.pop())
+    base = base_weights(cfg.base, label_sets.pop(), cfg.device)
     w0 = base.matrices
     lora_updates = {r.name: adapter_updates(r, w0) for r, m in records if m.method == "lora"}
     methods = {m.label: str(m.method) for _, m in records}

@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers import logging as hf_logging
 
 from lorascope.errors import ConfigError
+from lorascope.models.device import resolve_device
 from lorascope.models.folders import check_adapter_folder, check_model_folder
 from lorascope.models.registry import resolve_model
 from lorascope.run_folder import RunFolder
@@ -126,11 +127,17 @@ def from_pretrained_classifier(
     return net.to(device).eval()
 
 
+def as_device(device: torch.device | str) -> torch.device:
+    """A device setting (``auto``, ``cpu``, ``cuda:1`` …) or a ``torch.device`` as a ``torch.device``."""
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
 def load_classifier(
     model: str,
     label_names: tuple[str, ...],
     seed: int,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> LoadedModel:
     """A ``*ForSequenceClassification`` model with a fresh head initialised from ``seed``.
 
@@ -139,7 +146,11 @@ def load_classifier(
         label_names: label id -> name; sets ``num_labels``, ``id2label`` and ``label2id``.
         seed: seeds the classification head's initialisation (the backbone is pretrained).
         dtype: parameter dtype.
+        device: where the model is put (a ``torch.device`` or a setting such as ``auto``). The
+            default is the CPU because training loads there and lets the Trainer place the model;
+            every analysis passes its own ``device`` setting.
     """
+    device = as_device(device)  # an absent device fails before anything is read
     source = resolve_model(model)
     decoder = is_decoder_source(source)
     tokenizer = load_tokenizer(source, decoder)
@@ -148,19 +159,23 @@ def load_classifier(
         # A classifier saved for another label count: its head cannot be reused, the backbone can.
         log.warning(f"model '{model}': its classification head has {old_width} outputs and the task has "
                     f"{len(label_names)} labels; the head is initialised afresh (seed {seed})")
+    # The head is initialised on the CPU from the CPU generator, then moved: the same seed gives the
+    # same head on every device.
     torch.manual_seed(seed)
-    net = from_pretrained_classifier(source, label_names, dtype, decoder, tokenizer.pad_token_id, name=model,
+    net = from_pretrained_classifier(source, label_names, dtype, decoder, tokenizer.pad_token_id, device, name=model,
                                      new_head_width=old_width is not None)
     return LoadedModel(net, tokenizer, decoder, source)
 
 
-def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> LoadedModel:
     """Reload a trained run folder written by ``lorascope train``.
 
     LoRA runs hold a PEFT adapter folder (``adapter/``, loadable with ``PeftModel.from_pretrained``
     on the base model); full runs hold a model folder (``model/``, loadable with
-    ``AutoModelForSequenceClassification.from_pretrained``). Returns the model in eval mode.
+    ``AutoModelForSequenceClassification.from_pretrained``). Returns the model in eval mode on
+    ``device`` (see :func:`load_classifier`).
     """
+    device = as_device(device)
     folder_of_run = RunFolder(Path(run_dir))
     run = folder_of_run.path
     info = folder_of_run.successful_record()
@@ -171,8 +186,9 @@ def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedM
         if info.base_model_source is None or info.label_names is None:
             missing = "base_model_source" if info.base_model_source is None else "label_names"
             raise ConfigError(f"{folder_of_run.metrics_path}: no '{missing}' (not written by lorascope train?)")
-        base = load_classifier(info.base_model_source, tuple(info.label_names), seed=0, dtype=dtype)
-        base.model = PeftModel.from_pretrained(base.model, folder_of_run.adapter_dir)
+        base = load_classifier(info.base_model_source, tuple(info.label_names), seed=0, dtype=dtype, device=device)
+        # Read straight onto the base's device (PEFT would otherwise read them onto the first GPU).
+        base.model = PeftModel.from_pretrained(base.model, folder_of_run.adapter_dir, torch_device=str(device))
         base.model.eval()
         return base
     folder = folder_of_run.model_dir
@@ -182,5 +198,5 @@ def load_run(run_dir: str | Path, dtype: torch.dtype = torch.float32) -> LoadedM
     recorded = getattr(info, "is_decoder", None)  # kept as written in metrics.json
     decoder = recorded if isinstance(recorded, bool) else is_decoder_source(str(folder))
     tokenizer = load_tokenizer(str(folder), decoder)
-    net = from_pretrained_classifier(folder, None, dtype, decoder, tokenizer.pad_token_id)
+    net = from_pretrained_classifier(folder, None, dtype, decoder, tokenizer.pad_token_id, device)
     return LoadedModel(net, tokenizer, decoder, str(folder))

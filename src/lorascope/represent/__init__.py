@@ -4,6 +4,7 @@ from lorascope._lazy import lazy_exports
 
 # Public name -> the module that defines it, imported on first use.
 _EXPORTS = {
+    "Encoder": ".encode",
     "Representations": ".extract",
     "extract": ".extract",
     "RepresentConfig": ".config",

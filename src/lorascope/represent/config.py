@@ -8,6 +8,7 @@ from annotated_types import Len
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
+from lorascope.models.device import ExtractionSettings
 
 # How a layer's token states become one vector per sample: the masked mean over real tokens, or
 # the token the classification head reads ([CLS] for encoders, the last real token for decoders).
@@ -20,10 +21,10 @@ class SampleSettings(StrictModel):
     n_samples: PositiveInt = Field(750, description="samples (all of them when the split is smaller)")
     data_seed: int = Field(0, description="seed of the deterministic sample subset")
     max_length: PositiveInt = Field(384, description="truncation length (must match across compared models)")
-    batch_size: PositiveInt = Field(32, description="extraction batch size")
+    batch_size: PositiveInt = Field(32, description="extraction batch size (on CUDA, lowered to what fits in free memory)")
 
 
-class RepresentConfig(SampleSettings):
+class RepresentConfig(SampleSettings, ExtractionSettings):
     """What to extract, from which model, on which samples."""
 
     task: str = Field("sst2", description="GLUE task or task YAML file")

@@ -16,58 +16,63 @@ from safetensors import SafetensorError
 
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tokenize import tokenize_dataset
-from lorascope.models import LoadedModel, load_classifier, load_run, prepare_for_method
+from lorascope.models import LoadedModel, prepare_for_method
 from lorascope.represent.config import RepresentConfig
-from lorascope.represent.extract import Representations, extract, input_fingerprint, model_fingerprint
+from lorascope.represent.encode import Encoder, load_for_encoding
+from lorascope.represent.extract import Representations, input_fingerprint, model_fingerprint
 from lorascope.represent.store import load_representations, read_metadata, save_representations
 from lorascope.run_folder import RunFolder
 
 
 def load_for_representation(cfg: RepresentConfig, label_names: tuple[str, ...]) -> LoadedModel:
-    """A training run folder (has metrics.json) or a base model; optionally LoRA at init."""
-    if RunFolder.holds_run(cfg.model):
-        return load_run(cfg.model)
-    loaded = load_classifier(cfg.model, label_names, seed=0)
-    if cfg.lora_init:
+    """A training run folder (has metrics.json) or a base model, on ``cfg.device``; optionally LoRA at init."""
+    loaded = load_for_encoding(cfg.model, cfg.device, label_names=label_names)
+    if cfg.lora_init and not RunFolder.holds_run(cfg.model):
         loaded.model, _ = prepare_for_method(loaded.model, "lora")
     return loaded
 
 
 def run_represent(cfg: RepresentConfig, out: Path | str | None = None, *, progress: bool = True) -> Representations:
-    """Extract (and save to ``out`` as safetensors when given).
+    """Extract (and save to ``out`` as safetensors when given), on ``cfg.device`` in ``cfg.precision``.
 
     A file already at ``out`` is reused only when its stored cache key equals this one
-    (:func:`cache_key`: samples, their order, token ids, weights, settings) and it holds the
-    requested poolings; otherwise it is recomputed and replaced.
+    (:func:`cache_key`: samples, their order, token ids, weights, settings, compute dtype) and it
+    holds the requested poolings; otherwise it is recomputed and replaced. The model is let go
+    (its device memory given back) before this returns.
     """
     spec = with_label_set(get_task(cfg.task), cfg.data_dir)
     samples = subsample(load_split(spec, cfg.split, cfg.data_dir), cfg.n_samples, cfg.data_seed)
     if cfg.order_seed is not None:
         samples = samples.select(np.random.default_rng(cfg.order_seed).permutation(len(samples)).tolist())
-    loaded = load_for_representation(cfg, spec.label_names)
-    tokenised = tokenize_dataset(samples, loaded.tokenizer, is_pair=spec.is_pair, is_decoder=loaded.is_decoder,
-                                 max_length=cfg.max_length, source=f"task {spec.name}, split {cfg.split}")
-    ids = list(tokenised["id"])
-    key = cache_key(cfg, spec.name, ids, input_fingerprint(tokenised), model_fingerprint(loaded.model))
-    if out is not None and stored_key_matches(Path(out), key, cfg.poolings):
-        return load_representations(Path(out))
-    states = extract(loaded.model, loaded.tokenizer, tokenised, is_decoder=loaded.is_decoder,
-                     batch_size=cfg.batch_size, poolings=tuple(cfg.poolings), progress=progress)
-    reps = Representations(states=states, ids=ids, meta={**key, "model": cfg.model, "is_decoder": str(loaded.is_decoder),
-                                                         "cache_key": json.dumps(key, sort_keys=True)})
+    with Encoder(load_for_representation(cfg, spec.label_names), precision=cfg.precision) as enc:
+        loaded = enc.loaded
+        tokenised = tokenize_dataset(samples, loaded.tokenizer, is_pair=spec.is_pair, is_decoder=loaded.is_decoder,
+                                     max_length=cfg.max_length, source=f"task {spec.name}, split {cfg.split}")
+        ids = list(tokenised["id"])
+        key = cache_key(cfg, spec.name, ids, input_fingerprint(tokenised), model_fingerprint(loaded.model),
+                        dtype=str(enc.dtype).removeprefix("torch."))
+        if out is not None and stored_key_matches(Path(out), key, cfg.poolings):
+            return load_representations(Path(out))
+        states = enc.extract(tokenised, poolings=tuple(cfg.poolings), batch_size=cfg.batch_size, progress=progress)
+        meta = {**key, "model": cfg.model, "is_decoder": str(loaded.is_decoder), "device": str(enc.device),
+                "compute_dtype": str(enc.dtype).removeprefix("torch."), "cache_key": json.dumps(key, sort_keys=True)}
+    reps = Representations(states=states, ids=ids, meta=meta)
     if out is not None:
         save_representations(reps, Path(out))
     return reps
 
 
-def cache_key(cfg: RepresentConfig, task: str, ids: list[str], inputs: str, weights: str) -> dict[str, str]:
+def cache_key(cfg: RepresentConfig, task: str, ids: list[str], inputs: str, weights: str,
+              dtype: str = "float32") -> dict[str, str]:
     """Everything that changes the extracted numbers, as strings.
 
     The sample ids in order (their hash), the token ids of every sample (``input_fingerprint``:
     tokenizer and ``max_length`` act through it), the model's weights (``model_fingerprint``: a
-    retrained run or another base changes it) and the settings that select samples.
+    retrained run or another base changes it), the settings that select samples, and the compute
+    dtype when it is not float32 (float32 extractions made before the setting existed keep their key:
+    the device does not change float32 numbers beyond rounding, bf16 does).
     """
-    return {
+    key = {
         "task": task,
         "split": cfg.split,
         "n_samples": str(len(ids)),
@@ -79,6 +84,9 @@ def cache_key(cfg: RepresentConfig, task: str, ids: list[str], inputs: str, weig
         "model_fingerprint": weights,
         "lora_init": str(cfg.lora_init),
     }
+    if dtype != "float32":
+        key["compute_dtype"] = dtype
+    return key
 
 
 def stored_key_matches(path: Path, key: dict[str, str], poolings: list[str]) -> bool:

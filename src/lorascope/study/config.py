@@ -12,6 +12,7 @@ from lorascope.config import StrictModel, build_config, load_yaml
 from lorascope.drift.config import DriftSettings
 from lorascope.errors import ConfigError
 from lorascope.lenses.config import ForgettingSettings, ProbeSettings, WeightLensSettings
+from lorascope.models.device import DEVICE_HELP, DeviceSetting
 from lorascope.study.executor import ExecutorSettings
 from lorascope.train.config import VARIANT_NAME, TrainConfig
 
@@ -96,6 +97,11 @@ class StudyConfig(StrictModel):
                          "report"]] = Field(
         [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
+    device: DeviceSetting = Field(
+        "auto", description=f"where the analyses put their models (drift, weights, forgetting, probes): {DEVICE_HELP}. "
+                            "Training, sanity and hpo are placed by the Trainer (every visible GPU when CUDA is "
+                            "available, else MPS where there is one, else the CPU; CUDA_VISIBLE_DEVICES picks GPUs), "
+                            "bench by bench.overrides.device")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
     method_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method training settings")
     task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
@@ -266,12 +272,20 @@ def _beside(entry: Any, folder: Path) -> Any:
     return str(path if path.is_absolute() else folder / path)
 
 
-def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+# The stages that put models on the study's ``device``.
+DEVICE_STAGES = ("drift", "weights", "forgetting", "probes")
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None, *, here: bool = True) -> StudyConfig:
     """Read and validate a study YAML; every unit's training config is validated too.
 
     Task files named in the study file (``tasks``, ``probes.probe_tasks``) are found relative to the
     study file, so that a study runs the same from any directory; those in ``overrides`` (the
     command line) relative to the current directory.
+
+    Args:
+        here: the study is to run on this machine: a ``device`` it does not have is an error now,
+            not when the first analysis starts after hours of training (``study plan`` passes False).
     """
     data = load_yaml(path, what="study file")
     folder = Path(path).resolve().parent
@@ -281,6 +295,10 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     if isinstance(probes, dict) and isinstance(probes.get("probe_tasks"), list):
         probes["probe_tasks"] = [_beside(t, folder) for t in probes["probe_tasks"]]
     cfg = build_config(StudyConfig, data, overrides or {}, source=str(path))
+    if here and cfg.device not in ("auto", "cpu") and set(DEVICE_STAGES) & set(cfg.stages):
+        from lorascope.models.device import resolve_device
+
+        resolve_device(cfg.device)
     if "hpo" in cfg.stages:
         from lorascope.extras import require
 

@@ -86,7 +86,7 @@ def stage_weights(ctx: StageContext) -> None:
 
     _each_task(ctx, "weights",
                lambda task: WeightLensConfig(**ctx.cfg.weights.model_dump(), base=ctx.cfg.model, runs=str(layout.train),
-                                             task=task, **compared_pair(ctx, task)),
+                                             task=task, device=ctx.cfg.device, **compared_pair(ctx, task)),
                run_weight_lens, layout.weights, describe)
 
 
@@ -102,7 +102,7 @@ def stage_forgetting(ctx: StageContext) -> None:
     _each_task(ctx, "forgetting",
                lambda task: ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
                                              runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir,
-                                             **compared_pair(ctx, task)),
+                                             device=ctx.cfg.device, **compared_pair(ctx, task)),
                run_forgetting, layout.forgetting, describe)
 
 
@@ -122,7 +122,7 @@ def stage_probes(ctx: StageContext) -> None:
             raise DataError("no other task to probe (set probes.probe_tasks)")
         settings = {**ctx.cfg.probes.model_dump(), "probe_tasks": others}
         return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir,
-                           **compared_pair(ctx, task))
+                           device=ctx.cfg.device, **compared_pair(ctx, task))
 
     def describe(result: dict[str, Any]) -> str:
         # Retention is a difference of probe accuracies: "+1.2 points" for each method.

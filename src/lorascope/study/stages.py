@@ -209,7 +209,7 @@ def stage_drift(ctx: StageContext) -> None:
         tasks.append(task)
         args.append((run_drift, DriftConfig(**ctx.cfg.drift.model_dump(), task=ctx.cfg.task_ref(task), base=ctx.cfg.model,
                                             runs=str(layout.train), n_tasks=len(ctx.cfg.tasks), data_dir=ctx.cfg.data_dir,
-                                            **sweep), layout.drift(task)))
+                                            device=ctx.cfg.device, **sweep), layout.drift(task)))
     outcomes = [(task, None, why, 0.0) for task, why in unselected.items()]
     outcomes += [(tasks[d.index], *d.result, d.seconds) for d in ctx.executor.map(analysis_unit, args)]
     for task, result, skipped_because, seconds in outcomes:
