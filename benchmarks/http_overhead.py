@@ -4,8 +4,8 @@ Starts ``lorascope serve`` (a separate process, as in production) with MiniLM an
 on a loopback port, runs ``lorascope bench --endpoint`` against it at batch 1 and 16 (the in-process
 runtime and the endpoint interleaved on the same requests, plus the concurrency sweep), and prints the
 overhead ratios against the targets (at most 1.10× at batch 1, 1.05× at batch 16). It does this once
-per micro-batcher wait (``max_wait_ms``: the server's default, then 0), because a lone request waits
-that long for company before its forward pass.
+per micro-batcher wait (``max_wait_ms``: the server's default, then 0): the batcher waits that long
+only for requests already admitted, so one request at a time should cost the same under both.
 
 Then, replaying the same requests one at a time, it splits the endpoint's latency into parts, every
 one measured (mean ms per request):

@@ -108,8 +108,9 @@ def test_given_adapter_folders_and_skipped_strategies(tiny_bench, tmp_path, glue
     result = run_bench(cfg, tmp_path / "one", show_progress=False)
     assert [r["strategy"] for r in result["results"]] == ["lora_merged", "lora_separate"]
     assert "runtime_mixed3" in result["skipped"] and not result["synthetic_adapters"]
-    with pytest.raises(LorascopeError, match="already exists"):
-        run_bench(cfg, tmp_path / "one", show_progress=False)
+    other = cfg.model_copy(update={"batch_sizes": [1]})
+    with pytest.raises(LorascopeError, match="batch_sizes"):  # made with other settings: the key is named
+        run_bench(other, tmp_path / "one", show_progress=False)
 
 
 @pytest.mark.slow

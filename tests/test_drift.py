@@ -10,7 +10,7 @@ from lorascope.drift import DriftConfig, run_drift
 from lorascope.drift.analysis import RunDrift, noise_caveat
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.controls import MisalignedRepresentations, run_controls
-from lorascope.errors import DataError
+from lorascope.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,10 @@ def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, t
     out = tmp_path / "drift"
     first = run_drift(_cfg(trained_runs, bootstrap=0), out)
     assert len(first["sample_ids"]) == 40
-    fewer = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)
+    with pytest.raises(ConfigError, match="n_samples: stored 40 != current 20"):  # other settings: named, not mixed
+        run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)
+    # Overwritten, the folder keeps its representation cache: these states must not be served from it.
+    fewer = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out, overwrite=True)
     assert len(fewer["sample_ids"]) == 20 and fewer["n_samples"] == 20
     assert set(fewer["sample_ids"]) != set(first["sample_ids"][:20])
     # Retrain one run in place (other weights, same folder name): its stored states must not be reused.
@@ -93,7 +96,7 @@ def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, t
         weights = run_dir / "adapter" / "adapter_model.safetensors"
         tensors = load_file(str(weights))
         save_file({k: v * 1.5 if "lora_B" in k else v for k, v in tensors.items()}, str(weights))
-        again = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)
+        again = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)  # same settings: redone
     finally:
         shutil.rmtree(run_dir)
         shutil.copytree(backup, run_dir)

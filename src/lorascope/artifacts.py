@@ -1,12 +1,16 @@
-"""Atomic, resumable artifact folders.
+"""Atomic, resumable artifact folders: the one path by which every stage commits its result.
 
 A unit of work writes into ``<out>.partial`` and renames it to ``<out>`` when complete
 (``os.replace`` is atomic on one file system), so ``<out>`` existing means the unit finished.
 Replacing a finished ``<out>`` moves it aside to ``<out>.old`` first and deletes it only once the
 new folder is in place; ``recover_finish`` completes a replacement cut off between the two renames.
-Every folder stores its resolved config; reusing a folder whose stored config differs from the
-current one is an error that names the differing keys, never a silent reuse. A folder that one
-process at a time may write (a study) is held with :class:`FolderLock`.
+Every folder stores its resolved config (``config.yaml``) and where it came from
+(``provenance.json``). One rule for a folder that exists already: made with other settings, it is
+an error that names the differing keys (unless the caller overwrites); made with the same
+settings, the new result replaces it once complete (a caller that treats it as done does not
+commit again). :func:`commit` (and :class:`Commit`, for callers that finish in two steps) is that
+path; :func:`commit_failure` records a unit that crashed through it too. A folder that one process
+at a time may write (a study) is held with :class:`FolderLock`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +32,7 @@ from lorascope.config import diff_configs, dump_yaml, parse_yaml
 from lorascope.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
+PROVENANCE_FILE = "provenance.json"
 LOCK_FILE = ".lock"
 
 
@@ -47,7 +52,15 @@ def old_path(out: Path) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON object written by :func:`write_json`.
+
+    Raises:
+        ValueError: the file is not a JSON object (damaged, or not written by lorascope).
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return data
 
 
 @contextlib.contextmanager
@@ -62,7 +75,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (see :func:`atomic_write`)."""
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n", encoding="utf-8")
@@ -151,6 +164,157 @@ def recover_finish(out: Path) -> None:
         # (someone removed it) the old folder is the only finished result: put it back.
         os.replace(partial if partial.exists() else old, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_target(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:
+    """The rule for an ``out`` that exists: made with other settings, a ``ConfigError`` naming the
+    differing keys, unless ``overwrite``. A cut-off replacement of ``out`` is completed first.
+
+    A result folder without a ``config.yaml`` was written before folders stored their settings (a
+    stage's JSON record is in it): it is replaced like one made with the same settings.
+    """
+    recover_finish(out)
+    if overwrite or not out.is_dir():
+        return
+    if out.exists() and not (out / CONFIG_FILE).exists() and any(out.glob("*.json")):
+        return
+    check_same_config(out, dict(settings))
+
+
+class Commit:
+    """One result folder on its way in: :meth:`begin` (checks, then the ``.partial`` to write into),
+    :meth:`complete` (provenance, then the rename into place). :func:`commit` wraps the two.
+
+    Args:
+        out: The result folder.
+        settings: Its resolved config, stored as ``config.yaml`` and compared with an existing one.
+        overwrite: Replace ``out`` whatever settings it was made with.
+        keep: Names of sub-folders of an existing ``out`` whose files stay valid under any result
+            (content-keyed caches): hard-linked into the new ``.partial`` so a redone unit reuses them.
+        seed: The seed recorded in ``provenance.json``.
+    """
+
+    def __init__(self, out: Path, settings: Mapping[str, Any], *, overwrite: bool = False,
+                 keep: Sequence[str] = (), seed: int | None = None) -> None:
+        self.out, self.settings, self.overwrite, self.keep, self.seed = Path(out), dict(settings), overwrite, keep, seed
+        self.partial = partial_path(self.out)
+
+    def check(self) -> None:
+        """Apply the rule for an existing ``out`` (:func:`check_target`) now, before any work is done."""
+        check_target(self.out, self.settings, overwrite=self.overwrite)
+
+    def write(self, records: Mapping[str, Any]) -> None:
+        """Commit a result that is JSON records only (file name -> data), computed in memory."""
+        partial = self.begin()
+        for name, data in records.items():
+            write_json(partial / name, data)
+        self.complete()
+
+    def begin(self) -> Path:
+        """Check ``out`` (see :func:`check_target`) and return the ``.partial`` folder to write into:
+        the one an interrupted attempt with the same settings left (to resume), else a fresh one."""
+        self.check()
+        self.partial = start_partial(self.out, self.settings)
+        for name in self.keep:
+            _link_tree(self.out / name, self.partial / name)
+        return self.partial
+
+    def complete(self) -> None:
+        """Write ``provenance.json`` (unless the unit wrote its own) and rename the partial into place."""
+        if not (self.partial / PROVENANCE_FILE).exists():
+            from lorascope.provenance import provenance
+
+            write_json(self.partial / PROVENANCE_FILE, provenance(self.seed))
+        finish(self.partial, self.out)
+
+    def discard(self) -> None:
+        """Remove the partial (bad input: nothing is left behind)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def commit(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False, keep: Sequence[str] = (),
+           seed: int | None = None, discard_on: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
+    """Yield the ``.partial`` folder of ``out`` to write a result into; commit it when the block ends.
+
+    On an exception the partial stays, for a rerun with the same settings to resume, except on the
+    ``discard_on`` exceptions (bad input), which remove it. See :class:`Commit` for the arguments.
+    """
+    unit = Commit(out, settings, overwrite=overwrite, keep=keep, seed=seed)
+    partial = unit.begin()
+    try:
+        yield partial
+    except discard_on:
+        unit.discard()
+        raise
+    unit.complete()
+
+
+def amend(out: Path, records: Mapping[str, Any]) -> None:
+    """Commit a finished ``out`` again with some of its JSON records replaced (file name -> data):
+    a later step revises a result (the study-wide correction of each task's verdicts). Every other
+    file is hard-linked into the new folder, whose settings are the stored ones.
+
+    A folder written before folders stored their settings (no ``config.yaml``) has each record
+    replaced in place, atomically.
+    """
+    settings = stored_config(out)
+    if settings is None:
+        for name, data in records.items():
+            write_json(out / name, data)
+        return
+    unit = Commit(out, settings)
+    partial = unit.begin()
+    for path in out.iterdir():
+        if path.name not in records and path.name != CONFIG_FILE:
+            if path.is_dir():
+                _link_tree(path, partial / path.name)
+            elif not (partial / path.name).exists():
+                os.link(path, partial / path.name)
+    for name, data in records.items():
+        write_json(partial / name, data)
+    unit.complete()
+
+
+def commit_failure(out: Path, settings: Mapping[str, Any], files: Mapping[str, Mapping[str, Any]]) -> bool:
+    """Commit a unit that crashed as a finished folder holding ``files`` (name -> JSON record).
+
+    Written as ``<out>.failed`` and renamed onto ``out``. An interrupted attempt's ``<out>.partial``
+    stays where it is, so the retry resumes from it instead of starting over.
+
+    Returns:
+        Whether the record was written (False when the disk refused it: often the very cause).
+    """
+    record = out.with_name(out.name + ".failed")
+    try:
+        shutil.rmtree(record, ignore_errors=True)
+        record.mkdir(parents=True)
+        dump_yaml_atomic(dict(settings), record / CONFIG_FILE)
+        for name, data in files.items():
+            write_json(record / name, dict(data))
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(record, out)
+    except OSError:
+        shutil.rmtree(record, ignore_errors=True)
+        return False
+    return True
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (copy where links are refused) every file under ``src`` into ``dst`` that is not there."""
+    if not src.is_dir():
+        return
+    for path in src.rglob("*"):
+        if not path.is_file() or path.name.endswith(".tmp"):
+            continue
+        target = dst / path.relative_to(src)
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
 
 
 class FolderBusy(ConfigError):

@@ -8,11 +8,15 @@ over the labels that happen to appear).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_recall_fscore_support
 
 from lorascope.data.tasks import SUPPORTED_METRICS
+
+if TYPE_CHECKING:  # the hook's argument type only; importing transformers is slow
+    from transformers import EvalPrediction
 
 
 def accuracy(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
@@ -75,7 +79,8 @@ def predicted_share(pred: np.ndarray, n_labels: int) -> float:
     return float(np.bincount(pred, minlength=n_labels).max() / max(pred.size, 1))
 
 
-def compute_metrics_fn(names: tuple[str, ...], label_names: tuple[str, ...]) -> Callable:
+def compute_metrics_fn(names: tuple[str, ...], label_names: tuple[str, ...]
+                       ) -> Callable[[EvalPrediction], dict[str, float]]:
     """The Trainer hook: logits ``[n, n_labels]`` and labels ``[n]`` -> the task's metrics.
 
     Besides the task's metrics it returns, as flat scalars (the Trainer logs only numbers),
@@ -83,8 +88,8 @@ def compute_metrics_fn(names: tuple[str, ...], label_names: tuple[str, ...]) -> 
     :func:`unflatten_eval` turns them back into a nested record.
     """
 
-    def compute(eval_pred) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
+    def compute(eval_pred: EvalPrediction) -> dict[str, float]:
+        logits, labels = eval_pred.predictions, np.asarray(eval_pred.label_ids)
         if isinstance(logits, tuple):
             logits = logits[0]
         pred = np.argmax(logits, axis=-1)
@@ -98,15 +103,19 @@ def compute_metrics_fn(names: tuple[str, ...], label_names: tuple[str, ...]) -> 
     return compute
 
 
-def unflatten_eval(log: dict[str, float], names: tuple[str, ...], label_names: tuple[str, ...]) -> dict:
+def unflatten_eval(log: dict[str, float], names: tuple[str, ...], label_names: tuple[str, ...]) -> dict[str, Any]:
     """A Trainer eval log entry -> ``{"dev": {metric: value, "loss": …}, "per_label": {…}, "predicted_share": …}``."""
     flat = {k.removeprefix("eval_"): v for k, v in log.items()}
     dev = {k: flat[k] for k in (*names, "loss") if k in flat}
     labels: dict[str, dict[str, float]] = {}
     for label in label_names:
-        stats = {key: flat.get(f"{PER_LABEL_PREFIX}{label}/{key}") for key in ("precision", "recall", "f1", "support")}
-        if all(v is not None for v in stats.values()):
-            stats["support"] = int(stats["support"])
+        stats: dict[str, float] = {}
+        for key in ("precision", "recall", "f1", "support"):
+            value = flat.get(f"{PER_LABEL_PREFIX}{label}/{key}")
+            if value is None:
+                break
+            stats[key] = int(value) if key == "support" else value
+        else:
             labels[label] = stats
     return {"dev": dev, "per_label": labels, "predicted_share": flat.get(PREDICTED_SHARE)}
 

@@ -10,11 +10,12 @@ natural name order (``lora_r4`` before ``lora_r8`` before ``lora_r64``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 FULL = "full"
 
 
-def natural_key(label: str) -> tuple:
+def natural_key(label: str) -> tuple[int | str, ...]:
     """Sort key that orders the numbers inside names by value: ``lora_r8`` < ``lora_r64``."""
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label))
 
@@ -35,7 +36,7 @@ def primary_label(methods: dict[str, str]) -> str | None:
     return lora[0] if lora else None
 
 
-def primary_of(result: dict) -> str:
+def primary_of(result: dict[str, Any]) -> str:
     """The primary LoRA label recorded in a saved analysis (``drift.json``, a lens); ``lora`` for
     results written before variants existed."""
     return str(result.get("primary") or "lora")

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from lorascope.bench.inputs import Batch, PoolRow, pad_rows, request_stats
@@ -100,7 +101,7 @@ class EndpointRequest:
         return self.batch.size
 
 
-def request_body(model: str, texts: list[str | tuple[str, str]], pair_task: bool, n_labels: int) -> tuple[str, dict]:
+def request_body(model: str, texts: list[str | tuple[str, str]], pair_task: bool, n_labels: int) -> tuple[str, dict[str, Any]]:
     """(route, JSON body) of a request classifying ``texts`` with the adapter the server calls ``model``."""
     if not pair_task:
         return "/classify", {"model": model, "input": list(texts)}
@@ -139,8 +140,8 @@ class Answer:
             (vLLM's), ``[1 - score, score]``.
     """
 
-    labels: np.ndarray
-    probs: np.ndarray
+    labels: npt.NDArray[np.int64]
+    probs: npt.NDArray[np.float64]
 
 
 def parse_answer(request: EndpointRequest, data: Any) -> Answer:
@@ -223,7 +224,7 @@ class EndpointClient:
     def close(self) -> None:
         self._http.close()
 
-    def _send(self, method: str, route: str, body: dict | None = None) -> httpx.Response:
+    def _send(self, method: str, route: str, body: dict[str, Any] | None = None) -> httpx.Response:
         import httpx
 
         try:
@@ -474,7 +475,7 @@ def concurrency_sweep(client: EndpointClient, requests: dict[int, list[EndpointR
 # bench.json.
 
 
-def overhead(endpoint_ms: np.ndarray, inprocess_ms: np.ndarray, resamples: int, seed: int) -> dict[str, Any]:
+def overhead(endpoint_ms: npt.NDArray[np.float64], inprocess_ms: npt.NDArray[np.float64], resamples: int, seed: int) -> dict[str, Any]:
     """The HTTP path's cost at one batch size: endpoint latency over in-process latency, paired by step.
 
     Args:
@@ -551,9 +552,9 @@ class EndpointRun:
         self.concurrency = concurrency_sweep(self.client, self.requests, cfg, inprocess_rps, on_level)
 
     def section(self, cfg: BenchConfig, check: EndpointCheck, overheads: dict[int, dict[str, Any]],
-                times: dict[int, dict[str, np.ndarray]]) -> dict[str, Any]:
+                times: dict[int, dict[str, npt.NDArray[np.float64]]]) -> dict[str, Any]:
         """bench.json's ``endpoint`` section."""
-        routes = {}
+        routes: dict[str, str] = {}
         for reqs in self.requests.values():
             for r in reqs:
                 routes.setdefault(r.adapter, r.route)
@@ -594,6 +595,7 @@ def open_endpoint(cfg: BenchConfig, token: str | None) -> tuple[EndpointClient, 
     from lorascope.extras import require
 
     require("serve", "httpx", by="lorascope bench --endpoint")
+    assert cfg.endpoint is not None  # called only when an endpoint is configured
     client = EndpointClient(cfg.endpoint, token, cfg.endpoint_timeout_s)
     try:
         return client, client.server_info()
@@ -616,6 +618,7 @@ def start_endpoint_run(cfg: BenchConfig, client: EndpointClient, info: ServerInf
         groups: The loaded strategy groups (a runtime holding every adapter is reused).
         ctx: What groups are built from.
     """
+    assert cfg.endpoint is not None  # called only when an endpoint is configured
     names = [a.name for a in ctx.adapters]
     runtime, shared, load_s = reference_runtime(groups, ctx)
     n_labels = {a: runtime.n_labels(a) for a in names}

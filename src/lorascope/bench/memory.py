@@ -74,7 +74,8 @@ def parameter_count(model: nn.Module) -> int:
 
 def rss_bytes() -> int:
     """Current resident set size of this process."""
-    return psutil.Process().memory_info().rss
+    rss: int = psutil.Process().memory_info().rss
+    return rss
 
 
 def peak_rss_bytes() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ class Prepared:
     adapters: list[AdapterSource]
     tasks: dict[str, TaskSpec]
     full_model: Path | None
-    full_info: dict
+    full_info: dict[str, Any]
     synthetic: bool
     notes: list[str]
 
@@ -90,7 +91,8 @@ def prepare(cfg: BenchConfig, out: Path) -> Prepared:
         )
         synthetic = True
         notes.append("synthetic adapters (random B and heads): latency depends on shapes, not values")
-    full_model, full_info = (None, {})
+    full_model: Path | None = None
+    full_info: dict[str, Any] = {}
     if cfg.full_model:
         full_model, full_info = resolve_full_model(cfg.full_model)
         check_model_folder(full_model, cfg.full_model)  # safetensors weights only, before any is loaded

@@ -83,7 +83,10 @@ def endpoint_table(bench: dict[str, Any]) -> Table:
     table = Table(title=f"{ep['strategy']} ({ep['url']}) under concurrent clients (closed loop)", box=box.SIMPLE_HEAD)
     for col in ("batch", "clients", "answered", "errors", "rows/s", "× in-process rows/s", "p50 ms [95% CI]", "p99 ms"):
         table.add_column(col, justify="right", no_wrap=True)
-    fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+
+    def fmt(v: float | None, d: int = 1) -> str:
+        return "-" if v is None else f"{v:.{d}f}"
+
     for r in ep["concurrency"]:
         p50 = "-" if r["p50_ms"] is None else f"{r['p50_ms']:.2f} [{r['p50_ci_low_ms']:.2f}, {r['p50_ci_high_ms']:.2f}]"
         table.add_row(str(r["batch_size"]), str(r["concurrency"]), f"{r['n']}/{r['requests']}", str(r["errors"]),

@@ -12,20 +12,22 @@ sweep follows the timing.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import platform
-import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lorascope.artifacts import finish, start_partial, write_json
+from lorascope.artifacts import Commit, check_target, write_json
 from lorascope.bench.config import BASELINE, BenchConfig
-from lorascope.bench.correctness import run_checks
+from lorascope.bench.correctness import CheckResult, run_checks
 from lorascope.bench.endpoint import (
     REFERENCE,
     REFERENCE_DESCRIPTION,
@@ -50,15 +52,57 @@ from lorascope.bench.memory import (
 )
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
 from lorascope.bench.report import write_csv
-from lorascope.bench.strategies import CATALOGUE, Group, LoadContext, groups_for, load_group, make_call
+from lorascope.bench.strategies import CATALOGUE, Call, Group, LoadContext, groups_for, load_group, make_call
 from lorascope.bench.timing import latency_summary, ratio_summary, time_interleaved
 from lorascope.config import config_to_dict
 from lorascope.errors import LorascopeError
 from lorascope.provenance import provenance
 from lorascope.serve import MultiAdapterRuntime
-from lorascope.serve.sources import folder_bytes
+from lorascope.serve.sources import AdapterSource, folder_bytes
 
 BYTES_PER_PARAM = {"fp32": 4, "bf16": 2}
+
+Times = dict[int, dict[str, npt.NDArray[np.float64]]]  # batch size -> strategy -> ms per measured request
+
+
+class LoadMemory(TypedDict):
+    """What a group holds once loaded and primed (``strategies.*.memory`` of bench.json, less the forward peak)."""
+
+    model_tensor_bytes: int
+    cuda_resident_bytes: int | None
+    rss_load_delta_bytes: int
+
+
+class StrategyMemory(LoadMemory):
+    """``strategies.*.memory``: the group's memory and the strategy's extra CUDA peak per batch size."""
+
+    cuda_forward_peak_bytes: dict[int, int | None]
+
+
+class StrategyInfo(TypedDict):
+    """One entry of bench.json's ``strategies``."""
+
+    description: str
+    group: str
+    adapters: list[str]
+    load_s: float
+    memory: StrategyMemory
+    artifact_bytes: int | None
+    artifact_estimated: bool
+
+
+class AdapterBytes(TypedDict):
+    """An adapter's size on disk: its weight files, and its whole folder."""
+
+    weights_bytes: int
+    folder_bytes: int
+
+
+class FullModelBytes(TypedDict):
+    """The full fine-tuned model's weight bytes (None when unknown), and whether they are estimated."""
+
+    bytes: int | None
+    estimated: bool
 
 
 def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, show_progress: bool = True,
@@ -80,21 +124,21 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
             endpoint that cannot be reached, does not serve the adapters or refuses a request.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise LorascopeError(f"{out}: already exists; choose another output folder or pass --overwrite")
+    unit = Commit(out, config_to_dict(cfg), overwrite=overwrite, seed=cfg.seed)
+    check_target(out, unit.settings, overwrite=overwrite)  # before an endpoint is opened
     client, info = open_endpoint(cfg, endpoint_token) if cfg.endpoint else (None, None)
     try:
-        return _run(cfg, out, show_progress, client, info)
+        return _run(cfg, unit, show_progress, client, info)
     finally:
         if client is not None:
             client.close()
 
 
-def _run(cfg: BenchConfig, out: Path, show_progress: bool, client: EndpointClient | None,
+def _run(cfg: BenchConfig, unit: Commit, show_progress: bool, client: EndpointClient | None,
          info: ServerInfo | None) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    partial = start_partial(out, config_to_dict(cfg))
+    partial = unit.begin()
     endpoint: EndpointRun | None = None
     endpoint_check: EndpointCheck | None = None
     try:
@@ -104,6 +148,7 @@ def _run(cfg: BenchConfig, out: Path, show_progress: bool, client: EndpointClien
             n_steps = cfg.warmup + cfg.requests
             prep = prepare(cfg, partial)
             if client is not None:
+                assert info is not None and cfg.endpoint is not None  # open_endpoint gave both, for cfg.endpoint
                 served = served_names(cfg, [a.name for a in prep.adapters])
                 check_served(info, served, cfg.endpoint)  # before the models load: a wrong name costs nothing
             pool = build_pool(prep.tasks, prep.base, n_steps * max(cfg.batch_sizes), cfg.max_length, cfg.data_dir, cfg.seed)
@@ -121,36 +166,41 @@ def _run(cfg: BenchConfig, out: Path, show_progress: bool, client: EndpointClien
             checks = run_checks(strategies, groups, ctx, check_batches, cfg.atol("peft"), cfg.atol("runtime"))
             progress.update(step, completed=1)
             if client is not None:
+                assert info is not None
                 endpoint = start_endpoint_run(cfg, client, info, served, pool, prep.tasks, groups, ctx)
 
             calls = {s: make_call(s, groups[CATALOGUE[s][0]]) for s in strategies}
             forward_peaks = _forward_peaks(calls, batches, meter)
-            times = {}
+            times: Times = {}
             for b in cfg.batch_sizes:
                 step = progress.add_task(f"timing batch size {b}", total=n_steps)
-                timed = {s: (lambda k, c=calls[s], bs=batches[b]: c(k, bs[k])) for s in strategies}
+                timed: dict[str, Callable[[int], object]] = {s: _on_batches(calls[s], batches[b]) for s in strategies}
                 if endpoint is not None:
                     timed.update(endpoint.calls(b))
-                times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, lambda step=step: progress.advance(step))
+                times[b] = time_interleaved(timed, cfg.warmup, cfg.requests, prep.device, functools.partial(progress.advance, step))
             if endpoint is not None:
                 step = progress.add_task("endpoint under concurrency", total=len(cfg.batch_sizes) * len(cfg.endpoint_concurrency))
                 single = {b: b * cfg.requests / (times[b][REFERENCE].sum() / 1e3) for b in cfg.batch_sizes}
-                endpoint.sweep(cfg, single, lambda step=step: progress.advance(step))
+                endpoint.sweep(cfg, single, functools.partial(progress.advance, step))
                 endpoint_check = endpoint.check(cfg.endpoint_tolerance())
     except LorascopeError:
-        shutil.rmtree(partial, ignore_errors=True)  # bad input (model, adapter, data) leaves no folder behind
+        unit.discard()  # bad input (model, adapter, data) leaves no folder behind
         raise
 
-    measured = dict(groups=groups, memory=memory, forward_peaks=forward_peaks, checks=checks, times=times,
-                    cuda_peak=meter.overall(), endpoint=endpoint, endpoint_check=endpoint_check)
-    bench = _assemble(cfg, prep, strategies, skipped, batches, **measured)
+    bench = _assemble(cfg, prep, strategies, skipped, batches, groups=groups, memory=memory, forward_peaks=forward_peaks,
+                      checks=checks, times=times, cuda_peak=meter.overall(), endpoint=endpoint, endpoint_check=endpoint_check)
     write_json(partial / "bench.json", bench)
     write_csv(partial / "bench.csv", bench["results"])
-    finish(partial, out)
+    unit.complete()
     return bench
 
 
-def _feasible(strategies: list[str], adapters: list) -> tuple[list[str], dict[str, str]]:
+def _on_batches(call: Call, batches: list[Batch]) -> Callable[[int], torch.Tensor]:
+    """``call`` serving request ``k`` on ``batches[k]``."""
+    return lambda k: call(k, batches[k])
+
+
+def _feasible(strategies: list[str], adapters: list[AdapterSource]) -> tuple[list[str], dict[str, str]]:
     """The strategies that can run on ``adapters``, and why each other one is skipped.
 
     The runtime's strategies are skipped (PEFT's still run) for adapters it cannot serve exactly, such as DoRA.
@@ -167,10 +217,10 @@ def _feasible(strategies: list[str], adapters: list) -> tuple[list[str], dict[st
 
 def _load_all(
     strategies: list[str], ctx: LoadContext, prime_batch: Batch, meter: PeakMeter, progress: Progress
-) -> tuple[dict[str, Group], dict[str, dict]]:
+) -> tuple[dict[str, Group], dict[str, LoadMemory]]:
     """Load each group in turn, prime it (fills caches and lazy state), and measure what it holds."""
     groups: dict[str, Group] = {}
-    memory: dict[str, dict] = {}
+    memory: dict[str, LoadMemory] = {}
     step = progress.add_task("loading strategies", total=len(groups_for(strategies)))
     for name in groups_for(strategies):
         gc.collect()
@@ -189,7 +239,7 @@ def _load_all(
             held = reachable_tensor_bytes(*group.modules)
         memory[name] = {
             "model_tensor_bytes": held,
-            "cuda_resident_bytes": None if alloc_after is None else alloc_after - alloc_before,
+            "cuda_resident_bytes": None if alloc_after is None or alloc_before is None else alloc_after - alloc_before,
             "rss_load_delta_bytes": rss_bytes() - rss_before,
         }
         groups[name] = group
@@ -197,7 +247,7 @@ def _load_all(
     return groups, memory
 
 
-def _forward_peaks(calls: dict, batches: dict[int, list[Batch]], meter: PeakMeter) -> dict[str, dict[int, int | None]]:
+def _forward_peaks(calls: dict[str, Call], batches: dict[int, list[Batch]], meter: PeakMeter) -> dict[str, dict[int, int | None]]:
     """Extra CUDA memory at the peak of one request, per strategy and batch size (None off CUDA)."""
     peaks: dict[str, dict[int, int | None]] = {s: {} for s in calls}
     for b, bs in batches.items():
@@ -208,11 +258,12 @@ def _forward_peaks(calls: dict, batches: dict[int, list[Batch]], meter: PeakMete
     return peaks
 
 
-def _artifacts(prep: Prepared, cfg: BenchConfig, groups: dict[str, Group]) -> tuple[dict, dict]:
-    adapters = {
+def _artifacts(prep: Prepared, cfg: BenchConfig, groups: dict[str, Group]) -> tuple[dict[str, AdapterBytes], FullModelBytes]:
+    adapters: dict[str, AdapterBytes] = {
         a.name: {"weights_bytes": folder_bytes(a.folder, weights_only=True), "folder_bytes": folder_bytes(a.folder)}
         for a in prep.adapters
     }
+    full: FullModelBytes
     if prep.full_model is not None:
         full = {"bytes": folder_bytes(prep.full_model, weights_only=True), "estimated": False}
     else:
@@ -224,14 +275,15 @@ def _artifacts(prep: Prepared, cfg: BenchConfig, groups: dict[str, Group]) -> tu
 
 def _assemble(
     cfg: BenchConfig, prep: Prepared, strategies: list[str], skipped: dict[str, str], batches: dict[int, list[Batch]], *,
-    groups: dict[str, Group], memory: dict[str, dict], forward_peaks: dict, checks: list, times: dict, cuda_peak: int | None,
+    groups: dict[str, Group], memory: dict[str, LoadMemory], forward_peaks: dict[str, dict[int, int | None]],
+    checks: list[CheckResult], times: Times, cuda_peak: int | None,
     endpoint: EndpointRun | None = None, endpoint_check: EndpointCheck | None = None,
 ) -> dict[str, Any]:
     """bench.json's contents: config, environment, inputs, per-strategy resources, results rows, checks
     (and, with an endpoint, its rows beside them and its ``endpoint`` section)."""
     adapter_bytes, full = _artifacts(prep, cfg, groups)
     check_by = {c.strategy: c.passed for c in checks}
-    per_strategy = {}
+    per_strategy: dict[str, StrategyInfo] = {}
     for s in strategies:
         group = groups[CATALOGUE[s][0]]
         if s in ("full_ft", "lora_merged"):
@@ -250,7 +302,7 @@ def _assemble(
     env = _environment(prep.device, cfg)
     requests = {b: request_stats(batches[b][cfg.warmup:]) for b in cfg.batch_sizes}
     overheads: dict[int, dict[str, Any]] = {}
-    results = []
+    results: list[dict[str, Any]] = []
     for b in cfg.batch_sizes:
         seq = requests[b]["mean_seq_len"]
         for s in strategies:
@@ -268,9 +320,10 @@ def _assemble(
             )
             results.append(row)
         if endpoint is not None:
+            assert endpoint_check is not None  # checked right after the endpoint was timed
             overheads[b] = overhead(times[b][endpoint.strategy], times[b][REFERENCE], cfg.bootstrap_resamples, cfg.seed)
             results += _endpoint_rows(cfg, prep, env, endpoint, b, times[b], overheads[b], endpoint_check.passed)
-    bench = {
+    bench: dict[str, Any] = {
         "config": config_to_dict(cfg),
         "environment": env,
         "base_model": {"name": prep.base.name, "source": prep.base.source, "is_decoder": prep.base.is_decoder,
@@ -295,6 +348,7 @@ def _assemble(
         "provenance": provenance(cfg.seed),
     }
     if endpoint is not None:
+        assert endpoint_check is not None
         bench["endpoint"] = endpoint.section(cfg, endpoint_check, overheads, times)
         bench["notes"].append(
             f"{endpoint.strategy} and {REFERENCE}: requests of one adapter each (the protocol names one model per "
@@ -304,7 +358,7 @@ def _assemble(
 
 
 def _endpoint_rows(cfg: BenchConfig, prep: Prepared, env: dict[str, Any], endpoint: EndpointRun, b: int,
-                   times: dict[str, np.ndarray], over: dict[str, Any], check_passed: bool) -> list[dict[str, Any]]:
+                   times: dict[str, npt.NDArray[np.float64]], over: dict[str, Any], check_passed: bool) -> list[dict[str, Any]]:
     """The in-process counterpart's and the endpoint's result rows at batch size ``b``, in the results' shape.
 
     Their requests group rows by adapter, unlike the other strategies' batches, so no ratio to the

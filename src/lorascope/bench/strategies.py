@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from peft import PeftModel
@@ -105,6 +106,7 @@ def load_group(name: str, ctx: LoadContext) -> Group:
     start = time.perf_counter()
     adapters = ctx.adapters[: GROUP_ADAPTERS[name]]
     model: nn.Module | MultiAdapterRuntime
+    modules: list[nn.Module]
     if name == "full":
         if ctx.full_model is None:
             model = ctx.base.load(ctx.dtype, ctx.device)
@@ -113,8 +115,8 @@ def load_group(name: str, ctx: LoadContext) -> Group:
                                                ctx.base.tokenizer.pad_token_id, ctx.device)
         modules = [model]
     elif name == "merged":
-        model = load_peft(ctx, adapters).merge_and_unload().eval()
-        modules = [model]
+        merged: nn.Module = load_peft(ctx, adapters).merge_and_unload().eval()
+        model, modules = merged, [merged]
     elif name in ("separate", "peft2", "peft3"):
         model = load_peft(ctx, adapters)
         modules = [model]
@@ -134,31 +136,48 @@ def _runtime_inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str,
 
 def make_call(strategy: str, group: Group) -> Call:
     """The per-request function of ``strategy``: ``call(step, batch)`` -> logits [batch, n_labels]."""
-    model, names = group.model, group.adapters
+    # The casts name what load_group built for the strategy's group (see CATALOGUE): a plain or PEFT
+    # model for full/merged/separate, a PeftModel for peft2/peft3, a MultiAdapterRuntime for runtime1/runtime3.
+    names = group.adapters
 
     if strategy in ("full_ft", "lora_merged", "lora_separate"):
+        module = cast(nn.Module, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
-            return model(**batch.inputs).logits
+            logits: torch.Tensor = module(**batch.inputs).logits
+            return logits
     elif strategy in ("peft_switch2", "peft_switch3"):
+        peft = cast(PeftModel, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
-            model.set_adapter(names[step % len(names)])
-            return model(**batch.inputs).logits
+            peft.set_adapter(names[step % len(names)])
+            logits: torch.Tensor = peft(**batch.inputs).logits
+            return logits
     elif strategy == "peft_mixed3":
+        peft = cast(PeftModel, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
-            return model(**batch.inputs, adapter_names=batch.row_adapters).logits
+            logits: torch.Tensor = peft(**batch.inputs, adapter_names=batch.row_adapters).logits
+            return logits
     elif strategy == "runtime_single":
+        runtime = cast(MultiAdapterRuntime, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
             ids, mask, rest = _runtime_inputs(batch)
-            return model.predict_logits(ids, mask, names[0], mode="merged", **rest)
+            return runtime.predict_logits(ids, mask, names[0], mode="merged", **rest)
     elif strategy == "runtime_switch3":
+        runtime = cast(MultiAdapterRuntime, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
             ids, mask, rest = _runtime_inputs(batch)
-            return model.predict_logits(ids, mask, names[step % len(names)], mode="auto", **rest)
+            return runtime.predict_logits(ids, mask, names[step % len(names)], mode="auto", **rest)
     elif strategy == "runtime_mixed3":
+        runtime = cast(MultiAdapterRuntime, group.model)
+
         def call(step: int, batch: Batch) -> torch.Tensor:
             ids, mask, rest = _runtime_inputs(batch)
             # Forced BGMV even when a batch happens to hold one adapter: this strategy measures that path.
-            return model.predict_logits(ids, mask, batch.row_adapters, mode="bgmv", **rest)
+            return runtime.predict_logits(ids, mask, batch.row_adapters, mode="bgmv", **rest)
     else:
         raise KeyError(strategy)
 

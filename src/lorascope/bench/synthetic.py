@@ -65,7 +65,7 @@ def make_synthetic_adapters(
                 elif "modules_to_save" in param_name:
                     param.copy_(torch.randn(param.shape, generator=generator) * HEAD_STD)
         folder = out / name
-        model.save_pretrained(folder)
+        model.save_pretrained(str(folder))  # PEFT annotates str (it takes any path)
         spec = get_task(task)
         # The head has the base's width; a task with another label count keeps generic names.
         label_names = spec.label_names if len(spec.label_names) == len(base.label_names) else base.label_names

@@ -9,10 +9,11 @@ the strategies up, a strategy's latency ratio to the baseline gets a *paired* bo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from lorascope.stats.bootstrap import bootstrap_ci
@@ -27,12 +28,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_interleaved(
-    calls: dict[str, Callable[[int], Any]],
+    calls: Mapping[str, Callable[[int], object]],
     warmup: int,
     measured: int,
     device: torch.device,
     on_step: Callable[[], None] | None = None,
-) -> dict[str, np.ndarray]:
+) -> dict[str, npt.NDArray[np.float64]]:
     """Run ``warmup + measured`` round-robin steps and return each strategy's measured latencies.
 
     Args:
@@ -62,15 +63,15 @@ def time_interleaved(
     return times
 
 
-def _median(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.median(x, axis=axis)
+def _median(x: npt.NDArray[np.float64], axis: int = -1) -> npt.NDArray[np.float64]:
+    return np.asarray(np.median(x, axis=axis))
 
 
-def _ratio_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+def _ratio_of_means(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], axis: int = -1) -> npt.NDArray[np.float64]:
+    return np.asarray(np.mean(a, axis=axis) / np.mean(b, axis=axis))
 
 
-def latency_summary(ms: np.ndarray, rows: int, resamples: int, seed: int) -> dict[str, Any]:
+def latency_summary(ms: npt.NDArray[np.float64], rows: int, resamples: int, seed: int) -> dict[str, Any]:
     """Mean, percentiles, bootstrap intervals and throughput of one strategy at one batch size.
 
     Args:
@@ -102,7 +103,7 @@ def latency_summary(ms: np.ndarray, rows: int, resamples: int, seed: int) -> dic
     }
 
 
-def ratio_summary(ms: np.ndarray, baseline_ms: np.ndarray, resamples: int, seed: int,
+def ratio_summary(ms: npt.NDArray[np.float64], baseline_ms: npt.NDArray[np.float64], resamples: int, seed: int,
                   h2_max_ratio: float = 1.30) -> dict[str, Any]:
     """Latency of a strategy relative to the baseline measured in the same steps.
 
@@ -134,7 +135,7 @@ def ratio_summary(ms: np.ndarray, baseline_ms: np.ndarray, resamples: int, seed:
     }
 
 
-def paired_ratio(ms: np.ndarray, baseline_ms: np.ndarray, resamples: int, seed: int) -> dict[str, float]:
+def paired_ratio(ms: npt.NDArray[np.float64], baseline_ms: npt.NDArray[np.float64], resamples: int, seed: int) -> dict[str, float]:
     """Ratio of mean latencies of two strategies timed in the same steps, with its paired interval.
 
     Args:

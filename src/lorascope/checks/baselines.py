@@ -7,6 +7,7 @@ baselines are scored on that same subset, so "vs majority" compares like with li
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class BaselineResult:
     random_sd: dict[str, float]
     random_draws: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
@@ -55,6 +55,7 @@ def drift(
     base: str = typer.Option(..., "--model", "--base", help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
     out: Path = typer.Option(..., help="Output folder (drift.json, layers.csv, reps/)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     config: Optional[Path] = config_option(),
     overrides: Optional[list[str]] = settings_argument("n_samples=500 bootstrap=2000"),
 ) -> None:
@@ -70,14 +71,14 @@ def drift(
     from lorascope.variants import primary_of
 
     cfg = assemble(DriftConfig, config, dict(task=task, base=base, runs=str(runs)), overrides)
-    result = run_drift(cfg, out)
+    result = run_drift(cfg, out, overwrite=overwrite)
     learning = comparison_learning(runs, result["runs"], primary_of(result),
                                    result["comparison"].get("not_interpretable"), task=result["task"])
     print_drift_summary(result, learning)
     console.print(f"-> {out / 'drift.json'}, {out / 'layers.csv'}")
 
 
-def _fmt(stat: dict | None, digits: int = 4) -> str:
+def _fmt(stat: dict[str, Any] | None, digits: int = 4) -> str:
     """mean ± sd (n) of a drift measure."""
     if not stat or stat.get("mean") is None:
         return "–"
@@ -85,7 +86,7 @@ def _fmt(stat: dict | None, digits: int = 4) -> str:
     return f"{stat['mean']:.{digits}f}{sd} (n={stat['n']})"
 
 
-def _fmt_metric(metric: str | None, stat: dict | None) -> str:
+def _fmt_metric(metric: str | None, stat: dict[str, Any] | None) -> str:
     """mean ± sd (n) of the task metric, written as every command writes it (Matthews on its own scale)."""
     from lorascope.metrics import format_metric
 
@@ -94,7 +95,7 @@ def _fmt_metric(metric: str | None, stat: dict | None) -> str:
     return f"{format_metric(metric, stat['mean'], stat.get('sd'))} (n={stat['n']})"
 
 
-def print_drift_summary(result: dict, learning: Learning | None = None) -> None:
+def print_drift_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
     """The controls, each method's drift, and LoRA vs full FT: the tests where the runs learned their
     task and a seed pair allows them; otherwise why not, above the numbers kept for the record."""
     from lorascope.metrics import metric_name
@@ -119,7 +120,7 @@ def print_drift_summary(result: dict, learning: Learning | None = None) -> None:
     console.print(table)
     comp = result["comparison"]
     learned = learning is None or learning.learned
-    if not learned:
+    if not learned and learning is not None:  # learning is None: learned
         print_not_learned(learning)
     elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
         console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)

@@ -15,7 +15,7 @@ import typing
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar
 
 import typer
 import typer.core
@@ -25,6 +25,9 @@ from rich.markup import escape
 
 from lorascope.config import StrictModel, build_config, check_report_to, load_yaml, parse_overrides
 from lorascope.errors import LorascopeError
+
+if TYPE_CHECKING:  # imported where used: `lorascope --help` loads no training code
+    from lorascope.train.config import TrainConfig
 
 console = Console()
 err_console = Console(stderr=True)
@@ -41,8 +44,8 @@ def quiet_libraries() -> None:
     import datasets
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated in transformers
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     ours = logging.getLogger("lorascope")
     if not ours.handlers:  # lorascope's own warnings: one line each on stderr
         handler = logging.StreamHandler()
@@ -153,7 +156,7 @@ def assemble(cls: type[M], config_file: Path | None, options: dict[str, Any], ov
     return build_config(cls, *layers, source=str(config_file) if config_file else "config")
 
 
-def assemble_train(config_file: Path | None, options: dict[str, Any], overrides: list[str] | None):
+def assemble_train(config_file: Path | None, options: dict[str, Any], overrides: list[str] | None) -> TrainConfig:
     """A :class:`~lorascope.train.config.TrainConfig` as :func:`assemble` builds it, with the
     settings the Trainer would only check once the run folder exists checked now."""
     from lorascope.train.config import TrainConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
@@ -29,6 +29,7 @@ def weights(
     base: str = typer.Option(..., "--model", "--base", help="Base model the runs were trained from."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs of one task."),
     out: Path = typer.Option(..., help="Output folder (weights.json)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     config: Optional[Path] = config_option(),
     overrides: Optional[list[str]] = settings_argument("epsilon=0.3 top_k=20"),
 ) -> None:
@@ -42,7 +43,7 @@ def weights(
     from lorascope.lenses import WeightLensConfig, run_weight_lens
 
     cfg = assemble(WeightLensConfig, config, dict(base=base, runs=str(runs)), overrides)
-    result = run_weight_lens(cfg, out)
+    result = run_weight_lens(cfg, out, overwrite=overwrite)
     print_weight_summary(result, _learning(runs, result))
     console.print(f"-> {out / 'weights.json'}")
 
@@ -53,6 +54,7 @@ def forgetting(
                              help="Base model the runs were trained from (a decoder with a language-model head)."),
     runs: Path = typer.Option(..., help="Folder whose sub-folders are training runs."),
     out: Path = typer.Option(..., help="Output folder (forgetting.json)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     config: Optional[Path] = config_option(),
     overrides: Optional[list[str]] = settings_argument("n_texts=500 text_file=wiki.txt"),
 ) -> None:
@@ -66,7 +68,7 @@ def forgetting(
     from lorascope.lenses import ForgettingConfig, run_forgetting
 
     cfg = assemble(ForgettingConfig, config, dict(base=base, runs=str(runs)), overrides)
-    result = run_forgetting(cfg, out)
+    result = run_forgetting(cfg, out, overwrite=overwrite)
     table = Table(title=f"held-out loss on {result['n_texts']} passages of {result['text_source']} "
                         f"(base {result['base_loss']:.4f} nats/token)")
     for col in ("run", "loss", "perplexity", "forgetting (nats/token)"):
@@ -89,6 +91,7 @@ def probes(
     probe_tasks: list[str] = typer.Option(..., "--probe-task", callback=comma_list,
                                           help="A task to probe; repeat, or separate with commas."),
     out: Path = typer.Option(..., help="Output folder (probes.json)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     config: Optional[Path] = config_option(),
     overrides: Optional[list[str]] = settings_argument("n_train=1000 c=0.1"),
 ) -> None:
@@ -103,7 +106,7 @@ def probes(
     from lorascope.metrics import format_metric, format_metric_difference
 
     cfg = assemble(ProbeConfig, config, dict(base=base, runs=str(runs), probe_tasks=probe_tasks), overrides)
-    result = run_probe_retention(cfg, out)
+    result = run_probe_retention(cfg, out, overwrite=overwrite)
     acc = "accuracy"  # a probe is scored by accuracy, whatever the probed task's own metric
     table = Table(title="probe accuracy on " + ", ".join(
         f"{t} (base {format_metric(acc, result['base'][t])}, majority {format_metric(acc, result['majority'][t])})"
@@ -126,7 +129,7 @@ def probes(
     console.print(f"-> {out / 'probes.json'}")
 
 
-def _learning(runs: Path, result: dict) -> Learning:
+def _learning(runs: Path, result: dict[str, Any]) -> Learning:
     """Whether the runs a lens compared learned their task (read from their own metrics.json)."""
     from lorascope.report.learning import comparison_learning
     from lorascope.variants import primary_of
@@ -134,7 +137,7 @@ def _learning(runs: Path, result: dict) -> Learning:
     return comparison_learning(runs, result["runs"], primary_of(result["comparison"]))
 
 
-def print_weight_summary(result: dict, learning: Learning | None = None) -> None:
+def print_weight_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
     cfg = result["config"]
     table = Table(title=f"weight lens over {len(result['matrices'])} matrices per run "
                         f"(intruders: top {cfg['top_k']} singular vectors, ε = {cfg['epsilon']:g})")
@@ -148,14 +151,14 @@ def print_weight_summary(result: dict, learning: Learning | None = None) -> None
     _print_tests(result["comparison"], learning)
 
 
-def _print_tests(comparison: dict, learning: Learning | None = None, fmt: Callable[[float], str] | None = None) -> None:
+def _print_tests(comparison: dict[str, Any], learning: Learning | None = None, fmt: Callable[[float], str] | None = None) -> None:
     """Each measure's means per method and the full − LoRA tests over seed pairs; where the models did
     not learn, the caveat first and every test marked; with fewer than 2 pairs, why there is no test.
     ``fmt`` writes a mean (default: 4 significant digits)."""
     from lorascope.cli.analysis import one_pair_text, print_not_learned
 
     learned = learning is None or learning.learned
-    if not learned:
+    if not learned and learning is not None:  # learning is None: learned
         print_not_learned(learning)
     elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
         console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)
@@ -178,7 +181,7 @@ def _print_tests(comparison: dict, learning: Learning | None = None, fmt: Callab
         console.print(f"  {one_pair_text(pairs)}", highlight=False)
 
 
-def _p(test: dict) -> str:
+def _p(test: dict[str, Any]) -> str:
     """The p-value, or why there is none (e.g. every difference is 0)."""
     return f"{test['p_value']:.4g}" if test.get("p_value") is not None else f"undefined ({test.get('note') or 'no variation'})"
 

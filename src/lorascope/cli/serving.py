@@ -231,7 +231,10 @@ def loadtest(
     for col in ("clients", "requests", "ok", "errors", "duration s", "req/s", "rows/s", "p50 ms", "p99 ms", "stopped by"):
         table.add_column(col, justify="right")
     lat = result["latency_ms"]
-    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
     table.add_row(str(result["clients"]), str(result["requests"]), str(result["ok"]), str(result["errors"]),
                   f"{result['duration_s']:.1f}", f"{result['throughput_rps']:.1f}", f"{result['rows_per_s']:.1f}",
                   fmt(lat["p50"]), fmt(lat["p99"]), result["stopped_by"])

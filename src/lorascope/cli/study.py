@@ -113,7 +113,7 @@ def study_plan(
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def _awaiting_selection(cfg, folder: Path) -> list[tuple[str, str, int]]:
+def _awaiting_selection(cfg: StudyConfig, folder: Path) -> list[tuple[str, str, int]]:
     """(task, method kind, units) for every swept method whose selection is not made yet (``sweep_seeds``)."""
     from lorascope.study.units import selected_labels
 
@@ -168,7 +168,7 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
     def row(name: str, status: str, detail: str = "") -> None:
         table.add_row(name, _STYLE.get(status, "{}").format(status), detail)
 
-    def single(stage: str, done: bool, covers: Callable[[dict], bool] = lambda only: True) -> tuple[str, str]:
+    def single(stage: str, done: bool, covers: Callable[[dict[str, Any]], bool] = lambda only: True) -> tuple[str, str]:
         return ("done", "") if done else outcome.of(stage, covers)
 
     for stage, path in (("sanity", layout.sanity), ("baselines", layout.baselines)):
@@ -224,7 +224,7 @@ class _Journal:
         self.invocations = invocations
         self.held = held  # a study run holds the folder now: the newest invocation is live
 
-    def of(self, stage: str, covers: Callable[[dict], bool], nothing: str = "") -> tuple[str, str]:
+    def of(self, stage: str, covers: Callable[[dict[str, Any]], bool], nothing: str = "") -> tuple[str, str]:
         """(status, detail): ``skipped`` (the stage finished and wrote nothing for it; ``nothing``
         says why), ``failed``, ``running``, ``interrupted`` or ``pending``."""
         for age, inv in enumerate(reversed(self.invocations)):
@@ -242,7 +242,7 @@ class _Journal:
         return "pending", ""
 
 
-def _covers(**unit: str) -> Callable[[dict], bool]:
+def _covers(**unit: str) -> Callable[[dict[str, Any]], bool]:
     """Whether an invocation's ``--only`` slice included ``unit`` (task, method, seed as given)."""
     return lambda only: all(str(only.get(k, v)) == str(v) for k, v in unit.items())
 
@@ -318,7 +318,7 @@ def study_folder(folder: Path) -> Path:
     return candidate if candidate.exists() else folder
 
 
-def read_study_folder(folder: Path):
+def read_study_folder(folder: Path) -> StudyConfig:
     """The :class:`~lorascope.study.StudyConfig` stored in a study folder.
 
     Raises:
@@ -328,7 +328,7 @@ def read_study_folder(folder: Path):
     return _read_study(folder)[0]
 
 
-def _read_study(folder: Path) -> tuple[Any, dict[str, Any]]:
+def _read_study(folder: Path) -> tuple[StudyConfig, dict[str, Any]]:
     """(the study config, ``config.yaml`` as stored) of a study folder; see :func:`read_study_folder`."""
     from lorascope.config import build_config, load_yaml
     from lorascope.errors import ConfigError

@@ -36,7 +36,8 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
         raise DataError(f"{path}:1: {table.missing(missing[0])}")
     if not table.rows:
         raise DataError(f"{path}: the {split} split has no rows")
-    text_columns = [table.column(c) for c in spec.text_columns]
+    # Every text column exists (checked above): none of these is None.
+    text_columns = [col for col in map(table.column, spec.text_columns) if col is not None]
     # The task file refuses the same reference twice; a name and a position of one column show only here.
     if has_labels and label_column in text_columns:
         raise DataError(f"{path}:1: column '{label_column}' is both the task's label column and a text column; "
@@ -57,7 +58,7 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
         if example_id in seen:
             raise DataError(f"{path}:{line}: duplicate id '{example_id}' in column '{id_column}'")
         seen.add(example_id)
-        if has_labels:
+        if label_column is not None:  # has_labels
             raw = row[label_column].strip()
             if raw not in spec.raw_labels:
                 raise DataError(

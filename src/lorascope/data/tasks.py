@@ -11,7 +11,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Len
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StringConstraints, ValidationError, field_validator
@@ -25,12 +25,14 @@ from lorascope.run_folder import RunFolder
 # A column is named as in the file's header, or given by its 0-based position.
 ColumnRef = str | int
 
-SPLITS = ("train", "validation", "test")
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = get_args(Split)
 # A task's name is its identity: it names run folders (<name>-<method>-s<seed>), result folders and
 # served adapters, so it takes an adapter name's characters and leaves room for a "-s<seed>" suffix.
 TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,48}")
 # Metric names a task may ask for; their definitions live in lorascope.metrics.
-SUPPORTED_METRICS = ("accuracy", "f1", "macro_f1", "weighted_f1", "matthews")
+Metric = Literal["accuracy", "f1", "macro_f1", "weighted_f1", "matthews"]
+SUPPORTED_METRICS: tuple[Metric, ...] = get_args(Metric)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def recorded_task(info: dict[str, Any]) -> TaskSpec | None:
 
 def task_record(spec: TaskSpec) -> dict[str, Any]:
     """A JSON-ready record of ``spec`` (kept in every run's ``metrics.json``): enough to rebuild it."""
-    return _json_native(dataclasses.asdict(spec))
+    return {k: _json_native(v) for k, v in dataclasses.asdict(spec).items()}
 
 
 def _json_native(value: Any) -> Any:
@@ -241,14 +243,13 @@ def _column(value: Any) -> str | int:
 Column = Annotated[str | int, PlainValidator(_column, json_schema_input_type=str | int)]
 # File paths are text as written: a number is a typo, not a file name.
 FilePath = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-Metric = Literal[SUPPORTED_METRICS]
 
 
 class TaskFile(StrictModel):
     """The keys of a user task YAML file; wrong types and unknown keys are errors naming the key."""
 
     name: TaskName = Field(description="the task's identity: run folders, results and adapters are named by it")
-    files: dict[Literal[SPLITS], FilePath] = Field(
+    files: dict[Split, FilePath] = Field(
         description="split -> data file, relative to the YAML file; train and validation are required")
     text_columns: Annotated[list[Column], BeforeValidator(_one_or_list), Len(min_length=1, max_length=2)] = Field(
         description="one column (single text) or two (sentence pair): header names, or 0-based positions")

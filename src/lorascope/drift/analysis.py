@@ -6,14 +6,18 @@ Arrays in, numbers out (no model code, no files). Inputs are pooled states
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from lorascope.similarity import layer_similarity
 from lorascope.stats import hierarchical_interval, t_interval
+from lorascope.stats.bootstrap import ConfidenceInterval
 from lorascope.stats.result import json_number
 
 
@@ -41,7 +45,7 @@ class RunDrift:
     method: str
     seed: int
     metric: float | None
-    layers: list[dict]
+    layers: list[dict[str, Any]]
     mean_drift: float
     mean_drift_ci: tuple[float, float]
     mean_drift_debiased: float
@@ -49,12 +53,12 @@ class RunDrift:
     mean_cosine: float
     n_samples: int
     thirds: dict[str, float] = field(default_factory=dict)
-    learning: dict | None = None
-    mean_drift_boot: np.ndarray | None = field(default=None, repr=False)
-    mean_drift_debiased_boot: np.ndarray | None = field(default=None, repr=False)
-    dev_correct: np.ndarray | None = field(default=None, repr=False)
+    learning: dict[str, Any] | None = None
+    mean_drift_boot: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+    mean_drift_debiased_boot: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+    dev_correct: npt.NDArray[np.float64] | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.endswith("_boot") and k != "dev_correct"}
 
 
@@ -65,8 +69,8 @@ def depth_thirds(values: np.ndarray) -> dict[str, float]:
 
 
 def drift_of_run(base: np.ndarray, tuned: np.ndarray, *, method: str, seed: int, metric: float | None,
-              n_resamples: int = 1000, boot_seed: int = 0, learning: dict | None = None,
-              dev_correct: np.ndarray | None = None, first_layer: int = 0) -> RunDrift:
+              n_resamples: int = 1000, boot_seed: int = 0, learning: dict[str, Any] | None = None,
+              dev_correct: npt.NDArray[np.float64] | None = None, first_layer: int = 0) -> RunDrift:
     """Per-layer and layer-averaged drift of ``tuned`` from ``base`` (both ``[L, n, d]``); ``dev_correct``
     (float [n_dev] of 0/1, or None) is kept on the result for the metric comparisons. ``first_layer``
     numbers the rows when the states start past layer 0 (the embedding output left out)."""
@@ -122,7 +126,7 @@ def _interval(samples: np.ndarray, estimate: float, confidence: float = 0.95) ->
     return float(lo + shift), float(hi + shift)
 
 
-def seed_noise_floor(runs: list[RunDrift], confidence: float = 0.95) -> dict | None:
+def seed_noise_floor(runs: list[RunDrift], confidence: float = 0.95) -> dict[str, Any] | None:
     """The seed-to-seed spread of drift-from-base within one method: the noise floor.
 
     It is the sd over seeds of each run's layer-averaged drift from the base, with a chi-square
@@ -153,7 +157,7 @@ def seed_noise_floor(runs: list[RunDrift], confidence: float = 0.95) -> dict | N
             "confidence": confidence, "what": "sd over seeds of drift from the base (chi-square interval)"}
 
 
-def between_seed_drift(states: dict[int, np.ndarray]) -> dict | None:
+def between_seed_drift(states: dict[int, np.ndarray]) -> dict[str, Any] | None:
     """Drift between two runs of one method that differ only in seed (``states``: seed -> ``[L, n, d]``).
 
     Not a noise floor for drift-from-base: two runs that each moved d from the base can be about
@@ -161,7 +165,7 @@ def between_seed_drift(states: dict[int, np.ndarray]) -> dict | None:
     """
     if len(states) < 2:
         return None
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for (s1, a), (s2, b) in combinations(sorted(states.items()), 2):
         sim = layer_similarity(a, b)
         pairs.append({"seeds": [s1, s2], "mean_drift": float(np.mean(1 - sim.cka)),
@@ -170,25 +174,26 @@ def between_seed_drift(states: dict[int, np.ndarray]) -> dict | None:
             "mean_drift_debiased": float(np.mean([p["mean_drift_debiased"] for p in pairs]))}
 
 
-def summarise_method(runs: list[RunDrift], confidence: float = 0.95) -> dict:
+def summarise_method(runs: list[RunDrift], confidence: float = 0.95) -> dict[str, Any]:
     """Mean ± sd over seeds of the layer-averaged drift, cosine and task metric, with intervals.
 
     Each drift mean carries two intervals: ``ci_seeds`` (Student t over the per-seed values: what
     another set of seeds would give on these samples) and ``ci_seeds_samples`` (the hierarchical
     bootstrap over seeds and samples, :func:`lorascope.stats.hierarchical_interval`).
     """
-    def ms(values: list[float]) -> dict:
+    def ms(values: Sequence[float | None]) -> dict[str, Any]:
         v = np.asarray([x for x in values if x is not None], dtype=float)
         if v.size == 0:
             return {"mean": None, "sd": None, "n": 0}
         return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
 
-    def with_intervals(values: list[float], boots: list[np.ndarray | None]) -> dict:
+    def with_intervals(values: list[float], boots: list[npt.NDArray[np.float64] | None]) -> dict[str, Any]:
         out = ms(values)
         if len(values) < 2:
             return out
         out["ci_seeds"] = list(t_interval(values, confidence=confidence))
-        reps = np.stack(boots) if all(b is not None for b in boots) else None
+        present = [b for b in boots if b is not None]
+        reps = np.stack(present) if len(present) == len(boots) else None
         out["ci_seeds_samples"] = _bounds(hierarchical_interval([values], None if reps is None else [reps],
                                                                 confidence=confidence))
         return out
@@ -206,7 +211,7 @@ def summarise_method(runs: list[RunDrift], confidence: float = 0.95) -> dict:
     }
 
 
-def _bounds(ci) -> list[float | None]:
+def _bounds(ci: ConfidenceInterval) -> list[float | None]:
     return [json_number(ci.low), json_number(ci.high)]
 
 
@@ -228,7 +233,7 @@ def gm_reduction_percent(drift_lora: np.ndarray, drift_full: np.ndarray) -> floa
     return float(100.0 * (1.0 - np.exp(np.mean(np.log(lora) - np.log(full)))))
 
 
-def noise_caveat(drift_lora: np.ndarray, drift_full: np.ndarray, confidence: float = 0.95) -> dict | None:
+def noise_caveat(drift_lora: np.ndarray, drift_full: np.ndarray, confidence: float = 0.95) -> dict[str, Any] | None:
     """Could the drift difference between the methods be seed noise? Yes when the paired interval includes no difference.
 
     The question is about the *mean* over the k seed pairs, so it is answered with the spread of

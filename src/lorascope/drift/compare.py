@@ -12,9 +12,10 @@ with those of the study's other tasks (:mod:`lorascope.stats.family`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from lorascope.drift.analysis import RunDrift, gm_reduction_percent, noise_caveat, reduction_percent
 from lorascope.errors import LorascopeError
@@ -42,13 +43,22 @@ from lorascope.stats.verdict import Verdict
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
 
-def _safe(fn, *args, **kwargs) -> dict[str, Any]:
+class _CommonArgs(TypedDict):
+    """The keyword arguments every verdict of one comparison shares."""
+
+    alpha: float
+    test: TestName
+    seed: int
+
+
+def _safe(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Run a statistic; record why it is undefined instead of failing the whole analysis."""
     try:
         result = fn(*args, **kwargs)
     except LorascopeError as exc:
         return {"error": str(exc)}
-    return result.to_dict() if hasattr(result, "to_dict") else {"value": result}
+    out: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {"value": result}
+    return out
 
 
 def compare_methods(
@@ -124,7 +134,7 @@ def compare_methods(
     examples, examples_note = _dev_examples(pl, pf)
     if all(m is not None for m in ml + mf):
         out["metric_difference"] = _metric_difference(np.array(ml), np.array(mf), examples, examples_note)
-    common = dict(alpha=alpha, test=test, seed=seed)
+    common: _CommonArgs = {"alpha": alpha, "test": test, "seed": seed}
     tests: dict[str, Callable[[], Verdict]] = {
         "h1b": lambda: h1b_verdict(dl, df, min_reduction=min_reduction, **common),
         "h1b_debiased": lambda: h1b_verdict(dl_db, df_db, min_reduction=min_reduction, hypothesis=HYPOTHESES["h1b_debiased"],
@@ -206,11 +216,11 @@ def learning_caveats(lora: list[RunDrift], full: list[RunDrift]) -> dict[str, An
     """
     out: dict[str, Any] = {}
     runs = [r for r in lora + full if r.learning]
-    weak = [f"{r.method} seed {r.seed}" for r in runs if not r.learning.get("learned", True)]
+    weak = [f"{r.method} seed {r.seed}" for r in runs if r.learning is not None and not r.learning.get("learned", True)]
     if weak:
         out["runs_not_learned"] = weak
     reasons = [f"{r.method} seed {r.seed} predicts one label for every dev example" for r in runs
-               if (r.learning.get("predicted_share") or 0) >= 1.0]
+               if r.learning is not None and (r.learning.get("predicted_share") or 0) >= 1.0]
     for name, group in (("LoRA", lora), ("full fine-tuning", full)):
         pairs = [(r.metric, r.learning.get("majority_baseline")) for r in group if r.learning]
         pairs = [(m, b) for m, b in pairs if m is not None and b is not None]
@@ -255,7 +265,7 @@ def _reduction_interval(lora: list[RunDrift], full: list[RunDrift], field: str, 
         return {**reduction_from_log(ci).to_dict(), "scale": "geometric mean of per-seed ratios",
                 "mean_log_ratio": ci.estimate, "mean_log_ratio_ci": [json_number(ci.low), json_number(ci.high)]}
 
-    def pct(lo: np.ndarray, fu: np.ndarray) -> np.ndarray:
+    def pct(lo: npt.NDArray[np.float64], fu: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         with np.errstate(divide="ignore", invalid="ignore"):
             return 100.0 * (fu - lo) / fu
 

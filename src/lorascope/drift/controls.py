@@ -15,7 +15,9 @@ bugs — misaligned samples, different tokenisation, a broken pooling — and ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class ControlResult:
     mean_drift_debiased: float
     passed: bool
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -57,7 +59,8 @@ def align_to(states: np.ndarray, ids: list[str], reference_ids: list[str], name:
     return states[:, [position[sample] for sample in reference_ids]]
 
 
-def _control(name: str, expectation: str, base: np.ndarray, other: np.ndarray, passed_fn) -> ControlResult:
+def _control(name: str, expectation: str, base: np.ndarray, other: np.ndarray,
+             passed_fn: Callable[[ControlResult], bool]) -> ControlResult:
     sim = layer_similarity(base, other)
     drift, drift_db = 1.0 - sim.cka, 1.0 - sim.cka_debiased
     result = ControlResult(name, expectation, float(np.max(np.abs(drift))), float(np.mean(drift)),

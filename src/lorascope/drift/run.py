@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.artifacts import atomic_write, write_json
+from lorascope.artifacts import atomic_write, commit, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
-from lorascope.drift.analysis import between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
+from lorascope.drift.analysis import RunDrift, between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
-from lorascope.drift.controls import ZERO_DRIFT_TOLERANCE, align_to, run_controls
+from lorascope.drift.controls import ZERO_DRIFT_TOLERANCE, ControlResult, align_to, run_controls
 from lorascope.drift.frontier import sweep_frontier
 from lorascope.drift.robustness import layer_range, robustness_rows, run_dissimilarities
 from lorascope.errors import DataError
@@ -55,14 +55,21 @@ def resolve_task(cfg: DriftConfig) -> DriftConfig:
     return cfg.model_copy(update={"task": str(next(iter(by_name.values())))})
 
 
-def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, RunRecord]], list[dict]]:
+def _task(cfg: DriftConfig) -> str:
+    """``cfg.task`` of a config that :func:`resolve_task` has resolved."""
+    assert cfg.task is not None, "resolve_task sets the task"
+    return cfg.task
+
+
+def discover_runs(cfg: DriftConfig) -> tuple[list[tuple[Path, RunRecord]], list[dict[str, str | None]]]:
     """Finished runs of ``cfg.task`` under ``cfg.runs``; failed ones are returned separately."""
     root = Path(cfg.runs)
     if not root.is_dir():
         raise DataError(f"{root}: runs folder not found")
-    task = get_task(cfg.task).name
+    task = get_task(_task(cfg)).name
     base_source = resolve_model(cfg.base)
-    ok, skipped = [], []
+    ok: list[tuple[Path, RunRecord]] = []
+    skipped: list[dict[str, str | None]] = []
     for run in RunFolder.finished_under(root):
         m = run.record()
         if m.task != task:
@@ -83,7 +90,7 @@ def _represent(cfg: DriftConfig, model: str, path: Path, *, lora_init: bool = Fa
     """Extract, or reuse ``path`` when its stored cache key matches (see ``run_represent``)."""
     samples = cfg.model_dump(include=set(SampleSettings.model_fields) - {"batch_size"})
     rc = RepresentConfig(**samples, batch_size=batch_size or cfg.batch_size,
-                         task=cfg.task, model=model, poolings=[cfg.pooling], lora_init=lora_init,
+                         task=_task(cfg), model=model, poolings=[cfg.pooling], lora_init=lora_init,
                          order_seed=order_seed, data_dir=cfg.data_dir, device=cfg.device, precision=cfg.precision)
     return run_represent(rc, path)
 
@@ -101,7 +108,7 @@ def extraction_setup(cfg: DriftConfig) -> dict[str, Any]:
     return {"device": str(device), "compute_dtype": str(dtype).removeprefix("torch."), "control_tolerance": tolerance}
 
 
-def _controls(cfg: DriftConfig, base: Representations, reps_dir: Path, tolerance: float) -> list:
+def _controls(cfg: DriftConfig, base: Representations, reps_dir: Path, tolerance: float) -> list[ControlResult]:
     """The pipeline controls: LoRA at init, and a second, independent extraction of the base in a
     shuffled order with another batch size (compared re-aligned by id, and as extracted); zero
     drift means below ``tolerance``."""
@@ -167,9 +174,21 @@ def _aligned_correctness(records: list[RunRecord]) -> tuple[list[np.ndarray | No
     return [f[1] if f is not None else None for f in found], ""
 
 
-def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
-    out = Path(out)
+def run_drift(cfg: DriftConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+    """Drift of every finished run under ``cfg.runs`` from the base, committed to ``out``: ``drift.json``
+    (the record :func:`_drift_into` returns), ``layers.csv`` and the representation cache ``reps/``,
+    which a redone analysis reuses (each file is keyed by its model's weights and the extraction).
+
+    Raises:
+        ConfigError: ``out`` was made with other settings (unless ``overwrite``).
+        DataError: no runs to compare, misaligned extractions.
+    """
     cfg = resolve_task(cfg)
+    with commit(Path(out), config_to_dict(cfg), overwrite=overwrite, keep=["reps"]) as partial:
+        return _drift_into(cfg, partial)
+
+
+def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:
     extraction = extraction_setup(cfg)
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
@@ -179,8 +198,10 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     first = layer_range(cfg.layers, int(all_states.shape[0])).start
     base_states = all_states[first:]  # the layers the verdicts average
 
-    spec = get_task(cfg.task)
-    per_run, states_by_method, robustness = [], {}, []
+    spec = get_task(_task(cfg))
+    per_run: list[RunDrift] = []
+    states_by_method: dict[str, dict[int, np.ndarray]] = {}
+    robustness: list[dict[str, Any]] = []
     settings: dict[str, dict[str, Any]] = {}
     correct, dev_examples_note = _aligned_correctness([m for _, m in runs])
     for (folder, m), dev_correct in zip(runs, correct):
@@ -200,8 +221,9 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     kinds = {label: str(v["method"]) for label, v in settings.items()}
     # A sweep compares the point of each method its declared rule selected; otherwise lora (or the
     # first LoRA variant) and every other label are compared with full.
+    primary: str | None
     primary, reference = cfg.pair if cfg.pair else (primary_label(kinds), FULL)
-    missing = [label for label in (primary, reference) if cfg.pair and label not in kinds]
+    missing = [label for label in cfg.pair or [] if label not in kinds]
     if missing:
         raise DataError(f"{cfg.runs}: no finished '{spec.name}' runs of {', '.join(missing)} to compare")
 
@@ -211,7 +233,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
                                min_reduction=cfg.min_reduction, test=cfg.test, family=cfg.family)
 
     if cfg.pair:
-        comparisons = {primary: compare(primary)}
+        comparisons = {cfg.pair[0]: compare(cfg.pair[0])}  # cfg.pair[0] is primary
     else:
         comparisons = {label: compare(label) for label in compared_labels(kinds) if FULL in kinds}
     n = int(base_states.shape[1])
@@ -249,7 +271,7 @@ def run_drift(cfg: DriftConfig, out: Path | str) -> dict[str, Any]:
     return result
 
 
-def write_layers_csv(path: Path, task: str, runs) -> None:
+def write_layers_csv(path: Path, task: str, runs: list[RunDrift]) -> None:
     with atomic_write(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LAYER_COLUMNS)
         w.writeheader()

@@ -65,7 +65,7 @@ def write_results(cfg: HpoConfig, study: optuna.Study, out_dir: Path, main_metri
     return summary
 
 
-def _write_best(cfg: HpoConfig, best, path: Path, main_metric: str, study_name: str, states: dict[str, int]) -> None:
+def _write_best(cfg: HpoConfig, best: optuna.trial.FrozenTrial, path: Path, main_metric: str, study_name: str, states: dict[str, int]) -> None:
     train_cfg = best_train_config(cfg, best)
     space = cfg.search_space().params
     finished = states["complete"] + states["pruned"]

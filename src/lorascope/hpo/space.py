@@ -58,7 +58,8 @@ class Choice:
     choices: tuple[Scalar, ...]
 
     def suggest(self, trial: optuna.Trial, name: str) -> Scalar:
-        return trial.suggest_categorical(name, list(self.choices))
+        # optuna types the choice as any categorical value (None too); it is one of ``choices``.
+        return typing.cast(Scalar, trial.suggest_categorical(name, list(self.choices)))
 
     def candidates(self) -> list[Scalar]:
         return list(self.choices)

@@ -36,13 +36,19 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import Commit
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ForgettingConfig
 from lorascope.run_folder import METRICS_FILE, RunFolder
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    from lorascope.lenses.weights import LoraScaling
 
 MEASURES = ("loss", "forgetting")
 # Same weights, same passages: only float64 summation order could differ.
@@ -99,7 +105,8 @@ def _causal_base(source: str) -> Any:
     if not any(a.endswith("ForCausalLM") for a in (config.architectures or [])):
         raise DataError(f"base '{source}': has no language-model head ({', '.join(config.architectures or ['?'])}); "
                         "the forgetting lens needs a decoder saved as *ForCausalLM")
-    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True).eval()
+    # PreTrainedModel.eval is unannotated in transformers.
+    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, use_safetensors=True).eval()  # type: ignore[no-untyped-call]
     head = lm.get_output_embeddings()
     untied = torch.nn.Linear(head.in_features, head.out_features, bias=False)
     untied.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
@@ -120,8 +127,9 @@ def _backbone_state(run: RunFolder) -> dict[str, Any]:
 
     model = load_run(run.path, device=torch.device("cpu")).model
     if hasattr(model, "merge_and_unload"):  # a PEFT model: fold the adapter into the weights
-        model = model.merge_and_unload()
-    return getattr(model, model.base_model_prefix).state_dict()
+        model = cast("PeftModel", model).merge_and_unload()
+    state: dict[str, Any] = getattr(model, model.base_model_prefix).state_dict()
+    return state
 
 
 def load_backbone(lm: Any, backbone: dict[str, Any]) -> None:
@@ -137,10 +145,11 @@ def lora_init_backbone_state(source: str) -> dict[str, Any]:
     from lorascope.models.adapt import prepare_for_method
     from lorascope.models.load import load_classifier
 
-    classifier = load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model
+    classifier = cast("PreTrainedModel", load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model)
     wrapped, _ = prepare_for_method(classifier, "lora", dropout=0.0)
     merged = wrapped.merge_and_unload()
-    return getattr(merged, merged.base_model_prefix).state_dict()
+    state: dict[str, Any] = getattr(merged, merged.base_model_prefix).state_dict()
+    return state
 
 
 # --- the loss -----------------------------------------------------------------------------------
@@ -236,7 +245,8 @@ def _embedding_name(lm: Any) -> str:
     """The decoder-state name of the input embedding matrix."""
     decoder = lm.get_decoder()
     weight = decoder.get_input_embeddings().weight
-    return next(name for name, p in decoder.named_parameters() if p is weight)
+    found: str = next(name for name, p in decoder.named_parameters() if p is weight)
+    return found
 
 
 def _known_noise(shape: tuple[int, ...], like: Any, relative: float, generator: Any) -> Any:
@@ -286,7 +296,7 @@ def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) 
     from lorascope.models.load import load_classifier
 
     # On the CPU: only its adapter is written, and the lens reads the run back like any other.
-    classifier = load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model
+    classifier = cast("PreTrainedModel", load_classifier(source, LABELS, seed=0, device=torch.device("cpu")).model)
     prefix = classifier.base_model_prefix
     wrapped, _ = prepare_for_method(classifier, "lora", r=KNOWN_LORA_R, alpha=KNOWN_LORA_ALPHA, dropout=0.0)
     scale = KNOWN_LORA_ALPHA / KNOWN_LORA_R
@@ -306,7 +316,7 @@ def write_known_lora_run(folder: Path, source: str, base_state: dict[str, Any]) 
             b_layer.weight.copy_(b.float())
             # From the float32 values PEFT holds, so that the reference differs from a correct merge by rounding only.
             expected[name] = w0 + scale * (b.float().double() @ a.float().double())
-    wrapped.save_pretrained(folder / "adapter")
+    wrapped.save_pretrained(folder / "adapter")  # type: ignore[arg-type]  # PEFT annotates str; any path works
     (folder / METRICS_FILE).write_text(json.dumps({
         "status": "ok", "method": "lora", "model": source, "seed": CONTROL_SEED, "base_model_source": source,
         "label_names": list(LABELS), "is_decoder": True}), encoding="utf-8")
@@ -358,7 +368,7 @@ def run_files_backbone(run: RunFolder, base_state: dict[str, Any], prefix: str) 
     if cannot:
         raise DataError(f"{run.adapter_dir}: {cannot}: the forgetting control cannot rebuild this adapter")
     tensors = read_safetensors(run.adapter_dir / ADAPTER_WEIGHTS, "pt")
-    scaling = dict(alpha=float(config["lora_alpha"]), rslora=bool(config.get("use_rslora")))
+    scaling: LoraScaling = {"alpha": float(config["lora_alpha"]), "rslora": bool(config.get("use_rslora"))}
     out = dict(base_state)
     # Tensors saved whole first: they replace the base's, and an adapter's update applies to them.
     for key, tensor in tensors.items():
@@ -446,7 +456,7 @@ def _min_effect(loss: float) -> float:
 
 # --- the lens ------------------------------------------------------------------------------------
 
-def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
+def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
     """Score the base and every finished run under ``cfg.runs`` on the held-out text; write ``<out>/forgetting.json``.
 
     Returns:
@@ -460,6 +470,8 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: the base has no LM head, no finished runs, or no text; a control failed.
     """
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
+    unit.check()  # a folder made with other settings is an error before any work
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_tokenizer
     from lorascope.models.registry import resolve_model
@@ -471,7 +483,7 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     records = [(r, m) for r, m in records if m.ok and cfg.task in (None, m.task)]
     if not records:
         raise DataError(f"{cfg.runs}: no finished training runs (expected */metrics.json with status ok)")
-    foreign = sorted({m.base_model_source for _, m in records} - {source})
+    foreign = sorted({m.base_model_source for _, m in records} - {source}, key=str)
     if foreign:
         raise DataError(f"{cfg.runs}: runs trained from '{foreign[0]}', not from base '{cfg.base}'")
     texts, text_source = heldout_texts(cfg)
@@ -480,7 +492,7 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
 
     base_head = base_lm.get_output_embeddings().weight.detach().clone()  # [vocab, hidden], held apart from any model
     prefix = base_lm.base_model_prefix
-    head_check = {"name": "lm_head_kept", "loads_checked": 0}
+    head_check: dict[str, Any] = {"name": "lm_head_kept", "loads_checked": 0}
 
     def loss_of(lm: Any, passages: list[str], nll_sum: NllSum | None = None) -> float:
         return mean_token_loss(lm, tokenizer, passages, cfg.max_length, cfg.batch_size, nll_sum)
@@ -510,17 +522,17 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     replica = score({k: v.clone() for k, v in base_state.items()}, "the base's own backbone")
     # Control: LoRA at initialisation (B = 0), merged, changes nothing.
     at_init = score(lora_init_backbone_state(source), "LoRA at initialisation")
-    controls = [{"name": name, "forgetting": loss - base_loss, "expected": 0.0,
-                 "passed": abs(loss - base_loss) < CONTROL_TOLERANCE}
-                for name, loss in (("base_backbone_reinserted", replica), ("lora_at_init", at_init))]
+    controls: list[dict[str, Any]] = [{"name": name, "forgetting": loss - base_loss, "expected": 0.0,
+                                       "passed": abs(loss - base_loss) < CONTROL_TOLERANCE}
+                                      for name, loss in (("base_backbone_reinserted", replica), ("lora_at_init", at_init))]
     for c in controls:
         if not c["passed"]:
             raise _fail(c["name"], f"it scores {c['forgetting']:+.3g} nats per token away from the base, where it "
                         "must score the same")
 
     # Control: the chunked loss is the loss of the model's own full logits (both scored above).
-    chunked = {"name": "chunked_loss_is_full_logits_loss", "forgetting": base_probe - full_probe, "expected": 0.0,
-               "passed": _loss_agrees(base_probe, full_probe)}
+    chunked: dict[str, Any] = {"name": "chunked_loss_is_full_logits_loss", "forgetting": base_probe - full_probe,
+                               "expected": 0.0, "passed": _loss_agrees(base_probe, full_probe)}
     controls.append(chunked)
     if not chunked["passed"]:
         raise _fail(chunked["name"], f"the loss computed in chunks is {base_probe:.9g} nats per token and the model's "
@@ -589,7 +601,5 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str) -> dict[str, Any]:
     result = {"config": cfg.model_dump(), "text_source": text_source, "n_texts": len(texts), "base_loss": base_loss,
               "base_perplexity": math.exp(base_loss), "controls": controls, "runs": runs,
               "comparison": compare_variants(runs, MEASURES, methods, pair=cfg.pair)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "forgetting.json", result)
+    unit.write({"forgetting.json": result})
     return result

@@ -11,15 +11,20 @@ base is flagged: its retention says nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import Commit
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ProbeConfig
 from lorascope.run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from lorascope.models.load import LoadedModel
 
 # Training examples are drawn with this seed, so every model is probed on the same rows.
 PROBE_DATA_SEED = 0
@@ -56,13 +61,15 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_dev: np.ndarray, 
     return float(probe.score(x_dev, y_dev))
 
 
-def _features(loaded: Any, data: dict[str, dict[str, Any]], cfg: ProbeConfig) -> dict[str, np.ndarray]:
+def _features(loaded: LoadedModel, data: dict[str, dict[str, Any]], cfg: ProbeConfig) -> dict[str, np.ndarray]:
     """Mean-pooled last-layer states ``[n_train + n_dev, d]`` of every probe task for one loaded model,
     on ``cfg.device``; the model is let go afterwards, so that the next one finds the device's memory free."""
     from lorascope.models.load import as_device
     from lorascope.represent.encode import Encoder
 
-    loaded.model.to(as_device(cfg.device))  # a model built elsewhere (the LoRA-at-init control) moves here
+    # A model built elsewhere (the LoRA-at-init control) moves here. (PreTrainedModel.to is wrapped with
+    # functools.wraps, which type checkers do not bind to the instance.)
+    loaded.model.to(as_device(cfg.device))  # type: ignore[arg-type]
     with Encoder(loaded, precision=cfg.precision) as enc:
         return {task: enc.encode(d["train_texts"] + d["dev_texts"], max_length=cfg.max_length,
                                  batch_size=cfg.batch_size)[-1] for task, d in data.items()}
@@ -77,7 +84,7 @@ def _accuracies(states: dict[str, np.ndarray], data: dict[str, dict[str, Any]], 
     return out
 
 
-def _lora_at_init(source: str, label_names: tuple[str, ...]) -> Any:
+def _lora_at_init(source: str, label_names: tuple[str, ...]) -> LoadedModel:
     """The base wrapped in a fresh LoRA adapter (B = 0): its probe must score exactly as the base's.
 
     Built on the CPU; :func:`_features` moves it to the lens's device.
@@ -88,12 +95,12 @@ def _lora_at_init(source: str, label_names: tuple[str, ...]) -> Any:
     from lorascope.models.load import load_classifier
 
     loaded = load_classifier(source, label_names, seed=0, device=torch.device("cpu"))
-    loaded.model, _ = prepare_for_method(loaded.model, "lora", dropout=0.0)
+    loaded.model, _ = prepare_for_method(cast("PreTrainedModel", loaded.model), "lora", dropout=0.0)  # not wrapped yet
     loaded.model.eval()
     return loaded
 
 
-def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
+def run_probe_retention(cfg: ProbeConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
     """Probe the base and every finished run under ``cfg.runs`` on each probe task; write ``<out>/probes.json``.
 
     Returns:
@@ -104,6 +111,8 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: no probe tasks, a probe task that is the runs' own, no finished runs, or a failed control.
     """
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
+    unit.check()  # a folder made with other settings is an error before any work
     from lorascope.data.tasks import get_task
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_classifier, load_run
@@ -117,11 +126,11 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     if not records:
         raise DataError(f"{cfg.runs}: no finished training runs (expected */metrics.json with status ok)")
     names = {get_task(t).name: t for t in cfg.probe_tasks}  # a task is known by its name, read from its file
-    own = sorted({m.task for _, m in records} & set(names))
+    own = sorted(set(names) & {m.task for _, m in records})
     if own:
         raise DataError(f"probe_tasks: '{own[0]}' is the runs' own task; probe retention measures other tasks")
     source = resolve_model(cfg.base)
-    foreign = sorted({m.base_model_source for _, m in records} - {source})
+    foreign = sorted({m.base_model_source for _, m in records} - {source}, key=str)
     if foreign:
         raise DataError(f"{cfg.runs}: runs trained from '{foreign[0]}', not from base '{cfg.base}'")
     data = {name: probe_split(ref, cfg) for name, ref in names.items()}
@@ -147,7 +156,5 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str) -> dict[str, Any]:
     result = {"config": cfg.model_dump(), "probe_tasks": list(data), "base": base, "majority": majority,
               "uninformative": [t for t in data if base[t] <= majority[t]],
               "controls": controls, "runs": runs, "comparison": compare_variants(runs, measures, methods, pair=cfg.pair)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "probes.json", result)
+    unit.write({"probes.json": result})
     return result

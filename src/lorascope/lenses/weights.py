@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import Commit
 from lorascope.errors import ConfigError, DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import WeightLensConfig
@@ -44,6 +44,13 @@ MEASURE_SCOPE = {"relative_update": "like_for_like", "stable_rank": "like_for_li
                  "intruders": "like_for_like", "intruders_matched": "like_for_like",
                  "relative_update_whole": "whole_model",
                  "relative_update_whole_without_embeddings": "whole_model_without_embeddings"}
+
+
+class LoraScaling(TypedDict):
+    """How an adapter's update is scaled: the keyword arguments of ``lora_delta`` and ``dora_delta``."""
+
+    alpha: float
+    rslora: bool
 
 
 def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,7 +72,7 @@ def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np
     if config.get("alpha_pattern"):
         raise ConfigError(f"{run.adapter_dir}: per-module lora_alpha (alpha_pattern) is not supported by the weight lens")
     tensors: dict[str, np.ndarray] = read_safetensors(run.adapter_dir / ADAPTER_WEIGHTS, "np")
-    scaling = dict(alpha=float(config["lora_alpha"]), rslora=bool(config.get("use_rslora")))
+    scaling: LoraScaling = {"alpha": float(config["lora_alpha"]), "rslora": bool(config.get("use_rslora"))}
     out = {}
     for key, a in tensors.items():
         if not key.endswith(".lora_A.weight"):
@@ -227,7 +234,7 @@ def matched_size(sizes: list[float]) -> float:
     return float(np.exp(np.mean(np.log(positive)))) if positive else 0.0
 
 
-def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
+def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
     """Measure every finished run under ``cfg.runs`` and write ``<out>/weights.json``.
 
     Returns:
@@ -247,6 +254,8 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
     Raises:
         DataError: no finished runs, or no LoRA run to say which matrices were adapted.
     """
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
+    unit.check()  # a folder made with other settings is an error before any work
     from lorascope.models.device import resolve_device
 
     resolve_device(cfg.device)  # an absent device fails before any run is read
@@ -323,9 +332,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str) -> dict[str, Any]:
               "scope": _scope(names_of, primary, base),
               "matched_update": {"relative_update": target, "labels": [primary, reference], "runs": len(compared)},
               "runs": runs, "comparison": compare_variants(runs, MEASURES, methods, runs_for, pair=cfg.pair)}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "weights.json", result)
+    unit.write({"weights.json": result})
     return result
 
 

@@ -6,14 +6,18 @@ The two methods share everything else; they differ only here.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, TypeAlias, overload
 
-from peft import LoraConfig, TaskType, get_peft_model
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
 from lorascope.errors import ConfigError
+
+# A base model as loaded, or wrapped in a LoRA adapter by PEFT (which forwards the base's attributes).
+AdaptedModel: TypeAlias = PreTrainedModel | PeftModel
 
 
 @dataclass
@@ -29,7 +33,7 @@ class ParamCounts:
         return {**asdict(self), "trainable_percent": round(self.trainable_percent, 4)}
 
 
-def count_parameters(model: PreTrainedModel) -> ParamCounts:
+def count_parameters(model: nn.Module) -> ParamCounts:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return ParamCounts(trainable, total)
@@ -92,8 +96,27 @@ def lora_config(model: PreTrainedModel, r: int, alpha: float, dropout: float, ta
             kind = type(by_name[target][0]).__name__
             raise ConfigError(f"lora_targets: '{target}' is a {kind}; LoRA adapts Linear, Embedding and Conv layers")
     # SEQ_CLS makes peft keep the classification head (classifier / score) fully trainable.
-    return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen,
+    # PEFT annotates lora_alpha as int; it takes any number (the update is scaled by alpha / r).
+    return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=chosen,  # type: ignore[arg-type]
                       use_rslora=rslora, use_dora=dora)
+
+
+@overload
+def prepare_for_method(model: PreTrainedModel, method: Literal["lora"], *, r: int = ..., alpha: float = ...,
+                       dropout: float = ..., targets: list[str] | str | None = ..., rslora: bool = ...,
+                       dora: bool = ...) -> tuple[PeftModel, ParamCounts]: ...
+
+
+@overload
+def prepare_for_method(model: PreTrainedModel, method: Literal["full"], *, r: int = ..., alpha: float = ...,
+                       dropout: float = ..., targets: list[str] | str | None = ..., rslora: bool = ...,
+                       dora: bool = ...) -> tuple[PreTrainedModel, ParamCounts]: ...
+
+
+@overload
+def prepare_for_method(model: PreTrainedModel, method: str, *, r: int = ..., alpha: float = ..., dropout: float = ...,
+                       targets: list[str] | str | None = ..., rslora: bool = ...,
+                       dora: bool = ...) -> tuple[AdaptedModel, ParamCounts]: ...
 
 
 def prepare_for_method(
@@ -106,13 +129,14 @@ def prepare_for_method(
     targets: list[str] | str | None = None,
     rslora: bool = False,
     dora: bool = False,
-) -> tuple[PreTrainedModel, ParamCounts]:
+) -> tuple[AdaptedModel, ParamCounts]:
     """Wrap ``model`` for ``method`` (``lora`` or ``full``) and count its parameters."""
+    wrapped: AdaptedModel = model
     if method == "lora":
-        model = get_peft_model(model, lora_config(model, r, alpha, dropout, targets, rslora=rslora, dora=dora))
+        wrapped = get_peft_model(model, lora_config(model, r, alpha, dropout, targets, rslora=rslora, dora=dora))
     elif method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
     else:
         raise ConfigError(f"method '{method}': expected 'lora' or 'full'")
-    return model, count_parameters(model)
+    return wrapped, count_parameters(wrapped)

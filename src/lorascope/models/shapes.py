@@ -7,13 +7,13 @@ can measure the reference study's base (TinyLlama-1.1B) on a machine that has no
 from __future__ import annotations
 
 import torch
-from torch import nn
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 
 def tinyllama_shape_config(num_labels: int, pad_token_id: int) -> LlamaConfig:
     """TinyLlama-1.1B's architecture (22 layers, hidden 2048, 32 heads, 4 kv heads, MLP 5632, vocab 32000)."""
-    return LlamaConfig(
+    # num_labels is a PretrainedConfig setting that LlamaConfig's annotated signature leaves out.
+    return LlamaConfig(  # type: ignore[call-arg]
         vocab_size=32000,
         hidden_size=2048,
         intermediate_size=5632,
@@ -28,10 +28,14 @@ def tinyllama_shape_config(num_labels: int, pad_token_id: int) -> LlamaConfig:
     )
 
 
-def build_random_llama(config: LlamaConfig, seed: int, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+def build_random_llama(config: LlamaConfig, seed: int, dtype: torch.dtype, device: torch.device | str
+                       ) -> LlamaForSequenceClassification:
     """A randomly initialised Llama classifier built directly on ``device`` (``"meta"`` allocates nothing)."""
     torch.manual_seed(seed)
     # Initialising on the target device avoids a 4 GB host-side copy for the 1.1B shape.
     with torch.device(device):
-        model = LlamaForSequenceClassification._from_config(config, dtype=dtype)
-    return model.eval()
+        # transformers leaves _from_config and eval unannotated.
+        model: LlamaForSequenceClassification = LlamaForSequenceClassification._from_config(  # type: ignore[no-untyped-call]
+            config, dtype=dtype)
+    evaluating: LlamaForSequenceClassification = model.eval()  # type: ignore[no-untyped-call]
+    return evaluating

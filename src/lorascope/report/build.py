@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lorascope.artifacts import write_json
+from lorascope.artifacts import commit, write_json
 from lorascope.report.collect import collect
 from lorascope.report.figures import all_figures
 from lorascope.report.interactive import interactive_figures
@@ -26,18 +26,20 @@ def build_report(study: Path | str) -> Path:
     """Write ``report/report.md``, ``report/report.html``, ``report/figures/*.png`` (and ``*.html`` with the
     plots extra), ``report/tables/*.csv`` and ``report/summary.json``; returns the HTML path."""
     study = Path(study)
-    out = StudyLayout(Path(study)).report
+    final = StudyLayout(Path(study)).report
     data = collect(study)
-    figures = {k: f"figures/{p.name}" for k, p in all_figures(data, out / "figures").items()}
-    md = render(data, figures)
-    interactive = {k: f"figures/{p.name}" for k, p in interactive_figures(data, out / "figures").items()}
-    md = link_interactive(md, figures, interactive)
-    (out / "report.md").write_text(md, encoding="utf-8")
-    write_tables(data, out / "tables")
-    html = markdown_to_html(md, out)
-    (out / "report.html").write_text(html, encoding="utf-8")
-    write_json(out / "summary.json", summary(data))
-    return out / "report.html"
+    # A report is a function of the study's artifacts alone: rebuilt, it replaces the last one.
+    with commit(final, {"report_of": "the study folder above"}) as out:
+        figures = {k: f"figures/{p.name}" for k, p in all_figures(data, out / "figures").items()}
+        md = render(data, figures)
+        interactive = {k: f"figures/{p.name}" for k, p in interactive_figures(data, out / "figures").items()}
+        md = link_interactive(md, figures, interactive)
+        (out / "report.md").write_text(md, encoding="utf-8")
+        write_tables(data, out / "tables")
+        html = markdown_to_html(md, out)
+        (out / "report.html").write_text(html, encoding="utf-8")
+        write_json(out / "summary.json", summary(data))
+    return final / "report.html"
 
 
 # What hovering adds to each interactive figure, as the link under its static version says.
@@ -94,7 +96,7 @@ def lens_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _LENS_RUN_DROP} for r in result.get("runs") or []]
 
 
-def summary(data: dict) -> dict:
+def summary(data: dict[str, Any]) -> dict[str, Any]:
     """The study's numbers in one JSON: verdicts, per-method drift and metric with their intervals and
     per-layer means, every run's drift with its per-layer values, per-layer tests, noise floor,
     controls, a sweep's frontier and selection, each lens's comparison and runs, serving ratios and
@@ -148,7 +150,7 @@ def markdown_to_html(md: str, base: Path) -> str:
 
     body = markdown.markdown(md, extensions=["tables", "fenced_code"], output_format="html")
 
-    def inline(m: re.Match) -> str:
+    def inline(m: re.Match[str]) -> str:
         path = base / m.group(2)
         data = base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
         return f'<img alt="{m.group(1)}" src="data:image/png;base64,{data}">'

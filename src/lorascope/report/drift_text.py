@@ -14,14 +14,14 @@ from lorascope.report.robustness_text import layers_sentence, robustness_section
 from lorascope.report.text import interval, num, reduction_interval, seed_sorted, table, test_result
 
 
-def _mean_sd(stat: dict | None, digits: int = 3) -> str:
+def _mean_sd(stat: dict[str, Any] | None, digits: int = 3) -> str:
     if not stat or stat.get("mean") is None:
         return "–"
     sd = f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
     return f"{stat['mean']:.{digits}f}{sd}"
 
 
-def _ci(stat: dict | None, key: str) -> str:
+def _ci(stat: dict[str, Any] | None, key: str) -> str:
     bounds = (stat or {}).get(key)
     return interval(*bounds) if bounds else "–"
 
@@ -119,8 +119,8 @@ def per_run_table(data: dict[str, Any]) -> str:
     for task, d in data["drift"].items():
         for r in seed_sorted(d["runs"]):
             rows.append([task, r["method"], r["seed"], format_metric(main_metric(data, task), r.get("metric")),
-                         f"{r['mean_drift']:.4f} {interval(*r['mean_drift_ci'], 4)}",
-                         f"{r['mean_drift_debiased']:.4f} {interval(*r['mean_drift_debiased_ci'], 4)}",
+                         f"{r['mean_drift']:.4f} {interval(r['mean_drift_ci'][0], r['mean_drift_ci'][1], 4)}",
+                         f"{r['mean_drift_debiased']:.4f} {interval(r['mean_drift_debiased_ci'][0], r['mean_drift_debiased_ci'][1], 4)}",
                          num(r.get("mean_cosine"), 4)])
     return table(["task", "method", "seed", "dev main metric", "drift [95% CI over samples]",
                   "debiased drift [95% CI over samples]", "cosine"], rows)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -13,11 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 COLOURS = {"lora": "#1f77b4", "full": "#d62728"}
 _VARIANT_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
-def method_colours(labels) -> dict[str, str]:
+def method_colours(labels: Iterable[str]) -> dict[str, str]:
     """A fixed colour per method label: lora blue, full red, variants from a palette in name order."""
     from lorascope.variants import natural_key
 
@@ -25,19 +30,19 @@ def method_colours(labels) -> dict[str, str]:
     return {**COLOURS, **{v: _VARIANT_COLOURS[i % len(_VARIANT_COLOURS)] for i, v in enumerate(variants)}}
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _label(task: str, weak: set[str]) -> str:
+def _label(task: str, weak: AbstractSet[str]) -> str:
     """A task's name, marked where its models did not learn it (the report sets those tasks apart; so do the figures)."""
     return f"{task} (did not learn)" if task in weak else task
 
 
-def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
+def layer_profiles(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Drift per layer for each task: mean over seeds, band = ± 1 sd over seeds."""
     if not drift:
         return None
@@ -61,7 +66,7 @@ def layer_profiles(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
     return _save(fig, out / "drift_by_layer.png")
 
 
-def heatmap(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
+def heatmap(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Layers × (task, method) mean drift."""
     rows, labels = [], []
     for task, d in drift.items():
@@ -83,7 +88,7 @@ def heatmap(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> P
     return _save(fig, out / "drift_heatmap.png")
 
 
-def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset()) -> Path | None:
+def reduction_bars(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Mean drift per task and method with its 95% interval over seeds and samples, and the reduction Δ%."""
     from lorascope.report.learning import reference_of
 
@@ -118,7 +123,7 @@ def reduction_bars(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(
     return _save(fig, out / "drift_reduction.png")
 
 
-def metric_vs_drift(drift: dict[str, Any], out: Path, weak: set[str] = frozenset(),
+def metric_vs_drift(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset(),
                     metrics: dict[str, str | None] | None = None) -> Path | None:
     """Each run: its dev main metric (``metrics``: task -> its name) against its mean drift."""
     from lorascope.metrics import is_percentage

@@ -24,7 +24,7 @@ def performance(data: dict[str, Any]) -> str:
     """Per task and method: the dev main metric per seed and over seeds, against the majority baseline
     (a method below it is said to be below it)."""
     rows = []
-    by = {}
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in data["runs"]:
         by.setdefault((r["task"], r["method"]), []).append(r)
     for (task, method), runs in sorted(by.items()):
@@ -101,10 +101,11 @@ def provenance_section(data: dict[str, Any]) -> str:
                       f"- study folder: `{data['study']}`", "", "```yaml", _yaml(data["config"]), "```"])
 
 
-def _yaml(cfg: dict) -> str:
+def _yaml(cfg: dict[str, Any]) -> str:
     import yaml
 
-    return yaml.safe_dump(cfg, sort_keys=False).strip()
+    dumped: str = yaml.safe_dump(cfg, sort_keys=False)
+    return dumped.strip()
 
 
 def _present(*sections: str) -> list[str]:

@@ -90,7 +90,9 @@ def endpoint_section(bench: dict[str, Any]) -> list[str]:
                       "× in-process [95% CI]", "× (medians)"], body))
     sweep = ep.get("concurrency") or []
     if sweep:
-        fmt = lambda v, d=1: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+        def fmt(v: float | None, d: int = 1) -> str:
+            return "–" if v is None else f"{v:.{d}f}"
+
         body = [[r["batch_size"], r["concurrency"], f"{r['n']}/{r['requests']}", r["errors"], fmt(r["throughput_rps"]),
                  fmt(r["throughput_vs_inprocess"], 2),
                  "–" if r["p50_ms"] is None else f"{r['p50_ms']:.2f} {interval(r['p50_ci_low_ms'], r['p50_ci_high_ms'], 2)}",
@@ -135,7 +137,7 @@ def _resources_table(bench: dict[str, Any]) -> str:
 
 def serving_section(bench: dict[str, Any] | None, figures: dict[str, str]) -> str:
     rows = _rows(bench)
-    if not rows:
+    if bench is None or not rows:  # no bench: no rows
         return "## Serving cost\n\nNo serving benchmark in this study."
     env = bench.get("environment") or {}
     model = (bench.get("base_model") or {}).get("name", "?")
@@ -144,7 +146,7 @@ def serving_section(bench: dict[str, Any] | None, figures: dict[str, str]) -> st
         labels.append("synthetic adapters: latency depends on shapes, not values")
     if (bench.get("full_ft") or {}).get("stand_in"):
         labels.append("full_ft is the base model standing in for a fully fine-tuned one")
-    n = next(iter((bench.get("requests") or {}).values()), {})
+    n: dict[str, Any] = next(iter((bench.get("requests") or {}).values()), {})
     out = ["## Serving cost", "",
            f"Device: {env.get('device_name', '?')} ({env.get('dtype', '?')}, {env.get('threads', '?')} threads); base model "
            f"{model}; {n.get('measured', '?')} measured requests per strategy and batch size after {n.get('warmup', '?')} "

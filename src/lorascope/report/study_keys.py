@@ -55,8 +55,10 @@ def default_text(field: FieldInfo) -> str:
     """The default as it would be written in YAML (``[1, 16]``, ``null``, ``{}``), or ``required``."""
     if field.is_required():
         return "required"
-    value = field.default_factory() if field.default_factory is not None else field.default
-    return "`" + yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip() + "`"
+    # pydantic types default_factory as taking no argument or the validated data; settings use the first form.
+    value = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+    dumped: str = yaml.safe_dump(value, default_flow_style=True, width=10_000)
+    return "`" + dumped.strip().removesuffix("...").strip() + "`"
 
 
 def _section(annotation: Any) -> type[BaseModel] | None:

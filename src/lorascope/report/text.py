@@ -34,15 +34,15 @@ def interval(low: float | None, high: float | None, digits: int = 3, unit: str =
     return f"[{low:.{digits}f}{unit}, {high:.{digits}f}{unit}]"
 
 
-def short_test(test: dict | None) -> str:
+def short_test(test: dict[str, Any] | None) -> str:
     """"paired t-test (df=7)" -> "paired t-test"; "sign-flip permutation (exact)" -> "exact sign-flip"."""
-    name = (test or {}).get("test", "?")
+    name: str = (test or {}).get("test", "?")
     if name.startswith("sign-flip"):
         return "exact sign-flip test" if "exact" in name else "Monte Carlo sign-flip test"
     return name.split(" (")[0]
 
 
-def test_result(t: dict | None) -> str:
+def test_result(t: dict[str, Any] | None) -> str:
     """A test with its n, exact p and, for the sign-flip test, its smallest attainable p."""
     if not t:
         return "–"
@@ -52,7 +52,7 @@ def test_result(t: dict | None) -> str:
     return f"{short_test(t)}, n={t['n']}, {t['alternative']}: p={p_value(t['p_value'])}{floor}"
 
 
-def seed_sorted(runs: list[dict]) -> list[dict]:
+def seed_sorted(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Runs by method, then by numeric seed (folder names sort "1337" before "42")."""
     return sorted(runs, key=lambda r: (r.get("method", ""), int(r["seed"])))
 

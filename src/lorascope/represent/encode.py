@@ -4,7 +4,7 @@ for one call."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from lorascope.run_folder import RunFolder
 if TYPE_CHECKING:
     import datasets
     import torch
+    from transformers import PreTrainedModel
 
 Texts = list[str] | list[list[str]] | list[tuple[str, str]]
 # The head is never read by an extraction: any two labels give the backbone's states.
@@ -35,7 +36,7 @@ def load_for_encoding(model_or_run: str | Path, device: torch.device | str, *,
     if lora_init:
         from lorascope.models.adapt import prepare_for_method
 
-        loaded.model, _ = prepare_for_method(loaded.model, "lora")
+        loaded.model, _ = prepare_for_method(cast("PreTrainedModel", loaded.model), "lora")  # not wrapped yet
         loaded.model.eval()
     return loaded
 
@@ -104,7 +105,8 @@ class Encoder:
             float32 ``[n_layers + 1, len(texts), hidden_size]``: the embeddings, then every layer's output.
         """
         loaded = self.loaded
-        examples, is_pair = texts_to_examples(list(texts))
+        # list() takes any iterable of texts; a list of them is still of the kind ``texts`` is.
+        examples, is_pair = texts_to_examples(cast(Texts, list(texts)))
         tokenised = tokenize_dataset(examples, loaded.tokenizer, is_pair=is_pair, is_decoder=loaded.is_decoder,
                                      max_length=max_length, source="texts")
         return self.extract(tokenised, poolings=(pooling,), batch_size=batch_size, progress=progress)[pooling]

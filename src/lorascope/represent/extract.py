@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -17,6 +19,11 @@ from lorascope.data.tokenize import CountingCollator
 from lorascope.errors import ConfigError, DataError
 from lorascope.models.device import free_memory
 from lorascope.represent.pooling import POOLINGS, head_token, masked_mean, pooling_mask
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig, PreTrainedTokenizerBase
+
+    from lorascope.models.adapt import AdaptedModel
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ class Representations:
 
     @property
     def n_layers(self) -> int:
-        return next(iter(self.states.values())).shape[0]
+        return int(next(iter(self.states.values())).shape[0])
 
 
 def input_fingerprint(ds: datasets.Dataset) -> str:
@@ -83,8 +90,8 @@ def check_no_empty_rows(ds: datasets.Dataset) -> None:
 
 @torch.inference_mode()
 def extract(
-    model: torch.nn.Module,
-    tokenizer,
+    model: AdaptedModel,
+    tokenizer: PreTrainedTokenizerBase,
     ds: datasets.Dataset,
     *,
     is_decoder: bool,
@@ -125,7 +132,7 @@ def extract(
     rows = ds.select_columns(columns)
     autocast = dtype is not None and dtype != first.dtype
     longest = max_length if pad_to_max_length and max_length else max(len(ids) for ids in ds["input_ids"])
-    batch_size = fitting_batch_size(model, batch_size, longest, device, dtype if autocast else first.dtype,
+    batch_size = fitting_batch_size(model, batch_size, longest, device, dtype if autocast and dtype is not None else first.dtype,
                                     autocast=autocast)
     amp = torch.autocast(device.type, dtype=dtype) if autocast else contextlib.nullcontext()
     # transient: the bar disappears when done; off a terminal (a log file) there is none at all.
@@ -142,7 +149,7 @@ def extract(
     return out
 
 
-def activation_bytes_per_sample(config, seq: int, dtype: torch.dtype) -> int:
+def activation_bytes_per_sample(config: PreTrainedConfig, seq: int, dtype: torch.dtype) -> int:
     """Bytes one sample of ``seq`` tokens needs during an extraction's forward pass.
 
     The hidden states of every layer are kept until pooled (``output_hidden_states``); besides,
@@ -162,7 +169,7 @@ def activation_bytes_per_sample(config, seq: int, dtype: torch.dtype) -> int:
     return int(seq * per_token * torch.finfo(dtype).bits // 8)
 
 
-def fitting_batch_size(model: torch.nn.Module, requested: int, seq: int, device: torch.device, dtype: torch.dtype,
+def fitting_batch_size(model: AdaptedModel, requested: int, seq: int, device: torch.device, dtype: torch.dtype,
                        *, autocast: bool = False) -> int:
     """``requested``, or fewer samples per batch when that many do not fit in the device's free memory.
 
@@ -196,8 +203,9 @@ def _mib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def _extract_batches(model, rows, collate, n: int, batch_size: int, device, poolings, is_decoder: bool,
-                     advance) -> dict[str, np.ndarray] | None:
+def _extract_batches(model: AdaptedModel, rows: datasets.Dataset, collate: CountingCollator, n: int, batch_size: int,
+                     device: torch.device, poolings: tuple[str, ...], is_decoder: bool,
+                     advance: Callable[[int], None]) -> dict[str, np.ndarray] | None:
     """The pooled states of every layer, batch by batch (see :func:`extract`); ``advance(k)`` after each batch."""
     out: dict[str, np.ndarray] | None = None
     for start in range(0, n, batch_size):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from safetensors import SafetensorError
@@ -23,12 +25,16 @@ from lorascope.represent.extract import Representations, input_fingerprint, mode
 from lorascope.represent.store import load_representations, read_metadata, save_representations
 from lorascope.run_folder import RunFolder
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def load_for_representation(cfg: RepresentConfig, label_names: tuple[str, ...]) -> LoadedModel:
     """A training run folder (has metrics.json) or a base model, on ``cfg.device``; optionally LoRA at init."""
     loaded = load_for_encoding(cfg.model, cfg.device, label_names=label_names)
     if cfg.lora_init and not RunFolder.holds_run(cfg.model):
-        loaded.model, _ = prepare_for_method(loaded.model, "lora")
+        # A base model (not a run folder): load_classifier's model, not wrapped yet.
+        loaded.model, _ = prepare_for_method(cast("PreTrainedModel", loaded.model), "lora")
     return loaded
 
 
@@ -89,7 +95,7 @@ def cache_key(cfg: RepresentConfig, task: str, ids: list[str], inputs: str, weig
     return key
 
 
-def stored_key_matches(path: Path, key: dict[str, str], poolings: list[str]) -> bool:
+def stored_key_matches(path: Path, key: dict[str, str], poolings: Collection[str]) -> bool:
     """A stored representation file made with exactly ``key`` that holds every requested pooling."""
     if not path.is_file():
         return False

@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -166,7 +168,7 @@ def runtime_refusal(folder: str | Path) -> str | None:
     return None
 
 
-def _read_config(folder: Path, where: str) -> dict:
+def _read_config(folder: Path, where: str) -> dict[str, Any]:
     if not folder.is_dir():
         raise LorascopeError(f"{where}: folder not found")
     path = folder / CONFIG_FILE
@@ -219,7 +221,7 @@ def _read_tensors(folder: Path, where: str) -> dict[str, torch.Tensor]:
         raise LorascopeError(f"{where}: {err}") from None
 
 
-def _pattern_value(patterns: dict, module_name: str, default: float) -> float:
+def _pattern_value(patterns: Mapping[str, float] | None, module_name: str, default: float) -> float:
     # Same matching as peft.utils.other.get_pattern_key: a pattern matches a suffix of the module path.
     for key, value in (patterns or {}).items():
         if re.match(rf"(.*\.)?({key})$", module_name):
@@ -228,7 +230,7 @@ def _pattern_value(patterns: dict, module_name: str, default: float) -> float:
 
 
 def _check_module(
-    module_name: str, pair: dict, config: dict, model: nn.Module, where: str, device: torch.device
+    module_name: str, pair: dict[str, torch.Tensor], config: dict[str, Any], model: nn.Module, where: str, device: torch.device
 ) -> LoraModule:
     if set(pair) != {"A", "B"}:
         missing = "lora_B" if "A" in pair else "lora_A"
@@ -265,7 +267,7 @@ def _check_module(
 
 
 def _check_head(
-    head: dict, base_head: nn.Linear, head_name: str, where: str, device: torch.device
+    head: dict[str, torch.Tensor], base_head: nn.Linear, head_name: str, where: str, device: torch.device
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     if not head:
         return None, None

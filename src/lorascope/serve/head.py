@@ -30,6 +30,10 @@ class HeadSwitch(nn.Linear):
         stack_bias: All slots' head biases, shape [n_slots, n_labels_max], ``-inf`` in padded labels.
     """
 
+    # Set with object.__setattr__ in __init__, outside _parameters.
+    base_weight: nn.Parameter
+    base_bias: nn.Parameter | None
+
     def __init__(self, linear: nn.Linear, routing: Routing) -> None:
         nn.Module.__init__(self)  # share the original parameters rather than allocate new ones
         self.in_features = linear.in_features
@@ -69,6 +73,7 @@ class HeadSwitch(nn.Linear):
         if rows is None:
             return F.linear(x, self.weight, self.bias)
         batch = x.shape[0]
+        assert self.stack_weight is not None and self.stack_bias is not None  # the runtime stacks before routing rows
         weight = self.stack_weight.index_select(0, rows)  # [batch, n_labels_max, hidden]
         bias = self.stack_bias.index_select(0, rows).unsqueeze(1)  # [batch, 1, n_labels_max]
         x3 = x.reshape(batch, -1, self.in_features)  # [batch, positions, hidden]

@@ -47,6 +47,8 @@ class LoraLinear(nn.Linear):
             [n_slots, out, r_max]; columns past an adapter's rank are zero.
     """
 
+    base_weight: nn.Parameter  # set with object.__setattr__ in __init__, outside _parameters
+
     def __init__(self, linear: nn.Linear, routing: Routing) -> None:
         # nn.Linear.__init__ would allocate a fresh weight; share the original parameters instead.
         nn.Module.__init__(self)
@@ -84,6 +86,7 @@ class LoraLinear(nn.Linear):
             return y
         batch = x.shape[0]
         x3 = x.reshape(batch, -1, self.in_features)  # [batch, tokens, in]
+        assert self.lora_B is not None  # set_stacks sets both stacks or neither
         lora_A = self.lora_A.index_select(0, rows)  # [batch, r_max, in]
         lora_B = self.lora_B.index_select(0, rows)  # [batch, out, r_max]
         low = torch.bmm(x3, lora_A.transpose(1, 2))  # [batch, tokens, r_max]

@@ -170,13 +170,14 @@ class MultiAdapterRuntime:
         uniform = len(set(names)) == 1
         if mode == "merged" and not uniform:
             raise LorascopeError("mode='merged' needs every row to use the same adapter; use 'bgmv' or 'auto'")
-        inputs = dict(model_inputs, input_ids=input_ids, attention_mask=attention_mask)
+        given = dict(model_inputs, input_ids=input_ids, attention_mask=attention_mask)
         device = self._head.base_weight.device
-        inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}  # no-op when already there
+        inputs = {k: v.to(device) for k, v in given.items() if v is not None}  # no-op when already there
         with torch.inference_mode():
             if mode == "merged" or (mode == "auto" and uniform):
                 self.activate(names[0])
-                return self.model(**inputs).logits
+                logits: torch.Tensor = self.model(**inputs).logits
+                return logits
             return self._forward_bgmv(names, inputs)
 
     def _forward_bgmv(self, names: list[str], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -186,7 +187,7 @@ class MultiAdapterRuntime:
         rows = [self._slots[n] for n in names]
         self._routing.rows = torch.tensor(rows, dtype=torch.long, device=self._head.base_weight.device)
         try:
-            logits = self.model(**inputs).logits  # [batch, n_labels_max over all adapters]
+            logits: torch.Tensor = self.model(**inputs).logits  # [batch, n_labels_max over all adapters]
         finally:
             self._routing.rows = None
         width = max(self.n_labels(n) for n in set(names))
@@ -197,7 +198,7 @@ class MultiAdapterRuntime:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
         adapter: str | list[str],
-        model_inputs: dict,
+        model_inputs: Mapping[str, torch.Tensor],
     ) -> list[str]:
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise LorascopeError("input_ids must be a 2-D tensor [batch, seq]")

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lorascope.data.tasks import TaskSpec, recorded_task, task_record
 from lorascope.errors import LorascopeError
@@ -72,7 +73,7 @@ def parse_named_paths(items: list[str] | None, what: str = "--adapter") -> dict[
     return out
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -82,7 +83,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _run_info(folder: Path) -> dict:
+def _run_info(folder: Path) -> dict[str, Any]:
     """A successful run's record, as written (its task, labels and base)."""
     return RunFolder(folder).successful_record().model_dump()
 
@@ -126,7 +127,7 @@ def _locate_adapter(name: str, path: str | Path) -> AdapterSource:
     return AdapterSource(name, p, None, None, None, "adapter")
 
 
-def _from_info(name: str, folder: Path, info: dict, origin: str) -> AdapterSource:
+def _from_info(name: str, folder: Path, info: dict[str, Any], origin: str) -> AdapterSource:
     labels = info.get("label_names")
     return AdapterSource(
         name=name,
@@ -146,7 +147,7 @@ def write_sidecar(folder: Path, task: TaskSpec | None, label_names: tuple[str, .
     (folder / SIDECAR).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def resolve_full_model(path: str | Path) -> tuple[Path, dict]:
+def resolve_full_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """A full fine-tuning run folder or model folder -> (model folder, run info or {}).
 
     Raises:

@@ -10,6 +10,8 @@ on the adapters' shapes, which seeds share; their requests come from each run's 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lorascope.config import build_config
 from lorascope.run_folder import RunFolder
 from lorascope.study.context import StageContext
@@ -18,7 +20,7 @@ from lorascope.study.units import TrainUnit
 from lorascope.variants import primary_label
 
 
-def _finished(folder) -> bool:
+def _finished(folder: Path) -> bool:
     return RunFolder.holds_run(folder) and RunFolder(folder).record().ok
 
 

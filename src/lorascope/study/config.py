@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
@@ -16,36 +16,40 @@ from lorascope.models.device import DEVICE_HELP, DeviceSetting
 from lorascope.study.executor import ExecutorSettings
 from lorascope.train.config import VARIANT_NAME, TrainConfig
 
+if TYPE_CHECKING:
+    from lorascope.hpo.config import HpoConfig
+
 METHODS = ("lora", "full")
 
 # A task entry with one of these suffixes is a task file (anything else: a GLUE task's name).
 TASK_FILE_SUFFIXES = (".yaml", ".yml")
 
-STAGES = ("sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench", "report")
+Stage = Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench", "report"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 
 class SanitySettings(StrictModel):
-    samples: PositiveInt = Field(10, description="training examples to overfit")
-    max_epochs: PositiveInt = Field(10, description="epochs allowed")
-    threshold: float = Field(0.1, gt=0, description="training loss to reach")
+    samples: PositiveInt = Field(default=10, description="training examples to overfit")
+    max_epochs: PositiveInt = Field(default=10, description="epochs allowed")
+    threshold: float = Field(default=0.1, gt=0, description="training loss to reach")
 
 
 class HpoSettings(StrictModel):
-    n_trials: PositiveInt = Field(15, description="Optuna TPE trials per (task, method)")
-    seed: int = Field(42, description="seed of the sampler and of the trials' training")
+    n_trials: PositiveInt = Field(default=15, description="Optuna TPE trials per (task, method)")
+    seed: int = Field(default=42, description="seed of the sampler and of the trials' training")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings of every trial (e.g. epochs)")
     task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                                   description="per-task trial settings (e.g. sst2: {train_limit: 3000})")
     space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method search-space overrides")
-    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in the study folder)")
+    storage: str | None = Field(default=None, description="Optuna storage URL (default: SQLite in the study folder)")
 
 
 class BenchSettings(StrictModel):
-    max_length: PositiveInt | None = Field(None, description="truncation of the served inputs (default: the "
-                                           "training max_length of the first task's LoRA runs)")
-    batch_sizes: list[PositiveInt] = Field([1, 16], description="serving batch sizes")
-    requests: PositiveInt = Field(64, description="measured requests per strategy and batch size")
-    warmup: int = Field(8, ge=0, description="warm-up requests per strategy")
+    max_length: PositiveInt | None = Field(default=None, description="truncation of the served inputs (default: the "
+                                                   "training max_length of the first task's LoRA runs)")
+    batch_sizes: list[PositiveInt] = Field(default=[1, 16], description="serving batch sizes")
+    requests: PositiveInt = Field(default=64, description="measured requests per strategy and batch size")
+    warmup: int = Field(default=8, ge=0, description="warm-up requests per strategy")
     overrides: dict[str, Any] = Field(default_factory=dict, description="further `lorascope bench` settings")
 
     @field_validator("overrides")
@@ -93,8 +97,7 @@ class StudyConfig(StrictModel):
                     "too, so the verdicts compare every seed at a fraction of the sweep's cost; the frontier is "
                     "drawn over these seeds")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
-    stages: list[Literal["sanity", "baselines", "hpo", "train", "drift", "weights", "forgetting", "probes", "bench",
-                         "report"]] = Field(
+    stages: list[Stage] = Field(
         [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     device: DeviceSetting = Field(
@@ -108,10 +111,12 @@ class StudyConfig(StrictModel):
                                                   description="per-task training settings, keyed by task name")
     hpo: HpoSettings = Field(default_factory=HpoSettings)
     sanity: SanitySettings = Field(default_factory=SanitySettings)
-    drift: DriftSettings = Field(default_factory=DriftSettings)
-    weights: WeightLensSettings = Field(default_factory=WeightLensSettings)
-    forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)
-    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    # Without pydantic's mypy plugin, mypy reads a positional Field default (Field("mean", ...), as these settings
+    # classes write them) as no default, so it takes them for classes that cannot be built without arguments.
+    drift: DriftSettings = Field(default_factory=DriftSettings)  # type: ignore[arg-type]
+    weights: WeightLensSettings = Field(default_factory=WeightLensSettings)  # type: ignore[arg-type]
+    forgetting: ForgettingSettings = Field(default_factory=ForgettingSettings)  # type: ignore[arg-type]
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)  # type: ignore[arg-type]
     bench: BenchSettings = Field(default_factory=BenchSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
@@ -151,7 +156,7 @@ class StudyConfig(StrictModel):
             data.get("method_train", {})
         if not (isinstance(methods, list) and isinstance(variants, dict) and isinstance(method_train, dict)):
             return data  # the field validators say what is wrong
-        kinds = {name: v.get("method") for name, v in variants.items() if isinstance(v, dict)}
+        kinds: dict[str, Any] = {name: v.get("method") for name, v in variants.items() if isinstance(v, dict)}  # as written
         if any(sweep_points(data["sweep"], kinds).values()) and not set(data["sweep"]) & set(methods):
             return data
         # A point takes its method's variant and method_train settings, then the swept value.
@@ -190,7 +195,7 @@ class StudyConfig(StrictModel):
 
     @field_validator("tasks", "methods", "seeds")
     @classmethod
-    def _non_empty(cls, v: list) -> list:
+    def _non_empty(cls, v: list[str] | list[int]) -> list[str] | list[int]:
         if not v:
             raise ValueError("must list at least one entry")
         if len(set(map(str, v))) != len(v):
@@ -311,7 +316,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None, *, her
     return cfg
 
 
-def hpo_config(cfg: StudyConfig, task: str, method: str):
+def hpo_config(cfg: StudyConfig, task: str, method: str) -> HpoConfig:
     """The search of one (task, method): the study's training settings under the HPO ones."""
     from lorascope.hpo import HpoConfig
     from lorascope.hpo.space import DEFAULT_SPACES

@@ -31,17 +31,17 @@ _RAY_DEFAULT_PORTS = {"": 6379, "ray": 10001}
 class ExecutorSettings(StrictModel):
     """How a study's units are run (the study key ``executor``)."""
 
-    kind: Literal["local", "ray"] = Field("local", description="local: one unit after the other in this process; "
-                                                               "ray: every unit a Ray task")
-    address: str | None = Field(None, description="Ray cluster address (default: $RAY_ADDRESS, else a Ray started "
-                                                  "on this machine)")
-    local_cpus: PositiveInt | None = Field(None, description="CPUs of the Ray started on this machine (default: all)")
+    kind: Literal["local", "ray"] = Field(default="local", description="local: one unit after the other in this process; "
+                                                                       "ray: every unit a Ray task")
+    address: str | None = Field(default=None, description="Ray cluster address (default: $RAY_ADDRESS, else a Ray started "
+                                                          "on this machine)")
+    local_cpus: PositiveInt | None = Field(default=None, description="CPUs of the Ray started on this machine (default: all)")
     cpus_per_unit: PositiveInt | None = Field(
-        None, description="CPUs each unit declares to Ray and the torch threads it uses (default: 1 on Ray; torch's "
-                          "own choice locally)")
-    gpus_per_unit: NonNegativeFloat = Field(0.0, description="GPUs each unit declares to Ray")
-    memory_gb_per_unit: NonNegativeFloat | None = Field(None, description="memory each unit declares to Ray (GB)")
-    max_retries: NonNegativeInt = Field(3, description="Ray reruns of a unit whose worker died")
+        default=None, description="CPUs each unit declares to Ray and the torch threads it uses (default: 1 on Ray; torch's "
+                                  "own choice locally)")
+    gpus_per_unit: NonNegativeFloat = Field(default=0.0, description="GPUs each unit declares to Ray")
+    memory_gb_per_unit: NonNegativeFloat | None = Field(default=None, description="memory each unit declares to Ray (GB)")
+    max_retries: NonNegativeInt = Field(default=3, description="Ray reruns of a unit whose worker died")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def set_threads(cpus: int | None) -> None:
         torch.set_num_threads(cpus)
 
 
-def _call(fn: Callable[..., Any], args: tuple, cpus: int | None) -> tuple[Any, str, float]:
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], cpus: int | None) -> tuple[Any, str, float]:
     """Run one unit; returns its result, the worker that ran it (host:pid) and the seconds it took."""
     import socket
     import time
@@ -81,7 +81,7 @@ class LocalExecutor:
     def __init__(self, settings: ExecutorSettings):
         self.settings = settings
 
-    def map(self, fn: Callable[..., Any], args: Sequence[tuple]) -> Iterator[Done]:
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Done]:
         for i, a in enumerate(args):
             yield Done(i, *_call(fn, a, self.settings.cpus_per_unit))
 
@@ -209,7 +209,7 @@ class RayExecutor:
                 ray.init(num_cpus=settings.local_cpus, object_store_memory=256 * 2**20, **kwargs)
         self._remote = ray.remote(_call)
 
-    def map(self, fn: Callable[..., Any], args: Sequence[tuple]) -> Iterator[Done]:
+    def map(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> Iterator[Done]:
         s = self.settings
         cpus = s.cpus_per_unit or 1
         options: dict[str, Any] = dict(num_cpus=cpus, max_retries=s.max_retries, num_gpus=s.gpus_per_unit)

@@ -1,8 +1,9 @@
 """Where everything of a study lives under its folder: the one place that knows the layout.
 
 ```
-<study>/config.yaml        the resolved study config
-<study>/sanity.json        baselines.json   timings.json
+<study>/config.yaml        the resolved study config;  timings.json  stage and unit times
+<study>/sanity/            sanity.json (the sanity checks)
+<study>/baselines/         baselines.json (majority and random baselines)
 <study>/hpo/<task>-<method>/          one Optuna search per (task, method)
 <study>/train/<task>-<method>-s<seed>/ one training run folder (see lorascope.run_folder)
 <study>/drift/<task>/      drift.json, layers.csv, reps/
@@ -14,7 +15,12 @@
 <study>/report/            report.md, report.html, figures/, summary.json
 ```
 
-``<task>`` is always the task's name (a task file's ``name:``), never the path of its file.
+``<task>`` is always the task's name (a task file's ``name:``), never the path of its file. Every
+result folder also holds its ``config.yaml`` and ``provenance.json`` (see ``lorascope.artifacts``);
+the study's own ``config.yaml`` and ``timings.json``, ``skipped.json`` files and the HPO searches'
+databases are journals, rewritten atomically as the study goes. A study written before sanity
+and baselines had folders keeps them as ``<study>/sanity.json`` and ``<study>/baselines.json``,
+which are still read.
 """
 
 from __future__ import annotations
@@ -32,12 +38,20 @@ class StudyLayout:
         return self.root / "config.yaml"
 
     @property
+    def sanity_dir(self) -> Path:
+        return self.root / "sanity"
+
+    @property
     def sanity(self) -> Path:
-        return self.root / "sanity.json"
+        return _current_or_legacy(self.sanity_dir / "sanity.json", self.root / "sanity.json")
+
+    @property
+    def baselines_dir(self) -> Path:
+        return self.root / "baselines"
 
     @property
     def baselines(self) -> Path:
-        return self.root / "baselines.json"
+        return _current_or_legacy(self.baselines_dir / "baselines.json", self.root / "baselines.json")
 
     @property
     def timings(self) -> Path:
@@ -104,3 +118,8 @@ class StudyLayout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+
+def _current_or_legacy(current: Path, legacy: Path) -> Path:
+    """``current``, unless only an older study's ``legacy`` file exists."""
+    return legacy if legacy.is_file() and not current.is_file() else current

@@ -235,7 +235,8 @@ def meta_shape(config: Any, train: TrainConfig, bf16: bool, checkpointing: bool)
         config.pad_token_id = 0  # a decoder's head reads the last non-pad token; any id does on meta
     dtype = torch.bfloat16 if bf16 else torch.float32
     with torch.device("meta"):
-        net = AutoModelForSequenceClassification.from_config(config, dtype=dtype)
+        # transformers leaves from_config unannotated
+        net = AutoModelForSequenceClassification.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
         net, counts = prepare_for_method(net, train.method, r=train.lora_r, alpha=train.lora_alpha,
                                          dropout=train.lora_dropout, targets=train.lora_targets,
                                          rslora=train.lora_rslora, dora=train.lora_dora)
@@ -460,7 +461,7 @@ def calibrate(train: TrainConfig) -> dict[str, float]:
     if key in cache:
         return dict(cache[key])
 
-    class StepClock(TrainerCallback):  # type: ignore[misc]
+    class StepClock(TrainerCallback):
         def __init__(self) -> None:
             self.marks: list[float] = []
             self.tokens = 0
@@ -686,7 +687,7 @@ def plan_study(cfg: StudyConfig, *, calibrate_here: bool = True, progress: Any =
     dev_lengths: dict[str, float] = {}
     for i, sp in enumerate(specs):
         known = costs.get(i)
-        if known is not None and known.tokens is not None and c.tokens.dev and sp[5].get("task") not in dev_lengths:
+        if known is not None and known.tokens is not None and known.tokens.dev and sp[5].get("task") not in dev_lengths:
             dev_lengths[sp[5]["task"]] = sum(known.tokens.dev) / len(known.tokens.dev)
     units += _analysis_units(cfg, layout, units, reference, dev_lengths, rate_flops)
     if "report" in cfg.stages:

@@ -248,7 +248,7 @@ def failed_units(cfg: StudyConfig, out: Path, only: dict[str, str] | None = None
     return failed
 
 
-def load_timings(path: Path) -> dict:
+def load_timings(path: Path) -> dict[str, Any]:
     """Wall time per stage, summed over every invocation (a killed and resumed study, a slice run with
     ``--only``), and the invocations themselves: ``{"total_s": {stage: s}, "invocations": [...]}``."""
     stored = read_json(path) if path.is_file() else {}

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from lorascope.artifacts import read_json, write_json
+from lorascope.artifacts import amend, commit, commit_failure, read_json, write_json
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.metrics import format_metric
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
@@ -21,7 +21,7 @@ from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.lens_stages import stage_forgetting, stage_probes, stage_weights
-from lorascope.study.units import analysis_unit, note_skipped, train_units
+from lorascope.study.units import TrainUnit, analysis_unit, note_skipped, train_units
 from lorascope.train.config import TrainConfig
 
 
@@ -35,8 +35,8 @@ def _eta(done: int, total: int, elapsed: float) -> str:
 def stage_sanity(ctx: StageContext) -> None:
     from lorascope.checks.sanity import run_sanity_one
 
-    path = StudyLayout(ctx.out).sanity
-    if path.is_file():
+    layout = StudyLayout(ctx.out)
+    if layout.sanity.is_file():
         ctx.console.print("  sanity: done earlier")
         return
     s = ctx.cfg.sanity
@@ -49,22 +49,25 @@ def stage_sanity(ctx: StageContext) -> None:
         rows[done.index] = dataclasses.asdict(r)
         mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
         ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
-    write_json(path, {"settings": s.model_dump(), "results": rows})  # in grid order, whichever unit finished first
+    with commit(layout.sanity_dir, {"sanity": s.model_dump(), "units": [list(u) for u in units]}) as partial:
+        # In grid order, whichever unit finished first.
+        write_json(partial / "sanity.json", {"settings": s.model_dump(), "results": rows})
 
 
 def stage_baselines(ctx: StageContext) -> None:
     from lorascope.checks.baselines import run_baselines
 
-    path = StudyLayout(ctx.out).baselines
-    if not path.is_file():
+    layout = StudyLayout(ctx.out)
+    if not layout.baselines.is_file():
         # Scored on the dev subset the runs are evaluated on (that of the first method and seed).
         results = []
         for task in ctx.cfg.tasks:
             unit = ctx.cfg.train_config(task, ctx.cfg.methods[0], ctx.cfg.seeds[0])
             ref = ctx.cfg.task_ref(task)
             results += run_baselines([ref], ctx.cfg.data_dir, eval_limits={ref: unit.eval_limit}, data_seed=unit.data_seed)
-        write_json(path, {"baselines": [r.to_dict() for r in results]})
-    for b in read_json(path)["baselines"]:
+        with commit(layout.baselines_dir, {"tasks": list(ctx.cfg.tasks)}) as partial:
+            write_json(partial / "baselines.json", {"baselines": [r.to_dict() for r in results]})
+    for b in read_json(layout.baselines)["baselines"]:
         ctx.console.print(baseline_line(b), highlight=False)
 
 
@@ -120,7 +123,7 @@ def stage_train(ctx: StageContext) -> None:
         _train_batch(ctx, units, time.perf_counter())
 
 
-def _train_batch(ctx: StageContext, units: list, started: float) -> None:
+def _train_batch(ctx: StageContext, units: list[TrainUnit], started: float) -> None:
     folders = [unit.folder(ctx.out) for unit in units]
     # A folder that holds a finished record was done by an earlier invocation (a crash is redone).
     done_before = [RunFolder.holds_run(f) and "traceback" not in RunFolder(f).raw() for f in folders]
@@ -165,32 +168,20 @@ def _forget_crash(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def _record_failure(folder: Path, cfg, exc: Exception) -> RunRecord:
-    """A crashed unit becomes a finished folder with ``status: failed``, the reason and the traceback.
-
-    The record is written beside the run's ``.partial`` folder, which stays where it is: the retry
-    on the next invocation resumes from its newest complete checkpoint instead of starting over,
-    and no checkpoint file (the Trainer's optimizer state is pickled) moves into a result folder.
+def _record_failure(folder: Path, cfg: TrainConfig, exc: Exception) -> RunRecord:
+    """A crashed unit becomes a finished folder with ``status: failed``, the reason and the traceback,
+    committed through :func:`lorascope.artifacts.commit_failure`: the run's ``.partial`` folder stays
+    where it is, so the retry on the next invocation resumes from its newest complete checkpoint
+    instead of starting over, and no checkpoint file (the Trainer's optimizer state is pickled)
+    moves into a result folder. When the disk refuses the record (often the very cause), the
+    failure is still reported, from memory, and the next invocation retries the unit.
     """
-    import os
-
-    from lorascope.config import config_to_dict, dump_yaml
+    from lorascope.config import config_to_dict
 
     reason = f"{exc.__class__.__name__}: {exc}".strip()
     metrics = {"status": "failed", "reason": reason[:500], "task": cfg.task, "method": cfg.method, "seed": cfg.seed,
                "model": cfg.model, "traceback": traceback.format_exc()[-4000:]}
-    record = folder.with_name(folder.name + ".failed")
-    try:
-        shutil.rmtree(record, ignore_errors=True)
-        record.mkdir(parents=True)
-        dump_yaml(config_to_dict(cfg), record / "config.yaml")
-        write_json(record / METRICS_FILE, metrics)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(record, folder)
-    except OSError:
-        # Often the very cause (a full disk): the failure is still reported, from memory, and the
-        # next invocation retries the unit, which has no record.
-        shutil.rmtree(record, ignore_errors=True)
+    commit_failure(folder, config_to_dict(cfg), {METRICS_FILE: metrics})
     return RunRecord.model_validate(metrics)
 
 
@@ -257,8 +248,7 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
             primary = saved[task].get("primary")
             if primary in comparisons:
                 comparisons[primary] = comparison
-            write_json(layout.drift(task) / "drift.json",
-                       {**saved[task], "comparison": comparison, "comparisons": comparisons})
+            amend(layout.drift(task), {"drift.json": {**saved[task], "comparison": comparison, "comparisons": comparisons}})
     return adjusted
 
 

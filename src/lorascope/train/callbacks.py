@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 
 class DivergenceGuard(TrainerCallback):
@@ -26,7 +27,8 @@ class DivergenceGuard(TrainerCallback):
         self.factor = factor
         self.reason: str | None = None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None,
+               **kwargs: Any) -> TrainerControl:
         problem = self._problem(logs or {}, state.log_history)
         if problem is not None:
             self.reason = f"{problem} at step {state.global_step} (epoch {state.epoch or 0:.2f})"
@@ -35,7 +37,7 @@ class DivergenceGuard(TrainerCallback):
             control.should_evaluate = False
         return control
 
-    def _problem(self, logs: dict, history: list[dict]) -> str | None:
+    def _problem(self, logs: dict[str, float], history: list[dict[str, float]]) -> str | None:
         """What is wrong with ``logs`` (e.g. ``"loss became nan"``), or None."""
         for key in ("loss", "eval_loss", "grad_norm"):
             value = logs.get(key)
@@ -52,7 +54,7 @@ class DivergenceGuard(TrainerCallback):
         return None
 
     @staticmethod
-    def reference(history: list[dict]) -> float | None:
+    def reference(history: list[dict[str, float]]) -> float | None:
         """The first logged training loss if it is finite, else None (no divergence limit yet)."""
         first = next((float(h["loss"]) for h in history if "loss" in h), None)
         return first if first is not None and math.isfinite(first) else None
@@ -68,7 +70,7 @@ class LogAtCheckpoints(TrainerCallback):
     the mean training loss computed from it, match an uninterrupted run.
     """
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
         # DefaultFlowCallback, which runs first, has already decided whether this step saves or ends.
         if control.should_save or control.should_training_stop:
             control.should_log = True
@@ -86,8 +88,11 @@ class StopIfResumedAtEnd(TrainerCallback):
     checkpoint), as the uninterrupted run did.
     """
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        stored = (state.stateful_callbacks or {}).get("TrainerControl") or {}
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
+        # Annotated as a list of callbacks, but a state restored from a checkpoint holds what each one saved:
+        # callback name -> its state, or a list of states.
+        saved = cast("dict[str, Any]", state.stateful_callbacks or {})
+        stored = saved.get("TrainerControl") or {}
         if isinstance(stored, list):
             stored = stored[-1] if stored else {}
         if state.global_step > 0 and stored.get("args", {}).get("should_training_stop"):
@@ -107,13 +112,14 @@ class EpochLossRecorder(TrainerCallback):
         self._sum = 0.0
         self._count = 0
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None,
+               **kwargs: Any) -> TrainerControl:
         if logs and "loss" in logs:
             self._sum += float(logs["loss"])
             self._count += 1
         return control
 
-    def on_epoch_end(self, args, state, control, **kwargs):
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> TrainerControl:
         if self._count:
             self.epoch_losses.append(self._sum / self._count)
             self._sum, self._count = 0.0, 0

@@ -103,7 +103,7 @@ class TrainConfig(StrictModel):
 
     @model_serializer(mode="wrap")
     def _omit_unset_later_settings(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
+        data: dict[str, Any] = handler(self)
         for key, default in _STORED_ONLY_WHEN_SET.items():
             if key in data and data[key] == default:
                 del data[key]

@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 TRAINER_STATE = "trainer_state.json"
 # Written by Trainer._save_checkpoint besides the weights (save_only_model is off).
@@ -26,7 +27,7 @@ WEIGHT_INDEX = "model.safetensors.index.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

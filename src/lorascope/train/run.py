@@ -15,12 +15,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import datasets
 import numpy as np
 
-from lorascope.artifacts import check_same_config, finish, recover_finish, start_partial, write_json
+from lorascope.artifacts import Commit, check_same_config, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tasks import TaskSpec, task_record
@@ -43,8 +43,22 @@ from lorascope.train.resume import last_complete_checkpoint
 from lorascope.train.selection import DEV, SELECTION_SPLIT, selection_metric, split_for_selection
 from lorascope.train.trainer import build_trainer, model_inputs
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, Trainer
+    from transformers.trainer_utils import TrainOutput
+
+    from lorascope.models.adapt import AdaptedModel
+
 CHECKPOINTS = "checkpoints"  # the Trainer's checkpoints inside <out>.partial
 log = logging.getLogger(__name__)
+
+
+class _TokenizeArgs(TypedDict):
+    """How every split of a run is tokenised."""
+
+    is_pair: bool
+    is_decoder: bool
+    max_length: int
 
 
 @dataclass
@@ -87,11 +101,12 @@ def prepare_run(cfg: TrainConfig) -> PreparedRun:
     train, held = split_for_selection(train, cfg.selection_split, cfg.data_seed)  # before the model loads: fails fast
     loaded = load_classifier(cfg.model, spec.label_names, cfg.seed)
     model, counts = prepare_for_method(
-        loaded.model, cfg.method, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
+        cast("PreTrainedModel", loaded.model), cfg.method,  # load_classifier's model is not wrapped yet
+        r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=cfg.lora_targets,
         rslora=cfg.lora_rslora, dora=cfg.lora_dora,
     )
     loaded.model = model
-    tok = dict(is_pair=spec.is_pair, is_decoder=loaded.is_decoder, max_length=cfg.max_length)
+    tok: _TokenizeArgs = {"is_pair": spec.is_pair, "is_decoder": loaded.is_decoder, "max_length": cfg.max_length}
     return PreparedRun(
         spec=spec,
         loaded=loaded,
@@ -134,7 +149,8 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     """
     out = Path(out)
     resolved = config_to_dict(cfg)
-    recover_finish(out)
+    unit = Commit(out, resolved, overwrite=overwrite, seed=cfg.seed)
+    unit.check()  # completes a cut-off commit; other settings are an error unless overwrite
     if not overwrite:
         done = completed_metrics(out, resolved)
         if done is not None:
@@ -143,7 +159,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     # Data and model are validated before anything is written: bad input leaves no folder and,
     # with overwrite, the finished run untouched.
     run = prepare_run(cfg)
-    partial = start_partial(out, resolved)
+    partial = unit.begin()
     # metrics.json is written last (atomically): a partial holding it was killed after its
     # outputs were complete, while deleting its checkpoints or being renamed into place.
     metrics = RunFolder(partial).raw() if RunFolder.holds_run(partial) else None
@@ -152,7 +168,7 @@ def run_train(cfg: TrainConfig, out: Path | str, *, overwrite: bool = False, pro
     if metrics is None or int(os.environ.get("RANK", "0")) != 0:
         return None  # not the main process of a distributed run: rank 0 writes the folder
     shutil.rmtree(partial / CHECKPOINTS, ignore_errors=True)
-    finish(partial, out)
+    unit.complete()
     return RunRecord.model_validate(metrics)
 
 
@@ -190,7 +206,8 @@ def _train_and_save(cfg: TrainConfig, run: PreparedRun, partial: Path, started: 
     if guard.reason is None and cfg.save_model:
         folder = partial / ("adapter" if cfg.method == "lora" else "model")
         shutil.rmtree(folder, ignore_errors=True)  # half written by a killed attempt
-        trainer.model.save_pretrained(folder)
+        # The Trainer holds the model build_trainer was given (its own type says only nn.Module or None).
+        cast("AdaptedModel", trainer.model).save_pretrained(folder)  # type: ignore[arg-type]  # PEFT annotates str
         run.loaded.tokenizer.save_pretrained(folder)
     write_json(partial / "provenance.json", provenance(cfg.seed))
     write_json(partial / METRICS_FILE, metrics)  # last: its presence means the outputs are complete
@@ -246,8 +263,8 @@ def eval_curve(evals: list[dict[str, Any]], main: str) -> list[dict[str, Any]]:
              "predicted_share": h.get("eval_predicted_share")} for h in evals]
 
 
-def _collect_metrics(cfg, run: PreparedRun, trainer, train_output, failure, runtime_s,
-                     dev_eval: dict[str, float] | None) -> dict[str, Any]:
+def _collect_metrics(cfg: TrainConfig, run: PreparedRun, trainer: Trainer, train_output: TrainOutput, failure: str | None,
+                     runtime_s: float, dev_eval: dict[str, float] | None) -> dict[str, Any]:
     """The run's record; ``dev_eval``: the restored checkpoint's dev metrics when a selection split chose it."""
     history = trainer.state.log_history
     evals = [h for h in history if "eval_loss" in h and "eval_runtime" in h]

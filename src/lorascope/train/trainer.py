@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
 import torch
+from torch.utils.data import Dataset, Sampler
 from transformers import (
     EarlyStoppingCallback,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -25,6 +28,9 @@ from lorascope.train.callbacks import DivergenceGuard, LogAtCheckpoints, StopIfR
 from lorascope.train.config import TrainConfig
 from lorascope.train.progress import TrainProgress
 from lorascope.train.selection import selection_metric
+
+if TYPE_CHECKING:
+    from lorascope.models.adapt import AdaptedModel
 
 
 def _world_size() -> int:
@@ -58,16 +64,17 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         # SeedSequence mixes (seed, epoch), so seed s at epoch e+1 does not replay seed s+1 at epoch e.
         self.generator.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]))
-        return super().__iter__()
+        indices: Iterator[int] = super().__iter__()  # type: ignore[no-untyped-call]  # unannotated in transformers
+        return indices
 
 
 class LorascopeTrainer(Trainer):
     """The Trainer with two changes that make a resumed run identical to an uninterrupted one."""
 
-    def _get_train_sampler(self, train_dataset=None):
+    def _get_train_sampler(self, train_dataset: Dataset[Any] | None = None) -> Sampler[Any] | None:
         sampler = super()._get_train_sampler(train_dataset)
         if type(sampler) is LengthGroupedSampler:
             # Same lengths and batch size as the Trainer chose; only the source of randomness changes.
@@ -75,13 +82,14 @@ class LorascopeTrainer(Trainer):
             return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed)
         return sampler
 
-    def _run_epoch(self, *args, **kwargs):
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:
         # The Trainer checks should_training_stop only after a step. A stop requested before the
         # epoch's first step (StopIfResumedAtEnd, when resuming from the checkpoint written where
         # training ended) must run no step at all, or the resumed run trains past that point.
         if self.control.should_training_stop:
             return None
-        return super()._run_epoch(*args, **kwargs)
+        # Trainer._run_epoch is unannotated in transformers (it returns None).
+        return super()._run_epoch(*args, **kwargs)  # type: ignore[no-untyped-call, no-any-return]
 
 
 def hardware_flags(cfg: TrainConfig) -> tuple[bool, bool]:
@@ -93,7 +101,7 @@ def hardware_flags(cfg: TrainConfig) -> tuple[bool, bool]:
 
 
 def build_trainer(
-    model: PreTrainedModel,
+    model: AdaptedModel,
     tokenizer: PreTrainedTokenizerBase,
     train_ds: datasets.Dataset,
     eval_ds: datasets.Dataset,
@@ -102,7 +110,7 @@ def build_trainer(
     output_dir: Path,
     *,
     evaluate: bool = True,
-    extra_callbacks: list | None = None,
+    extra_callbacks: list[TrainerCallback] | None = None,
     progress: bool = True,
 ) -> tuple[Trainer, DivergenceGuard]:
     """A Trainer with the protocol's recipe.
@@ -120,6 +128,7 @@ def build_trainer(
     Returns:
         The trainer and its divergence guard (``guard.reason`` says why a run diverged).
     """
+    assert cfg.lr is not None, "TrainConfig fills in the method's default learning rate"
     bf16, grad_ckpt = hardware_flags(cfg)
     steps_per_epoch = max(1, math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum * _world_size())))
     eval_steps = max(1, math.ceil(steps_per_epoch / cfg.evals_per_epoch))
@@ -195,7 +204,7 @@ def keep_tensorboard_curves(trainer: Trainer, folder: Path) -> None:
     """Point the Trainer's TensorBoard writer (when ``report_to`` names it) at ``folder`` in the run
     folder: by default it writes under the checkpoints folder, which is deleted when the run
     finishes. ``$TENSORBOARD_LOGGING_DIR``, when set, still wins."""
-    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations.integration_utils import TensorBoardCallback
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:

@@ -27,8 +27,9 @@ be); a 5xx means a bug (500), or an overloaded, loading or stopping server (503 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, Literal, NotRequired, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -58,7 +59,7 @@ from lorascope.serve.http.service import Loaded, Service
 from lorascope.serve.http.settings import ServerSettings
 from lorascope.serve.sources import NAME_PATTERN
 
-_ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 422, 429, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 422, 429, 503)}
 
 _DESCRIPTION = """\
 LoRA adapters of one base classifier, served unmerged; requests for different adapters share forward passes.
@@ -74,9 +75,21 @@ When the server has a token, every path except the probes, this page included, n
 """
 
 
+class _Health(TypedDict):
+    """The body of ``/healthz`` and ``/ready`` (``error`` only when loading failed)."""
+
+    status: str
+    adapters: int
+    batches: int
+    rows: int
+    mixed_batches: int
+    queue: int
+    error: NotRequired[str]
+
+
 def adapter_info(name: str, meta: AdapterMeta) -> AdapterInfo:
     """How the API describes a loaded adapter."""
-    shape = None if meta.takes_pairs is None else ("pair" if meta.takes_pairs else "single")
+    shape: Literal["single", "pair"] | None = None if meta.takes_pairs is None else ("pair" if meta.takes_pairs else "single")
     return AdapterInfo(name=name, labels=list(meta.labels), task=meta.task, input=shape)
 
 
@@ -121,7 +134,7 @@ def create_app(
         service = Service(settings, loader=loader, base_name=base_name)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
         yield
         await service.stop()
@@ -138,7 +151,7 @@ def create_app(
                        retry_after_s=settings.retry_after_s, log_requests=settings.access_log)
     app.add_middleware(LastResort)  # added last, so it runs first and sees every exception
 
-    def health_body() -> dict:
+    def health_body() -> _Health:
         engine, batcher = service.engine, service.batcher
         return {"status": service.lifecycle.status, "adapters": len(engine.adapters) if engine else 0,
                 "batches": batcher.batches, "rows": batcher.rows, "mixed_batches": engine.mixed_batches if engine else 0,
@@ -204,8 +217,9 @@ def create_app(
         name = _valid_name(request.name)
         return adapter_info(name, await service.load(name, request.path))
 
+    # dict[str, Any], not dict[str, str]: FastAPI documents the return annotation, and this keeps the OpenAPI schema as it was.
     @app.delete("/v1/adapters/{name}", responses=_ERRORS)
-    async def unload_adapter(name: str) -> dict:
+    async def unload_adapter(name: str) -> dict[str, Any]:
         """Unload an adapter; its queued requests get 404."""
         await service.unload(_valid_name(name))
         return {"removed": name}

@@ -2,9 +2,10 @@
 
 Requests queue up; a collector takes the first, then keeps taking more until ``max_rows`` rows are
 gathered or ``max_wait_ms`` has passed, and hands the whole list to ``process`` on a single worker
-thread. While a batch runs, new requests queue, so under load batches fill up by themselves
-(at low load a lone request waits at most ``max_wait_ms``). A request is never split: one that
-would overflow the batch starts the next one.
+thread. The collector waits only for requests it knows are coming: admitted ones (see below) still
+being tokenised. A lone request runs at once, since waiting for requests nobody has sent only
+adds latency; while a batch runs, new requests queue, so under load batches fill up by themselves.
+A request is never split: one that would overflow the batch starts the next one.
 
 The worker is one thread because the model runtime is not thread-safe; :meth:`MicroBatcher.exclusive`
 runs other runtime operations (loading and unloading adapters) on the same thread, between batches.
@@ -40,8 +41,13 @@ class Ticket:
 
     __slots__ = ("_batcher", "_held")
 
-    def __init__(self, batcher: MicroBatcher) -> None:
+    def __init__(self, batcher: MicroBatcher[Any, Any]) -> None:
         self._batcher, self._held = batcher, True
+
+    @property
+    def held(self) -> bool:
+        """Whether the request still counts as waiting."""
+        return self._held
 
     def release(self) -> None:
         """Stop counting this request as waiting (a batch took it, or it was abandoned)."""
@@ -54,7 +60,7 @@ class Ticket:
 class _Pending(Generic[P]):
     payload: P
     rows: int
-    future: asyncio.Future = field(repr=False)
+    future: asyncio.Future[Any] = field(repr=False)
     ticket: Ticket | None = field(default=None, repr=False)
 
 
@@ -64,7 +70,7 @@ class MicroBatcher(Generic[P, R]):
     Args:
         process: Worker-thread function: list of payloads -> list (same length) of results or exceptions.
         max_rows: Most rows per batch.
-        max_wait_ms: Longest wait for more requests once one is queued.
+        max_wait_ms: Longest wait for admitted requests still on their way once one is queued.
         max_queue: Most admitted requests waiting for a batch (None: unbounded).
         on_batch: Called after each batch with (requests, rows, seconds the forward pass took).
 
@@ -85,7 +91,7 @@ class MicroBatcher(Generic[P, R]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[P]] | None = None
         self._carry: deque[_Pending[P]] = deque()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
 
@@ -133,9 +139,14 @@ class MicroBatcher(Generic[P, R]):
         ``ticket`` (from :meth:`admit`) is released when a batch takes the request.
         """
         self.start()
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(payload, rows, future, ticket))
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._started_queue().put(_Pending(payload, rows, future, ticket))
         return await future
+
+    def _started_queue(self) -> asyncio.Queue[_Pending[P]]:
+        if self._queue is None:
+            raise RuntimeError("the batcher is not started: call start() on the event loop first")
+        return self._queue
 
     async def exclusive(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the worker thread, never during a batch."""
@@ -150,23 +161,31 @@ class MicroBatcher(Generic[P, R]):
     async def _next(self, timeout: float | None) -> _Pending[P] | None:
         if self._carry:
             return self._carry.popleft()
-        if not self._queue.empty():  # already queued: take it without waiting (even when max_wait is 0)
-            return self._queue.get_nowait()
+        queue = self._started_queue()
+        if not queue.empty():  # already queued: take it without waiting (even when max_wait is 0)
+            return queue.get_nowait()
         if timeout is None:
-            return await self._queue.get()
+            return await queue.get()
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            return await asyncio.wait_for(queue.get(), timeout)
         except TimeoutError:
             return None
+
+    def _coming(self, batch: list[_Pending[P]]) -> bool:
+        """Whether admitted requests other than ``batch``'s have not yet been taken into a batch."""
+        return self.waiting > sum(1 for p in batch if p.ticket is not None and p.ticket.held)
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._next(None)]
-            rows = batch[0].rows
+            first = await self._next(None)
+            assert first is not None  # without a timeout, _next waits until there is one
+            batch = [first]
+            rows = first.rows
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_rows:
-                item = await self._next(max(0.0, deadline - loop.time()))
+                wait = max(0.0, deadline - loop.time()) if self._coming(batch) else 0.0
+                item = await self._next(wait)
                 if item is None:
                     break
                 if rows + item.rows > self.max_rows:

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from lorascope.errors import LorascopeError
@@ -70,17 +72,17 @@ class Engine:
             raise LorascopeError(f"adapter '{name}': {len(meta.labels)} label names recorded but its head has {width} outputs")
         return meta if meta.created else replace(meta, created=int(time.time()))
 
-    def classify(self, jobs: list[ClassifyJob]) -> list[np.ndarray | Exception]:
+    def classify(self, jobs: list[ClassifyJob]) -> list[npt.NDArray[np.float32] | Exception]:
         """Probabilities per job, each float32 [rows, n_labels].
 
         A job whose adapter was unloaded gets an :class:`AdapterGone`, one with a row of no tokens an
         :class:`EmptyRow`; the other jobs of the batch are classified all the same.
         """
         meta = self._meta
-        results: list[np.ndarray | Exception | None] = [self._unservable(j, meta) for j in jobs]
+        results: list[npt.NDArray[np.float32] | Exception | None] = [self._unservable(j, meta) for j in jobs]
         live = [i for i, r in enumerate(results) if r is None]
         if not live:
-            return results
+            return cast("list[npt.NDArray[np.float32] | Exception]", results)  # no None: every job is unservable
         rows = [r for i in live for r in jobs[i].rows]
         names = [jobs[i].adapter for i in live for _ in jobs[i].rows]
         inputs = self.encoder.pad(rows)
@@ -94,7 +96,7 @@ class Engine:
             part = logits[start : start + n_rows, :width].float()
             results[i] = torch.softmax(part, dim=-1).cpu().numpy()
             start += n_rows
-        return results
+        return cast("list[npt.NDArray[np.float32] | Exception]", results)  # every live slot now holds its probabilities
 
     @staticmethod
     def _unservable(job: ClassifyJob, meta: Mapping[str, AdapterMeta]) -> Exception | None:

@@ -118,7 +118,7 @@ def _undecodable_body(cause: BaseException | None) -> str:
     return "body is not valid JSON"
 
 
-def _location(loc: tuple) -> list[str]:
+def _location(loc: tuple[int | str, ...]) -> list[str]:
     """An error location without ``body`` and without the tag of the union member that was tried."""
     parts = [str(p) for p in loc if p != "body"]
     if parts and parts[0] in (NATIVE_TAG, OPENAI_TAG):

@@ -84,7 +84,7 @@ def check_loopback(url: str) -> httpx.URL:
     return parsed
 
 
-def request_texts(adapters: dict[str, dict], data_dir: str | None, per_task: int = 200) -> dict[str, list[str | list[str]]]:
+def request_texts(adapters: dict[str, dict[str, Any]], data_dir: str | None, per_task: int = 200) -> dict[str, list[str | list[str]]]:
     """Adapter -> inputs from its GLUE task's dev set (pairs as [a, b]); built-in sentences otherwise.
 
     Args:
@@ -118,7 +118,7 @@ def _fallback_inputs(shape: str | None) -> list[str | list[str]]:
     return [x for x in FALLBACK_INPUTS if isinstance(x, list) == (shape == "pair")]
 
 
-async def _adapters(client: httpx.AsyncClient) -> dict[str, dict]:
+async def _adapters(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     response = await client.get("/v1/adapters")
     if response.status_code != 200:
         raise LorascopeError(f"GET /v1/adapters answered {response.status_code}: {response.text[:200]}")
@@ -202,7 +202,7 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
 
             await asyncio.gather(*(client_loop() for _ in range(cfg.clients)))
         else:
-            running: set[asyncio.Task] = set()
+            running: set[asyncio.Task[None]] = set()
             interval, due = 1.0 / cfg.rate_rps, start
             while issued + not_sent < cfg.max_requests and due < deadline:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))

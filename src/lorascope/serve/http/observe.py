@@ -131,7 +131,8 @@ class Observe:
     def _route(self, scope: Scope) -> str:
         route = scope.get("route")  # FastAPI records the matched route once it has routed the request
         if route is not None and hasattr(route, "path"):
-            return route.path
+            path: str = route.path
+            return path
         partial = None
         for candidate in self.router.routes:
             match, _ = candidate.matches(scope)

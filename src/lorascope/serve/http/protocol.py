@@ -122,7 +122,10 @@ class ScoreRequest(_PoolingOptions):
     def sides(self) -> tuple[str, list[str], str, list[str]]:
         """(first field, its texts, second field, its texts)."""
         first, second = next(f for f in _SCORE_FORMS if getattr(self, f[0]) is not None and getattr(self, f[1]) is not None)
-        as_list = lambda v: [v] if isinstance(v, str) else list(v)  # noqa: E731
+
+        def as_list(v: ScoreSide) -> list[str]:
+            return [v] if isinstance(v, str) else list(v)
+
         return first, as_list(getattr(self, first)), second, as_list(getattr(self, second))
 
 
@@ -151,7 +154,7 @@ class UsageInfo(BaseModel):
     prompt_tokens: int
     total_tokens: int
     completion_tokens: int = 0
-    prompt_tokens_details: dict | None = None
+    prompt_tokens_details: dict[str, Any] | None = None
 
 
 class ClassificationData(BaseModel):
@@ -206,7 +209,7 @@ class ModelCard(BaseModel):
     root: str | None = None
     parent: str | None = None
     max_model_len: int | None = None
-    permission: list[dict] = Field(default_factory=list)
+    permission: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ModelList(BaseModel):
@@ -264,7 +267,7 @@ def resolve_model(service: Service, model: str | None) -> tuple[str, AdapterMeta
     """The adapter a request's ``model`` names, or a 404 / 422 saying which models there are."""
     engine = service.ready_engine()
     meta = engine.adapters.get(model) if model is not None else None
-    if meta is not None:
+    if model is not None and meta is not None:
         return model, meta
     names = ", ".join(engine.adapters) or "none loaded"
     if model is None or model == service.base_id:
@@ -289,7 +292,7 @@ async def openai_classify(service: Service, body: OpenAIClassifyRequest, request
     request.state.openai_errors = True
     _refuse_unsupported(body, service.settings.max_length)
     name, meta = resolve_model(service, body.model)
-    inputs = [body.input] if isinstance(body.input, str) else list(body.input)
+    inputs: list[str | list[str]] = [body.input] if isinstance(body.input, str) else list(body.input)
     try:
         result = await service.classify(name, meta, inputs, field="input")
     except ApiError as err:
@@ -324,7 +327,7 @@ async def openai_score(service: Service, body: ScoreRequest) -> ScoreResponse:
                 check_text(f"{field}[{i}]", text, limit)
             except ApiError as err:
                 raise _with_param(err, field) from None
-    pairs = [[a[0] if len(a) == 1 else a[i], text] for i, text in enumerate(b)]
+    pairs: list[str | list[str]] = [[a[0] if len(a) == 1 else a[i], text] for i, text in enumerate(b)]
     try:
         result = await service.classify(name, meta, pairs, field="pairs")
     except ApiError as err:

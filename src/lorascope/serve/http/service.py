@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from lorascope.errors import LorascopeError
 from lorascope.serve import MultiAdapterRuntime
@@ -48,7 +49,7 @@ class Loaded:
 class Classified:
     """A classify request's answer: probabilities [rows, n_labels], label names, tokens read."""
 
-    probs: np.ndarray
+    probs: npt.NDArray[np.float32]
     labels: tuple[str, ...]
     tokens: int
 
@@ -73,21 +74,22 @@ class Service:
         self.lifecycle = Lifecycle(loaded=loaded is not None)
         self.engine: Engine | None = None
         self._loader = loader
-        self._load_task: asyncio.Task | None = None
+        self._load_task: asyncio.Task[None] | None = None
         self.on_loaded: Callable[[], None] | None = None
         self.on_load_failure: Callable[[], None] | None = None
         self.metrics = Metrics(self.lifecycle, lambda: self.batcher.waiting,
                                lambda: len(self.engine.adapters) if self.engine else 0,
                                lambda: self.engine.mixed_batches if self.engine else 0, settings.max_queue)
-        self.batcher: MicroBatcher = MicroBatcher(self._process, settings.max_batch_rows, settings.max_wait_ms,
-                                                  settings.max_queue, on_batch=self.metrics.observe_batch)
+        self.batcher: MicroBatcher[ClassifyJob, npt.NDArray[np.float32]] = MicroBatcher(
+            self._process, settings.max_batch_rows, settings.max_wait_ms, settings.max_queue,
+            on_batch=self.metrics.observe_batch)
         self.retry_after = {"Retry-After": str(settings.retry_after_s)}
         if loaded is not None:
             self.engine = Engine(loaded.runtime, loaded.encoder, loaded.meta)
 
-    def _process(self, jobs: list[ClassifyJob]) -> list:
+    def _process(self, jobs: list[ClassifyJob]) -> list[npt.NDArray[np.float32] | BaseException]:
         assert self.engine is not None  # only admitted requests reach here, and admission needs the engine
-        return self.engine.classify(jobs)
+        return list(self.engine.classify(jobs))  # a copy typed for the batcher (list is invariant in its items)
 
     # ---------------------------------------------------------------------------------------------
     # Start-up and shutdown (the app's lifespan).
@@ -101,7 +103,8 @@ class Service:
     async def _load(self) -> None:
         try:
             # On the model thread, like every other use of the runtime.
-            loaded = await self.batcher.exclusive(self._loader)
+            assert self._loader is not None  # start() loads only when a loader was given
+            loaded: Loaded = await self.batcher.exclusive(self._loader)
             self.engine = Engine(loaded.runtime, loaded.encoder, loaded.meta)
         except Exception as err:  # any failure: the server cannot serve, and must say so rather than hang
             log.error("loading the model failed: %s: %s", type(err).__name__, err)
@@ -189,7 +192,8 @@ class Service:
         folder = resolve_under_roots(path, self.settings.adapter_roots)
         try:
             source = await asyncio.to_thread(resolve_adapter, name, folder)
-            return await self.batcher.exclusive(engine.add, name, source.folder, AdapterMeta.of(source, path))
+            added: AdapterMeta = await self.batcher.exclusive(engine.add, name, source.folder, AdapterMeta.of(source, path))
+            return added
         except LorascopeError as err:
             if name in engine.adapters:  # a concurrent request loaded the same name first
                 raise ApiError(409, "adapter_exists", f"adapter '{name}' is already loaded") from None

@@ -12,39 +12,40 @@ from lorascope.config import StrictModel
 class ServerSettings(StrictModel):
     """Everything that bounds what one request may cost and who may send it."""
 
-    max_batch_size: PositiveInt = Field(64, description="most inputs (rows) in one classify request; more -> 413")
-    max_input_chars: PositiveInt = Field(4096, description="most characters in one text (each side of a pair); more -> 413")
-    max_length: PositiveInt = Field(384, description="texts are truncated to this many tokens")
+    max_batch_size: PositiveInt = Field(default=64, description="most inputs (rows) in one classify request; more -> 413")
+    max_input_chars: PositiveInt = Field(default=4096, description="most characters in one text (each side of a pair); more -> 413")
+    max_length: PositiveInt = Field(default=384, description="texts are truncated to this many tokens")
     max_batch_rows: PositiveInt = Field(
-        64, description="most rows the micro-batcher puts in one forward pass (requests are never split)"
+        default=64, description="most rows the micro-batcher puts in one forward pass (requests are never split)"
     )
     max_wait_ms: float = Field(
-        2.0, ge=0, description="how long the micro-batcher waits for more requests before running a batch"
+        default=2.0, ge=0, description="how long the micro-batcher waits, before running a batch, for requests already admitted "
+                                       "and still being tokenised (a lone request runs at once)"
     )
-    token: str | None = Field(None, description="bearer token required on /v1/* (None: no authentication)")
+    token: str | None = Field(default=None, description="bearer token required on /v1/* (None: no authentication)")
     adapter_roots: list[str] = Field(
         default_factory=list,
         description="folders under which POST /v1/adapters may load adapters (empty: loading at run time is disabled)",
     )
-    max_adapters: PositiveInt = Field(16, description="most adapters loaded at once; POST /v1/adapters beyond it -> 409")
+    max_adapters: PositiveInt = Field(default=16, description="most adapters loaded at once; POST /v1/adapters beyond it -> 409")
     request_timeout_s: PositiveFloat = Field(
-        60.0, description="a classify request not answered within this many seconds gets 503 with Retry-After"
+        default=60.0, description="a classify request not answered within this many seconds gets 503 with Retry-After"
     )
     max_queue: PositiveInt = Field(
-        128, description="most classify requests waiting for a forward pass; one more gets 429 with Retry-After"
+        default=128, description="most classify requests waiting for a forward pass; one more gets 429 with Retry-After"
     )
     retry_after_s: PositiveInt = Field(
-        1, description="seconds the Retry-After header of a 429 or 503 asks a client to wait"
+        default=1, description="seconds the Retry-After header of a 429 or 503 asks a client to wait"
     )
     served_model_name: str | None = Field(
-        None, description="id of the base model in GET /v1/models (default: the base model as given)"
+        default=None, description="id of the base model in GET /v1/models (default: the base model as given)"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
-        "warning", description="level of the server's log (uvicorn's and lorascope's)"
+        default="warning", description="level of the server's log (uvicorn's and lorascope's)"
     )
-    access_log: bool = Field(False, description="log one line per request: client, method, path, status, milliseconds")
+    access_log: bool = Field(default=False, description="log one line per request: client, method, path, status, milliseconds")
     graceful_shutdown_s: PositiveFloat = Field(
-        30.0, description="on SIGTERM, how long requests in flight may take to finish; new ones get 503 meanwhile"
+        default=30.0, description="on SIGTERM, how long requests in flight may take to finish; new ones get 503 meanwhile"
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,183 @@
+"""Every stage commits its result through one path (``lorascope.artifacts``): shown on the code (no
+other module renames folders into place) and on a whole study (every result folder holds its
+settings and provenance, nothing half-written is left), and by killing each stage mid-write,
+then rerunning to the uninterrupted study's results."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lorascope"
+
+# The pieces of the commit path; only lorascope.artifacts may use them (or rename anything).
+LOW_LEVEL = {"start_partial", "finish", "recover_finish"}
+RENAMES = {("os", "replace"), ("os", "rename"), ("shutil", "move")}
+
+
+def _violations(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "lorascope.artifacts":
+            found += [f"imports {a.name}" for a in node.names if a.name in LOW_LEVEL]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+            if (node.func.value.id, node.func.attr) in RENAMES:
+                found.append(f"calls {node.func.value.id}.{node.func.attr} (line {node.lineno})")
+    return found
+
+
+# Files that rename outside result folders: caches and data files written atomically, not results.
+NOT_RESULTS = {"models/cache.py", "data/split.py"}
+
+
+def test_no_module_but_artifacts_renames_a_folder_into_place():
+    bad = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel == "artifacts.py" or rel in NOT_RESULTS:
+            continue
+        if found := _violations(path):
+            bad[rel] = found
+    assert not bad, f"stages must commit through lorascope.artifacts.commit/Commit: {bad}"
+
+
+def test_the_architecture_check_catches_a_stage_that_renames_by_hand(tmp_path):
+    planted = tmp_path / "stage.py"
+    planted.write_text("import os\nfrom lorascope.artifacts import finish\n\ndef save(a, b):\n    os.replace(a, b)\n")
+    assert _violations(planted) == ["imports finish", "calls os.replace (line 5)"]
+
+
+# --- a whole study, killed stage by stage ---------------------------------------------------------
+
+STAGES = ["sanity", "baselines", "train", "drift", "weights", "forgetting", "probes", "bench", "report"]
+
+# Journals: files the study rewrites atomically as it goes, not results of a stage.
+JOURNALS = {"config.yaml", "timings.json", ".lock"}
+
+
+def _study(tmp_path: Path, name: str) -> Path:
+    cfg = {
+        "name": name, "model": "tiny-llama", "tasks": ["rte", "sst2"], "methods": ["lora", "full"], "seeds": [1, 2],
+        "out": str(tmp_path / name), "stages": STAGES,
+        "train": {"train_limit": 24, "eval_limit": 16, "epochs": 1, "batch_size": 8, "max_length": 48},
+        "sanity": {"samples": 4, "max_epochs": 2, "threshold": 10.0},
+        "drift": {"n_samples": 24, "max_length": 48, "bootstrap": 20},
+        "forgetting": {"n_texts": 8, "max_length": 32}, "probes": {"n_train": 32, "n_dev": 16, "max_length": 32},
+        "bench": {"batch_sizes": [1], "requests": 3, "warmup": 1},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# Runs a study with lorascope.artifacts.write_json replaced, before any stage imports it, by one that
+# (on its nth write inside the given partial folder) writes half the JSON to the temporary file and
+# exits at once, as SIGKILL would: no cleanup, no finally blocks.
+_KILLING = """
+import json, os, sys
+import lorascope.artifacts as artifacts
+target, nth = os.environ["KILL_AT"].rsplit(":", 1)
+count = [0]
+write_json = artifacts.write_json
+def killing_write_json(path, data):
+    if os.sep + target + ".partial" + os.sep in str(path):
+        count[0] += 1
+        if count[0] == int(nth):
+            text = json.dumps(data, default=str)
+            with open(str(path) + ".tmp", "w") as f:
+                f.write(text[: len(text) // 2])
+            os._exit(9)
+    write_json(path, data)
+artifacts.write_json = killing_write_json
+from lorascope.cli.main import app
+sys.argv = ["lorascope", "study", "run", sys.argv[1]]
+app()
+"""
+
+
+def _run(path: Path, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"KILL_AT": kill_at} if kill_at else {})}
+    args = ["-c", _KILLING, str(path)] if kill_at else ["-m", "lorascope.cli.main", "study", "run", str(path)]
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900, env=env)
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _results(out: Path) -> dict:
+    """Every stage's numbers (not its timings: a serving benchmark's latencies differ run to run)."""
+    def runs(record: dict) -> list:
+        return sorted((r["run"], r["method"], r["seed"], r["summary"]) for r in record["runs"])
+
+    drift = {p.parent.name: _read(p) for p in sorted(out.glob("drift/*/drift.json"))}
+    bench = _read(out / "bench" / "bench.json")
+    summary = _read(out / "report" / "summary.json")
+    return {
+        "sanity": _read(out / "sanity" / "sanity.json")["results"],
+        "baselines": _read(out / "baselines" / "baselines.json"),
+        "train": {p.parent.name: _read(p)["dev"] for p in sorted(out.glob("train/*/metrics.json"))},
+        "drift": {t: ([(r["method"], r["seed"], r["mean_drift"]) for r in d["runs"]],
+                      {h: (v.get("status"), v.get("p_adjusted")) for h, v in d["comparison"]["verdicts"].items()})
+                  for t, d in drift.items()},
+        "weights": {p.parent.name: json.dumps(runs(_read(p))) for p in sorted(out.glob("weights/*/weights.json"))},
+        "forgetting": {p.parent.name: runs(_read(p)) for p in sorted(out.glob("forgetting/*/forgetting.json"))},
+        "probes": {p.parent.name: runs(_read(p)) for p in sorted(out.glob("probes/*/probes.json"))},
+        "bench": (bench["strategies"], [(c["strategy"], c["passed"]) for c in bench["checks"]]),
+        "report": json.dumps(summary["drift"], sort_keys=True),
+    }
+
+
+def _assert_committed(out: Path) -> None:
+    """Every file of the study is a journal or lies in a committed result folder (config.yaml and
+    provenance.json beside it); nothing in progress or half-written is left."""
+    leftovers = [p for p in out.rglob("*") if p.name.endswith((".partial", ".old", ".failed", ".tmp"))]
+    assert not leftovers, leftovers
+    results = {p.parent for p in out.rglob("provenance.json")}
+    for folder in results:
+        assert (folder / "config.yaml").is_file(), folder
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out)
+        if rel.as_posix() in JOURNALS or path.name == "skipped.json":
+            continue
+        assert any(folder in path.parents for folder in results), f"{rel}: not inside a committed result folder"
+        if path.suffix == ".json":
+            _read(path)  # whole, not half-written
+    committed = {f.relative_to(out).as_posix() for f in results}
+    assert {"sanity", "baselines", "bench", "report", "drift/rte", "weights/rte", "forgetting/rte",
+            "probes/rte", "train/rte-lora-s1"} <= committed
+
+
+# Where each kill lands: the stage's result folder and which of its JSON writes (the drift
+# folder's second write is the study-wide correction of its verdicts, committed again).
+KILLS = [("sanity", 1), ("baselines", 1), ("train/rte-full-s2", 1), ("drift/rte", 1), ("drift/rte", 2),
+         ("weights/sst2", 1), ("forgetting/rte", 1), ("probes/rte", 1), ("bench", 1), ("report", 1)]
+
+
+@pytest.mark.slow
+def test_killing_each_stage_mid_write_then_rerunning_gives_the_uninterrupted_results(glue_dir, tmp_path):
+    whole = _run(_study(tmp_path, "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    _assert_committed(tmp_path / "whole")
+
+    killed = _study(tmp_path, "killed")
+    out = tmp_path / "killed"
+    for folder, nth in KILLS:
+        run = _run(killed, f"{folder}:{nth}")
+        assert run.returncode == 9, f"{folder}: the kill did not land ({run.returncode}): {run.stderr[-2000:]}"
+        assert (out / f"{folder}.partial").is_dir(), folder  # killed inside its partial folder
+        if nth == 1:
+            assert not (out / folder).exists(), f"{folder}: a half-written result was put in place"
+        else:  # killed while amending: the committed folder is the whole one from before the amendment
+            assert "p_adjusted" in _read(out / folder / "drift.json")["comparison"]["verdicts"]["h1a"]
+    rerun = _run(killed)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    _assert_committed(out)
+    assert _results(out) == _results(tmp_path / "whole")
