@@ -92,12 +92,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def lorascope_serve(adapters: dict[str, str], max_wait_ms: float, threads: int):
-    """``lorascope serve`` in its own process on a free loopback port; yields its URL once /ready."""
+def lorascope_serve(adapters: dict[str, str], max_wait_ms: float, threads: int, settings: tuple[str, ...] = ()):
+    """``lorascope serve`` in its own process on a free loopback port (``settings``: more ``key=value``
+    server settings); yields its URL once /ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "lorascope.cli.main", "serve", "--model", "minilm", "--port", str(port),
            "--device", "cpu", "--threads", str(threads), *[f"--adapter={n}={p}" for n, p in adapters.items()],
-           f"max_wait_ms={max_wait_ms}", "max_batch_size=64"]
+           f"max_wait_ms={max_wait_ms}", "max_batch_size=64", *settings]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from lorascope.serve.http.batcher import MicroBatcher
 
 
@@ -66,3 +68,34 @@ def test_an_unadmitted_request_does_not_hold_a_batch():
     assert asyncio.run(run()) < 1.0
     batcher.close()
     assert batches == [[3]]
+
+
+def test_admission_refuses_a_request_that_would_wait_longer_than_the_delay_bound():
+    from lorascope.serve.http.batcher import QueueFull
+
+    batcher, _ = _batcher(max_wait_ms=0)
+    batcher.max_delay_s = 0.1
+    batcher.row_seconds = 0.01  # as measured on recent batches: 10 ms a row
+    first = batcher.admit(8)  # an empty queue admits whatever the size
+    second = batcher.admit(2)  # 10 rows waiting: 0.10 s, at the bound
+    with pytest.raises(QueueFull, match="would take about 0.11 s"):
+        batcher.admit(1)
+    first.release()  # a batch took the first request: 2 rows wait, so there is room again
+    assert batcher.waiting == 1 and batcher.waiting_rows == 2
+    batcher.admit(8).release()
+    second.release()
+    assert batcher.waiting == 0 and batcher.waiting_rows == 0
+    batcher.close()
+
+
+def test_the_cost_per_row_is_measured_on_the_batches_run():
+    batcher, _ = _batcher(max_wait_ms=0)
+
+    async def some() -> None:
+        await asyncio.gather(*(batcher.submit(i, 1, batcher.admit()) for i in range(4)))
+        await batcher.stop()
+
+    assert batcher.row_seconds is None
+    asyncio.run(some())
+    batcher.close()
+    assert batcher.row_seconds is not None and 0 < batcher.row_seconds < 1.0

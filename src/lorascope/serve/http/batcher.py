@@ -13,9 +13,12 @@ runs other runtime operations (loading and unloading adapters) on the same threa
 others in its batch.
 
 The wait is bounded: a request first takes a :class:`Ticket` (:meth:`MicroBatcher.admit`), which
-counts it as *waiting* until a batch takes it. With ``max_queue`` requests waiting, ``admit``
-raises :class:`QueueFull` at once, so under overload a client hears "come back later" straight
-away instead of joining a queue that grows without end.
+counts it (and its rows) as *waiting* until a batch takes it. ``admit`` raises :class:`QueueFull`
+at once when ``max_queue`` requests are waiting, or when the rows waiting would take longer than
+``max_delay_ms`` to serve at the recent cost per row (measured on the batches run, so the bound
+follows the model and the machine). Under overload a client hears "come back later" straight away
+instead of joining a queue that grows without end, and an admitted request's latency stays near
+the bound however hard the server is pushed.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ class QueueFull(Exception):
 class Ticket:
     """One admitted request's place in the queue; it stops counting as waiting once released (idempotent)."""
 
-    __slots__ = ("_batcher", "_held")
+    __slots__ = ("_batcher", "_held", "_rows")
 
-    def __init__(self, batcher: MicroBatcher[Any, Any]) -> None:
-        self._batcher, self._held = batcher, True
+    def __init__(self, batcher: MicroBatcher[Any, Any], rows: int) -> None:
+        self._batcher, self._held, self._rows = batcher, True, rows
 
     @property
     def held(self) -> bool:
@@ -54,6 +57,7 @@ class Ticket:
         if self._held:
             self._held = False
             self._batcher.waiting -= 1
+            self._batcher.waiting_rows -= self._rows
 
 
 @dataclass
@@ -72,21 +76,27 @@ class MicroBatcher(Generic[P, R]):
         max_rows: Most rows per batch.
         max_wait_ms: Longest wait for admitted requests still on their way once one is queued.
         max_queue: Most admitted requests waiting for a batch (None: unbounded).
+        max_delay_ms: Most expected wait, at the recent cost per row, of the rows waiting (None: no bound).
         on_batch: Called after each batch with (requests, rows, seconds the forward pass took).
 
     Attributes:
-        waiting: Admitted requests not yet taken into a batch.
+        waiting, waiting_rows: Admitted requests not yet taken into a batch, and their rows.
+        row_seconds: Recent forward-pass seconds per row (an average over the last batches; None before the first).
         batches, rows: Batches run and rows classified so far.
     """
 
     def __init__(self, process: Callable[[list[P]], list[R | BaseException]], max_rows: int, max_wait_ms: float,
-                 max_queue: int | None = None, on_batch: Callable[[int, int, float], None] | None = None) -> None:
+                 max_queue: int | None = None, on_batch: Callable[[int, int, float], None] | None = None,
+                 max_delay_ms: float | None = None) -> None:
         self.process = process
         self.max_rows = max_rows
         self.max_wait_s = max_wait_ms / 1e3
         self.max_queue = max_queue
+        self.max_delay_s = None if max_delay_ms is None else max_delay_ms / 1e3
         self.on_batch = on_batch
         self.waiting = 0
+        self.waiting_rows = 0
+        self.row_seconds: float | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorascope-model")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[P]] | None = None
@@ -122,16 +132,25 @@ class MicroBatcher(Generic[P, R]):
         """Shut the worker thread down (after :meth:`stop`)."""
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def admit(self) -> Ticket:
-        """A place in the queue for one request, to pass to :meth:`submit` (release it if never submitted).
+    def admit(self, rows: int = 1) -> Ticket:
+        """A place in the queue for one request of ``rows`` rows, to pass to :meth:`submit` (release it
+        if never submitted).
 
         Raises:
-            QueueFull: When ``max_queue`` requests are waiting already.
+            QueueFull: When ``max_queue`` requests are waiting already, or the rows waiting with this
+                request's would take more than ``max_delay_ms`` at the recent cost per row. A request
+                arriving at an empty queue is always admitted, however large.
         """
         if self.max_queue is not None and self.waiting >= self.max_queue:
             raise QueueFull(f"{self.waiting} requests are waiting for the model, the most allowed")
+        if self.max_delay_s is not None and self.row_seconds is not None and self.waiting:
+            expected = (self.waiting_rows + rows) * self.row_seconds
+            if expected > self.max_delay_s:
+                raise QueueFull(f"the {self.waiting} requests waiting for the model would take about {expected:.2f} s "
+                                f"with this one, more than the {self.max_delay_s * 1e3:g} ms allowed")
         self.waiting += 1
-        return Ticket(self)
+        self.waiting_rows += rows
+        return Ticket(self, rows)
 
     async def submit(self, payload: P, rows: int, ticket: Ticket | None = None) -> R:
         """Queue ``payload`` (``rows`` rows) and wait for its result; re-raises its exception.
@@ -210,6 +229,10 @@ class MicroBatcher(Generic[P, R]):
             results = [err] * len(live)
         self.batches += 1
         self.rows += rows
+        # Seconds per row, averaged over about the last 8 batches: under load (full batches) it is
+        # the throughput's cost, which is what the rows waiting will meet.
+        per_row = (time.perf_counter() - started) / max(rows, 1)
+        self.row_seconds = per_row if self.row_seconds is None else 0.875 * self.row_seconds + 0.125 * per_row
         if self.on_batch is not None:
             self.on_batch(len(live), rows, time.perf_counter() - started)
         for pending, result in zip(live, results):

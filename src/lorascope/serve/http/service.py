@@ -82,7 +82,7 @@ class Service:
                                lambda: self.engine.mixed_batches if self.engine else 0, settings.max_queue)
         self.batcher: MicroBatcher[ClassifyJob, npt.NDArray[np.float32]] = MicroBatcher(
             self._process, settings.max_batch_rows, settings.max_wait_ms, settings.max_queue,
-            on_batch=self.metrics.observe_batch)
+            on_batch=self.metrics.observe_batch, max_delay_ms=settings.max_queue_delay_ms)
         self.retry_after = {"Retry-After": str(settings.retry_after_s)}
         if loaded is not None:
             self.engine = Engine(loaded.runtime, loaded.encoder, loaded.meta)
@@ -145,7 +145,7 @@ class Service:
         engine = self.ready_engine()
         check_inputs(inputs, self.settings, name, meta, field)
         try:
-            ticket = self.batcher.admit()
+            ticket = self.batcher.admit(len(inputs))
         except QueueFull as err:
             self.metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, "queue_full", f"{err}: retry after {self.settings.retry_after_s} s",
