@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lorascope.artifacts import CONFIG_FILE, PROVENANCE_FILE, commit, commit_failure, partial_path, stored_config
+import lorascope.artifacts as artifacts
+from lorascope.artifacts import CONFIG_FILE, PROVENANCE_FILE, amend, commit, commit_failure, partial_path, stored_config
 from lorascope.errors import ConfigError, DataError
 
 
@@ -109,3 +110,27 @@ def test_a_failure_is_committed_beside_the_partial_it_leaves_to_resume(tmp_path)
     assert stored_config(out) == {"a": 1}
     assert (partial_path(out) / "checkpoint").read_text() == "step 10"
     assert not out.with_name("unit.failed").exists()
+
+
+def test_an_amendment_interrupted_mid_write_leaves_the_committed_result_and_is_redone_whole(tmp_path, monkeypatch):
+    out = tmp_path / "drift" / "rte"
+    with commit(out, {"a": 1}, seed=5) as partial:
+        _write(partial, "drift.json", value=1)
+        (partial / "reps").mkdir()
+        (partial / "reps" / "base.bin").write_bytes(b"cached")
+    real = artifacts.write_json
+
+    def killed_mid_write(path, data):
+        path.with_name(path.name + ".tmp").write_text(json.dumps(data)[:5])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts, "write_json", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        amend(out, {"drift.json": {"value": 2}})
+    assert json.loads((out / "drift.json").read_text()) == {"value": 1}  # the committed result, whole
+    monkeypatch.setattr(artifacts, "write_json", real)
+    amend(out, {"drift.json": {"value": 2}})
+    assert json.loads((out / "drift.json").read_text()) == {"value": 2}
+    assert (out / "reps" / "base.bin").read_bytes() == b"cached" and stored_config(out) == {"a": 1}
+    assert json.loads((out / PROVENANCE_FILE).read_text())["seed"] == 5  # where the result came from is kept
+    assert not partial_path(out).exists() and not list(out.rglob("*.tmp"))  # the half-written file went too

@@ -189,3 +189,12 @@ def test_the_time_estimate_is_within_a_factor_of_2_of_a_tiny_study(glue_dir, tmp
     measured = time.perf_counter() - started
     estimate = plan.total_seconds
     assert measured / 2 <= estimate <= measured * 2, f"estimate {estimate:.1f} s, measured {measured:.1f} s"
+
+
+def test_recalibrating_forgets_this_machines_timings_only(private_cache):
+    from lorascope.study.plan import _read_cache, _write_cache, device_name, forget_calibration
+
+    here = device_name()
+    _write_cache({f"matmul|{here}": 1.0, f"run|{here}|{{}}": {"seconds_per_token": 9.0}, "matmul|cuda:H100": 2.0})
+    forget_calibration()
+    assert {k for k in _read_cache() if k != "version"} == {"matmul|cuda:H100"}

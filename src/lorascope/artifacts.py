@@ -220,7 +220,12 @@ class Commit:
         return self.partial
 
     def complete(self) -> None:
-        """Write ``provenance.json`` (unless the unit wrote its own) and rename the partial into place."""
+        """Write ``provenance.json`` (unless the unit wrote its own) and rename the partial into place.
+
+        Temporary files an interrupted attempt left half-written (``*.tmp``) are deleted first: they
+        are never part of a result."""
+        for leftover in self.partial.rglob("*.tmp"):
+            leftover.unlink(missing_ok=True)
         if not (self.partial / PROVENANCE_FILE).exists():
             from lorascope.provenance import provenance
 

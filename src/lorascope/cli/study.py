@@ -89,6 +89,9 @@ def study_plan(
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
                                    help="Time a few training steps of each model/method/max_length here (cached); "
                                         "without it, times come from FLOPs."),
+    recalibrate: bool = typer.Option(False, help="Forget this machine's cached timings and calibrate afresh (a "
+                                                 "calibration taken while other work loaded the machine misleads every "
+                                                 "later plan)."),
     json_out: bool = json_option(),
     overrides: Optional[list[str]] = settings_argument("seeds=1,2,3 device=cpu", what="Study settings"),
 ) -> None:
@@ -101,9 +104,11 @@ def study_plan(
     """
     quiet_libraries()
     from lorascope.study.config import load_study
-    from lorascope.study.plan import plan_lines, plan_study
+    from lorascope.study.plan import forget_calibration, plan_lines, plan_study
 
     cfg = load_study(path, settings_arguments(StudyConfig, overrides), here=False)
+    if recalibrate:
+        forget_calibration()
     note = None if json_out else (lambda line: console.print(f"  {line}", style="dim", highlight=False, soft_wrap=True))
     plan = plan_study(cfg, calibrate_here=calibrate, progress=note)
     if json_out:

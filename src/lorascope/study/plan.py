@@ -390,6 +390,15 @@ def _write_cache(data: dict[str, Any]) -> None:
     write_json(_cache_path(), {**data, "version": CALIBRATION_VERSION})
 
 
+def forget_calibration() -> None:
+    """Drop the cached timings of this machine as it is now (device, cores and threads); others stay."""
+    here = f"|{device_name()}"
+    cache = _read_cache()
+    kept = {k: v for k, v in cache.items() if k == "version" or here not in k}
+    if len(kept) != len(cache):
+        _write_cache(kept)
+
+
 def device_name() -> str:
     """What the calibration ran on: the GPU's name, or the CPU's core count."""
     import os
