@@ -585,7 +585,7 @@ def test_study_rerun_after_a_failed_first_stage_is_not_a_mismatch(glue_dir, tmp_
     write(study, body + f"data_dir: {glue_dir}\n")
     second = CliRunner().invoke(app, ["study", "run", str(study)], catch_exceptions=True)
     assert second.exit_code == 0, second.output
-    assert (out / "baselines.json").is_file() and (out / "config.yaml").is_file()
+    assert (out / "baselines" / "baselines.json").is_file() and (out / "config.yaml").is_file()
 
 
 @pytest.mark.slow

@@ -134,3 +134,11 @@ def test_an_amendment_interrupted_mid_write_leaves_the_committed_result_and_is_r
     assert (out / "reps" / "base.bin").read_bytes() == b"cached" and stored_config(out) == {"a": 1}
     assert json.loads((out / PROVENANCE_FILE).read_text())["seed"] == 5  # where the result came from is kept
     assert not partial_path(out).exists() and not list(out.rglob("*.tmp"))  # the half-written file went too
+
+
+def test_an_empty_folder_made_ahead_is_not_an_existing_result(tmp_path):
+    out = tmp_path / "made-ahead"
+    out.mkdir()
+    with commit(out, {"a": 1}) as partial:
+        _write(partial)
+    assert stored_config(out) == {"a": 1}

@@ -86,8 +86,8 @@ def test_whole_study_on_own_tasks_from_another_directory(tmp_path, monkeypatch):
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["tasks"] == list(TASKS)
     assert stored["task_files"] == {t: str(tmp_path / "project" / "tasks" / f"{t}.yaml") for t in TASKS}
-    assert [r["task"] for r in json.loads((out / "sanity.json").read_text())["results"]] == ["reviews"] * 2 + ["pairs"] * 2
-    assert [b["task"] for b in json.loads((out / "baselines.json").read_text())["baselines"]] == list(TASKS)
+    assert [r["task"] for r in json.loads((out / "sanity" / "sanity.json").read_text())["results"]] == ["reviews"] * 2 + ["pairs"] * 2
+    assert [b["task"] for b in json.loads((out / "baselines" / "baselines.json").read_text())["baselines"]] == list(TASKS)
     for task, other in (TASKS, TASKS[::-1]):
         drift = json.loads((out / "drift" / task / "drift.json").read_text())
         assert drift["task"] == task and len(drift["runs"]) == 4

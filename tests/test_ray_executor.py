@@ -43,7 +43,7 @@ def results(out: Path) -> dict:
     runs = {p.parent.name: json.loads(p.read_text()) for p in sorted((out / "train").glob("*/metrics.json"))}
     drift = json.loads((out / "drift" / "rte" / "drift.json").read_text())
     weights = json.loads((out / "weights" / "rte" / "weights.json").read_text())
-    sanity = json.loads((out / "sanity.json").read_text())["results"]
+    sanity = json.loads((out / "sanity" / "sanity.json").read_text())["results"]
     return {
         "sanity": [(r["task"], r["method"], r["final_loss"]) for r in sanity],
         "dev": {k: v["dev"] for k, v in runs.items()},

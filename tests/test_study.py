@@ -69,7 +69,7 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     # 24 examples for one epoch teach tiny-llama nothing: rte gets one statement instead of verdicts.
     assert "**rte**: no verdicts — the models did not learn the task" in md and "| rte | H1a |" not in md
     # Baselines are scored on the runs' own dev subset (eval_limit 16), not the whole dev split.
-    assert {b["n_dev"] for b in json.loads((out / "baselines.json").read_text())["baselines"]} == {16}
+    assert {b["n_dev"] for b in json.loads((out / "baselines" / "baselines.json").read_text())["baselines"]} == {16}
     assert "data:image/png;base64," in html
     assert (out / "report" / "figures" / "drift_by_layer.png").stat().st_size > 1000
     assert set(yaml.safe_load((out / "config.yaml").read_text())["tasks"]) == {"rte", "sst2"}

@@ -175,7 +175,7 @@ def test_two_real_study_runs_on_one_folder(glue_dir, tmp_path):
             first.wait()
     assert first.returncode == 0, stderr
     assert "study complete" in stdout or "stages done" in stdout
-    assert (out / "baselines.json").is_file()
+    assert (out / "baselines" / "baselines.json").is_file()
     assert not (out / LOCK_FILE).exists() and lock_holder(out) is None
 
 

@@ -222,14 +222,15 @@ def test_a_run_without_failures_ends_with_exit_0(tmp_path, monkeypatch):
 
 def test_a_failure_that_cannot_be_recorded_is_still_a_failure(tmp_path, monkeypatch):
     """On a full disk even the failure record may not fit: nothing half-written stays, the unit is retried."""
-    from lorascope.study import stages
+    import lorascope.artifacts as artifacts
+    import lorascope.study.runner  # noqa: F401  (bound to the real write_json first: the study's journal still writes)
 
     _fake_training(monkeypatch, {"full": OSError(28, "No space left on device")})
 
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(stages, "write_json", disk_full)
+    monkeypatch.setattr(artifacts, "write_json", disk_full)  # the failure record's writer (commit_failure)
     cfg = load_study(_study_file(tmp_path))
     out = run_study(cfg)
     assert failed_units(cfg, out) == [("rte-full-s1", "no record written (see the output above)")]

@@ -174,8 +174,8 @@ def check_target(out: Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     stage's JSON record is in it): it is replaced like one made with the same settings.
     """
     recover_finish(out)
-    if overwrite or not out.is_dir():
-        return
+    if overwrite or not out.is_dir() or not any(out.iterdir()):
+        return  # nothing there yet (an empty folder made ahead, for instance)
     if out.exists() and not (out / CONFIG_FILE).exists() and any(out.glob("*.json")):
         return
     check_same_config(out, dict(settings))
