@@ -222,12 +222,13 @@ def test_crash_during_final_save_resumes_identical(glue_dir, tmp_path, tmp_path_
 
 def test_crash_while_renaming_finishes_without_training(glue_dir, tmp_path, tmp_path_factory, monkeypatch):
     """Killed once the outputs were complete: the rerun only renames the folder into place."""
+    import lorascope.artifacts as artifacts
     import lorascope.train.run as run_module
 
     reference = _reference(tmp_path_factory, GROUPED)
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(run_module, "finish", _raise)
+        patch.setattr(artifacts, "finish", _raise)  # the commit path's rename into place
         with pytest.raises(Crash):
             run_module.run_train(_config(GROUPED), out, progress=False)
     assert (Path(f"{out}.partial") / "metrics.json").is_file()
