@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lorascope.artifacts import Commit, check_target, write_json
+from lorascope.artifacts import Commit, write_json
 from lorascope.bench.config import BASELINE, BenchConfig
 from lorascope.bench.correctness import CheckResult, run_checks
 from lorascope.bench.endpoint import (
@@ -125,7 +125,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
     """
     out = Path(out)
     unit = Commit(out, config_to_dict(cfg), overwrite=overwrite, seed=cfg.seed)
-    check_target(out, unit.settings, overwrite=overwrite)  # before an endpoint is opened
+    unit.check()  # before an endpoint is opened
     client, info = open_endpoint(cfg, endpoint_token) if cfg.endpoint else (None, None)
     try:
         return _run(cfg, unit, show_progress, client, info)

@@ -34,10 +34,14 @@ EXIT_UNITS_FAILED = 1
 _NAMED_FAILURES = 3
 
 
-@study_app.command("run", cls=command_class(
+# The commands that take a study file and its key=value settings: their help lists every key.
+_STUDY_SETTINGS = command_class(
     StudyConfig, settings_file="path",
     intro="Study settings: each a key of the study file, or key=value, which wins over the file. Every key, with its type "
-          "and default:"))
+          "and default:")
+
+
+@study_app.command("run", cls=_STUDY_SETTINGS)
 @user_errors
 def study_run(
     path: Path = typer.Argument(..., help="Study YAML (configs/studies/*.yaml)."),
@@ -79,10 +83,7 @@ def study_run(
     raise typer.Exit(EXIT_UNITS_FAILED)
 
 
-@study_app.command("plan", cls=command_class(
-    StudyConfig, settings_file="path",
-    intro="Study settings: each a key of the study file, or key=value, which wins over the file. Every key, with its type "
-          "and default:"))
+@study_app.command("plan", cls=_STUDY_SETTINGS)
 @user_errors
 def study_plan(
     path: Path = typer.Argument(..., help="Study YAML (configs/studies/*.yaml)."),
