@@ -30,7 +30,9 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["sanity", "train", "drift", "weights", "forgetting", "bench", "report"]
+# The weight lens last before the report: its float64 SVDs run on the CPU and take longest at
+# TinyLlama's width, so a check cut short still has every other stage's row.
+STAGES = ["sanity", "train", "drift", "forgetting", "bench", "weights", "report"]
 MODEL_STAGES = {"sanity", "train", "drift", "weights", "forgetting", "bench"}
 # Two tasks give the benchmark its three trained adapters (the 3-adapter strategies need them); the
 # weight lens (float64 SVDs on the CPU, about a minute a run at TinyLlama's width) and forgetting
@@ -150,6 +152,9 @@ def main() -> int:
     recorder.install()
     rows: list[dict[str, Any]] = []
     expected = "cuda" if gpu else "cpu"
+    name = torch.cuda.get_device_name(0) if gpu else f"CPU ({os.cpu_count()} cores)"
+    print(f"gpu_check on {name}, torch {torch.__version__}, model {model}")
+    print(f"{'stage':<11} {'wall s':>8} {'peak GPU MiB':>13}  {'models on':<10} check", flush=True)
     for stage in STAGES:
         recorder.stage = stage
         if gpu:
@@ -167,14 +172,11 @@ def main() -> int:
         ok = not error
         if stage in MODEL_STAGES:
             ok = ok and devices == [expected] and (peak > 0 or not gpu)
-        rows.append({"stage": stage, "seconds": seconds, "peak": peak, "devices": devices, "ok": ok, "error": error})
-    name = torch.cuda.get_device_name(0) if gpu else f"CPU ({os.cpu_count()} cores)"
-    print(f"gpu_check on {name}, torch {torch.__version__}, model {model}")
-    print(f"{'stage':<11} {'wall s':>8} {'peak GPU MiB':>13}  {'models on':<10} check")
-    for r in rows:
+        r = {"stage": stage, "seconds": seconds, "peak": peak, "devices": devices, "ok": ok, "error": error}
+        rows.append(r)
         on = ",".join(r["devices"]) or ("–" if r["stage"] not in MODEL_STAGES else "nothing")
         verdict = "ok" if r["ok"] else ("FAILED: " + r["error"] if r["error"] else f"FELL BACK (expected {expected})")
-        print(f"{r['stage']:<11} {r['seconds']:>8.1f} {r['peak'] / 2**20:>13.0f}  {on:<10} {verdict}")
+        print(f"{r['stage']:<11} {r['seconds']:>8.1f} {r['peak'] / 2**20:>13.0f}  {on:<10} {verdict}", flush=True)
     bad = [r["stage"] for r in rows if not r["ok"]]
     print(f"{'all stages on ' + expected if not bad else 'not on ' + expected + ' or failed: ' + ', '.join(bad)}; "
           f"study folder {study_out}")

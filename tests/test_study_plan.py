@@ -177,10 +177,6 @@ def test_the_memory_estimate_is_within_25_percent_of_the_measured_peak(glue_dir,
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="on 2 idle cores the plan puts this tiny study at about 3x its measured time (8.6 s "
-                          "against 3.0 s); suspected: the calibration's fixed cost per run (load, set-up) is that "
-                          "of a cold run, while a study's runs after the first reuse what the first loaded",
-                   strict=False)
 def test_the_time_estimate_is_within_a_factor_of_2_of_a_tiny_study(glue_dir, tmp_path, private_cache):
     from lorascope.study import run_study
     from lorascope.study.plan import forget_calibration, plan_study
