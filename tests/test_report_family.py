@@ -323,3 +323,29 @@ def test_a_metric_difference_over_seeds_and_dev_examples_is_shown_beside_the_see
     assert "treat the dev examples as fixed" not in section
     [h1a] = [line for line in md.splitlines() if line.startswith("| sst2 | H1a |")]
     assert "| seeds and dev examples |" in h1a and "(t over seeds × dev examples)" in h1a
+
+
+def _overlapping(low: float, high: float, majority: float) -> dict:
+    """A collected study whose one task's frontiers overlap over [low, high] of F1, majority baseline ``majority``."""
+    matched = {"ratio": 0.5, "ci": [0.4, 0.6], "p": 0.001, "overlap": [low, high], "outcome": "less",
+               "statement": f"at matched accuracy ({low:.3f}–{high:.3f}) lora drifts less: drift ratio lora/full 0.50"}
+    run = {"task": "mrpc", "main_metric": "f1", "learning_check": {"majority_baseline": majority}}
+    return {"drift": {"mrpc": {"frontier": {"table": [], "matched": matched}}}, "runs": [run, run]}
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (0.812, 0.828, "- The whole overlap (81.2%–82.8%) is below the majority baseline (81.2%) plus the learning "
+                   "margin (2.0 points): the frontiers are compared where neither method learned the task"),
+    (0.812, 0.872, "- 33% of the overlap (81.2%–83.2% of 81.2%–87.2%) is below the majority baseline (81.2%) plus "
+                   "the learning margin (2.0 points): part of the ratio compares models that did not learn the task."),
+    (0.84, 0.88, None),
+])
+def test_a_frontier_overlap_at_majority_level_is_called_a_comparison_of_models_that_did_not_learn(low, high, expected):
+    from lorascope.report.sweep_text import sweep_section
+
+    section = sweep_section(_overlapping(low, high, 0.812), {})
+    assert "- Frontiers compared: at matched accuracy" in section
+    if expected is None:
+        assert "learning margin" not in section
+    else:
+        assert expected in section

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.metrics import format_bounds, format_drift, format_metric
+import numpy as np
+
+from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
 from lorascope.report.learning import main_metric
 from lorascope.report.text import table
+from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
 METHOD_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
 
@@ -52,6 +55,39 @@ def edge_notes(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def task_majority(data: dict[str, Any], task: str) -> float | None:
+    """The majority-class baseline of the task's main metric: the mean of what its runs' learning checks
+    recorded, else the baselines stage's (None when neither has it)."""
+    bases = [float(b) for r in data.get("runs") or [] if r.get("task") == task
+             for b in [(r.get("learning_check") or {}).get("majority_baseline")] if b is not None]
+    if bases:
+        return float(np.mean(bases))
+    stage = (((data.get("baselines") or {}).get(task) or {}).get("majority") or {}).get(main_metric(data, task) or "")
+    return None if stage is None else float(stage)
+
+
+def overlap_notes(matched: dict[str, Any] | None, majority: float | None, metric: str | None) -> list[str]:
+    """A line when the accuracy range the frontiers are compared over lies, wholly or in part, at
+    majority level (not ``LEARNED_MARGIN`` above the majority baseline, the report's one rule for
+    "did not learn"): there the comparison is between models that did not learn the task."""
+    if not matched or majority is None or matched.get("ratio") is None:
+        return []
+    low, high = (matched.get("overlap") or [None, None])[:2]
+    if low is None or high is None or not at_majority_level(low, majority):
+        return []
+    margin = format_metric_difference(metric, LEARNED_MARGIN, signed=False)
+    where = f"the majority baseline ({format_metric(metric, majority)}) plus the learning margin ({margin})"
+    if at_majority_level(high, majority):
+        return [f"- The whole overlap ({format_metric(metric, low)}–{format_metric(metric, high)}) is below {where}: "
+                "the frontiers are compared where neither method learned the task, so the ratio says nothing "
+                "about how they differ on it."]
+    line = majority + LEARNED_MARGIN
+    share = (line - low) / (high - low)
+    return [f"- {share:.0%} of the overlap ({format_metric(metric, low)}–{format_metric(metric, line)} of "
+            f"{format_metric(metric, low)}–{format_metric(metric, high)}) is below {where}: part of the ratio "
+            "compares models that did not learn the task."]
+
+
 def _statement(name: str, record: dict[str, Any] | None) -> list[str]:
     if not record or not record.get("statement"):
         return []
@@ -82,6 +118,7 @@ def sweep_section(data: dict[str, Any], figures: dict[str, str]) -> str:
         if frontier.get("missing"):
             blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier['missing'])}."]
         blocks += _statement("Frontiers compared", frontier.get("matched"))
+        blocks += overlap_notes(frontier.get("matched"), task_majority(data, task), metric)
         blocks += _statement("Method × setting", frontier.get("interaction"))
         if frontier.get("seeds"):
             blocks += [f"- The frontier uses seeds {', '.join(map(str, frontier['seeds']))}, those every point was "
