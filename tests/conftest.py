@@ -57,3 +57,12 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def baselines_record(majorities: dict[str, dict[str, float]]):
+    """A baselines record with only the majority scores set (task -> metric -> value), for report tests."""
+    from lorascope.records import Baseline, BaselinesRecord
+
+    return BaselinesRecord.create(baselines=[
+        Baseline(task=t, n_dev=300, majority_label="0", majority=m, random_mean={}, random_sd={}, random_draws=0)
+        for t, m in majorities.items()])

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lorascope.cli.main import app
-from tests.conftest import write
+from tests.conftest import baselines_record, write
 
 LORASCOPE = [sys.executable, "-m", "lorascope.cli.main"]
 
@@ -218,8 +218,8 @@ def test_study_console_lines_write_mcc_on_its_scale_and_the_runs_warnings(tmp_pa
     from lorascope.study.stages import baseline_line, unit_result
     from lorascope.train.learned import learning_check
 
-    assert baseline_line({"task": "cola", "majority": {"matthews": 0.0, "accuracy": 0.691}}) == (
-        "  baseline cola: majority matthews 0.000, accuracy 69.1%")
+    cola = baselines_record({"cola": {"matthews": 0.0, "accuracy": 0.691}}).baselines[0]
+    assert baseline_line(cola) == "  baseline cola: majority matthews 0.000, accuracy 69.1%"
     metrics = {"status": "ok", "task": "cola", "method": "lora", "seed": 1, "main_metric": "matthews",
                "dev": {"matthews": -0.215, "accuracy": 0.5},
                "learning_check": learning_check("matthews", -0.215, 0.0, 0.7),

@@ -8,6 +8,7 @@ from lorascope.drift.compare import compare_methods
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.limitations import limitations, noise_items
 from lorascope.report.markdown import render
+from tests.conftest import baselines_record
 
 
 def _values(mean: float, sd: float, n: int, rng) -> np.ndarray:
@@ -43,7 +44,7 @@ def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(
             "noise_floor": {m: seed_noise_floor(rs) for m, rs in by_method.items()},
             "comparison": compare_methods(by_method["lora"], by_method["full"], n_tasks=len(tasks)),
         }
-    return {"drift": drift, "baselines": {t: {"majority": {"accuracy": 0.51}} for t in tasks}, "runs": runs,
+    return {"drift": drift, "baselines": baselines_record({t: {"accuracy": 0.51} for t in tasks}), "runs": runs,
             "config": {"name": "synthetic", "model": "m", "seeds": list(range(n_seeds)), "tasks": list(tasks)},
             "bench": None, "provenance": None, "timings": {}, "study": "synthetic"}
 

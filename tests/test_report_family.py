@@ -18,6 +18,7 @@ from lorascope.metrics import format_drift, format_ratio
 from lorascope.report import build_report
 from lorascope.report.markdown import render
 from lorascope.stats.family import correct_study
+from tests.conftest import baselines_record
 from tests.test_report import _run
 
 SEEDS = (1, 2, 3)
@@ -44,8 +45,7 @@ def write_study(root: Path, name: str, drift: dict[str, dict], config: dict | No
     cfg = {"name": name, "model": "m", "tasks": tasks, "methods": labels, "seeds": list(SEEDS), **(config or {})}
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (root / "baselines.json").write_text(json.dumps(
-        {"baselines": [{"task": t, "majority": {"accuracy": 0.51}} for t in tasks]}))
+    baselines_record({t: {"accuracy": 0.51} for t in tasks}).write(root)
     for task, d in drift.items():
         for r in d["runs"]:
             run = root / "train" / f"{task}-{r['method']}-s{r['seed']}"
@@ -182,7 +182,7 @@ def family_study() -> dict:
     studied = correct_study({task: d["comparison"] for task, d in drift.items()})
     for task, comparison in studied.items():
         drift[task]["comparison"] = comparison
-    return {"drift": drift, "baselines": {t: {"majority": {"accuracy": 0.51}} for t in drift}, "runs": runs,
+    return {"drift": drift, "baselines": baselines_record({t: {"accuracy": 0.51} for t in drift}), "runs": runs,
             "config": {"name": "family", "model": "m", "seeds": list(range(5)), "tasks": list(drift)},
             "bench": None, "provenance": None, "timings": {}, "study": "family"}
 

@@ -12,6 +12,7 @@ from lorascope.report.answers import answers, verdict_table
 from lorascope.report.build import markdown_to_html
 from lorascope.report.limitations import limitations
 from lorascope.report.markdown import render
+from tests.conftest import baselines_record
 from tests.test_report import _run, _values, synthetic_study
 
 # An adversarial pair task scored by Matthews correlation: LoRA learned something misleading (MCC
@@ -45,7 +46,7 @@ def not_learned_study(n_seeds: int = 3) -> dict:
     data["runs"] += [{"task": "hans", "method": r.method, "seed": r.seed, "status": "ok", "main_metric": "matthews",
                       "dev": {"matthews": r.metric}, "n_eval": 300, "learning_check": r.learning,
                       "folder": f"hans-{r.method}-s{r.seed}"} for r in lora + full]
-    data["baselines"]["hans"] = {"majority": {"matthews": 0.0}}
+    data["baselines"] = baselines_record({**{b.task: b.majority for b in data["baselines"].baselines}, "hans": {"matthews": 0.0}})
     data["config"]["tasks"] = ["sst2", "hans"]
     tests = {"paired_t": {"test": "paired t-test (df=2)", "n": n_seeds, "p_value": 0.00417, "alternative": "two-sided"},
              "sign_flip": {"test": "sign-flip permutation (exact)", "n": n_seeds, "p_value": 0.25,

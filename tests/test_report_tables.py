@@ -17,6 +17,7 @@ from lorascope.drift.compare import compare_methods
 from lorascope.lenses.compare import compare_variants
 from lorascope.report.build import build_report
 from lorascope.report.tables import all_tables, write_tables
+from tests.conftest import baselines_record
 
 N_LAYERS = 4
 
@@ -87,7 +88,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def _data(drift: dict, **extra) -> dict:
-    return {"drift": {"sst2": drift}, "runs": [], "baselines": {}, "config": {"name": "t"}, "bench": None, **extra}
+    return {"drift": {"sst2": drift}, "runs": [], "baselines": baselines_record({}), "config": {"name": "t"}, "bench": None, **extra}
 
 
 def test_tables_keep_every_number_at_full_precision(tmp_path):
@@ -130,7 +131,7 @@ def test_a_task_whose_models_did_not_learn_keeps_its_means_not_its_tests(tmp_pat
     # Every run at the majority baseline: the report sets the task apart, so do the tables.
     runs = [{"task": "sst2", "method": m, "seed": s, "status": "ok", "main_metric": "accuracy", "dev": {"accuracy": 0.5}}
             for m in ("lora", "full") for s in (1, 2, 3)]
-    tables = all_tables(_data(drift, runs=runs, baselines={"sst2": {"majority": {"accuracy": 0.5}}}))
+    tables = all_tables(_data(drift, runs=runs, baselines=baselines_record({"sst2": {"accuracy": 0.5}})))
     assert {r["status"] for r in tables["verdicts"]} == {"not reported (did not learn)"}
     assert all("p_raw" not in r for r in tables["verdicts"])
     assert tables["drift_by_method"] and not tables["drift_layer_tests"]

@@ -6,28 +6,12 @@ baselines are scored on that same subset, so "vs majority" compares like with li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.metrics import score
+from lorascope.records import Baseline
 from lorascope.train.learned import majority_label
-
-
-@dataclass
-class BaselineResult:
-    task: str
-    n_dev: int
-    majority_label: str
-    majority: dict[str, float]
-    random_mean: dict[str, float]
-    random_sd: dict[str, float]
-    random_draws: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
 
 
 def run_baselines(
@@ -37,7 +21,7 @@ def run_baselines(
     seed: int = 0,
     eval_limits: dict[str, int | None] | None = None,
     data_seed: int = 0,
-) -> list[BaselineResult]:
+) -> list[Baseline]:
     """Majority class of the *training* labels predicted for every dev row, and ``draws``
     uniformly random prediction vectors (mean and sd of each metric over draws).
 
@@ -54,7 +38,7 @@ def run_baselines(
         rng = np.random.default_rng(seed)
         random_scores = [score(rng.integers(0, spec.num_labels, gold.size), gold, spec.metrics, spec.num_labels) for _ in range(draws)]
         results.append(
-            BaselineResult(
+            Baseline(
                 task=spec.name,
                 n_dev=int(gold.size),
                 majority_label=spec.label_names[majority],

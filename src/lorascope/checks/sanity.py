@@ -7,9 +7,9 @@ memorise 10 examples has a bug in its data, head or optimiser set-up.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from lorascope.records import SanityCheck
 from lorascope.train.callbacks import EpochLossRecorder
 from lorascope.train.config import TrainConfig
 from lorascope.train.run import prepare_run
@@ -20,19 +20,8 @@ from lorascope.train.trainer import build_trainer
 SANITY_LR = {"lora": 5e-3, "full": 2e-4}
 
 
-@dataclass
-class SanityResult:
-    task: str
-    method: str
-    epochs_run: int
-    final_loss: float
-    threshold: float
-    passed: bool
-    reason: str | None = None
-
-
 def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10, threshold: float = 0.1,
-                   progress: bool = True) -> SanityResult:
+                   progress: bool = True) -> SanityCheck:
     cfg = base.model_copy(
         update=dict(
             train_limit=n_samples,
@@ -59,7 +48,7 @@ def run_sanity_one(base: TrainConfig, n_samples: int = 10, max_epochs: int = 10,
         )
         trainer.train()
     final = recorder.epoch_losses[-1] if recorder.epoch_losses else float("nan")
-    return SanityResult(
+    return SanityCheck(
         task=run.spec.name,
         method=cfg.method,
         epochs_run=len(recorder.epoch_losses),

@@ -136,7 +136,7 @@ def baselines(
     from lorascope.metrics import format_metric
 
     results = run_baselines(tasks, data_dir, draws)
-    data = {"baselines": [r.to_dict() for r in results]}
+    data = {"baselines": [r.model_dump() for r in results]}
     old_file = json_file(ctx)
     if json_out and old_file is None:
         print_json(data)

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder
 from lorascope.study.layout import StudyLayout
 
@@ -29,8 +30,9 @@ def collect(study: Path) -> dict[str, Any]:
     return {
         "study": study,
         "config": config or {},
-        "baselines": {b["task"]: b for b in (_json(layout.baselines) or {}).get("baselines", [])},
-        "sanity": _json(layout.sanity),
+        "baselines": (BaselinesRecord.read(layout.baselines) if layout.baselines.is_file()
+                      else BaselinesRecord.create(baselines=[])),
+        "sanity": SanityRecord.read(layout.sanity) if layout.sanity.is_file() else None,
         "runs": runs,
         "drift": drift,
         "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from lorascope.metrics import format_metric, metric_name, versus_majority
+from lorascope.records import BaselinesRecord
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.variants import FULL, display_name
 
@@ -130,6 +131,12 @@ def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: f
     return out
 
 
+def majority_of(data: dict[str, Any], task: str, metric: str | None) -> float | None:
+    """The baselines stage's majority-class ``metric`` on ``task`` in a collected study (None when not run)."""
+    record = data.get("baselines")
+    return record.majority(task, metric) if isinstance(record, BaselinesRecord) else None
+
+
 def main_metric(data: dict[str, Any], task: str) -> str | None:
     """The task's main metric as its runs recorded it (None when no run of the task names it)."""
     return next((r["main_metric"] for r in data.get("runs") or [] if r.get("task") == task and r.get("main_metric")), None)
@@ -148,7 +155,7 @@ def task_learning(data: dict[str, Any], task: str, label: str | None = None) -> 
     if label != primary_of(drift):
         comparison = (drift.get("comparisons") or {}).get(label) or {}
     metric = main_metric(data, task)
-    majority = ((data.get("baselines") or {}).get(task) or {}).get("majority", {}).get(metric or "")
+    majority = majority_of(data, task, metric)
     # collect() names each run's method by its label already; assess() reads the label the same way.
     return assess(records, (label, reference_of(drift)), majority, comparison.get("not_interpretable"), drift)
 

@@ -9,7 +9,7 @@ import numpy as np
 from lorascope.metrics import format_metric, format_metric_difference
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.drift_text import drift_section
-from lorascope.report.learning import main_metric, not_learned, reference_of
+from lorascope.report.learning import main_metric, majority_of, not_learned, reference_of
 from lorascope.report.lenses_text import forgetting_section, lenses_summary, probes_section, weights_section
 from lorascope.report.limitations import limitations
 from lorascope.report.reference import REFERENCE
@@ -33,7 +33,7 @@ def performance(data: dict[str, Any]) -> str:
         vals = np.array([r["dev"][main] for r in ok]) if ok else np.array([])
         per_seed = ", ".join(f"{r['seed']}: {format_metric(main, r['dev'][main])}" for r in ok)
         failed = [f"{r['seed']} ({r.get('reason')})" for r in runs if r["status"] != "ok"]
-        base = data["baselines"].get(task, {}).get("majority", {}).get(main)
+        base = majority_of(data, task, main)
         ref = REFERENCE.get(task, {}).get(f"metric_{method}")
         mean = float(vals.mean()) if vals.size else None
         mean_sd = format_metric(main, mean, float(vals.std(ddof=1)) if vals.size > 1 else None)

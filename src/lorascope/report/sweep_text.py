@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
-from lorascope.report.learning import main_metric
+from lorascope.report.learning import main_metric, majority_of
 from lorascope.report.text import table
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
@@ -62,8 +62,7 @@ def task_majority(data: dict[str, Any], task: str) -> float | None:
              for b in [(r.get("learning_check") or {}).get("majority_baseline")] if b is not None]
     if bases:
         return float(np.mean(bases))
-    stage = (((data.get("baselines") or {}).get(task) or {}).get("majority") or {}).get(main_metric(data, task) or "")
-    return None if stage is None else float(stage)
+    return majority_of(data, task, main_metric(data, task))
 
 
 def overlap_notes(matched: dict[str, Any] | None, majority: float | None, metric: str | None) -> list[str]:

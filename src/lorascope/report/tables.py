@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.report.learning import main_metric, not_learned
+from lorascope.report.learning import main_metric, majority_of, not_learned
 
 Row = dict[str, Any]
 LENSES = ("weights", "forgetting", "probes")
@@ -78,7 +78,7 @@ def runs_rows(data: dict[str, Any]) -> list[Row]:
     rows = []
     for r in sorted(data["runs"], key=lambda r: (r["task"], r["method"], int(r["seed"]))):
         metric = r.get("main_metric") or main_metric(data, r["task"])
-        majority = ((data["baselines"].get(r["task"]) or {}).get("majority") or {}).get(metric)
+        majority = majority_of(data, r["task"], metric)
         rows.append({"task": r["task"], "method": r["method"], "seed": r["seed"], "status": r.get("status"),
                      "main_metric": metric, "dev_main_metric": (r.get("dev") or {}).get(metric),
                      "majority_baseline": majority, "n_train": r.get("n_train"), "n_eval": r.get("n_eval"),

@@ -3,7 +3,6 @@ safe to rerun: finished units are skipped, so a killed study resumes where it st
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 import traceback
@@ -13,9 +12,10 @@ from typing import Any
 
 from rich.markup import escape
 
-from lorascope.artifacts import amend, commit, commit_failure, read_json, write_json
+from lorascope.artifacts import amend, commit, commit_failure, read_json
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.metrics import format_metric
+from lorascope.records import Baseline, BaselinesRecord, SanityCheck, SanityRecord
 from lorascope.run_folder import METRICS_FILE, RunFolder, RunRecord
 from lorascope.study.bench_stage import run_bench_stage
 from lorascope.study.context import StageContext
@@ -43,15 +43,15 @@ def stage_sanity(ctx: StageContext) -> None:
     units = [(task, method) for task in ctx.cfg.tasks for method in ctx.cfg.methods]
     args = [(ctx.cfg.train_config(task, method, ctx.cfg.seeds[0]), s.samples, s.max_epochs, s.threshold, False)
             for task, method in units]
-    rows: list[dict[str, Any] | None] = [None] * len(units)
+    rows: list[SanityCheck | None] = [None] * len(units)
     for done in ctx.executor.map(run_sanity_one, args):
         (task, method), r = units[done.index], done.result
-        rows[done.index] = dataclasses.asdict(r)
+        rows[done.index] = r
         mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
         ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
     with commit(layout.sanity_dir, {"sanity": s.model_dump(), "units": [list(u) for u in units]}) as partial:
         # In grid order, whichever unit finished first.
-        write_json(partial / "sanity.json", {"settings": s.model_dump(), "results": rows})
+        SanityRecord.create(settings=s.model_dump(), results=[r for r in rows if r is not None]).write(partial)
 
 
 def stage_baselines(ctx: StageContext) -> None:
@@ -66,15 +66,15 @@ def stage_baselines(ctx: StageContext) -> None:
             ref = ctx.cfg.task_ref(task)
             results += run_baselines([ref], ctx.cfg.data_dir, eval_limits={ref: unit.eval_limit}, data_seed=unit.data_seed)
         with commit(layout.baselines_dir, {"tasks": list(ctx.cfg.tasks)}) as partial:
-            write_json(partial / "baselines.json", {"baselines": [r.to_dict() for r in results]})
-    for b in read_json(layout.baselines)["baselines"]:
+            BaselinesRecord.create(baselines=results).write(partial)
+    for b in BaselinesRecord.read(layout.baselines).baselines:
         ctx.console.print(baseline_line(b), highlight=False)
 
 
-def baseline_line(baseline: dict[str, Any]) -> str:
-    """The console line of one task's majority baseline (a ``baselines.json`` entry), each metric on its own scale."""
-    return f"  baseline {baseline['task']}: majority " + ", ".join(
-        f"{k} {format_metric(k, v)}" for k, v in baseline["majority"].items())
+def baseline_line(baseline: Baseline) -> str:
+    """The console line of one task's majority baseline, each metric on its own scale."""
+    return f"  baseline {baseline.task}: majority " + ", ".join(
+        f"{k} {format_metric(k, v)}" for k, v in baseline.majority.items())
 
 
 def stage_hpo(ctx: StageContext) -> None:

@@ -1,0 +1,171 @@
+"""Stage records: a stage's result file as one typed value that is also its on-disk schema.
+
+A record file is a JSON object holding the record's fields and two more: ``kind`` (which stage's
+record it is) and ``schema_version``. :meth:`StageRecord.read` validates a file back into the type
+that wrote it, so readers (the study, the report, the command line) take typed values, not dicts.
+Versions:
+
+- a file written before records were versioned (no ``kind``, no ``schema_version``) is version 0
+  and is read through the type's :meth:`StageRecord.upgrade`, as the study's promise to resume
+  old folders requires;
+- a version newer than this lorascope knows is an error naming the file and both versions;
+- any other mismatch (a missing or mistyped field, another stage's kind) is an error naming the
+  file and the key.
+
+The record types of the sanity checks and the baselines live here. Training runs have theirs in
+:mod:`lorascope.run_folder` (:class:`~lorascope.run_folder.RunRecord`, which keeps every key a run
+wrote); the analyses' records are still dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lorascope.artifacts import write_json
+from lorascope.config import describe_validation_error
+from lorascope.errors import DataError
+
+
+class StageRecord(BaseModel):
+    """Base of every versioned stage record (see the module docstring).
+
+    Class attributes a record type sets:
+        KIND: the stage's name, written as ``kind``.
+        VERSION: the schema version it writes (raised whenever a field changes meaning or shape).
+        FILE: the file's name inside the stage's folder.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    FILE: ClassVar[str]
+
+    kind: str
+    schema_version: int
+
+    @classmethod
+    def create(cls, **fields: Any) -> Self:
+        """A new record of this type at the current schema version."""
+        return cls(kind=cls.KIND, schema_version=cls.VERSION, **fields)
+
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any], version: int) -> dict[str, Any]:
+        """The fields of a version-``version`` file as the current version has them (default: unchanged)."""
+        return raw
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """The record saved at ``path``.
+
+        Raises:
+            DataError: the file is not JSON, is another stage's record, has a newer schema version
+                than this lorascope reads, or a field is missing or of the wrong type.
+        """
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"{path}: not a readable {cls.KIND} record ({type(err).__name__}: {err})") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{path}: expected a JSON object (a {cls.KIND} record), got {type(raw).__name__}")
+        version = raw.pop("schema_version", 0)
+        kind = raw.pop("kind", cls.KIND if version == 0 else None)
+        if kind != cls.KIND:
+            raise DataError(f"{path}: a '{kind}' record where a '{cls.KIND}' record was expected")
+        if not isinstance(version, int) or version < 0:
+            raise DataError(f"{path}: 'schema_version' must be a non-negative integer (got {version!r})")
+        if version > cls.VERSION:
+            raise DataError(f"{path}: {cls.KIND} record of schema version {version}; this lorascope reads versions "
+                            f"up to {cls.VERSION} (upgrade lorascope to read it)")
+        try:
+            return cls.create(**cls.upgrade(raw, version))
+        except ValidationError as err:
+            raise DataError(describe_validation_error(err, str(path))) from None
+        except TypeError as err:  # a JSON key that is no Python identifier, e.g. "kind" repeated
+            raise DataError(f"{path}: {err}") from None
+
+    def write(self, folder: Path) -> Path:
+        """Save the record as ``folder / FILE`` (atomically); returns the file's path."""
+        path = folder / self.FILE
+        write_json(path, self.model_dump())  # python mode: a NaN loss stays NaN, as json.dumps writes it
+        return path
+
+
+class Baseline(BaseModel):
+    """One task's trivial baselines on the dev rows its runs are scored on.
+
+    Attributes:
+        task: the task's name.
+        n_dev: dev rows scored.
+        majority_label: the most frequent label of the training split, predicted for every dev row.
+        majority: each of the task's metrics for that prediction (fractions).
+        random_mean, random_sd: each metric's mean and standard deviation over ``random_draws``
+            uniformly random predictions.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str
+    n_dev: int
+    majority_label: str
+    majority: dict[str, float]
+    random_mean: dict[str, float]
+    random_sd: dict[str, float]
+    random_draws: int
+
+
+class BaselinesRecord(StageRecord):
+    """``baselines/baselines.json``: every task's :class:`Baseline`, in the study's task order."""
+
+    KIND: ClassVar[str] = "baselines"
+    FILE: ClassVar[str] = "baselines.json"
+
+    baselines: list[Baseline]
+
+    def by_task(self) -> dict[str, Baseline]:
+        """The baselines keyed by task name."""
+        return {b.task: b for b in self.baselines}
+
+    def majority(self, task: str, metric: str | None) -> float | None:
+        """The majority-class prediction's ``metric`` on ``task`` (None when either is unknown)."""
+        found = self.by_task().get(task)
+        return None if found is None or metric is None else found.majority.get(metric)
+
+
+class SanityCheck(BaseModel):
+    """One overfitting check: could the method drive the training loss of a few rows under ``threshold``?
+
+    Attributes:
+        epochs_run: epochs trained before the loss fell under the threshold (or ``max_epochs``).
+        final_loss: the last training loss logged.
+        passed: ``final_loss < threshold``; ``reason`` says why not when the run itself failed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task: str
+    method: str
+    epochs_run: int
+    final_loss: float
+    threshold: float
+    passed: bool
+    reason: str | None = None
+
+
+class SanityRecord(StageRecord):
+    """``sanity/sanity.json``: the settings of the checks and one :class:`SanityCheck` per (task, method), in grid order."""
+
+    KIND: ClassVar[str] = "sanity"
+    FILE: ClassVar[str] = "sanity.json"
+
+    settings: dict[str, Any]
+    results: list[SanityCheck]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return all(r.passed for r in self.results)

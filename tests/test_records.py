@@ -1,0 +1,70 @@
+"""Stage records: written with their kind and schema version, read back into the same type, older
+files read, newer or malformed ones refused in one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lorascope.errors import DataError
+from lorascope.records import Baseline, BaselinesRecord, SanityCheck, SanityRecord
+
+BASELINE = {"task": "sst2", "n_dev": 300, "majority_label": "positive", "majority": {"accuracy": 0.513},
+            "random_mean": {"accuracy": 0.5}, "random_sd": {"accuracy": 0.029}, "random_draws": 1000}
+
+
+def test_a_record_reads_back_into_the_type_that_wrote_it(tmp_path):
+    record = BaselinesRecord.create(baselines=[Baseline(**BASELINE)])
+    path = record.write(tmp_path)
+    raw = json.loads(path.read_text())
+    assert path.name == "baselines.json" and raw["kind"] == "baselines" and raw["schema_version"] == 1
+    assert BaselinesRecord.read(path) == record
+    assert BaselinesRecord.read(path).majority("sst2", "accuracy") == 0.513
+    assert record.majority("rte", "accuracy") is None and record.majority("sst2", None) is None
+
+
+def test_a_failed_sanity_check_keeps_its_nan_loss(tmp_path):
+    check = SanityCheck(task="rte", method="full", epochs_run=0, final_loss=float("nan"), threshold=0.1, passed=False,
+                        reason="diverged")
+    back = SanityRecord.read(SanityRecord.create(settings={"samples": 10}, results=[check]).write(tmp_path))
+    assert math.isnan(back.results[0].final_loss) and back.results[0].reason == "diverged" and not back.passed
+
+
+def test_a_file_from_before_records_were_versioned_is_read(tmp_path):
+    """Study folders written before the records had a kind and version (the same fields) stay readable."""
+    (tmp_path / "baselines.json").write_text(json.dumps({"baselines": [BASELINE]}))
+    (tmp_path / "sanity.json").write_text(json.dumps({"settings": {"samples": 10}, "results": [
+        {"task": "sst2", "method": "lora", "epochs_run": 3, "final_loss": 0.05, "threshold": 0.1, "passed": True,
+         "reason": None}]}))
+    assert BaselinesRecord.read(tmp_path / "baselines.json").baselines[0].majority_label == "positive"
+    sanity = SanityRecord.read(tmp_path / "sanity.json")
+    assert sanity.passed and sanity.schema_version == SanityRecord.VERSION
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"kind": "baselines", "schema_version": 2, "baselines": []},
+     "baselines.json: baselines record of schema version 2; this lorascope reads versions up to 1"),
+    ({"kind": "sanity", "schema_version": 1, "settings": {}, "results": []},
+     "baselines.json: a 'sanity' record where a 'baselines' record was expected"),
+    ({"kind": "baselines", "schema_version": "1", "baselines": []},
+     "baselines.json: 'schema_version' must be a non-negative integer (got '1')"),
+    ({"kind": "baselines", "schema_version": 1, "baselines": [{**BASELINE, "n_dev": "many"}]},
+     "baselines.json: 'baselines.0.n_dev': Input should be a valid integer"),
+    ({"kind": "baselines", "schema_version": 1, "baselines": [], "extra": 1}, "baselines.json: unknown key 'extra'"),
+    ([BASELINE], "baselines.json: expected a JSON object (a baselines record), got list"),
+])
+def test_a_newer_foreign_or_malformed_file_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(DataError) as err:
+        BaselinesRecord.read(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_damaged_file_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "sanity.json"
+    path.write_text('{"kind": "sanity", "settings": ')
+    with pytest.raises(DataError, match=r"sanity\.json: not a readable sanity record \(JSONDecodeError"):
+        SanityRecord.read(path)
