@@ -244,3 +244,25 @@ def test_lenses_side_by_side_says_when_they_disagree():
             "weight update ‖ΔW‖/‖W₀‖, intruder dimensions." in text)
     agree = lenses_summary({"drift": drift, "weights": {"sst2": _lens(0.05, 0.1, 0.02, intruders=(0.0, 0.0))}})
     assert "Every lens agrees" not in agree and "The lenses that separate the methods agree: LoRA stays closer" in agree
+
+
+def test_the_report_states_each_sanity_check_and_what_a_failure_means():
+    from lorascope.records import SanityCheck, SanityRecord
+    from lorascope.report.markdown import render
+
+    data = synthetic_study(3)
+    settings = {"samples": 10, "max_epochs": 10, "threshold": 0.1}
+    passed = SanityRecord.create(settings=settings, results=[
+        SanityCheck(task="sst2", method="lora", epochs_run=5, final_loss=0.0916, threshold=0.1, passed=True),
+        SanityCheck(task="sst2", method="full", epochs_run=4, final_loss=0.0385, threshold=0.1, passed=True)])
+    text = render({**data, "sanity": passed}, {})
+    assert ("Sanity checks (each method fits 10 training examples to a training loss under 0.1 within 10 epochs): "
+            "sst2 LoRA passed (loss 0.0916 after 5 epochs); sst2 full fine-tuning passed (loss 0.0385 after 4 epochs).\n"
+            ) in text
+    assert "bug in the data" not in text
+    failed = passed.model_copy(update={"results": [passed.results[0], passed.results[1].model_copy(
+        update={"passed": False, "final_loss": 0.41, "epochs_run": 10})]})
+    text = render({**data, "sanity": failed}, {})
+    assert "sst2 full fine-tuning **FAILED** (loss 0.41 after 10 epochs)." in text
+    assert "points to a bug in the data, the classification head or the optimiser set-up" in text
+    assert "Sanity checks" not in render({**data, "sanity": None}, {})

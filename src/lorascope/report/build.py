@@ -126,6 +126,8 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
         "runs": [{k: r.get(k) for k in ("task", "method", "seed", "status", "main_metric", "dev", "n_train", "n_eval",
                                          "runtime_s")} for r in data["runs"]],
         "baselines": {b.task: b.model_dump() for b in data["baselines"].baselines},
+        "sanity": None if data.get("sanity") is None else {"passed": data["sanity"].passed,
+                                                            "results": [r.model_dump() for r in data["sanity"].results]},
         "drift": drift,
         "frontier": {task: f for task, d in data["drift"].items() if (f := frontier_verdict(d)) is not None},
         "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"],

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from lorascope.metrics import format_metric, format_metric_difference
+from lorascope.records import SanityCheck, SanityRecord
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.drift_text import drift_section
 from lorascope.report.learning import main_metric, majority_of, not_learned, reference_of
@@ -17,7 +18,7 @@ from lorascope.report.serving_text import serving_section
 from lorascope.report.sweep_text import sweep_section
 from lorascope.report.text import table, test_result
 from lorascope.report.variants_text import variants_section
-from lorascope.variants import primary_of
+from lorascope.variants import display_name, primary_of
 
 
 def performance(data: dict[str, Any]) -> str:
@@ -49,6 +50,27 @@ def performance(data: dict[str, Any]) -> str:
             "\n\n" + table(
         ["task", "method", "metric", "n dev", "mean ± sd", "per seed", "majority baseline", "vs majority",
          "reference study*"], rows))
+
+
+def sanity_checks(record: SanityRecord | None) -> str:
+    """The protocol's overfitting checks in one paragraph: each (task, method), its final training loss
+    and epochs; a failed check says what it may mean. "" when the study ran none."""
+    if record is None or not record.results:
+        return ""
+    s = record.settings
+    rule = (f"each method fits {s.get('samples')} training examples to a training loss under {s.get('threshold')} "
+            f"within {s.get('max_epochs')} epochs")
+
+    def one(r: SanityCheck) -> str:
+        outcome = "passed" if r.passed else "**FAILED**"
+        why = f"; {r.reason}" if r.reason else ""
+        return f"{r.task} {display_name(r.method)} {outcome} (loss {r.final_loss:.3g} after {r.epochs_run} epochs{why})"
+
+    text = f"Sanity checks ({rule}): " + "; ".join(one(r) for r in record.results) + "."
+    if not record.passed:
+        text += (" A method that cannot memorise a handful of examples points to a bug in the data, the "
+                 "classification head or the optimiser set-up: read its results with that in mind.")
+    return text
 
 
 def _difference_interval(metric: str | None, record: dict[str, Any] | None) -> str:
@@ -119,7 +141,7 @@ def render(data: dict[str, Any], figures: dict[str, str]) -> str:
              f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "
              f"methods {', '.join(data['config'].get('methods', []))}; seeds {data['config'].get('seeds')}.", "",
              answers(data), "", verdict_table(data), "", performance(data), "",
-             *_present(metric_differences(data)), drift_section(data, figures), "",
+             *_present(sanity_checks(data.get("sanity")), metric_differences(data)), drift_section(data, figures), "",
              *_present(sweep_section(data, figures), lenses_summary(data), variants_section(data, figures),
                        weights_section(data.get("weights") or {}, data),
                        forgetting_section(data.get("forgetting") or {}, data), probes_section(data.get("probes") or {}, data)),
