@@ -44,8 +44,8 @@ quickstart: $(VENV)/.installed
 # a throwaway PostgreSQL server for the shared HPO study).
 test: $(VENV)/.installed postgres
 	@echo "$(DATA_SOURCE)"
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow --durations=10 $(PYTEST_ARGS)
 
 # Debian's PostgreSQL server, for the test that shares an HPO study between workers on it. Where it
 # cannot be installed (no root, no apt), that test skips and says why.
@@ -56,7 +56,7 @@ postgres:
 
 test-fast: $(VENV)/.installed
 	@echo "$(DATA_SOURCE)"
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
