@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["sanity", "train", "drift", "forgetting", "bench", "weights", "report"]
 MODEL_STAGES = {"sanity", "train", "drift", "weights", "forgetting", "bench"}
 # Two tasks give the benchmark its three trained adapters (the 3-adapter strategies need them); the
-# weight lens (float64 SVDs on the CPU, about a minute a run at TinyLlama's width) and forgetting
-# measure one task's runs.
+# weight lens (float64 SVDs on the CPU: W₀'s once per matrix, then three per matrix and run) and
+# forgetting measure one task's runs.
 TASKS = ["rte", "mrpc"]
 ONLY = {"weights": {"task": "rte"}, "forgetting": {"task": "rte"}}
 

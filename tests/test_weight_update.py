@@ -142,3 +142,19 @@ def test_dora_delta_is_what_peft_merges(rslora):
     np.testing.assert_allclose(w0 + delta, merged, rtol=1e-5, atol=1e-6)
     # Plain LoRA's update would not be it: the rescaling is what DoRA adds.
     assert not np.allclose(w0 + lora_delta(a, b, alpha=8, rank=4, rslora=rslora), merged, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(24, 24), (16, 40), (40, 16)])
+def test_w0s_singular_vectors_computed_once_give_the_same_measures(shape):
+    """The lens computes W₀'s left singular vectors once per matrix for every run: the numbers must be
+    those of computing them each time, and vectors of another matrix's shape are refused."""
+    from lorascope.weight_update import left_singular_vectors, matched_intruders
+
+    w0 = RNG.standard_normal(shape)
+    w1 = w0 + 0.3 * RNG.standard_normal(shape)
+    u0 = left_singular_vectors(w0)
+    assert u0.shape == (shape[0], min(shape))
+    assert matrix_update(w0, w1, top_k=8, u0=u0) == matrix_update(w0, w1, top_k=8)
+    assert matched_intruders(w0, w1 - w0, 0.2, top_k=8, u0=u0) == matched_intruders(w0, w1 - w0, 0.2, top_k=8)
+    with pytest.raises(LorascopeError, match="u0 .* expected W₀'s left singular vectors"):
+        intruder_similarity(w0, w1, u0=u0[:, :-1])

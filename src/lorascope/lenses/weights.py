@@ -33,7 +33,7 @@ from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import WeightLensConfig
 from lorascope.run_folder import RunFolder, RunRecord
 from lorascope.variants import FULL, primary_label
-from lorascope.weight_update import count_intruders, dora_delta, lora_delta, matched_intruders, matrix_update
+from lorascope.weight_update import count_intruders, dora_delta, left_singular_vectors, lora_delta, matched_intruders, matrix_update
 from lorascope.weight_update.scope import describe_matrices, layer_of, matrix_type
 
 PEFT_PREFIX = "base_model.model."
@@ -284,6 +284,15 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool =
     reference = cfg.pair[1] if cfg.pair else FULL
     base_sq = {n: _squared_norm(w0[n]) for n in base.backbone}
 
+    # W₀'s left singular vectors, once per matrix for every run and both intruder counts (the same
+    # numbers as computing them each time; two of the five SVDs a matrix and run otherwise takes).
+    u0: dict[str, np.ndarray] = {}
+
+    def u0_of(name: str) -> np.ndarray:
+        if name not in u0:
+            u0[name] = left_singular_vectors(w0[name])
+        return u0[name]
+
     measured = []  # (run, record, its like-for-like matrices, per_matrix, summary_whole)
     for run, record in records:
         own = names_of.get(record.label, names_of[primary])
@@ -297,7 +306,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool =
             delta_sq = {n: _squared_norm(every[n], w0[n]) for n in base.backbone}
             tuned = {n: every[n] for n in names}
             del every  # the whole model is no longer needed, only the like-for-like matrices
-        per_matrix = {n: asdict(matrix_update(w0[n], tuned[n], top_k=cfg.top_k, epsilon=cfg.epsilon))
+        per_matrix = {n: asdict(matrix_update(w0[n], tuned[n], top_k=cfg.top_k, epsilon=cfg.epsilon, u0=u0_of(n)))
                       for n in names if n in tuned}
         for n, v in per_matrix.items():
             v["layer"] = layer_of(n)
@@ -315,7 +324,7 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool =
             deltas = {n: np.subtract(tuned[n], w0[n], dtype=np.float64) for n in names}
         for n in per_matrix:
             per_matrix[n]["intruders_matched"] = matched_intruders(w0[n], deltas[n], target, top_k=cfg.top_k,
-                                                                   epsilon=cfg.epsilon)
+                                                                   epsilon=cfg.epsilon, u0=u0_of(n))
 
     runs: list[dict[str, Any]] = []
     for run, record, own, per_matrix, whole in measured:

@@ -5,6 +5,7 @@ from .defaults import DEFAULT_EPSILON as DEFAULT_EPSILON
 from .defaults import DEFAULT_TOP_K as DEFAULT_TOP_K
 from .intruders import count_intruders as count_intruders
 from .intruders import intruder_similarity as intruder_similarity
+from .intruders import left_singular_vectors as left_singular_vectors
 from .intruders import matched_intruders as matched_intruders
 from .intruders import rescaled_update as rescaled_update
 from .update import MatrixUpdate as MatrixUpdate
@@ -15,8 +16,10 @@ from .update import matrix_update as matrix_update
 from .update import relative_update as relative_update
 from .update import singular_values as singular_values
 from .update import stable_rank as stable_rank
+from .update import stable_rank_of as stable_rank_of
+from .update import entropy_rank_of as entropy_rank_of
 from .scope import describe_matrices as describe_matrices
 from .scope import matrix_type as matrix_type
 from .scope import short_types as short_types
 
-__all__ = ['DEFAULT_EPSILON', 'DEFAULT_TOP_K', 'count_intruders', 'intruder_similarity', 'matched_intruders', 'rescaled_update', 'MatrixUpdate', 'dora_delta', 'entropy_rank', 'lora_delta', 'matrix_update', 'relative_update', 'singular_values', 'stable_rank', 'describe_matrices', 'matrix_type', 'short_types']
+__all__ = ['DEFAULT_EPSILON', 'DEFAULT_TOP_K', 'count_intruders', 'intruder_similarity', 'left_singular_vectors', 'matched_intruders', 'rescaled_update', 'MatrixUpdate', 'dora_delta', 'entropy_rank', 'lora_delta', 'matrix_update', 'relative_update', 'singular_values', 'stable_rank', 'stable_rank_of', 'entropy_rank_of', 'describe_matrices', 'matrix_type', 'short_types']

@@ -20,20 +20,35 @@ from lorascope.weight_update._arrays import as_weight
 from lorascope.weight_update.defaults import DEFAULT_EPSILON, DEFAULT_TOP_K
 
 
-def intruder_similarity(w0: Any, w1: Any, *, top_k: int = DEFAULT_TOP_K) -> np.ndarray:
+def left_singular_vectors(w: Any) -> np.ndarray:
+    """W's left singular vectors, float64 ``[out, min(out, in)]`` (unit columns, by descending singular value).
+
+    A lens that measures many runs against one pre-trained matrix computes W₀'s once and passes them
+    as ``u0`` to :func:`intruder_similarity` and :func:`matched_intruders`: the same numbers, two
+    SVDs fewer per matrix and run.
+    """
+    u: np.ndarray = np.linalg.svd(as_weight(w, "w"), full_matrices=False)[0]
+    return u
+
+
+def intruder_similarity(w0: Any, w1: Any, *, top_k: int = DEFAULT_TOP_K, u0: np.ndarray | None = None) -> np.ndarray:
     """For each of W₁'s top-k left singular vectors, its largest |cosine| with any left singular vector of W₀.
 
     Args:
         w0: pre-trained matrix ``[out, in]``.
         w1: fine-tuned matrix ``[out, in]``.
         top_k: singular vectors of W₁ examined (fewer when the matrix has fewer).
+        u0: W₀'s :func:`left_singular_vectors` when already computed ``[out, min(out, in)]``.
 
     Returns:
         float64 ``[min(top_k, min(out, in))]``, each in [0, 1]; 1 means the direction exists in W₀.
     """
     m0, m1 = as_weight(w0, "w0"), as_weight(w1, "w1")
-    u0 = np.linalg.svd(m0, full_matrices=False)[0]  # [out, min(out, in)]: W₀'s directions, unit columns
-    u1 = np.linalg.svd(m1, full_matrices=False)[0][:, :top_k]  # [out, k]: W₁'s leading directions
+    if u0 is None:
+        u0 = left_singular_vectors(m0)  # W₀'s directions
+    elif u0.shape != (m0.shape[0], min(m0.shape)):
+        raise LorascopeError(f"u0 {u0.shape}: expected W₀'s left singular vectors, shape {(m0.shape[0], min(m0.shape))}")
+    u1 = left_singular_vectors(m1)[:, :top_k]  # [out, k]: W₁'s leading directions
     similarity: np.ndarray = np.abs(u1.T @ u0).max(axis=1)
     return similarity
 
@@ -67,7 +82,7 @@ def rescaled_update(w0: Any, delta: Any, relative: float) -> np.ndarray:
 
 
 def matched_intruders(w0: Any, delta: Any, relative: float, *, top_k: int = DEFAULT_TOP_K,
-                      epsilon: float = DEFAULT_EPSILON) -> int:
+                      epsilon: float = DEFAULT_EPSILON, u0: np.ndarray | None = None) -> int:
     """Intruders of ``W₀ + ΔW̃``, ΔW̃ being ΔW rescaled to ‖ΔW̃‖_F / ‖W₀‖_F = ``relative``.
 
     The plain count grows with the update's size: a small enough update leaves W₁'s leading
@@ -80,9 +95,10 @@ def matched_intruders(w0: Any, delta: Any, relative: float, *, top_k: int = DEFA
         delta: its update ΔW ``[out, in]``.
         relative: the common relative size ‖ΔW̃‖_F / ‖W₀‖_F.
         top_k, epsilon: as :func:`intruder_similarity` and :func:`count_intruders`.
+        u0: W₀'s :func:`left_singular_vectors` when already computed.
     """
     m0 = as_weight(w0, "w0")
     scaled = rescaled_update(m0, delta, relative)
     if not scaled.any():
         return 0
-    return count_intruders(intruder_similarity(m0, m0 + scaled, top_k=top_k), epsilon)
+    return count_intruders(intruder_similarity(m0, m0 + scaled, top_k=top_k, u0=u0), epsilon)

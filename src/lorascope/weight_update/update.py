@@ -75,7 +75,11 @@ def singular_values(delta: Any) -> np.ndarray:
 
 def stable_rank(delta: Any) -> float:
     """‖ΔW‖_F² / ‖ΔW‖_2² (between 1 and the rank; 0 for a zero update): how many directions carry the update."""
-    s = singular_values(delta)
+    return stable_rank_of(singular_values(delta))
+
+
+def stable_rank_of(s: np.ndarray) -> float:
+    """:func:`stable_rank` from the singular values ``s`` (descending, float64 ``[k]``)."""
     return 0.0 if s[0] == 0.0 else float(np.sum(s**2) / s[0] ** 2)
 
 
@@ -84,7 +88,11 @@ def entropy_rank(delta: Any) -> float:
 
     Exactly r for a rank-r matrix with equal singular values; below r when a few directions dominate.
     """
-    s = singular_values(delta)
+    return entropy_rank_of(singular_values(delta))
+
+
+def entropy_rank_of(s: np.ndarray) -> float:
+    """:func:`entropy_rank` from the singular values ``s`` (float64 ``[k]``)."""
     total = float(s.sum())
     if total == 0.0:
         return 0.0
@@ -114,17 +122,20 @@ class MatrixUpdate:
     epsilon: float
 
 
-def matrix_update(w0: Any, w1: Any, *, top_k: int = DEFAULT_TOP_K, epsilon: float = DEFAULT_EPSILON) -> MatrixUpdate:
-    """Every weight-lens measure of one matrix (W₀ and W₁ ``[out, in]``)."""
+def matrix_update(w0: Any, w1: Any, *, top_k: int = DEFAULT_TOP_K, epsilon: float = DEFAULT_EPSILON,
+                  u0: np.ndarray | None = None) -> MatrixUpdate:
+    """Every weight-lens measure of one matrix (W₀ and W₁ ``[out, in]``; ``u0``: W₀'s left singular
+    vectors when already computed, see :func:`~lorascope.weight_update.intruders.left_singular_vectors`)."""
     m0, m1 = as_weight(w0, "w0"), as_weight(w1, "w1")
     _same_shape(m0, m1)
     delta = m1 - m0
-    sims = intruder_similarity(m0, m1, top_k=top_k)
+    sims = intruder_similarity(m0, m1, top_k=top_k, u0=u0)
+    s = singular_values(delta)  # once for the three measures that read it
     return MatrixUpdate(
         relative_update=relative_update(m0, m1),
-        stable_rank=stable_rank(delta),
-        entropy_rank=entropy_rank(delta),
-        top_singular_values=[float(v) for v in singular_values(delta)[:top_k]],
+        stable_rank=stable_rank_of(s),
+        entropy_rank=entropy_rank_of(s),
+        top_singular_values=[float(v) for v in s[:top_k]],
         intruder_similarity=[float(v) for v in sims],
         intruders=count_intruders(sims, epsilon),
         epsilon=epsilon,
