@@ -82,11 +82,9 @@ class StageRecord(BaseModel):
             raise DataError(f"{path}: {cls.KIND} record of schema version {version}; this lorascope reads versions "
                             f"up to {cls.VERSION} (upgrade lorascope to read it)")
         try:
-            return cls.create(**cls.upgrade(raw, version))
+            return cls.model_validate({**cls.upgrade(raw, version), "kind": cls.KIND, "schema_version": cls.VERSION})
         except ValidationError as err:
             raise DataError(describe_validation_error(err, str(path))) from None
-        except TypeError as err:  # a JSON key that is no Python identifier, e.g. "kind" repeated
-            raise DataError(f"{path}: {err}") from None
 
     def write(self, folder: Path) -> Path:
         """Save the record as ``folder / FILE`` (atomically); returns the file's path."""

@@ -172,8 +172,8 @@ def tokenize_dataset(
     # its closure, the tokenizer included: 120 thousand objects, 1.5-2.5 s a call on 2 cores, the
     # largest fixed cost of a small training run.
     fingerprint = Hasher.hash([ds._fingerprint, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
-                               tokenizer.padding_side, tokenizer.truncation_side, tokenizer.all_special_ids, is_pair, is_decoder, max_length,
-                               sorted(drop), encode.__name__])
+                               tokenizer.all_special_ids, tokenizer.padding_side, tokenizer.truncation_side,
+                               encode.__name__, is_pair, max_length, sorted(drop)])
     out = ds.map(_map, batched=True, remove_columns=drop, desc="tokenising", keep_in_memory=True,
                  new_fingerprint=fingerprint)
     if "label" in out.column_names:

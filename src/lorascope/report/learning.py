@@ -137,6 +137,17 @@ def majority_of(data: dict[str, Any], task: str, metric: str | None) -> float | 
     return record.majority(task, metric) if isinstance(record, BaselinesRecord) else None
 
 
+def task_majority(data: dict[str, Any], task: str) -> float | None:
+    """The majority-class baseline of the task's main metric, with :func:`assess`'s precedence: the
+    baselines stage's, else the mean of what the task's runs' learning checks recorded (None: neither)."""
+    stage = majority_of(data, task, main_metric(data, task))
+    if stage is not None:
+        return stage
+    bases = [float(b) for r in data.get("runs") or [] if r.get("task") == task
+             for b in [(r.get("learning_check") or {}).get("majority_baseline")] if b is not None]
+    return float(np.mean(bases)) if bases else None
+
+
 def main_metric(data: dict[str, Any], task: str) -> str | None:
     """The task's main metric as its runs recorded it (None when no run of the task names it)."""
     return next((r["main_metric"] for r in data.get("runs") or [] if r.get("task") == task and r.get("main_metric")), None)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
-from lorascope.report.learning import main_metric, majority_of
+from lorascope.report.learning import main_metric, task_majority
 from lorascope.report.text import table
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
@@ -53,16 +51,6 @@ def edge_notes(d: dict[str, Any]) -> list[str]:
         out.append(f"- {METHOD_NAMES.get(method, method)}'s chosen point {label} is the {end} setting swept: the "
                    "best setting may lie beyond the grid.")
     return out
-
-
-def task_majority(data: dict[str, Any], task: str) -> float | None:
-    """The majority-class baseline of the task's main metric: the mean of what its runs' learning checks
-    recorded, else the baselines stage's (None when neither has it)."""
-    bases = [float(b) for r in data.get("runs") or [] if r.get("task") == task
-             for b in [(r.get("learning_check") or {}).get("majority_baseline")] if b is not None]
-    if bases:
-        return float(np.mean(bases))
-    return majority_of(data, task, main_metric(data, task))
 
 
 def overlap_notes(matched: dict[str, Any] | None, majority: float | None, metric: str | None) -> list[str]:
