@@ -295,6 +295,7 @@ def diff_configs(stored: dict[str, Any], current: dict[str, Any], prefix: str = 
 
 
 def dump_yaml(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` to ``path`` as YAML, keys in their insertion order."""
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 

@@ -33,6 +33,7 @@ def git_revision(start: Path | None = None) -> str | None:
 
 
 def library_versions() -> dict[str, str | None]:
+    """The installed version of each library lorascope records (None where it is not installed)."""
     out: dict[str, str | None] = {}
     for name in _LIBRARIES:
         try:
@@ -43,6 +44,7 @@ def library_versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, Any]:
+    """The platform, processor, CPU count and torch threads, and the CUDA device and version where there is one."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),

@@ -160,6 +160,7 @@ def one_pair_text(n_pairs: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``represent`` and ``drift`` to ``app``, each with the options of its config's settings."""
     from lorascope.drift import DriftConfig
     from lorascope.represent import RepresentConfig
 

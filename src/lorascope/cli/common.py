@@ -219,10 +219,12 @@ def _section(annotation: Any) -> type[BaseModel] | None:
 
 
 def is_main_process() -> bool:
+    """Whether this process is rank 0 (``RANK`` unset or 0), the one that prints and cleans up under torchrun."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
 def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (not a pipe or a file)."""
     return sys.stdout.isatty()
 
 

@@ -57,4 +57,5 @@ def split(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``data`` command group to ``app``."""
     app.add_typer(data_app, name="data")

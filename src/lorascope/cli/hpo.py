@@ -107,6 +107,7 @@ def _fmt(value: Any) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``hpo`` to ``app``: its options are the search settings, and other key=value pairs training settings."""
     from lorascope.hpo import HpoConfig
     from lorascope.train.config import TrainConfig
 

@@ -138,6 +138,7 @@ def _learning(runs: Path, result: dict[str, Any]) -> Learning:
 
 
 def print_weight_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
+    """Print the weight lens's per-run table (relative update, ranks of ΔW, intruders) and its full − LoRA tests."""
     cfg = result["config"]
     table = Table(title=f"weight lens over {len(result['matrices'])} matrices per run "
                         f"(intruders: top {cfg['top_k']} singular vectors, ε = {cfg['epsilon']:g})")
@@ -187,6 +188,7 @@ def _p(test: dict[str, Any]) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``weights``, ``forgetting`` and ``probes`` to ``app``, each with the options of its config's settings."""
     from lorascope.lenses.config import ForgettingConfig, ProbeConfig, WeightLensConfig
 
     app.command(cls=command_class(WeightLensConfig))(weights)

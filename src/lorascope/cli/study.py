@@ -354,5 +354,6 @@ def _read_study(folder: Path) -> tuple[StudyConfig, dict[str, Any]]:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``study`` command group and the ``report`` command to ``app``."""
     app.add_typer(study_app, name="study")
     app.command(cls=Command)(report)

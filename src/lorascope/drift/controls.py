@@ -32,6 +32,8 @@ ZERO_DRIFT_TOLERANCE = 1e-6
 
 @dataclass
 class ControlResult:
+    """One pipeline control's outcome: its drifts (1 − CKA, over layers) and whether it met its expectation."""
+
     name: str
     expectation: str
     max_drift: float  # biased, over layers

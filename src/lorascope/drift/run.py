@@ -272,6 +272,7 @@ def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:
 
 
 def write_layers_csv(path: Path, task: str, runs: list[RunDrift]) -> None:
+    """Write every run's per-layer drift rows of ``task`` to ``path`` (atomically), with the ``LAYER_COLUMNS`` columns."""
     with atomic_write(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LAYER_COLUMNS)
         w.writeheader()

@@ -35,6 +35,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def default_storage_url(out_dir: Path) -> str:
+    """The SQLite URL of ``optuna.db`` in ``out_dir`` (an absolute path)."""
     return f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 
 
@@ -117,6 +118,7 @@ class Counts:
 
 
 def count_trials(study: optuna.Study) -> Counts:
+    """The study's finished (complete or pruned) and running trials."""
     trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     running = sum(t.state == TrialState.RUNNING for t in trials)
     return Counts(finished=len(trials) - running, running=running)

@@ -22,6 +22,8 @@ AdaptedModel: TypeAlias = PreTrainedModel | PeftModel
 
 @dataclass
 class ParamCounts:
+    """Trainable and total parameter counts of a model."""
+
     trainable: int
     total: int
 
@@ -34,6 +36,7 @@ class ParamCounts:
 
 
 def count_parameters(model: nn.Module) -> ParamCounts:
+    """The model's trainable (``requires_grad``) and total parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return ParamCounts(trainable, total)

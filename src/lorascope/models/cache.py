@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 def cache_root() -> Path:
+    """lorascope's cache folder, created if missing: ``$LORASCOPE_CACHE``, else ``~/.cache/lorascope``."""
     root = Path(os.environ.get("LORASCOPE_CACHE", Path.home() / ".cache" / "lorascope"))
     root.mkdir(parents=True, exist_ok=True)
     return root

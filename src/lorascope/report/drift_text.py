@@ -27,6 +27,7 @@ def _ci(stat: dict[str, Any] | None, key: str) -> str:
 
 
 def method_table(data: dict[str, Any]) -> str:
+    """The table of each task and method's drift, debiased drift and cosine with their intervals and noise floor."""
     rows = []
     for task, d in data["drift"].items():
         ref = REFERENCE.get(task, {})
@@ -115,6 +116,7 @@ def comparison_table(data: dict[str, Any]) -> str:
 
 
 def per_run_table(data: dict[str, Any]) -> str:
+    """The table of each run's dev metric and drift, each drift with its interval over samples."""
     rows = []
     for task, d in data["drift"].items():
         for r in seed_sorted(d["runs"]):
@@ -127,6 +129,7 @@ def per_run_table(data: dict[str, Any]) -> str:
 
 
 def per_layer_text(data: dict[str, Any]) -> list[str]:
+    """One line per task with per-layer tests: the layers where full − LoRA drift differs after Holm."""
     out, untrained = [], not_learned(data)
     for task, d in data["drift"].items():
         layers = ((d["comparison"].get("per_layer") or {}).get("layers")) or []
@@ -143,12 +146,14 @@ def per_layer_text(data: dict[str, Any]) -> list[str]:
 
 
 def controls_table(data: dict[str, Any]) -> str:
+    """The table of every task's pipeline controls and whether each passed."""
     rows = [[task, c["name"], c["expectation"], f"{c['max_drift']:.2e}", f"{c['mean_drift_debiased']:.3f}",
              "pass" if c["passed"] else "**FAIL**"] for task, d in data["drift"].items() for c in d["controls"]]
     return table(["task", "control", "expectation", "max drift over layers", "debiased drift", "result"], rows)
 
 
 def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+    """The report's representation-drift section (RQ1), with ``figures`` (name -> path) where they were made."""
     settings = data["config"].get("drift") or {}
     pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(settings.get("pooling", "mean"), "pooled")
     min_reduction = float(settings.get("min_reduction", 0.2))

@@ -276,6 +276,7 @@ def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
 
 
 def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Draw every figure the study's results allow into ``out``; returns name -> file of those drawn."""
     from lorascope.report.learning import main_metric, not_learned
 
     out.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,7 @@ def power_items(data: dict[str, Any]) -> list[str]:
 
 
 def disagreement_items(data: dict[str, Any]) -> list[str]:
+    """One item per verdict of a learned task whose primary and secondary tests disagree."""
     out = []
     untrained = not_learned(data)
     for task, d in data["drift"].items():
@@ -149,6 +150,7 @@ def learning_items(data: dict[str, Any]) -> list[str]:
 
 
 def limitations(data: dict[str, Any]) -> str:
+    """The report's "Limitations" section: power, test disagreements, sample sizes, hardware, skipped and failed units."""
     cfg = data["config"]
     n_samples = sorted({d["n_samples"] for d in data["drift"].values()})
     hw = (data.get("provenance") or {}).get("hardware", {})

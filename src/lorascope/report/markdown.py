@@ -112,6 +112,7 @@ def metric_differences(data: dict[str, Any]) -> str:
 
 
 def provenance_section(data: dict[str, Any]) -> str:
+    """The report's "Provenance" section: versions, git revision, wall time per stage and the study's config."""
     prov = data.get("provenance") or {}
     libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
     stored = data["timings"]
@@ -136,6 +137,7 @@ def _present(*sections: str) -> list[str]:
 
 
 def render(data: dict[str, Any], figures: dict[str, str]) -> str:
+    """The whole report as Markdown; ``figures`` maps figure names to their paths relative to the report."""
     name = data["config"].get("name", "study")
     parts = [f"# lorascope report: {name}", "",
              f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "

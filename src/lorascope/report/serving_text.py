@@ -19,6 +19,7 @@ def _rows(bench: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def merged_ratio_row(bench: dict[str, Any] | None, strategy: str, batch: int) -> dict[str, Any] | None:
+    """The benchmark row of ``strategy`` at batch size ``batch`` that has a ratio to the merged model, or None."""
     return next((r for r in _rows(bench) if r["strategy"] == strategy and r["batch_size"] == batch
                  and r.get("ratio_to_merged") is not None), None)
 
@@ -34,6 +35,7 @@ def h2_max_ratio(bench: dict[str, Any] | None) -> float:
 
 
 def h2_rows(bench: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The benchmark rows with an H2 verdict (strategies H2 is not about left out)."""
     return [r for r in _rows(bench) if r["strategy"] not in NOT_H2 and h2_of(r)]
 
 
@@ -136,6 +138,7 @@ def _resources_table(bench: dict[str, Any]) -> str:
 
 
 def serving_section(bench: dict[str, Any] | None, figures: dict[str, str]) -> str:
+    """The report's "Serving cost" section: latencies and ratios to the merged model, with H2's verdicts."""
     rows = _rows(bench)
     if bench is None or not rows:  # no bench: no rows
         return "## Serving cost\n\nNo serving benchmark in this study."

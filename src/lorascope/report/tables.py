@@ -75,6 +75,7 @@ def write_csv(path: Path, rows: list[Row]) -> Path | None:
 
 
 def runs_rows(data: dict[str, Any]) -> list[Row]:
+    """One row per run, sorted by task, method and seed: status, dev main metric, majority baseline, sizes, runtime."""
     rows = []
     for r in sorted(data["runs"], key=lambda r: (r["task"], r["method"], int(r["seed"]))):
         metric = r.get("main_metric") or main_metric(data, r["task"])
@@ -87,6 +88,7 @@ def runs_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def metric_difference_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+    """One row per learned task: the LoRA − full difference on the dev metric, with intervals and p over seeds and over seeds and examples."""
     rows = []
     for task, d in data["drift"].items():
         diff = d["comparison"].get("metric_difference")
@@ -133,6 +135,7 @@ def verdict_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
 
 
 def drift_method_rows(data: dict[str, Any]) -> list[Row]:
+    """One row per (task, method): mean and sd of drift, debiased drift, cosine and metric, intervals, noise floor, drift by thirds."""
     rows = []
     for task, d in data["drift"].items():
         for method, s in d["methods"].items():
@@ -151,6 +154,7 @@ def drift_method_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def drift_comparison_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+    """One row per task with a drift reduction: Δ%, the drift ratio and their intervals; tests only where the task was learned."""
     rows = []
     for task, d in data["drift"].items():
         c = d["comparison"]
@@ -182,6 +186,7 @@ def _seeded(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def drift_run_rows(data: dict[str, Any]) -> list[Row]:
+    """One row per (task, method, seed): dev metric, mean drift, debiased drift and cosine, with intervals over samples."""
     rows = []
     for task, d in data["drift"].items():
         for r in _seeded(d["runs"]):
@@ -205,6 +210,7 @@ def drift_layer_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def layer_test_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+    """One row per (learned task, layer): the full − LoRA drift test of that layer and its Holm adjustment."""
     rows = []
     for task, d in data["drift"].items():
         per_layer = d["comparison"].get("per_layer") or {}
@@ -218,12 +224,14 @@ def layer_test_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
 
 
 def control_rows(data: dict[str, Any]) -> list[Row]:
+    """One row per (task, pipeline control): its expectation, drifts and whether it passed."""
     return [{"task": task, **{k: c.get(k) for k in ("name", "expectation", "max_drift", "mean_drift", "mean_drift_debiased",
                                                      "passed")}}
             for task, d in data["drift"].items() for c in d.get("controls") or []]
 
 
 def robustness_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+    """One row per (learned task, robustness measure): LoRA and full means, their ratio with its interval, direction and tests."""
     rows = []
     for task, d in data["drift"].items():
         rob = d.get("robustness") or {}
@@ -239,6 +247,7 @@ def robustness_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
 
 
 def frontier_rows(data: dict[str, Any]) -> list[Row]:
+    """One row per (task, frontier point): metric and drift with their intervals, and whether the selection rule chose it."""
     rows = []
     for task, d in data["drift"].items():
         chosen = {c.get("label") for c in (d.get("selection") or {}).values() if isinstance(c, dict)}

@@ -8,20 +8,24 @@ from typing import Any
 
 
 def cell(value: Any) -> str:
+    """``value`` as a Markdown table cell: text with its pipes escaped."""
     return str(value).replace("|", "\\|")  # a pipe inside a cell must not split the row
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table of ``header`` and ``rows``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
 def num(x: float | None, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals, or "–" for None or NaN."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def p_value(x: float | None) -> str:
+    """A p-value as ``lorascope.metrics.format_p`` writes it."""
     from lorascope.metrics import format_p
 
     return format_p(x)

@@ -46,6 +46,7 @@ def is_adjusted(v: dict[str, Any]) -> bool:
 
 
 def correction_name(v: dict[str, Any]) -> str:
+    """The name of a verdict's multiple-testing correction, as the report writes it."""
     return CORRECTIONS.get(v.get("correction", ""), str(v.get("correction")))
 
 

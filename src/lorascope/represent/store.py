@@ -34,6 +34,12 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def load_representations(path: Path) -> Representations:
+    """Representations stored by ``save_representations``.
+
+    Raises:
+        DataError: the file is missing, or is not a lorascope representation file (no ids in its metadata).
+        ConfigError: the file is not safetensors (see ``read_metadata``); a pickle is never unpickled.
+    """
     if not path.is_file():
         raise DataError(f"{path}: representation file not found")
     from lorascope.models.folders import read_safetensors

@@ -11,6 +11,7 @@ ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
 
 
 def json_number(v: Any) -> Any:
+    """``v`` as JSON can hold it: None for a NaN or infinite float, anything else unchanged."""
     # JSON has no NaN/inf; None keeps "undefined" distinct from any real number.
     if isinstance(v, float) and not math.isfinite(v):
         return None

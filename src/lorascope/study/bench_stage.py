@@ -46,6 +46,12 @@ def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:
 
 
 def run_bench_stage(ctx: StageContext) -> None:
+    """Benchmark serving the study's trained LoRA adapters (synthetic ones without any) into the bench folder.
+
+    The full fine-tuning run of the first task and seed is served too where it finished. Skipped when
+    ``bench.json`` exists. The served inputs are truncated as the models were trained unless the
+    study's bench settings set ``max_length``.
+    """
     from lorascope.bench import BenchConfig, run_bench
 
     out = StudyLayout(ctx.out).bench

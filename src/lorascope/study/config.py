@@ -29,12 +29,16 @@ STAGES: tuple[Stage, ...] = get_args(Stage)
 
 
 class SanitySettings(StrictModel):
+    """The study's sanity checks: can each (task, method) overfit a few training examples?"""
+
     samples: PositiveInt = Field(default=10, description="training examples to overfit")
     max_epochs: PositiveInt = Field(default=10, description="epochs allowed")
     threshold: float = Field(default=0.1, gt=0, description="training loss to reach")
 
 
 class HpoSettings(StrictModel):
+    """The study's hyperparameter search: one Optuna search per (task, method)."""
+
     n_trials: PositiveInt = Field(default=15, description="Optuna TPE trials per (task, method)")
     seed: int = Field(default=42, description="seed of the sampler and of the trials' training")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings of every trial (e.g. epochs)")
@@ -45,6 +49,8 @@ class HpoSettings(StrictModel):
 
 
 class BenchSettings(StrictModel):
+    """The study's serving benchmark; the study sets the model and adapters itself."""
+
     max_length: PositiveInt | None = Field(default=None, description="truncation of the served inputs (default: the "
                                                    "training max_length of the first task's LoRA runs)")
     batch_sizes: list[PositiveInt] = Field(default=[1, 16], description="serving batch sizes")

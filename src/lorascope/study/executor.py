@@ -227,4 +227,5 @@ class RayExecutor:
 
 
 def make_executor(settings: ExecutorSettings) -> LocalExecutor | RayExecutor:
+    """The executor ``settings`` name: Ray's, or the local one."""
     return RayExecutor(settings) if settings.kind == "ray" else LocalExecutor(settings)

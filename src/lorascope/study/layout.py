@@ -31,6 +31,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class StudyLayout:
+    """The paths of a study's files and folders under its folder ``root`` (see the module docstring)."""
+
     root: Path
 
     @property

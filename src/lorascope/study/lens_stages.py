@@ -71,6 +71,7 @@ def _means(comparison: dict[str, Any], measure: str, spec: str = ".4g",
 
 
 def stage_weights(ctx: StageContext) -> None:
+    """Run the weight lens on each task's trained runs and print its per-method means."""
     from lorascope.lenses import WeightLensConfig, run_weight_lens
 
     layout = StudyLayout(ctx.out)
@@ -91,6 +92,7 @@ def stage_weights(ctx: StageContext) -> None:
 
 
 def stage_forgetting(ctx: StageContext) -> None:
+    """Run the forgetting lens on each task's trained runs and print the per-method loss increase over the base."""
     from lorascope.lenses import ForgettingConfig, run_forgetting
 
     layout = StudyLayout(ctx.out)
@@ -107,6 +109,7 @@ def stage_forgetting(ctx: StageContext) -> None:
 
 
 def stage_probes(ctx: StageContext) -> None:
+    """Run probe retention on each task's trained runs, probed on the other tasks, and print the per-method retention."""
     from lorascope.data.tasks import get_task
     from lorascope.lenses import ProbeConfig, run_probe_retention
     from lorascope.metrics import format_metric_difference

@@ -875,6 +875,7 @@ def _svd_seconds(first: _Costed | None) -> float:
 # --- text ----------------------------------------------------------------------------------------
 
 def human_bytes(n: int | None) -> str:
+    """``n`` bytes in GiB, MiB, KiB or B, or "unknown" for None."""
     if n is None:
         return "unknown"
     for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
@@ -884,6 +885,7 @@ def human_bytes(n: int | None) -> str:
 
 
 def human_count(n: int | None) -> str:
+    """``n`` with a B, M or k suffix (billions, millions, thousands), or "unknown" for None."""
     if n is None:
         return "unknown"
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -893,6 +895,7 @@ def human_count(n: int | None) -> str:
 
 
 def human_seconds(s: float | None) -> str:
+    """``s`` seconds in days, hours, minutes or seconds, or "unknown" for None."""
     if s is None:
         return "unknown"
     if s >= 86400:

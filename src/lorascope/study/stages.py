@@ -33,6 +33,7 @@ def _eta(done: int, total: int, elapsed: float) -> str:
 
 
 def stage_sanity(ctx: StageContext) -> None:
+    """Run the sanity check of every (task, method) and record them, unless an earlier invocation did."""
     from lorascope.checks.sanity import run_sanity_one
 
     layout = StudyLayout(ctx.out)
@@ -55,6 +56,7 @@ def stage_sanity(ctx: StageContext) -> None:
 
 
 def stage_baselines(ctx: StageContext) -> None:
+    """Score each task's baselines on the runs' dev subset (once, unless recorded) and print the majority baselines."""
     from lorascope.checks.baselines import run_baselines
 
     layout = StudyLayout(ctx.out)
@@ -78,6 +80,7 @@ def baseline_line(baseline: Baseline) -> str:
 
 
 def stage_hpo(ctx: StageContext) -> None:
+    """Run the hyperparameter search of every (task, method) that ``ctx.only`` allows, and print each best trial."""
     from lorascope.hpo import run_hpo
     from lorascope.study.config import hpo_config
 
@@ -113,6 +116,7 @@ def train_unit(cfg: TrainConfig, folder: Path) -> RunRecord | None:
 
 
 def stage_train(ctx: StageContext) -> None:
+    """Train every unit of the grid, repeating while the sweep selection adds units."""
     seen: set[str] = set()
     # With sweep_seeds, finishing the sweep's runs lets the selection rule add the chosen points' other
     # seeds: train until the grid stops growing.
@@ -186,6 +190,7 @@ def _record_failure(folder: Path, cfg: TrainConfig, exc: Exception) -> RunRecord
 
 
 def stage_drift(ctx: StageContext) -> None:
+    """Run the drift analysis of each task, recording why a task was skipped, then correct the study's verdict family and print it."""
     from lorascope.drift import DriftConfig, run_drift
     from lorascope.study.sweep_drift import drift_pair_settings
 
@@ -269,10 +274,12 @@ def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
 
 
 def stage_bench(ctx: StageContext) -> None:
+    """Run the serving benchmark (see ``run_bench_stage``)."""
     run_bench_stage(ctx)
 
 
 def stage_report(ctx: StageContext) -> None:
+    """Build the study's report and print its path."""
     from lorascope.report import build_report
 
     path = build_report(ctx.out)

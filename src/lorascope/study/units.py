@@ -15,6 +15,8 @@ from lorascope.study.sweep import select_point
 
 @dataclass(frozen=True)
 class TrainUnit:
+    """One (task, method, seed) training run of a study's grid."""
+
     task: str
     method: str
     seed: int

@@ -96,6 +96,9 @@ def load_task_data(cfg: TrainConfig) -> tuple[TaskSpec, datasets.Dataset, datase
 
 
 def prepare_run(cfg: TrainConfig) -> PreparedRun:
+    """The data, tokenized datasets and model, adapted to the method, of one training run.
+
+    The model name is checked and the data split before the model loads, so a bad setting fails fast."""
     resolve_model(cfg.model)  # a bad model name fails before any data is read
     spec, train, dev = load_task_data(cfg)
     train, held = split_for_selection(train, cfg.selection_split, cfg.data_seed)  # before the model loads: fails fast

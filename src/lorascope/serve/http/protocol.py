@@ -234,6 +234,8 @@ class UnloadLoRAAdapterRequest(_Lenient):
 
 
 class OpenAIErrorInfo(BaseModel):
+    """The ``error`` object of a vLLM-compatible route's error response."""
+
     message: str
     type: str = Field(description="error class, e.g. NotFoundError")
     param: str | None = Field(None, description="the request field at fault, when one is")

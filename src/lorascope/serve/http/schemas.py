@@ -60,6 +60,8 @@ class LoadAdapterRequest(_Strict):
 
 
 class ErrorDetail(BaseModel):
+    """The ``error`` object of an error response: a stable code and a message."""
+
     code: str = Field(description="stable machine-readable code, e.g. unknown_adapter")
     message: str = Field(description="what was wrong, for a person")
 
