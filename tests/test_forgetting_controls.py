@@ -286,6 +286,32 @@ def test_the_chunked_loss_is_the_full_logits_loss(tiny_lm, rows):
     assert chunked / n == pytest.approx(full / n_full, rel=1e-6)
 
 
+def test_both_losses_are_the_float64_loss_on_a_peaked_distribution(tiny_lm):
+    """With logits spread as a trained LM's are, each float32 path is the float64 loss to 1e-6 relative.
+
+    A softmax over a strided class axis sums ~30k float32 terms one by one and is off by several
+    times that: the reference path once failed the chunked-loss control on SmolLM2 for this reason.
+    """
+    import copy
+
+    from lorascope.lenses.forgetting import full_logits_nll_sum, token_nll_sum
+
+    lm, tokenizer = tiny_lm
+    peaked = copy.deepcopy(lm)
+    with torch.no_grad():
+        head = peaked.get_output_embeddings().weight
+        head.mul_(20.0)  # logits with a standard deviation of about 3, where a float32 sum errs most
+    enc = tokenizer(PASSAGES, padding=True, truncation=True, max_length=24, return_tensors="pt")
+    args = (enc["input_ids"], enc["attention_mask"])
+    with torch.inference_mode():
+        logits = peaked(*args[:1], attention_mask=args[1]).logits
+        assert 2.0 < float(logits.std()) < 5.0
+        exact, n = token_nll_sum(copy.deepcopy(peaked).double(), *args)
+        for nll_sum in (token_nll_sum, full_logits_nll_sum):
+            loss, n32 = nll_sum(peaked, *args)
+            assert n32 == n and loss / n == pytest.approx(exact / n, rel=1e-6, abs=0), nll_sum.__name__
+
+
 def test_the_chunk_size_follows_the_vocabulary(tiny_lm, monkeypatch):
     import lorascope.lenses.forgetting as forgetting
 
