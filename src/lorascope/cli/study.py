@@ -1,4 +1,4 @@
-"""CLI commands of the study runner: ``study run``, ``study plan``, ``study status``, ``report``."""
+"""CLI commands of the study runner: ``study run``, ``study plan``, ``study status``, ``study export``, ``report``."""
 
 from __future__ import annotations
 
@@ -290,6 +290,25 @@ def _skipped(layout: StudyLayout, stage: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return notes if isinstance(notes, dict) else {}
+
+
+@study_app.command("export", cls=Command)
+@user_errors
+def study_export(folder: Path = typer.Argument(..., help="A study's output folder."),
+                 dest: Path = typer.Argument(..., help="A new folder for the records.")) -> None:
+    """Copy a study's records, without weights or cached representations, to publish them:
+    `lorascope report DEST` rebuilds the same report from the copy.
+
+    Example:
+
+    lorascope study export runs/quickstart docs/results/quickstart/records
+    """
+    from lorascope.study.export import export_records
+
+    folder = study_folder(folder)
+    read_study_folder(folder)
+    files = export_records(folder, dest)
+    console.print(f"exported {len(files)} records to {dest}")
 
 
 @user_errors
