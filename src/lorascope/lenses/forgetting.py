@@ -38,6 +38,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
+
 from lorascope.artifacts import Commit
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
@@ -579,24 +582,30 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = 
 
     runs, own = [], {}
     methods = {record.label: str(record.method) for _, record in records}
-    for run, record in records:
-        load(_backbone_state(run), f"run {run.name}")
-        files = run_files_backbone(run, base_state, prefix)
-        diff, where = weight_mismatch(scratch.get_decoder().state_dict(), files)
-        if diff > WEIGHT_RTOL:
-            raise _fail("backbone_is_the_runs_own", f"the backbone scored as run {run.name} differs from the one "
-                        f"its own files hold by {diff:.3g} × the matrix's largest entry (in {where})")
-        loss = loss_of(scratch, texts)
-        scored_probe = loss_of(scratch, probe)
-        load(_as_float32(files), f"run {run.name} rebuilt from its files")
-        files_probe = loss_of(scratch, probe)
-        own[run.name] = {"forgetting": scored_probe - base_probe, "expected": files_probe - base_probe,
-                         "max_weight_difference": diff}
-        if not _loss_agrees(scored_probe, files_probe):
-            raise _fail("backbone_is_the_runs_own", f"run {run.name} scores {scored_probe:.9g} nats per token where "
-                        f"its backbone rebuilt from its own files scores {files_probe:.9g}")
-        runs.append({"run": run.name, "method": record.label, "seed": record.seed,
-                     "summary": {"loss": loss, "perplexity": math.exp(loss), "forgetting": loss - base_loss}})
+    # A few seconds to minutes a run (the whole held-out text, then the probe twice): a bar on a terminal.
+    console = Console(stderr=True)
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn(), transient=True, console=console,
+                  disable=not console.is_terminal) as bar:
+        step = bar.add_task("forgetting: scoring each run", total=len(records))
+        for run, record in records:
+            load(_backbone_state(run), f"run {run.name}")
+            files = run_files_backbone(run, base_state, prefix)
+            diff, where = weight_mismatch(scratch.get_decoder().state_dict(), files)
+            if diff > WEIGHT_RTOL:
+                raise _fail("backbone_is_the_runs_own", f"the backbone scored as run {run.name} differs from the one "
+                            f"its own files hold by {diff:.3g} × the matrix's largest entry (in {where})")
+            loss = loss_of(scratch, texts)
+            scored_probe = loss_of(scratch, probe)
+            load(_as_float32(files), f"run {run.name} rebuilt from its files")
+            files_probe = loss_of(scratch, probe)
+            own[run.name] = {"forgetting": scored_probe - base_probe, "expected": files_probe - base_probe,
+                             "max_weight_difference": diff}
+            if not _loss_agrees(scored_probe, files_probe):
+                raise _fail("backbone_is_the_runs_own", f"run {run.name} scores {scored_probe:.9g} nats per token where "
+                            f"its backbone rebuilt from its own files scores {files_probe:.9g}")
+            runs.append({"run": run.name, "method": record.label, "seed": record.seed,
+                         "summary": {"loss": loss, "perplexity": math.exp(loss), "forgetting": loss - base_loss}})
+            bar.advance(step)
     worst = max(own, key=lambda name: abs(own[name]["forgetting"] - own[name]["expected"]))
     controls.append({"name": "backbone_is_the_runs_own", "run": worst, **own[worst], "runs": len(own),
                      "max_weight_difference": max(v["max_weight_difference"] for v in own.values()),
