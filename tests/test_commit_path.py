@@ -30,6 +30,8 @@ def _violations(path: Path) -> list[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
             if (node.func.value.id, node.func.attr) in RENAMES:
                 found.append(f"calls {node.func.value.id}.{node.func.attr} (line {node.lineno})")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "rename":
+            found.append(f"calls .rename (line {node.lineno})")  # Path.rename
     return found
 
 
@@ -50,8 +52,25 @@ def test_no_module_but_artifacts_renames_a_folder_into_place():
 
 def test_the_architecture_check_catches_a_stage_that_renames_by_hand(tmp_path):
     planted = tmp_path / "stage.py"
-    planted.write_text("import os\nfrom lorascope.artifacts import finish\n\ndef save(a, b):\n    os.replace(a, b)\n")
-    assert _violations(planted) == ["imports finish", "calls os.replace (line 5)"]
+    planted.write_text("import os\nfrom lorascope.artifacts import finish\n\ndef save(a, b):\n    os.replace(a, b)\n"
+                       "    a.rename(b)\n")
+    assert _violations(planted) == ["imports finish", "calls os.replace (line 5)", "calls .rename (line 6)"]
+
+
+def test_a_folder_named_relatively_or_absolutely_is_the_same_setting(tmp_path, monkeypatch):
+    """A study run once with ``out=/abs/runs/x`` and again with ``out=runs/x`` finds its results its own."""
+    from lorascope.artifacts import Commit
+    from lorascope.errors import ConfigError
+
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs" / "y").mkdir()
+    monkeypatch.chdir(tmp_path)
+    Commit(tmp_path / "drift", {"runs": str(tmp_path / "runs" / "x"), "n": 1}).write({"drift.json": {}})
+    Commit(tmp_path / "drift", {"runs": "runs/x", "n": 1}).check()
+    Commit(tmp_path / "drift", {"runs": "./runs/../runs/x", "n": 1}).check()
+    for other in ({"runs": "runs/y", "n": 1}, {"runs": "runs/absent", "n": 1}, {"runs": "runs/x", "n": 2}):
+        with pytest.raises(ConfigError, match="different config"):
+            Commit(tmp_path / "drift", other).check()
 
 
 # --- a whole study, killed stage by stage ---------------------------------------------------------

@@ -255,6 +255,28 @@ def commit(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False, k
     unit.complete()
 
 
+@contextlib.contextmanager
+def new_folder(out: Path) -> Iterator[Path]:
+    """Yield the ``.partial`` folder of ``out``, a folder that must not exist yet, and rename it into
+    place when the block ends; on an exception it is removed. For a copy (an export of records), which
+    has no settings of its own to store and nothing to resume: it is whole or absent.
+
+    Raises:
+        ConfigError: ``out`` exists.
+    """
+    if out.exists():
+        raise ConfigError(f"{out}: already exists; choose a new folder")
+    partial = partial_path(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finish(partial, out)
+
+
 def amend(out: Path, records: Mapping[str, Any]) -> None:
     """Commit a finished ``out`` again with some of its JSON records replaced (file name -> data):
     a later step revises a result (the study-wide correction of each task's verdicts). Every other

@@ -9,6 +9,7 @@ rather than deep inside a library once an output folder exists.
 
 from __future__ import annotations
 
+import os
 import reprlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -289,9 +290,21 @@ def diff_configs(stored: dict[str, Any], current: dict[str, Any], prefix: str = 
         a, b = stored.get(k, "<missing>"), current.get(k, "<missing>")
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += diff_configs(a, b, f"{prefix}{k}.")
-        elif a != b:
+        elif a != b and not _same_path(a, b):
             diffs.append(f"{prefix}{k}: stored {a!r} != current {b!r}")
     return diffs
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    """Whether two settings are two spellings of one existing file or folder (``runs/x`` from the
+    checkout and ``/home/me/checkout/runs/x``): a study rerun with its folder named either way is the
+    same study."""
+    if not (isinstance(a, str) and isinstance(b, str) and a and b):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either does not exist, or is not a path at all
+        return False
 
 
 def dump_yaml(data: dict[str, Any], path: Path) -> None:

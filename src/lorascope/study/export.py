@@ -11,10 +11,9 @@ report itself (it is rebuilt), unfinished ``.partial`` folders and the HPO's sto
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-from lorascope.artifacts import partial_path
+from lorascope.artifacts import new_folder
 from lorascope.errors import ConfigError
 
 RECORD_SUFFIXES = (".json", ".yaml", ".csv")
@@ -45,17 +44,13 @@ def export_records(study: Path, dest: Path) -> list[Path]:
     Raises:
         ConfigError: ``dest`` exists, or ``study`` has no record.
     """
-    if dest.exists():
-        raise ConfigError(f"{dest}: already exists; export writes a new folder")
     files = record_files(study)
     if not files:
         raise ConfigError(f"{study}: no records to export (no *.json, *.yaml or *.csv outside weights)")
     here = f"{Path.cwd()}{os.sep}"
-    partial = partial_path(dest)
-    shutil.rmtree(partial, ignore_errors=True)
-    for relative in files:
-        target = partial / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((study / relative).read_text(encoding="utf-8").replace(here, ""), encoding="utf-8")
-    partial.rename(dest)
+    with new_folder(dest) as partial:
+        for relative in files:
+            target = partial / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text((study / relative).read_text(encoding="utf-8").replace(here, ""), encoding="utf-8")
     return files
