@@ -87,6 +87,14 @@ def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_
                            tmp_path / "f2")
     assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]  # deterministic
     assert (tmp_path / "f" / "forgetting.json").is_file()
+    # The report says what each control checked, and its outcome (every control has its sentence).
+    from lorascope.report.lenses_text import FORGETTING_CONTROLS, forgetting_section
+
+    failed = {**result, "controls": [*result["controls"][:-1], {**result["controls"][-1], "passed": False}]}
+    text = forgetting_section({"sst2": failed})
+    for c in result["controls"][:-1]:
+        assert f"{FORGETTING_CONTROLS[c['name']]} ({c['name']}: pass)" in text
+    assert f"{FORGETTING_CONTROLS['backbone_is_the_runs_own']} (backbone_is_the_runs_own: FAIL)" in text
 
 
 def test_forgetting_control_fails_when_lora_at_init_is_not_the_base(glue_dir, tiny_runs, tmp_path, monkeypatch):

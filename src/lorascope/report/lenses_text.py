@@ -210,6 +210,18 @@ def _sweep_row(w: dict[str, Any]) -> str:
     return f"Intruders at ε = {', '.join(eps)} (mean per run) — " + "; ".join(parts) + "."
 
 
+# What each of the forgetting lens's controls checks (lorascope.lenses.forgetting), as the report says it.
+FORGETTING_CONTROLS = {
+    "base_backbone_reinserted": "the base's own backbone, put back, scores exactly as the base",
+    "lora_at_init": "LoRA at initialisation, merged, scores exactly as the base",
+    "chunked_loss_is_full_logits_loss": "the loss computed in chunks over the vocabulary is the full logits' loss",
+    "lm_head_kept": "the scored LM head stays the base's, and with the input embeddings moved, the loss is the one "
+                    "under the base's head held apart (a head re-tied to the embeddings scores visibly otherwise)",
+    "lora_known_update": "a LoRA adapter with a known update merges to W₀ + (α/r)·B·A and scores as that",
+    "backbone_is_the_runs_own": "each run's scored backbone is the one rebuilt from its own files",
+}
+
+
 def forgetting_section(forgetting: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
     """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
@@ -219,9 +231,10 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]], data: dict[str, An
     out = ["## Forgetting", "",
            "How well each fine-tuned backbone still models held-out text, put back under the base model's own "
            f"language-model head: mean next-token loss on {first['n_texts']} passages of {first['text_source']}. "
-           "Forgetting = the run's loss − the base's, in nats per token (0: nothing forgotten). Controls: the base's "
-           "own backbone reinserted, and LoRA at initialisation merged, both score exactly as the base "
-           f"({', '.join(c['name'] + (' pass' if c['passed'] else ' FAIL') for c in first['controls'])}).", ""]
+           "Forgetting = the run's loss − the base's, in nats per token (0: nothing forgotten). Controls, each of "
+           "which stops the lens when it fails: "
+           + "; ".join(f"{FORGETTING_CONTROLS.get(c['name'], c['name'])} ({c['name']}: {'pass' if c['passed'] else 'FAIL'})"
+                       for c in first["controls"]) + ".", ""]
     for task, f in forgetting.items():
         rows = []
         for key, name, digits in (("forgetting", "forgetting (nats/token)", 4), ("loss", "held-out loss", 4)):
