@@ -73,6 +73,46 @@ def test_a_folder_named_relatively_or_absolutely_is_the_same_setting(tmp_path, m
             Commit(tmp_path / "drift", other).check()
 
 
+def test_a_unit_with_the_same_settings_and_inputs_is_done_and_other_inputs_redo_it(tmp_path):
+    from lorascope.artifacts import Commit
+    from lorascope.errors import ConfigError
+
+    out = tmp_path / "weights"
+    assert not Commit(out, {"n": 1}, inputs={"run-a": "1"}).done()
+    Commit(out, {"n": 1}, inputs={"run-a": "1"}).write({"weights.json": {"v": 1}})
+    assert json.loads((out / "inputs.json").read_text()) == {"run-a": "1"}
+    assert Commit(out, {"n": 1}, inputs={"run-a": "1"}).done()
+    assert not Commit(out, {"n": 1}, inputs={"run-a": "2"}).done()  # a run retrained: redo
+    assert not Commit(out, {"n": 1}, inputs={"run-a": "1", "run-b": "1"}).done()  # a run added
+    assert not Commit(out, {"n": 1}, inputs={"run-a": "1"}, overwrite=True).done()
+    assert not Commit(out, {"n": 1}).done()  # no inputs given: never done (the caller always computes)
+    with pytest.raises(ConfigError, match="different config"):
+        Commit(out, {"n": 2}, inputs={"run-a": "1"}).done()
+    Commit(out, {"n": 1}, inputs={"run-a": "2"}).write({"weights.json": {"v": 2}})  # redone in place
+    assert json.loads((out / "weights.json").read_text()) == {"v": 2}
+    assert Commit(out, {"n": 1}, inputs={"run-a": "2"}).done()
+
+
+def test_a_run_retrained_replaced_or_removed_changes_the_fingerprint(tmp_path):
+    import time
+
+    from lorascope.run_folder import RunFolder
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text("{}")
+    (tmp_path / "c.partial").mkdir()
+    (tmp_path / "c.partial" / "metrics.json").write_text("{}")
+    first = RunFolder.fingerprint_under(tmp_path)
+    assert sorted(first) == ["a", "b"] and first == RunFolder.fingerprint_under(tmp_path)
+    time.sleep(0.01)
+    (tmp_path / "a" / "metrics.json").write_text("{}")  # rewritten, same content
+    assert RunFolder.fingerprint_under(tmp_path)["a"] != first["a"]
+    (tmp_path / "b" / "model").mkdir()
+    (tmp_path / "b" / "model" / "model.safetensors").write_bytes(b"x")
+    assert RunFolder.fingerprint_under(tmp_path)["b"] != first["b"]
+
+
 # --- a whole study, killed stage by stage ---------------------------------------------------------
 
 STAGES = ["sanity", "baselines", "train", "drift", "weights", "forgetting", "probes", "bench", "report"]

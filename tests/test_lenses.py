@@ -43,6 +43,26 @@ def test_weight_lens_over_runs_reads_lora_and_full_like_for_like(glue_dir, tiny_
     assert (tmp_path / "w" / "weights.json").is_file()
 
 
+def test_a_lens_rerun_on_the_same_runs_is_done_and_on_changed_runs_is_redone(glue_dir, tiny_runs, tmp_path, monkeypatch):
+    """Same settings, same runs: the stored record, nothing recomputed. A run replaced: computed afresh."""
+    import shutil
+
+    import lorascope.lenses.weights as weights
+    from lorascope.lenses import WeightLensConfig, run_weight_lens
+
+    runs = shutil.copytree(tiny_runs, tmp_path / "runs")
+    cfg = WeightLensConfig(base="tiny-llama", runs=str(runs))
+    first = run_weight_lens(cfg, tmp_path / "w")
+    computed = []
+    real = weights.compare_variants
+    monkeypatch.setattr(weights, "compare_variants", lambda *a, **k: computed.append(1) or real(*a, **k))
+    assert run_weight_lens(cfg, tmp_path / "w") == first and computed == []
+    shutil.rmtree(runs / "sst2-lora-s2")  # a run removed (one retrained or added changes it the same way)
+    again = run_weight_lens(cfg, tmp_path / "w")
+    assert computed == [1] and len(again["runs"]) == len(first["runs"]) - 1
+    assert run_weight_lens(cfg, tmp_path / "w", overwrite=True) == again and computed == [1, 1]
+
+
 def test_weight_lens_of_a_run_compared_with_another_base_is_refused(glue_dir, tiny_runs, tmp_path):
     from lorascope.lenses import WeightLensConfig, run_weight_lens
 

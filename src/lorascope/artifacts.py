@@ -33,6 +33,8 @@ from lorascope.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 PROVENANCE_FILE = "provenance.json"
+# What an analysis was computed from (see Commit's ``inputs``): a rerun on the same inputs is done.
+INPUTS_FILE = "inputs.json"
 LOCK_FILE = ".lock"
 
 
@@ -192,16 +194,37 @@ class Commit:
         keep: Names of sub-folders of an existing ``out`` whose files stay valid under any result
             (content-keyed caches): hard-linked into the new ``.partial`` so a redone unit reuses them.
         seed: The seed recorded in ``provenance.json``.
+        inputs: What the result is computed from besides its settings (an analysis: a fingerprint of
+            the runs it reads), stored as ``inputs.json``. With the same settings, other inputs
+            replace the result (the runs changed: the analysis is redone), and the same inputs make
+            the unit :meth:`done`.
     """
 
     def __init__(self, out: Path, settings: Mapping[str, Any], *, overwrite: bool = False,
-                 keep: Sequence[str] = (), seed: int | None = None) -> None:
+                 keep: Sequence[str] = (), seed: int | None = None, inputs: Mapping[str, Any] | None = None) -> None:
         self.out, self.settings, self.overwrite, self.keep, self.seed = Path(out), dict(settings), overwrite, keep, seed
+        self.inputs = None if inputs is None else dict(inputs)
         self.partial = partial_path(self.out)
 
     def check(self) -> None:
         """Apply the rule for an existing ``out`` (:func:`check_target`) now, before any work is done."""
         check_target(self.out, self.settings, overwrite=self.overwrite)
+
+    def done(self) -> bool:
+        """Whether ``out`` already holds this result: made with these settings from these ``inputs``
+        (never with ``overwrite``). Other settings raise as :meth:`check` does.
+
+        Raises:
+            ConfigError: ``out`` was made with other settings.
+        """
+        self.check()
+        stored = self.out / INPUTS_FILE
+        if self.overwrite or self.inputs is None or not stored.is_file():
+            return False
+        try:
+            return read_json(stored) == self.inputs
+        except (OSError, ValueError):  # unreadable: redo rather than trust it
+            return False
 
     def write(self, records: Mapping[str, Any]) -> None:
         """Commit a result that is JSON records only (file name -> data), computed in memory."""
@@ -226,6 +249,8 @@ class Commit:
         are never part of a result."""
         for leftover in self.partial.rglob("*.tmp"):
             leftover.unlink(missing_ok=True)
+        if self.inputs is not None:
+            write_json(self.partial / INPUTS_FILE, self.inputs)
         if not (self.partial / PROVENANCE_FILE).exists():
             from lorascope.provenance import provenance
 

@@ -8,6 +8,7 @@ or ``model/`` (full fine-tuning: a ``from_pretrained`` model folder). A folder h
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,22 @@ class RunFolder:
         """Every finished run folder directly under ``root``, sorted (work in progress and replaced ones excluded)."""
         return [RunFolder(p.parent) for p in sorted(Path(root).glob(f"*/{METRICS_FILE}"))
                 if not p.parent.name.endswith(NOT_RESULT_SUFFIXES)]
+
+    @staticmethod
+    def fingerprint_under(root: str | Path) -> dict[str, str]:
+        """``{run folder name: hash}`` of every finished run under ``root``: what an analysis of them
+        reads. The hash covers each file's path, size and modification time, so a run retrained,
+        replaced or edited gets another one (a copied folder too: its analyses are redone, never
+        served stale).
+        """
+        prints = {}
+        for run in RunFolder.finished_under(root):
+            digest = hashlib.sha256()
+            for path in sorted(p for p in run.path.rglob("*") if p.is_file()):
+                stat = path.stat()
+                digest.update(f"{path.relative_to(run.path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            prints[run.name] = digest.hexdigest()[:16]
+        return prints
 
     @property
     def metrics_path(self) -> Path:

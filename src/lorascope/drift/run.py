@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.artifacts import atomic_write, commit, write_json
+from lorascope.artifacts import Commit, atomic_write, read_json, write_json
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
 from lorascope.drift.analysis import RunDrift, between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
@@ -178,14 +178,21 @@ def run_drift(cfg: DriftConfig, out: Path | str, *, overwrite: bool = False) -> 
     """Drift of every finished run under ``cfg.runs`` from the base, committed to ``out``: ``drift.json``
     (the record :func:`_drift_into` returns), ``layers.csv`` and the representation cache ``reps/``,
     which a redone analysis reuses (each file is keyed by its model's weights and the extraction).
+    Rerun with the same settings on the same runs (none retrained, added or removed), it returns the
+    stored record without recomputing.
 
     Raises:
         ConfigError: ``out`` was made with other settings (unless ``overwrite``).
         DataError: no runs to compare, misaligned extractions.
     """
     cfg = resolve_task(cfg)
-    with commit(Path(out), config_to_dict(cfg), overwrite=overwrite, keep=["reps"]) as partial:
-        return _drift_into(cfg, partial)
+    unit = Commit(Path(out), config_to_dict(cfg), overwrite=overwrite, keep=["reps"],
+                  inputs=RunFolder.fingerprint_under(cfg.runs))
+    if unit.done():
+        return read_json(Path(out) / "drift.json")
+    result = _drift_into(cfg, unit.begin())  # an exception leaves the partial, to resume
+    unit.complete()
+    return result
 
 
 def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
-from lorascope.artifacts import Commit
+from lorascope.artifacts import Commit, read_json
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ForgettingConfig
@@ -476,8 +476,9 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = 
     Raises:
         DataError: the base has no LM head, no finished runs, or no text; a control failed.
     """
-    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
-    unit.check()  # a folder made with other settings is an error before any work
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
+    if unit.done():  # a folder made with other settings is an error before any work
+        return read_json(Path(out) / "forgetting.json")
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_tokenizer
     from lorascope.models.registry import resolve_model

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from lorascope.artifacts import Commit
+from lorascope.artifacts import Commit, read_json
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ProbeConfig
@@ -111,8 +111,9 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str, *, overwrite: bool = 
     Raises:
         DataError: no probe tasks, a probe task that is the runs' own, no finished runs, or a failed control.
     """
-    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
-    unit.check()  # a folder made with other settings is an error before any work
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
+    if unit.done():  # a folder made with other settings is an error before any work
+        return read_json(Path(out) / "probes.json")
     from lorascope.data.tasks import get_task
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_classifier, load_run

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
-from lorascope.artifacts import Commit
+from lorascope.artifacts import Commit, read_json
 from lorascope.errors import ConfigError, DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import WeightLensConfig
@@ -254,8 +254,9 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool =
     Raises:
         DataError: no finished runs, or no LoRA run to say which matrices were adapted.
     """
-    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite)
-    unit.check()  # a folder made with other settings is an error before any work
+    unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
+    if unit.done():  # a folder made with other settings is an error before any work
+        return read_json(Path(out) / "weights.json")
     from lorascope.models.device import resolve_device
 
     resolve_device(cfg.device)  # an absent device fails before any run is read
