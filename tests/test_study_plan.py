@@ -124,6 +124,26 @@ def test_the_plan_lists_every_unit_and_what_is_done(glue_dir, tmp_path, private_
     again = plan_study(cfg, calibrate_here=False)
     assert [u.name for u in again.units if u.done] == [train_units(cfg)[0].name]
     assert again.remaining_seconds < again.total_seconds
+    # An analysis is done as its stage will find it: computed from these runs, none still to train.
+    from lorascope.artifacts import write_json
+    from lorascope.run_folder import RunFolder
+    from lorascope.study.layout import StudyLayout
+
+    layout, task = StudyLayout(Path(cfg.out)), cfg.tasks[0]
+    layout.drift(task).mkdir(parents=True)
+    write_json(layout.drift(task) / "drift.json", {})
+
+    def drift_done() -> bool:
+        write_json(layout.drift(task) / "inputs.json", RunFolder.fingerprint_under(layout.train))
+        return next(u for u in plan_study(cfg, calibrate_here=False).units if u.name == f"drift {task}").done
+
+    assert not drift_done()  # runs of its task still to train
+    for unit in train_units(cfg):
+        unit.folder(Path(cfg.out)).mkdir(parents=True, exist_ok=True)
+        (unit.folder(Path(cfg.out)) / "metrics.json").write_text(json.dumps({"status": "ok"}))
+    assert drift_done()
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "retrained": True}))
+    assert next(u for u in plan_study(cfg, calibrate_here=False).units if u.name == f"drift {task}").done is False
     result = CliRunner().invoke(app, ["study", "plan", str(path), "--no-calibrate"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for name in expected:

@@ -38,7 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorascope.artifacts import INPUTS_FILE, read_json
 from lorascope.errors import ConfigError
+from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.layout import StudyLayout
 from lorascope.train.config import TrainConfig
@@ -778,20 +780,26 @@ def _analysis_units(cfg: StudyConfig, layout: StudyLayout, units: list[UnitPlan]
     def add(stage: str, name: str, seconds: float | None, done: bool, how: str) -> None:
         out.append(UnitPlan(stage, name, seconds, done, basis=f"{how}; {basis}" if seconds is not None else "unknown"))
 
+    fingerprint = RunFolder.fingerprint_under(layout.train) if layout.train.is_dir() else {}
+
     for task in cfg.tasks:
         n = runs_of[task]
         mean_len = dev_lengths.get(task)
+
+        def done(record: Path, task: str = task) -> bool:
+            """As the stage will find it: no run it reads is still to train, and it was computed from these runs."""
+            return all(u.done for u in by_task[task]) and analysis_done(record, fingerprint)
         if "drift" in cfg.stages:
             d = cfg.drift
             seconds = None
             if fwd is not None and load is not None and mean_len:
                 tokens = (n + 3) * min(d.n_samples, 10**9) * min(mean_len, d.max_length)
                 seconds = tokens * fwd + (n + 3) * load + n * _bootstrap_seconds(cfg, first)
-            add("drift", f"drift {task}", seconds, (layout.drift(task) / "drift.json").is_file(),
+            add("drift", f"drift {task}", seconds, done(layout.drift(task) / "drift.json"),
                 f"{n + 3} extractions of {d.n_samples} samples, {d.bootstrap} bootstrap resamples a run")
         if "weights" in cfg.stages:
             seconds = None if load is None else load + n * _svd_seconds(first)
-            add("weights", f"weights {task}", seconds, (layout.weights(task) / "weights.json").is_file(),
+            add("weights", f"weights {task}", seconds, done(layout.weights(task) / "weights.json"),
                 "SVDs of the adapted matrices, float64 on the CPU")
         if "forgetting" in cfg.stages:
             f = cfg.forgetting
@@ -801,14 +809,14 @@ def _analysis_units(cfg: StudyConfig, layout: StudyLayout, units: list[UnitPlan]
             else:
                 seconds = None if fwd is None or load is None else (n + 4) * f.n_texts * f.max_length * fwd + (n + 3) * load
                 add("forgetting", f"forgetting {task}", seconds,
-                    (layout.forgetting(task) / "forgetting.json").is_file(),
+                    done(layout.forgetting(task) / "forgetting.json"),
                     f"{n + 4} scorings of {f.n_texts} passages")
         if "probes" in cfg.stages:
             p = cfg.probes
             others = len(p.probe_tasks) or len(cfg.tasks) - 1
             seconds = None if fwd is None or load is None or not mean_len else \
                 (n + 2) * others * (p.n_train + p.n_dev) * min(mean_len, p.max_length) * fwd + (n + 2) * load
-            add("probes", f"probes {task}", seconds, (layout.probes(task) / "probes.json").is_file(),
+            add("probes", f"probes {task}", seconds, done(layout.probes(task) / "probes.json"),
                 f"{n + 2} models × {others} probe tasks")
     if "bench" in cfg.stages:
         from lorascope.bench.config import STRATEGIES
@@ -820,6 +828,18 @@ def _analysis_units(cfg: StudyConfig, layout: StudyLayout, units: list[UnitPlan]
         add("bench", "bench", seconds, layout.bench_json.is_file(),
             f"{len(STRATEGIES)} strategies × batch sizes {b.batch_sizes} × {b.requests + b.warmup} requests")
     return out
+
+
+def analysis_done(record: Path, fingerprint: dict[str, str]) -> bool:
+    """Whether the analysis whose main record is ``record`` was computed from the runs ``fingerprint``
+    describes (its ``inputs.json``, :meth:`lorascope.run_folder.RunFolder.fingerprint_under`)."""
+    inputs = record.parent / INPUTS_FILE
+    if not (record.is_file() and inputs.is_file()):
+        return False
+    try:
+        return read_json(inputs) == fingerprint
+    except (OSError, ValueError):
+        return False
 
 
 def _is_decoder_model(model: str) -> bool:
