@@ -84,11 +84,6 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def cuda_allocated(device: torch.device) -> int | None:
-    """Bytes the CUDA caching allocator has handed out on ``device``, or None off CUDA."""
-    return torch.cuda.memory_allocated(device) if device.type == "cuda" else None
-
-
 class PeakMeter:
     """Per-window CUDA peaks (``max_memory_allocated`` after a reset) that also keep the run's overall peak.
 

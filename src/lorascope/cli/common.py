@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import types
 import typing
 import warnings
@@ -221,11 +220,6 @@ def _section(annotation: Any) -> type[BaseModel] | None:
 def is_main_process() -> bool:
     """Whether this process is rank 0 (``RANK`` unset or 0), the one that prints and cleans up under torchrun."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def stdout_is_terminal() -> bool:
-    """Whether stdout is a terminal (not a pipe or a file)."""
-    return sys.stdout.isatty()
 
 
 # --- One grammar for every command ------------------------------------------------------------

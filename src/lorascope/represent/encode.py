@@ -147,11 +147,3 @@ def encode(
     """
     with Encoder(model_or_run, device=device, precision=precision) as enc:
         return enc.encode(texts, pooling=pooling, max_length=max_length, batch_size=batch_size, progress=progress)
-
-
-def encode_loaded(loaded: LoadedModel, texts: Texts, *, pooling: Literal["mean", "head_token"] = "mean",
-                  max_length: int = 384, batch_size: int = 32, progress: bool = False,
-                  precision: Precision = "auto") -> np.ndarray:
-    """:func:`encode` for a model already loaded, on its own device; same result."""
-    return Encoder(loaded, precision=precision).encode(texts, pooling=pooling, max_length=max_length,
-                                                       batch_size=batch_size, progress=progress)
