@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 SRC = REPO / "src" / "lorascope"
@@ -72,6 +74,7 @@ def test_computation_imports_no_model_or_plotting_library_and_opens_no_file():
             assert not re.search(r"\bopen\(|\.write_text\(|\.read_text\(|np\.save|np\.load", text), path
 
 
+@pytest.mark.slow
 def test_the_report_loads_no_model_library():
     code = ("import importlib, pkgutil, sys, lorascope.report as r\n"
             "[importlib.import_module('lorascope.report.' + m.name) for m in pkgutil.iter_modules(r.__path__)]\n"

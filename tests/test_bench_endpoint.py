@@ -71,6 +71,7 @@ def _row(result, strategy, b):
     return row
 
 
+@pytest.mark.slow
 def test_endpoint_rows_sit_beside_the_in_process_ones_at_every_batch_size(measured):
     out, result = measured
     strategies = {(r["strategy"], r["batch_size"]) for r in result["results"]}

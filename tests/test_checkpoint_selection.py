@@ -98,6 +98,7 @@ def _at_step(record, step: int) -> dict:
 # --- select_by -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_select_by_metric_keeps_the_checkpoint_that_learned_where_loss_keeps_the_majority_one(cola_like, tmp_path, logged):
     by_loss = run_train(TrainConfig(task=str(cola_like), **COLA_RUN), tmp_path / "loss", progress=False)
     by_metric = run_train(TrainConfig(task=str(cola_like), select_by="metric", **COLA_RUN), tmp_path / "metric",
@@ -208,6 +209,7 @@ def test_selection_split_is_drawn_by_data_seed_not_the_run_seed(cola_like):
     assert len(held["s1"]) == 21 and len(prepare_run(TrainConfig(**{**base, "selection_split": None})).train_ds) == 84
 
 
+@pytest.mark.slow
 def test_selection_split_chooses_the_checkpoint_and_dev_scores_only_the_kept_model(cola_like, tmp_path, monkeypatch):
     from transformers import Trainer
 

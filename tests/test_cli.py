@@ -83,6 +83,7 @@ def test_help_lists_settings():
         assert key in proc.stdout
 
 
+@pytest.mark.slow
 def test_baselines_cli(glue_dir, tmp_path):
     import json
 
@@ -110,6 +111,7 @@ def test_baselines_old_json_file_form_still_writes_the_file_with_a_note(glue_dir
     assert [r["task"] for r in json.loads((tmp_path / "b.json").read_text())["baselines"]] == ["rte"]
 
 
+@pytest.mark.slow
 def test_train_cli_end_to_end(glue_dir, tmp_path):
     out = tmp_path / "demo"
     proc = run_cli("train", "--task", "rte", "--method", "lora", "--model", "tiny-llama", "--seed", "1",
@@ -140,6 +142,7 @@ def _mcc_task(folder):
                  "text_columns: [text]\nlabel_column: label\nlabels: [common, rare]\nmetrics: [matthews, accuracy]\n")
 
 
+@pytest.mark.slow
 def test_train_and_baselines_of_an_mcc_task_print_matthews_on_its_own_scale(tmp_path):
     from lorascope.metrics import format_metric
     from lorascope.run_folder import RunFolder
@@ -286,6 +289,7 @@ def _drift_result(task_drift: dict, task: str) -> dict:
     return {**task_drift, "task": task, "n_layers": 1, "controls": [], "primary": "lora"}
 
 
+@pytest.mark.slow
 def test_drift_of_models_that_did_not_learn_prints_the_caveat_before_its_numbers(printed):
     from lorascope.cli.analysis import print_drift_summary
     from lorascope.report.learning import assess
@@ -322,6 +326,7 @@ def test_drift_of_one_seed_pair_says_no_test_is_possible(printed):
     assert "80.0% (n=1)" in text  # the numbers are still shown
 
 
+@pytest.mark.slow
 def test_lens_tests_of_models_that_did_not_learn_are_marked(printed):
     from lorascope.cli.lenses import print_weight_summary
     from lorascope.report.learning import assess

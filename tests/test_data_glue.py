@@ -20,6 +20,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,split", sorted(EXPECTED))
 def test_rows_and_labels_match_readme(glue_dir, task, split):
     ds = load_split(get_task(task), split)

@@ -115,6 +115,7 @@ def test_a_study_with_a_device_it_does_not_have_stops_before_it_starts(tmp_path)
 
 # --- every model-loading stage honours the setting -----------------------------------------------
 
+@pytest.mark.slow
 def test_represent_and_encode_ask_for_the_setting_only(glue_dir, asked):
     import lorascope
     from lorascope.represent import Encoder, RepresentConfig, run_represent
@@ -127,6 +128,7 @@ def test_represent_and_encode_ask_for_the_setting_only(glue_dir, asked):
     assert asked and set(asked) == {SENTINEL}
 
 
+@pytest.mark.slow
 def test_drift_asks_for_the_setting_only(glue_dir, runs, tmp_path, asked):
     from lorascope.drift import DriftConfig, run_drift
 
@@ -135,6 +137,7 @@ def test_drift_asks_for_the_setting_only(glue_dir, runs, tmp_path, asked):
     assert asked and set(asked) == {SENTINEL}
 
 
+@pytest.mark.slow
 def test_the_lenses_ask_for_the_setting_only(glue_dir, runs, tmp_path, asked):
     from lorascope.lenses import ForgettingConfig, ProbeConfig, WeightLensConfig, run_forgetting, run_probe_retention
     from lorascope.lenses.weights import run_weight_lens
@@ -150,6 +153,7 @@ def test_the_lenses_ask_for_the_setting_only(glue_dir, runs, tmp_path, asked):
     assert asked and set(asked) == {SENTINEL}
 
 
+@pytest.mark.slow
 def test_a_stage_that_ignores_the_setting_is_caught(glue_dir, runs, tmp_path, asked, monkeypatch):
     """Planted bug: the probe lens loads each run with the loader's default device (``"cpu"``)."""
     import lorascope.models.load as load_module
@@ -162,6 +166,7 @@ def test_a_stage_that_ignores_the_setting_is_caught(glue_dir, runs, tmp_path, as
     assert "cpu" in asked  # the check above (`set(asked) == {SENTINEL}`) fails on this stage
 
 
+@pytest.mark.slow
 def test_the_study_passes_its_device_to_every_analysis(tmp_path, monkeypatch):
     """The study's ``device`` reaches the configs of drift, weights, forgetting and probes."""
     from rich.console import Console
@@ -207,6 +212,7 @@ DRIFT_BEFORE = {"full-s1": 0.01825033271853745, "full-s2": 0.03373185153161551, 
                 "lora-s2": 0.007344934029869095}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
 def test_representations_on_the_cpu_are_unchanged(glue_dir, single_thread, model):
     from lorascope.represent import RepresentConfig, run_represent
@@ -224,6 +230,7 @@ def test_representations_on_the_cpu_are_unchanged(glue_dir, single_thread, model
     assert default.meta["compute_dtype"] == "float32" and "compute_dtype" not in default.meta["cache_key"]
 
 
+@pytest.mark.slow
 def test_drift_on_the_cpu_is_unchanged(glue_dir, runs, tmp_path):
     from lorascope.drift import DriftConfig, run_drift
 

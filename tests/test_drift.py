@@ -25,6 +25,7 @@ def _cfg(trained_runs, **kw):
     return DriftConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_drift_end_to_end(glue_dir, trained_runs, tmp_path):
     cfg = _cfg(trained_runs)
     result = run_drift(cfg, tmp_path / "drift")
@@ -74,6 +75,7 @@ def test_drift_end_to_end(glue_dir, trained_runs, tmp_path):
     assert [r["mean_drift"] for r in again["runs"]] == [r["mean_drift"] for r in result["runs"]]
 
 
+@pytest.mark.slow
 def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, trained_runs, tmp_path):
     out = tmp_path / "drift"
     first = run_drift(_cfg(trained_runs, bootstrap=0), out)
@@ -106,6 +108,7 @@ def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, t
     assert changed[("full", 1)] == before[("full", 1)]
 
 
+@pytest.mark.slow
 def test_base_vs_base_control_fails_when_ids_are_shuffled_after_extraction(glue_dir, trained_runs, tmp_path, monkeypatch):
     import lorascope.drift.run as drift_run
 
@@ -122,6 +125,7 @@ def test_base_vs_base_control_fails_when_ids_are_shuffled_after_extraction(glue_
         run_drift(_cfg(trained_runs, bootstrap=0), tmp_path / "drift")
 
 
+@pytest.mark.slow
 def test_shuffled_control_fails_when_the_second_extraction_is_not_shuffled(glue_dir, trained_runs, tmp_path, monkeypatch):
     import lorascope.drift.run as drift_run
 
@@ -132,6 +136,7 @@ def test_shuffled_control_fails_when_the_second_extraction_is_not_shuffled(glue_
         run_drift(_cfg(trained_runs, bootstrap=0), tmp_path / "drift")
 
 
+@pytest.mark.slow
 def test_lora_init_control_fails_when_b_is_not_zero(glue_dir, trained_runs, tmp_path, monkeypatch):
     import lorascope.represent.run as represent_run
 
@@ -193,6 +198,7 @@ def _paired_runs(n_seeds=8, n_examples=300, seed=0, with_examples=True):
     return lora, full
 
 
+@pytest.mark.slow
 def test_h1a_and_the_metric_difference_carry_the_dev_examples():
     lora, full = _paired_runs()
     comp = compare_methods(lora, full)
@@ -208,6 +214,7 @@ def test_h1a_and_the_metric_difference_carry_the_dev_examples():
     assert "fixed" in plain["metric_difference"]["note"]
 
 
+@pytest.mark.slow
 def test_per_example_predictions_that_do_not_reproduce_the_metric_are_not_used():
     lora, full = _paired_runs()
     lora[0].metric += 0.01  # e.g. predictions of another checkpoint than the reported one
@@ -215,6 +222,7 @@ def test_per_example_predictions_that_do_not_reproduce_the_metric_are_not_used()
     assert comp["verdicts"]["h1a"]["uncertainty"] == "seeds" and "do not reproduce" in comp["metric_difference"]["note"]
 
 
+@pytest.mark.slow
 def test_reduction_is_the_geometric_mean_ratio_with_an_asymmetric_interval():
     lora, full = _paired_runs()
     comp = compare_methods(lora, full)

@@ -61,6 +61,7 @@ def trained_runs(tmp_path_factory):
     return train_tiny_runs(tmp_path_factory.mktemp("runs"), "rte", max_length=48)
 
 
+@pytest.mark.slow
 def test_the_verdicts_own_measure_is_a_row_and_the_other_layer_choice_beside_it(glue_dir, trained_runs, tmp_path):
     base = dict(task="rte", base="tiny-llama", runs=str(trained_runs), n_samples=40, max_length=48, bootstrap=0)
     result = run_drift(DriftConfig(**base), tmp_path / "all")

@@ -109,6 +109,7 @@ def assert_fails(control: str, runs: Path, text_file: Path, out: Path) -> None:
 
 # --- the correct lens ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", [None, ["lora", "full"]])
 def test_the_lens_passes_every_control_and_measures_each_run(runs, text_file, tmp_path, pair):
     from lorascope.lenses.forgetting import LOSS_RTOL, WEIGHT_RTOL, run_forgetting
@@ -132,6 +133,7 @@ def test_the_lens_passes_every_control_and_measures_each_run(runs, text_file, tm
     assert (tmp_path / "f" / "forgetting.json").is_file()
 
 
+@pytest.mark.slow
 def test_rslora_dora_and_embedding_adapters_are_rebuilt_from_their_files(tmp_path, text_file):
     """No false alarm from ``backbone_is_the_runs_own`` on the adapters lorascope can train besides plain LoRA."""
     from lorascope.lenses.forgetting import WEIGHT_RTOL, run_forgetting
@@ -171,6 +173,7 @@ def _copy_embeddings_into_head(real):
     return load
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", ["base never untied", "tie_weights after each load", "head overwritten by embeddings"])
 def test_a_retied_head_fails_lm_head_kept(runs, text_file, tmp_path, monkeypatch, bug):
     import lorascope.lenses.forgetting as forgetting
@@ -184,6 +187,7 @@ def test_a_retied_head_fails_lm_head_kept(runs, text_file, tmp_path, monkeypatch
     assert_fails("lm_head_kept", runs, text_file, tmp_path / "f")
 
 
+@pytest.mark.slow
 def test_lm_head_kept_fails_on_a_copied_head_even_without_the_check_after_each_load(text_file, tmp_path, monkeypatch):
     """The moved embeddings alone catch the head overwritten by them: the loss, not only the weights, differs."""
     import lorascope.lenses.forgetting as forgetting
@@ -229,6 +233,7 @@ def _merged_twice(run):
     return getattr(model, model.base_model_prefix).state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bug", ["alpha", "one", "twice"])
 def test_a_lora_merged_at_the_wrong_scale_fails_lora_known_update(runs, text_file, tmp_path, monkeypatch, bug):
     import lorascope.lenses.forgetting as forgetting
@@ -241,6 +246,7 @@ def test_a_lora_merged_at_the_wrong_scale_fails_lora_known_update(runs, text_fil
 
 # --- planted bug (c): another run's backbone scored under a run's name ----------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("swap", [
     {"sst2-lora-s1": "sst2-lora-s2", "sst2-lora-s2": "sst2-lora-s1"},  # seeds of one method swapped
     {"sst2-full-s1": "sst2-full-s2", "sst2-full-s2": "sst2-full-s1"},
@@ -271,6 +277,7 @@ def tiny_lm():
     return _causal_base(source), load_tokenizer(source, is_decoder=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows", [1, 7, 64, None])
 def test_the_chunked_loss_is_the_full_logits_loss(tiny_lm, rows):
     """Over a 30k-token vocabulary, in chunks of a few positions: the loss of the plain [batch, seq, vocab] logits."""

@@ -20,6 +20,7 @@ def test_accuracy_pseudo_values_are_the_per_example_correctness():
     assert pseudo_values(METRICS["accuracy"], pred, gold, 2) == pytest.approx((pred == gold).astype(float))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["f1", "matthews", "macro_f1"])
 def test_pseudo_values_average_to_the_metric_and_carry_its_sampling_variance(name):
     """Their mean is the metric; their variance / n matches the metric's variance over resampled dev

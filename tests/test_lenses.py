@@ -17,6 +17,7 @@ def tiny_runs(tmp_path_factory):
     return train_tiny_runs(tmp_path_factory.mktemp("runs"), "sst2", max_length=32)
 
 
+@pytest.mark.slow
 def test_weight_lens_over_runs_reads_lora_and_full_like_for_like(glue_dir, tiny_runs, tmp_path):
     from safetensors.numpy import load_file
 
@@ -86,6 +87,7 @@ def test_weights_command_prints_the_lens_and_refuses_an_empty_folder(glue_dir, t
     assert "Traceback" not in bad.output and not (tmp_path / "w2").exists()
 
 
+@pytest.mark.slow
 def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_run(glue_dir, tiny_runs, tmp_path):
     from lorascope.lenses import ForgettingConfig, run_forgetting
 
@@ -144,6 +146,7 @@ def test_forgetting_needs_a_language_model_head(glue_dir, tiny_runs, tmp_path):
         run_forgetting(ForgettingConfig(base="minilm", runs=str(tiny_runs)), tmp_path / "f")
 
 
+@pytest.mark.slow
 def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs, tmp_path):
     from typer.testing import CliRunner
 
@@ -157,6 +160,7 @@ def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs
     assert bad.exit_code == 2 and "has no language-model head" in bad.output and "Traceback" not in bad.output
 
 
+@pytest.mark.slow
 def test_probe_retention_is_reproducible_and_zero_for_lora_at_init(glue_dir, tiny_runs, tmp_path):
     from lorascope.lenses import ProbeConfig, run_probe_retention
 
@@ -195,6 +199,7 @@ def test_probing_the_runs_own_task_is_refused(glue_dir, tiny_runs, tmp_path):
         run_probe_retention(ProbeConfig(base="tiny-llama", runs=str(tiny_runs), probe_tasks=["sst2"]), tmp_path / "p")
 
 
+@pytest.mark.slow
 def test_probe_control_fails_when_lora_at_init_is_not_the_base(glue_dir, tiny_runs, tmp_path, monkeypatch):
     """Planted bug: an 'initial' adapter whose B is not zero changes the features, and the control stops the lens."""
     import torch
@@ -218,6 +223,7 @@ def test_probe_control_fails_when_lora_at_init_is_not_the_base(glue_dir, tiny_ru
         probes.run_probe_retention(cfg, tmp_path / "p")
 
 
+@pytest.mark.slow
 def test_probes_command_prints_accuracy_and_retention(glue_dir, tiny_runs, tmp_path):
     from typer.testing import CliRunner
 

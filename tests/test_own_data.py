@@ -104,6 +104,7 @@ def test_named_integer_labels_reach_metrics_and_the_server(tmp_path, cola):
         assert wrong.json()["error"]["code"] == "invalid_input" and "inputs[1]" in wrong.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_bench_takes_custom_task_adapters_without_adapter_tasks(tmp_path, cola):
     from lorascope.bench import BenchConfig, run_bench
 
@@ -127,6 +128,7 @@ def three_class(folder) -> object:
                  "text_columns: [premise, hypothesis]\nlabel_column: y\nmetrics: [macro_f1, weighted_f1, accuracy]\n")
 
 
+@pytest.mark.slow
 def test_three_class_macro_f1_equals_scikit_learn_on_the_saved_model(tmp_path):
     task = three_class(tmp_path)
     cfg = TrainConfig(task=str(task), method="full", lr=1e-3, **TINY)
@@ -141,6 +143,7 @@ def test_three_class_macro_f1_equals_scikit_learn_on_the_saved_model(tmp_path):
                                                           abs=1e-9)
 
 
+@pytest.mark.slow
 def test_constant_predictions_are_flagged(tmp_path):
     # Every training label is "pos": the model learns to answer "pos" whatever the text (and the
     # mostly-"pos" dev set makes the most confident checkpoint the best one by dev loss).
@@ -202,6 +205,7 @@ def test_every_readme_task_example_is_a_shipped_file_that_loads():
     assert documented == set(TaskFile.model_fields), "the README's key table and the task schema differ"
 
 
+@pytest.mark.slow
 def test_drift_and_represent_take_the_task_from_the_run_folders(tmp_path, cola):
     from lorascope.data.tasks import task_of_run
     from lorascope.drift import DriftConfig, run_drift

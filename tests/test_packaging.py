@@ -149,6 +149,7 @@ def test_a_missing_model_package_names_the_models_extra(monkeypatch):
         packages.smollm2_gguf()
 
 
+@pytest.mark.slow
 def test_version_and_shell_completion():
     version = subprocess.run([*LORASCOPE, "--version"], capture_output=True, text=True, timeout=120)
     assert version.returncode == 0 and version.stdout == f"lorascope {metadata.version('lorascope')}\n"

@@ -49,6 +49,7 @@ def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(
             "bench": None, "provenance": None, "timings": {}, "study": "synthetic"}
 
 
+@pytest.mark.slow
 def test_an_81_percent_reduction_is_not_called_noise():
     data = synthetic_study(3)
     assert noise_items(data) == []
@@ -59,6 +60,7 @@ def test_an_81_percent_reduction_is_not_called_noise():
     assert floor["full"]["sd"] == pytest.approx(0.0013) and floor["lora"]["sd"] == pytest.approx(0.0003)
 
 
+@pytest.mark.slow
 def test_a_difference_inside_the_seed_spread_is_flagged():
     data = synthetic_study(5, full=(0.100, 0.02), lora=(0.095, 0.02))
     caveat = data["drift"]["sst2"]["comparison"]["noise_caveat"]
@@ -70,6 +72,7 @@ def test_a_difference_inside_the_seed_spread_is_flagged():
 
 # The family is 5 hypotheses × tasks, adjusted by Holm: the exact test's smallest one-sided p, 2^-n,
 # must reach 0.05 / (5 · tasks) before it can decide anything (0.01 for one task, 0.003333 for three).
+@pytest.mark.slow
 @pytest.mark.parametrize(("n_seeds", "tasks", "reachable", "smallest", "floor"), [
     (3, ("sst2", "mrpc", "rte"), False, "0.125", 9),
     (5, ("sst2", "mrpc", "rte"), False, "0.0312", 9),
@@ -97,6 +100,7 @@ def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, 
         assert f"and {floor} seed pairs are the minimum" in text
 
 
+@pytest.mark.slow
 def test_a_task_analysed_alone_says_its_family_is_not_yet_the_studys():
     # drift.json written by one task's analysis: Holm within the task, Bonferroni over the study's tasks.
     text = limitations(synthetic_study(3, ("sst2", "mrpc", "rte")))
@@ -104,6 +108,7 @@ def test_a_task_analysed_alone_says_its_family_is_not_yet_the_studys():
            "tasks at family-wise α = 0.05" in text
 
 
+@pytest.mark.slow
 def test_eight_seeds_decide_and_the_answer_says_so():
     data = synthetic_study(8)
     verdicts = data["drift"]["sst2"]["comparison"]["verdicts"]
@@ -119,6 +124,7 @@ def test_eight_seeds_decide_and_the_answer_says_so():
     assert "decisive" not in render(data, {}).lower()
 
 
+@pytest.mark.slow
 def test_three_seeds_disagreement_is_marked_not_hidden():
     data = synthetic_study(3)
     table = verdict_table(data)
@@ -127,6 +133,7 @@ def test_three_seeds_disagreement_is_marked_not_hidden():
     assert "not confirmed by both" in limitations(data)
 
 
+@pytest.mark.slow
 def test_h1a_for_a_lora_20_points_better_is_supported():
     data = synthetic_study(8)
     comp = data["drift"]["sst2"]["comparison"]
@@ -139,6 +146,7 @@ def test_h1a_for_a_lora_20_points_better_is_supported():
     assert "LoRA − full = +20.0 points" in answers(data)
 
 
+@pytest.mark.slow
 def test_whole_document_renders_from_numbers():
     md = render(synthetic_study(4), {})
     for heading in ("## Answers", "## Verdicts", "## Representation drift", "## Limitations"):
@@ -148,6 +156,7 @@ def test_whole_document_renders_from_numbers():
     assert not re.search(r"\bnan\b", md, re.IGNORECASE)
 
 
+@pytest.mark.slow
 def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
     import dataclasses
 
@@ -183,6 +192,7 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
         compare_methods(lora, full)["not_interpretable"])
 
 
+@pytest.mark.slow
 def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_rests_on():
     data = synthetic_study(8, full=(0.020, 0.002), lora=(0.050, 0.040))
     text = answers(data)
@@ -246,6 +256,7 @@ def test_lenses_side_by_side_says_when_they_disagree():
     assert "Every lens agrees" not in agree and "The lenses that separate the methods agree: LoRA stays closer" in agree
 
 
+@pytest.mark.slow
 def test_the_report_states_each_sanity_check_and_what_a_failure_means():
     from lorascope.records import SanityCheck, SanityRecord
     from lorascope.report.markdown import render

@@ -102,6 +102,7 @@ def _section(md: str, heading: str) -> str:
     return md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
 
 
+@pytest.mark.slow
 def test_the_sweep_section_quotes_the_frontier_and_draws_it(swept):
     frontier = _drift(swept)["frontier"]
     assert frontier["matched"]["outcome"] == "less" and frontier["interaction"]["p"] is not None
@@ -152,6 +153,7 @@ def test_summary_json_carries_the_frontier_verdict(swept):
     assert summary["drift"]["sst2"]["frontier"] == frontier and summary["drift"]["sst2"]["selection"] == SELECTION
 
 
+@pytest.mark.slow
 def test_a_study_without_a_sweep_has_no_sweep_section():
     from tests.test_report import synthetic_study
 
@@ -187,6 +189,7 @@ def family_study() -> dict:
             "bench": None, "provenance": None, "timings": {}, "study": "family"}
 
 
+@pytest.mark.slow
 def test_a_raw_p_below_alpha_that_the_family_does_not_keep_is_shown_and_not_called_supported():
     data = family_study()
     v = data["drift"]["sst2"]["comparison"]["verdicts"]["lower"]
@@ -205,6 +208,7 @@ def test_a_raw_p_below_alpha_that_the_family_does_not_keep_is_shown_and_not_call
     assert "Holm compares the smallest raw p of a test with α/15 = 0.003333, the next with α/14" in md
 
 
+@pytest.mark.slow
 def test_primary_hypotheses_lead_the_answers_and_the_verdicts():
     md = render(family_study(), {})
     assert ("Primary hypotheses, on which the answers rest: H1a, H1b. Secondary, in the same family and corrected the "
@@ -219,6 +223,7 @@ def test_primary_hypotheses_lead_the_answers_and_the_verdicts():
     assert "| sst2 | LoRA drifts less |" not in primary
 
 
+@pytest.mark.slow
 def test_reductions_are_read_on_the_log_scale():
     data = family_study()
     c = data["drift"]["sst2"]["comparison"]
@@ -265,6 +270,7 @@ def old_style(comparison: dict, n_tasks: int) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_a_report_of_results_written_before_the_family_still_builds(tmp_path):
     data = family_study()
     drift = {}
@@ -292,6 +298,7 @@ def test_a_report_of_results_written_before_the_family_still_builds(tmp_path):
     assert summary["frontier"] == {} and set(summary["drift"]) == {"sst2", "mrpc", "rte"}
 
 
+@pytest.mark.slow
 def test_a_metric_difference_over_seeds_and_dev_examples_is_shown_beside_the_seeds_only_one():
     import dataclasses
 

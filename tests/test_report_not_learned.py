@@ -71,6 +71,7 @@ def _hans_tests(data: dict) -> tuple[float, float, float]:
     return c["paired_t"]["p_value"], c["sign_flip"]["p_value"], c["cohens_d"]
 
 
+@pytest.mark.slow
 def test_the_fixture_is_the_reported_case(study):
     # The models did not learn, yet their drift difference looks decisive: the case the report must not present.
     p_t, _, d = _hans_tests(study)
@@ -112,6 +113,7 @@ def test_no_p_value_or_effect_size_of_the_untrained_task_is_offered(study):
     assert "relative update ‖ΔW‖/‖W₀‖ | 0.0800 ± 0.0100 (n=3) | 0.0100 ± 0.0010 (n=3) | not reported (did not learn)" in md
 
 
+@pytest.mark.slow
 def test_limitations_say_why_there_is_no_test(study):
     text = limitations(study)
     assert "hans: 3 seed pairs, but no test or effect size is reported: the models did not learn the task" in text

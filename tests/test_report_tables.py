@@ -91,6 +91,7 @@ def _data(drift: dict, **extra) -> dict:
     return {"drift": {"sst2": drift}, "runs": [], "baselines": baselines_record({}), "config": {"name": "t"}, "bench": None, **extra}
 
 
+@pytest.mark.slow
 def test_tables_keep_every_number_at_full_precision(tmp_path):
     drift = drift_record()
     written = write_tables(_data(drift, weights={"sst2": weights_record()}, bench=bench_record()), tmp_path / "tables")
@@ -126,6 +127,7 @@ def test_tables_keep_every_number_at_full_precision(tmp_path):
     assert float(serving["lora_separate", 16]["ratio_to_merged"]) == 1.2 + 0.016
 
 
+@pytest.mark.slow
 def test_a_task_whose_models_did_not_learn_keeps_its_means_not_its_tests(tmp_path):
     drift = drift_record()
     # Every run at the majority baseline: the report sets the task apart, so do the tables.
@@ -138,6 +140,7 @@ def test_a_task_whose_models_did_not_learn_keeps_its_means_not_its_tests(tmp_pat
     assert [r["delta_paired_t_p"] for r in tables["drift_comparison"]] == [None]
 
 
+@pytest.mark.slow
 def test_the_report_writes_its_tables_and_a_summary_with_per_layer_and_per_run_numbers(tmp_path):
     study = hand_written_study(tmp_path / "study")
     build_report(study)
@@ -166,6 +169,7 @@ def test_the_report_writes_its_tables_and_a_summary_with_per_layer_and_per_run_n
     assert not (report / "tables" / "serving.csv").exists() and (report / "tables" / "verdicts.csv").is_file()
 
 
+@pytest.mark.slow
 def test_the_interactive_drift_figure_is_self_contained_and_linked_only_when_written(tmp_path, monkeypatch):
     pytest.importorskip("plotly")
     study = hand_written_study(tmp_path / "study")

@@ -15,6 +15,7 @@ def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
 def test_padding_and_batch_size_do_not_change_representations(glue_dir, model):
     spec = get_task("rte")
@@ -46,6 +47,7 @@ def test_pooling_ignores_padding_positions():
     torch.testing.assert_close(head_token(noisy, mask, is_decoder=False)[1], h[1, 0])
 
 
+@pytest.mark.slow
 def test_saved_file_round_trips_with_ids_and_fingerprints(glue_dir, tmp_path):
     cfg = RepresentConfig(task="sst2", model="tiny-llama", n_samples=12, max_length=64)
     reps = run_represent(cfg, tmp_path / "r.safetensors", progress=False)

@@ -269,6 +269,7 @@ def test_graceful_shutdown_finishes_requests_in_flight_and_refuses_new_ones(setu
         thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_open_loop_load_past_capacity_gets_429s_not_5xx_and_recovers(setup):
     from lorascope.serve.http.loadgen import LoadConfig, run_load
 

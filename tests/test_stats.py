@@ -206,6 +206,7 @@ def test_fieller_interval_inverts_the_t_test():
 # ---------------------------------------------------------------- multiple comparisons
 
 
+@pytest.mark.slow
 def test_bonferroni_and_holm_hand_computed_and_match_statsmodels():
     p = np.array([0.01, 0.04, 0.03, 0.005])
     bonf = bonferroni(p)

@@ -74,6 +74,7 @@ def log_ratio_t(lora, full, lora_reps, full_reps, r) -> tuple[float, float]:
     return log_ratio_summary(lora, full).reduction_percent_ci
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sample_sd", [0.0, 0.1])
 def test_log_scale_reduction_interval_covers_lognormal_seeds(sample_sd):
     assert delta_coverage(log_scale_hierarchical, sample_sd=sample_sd) >= 0.93

@@ -73,6 +73,7 @@ def test_a_study_declares_its_family_in_the_drift_settings():
 # ---------------------------------------------------------------- the published study, corrected
 
 
+@pytest.mark.slow
 def test_a_family_where_the_uncorrected_reading_passes_and_the_corrected_one_does_not():
     comp = published_comparison()
     lower = comp["verdicts"]["lower"]
@@ -95,6 +96,7 @@ def test_a_family_where_the_uncorrected_reading_passes_and_the_corrected_one_doe
     assert [v["primary_hypothesis"] for v in comp["verdicts"].values()] == [True, True, False, False, False]
 
 
+@pytest.mark.slow
 def test_the_published_records_corrected_as_a_study():
     records = {k: {"hypothesis": k, "claim": "c", "status": "supported" if p < 0.05 else "inconclusive", "estimate": 0.4,
                    "ci_low": 0.1, "ci_high": None, "ci_method": "t", "confidence": 0.95, "n": 8, "p_value": p,
@@ -113,6 +115,7 @@ def test_the_published_records_corrected_as_a_study():
     json.dumps(out)
 
 
+@pytest.mark.slow
 def test_declaring_fewer_hypotheses_makes_a_smaller_family():
     comp = published_comparison(family=HypothesisFamily(hypotheses=["h1a", "lower"], primary=["lower"]))
     assert list(comp["verdicts"]) == ["h1a", "lower"] and comp["family"]["size"] == 2
@@ -124,6 +127,7 @@ def test_declaring_fewer_hypotheses_makes_a_smaller_family():
 # ---------------------------------------------------------------- several tasks
 
 
+@pytest.mark.slow
 def test_tasks_are_provisional_alone_and_corrected_together_by_the_study():
     tasks = {"sst2": published_comparison(n_tasks=2), "mrpc": published_comparison(n_tasks=2, seed=1)}
     alone = tasks["sst2"]["verdicts"]["lower"]
@@ -140,6 +144,7 @@ def test_tasks_are_provisional_alone_and_corrected_together_by_the_study():
     assert study["mrpc"]["family"]["size"] == 10
 
 
+@pytest.mark.slow
 def test_a_verdict_that_could_not_be_computed_still_counts_in_the_family():
     lo = np.array([0.010, 0.011, 0.009, 0.012, 0.010])
     v = h1b_verdict(0.5 * lo * [1.0, 1.02, 0.98, 1.01, 0.99], lo, min_reduction=0.0)
@@ -150,6 +155,7 @@ def test_a_verdict_that_could_not_be_computed_still_counts_in_the_family():
     assert alone.correction == "none" and alone.p_adjusted == alone.p_value
 
 
+@pytest.mark.slow
 def test_undefined_p_counts_as_one_and_stays_undefined():
     acc = np.array([0.8, 0.8, 0.8, 0.8])
     undefined = h1a_verdict(acc, acc)  # identical metrics: the t statistic is undefined
@@ -161,6 +167,7 @@ def test_undefined_p_counts_as_one_and_stays_undefined():
     assert out["lower"].p_adjusted == pytest.approx(2 * fine.p_value)  # the NaN sorts last as p = 1
 
 
+@pytest.mark.slow
 def test_each_test_is_adjusted_within_its_own_family_and_the_floor_uses_alpha_over_m():
     lo = np.array([0.010, 0.011, 0.009, 0.012, 0.010])
     v = h1b_verdict(0.5 * lo * [1.0, 1.02, 0.98, 1.01, 0.99], lo, min_reduction=0.0)
@@ -187,6 +194,7 @@ def test_agreement_is_named_robustness_to_normality_not_replication():
     assert back == v
 
 
+@pytest.mark.slow
 def test_a_task_without_a_comparison_still_counts_in_the_declared_family():
     fam = HypothesisFamily(hypotheses=["h1b", "lower"], primary=["lower"])
     sst2 = published_comparison(family=fam)

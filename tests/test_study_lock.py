@@ -151,6 +151,7 @@ GATED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_real_study_runs_on_one_folder(glue_dir, tmp_path):
     out = tmp_path / "study-out"
     study = _study_file(tmp_path, out)

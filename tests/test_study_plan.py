@@ -98,6 +98,7 @@ def test_a_model_without_its_config_offline_is_unknown(monkeypatch):
 
 # --- every unit is listed --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_plan_lists_every_unit_and_what_is_done(glue_dir, tmp_path, private_cache):
     from typer.testing import CliRunner
 

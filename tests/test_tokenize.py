@@ -27,6 +27,7 @@ def test_decoder_pair_format_is_a_eos_b():
     assert len(short) == 3 and short[1] == tok.eos_token_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
 def test_dynamic_and_fixed_padding_give_the_same_logits(glue_dir, model):
     spec = get_task("mrpc")

@@ -83,6 +83,7 @@ def _tensorboard(study: Path):
     return acc
 
 
+@pytest.mark.slow
 def test_verdicts_drift_lenses_and_serving_reach_mlflow_and_tensorboard(tmp_path, mlflow_store):
     pytest.importorskip("tensorboard")
     from mlflow.tracking import MlflowClient
@@ -120,6 +121,7 @@ def test_verdicts_drift_lenses_and_serving_reach_mlflow_and_tensorboard(tmp_path
     assert {e.step: e.value for e in acc.Scalars("serving/lora_separate/ratio_to_merged")} == pytest.approx({1: 1.201, 16: 1.216})
 
 
+@pytest.mark.slow
 def test_logging_again_is_idempotent_and_changed_results_get_a_new_run(tmp_path, mlflow_store):
     pytest.importorskip("tensorboard")
     study = hand_written_study(tmp_path / "study")
@@ -170,6 +172,7 @@ def _item_key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+@pytest.mark.slow
 def test_results_reach_an_offline_wandb_run(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")

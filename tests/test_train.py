@@ -18,6 +18,7 @@ def _eval_loss(loaded, ds) -> float:
     return float(torch.nn.functional.cross_entropy(logits, labels))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["tiny-llama", "minilm"])
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_train_save_reload(glue_dir, tmp_path, model, method):
@@ -51,6 +52,7 @@ def test_train_save_reload(glue_dir, tmp_path, model, method):
     assert sum(p == g for p, g in zip(preds["pred"], preds["gold"])) / 16 == pytest.approx(m.dev["accuracy"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_different_seed_differs(glue_dir, tmp_path):
     runs = [run_train(TrainConfig(model="tiny-llama", seed=s, save_model=False, **SMALL), tmp_path / f"r{i}")
             for i, s in enumerate([7, 7, 8])]
@@ -79,6 +81,7 @@ def test_divergence_is_recorded_not_raised(glue_dir, tmp_path):
     assert not (tmp_path / "r" / "model").exists()
 
 
+@pytest.mark.slow
 def test_resume_skips_a_checkpoint_cut_off_mid_save(glue_dir, tmp_path):
     from lorascope.artifacts import start_partial
     from lorascope.config import config_to_dict
@@ -136,6 +139,7 @@ def test_sharded_checkpoint_needs_every_shard(tmp_path):
     assert has_weights(tmp_path)
 
 
+@pytest.mark.slow
 def test_group_by_length_cuts_padding(glue_dir, tmp_path):
     cfg = TrainConfig(model="tiny-llama", task="rte", train_limit=64, eval_limit=8, epochs=1, batch_size=8,
                       max_length=128, save_model=False, patience=0)
@@ -171,6 +175,7 @@ def test_overwrite_with_bad_input_keeps_the_finished_run(glue_dir, tmp_path, csv
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("r")) == ["r"]
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_finished_run_only_once_the_new_one_is_complete(glue_dir, tmp_path, monkeypatch):
     from transformers import Trainer
 

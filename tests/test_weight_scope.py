@@ -56,6 +56,7 @@ def _whole(deltas, base):
     return np.sqrt(sum(np.sum(d**2) for d in deltas.values()) / sum(np.sum(w**2) for w in base.values()))
 
 
+@pytest.mark.slow
 def test_the_scope_is_recorded_and_every_backbone_matrix_is_read(glue_dir, lens, backbone):
     scope = lens["scope"]
     # tiny-llama: 2 blocks of 7 matrices and the token embeddings; the score head has no pretrained counterpart.
