@@ -16,7 +16,8 @@
 ```
 
 ``<task>`` is always the task's name (a task file's ``name:``), never the path of its file. Every
-result folder also holds its ``config.yaml`` and ``provenance.json`` (see ``lorascope.artifacts``);
+result folder also holds its ``config.yaml`` and ``provenance.json`` (see ``lorascope.artifacts``),
+and each analysis (drift, a lens) its ``inputs.json``, the fingerprint of the runs it read;
 the study's own ``config.yaml`` and ``timings.json``, ``skipped.json`` files and the HPO searches'
 databases are journals, rewritten atomically as the study goes. A study written before sanity
 and baselines had folders keeps them as ``<study>/sanity.json`` and ``<study>/baselines.json``,
