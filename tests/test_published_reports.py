@@ -87,16 +87,20 @@ def test_export_copies_the_records_and_no_weights(tmp_path, monkeypatch):
                 "train/sst2-full-s1/model/model.safetensors"]
     for name in kept + left_out:
         (study / name).parent.mkdir(parents=True, exist_ok=True)
-        (study / name).write_text(json.dumps({"source": f"{tmp_path}/models/base", "name": name}), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
+        (study / name).write_text(json.dumps({"source": f"{tmp_path}/work/models/base", "cache": f"{tmp_path}/home/.cache/m",
+                                              "name": name}), encoding="utf-8")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
     copied = export_records(study, tmp_path / "published")
 
     assert sorted(map(str, copied)) == sorted(kept)
     found = sorted(str(p.relative_to(tmp_path / "published")) for p in (tmp_path / "published").rglob("*") if p.is_file())
     assert found == sorted(kept)
-    # Paths under the working directory are written relative to it.
-    assert json.loads((tmp_path / "published" / "timings.json").read_text())["source"] == "models/base"
+    # Paths under the working directory are written relative to it, others under the home as ~/.
+    exported = json.loads((tmp_path / "published" / "timings.json").read_text())
+    assert exported["source"] == "models/base" and exported["cache"] == "~/.cache/m"
     with pytest.raises(ConfigError, match="already exists"):
         export_records(study, tmp_path / "published")
     with pytest.raises(ConfigError, match="no records"):

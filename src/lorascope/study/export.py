@@ -35,8 +35,8 @@ def record_files(study: Path) -> list[Path]:
 def export_records(study: Path, dest: Path) -> list[Path]:
     """Copy ``study``'s records to ``dest`` (a new folder), written whole or not at all.
 
-    Paths under the current working directory are written relative to it, so that a published copy
-    does not name the folder it was made in.
+    Paths under the current working directory are written relative to it, and others under the home
+    directory as ``~/…``, so that a published copy does not name the machine's folders.
 
     Returns:
         The copied files, relative to ``dest``.
@@ -47,10 +47,11 @@ def export_records(study: Path, dest: Path) -> list[Path]:
     files = record_files(study)
     if not files:
         raise ConfigError(f"{study}: no records to export (no *.json, *.yaml or *.csv outside weights)")
-    here = f"{Path.cwd()}{os.sep}"
+    here, home = f"{Path.cwd()}{os.sep}", f"{Path.home()}{os.sep}"
     with new_folder(dest) as partial:
         for relative in files:
             target = partial / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text((study / relative).read_text(encoding="utf-8").replace(here, ""), encoding="utf-8")
+            text = (study / relative).read_text(encoding="utf-8").replace(here, "").replace(home, f"~{os.sep}")
+            target.write_text(text, encoding="utf-8")
     return files
