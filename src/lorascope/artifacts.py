@@ -218,13 +218,7 @@ class Commit:
             ConfigError: ``out`` was made with other settings.
         """
         self.check()
-        stored = self.out / INPUTS_FILE
-        if self.overwrite or self.inputs is None or not stored.is_file():
-            return False
-        try:
-            return read_json(stored) == self.inputs
-        except (OSError, ValueError):  # unreadable: redo rather than trust it
-            return False
+        return not self.overwrite and self.inputs is not None and made_from(self.out, self.inputs)
 
     def write(self, records: Mapping[str, Any]) -> None:
         """Commit a result that is JSON records only (file name -> data), computed in memory."""
@@ -278,6 +272,15 @@ def commit(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False, k
         unit.discard()
         raise
     unit.complete()
+
+
+def made_from(out: Path, inputs: Mapping[str, Any]) -> bool:
+    """Whether the result in ``out`` stores exactly these ``inputs`` (its ``inputs.json``); an absent or
+    unreadable file is False: redo rather than trust it."""
+    try:
+        return read_json(out / INPUTS_FILE) == dict(inputs)
+    except (OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lorascope.artifacts import INPUTS_FILE, read_json
+from lorascope.artifacts import made_from
 from lorascope.errors import ConfigError
 from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
@@ -833,13 +833,7 @@ def _analysis_units(cfg: StudyConfig, layout: StudyLayout, units: list[UnitPlan]
 def analysis_done(record: Path, fingerprint: dict[str, str]) -> bool:
     """Whether the analysis whose main record is ``record`` was computed from the runs ``fingerprint``
     describes (its ``inputs.json``, :meth:`lorascope.run_folder.RunFolder.fingerprint_under`)."""
-    inputs = record.parent / INPUTS_FILE
-    if not (record.is_file() and inputs.is_file()):
-        return False
-    try:
-        return read_json(inputs) == fingerprint
-    except (OSError, ValueError):
-        return False
+    return record.is_file() and made_from(record.parent, fingerprint)
 
 
 def _is_decoder_model(model: str) -> bool:
