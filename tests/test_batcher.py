@@ -77,11 +77,11 @@ def test_admission_refuses_a_request_that_would_wait_longer_than_the_delay_bound
     batcher.max_delay_s = 0.1
     batcher.row_seconds = 0.01  # as measured on recent batches: 10 ms a row
     first = batcher.admit(8)  # an empty queue admits whatever the size
-    second = batcher.admit(2)  # 10 rows waiting: 0.10 s, at the bound
-    with pytest.raises(QueueFull, match="would take about 0.11 s"):
-        batcher.admit(1)
-    first.release()  # a batch took the first request: 2 rows wait, so there is room again
-    assert batcher.waiting == 1 and batcher.waiting_rows == 2
+    second = batcher.admit(1)  # 9 rows waiting: 0.09 s, under the bound
+    with pytest.raises(QueueFull, match="would wait about 0.11 s"):
+        batcher.admit(2)
+    first.release()  # a batch took the first request: 1 row waits, so there is room again
+    assert batcher.waiting == 1 and batcher.waiting_rows == 1
     batcher.admit(8).release()
     second.release()
     assert batcher.waiting == 0 and batcher.waiting_rows == 0
@@ -99,3 +99,82 @@ def test_the_cost_per_row_is_measured_on_the_batches_run():
     asyncio.run(some())
     batcher.close()
     assert batcher.row_seconds is not None and 0 < batcher.row_seconds < 1.0
+
+
+def test_the_cost_per_row_counts_the_time_between_batches_under_load():
+    """The queue drains at one row per (forward + everything between forwards), not per forward alone."""
+
+    def process(payloads: list[int]) -> list[int | BaseException]:
+        time.sleep(0.02)  # the forward pass: 20 ms a row (one row per batch below)
+        return list(payloads)
+
+    def between(requests: int, rows: int, seconds: float) -> None:
+        time.sleep(0.03)  # work on the event loop after each batch (answering, parsing): 30 ms
+
+    batcher = MicroBatcher(process, max_rows=1, max_wait_ms=0, on_batch=between)
+
+    async def loaded() -> None:
+        await asyncio.gather(*(batcher.submit(i, 1, batcher.admit()) for i in range(12)))
+        await batcher.stop()
+
+    asyncio.run(loaded())
+    batcher.close()
+    # 50 ms a row from one batch's end to the next; the forward alone would say 20 ms.
+    assert batcher.row_seconds is not None and batcher.row_seconds > 0.035
+
+
+def test_idle_time_between_requests_is_not_a_cost():
+    batcher, _ = _batcher(max_wait_ms=0)
+
+    async def spaced() -> None:
+        for i in range(4):
+            await batcher.submit(i, 1, batcher.admit())
+            await asyncio.sleep(0.2)  # nobody is asking: the model is idle, not slow
+        await batcher.stop()
+
+    asyncio.run(spaced())
+    batcher.close()
+    assert batcher.row_seconds is not None and batcher.row_seconds < 0.05
+
+
+def test_admission_counts_what_is_left_of_the_batch_running():
+    from lorascope.serve.http.batcher import QueueFull
+
+    def process(payloads: list[int]) -> list[int | BaseException]:
+        time.sleep(0.1 * sum(payloads))  # 100 ms a row; each payload is its row count
+        return list(payloads)
+
+    batcher = MicroBatcher(process, max_rows=8, max_wait_ms=0, max_delay_ms=500)
+
+    async def scenario() -> None:
+        await batcher.submit(1, 1, batcher.admit(1))  # learns the cost: about 100 ms a row
+        running = asyncio.create_task(batcher.submit(4, 4, batcher.admit(4)))
+        await asyncio.sleep(0.02)  # the 4-row batch runs: about 380 ms of it left
+        alone = batcher.admit(1)  # nothing waits: admitted whatever the wait
+        # Left of the running batch + 2 rows: about 0.58 s > 0.5 s. The queue alone (0.2 s) would admit it.
+        with pytest.raises(QueueFull, match="would wait about 0.5"):
+            batcher.admit(1)
+        alone.release()
+        await running
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    batcher.close()
+
+
+def test_admission_counts_the_wait_a_request_adds_to_those_already_waiting():
+    """Every request of a batch is answered at its end: joining the next batch delays its oldest request."""
+    from lorascope.serve.http.batcher import QueueFull
+
+    batcher, _ = _batcher(max_wait_ms=0)
+    batcher.max_delay_s = 0.5
+    batcher.row_seconds = 0.1
+    first = batcher.admit(1)  # admitted, still being tokenised
+    time.sleep(0.35)
+    # Alone it would be answered in 0.2 s, but the first request would then have waited 0.55 s.
+    with pytest.raises(QueueFull, match="would wait about 0.5"):
+        batcher.admit(1)
+    batcher.row_seconds = 0.1 / 8  # a faster model: 0.35 + 2 rows at 12.5 ms fits in 0.5 s
+    batcher.admit(1).release()
+    first.release()
+    batcher.close()

@@ -292,6 +292,38 @@ def test_open_loop_load_past_capacity_gets_429s_not_5xx_and_recovers(setup):
     assert recovery["ok"] == recovery["requests"] > 0 and recovery["first_ok_after_s"] is not None
 
 
+def _overloaded(setup, **settings) -> dict:
+    """2.5x the capacity of a model costing 25 ms a row, for 3 s, open loop: the load test's result.
+
+    The load generator shares this process (and its GIL) with the server, so the offered rate is
+    kept low enough for both: 100 requests a second."""
+    from lorascope.serve.http.loadgen import LoadConfig, run_load
+
+    app = make_app(setup, max_wait_ms=2, **settings)
+    real = app.state.batcher.process
+
+    def slow(jobs):  # 25 ms a row whatever the batch: at most 40 requests a second
+        time.sleep(0.025 * sum(len(job.rows) for job in jobs))
+        return real(jobs)
+
+    app.state.batcher.process = slow
+    with serving(app, timeout_s=20) as url:
+        run_load(LoadConfig(url=url, clients=4, duration_s=0.5, adapters=["sst2"]))  # measures the cost per row
+        return run_load(LoadConfig(url=url, clients=256, duration_s=3.0, rate_rps=100, adapters=["sst2"]))
+
+
+@pytest.mark.slow
+def test_under_overload_admitted_requests_keep_the_delay_bound(setup):
+    bounded = _overloaded(setup, max_queue_delay_ms=500)
+    assert bounded["rejected_429"] > 0 and bounded["server_errors_5xx"] == 0
+    assert bounded["requests"] == bounded["ok"] + bounded["rejected_429"]
+    # The bound is on the server's own estimate; the client also sees the HTTP path and the batch's jitter.
+    assert bounded["latency_ms"]["p99"] < 1.5 * 500, bounded["latency_ms"]
+    # The control: the count bound alone lets 128 requests queue, over 3 s of work.
+    counted = _overloaded(setup, max_queue_delay_ms=None)
+    assert counted["latency_ms"]["p99"] > 2 * bounded["latency_ms"]["p99"], (counted["latency_ms"], bounded["latency_ms"])
+
+
 def test_access_log_is_opt_in(setup, caplog):
     caplog.set_level(logging.INFO, logger="lorascope.serve.http.access")
     with TestClient(make_app(setup)) as client:

@@ -14,11 +14,14 @@ others in its batch.
 
 The wait is bounded: a request first takes a :class:`Ticket` (:meth:`MicroBatcher.admit`), which
 counts it (and its rows) as *waiting* until a batch takes it. ``admit`` raises :class:`QueueFull`
-at once when ``max_queue`` requests are waiting, or when the rows waiting would take longer than
-``max_delay_ms`` to serve at the recent cost per row (measured on the batches run, so the bound
-follows the model and the machine). Under overload a client hears "come back later" straight away
-instead of joining a queue that grows without end, and an admitted request's latency stays near
-the bound however hard the server is pushed.
+at once when ``max_queue`` requests are waiting, or when the request would be answered later than
+``max_delay_ms`` from now (:meth:`MicroBatcher.expected_wait`): the rest of the batch running, the
+rows waiting, then its own, at the recent cost per row. That cost is measured on the batches run,
+so the bound follows the model and the machine, and it is the time from one batch's end to the
+next's, not the forward pass alone: rows leave the queue at that pace, which also pays for
+collecting, answering and whatever else shares the cores. Under overload a client hears "come back
+later" straight away instead of joining a queue that grows without end, and an admitted request's
+latency stays near the bound however hard the server is pushed.
 """
 
 from __future__ import annotations
@@ -42,10 +45,11 @@ class QueueFull(Exception):
 class Ticket:
     """One admitted request's place in the queue; it stops counting as waiting once released (idempotent)."""
 
-    __slots__ = ("_batcher", "_held", "_rows")
+    __slots__ = ("_batcher", "_held", "_rows", "admitted_at")
 
     def __init__(self, batcher: MicroBatcher[Any, Any], rows: int) -> None:
         self._batcher, self._held, self._rows = batcher, True, rows
+        self.admitted_at = time.perf_counter()
 
     @property
     def held(self) -> bool:
@@ -76,12 +80,14 @@ class MicroBatcher(Generic[P, R]):
         max_rows: Most rows per batch.
         max_wait_ms: Longest wait for admitted requests still on their way once one is queued.
         max_queue: Most admitted requests waiting for a batch (None: unbounded).
-        max_delay_ms: Most expected wait, at the recent cost per row, of the rows waiting (None: no bound).
+        max_delay_ms: Most expected time to the answer, at the recent cost per row, of a request admitted
+            while others wait (None: no bound); see :meth:`expected_wait`.
         on_batch: Called after each batch with (requests, rows, seconds the forward pass took).
 
     Attributes:
         waiting, waiting_rows: Admitted requests not yet taken into a batch, and their rows.
-        row_seconds: Recent forward-pass seconds per row (an average over the last batches; None before the first).
+        row_seconds: Recent seconds per row served, batch end to batch end (an average over the last
+            batches; None before the first).
         batches, rows: Batches run and rows classified so far.
     """
 
@@ -97,6 +103,9 @@ class MicroBatcher(Generic[P, R]):
         self.waiting = 0
         self.waiting_rows = 0
         self.row_seconds: float | None = None
+        self._last_end: float | None = None
+        self._running_rows, self._running_since = 0, 0.0
+        self._admitted: deque[Ticket] = deque()  # in admission order; released ones leave from the front
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorascope-model")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Pending[P]] | None = None
@@ -137,20 +146,40 @@ class MicroBatcher(Generic[P, R]):
         if never submitted).
 
         Raises:
-            QueueFull: When ``max_queue`` requests are waiting already, or the rows waiting with this
-                request's would take more than ``max_delay_ms`` at the recent cost per row. A request
-                arriving at an empty queue is always admitted, however large.
+            QueueFull: When ``max_queue`` requests are waiting already, or with this request a
+                request would wait more than ``max_delay_ms`` for its answer (:meth:`expected_wait`).
+                A request arriving when none waits is always admitted, however large.
         """
+        while self._admitted and not self._admitted[0].held:
+            self._admitted.popleft()
         if self.max_queue is not None and self.waiting >= self.max_queue:
             raise QueueFull(f"{self.waiting} requests are waiting for the model, the most allowed")
         if self.max_delay_s is not None and self.row_seconds is not None and self.waiting:
-            expected = (self.waiting_rows + rows) * self.row_seconds
+            expected = self.expected_wait(rows)
             if expected > self.max_delay_s:
-                raise QueueFull(f"the {self.waiting} requests waiting for the model would take about {expected:.2f} s "
-                                f"with this one, more than the {self.max_delay_s * 1e3:g} ms allowed")
+                raise QueueFull(f"with this one, a request would wait about {expected:.2f} s for its answer (the "
+                                f"{self.waiting} waiting first), more than the {self.max_delay_s * 1e3:g} ms allowed")
         self.waiting += 1
         self.waiting_rows += rows
-        return Ticket(self, rows)
+        ticket = Ticket(self, rows)
+        self._admitted.append(ticket)
+        return ticket
+
+    def expected_wait(self, rows: int) -> float:
+        """The longest any waiting request would wait, from its admission to its answer, if a request
+        of ``rows`` rows were admitted now (seconds, at the recent cost per row).
+
+        The answer comes once what is left of the running batch and the rows waiting, this one's
+        included, have run. Every request of a batch is answered at its end, so a request that joins
+        the next batch delays the ones already in it: the oldest of them has waited longest.
+        """
+        now = time.perf_counter()
+        cost = self.row_seconds or 0.0
+        left = max(0.0, self._running_rows * cost - (now - self._running_since))
+        answered_in = left + (self.waiting_rows + rows) * cost
+        if self.waiting_rows + rows > self.max_rows:  # it starts a later batch: those ahead keep theirs
+            return answered_in
+        return answered_in + (now - self._admitted[0].admitted_at if self._admitted else 0.0)
 
     async def submit(self, payload: P, rows: int, ticket: Ticket | None = None) -> R:
         """Queue ``payload`` (``rows`` rows) and wait for its result; re-raises its exception.
@@ -197,8 +226,12 @@ class MicroBatcher(Generic[P, R]):
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            idle_from = time.perf_counter()
             first = await self._next(None)
             assert first is not None  # without a timeout, _next waits until there is one
+            taken = time.perf_counter()
+            # This batch's share of the time: from the previous batch's end, less any wait for a request.
+            since = taken if self._last_end is None else self._last_end + (taken - idle_from)
             batch = [first]
             rows = first.rows
             deadline = loop.time() + self.max_wait_s
@@ -212,9 +245,9 @@ class MicroBatcher(Generic[P, R]):
                     break
                 batch.append(item)
                 rows += item.rows
-            await self._run(batch, rows)
+            await self._run(batch, rows, since)
 
-    async def _run(self, batch: list[_Pending[P]], rows: int) -> None:
+    async def _run(self, batch: list[_Pending[P]], rows: int, since: float) -> None:
         for pending in batch:
             if pending.ticket is not None:
                 pending.ticket.release()
@@ -223,18 +256,23 @@ class MicroBatcher(Generic[P, R]):
             return
         rows = sum(p.rows for p in live)
         started = time.perf_counter()
+        self._running_rows, self._running_since = rows, started
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, [p.payload for p in live])
         except Exception as err:  # a bug in process: fail this batch, keep serving
             results = [err] * len(live)
+        finally:
+            self._running_rows = 0
+        ended = time.perf_counter()
         self.batches += 1
         self.rows += rows
-        # Seconds per row, averaged over about the last 8 batches: under load (full batches) it is
-        # the throughput's cost, which is what the rows waiting will meet.
-        per_row = (time.perf_counter() - started) / max(rows, 1)
+        # Seconds per row from the previous batch's end to this one's (less idle time), averaged
+        # over about the last 8 batches: under load it is the pace at which the rows waiting are served.
+        per_row = (ended - since) / max(rows, 1)
+        self._last_end = ended
         self.row_seconds = per_row if self.row_seconds is None else 0.875 * self.row_seconds + 0.125 * per_row
         if self.on_batch is not None:
-            self.on_batch(len(live), rows, time.perf_counter() - started)
+            self.on_batch(len(live), rows, ended - started)
         for pending, result in zip(live, results):
             if pending.future.done():
                 continue

@@ -35,8 +35,9 @@ class ServerSettings(StrictModel):
         default=128, description="most classify requests waiting for a forward pass; one more gets 429 with Retry-After"
     )
     max_queue_delay_ms: PositiveFloat | None = Field(
-        default=1000.0, description="most expected wait of the classify requests waiting, at the recent forward-pass cost "
-                                    "per row; a request that would wait longer gets 429 with Retry-After (None: no bound)"
+        default=1000.0, description="most expected wait, from admission to answer, of any classify request at the "
+                                    "recent cost per row; a request that would make one wait longer gets 429 with "
+                                    "Retry-After (None: no bound)"
     )
     retry_after_s: PositiveInt = Field(
         default=1, description="seconds the Retry-After header of a 429 or 503 asks a client to wait"
