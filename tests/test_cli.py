@@ -348,10 +348,11 @@ def test_lens_tests_of_models_that_did_not_learn_are_marked(printed):
 
 def test_lens_of_one_seed_pair_prints_means_and_why_there_is_no_test(printed):
     from lorascope.cli.lenses import _print_tests
+    from lorascope.lenses.records import LensComparison
 
-    comparison = {"seeds": [1], "measures": {"forgetting": {"lora_mean": 0.01, "full_mean": 0.05, "lora_n": 1,
-                                                             "full_n": 1}}}
-    _print_tests(comparison)
+    pair = {"seeds": [1], "measures": {"forgetting": {"lora_mean": 0.01, "lora_sd": None, "lora_n": 1,
+                                                       "full_mean": 0.05, "full_sd": None, "full_n": 1}}}
+    _print_tests(LensComparison(primary="lora", reference="full", variants={"lora": pair}, **pair))
     text = printed.getvalue()
     assert "forgetting: LoRA 0.01, full 0.05" in text and "one seed pair allows no test across seeds" in text
 

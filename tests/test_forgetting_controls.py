@@ -115,7 +115,7 @@ def test_the_lens_passes_every_control_and_measures_each_run(runs, text_file, tm
     from lorascope.lenses.forgetting import LOSS_RTOL, WEIGHT_RTOL, run_forgetting
 
     result = run_forgetting(config(runs, text_file, pair=pair), tmp_path / "f")
-    controls = {c["name"]: c for c in result["controls"]}
+    controls = {c.name: c.model_dump() for c in result.controls}
     assert list(controls) == CONTROLS and all(c["passed"] for c in controls.values())
     assert controls["base_backbone_reinserted"]["forgetting"] == 0.0 and controls["lora_at_init"]["forgetting"] == 0.0
     # The controls with a known change measure a change, and the one computed apart from the lens.
@@ -126,10 +126,10 @@ def test_the_lens_passes_every_control_and_measures_each_run(runs, text_file, tm
     # Every load was checked for the head: 2 zero-change controls, 3 loads for the known changes, 2 per run.
     assert controls["lm_head_kept"]["loads_checked"] == 2 + 3 + 2 * 4
     own = controls["backbone_is_the_runs_own"]
-    assert own["runs"] == 4 and set(own["per_run"]) == {r["run"] for r in result["runs"]}
+    assert own["runs"] == 4 and set(own["per_run"]) == {r.run for r in result.runs}
     assert own["max_weight_difference"] <= WEIGHT_RTOL
-    assert all(r["summary"]["forgetting"] != 0.0 for r in result["runs"])
-    assert result["comparison"]["primary"] == "lora" and result["comparison"]["seeds"] == [1, 2]
+    assert all(r.summary["forgetting"] != 0.0 for r in result.runs)
+    assert result.comparison.primary == "lora" and result.comparison.seeds == [1, 2]
     assert (tmp_path / "f" / "forgetting.json").is_file()
 
 
@@ -142,7 +142,7 @@ def test_rslora_dora_and_embedding_adapters_are_rebuilt_from_their_files(tmp_pat
     lora_run(tmp_path / "runs" / "sst2-dora-s1", 1, variant="lora_dora", dora=True)
     lora_run(tmp_path / "runs" / "sst2-emb-s1", 1, variant="lora_emb", targets=["q_proj", "embed_tokens"])
     result = run_forgetting(config(tmp_path / "runs", text_file), tmp_path / "f")
-    own = next(c for c in result["controls"] if c["name"] == "backbone_is_the_runs_own")
+    own = next(c.model_dump() for c in result.controls if c.name == "backbone_is_the_runs_own")
     assert own["passed"] and own["runs"] == 3
     # Merged in float32 by PEFT, rebuilt in float64 here: rounding apart, no more.
     assert all(0.0 < v["max_weight_difference"] <= WEIGHT_RTOL for v in own["per_run"].values())

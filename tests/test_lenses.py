@@ -90,31 +90,33 @@ def test_weights_command_prints_the_lens_and_refuses_an_empty_folder(glue_dir, t
 @pytest.mark.slow
 def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_run(glue_dir, tiny_runs, tmp_path):
     from lorascope.lenses import ForgettingConfig, run_forgetting
+    from lorascope.lenses.records import ForgettingRecord
 
     result = run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=24, max_length=32),
                             tmp_path / "f")
-    assert [c["name"] for c in result["controls"]] == ["base_backbone_reinserted", "lora_at_init",
-                                                       "chunked_loss_is_full_logits_loss", "lm_head_kept",
-                                                       "lora_known_update", "backbone_is_the_runs_own"]
-    assert all(c["forgetting"] == 0.0 for c in result["controls"][:2]) and all(c["passed"] for c in result["controls"])
+    controls = [c.model_dump() for c in result.controls]
+    assert [c["name"] for c in controls] == ["base_backbone_reinserted", "lora_at_init",
+                                             "chunked_loss_is_full_logits_loss", "lm_head_kept",
+                                             "lora_known_update", "backbone_is_the_runs_own"]
+    assert all(c["forgetting"] == 0.0 for c in controls[:2]) and all(c["passed"] for c in controls)
     # The trained runs' backbones are the ones their own files hold (tests/test_forgetting_controls.py plants bugs).
-    assert set(result["controls"][-1]["per_run"]) == {r["run"] for r in result["runs"]}
-    assert result["n_texts"] == 24 and "RTE dev premises" in result["text_source"]
-    assert len(result["runs"]) == 4
-    for r in result["runs"]:
-        s = r["summary"]
-        assert s["forgetting"] == pytest.approx(s["loss"] - result["base_loss"]) and s["forgetting"] != 0.0
+    assert set(controls[-1]["per_run"]) == {r.run for r in result.runs}
+    assert result.n_texts == 24 and "RTE dev premises" in result.text_source
+    assert len(result.runs) == 4
+    for r in result.runs:
+        s = r.summary
+        assert s["forgetting"] == pytest.approx(s["loss"] - result.base_loss) and s["forgetting"] != 0.0
         assert s["perplexity"] == pytest.approx(np.exp(s["loss"]))
     again = run_forgetting(ForgettingConfig(base="tiny-llama", runs=str(tiny_runs), n_texts=24, max_length=32),
                            tmp_path / "f2")
-    assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]  # deterministic
-    assert (tmp_path / "f" / "forgetting.json").is_file()
+    assert [r.summary for r in again.runs] == [r.summary for r in result.runs]  # deterministic
+    assert ForgettingRecord.read(tmp_path / "f" / "forgetting.json") == result  # read back as written
     # The report says what each control checked, and its outcome (every control has its sentence).
     from lorascope.report.lenses_text import FORGETTING_CONTROLS, forgetting_section
 
-    failed = {**result, "controls": [*result["controls"][:-1], {**result["controls"][-1], "passed": False}]}
+    failed = {**result.model_dump(), "controls": [*controls[:-1], {**controls[-1], "passed": False}]}
     text = forgetting_section({"sst2": failed})
-    for c in result["controls"][:-1]:
+    for c in controls[:-1]:
         assert f"{FORGETTING_CONTROLS[c['name']]} ({c['name']}: pass)" in text
     assert f"{FORGETTING_CONTROLS['backbone_is_the_runs_own']} (backbone_is_the_runs_own: FAIL)" in text
 
@@ -163,18 +165,22 @@ def test_forgetting_command_prints_each_run_and_the_controls(glue_dir, tiny_runs
 @pytest.mark.slow
 def test_probe_retention_is_reproducible_and_zero_for_lora_at_init(glue_dir, tiny_runs, tmp_path):
     from lorascope.lenses import ProbeConfig, run_probe_retention
+    from lorascope.lenses.records import ProbesRecord
 
     cfg = ProbeConfig(base="tiny-llama", runs=str(tiny_runs), probe_tasks=["rte"], n_train=40, n_dev=24, max_length=32)
     result = run_probe_retention(cfg, tmp_path / "p")
-    assert result["controls"][0]["passed"] and result["controls"][0]["max_feature_difference"] == 0.0
-    assert 0.0 <= result["base"]["rte"] <= 1.0 and len(result["runs"]) == 4
-    for r in result["runs"]:
-        s = r["summary"]
-        assert s["retention_rte"] == pytest.approx(s["accuracy_rte"] - result["base"]["rte"])
+    control = result.controls[0]
+    assert control.passed and control.measured()["max_feature_difference"] == 0.0
+    assert 0.0 <= result.base["rte"] <= 1.0 and len(result.runs) == 4
+    for r in result.runs:
+        s = r.summary
+        assert s["retention_rte"] == pytest.approx(s["accuracy_rte"] - result.base["rte"])
         assert s["retention"] == s["retention_rte"]
     again = run_probe_retention(cfg, tmp_path / "p2")
-    assert [r["summary"] for r in again["runs"]] == [r["summary"] for r in result["runs"]]  # fixed seed: identical
-    assert result["comparison"]["measures"]["retention"]["paired_t"]["n"] == 2
+    assert [r.summary for r in again.runs] == [r.summary for r in result.runs]  # fixed seed: identical
+    paired_t = result.comparison.measures["retention"].paired_t
+    assert paired_t is not None and paired_t.n == 2
+    assert ProbesRecord.read(tmp_path / "p" / "probes.json") == result  # read back as written
 
 
 def test_probe_accuracy_against_a_direct_fit():

@@ -48,8 +48,9 @@ def not_learned_study(n_seeds: int = 3) -> dict:
                       "folder": f"hans-{r.method}-s{r.seed}"} for r in lora + full]
     data["baselines"] = baselines_record({**{b.task: b.majority for b in data["baselines"].baselines}, "hans": {"matthews": 0.0}})
     data["config"]["tasks"] = ["sst2", "hans"]
-    tests = {"paired_t": {"test": "paired t-test (df=2)", "n": n_seeds, "p_value": 0.00417, "alternative": "two-sided"},
-             "sign_flip": {"test": "sign-flip permutation (exact)", "n": n_seeds, "p_value": 0.25,
+    tests = {"paired_t": {"test": "paired t-test (df=2)", "n": n_seeds, "statistic": 8.5, "p_value": 0.00417,
+                          "alternative": "two-sided"},
+             "sign_flip": {"test": "sign-flip permutation (exact)", "n": n_seeds, "statistic": 0.07, "p_value": 0.25,
                            "alternative": "two-sided", "min_attainable_p": 0.25}}
     measures = {key: {"lora_mean": lora_mean, "lora_sd": lora_mean / 8, "lora_n": n_seeds, "full_mean": full_mean,
                       "full_sd": full_mean / 10, "full_n": n_seeds, **tests}
@@ -57,7 +58,8 @@ def not_learned_study(n_seeds: int = 3) -> dict:
                                                   ("entropy_rank", 4.0, 6.0), ("intruders", 1.4, 0.0))}
     data["weights"] = {"hans": {"config": {"top_k": 10, "epsilon": 0.5}, "matrices": ["q", "v"],
                                 "runs": [{"method": m, "summary": {"intruders_by_epsilon": {"0.5": 1}}} for m in ("lora", "full")],
-                                "comparison": {"primary": "lora", "measures": measures}}}
+                                "comparison": {"primary": "lora", "reference": "full", "seeds": list(range(n_seeds)),
+                                               "measures": measures, "variants": {}}}}
     return data
 
 

@@ -21,6 +21,7 @@ from lorascope.cli.common import (
 )
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
+    from lorascope.lenses.records import LensComparison, StoredTest
     from lorascope.report.learning import Learning
 
 
@@ -44,7 +45,9 @@ def weights(
 
     cfg = assemble(WeightLensConfig, config, dict(base=base, runs=str(runs)), overrides)
     result = run_weight_lens(cfg, out, overwrite=overwrite)
-    print_weight_summary(result, _learning(runs, result))
+    from lorascope.lenses.records import LensComparison
+
+    print_weight_summary(result, _learning(runs, result["runs"], LensComparison.model_validate(result["comparison"]).primary))
     console.print(f"-> {out / 'weights.json'}")
 
 
@@ -69,18 +72,19 @@ def forgetting(
 
     cfg = assemble(ForgettingConfig, config, dict(base=base, runs=str(runs)), overrides)
     result = run_forgetting(cfg, out, overwrite=overwrite)
-    table = Table(title=f"held-out loss on {result['n_texts']} passages of {result['text_source']} "
-                        f"(base {result['base_loss']:.4f} nats/token)")
+    table = Table(title=f"held-out loss on {result.n_texts} passages of {result.text_source} "
+                        f"(base {result.base_loss:.4f} nats/token)")
     for col in ("run", "loss", "perplexity", "forgetting (nats/token)"):
         table.add_column(col)
-    for r in result["runs"]:
-        s = r["summary"]
-        table.add_row(r["run"], f"{s['loss']:.4f}", f"{s['perplexity']:.2f}", f"{s['forgetting']:+.4f}")
+    for r in result.runs:
+        s = r.summary
+        table.add_row(r.run, f"{s['loss']:.4f}", f"{s['perplexity']:.2f}", f"{s['forgetting']:+.4f}")
     console.print(table)
     # A known-change control passes when it measures what was computed apart from the lens: print the gap.
+    gaps = ((c.name, c.measured()) for c in result.controls)
     console.print("controls (measured − expected): " + ", ".join(
-        f"{c['name']} {c['forgetting'] - c.get('expected', 0.0):+.1e} pass" for c in result["controls"]))
-    _print_tests(result["comparison"], _learning(runs, result))
+        f"{name} {m['forgetting'] - m.get('expected', 0.0):+.1e} pass" for name, m in gaps))
+    _print_tests(result.comparison, _learning(runs, [r.model_dump() for r in result.runs], result.comparison.primary))
     console.print(f"-> {out / 'forgetting.json'}")
 
 
@@ -109,32 +113,33 @@ def probes(
     result = run_probe_retention(cfg, out, overwrite=overwrite)
     acc = "accuracy"  # a probe is scored by accuracy, whatever the probed task's own metric
     table = Table(title="probe accuracy on " + ", ".join(
-        f"{t} (base {format_metric(acc, result['base'][t])}, majority {format_metric(acc, result['majority'][t])})"
-        for t in result["probe_tasks"]))
+        f"{t} (base {format_metric(acc, result.base[t])}, majority {format_metric(acc, result.majority[t])})"
+        for t in result.probe_tasks))
     table.add_column("run")
-    for t in result["probe_tasks"]:
+    for t in result.probe_tasks:
         table.add_column(f"{t} accuracy")
         table.add_column(f"{t} retention")
-    for r in result["runs"]:
-        s = r["summary"]
-        cells = [v for t in result["probe_tasks"]
+    for r in result.runs:
+        s = r.summary
+        cells = [v for t in result.probe_tasks
                  for v in (format_metric(acc, s[f"accuracy_{t}"]), format_metric_difference(acc, s[f"retention_{t}"]))]
-        table.add_row(r["run"], *cells)
+        table.add_row(r.run, *cells)
     console.print(table)
-    if result["uninformative"]:
+    if result.uninformative:
         console.print(f"[yellow]note:[/] the base's probe does not beat the majority label on "
-                      f"{', '.join(result['uninformative'])}: retention there says nothing")
+                      f"{', '.join(result.uninformative)}: retention there says nothing")
     # Retention is a difference of probe accuracies: in points, as in the table.
-    _print_tests(result["comparison"], _learning(runs, result), fmt=lambda v: format_metric_difference(acc, v))
+    learning = _learning(runs, [r.model_dump() for r in result.runs], result.comparison.primary)
+    _print_tests(result.comparison, learning, fmt=lambda v: format_metric_difference(acc, v))
     console.print(f"-> {out / 'probes.json'}")
 
 
-def _learning(runs: Path, result: dict[str, Any]) -> Learning:
-    """Whether the runs a lens compared learned their task (read from their own metrics.json)."""
+def _learning(runs: Path, compared: list[dict[str, Any]], primary: str) -> Learning:
+    """Whether the runs a lens compared (``run``, ``method``, ``seed``) learned their task (read from
+    their own metrics.json); ``primary`` is the LoRA label compared."""
     from lorascope.report.learning import comparison_learning
-    from lorascope.variants import primary_of
 
-    return comparison_learning(runs, result["runs"], primary_of(result["comparison"]))
+    return comparison_learning(runs, compared, primary)
 
 
 def print_weight_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
@@ -149,10 +154,13 @@ def print_weight_summary(result: dict[str, Any], learning: Learning | None = Non
         table.add_row(r["run"], f"{s['relative_update']:.4g}", f"{s['stable_rank']:.2f}", f"{s['entropy_rank']:.2f}",
                       str(s["intruders"]))
     console.print(table)
-    _print_tests(result["comparison"], learning)
+    from lorascope.lenses.records import LensComparison
+
+    _print_tests(LensComparison.model_validate(result["comparison"]), learning)
 
 
-def _print_tests(comparison: dict[str, Any], learning: Learning | None = None, fmt: Callable[[float], str] | None = None) -> None:
+def _print_tests(comparison: LensComparison, learning: Learning | None = None,
+                 fmt: Callable[[float], str] | None = None) -> None:
     """Each measure's means per method and the full − LoRA tests over seed pairs; where the models did
     not learn, the caveat first and every test marked; with fewer than 2 pairs, why there is no test.
     ``fmt`` writes a mean (default: 4 significant digits)."""
@@ -164,17 +172,17 @@ def _print_tests(comparison: dict[str, Any], learning: Learning | None = None, f
     elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
         console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)
     mark = "" if learned else " (not interpretable)"
-    pairs = len(comparison.get("seeds") or [])
-    for measure, m in comparison["measures"].items():
-        if m.get("lora_mean") is None or m.get("full_mean") is None:
+    pairs = len(comparison.seeds)
+    for measure, m in comparison.measures.items():
+        if m.lora_mean is None or m.full_mean is None:
             continue  # one method has no runs: nothing to compare
         show = fmt or (lambda v: f"{v:.4g}")
-        means = f"  {measure}: LoRA {show(m['lora_mean'])}, full {show(m['full_mean'])}"
-        if "paired_t" not in m:  # computed only from 2 seed pairs on
+        means = f"  {measure}: LoRA {show(m.lora_mean)}, full {show(m.full_mean)}"
+        if m.paired_t is None or m.sign_flip is None:  # computed only from 2 seed pairs on
             console.print(f"{means}{mark}", highlight=False)
             continue
-        t, e = m["paired_t"], m["sign_flip"]
-        console.print(f"{means}; full − LoRA over {t['n']} seed pairs: paired t-test p = {_p(t)}, exact sign-flip "
+        t, e = m.paired_t, m.sign_flip
+        console.print(f"{means}; full − LoRA over {t.n} seed pairs: paired t-test p = {_p(t)}, exact sign-flip "
                       f"p = {_p(e)} (two-sided){mark}", highlight=False)
     if pairs == 0:
         console.print("  no seed has both a LoRA and a full fine-tuning run: nothing to compare", highlight=False)
@@ -182,9 +190,9 @@ def _print_tests(comparison: dict[str, Any], learning: Learning | None = None, f
         console.print(f"  {one_pair_text(pairs)}", highlight=False)
 
 
-def _p(test: dict[str, Any]) -> str:
+def _p(test: StoredTest) -> str:
     """The p-value, or why there is none (e.g. every difference is 0)."""
-    return f"{test['p_value']:.4g}" if test.get("p_value") is not None else f"undefined ({test.get('note') or 'no variation'})"
+    return f"{test.p_value:.4g}" if test.p_value is not None else f"undefined ({test.note or 'no variation'})"
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ Public API:
         text under the base's LM head, base vs each run).
     ProbeConfig, run_probe_retention: the function lens for any model (linear-probe accuracy on
         other tasks, base vs each run).
+    ForgettingRecord, ProbesRecord: what those two write and return (``forgetting.json``,
+        ``probes.json``), read back with ``Record.read(path)``.
 """
 
 from lorascope._lazy import lazy_exports
@@ -19,6 +21,8 @@ _EXPORTS = {
     "run_forgetting": ".forgetting",
     "ProbeConfig": ".config",
     "run_probe_retention": ".probes",
+    "ForgettingRecord": ".records",
+    "ProbesRecord": ".records",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

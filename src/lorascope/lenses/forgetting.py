@@ -41,10 +41,11 @@ from typing import TYPE_CHECKING, Any, cast
 from rich.console import Console
 from rich.progress import Progress, TimeElapsedColumn
 
-from lorascope.artifacts import Commit, read_json
+from lorascope.artifacts import Commit
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ForgettingConfig
+from lorascope.lenses.records import ForgettingRecord
 from lorascope.run_folder import METRICS_FILE, RunFolder
 
 if TYPE_CHECKING:
@@ -462,23 +463,22 @@ def _min_effect(loss: float) -> float:
 
 # --- the lens ------------------------------------------------------------------------------------
 
-def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = False) -> ForgettingRecord:
     """Score the base and every finished run under ``cfg.runs`` on the held-out text; write ``<out>/forgetting.json``.
 
     Returns:
-        ``{"config", "text_source", "n_texts", "base_loss", "controls": [...], "runs": [{run, method, seed,
-        summary: {loss, perplexity, forgetting}}], "comparison": ...}``. Each control holds ``name``,
-        ``forgetting`` (what the lens measured: the loss minus the base's on the same passages),
-        ``expected`` (the same computed apart from the lens's path) and ``passed``, and what it checked
-        besides (see the module docstring); those with a known change are scored on the first
-        ``PROBE_TEXTS`` passages.
+        The record written (or found, when a folder with the same settings and runs exists). Each
+        control holds ``name`` and ``passed``, and as further fields ``forgetting`` (what the lens
+        measured: the loss minus the base's on the same passages), ``expected`` (the same computed
+        apart from the lens's path) and what it checked besides (see the module docstring); those
+        with a known change are scored on the first ``PROBE_TEXTS`` passages.
 
     Raises:
         DataError: the base has no LM head, no finished runs, or no text; a control failed.
     """
     unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
     if unit.done():  # a folder made with other settings is an error before any work
-        return read_json(Path(out) / "forgetting.json")
+        return ForgettingRecord.read(Path(out) / ForgettingRecord.FILE)
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_tokenizer
     from lorascope.models.registry import resolve_model
@@ -611,8 +611,9 @@ def run_forgetting(cfg: ForgettingConfig, out: Path | str, *, overwrite: bool = 
     controls.append({"name": "backbone_is_the_runs_own", "run": worst, **own[worst], "runs": len(own),
                      "max_weight_difference": max(v["max_weight_difference"] for v in own.values()),
                      "per_run": own, "passed": True})
-    result = {"config": cfg.model_dump(), "text_source": text_source, "n_texts": len(texts), "base_loss": base_loss,
-              "base_perplexity": math.exp(base_loss), "controls": controls, "runs": runs,
-              "comparison": compare_variants(runs, MEASURES, methods, pair=cfg.pair)}
-    unit.write({"forgetting.json": result})
+    result = ForgettingRecord.create(
+        config=cfg.model_dump(mode="json"), text_source=text_source, n_texts=len(texts), base_loss=base_loss,
+        base_perplexity=math.exp(base_loss), controls=controls, runs=runs,
+        comparison=compare_variants(runs, MEASURES, methods, pair=cfg.pair))
+    unit.write({result.FILE: result.model_dump()})
     return result

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from lorascope.artifacts import Commit, read_json
+from lorascope.artifacts import Commit
 from lorascope.errors import DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import ProbeConfig
+from lorascope.lenses.records import ProbesRecord
 from lorascope.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -100,20 +101,18 @@ def _lora_at_init(source: str, label_names: tuple[str, ...]) -> LoadedModel:
     return loaded
 
 
-def run_probe_retention(cfg: ProbeConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+def run_probe_retention(cfg: ProbeConfig, out: Path | str, *, overwrite: bool = False) -> ProbesRecord:
     """Probe the base and every finished run under ``cfg.runs`` on each probe task; write ``<out>/probes.json``.
 
     Returns:
-        ``{"config", "probe_tasks", "base": {task: accuracy}, "majority": {task: share}, "uninformative": [tasks],
-        "controls", "runs": [{run, method, seed, summary: {retention, retention_<task>, accuracy_<task>}}],
-        "comparison"}``.
+        The record written (or found, when a folder with the same settings and runs exists).
 
     Raises:
         DataError: no probe tasks, a probe task that is the runs' own, no finished runs, or a failed control.
     """
     unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
     if unit.done():  # a folder made with other settings is an error before any work
-        return read_json(Path(out) / "probes.json")
+        return ProbesRecord.read(Path(out) / ProbesRecord.FILE)
     from lorascope.data.tasks import get_task
     from lorascope.models.device import resolve_device
     from lorascope.models.load import load_classifier, load_run
@@ -154,8 +153,9 @@ def run_probe_retention(cfg: ProbeConfig, out: Path | str, *, overwrite: bool = 
         summary["retention"] = float(np.mean([acc[t] - base[t] for t in data]))
         runs.append({"run": run.name, "method": record.label, "seed": record.seed, "summary": summary})
     measures = ("retention", *(f"retention_{t}" for t in data))
-    result = {"config": cfg.model_dump(), "probe_tasks": list(data), "base": base, "majority": majority,
-              "uninformative": [t for t in data if base[t] <= majority[t]],
-              "controls": controls, "runs": runs, "comparison": compare_variants(runs, measures, methods, pair=cfg.pair)}
-    unit.write({"probes.json": result})
+    result = ProbesRecord.create(
+        config=cfg.model_dump(mode="json"), probe_tasks=list(data), base=base, majority=majority,
+        uninformative=[t for t in data if base[t] <= majority[t]], controls=controls, runs=runs,
+        comparison=compare_variants(runs, measures, methods, pair=cfg.pair))
+    unit.write({result.FILE: result.model_dump()})
     return result

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lorascope.lenses.records import ForgettingRecord, ProbesRecord
 from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder
 from lorascope.study.layout import StudyLayout
@@ -36,8 +37,9 @@ def collect(study: Path) -> dict[str, Any]:
         "runs": runs,
         "drift": drift,
         "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},
-        "forgetting": {p.parent.name: json.loads(p.read_text()) for p in layout.forgetting_results},
-        "probes": {p.parent.name: json.loads(p.read_text()) for p in layout.probes_results},
+        # Read as their records (checked, and upgraded from older versions); the report still takes them as dicts.
+        "forgetting": {p.parent.name: ForgettingRecord.read(p).model_dump() for p in layout.forgetting_results},
+        "probes": {p.parent.name: ProbesRecord.read(p).model_dump() for p in layout.probes_results},
         "bench": _json(layout.bench_json),
         "drift_skipped": _json(layout.drift_skipped) or {},
         # Why a lens measured no task it was asked to: {lens: {task: reason}}.

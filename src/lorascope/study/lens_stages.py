@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lorascope.errors import ConfigError, DataError
 from lorascope.study.context import StageContext
 from lorascope.study.layout import StudyLayout
 from lorascope.study.units import analysis_unit, note_skipped
 
+if TYPE_CHECKING:
+    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord
 
-def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], run: Callable[[Any, Path], dict[str, Any]],
-               out: Callable[[str], Path], describe: Callable[[dict[str, Any]], str]) -> None:
+Result = TypeVar("Result")
+
+
+def _each_task(ctx: StageContext, stage: str, make_cfg: Callable[[str], Any], run: Callable[[Any, Path], Result],
+               out: Callable[[str], Path], describe: Callable[[Result], str]) -> None:
     skipped = StudyLayout(ctx.out).skipped(stage)
 
     def skip(task: str, why: str) -> None:
@@ -59,14 +64,13 @@ def compared_pair(ctx: StageContext, task: str) -> dict[str, Any]:
     return {"pair": pair} if pair else {}
 
 
-def _means(comparison: dict[str, Any], measure: str, spec: str = ".4g",
+def _means(comparison: LensComparison, measure: str, spec: str = ".4g",
            fmt: Callable[[float], str] | None = None) -> str:
     """"lora x, lora_r64 y, full z": one measure's mean per method (methods without runs left out;
     full fine-tuning as measured for the primary comparison), each written with ``spec`` or by ``fmt``."""
-    variants = comparison.get("variants") or {comparison.get("primary", "lora"): comparison}
-    primary = comparison["measures"][measure]
-    means = [(label, v["measures"][measure].get("lora_mean")) for label, v in variants.items()]
-    means.append((comparison.get("reference", "full"), primary.get("full_mean")))
+    variants = comparison.variants or {comparison.primary: comparison}
+    means = [(label, v.measures[measure].lora_mean) for label, v in variants.items()]
+    means.append((comparison.reference, comparison.measures[measure].full_mean))
     return ", ".join(f"{label} {fmt(mean) if fmt else format(mean, spec)}" for label, mean in means if mean is not None)
 
 
@@ -77,10 +81,11 @@ def stage_weights(ctx: StageContext) -> None:
     layout = StudyLayout(ctx.out)
 
     def describe(result: dict[str, Any]) -> str:
+        from lorascope.lenses.records import LensComparison
         from lorascope.weight_update.scope import short_types
 
-        c = result["comparison"]
-        on = "/".join(short_types(result["matrices_by_variant"][c["primary"]]))
+        c = LensComparison.model_validate(result["comparison"])
+        on = "/".join(short_types(result["matrices_by_variant"][c.primary]))
         return (f"relative update on {on}: {_means(c, 'relative_update')}; whole model: "
                 f"{_means(c, 'relative_update_whole')}; intruders on {on}: {_means(c, 'intruders', spec='.3g')} "
                 f"(at a matched size: {_means(c, 'intruders_matched', spec='.3g')})")
@@ -97,9 +102,9 @@ def stage_forgetting(ctx: StageContext) -> None:
 
     layout = StudyLayout(ctx.out)
 
-    def describe(result: dict[str, Any]) -> str:
-        shown = _means(result["comparison"], "forgetting", spec="+.4f")
-        return f"{shown} nats/token over base loss {result['base_loss']:.4f}"
+    def describe(result: ForgettingRecord) -> str:
+        shown = _means(result.comparison, "forgetting", spec="+.4f")
+        return f"{shown} nats/token over base loss {result.base_loss:.4f}"
 
     _each_task(ctx, "forgetting",
                lambda task: ForgettingConfig(**ctx.cfg.forgetting.model_dump(), base=ctx.cfg.model,
@@ -127,9 +132,9 @@ def stage_probes(ctx: StageContext) -> None:
         return ProbeConfig(**settings, base=ctx.cfg.model, runs=str(layout.train), task=task, data_dir=ctx.cfg.data_dir,
                            device=ctx.cfg.device, **compared_pair(ctx, task))
 
-    def describe(result: dict[str, Any]) -> str:
+    def describe(result: ProbesRecord) -> str:
         # Retention is a difference of probe accuracies: "+1.2 points" for each method.
-        shown = _means(result["comparison"], "retention", fmt=lambda v: format_metric_difference("accuracy", v))
-        return f"retention on {', '.join(result['probe_tasks'])}: {shown}"
+        shown = _means(result.comparison, "retention", fmt=lambda v: format_metric_difference("accuracy", v))
+        return f"retention on {', '.join(result.probe_tasks)}: {shown}"
 
     _each_task(ctx, "probes", make_cfg, run_probe_retention, layout.probes, describe)
