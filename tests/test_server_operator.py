@@ -392,3 +392,46 @@ def test_the_serve_command_opens_the_port_loads_then_drains_on_sigterm(tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_a_refused_closed_loop_client_waits_the_retry_after_it_was_given():
+    """A client told 429 + Retry-After: 1 sends its next request a second later, not at once."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from lorascope.serve.http.loadgen import LoadConfig, run_load
+
+    stub = FastAPI()
+
+    @stub.get("/v1/adapters")
+    def adapters() -> dict:
+        return {"adapters": [{"name": "sst2", "task": "sst2", "input": "single"}]}
+
+    @stub.post("/v1/classify")
+    def classify() -> JSONResponse:
+        return JSONResponse({"error": "queue_full"}, status_code=429, headers={"Retry-After": "1"})
+
+    server = uvicorn.Server(uvicorn.Config(stub, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        result = run_load(LoadConfig(url=f"http://127.0.0.1:{port}", clients=2, duration_s=1.5, data_dir=None))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    # Each of the 2 clients: one request at 0 s and one after its 1 s wait; retrying at once would be hundreds.
+    assert result["status_counts"] == {"429": 4}, result["status_counts"]
+
+
+@pytest.mark.parametrize("status, header, wait", [(429, "1", 1.0), (503, "2", 2.0), (429, "600", 10.0), (429, None, 0.0),
+                                                  (200, "1", 0.0), (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
+def test_retry_after_is_read_from_refusals_only(status, header, wait):
+    from lorascope.serve.http.loadgen import retry_after_s
+
+    headers = {"Retry-After": header} if header is not None else {}
+    assert retry_after_s(httpx.Response(status, headers=headers)) == wait

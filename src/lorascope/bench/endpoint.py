@@ -396,9 +396,13 @@ async def _sweep_level(client: EndpointClient, requests: list[EndpointRequest], 
                        measured: int) -> tuple[list[float], Counter[str], float]:
     """One closed-loop level: (latencies of 200 answers in ms, statuses of the others, wall seconds measured).
 
-    Requests ``0 .. warmup-1`` warm up and ``warmup ..`` are measured, as in the interleaved loop.
+    Requests ``0 .. warmup-1`` warm up and ``warmup ..`` are measured, as in the interleaved loop. A
+    refused request (429, 503) counts as an error, and its client waits the ``Retry-After`` the
+    answer carries before its next request.
     """
     import httpx
+
+    from lorascope.serve.http.loadgen import retry_after_s
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=client.url, headers=client.headers, timeout=client.timeout_s, limits=limits,
@@ -417,11 +421,13 @@ async def _sweep_level(client: EndpointClient, requests: list[EndpointRequest], 
                         if response.status_code == 200:
                             response.json()  # parsed, as the interleaved client's answers are
                     except httpx.HTTPError as err:
-                        status = type(err).__name__
+                        status, response = type(err).__name__, None
                     if status == "200" and latencies is not None:
                         latencies.append((time.perf_counter() - sent) * 1e3)
                     elif status != "200":
                         statuses[status] += 1
+                        if response is not None:  # refused: wait as the server asks, as a real client does
+                            await asyncio.sleep(retry_after_s(response))
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 

@@ -3,8 +3,9 @@
 Two ways to load a server:
 
 * closed loop (the default): ``clients`` coroutines share one request budget and one deadline; each
-  sends a request, waits for the answer, and sends the next, so the server sees up to ``clients``
-  requests at once. This measures capacity: the throughput of a server kept busy.
+  sends a request, waits for the answer, and sends the next (after a 429 or 503, once the
+  ``Retry-After`` it carries has passed), so the server sees up to ``clients`` requests at once.
+  This measures capacity: the throughput of a server kept busy.
 * open loop (``rate_rps``): requests start at a fixed rate whether or not earlier ones were answered
   (up to ``clients`` at once; one that finds them all busy is counted as ``not_sent``), the way
   independent users arrive. Offered beyond capacity, this is an overload test: the server's queue
@@ -59,6 +60,16 @@ class LoadConfig(StrictModel):
     recovery_s: float = Field(0.0, ge=0, description="after the run, one client for this many seconds, to see recovery")
     data_dir: str | None = Field(None, description="GLUE folder for request texts (default: $GLUE_DIR, else built-in sentences)")
     seed: int = Field(0, description="seeds which texts each request carries")
+
+
+def retry_after_s(response: httpx.Response, cap_s: float = 10.0) -> float:
+    """Seconds a 429 or 503 asks the client to wait (its ``Retry-After``, at most ``cap_s``); 0 otherwise."""
+    if response.status_code not in (429, 503):
+        return 0.0
+    try:
+        return min(max(float(response.headers.get("retry-after", 0)), 0.0), cap_s)
+    except ValueError:  # an HTTP date rather than seconds: not sent by lorascope; no wait
+        return 0.0
 
 
 def check_loopback(url: str) -> httpx.URL:
@@ -206,7 +217,8 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
         rng = np.random.default_rng(cfg.seed)
         issued = 0
 
-        async def one(tally: _Tally) -> None:
+        async def one(tally: _Tally) -> float:
+            """Send one request and tally it; returns the seconds its answer asks to wait before the next."""
             nonlocal issued
             k = issued
             issued += 1
@@ -218,8 +230,10 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
                 response = await http.post("/v1/classify", {"adapter": adapter, "inputs": inputs})
                 status = str(response.status_code)
             except httpx.HTTPError as err:
-                status = type(err).__name__
+                tally.add(adapter, type(err).__name__, (time.perf_counter() - sent) * 1e3)
+                return 0.0
             tally.add(adapter, status, (time.perf_counter() - sent) * 1e3)
+            return retry_after_s(response)
 
         main = _Tally()
         not_sent = 0
@@ -228,11 +242,13 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
         if cfg.rate_rps is None:
             async def client_loop() -> None:
                 while issued < cfg.max_requests and time.perf_counter() < deadline:
-                    await one(main)
+                    # A refused client waits as the server asked (a real client does; one that retries
+                    # at once only adds refusals for the server to answer).
+                    await asyncio.sleep(min(await one(main), max(0.0, deadline - time.perf_counter())))
 
             await asyncio.gather(*(client_loop() for _ in range(cfg.clients)))
         else:
-            running: set[asyncio.Task[None]] = set()
+            running: set[asyncio.Task[float]] = set()
             interval, due = 1.0 / cfg.rate_rps, start
             while issued + not_sent < cfg.max_requests and due < deadline:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
@@ -252,7 +268,7 @@ async def run_load_async(cfg: LoadConfig) -> dict[str, Any]:
             calm_start = time.perf_counter()
             calm_deadline = calm_start + cfg.recovery_s
             while time.perf_counter() < calm_deadline:
-                await one(calm)
+                await asyncio.sleep(min(await one(calm), max(0.0, calm_deadline - time.perf_counter())))
             recovery = {
                 "duration_s": time.perf_counter() - calm_start,
                 "requests": int(sum(calm.statuses.values())),
