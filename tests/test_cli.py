@@ -329,16 +329,26 @@ def test_drift_of_one_seed_pair_says_no_test_is_possible(printed):
 @pytest.mark.slow
 def test_lens_tests_of_models_that_did_not_learn_are_marked(printed):
     from lorascope.cli.lenses import print_weight_summary
+    from lorascope.lenses import WeightsRecord
     from lorascope.report.learning import assess
     from tests.test_report_not_learned import not_learned_study
 
     data = not_learned_study()
     weights = data["weights"]["hans"]
-    runs = [{"run": f"hans-{m}-s{s}", "method": m, "seed": s,
-             "summary": {"relative_update": 0.1, "stable_rank": 2.0, "entropy_rank": 3.0, "intruders": 1}}
+    summary = {"matrices": 2, "relative_update": 0.1, "stable_rank": 2.0, "entropy_rank": 3.0, "intruders": 1,
+               "intruders_matched": 1, "intruders_by_epsilon": {"0.5": 1}, "relative_update_whole": 0.05,
+               "relative_update_whole_without_embeddings": 0.05}
+    whole = {"matrices": 2, "relative_update": 0.05, "relative_update_without_embeddings": 0.05, "adapted_share": 1.0,
+             "by_type": {}}
+    runs = [{"run": f"hans-{m}-s{s}", "method": m, "seed": s, "summary": summary, "summary_whole": whole, "per_matrix": {}}
             for m in ("lora", "full") for s in range(3)]
-    result = {**weights, "config": {"top_k": 10, "epsilon": 0.5}, "runs": runs,
-              "comparison": {**weights["comparison"], "seeds": [0, 1, 2]}}
+    scope = {"like_for_like": "q, v", "like_for_like_by_variant": {"lora": "q, v"}, "whole_model": "q, v",
+             "whole_model_matrices": 2, "whole_model_embeddings": [], "whole_model_without_embeddings": "q, v",
+             "whole_model_excluded": [], "measures": {}}
+    result = WeightsRecord.create(config={"top_k": 10, "epsilon": 0.5}, matrices=weights["matrices"],
+                                  matrices_by_variant={"lora": weights["matrices"]}, scope=scope,
+                                  matched_update={"relative_update": 0.07, "labels": ["lora", "full"], "runs": 6},
+                                  runs=runs, comparison={**weights["comparison"], "seeds": [0, 1, 2]})
     print_weight_summary(result, assess([r for r in data["runs"] if r["task"] == "hans"], ("lora", "full")))
     text = printed.getvalue()
     assert text.index("not interpretable: the models did not learn the task") < text.index("relative_update:")

@@ -21,26 +21,28 @@ def tiny_runs(tmp_path_factory):
 def test_weight_lens_over_runs_reads_lora_and_full_like_for_like(glue_dir, tiny_runs, tmp_path):
     from safetensors.numpy import load_file
 
-    from lorascope.lenses import WeightLensConfig, run_weight_lens
+    from lorascope.lenses import WeightLensConfig, WeightsRecord, run_weight_lens
     from lorascope.models.load import load_classifier
 
     result = run_weight_lens(WeightLensConfig(base="tiny-llama", runs=str(tiny_runs)), tmp_path / "w")
     # tiny-llama has 2 layers; LoRA adapted q and v in each: the same 4 matrices for every run.
-    assert result["matrices"] == [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in ("q", "v")]
-    assert {(r["method"], r["seed"]) for r in result["runs"]} == {("lora", 1), ("lora", 2), ("full", 1), ("full", 2)}
-    assert all(r["summary"]["matrices"] == 4 and r["summary"]["relative_update"] > 0 for r in result["runs"])
+    assert result.matrices == [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in ("q", "v")]
+    assert {(r.method, r.seed) for r in result.runs} == {("lora", 1), ("lora", 2), ("full", 1), ("full", 2)}
+    assert all(r.summary.matrices == 4 and r.summary.relative_update > 0 for r in result.runs)
     # The full run's q projection, measured directly from its saved model against the base.
     name = "model.layers.1.self_attn.q_proj.weight"
     base = load_classifier("tiny-llama", ("negative", "positive"), seed=0).model.state_dict()[name].numpy()
     tuned = load_file(str(tiny_runs / "sst2-full-s1" / "model" / "model.safetensors"))[name]
-    full1 = next(r for r in result["runs"] if r["method"] == "full" and r["seed"] == 1)
-    assert full1["per_matrix"][name]["relative_update"] == pytest.approx(
+    full1 = next(r for r in result.runs if r.method == "full" and r.seed == 1)
+    assert full1.per_matrix[name].relative_update == pytest.approx(
         np.linalg.norm(tuned - base) / np.linalg.norm(base), rel=1e-6)
     # A LoRA r = 8 update has at most rank 8.
-    lora1 = next(r for r in result["runs"] if r["method"] == "lora" and r["seed"] == 1)
-    assert all(v["stable_rank"] <= 8 + 1e-9 for v in lora1["per_matrix"].values())
-    comparison = result["comparison"]
-    assert comparison["seeds"] == [1, 2] and comparison["measures"]["relative_update"]["paired_t"]["n"] == 2
+    lora1 = next(r for r in result.runs if r.method == "lora" and r.seed == 1)
+    assert all(v.stable_rank <= 8 + 1e-9 for v in lora1.per_matrix.values())
+    comparison = result.comparison
+    paired_t = comparison.measures["relative_update"].paired_t
+    assert comparison.seeds == [1, 2] and paired_t is not None and paired_t.n == 2
+    assert WeightsRecord.read(tmp_path / "w" / "weights.json") == result  # read back as written
     assert (tmp_path / "w" / "weights.json").is_file()
 
 
@@ -60,7 +62,7 @@ def test_a_lens_rerun_on_the_same_runs_is_done_and_on_changed_runs_is_redone(glu
     assert run_weight_lens(cfg, tmp_path / "w") == first and computed == []
     shutil.rmtree(runs / "sst2-lora-s2")  # a run removed (one retrained or added changes it the same way)
     again = run_weight_lens(cfg, tmp_path / "w")
-    assert computed == [1] and len(again["runs"]) == len(first["runs"]) - 1
+    assert computed == [1] and len(again.runs) == len(first.runs) - 1
     assert run_weight_lens(cfg, tmp_path / "w", overwrite=True) == again and computed == [1, 1]
 
 

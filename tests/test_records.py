@@ -74,17 +74,19 @@ def test_a_damaged_file_is_one_line_naming_it(tmp_path):
 # The lenses' records, on the published studies' own files (written before the records had a kind
 # and a version): every field read into its type, and nothing lost when written again.
 PUBLISHED = Path(__file__).parent.parent / "docs" / "results"
-LENS_FILES = [("forgetting", PUBLISHED / "smollm2-sweep/records/forgetting/sst2/forgetting.json"),
+LENS_FILES = [("weights", PUBLISHED / "smollm2-sweep/records/weights/sst2/weights.json"),
+              ("weights", PUBLISHED / "mrpc-minilm/records/weights/mrpc/weights.json"),
+              ("forgetting", PUBLISHED / "smollm2-sweep/records/forgetting/sst2/forgetting.json"),
               ("probes", PUBLISHED / "mrpc-minilm/records/probes/mrpc/probes.json")]
 
 
 def _lens_record(kind: str) -> type:
-    from lorascope.lenses.records import ForgettingRecord, ProbesRecord
+    from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
 
-    return {"forgetting": ForgettingRecord, "probes": ProbesRecord}[kind]
+    return {"weights": WeightsRecord, "forgetting": ForgettingRecord, "probes": ProbesRecord}[kind]
 
 
-@pytest.mark.parametrize("kind, path", LENS_FILES, ids=[k for k, _ in LENS_FILES])
+@pytest.mark.parametrize("kind, path", LENS_FILES, ids=[p.parent.parent.parent.parent.name + "-" + k for k, p in LENS_FILES])
 def test_a_published_lens_file_reads_into_its_record_and_writes_back_the_same(tmp_path, kind, path):
     record_type = _lens_record(kind)
     record = record_type.read(path)
@@ -94,13 +96,15 @@ def test_a_published_lens_file_reads_into_its_record_and_writes_back_the_same(tm
     assert comparison.primary == raw["comparison"]["primary"] and comparison.seeds == raw["comparison"]["seeds"]
     measure = next(iter(raw["comparison"]["measures"]))
     assert comparison.measures[measure].paired_t.p_value == raw["comparison"]["measures"][measure]["paired_t"]["p_value"]
-    assert [c.name for c in record.controls] == [c["name"] for c in raw["controls"]]
-    assert [c.measured() for c in record.controls] == [{k: v for k, v in c.items() if k not in ("name", "passed")}
-                                                       for c in raw["controls"]]
+    controls = getattr(record, "controls", [])  # the weight lens has none
+    assert [c.name for c in controls] == [c["name"] for c in raw.get("controls", [])]
+    assert [c.measured() for c in controls] == [{k: v for k, v in c.items() if k not in ("name", "passed")}
+                                                for c in raw.get("controls", [])]
+    assert [r.model_dump(exclude_none=True) for r in record.runs] == raw["runs"]  # every run's numbers, whole
     assert record_type.read(record.write(tmp_path)) == record
 
 
-@pytest.mark.parametrize("kind, path", LENS_FILES, ids=[k for k, _ in LENS_FILES])
+@pytest.mark.parametrize("kind, path", LENS_FILES, ids=[p.parent.parent.parent.parent.name + "-" + k for k, p in LENS_FILES])
 def test_a_lens_file_of_a_newer_version_or_a_broken_comparison_is_one_line(tmp_path, kind, path):
     record_type = _lens_record(kind)
     raw = json.loads(path.read_text())

@@ -50,14 +50,29 @@ def drift_record(task: str = "sst2", seeds: tuple[int, ...] = (1, 2, 3), seed: i
 
 
 def weights_record(seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+    """A weight lens's record over 3 seeds a method (numbers made up, every field of the type present)."""
+    from lorascope.lenses import WeightsRecord
+
+    matrix = {"relative_update": 0.05, "stable_rank": 2.0, "entropy_rank": 3.0, "top_singular_values": [1.0] * 10,
+              "intruder_similarity": [0.9] * 10, "intruders": 0, "epsilon": 0.5, "layer": 0, "intruders_matched": 0}
     runs = [{"run": f"sst2-{m}-s{s}", "method": m, "seed": s,
              "summary": {"matrices": 4, "relative_update": base + 0.001 * s, "stable_rank": 50 * base + (0.3 if m == "lora" else 0.1) * s * s,
-                         "entropy_rank": 100 * base + s, "intruders": s % 2,
-                         "intruders_by_epsilon": {"0.5": 1}},
-             "per_matrix": {"layer.0.q": {"top_singular_values": [1.0] * 10}}}
+                         "entropy_rank": 100 * base + s, "intruders": s % 2, "intruders_matched": 0,
+                         "intruders_by_epsilon": {"0.5": 1}, "relative_update_whole": base / 2,
+                         "relative_update_whole_without_embeddings": base / 2},
+             "summary_whole": {"matrices": 8, "relative_update": base / 2, "relative_update_without_embeddings": base / 2,
+                               "adapted_share": 1.0 if m == "lora" else 0.5, "by_type": {}},
+             "per_matrix": {"layer.0.q": matrix}}
             for m, base in (("lora", 0.08), ("full", 0.01)) for s in seeds]
     comparison = compare_variants(runs, ("relative_update", "stable_rank", "entropy_rank", "intruders"), {"lora": "lora", "full": "full"})
-    return {"config": {"top_k": 10, "epsilon": 0.5}, "matrices": ["layer.0.q"] * 4, "runs": runs, "comparison": comparison}
+    scope = {"like_for_like": "q_proj of 1 layer (1 matrix)", "like_for_like_by_variant": {"lora": "q_proj of 1 layer (1 matrix)"},
+             "whole_model": "every 2-D matrix of the backbone (8 matrices)", "whole_model_matrices": 8,
+             "whole_model_embeddings": [], "whole_model_without_embeddings": "the same (8 matrices)",
+             "whole_model_excluded": [], "measures": {}}
+    return WeightsRecord.create(config={"top_k": 10, "epsilon": 0.5}, matrices=["layer.0.q"] * 4,
+                                matrices_by_variant={"lora": ["layer.0.q"] * 4}, scope=scope,
+                                matched_update={"relative_update": 0.03, "labels": ["lora", "full"], "runs": 2 * len(seeds)},
+                                runs=runs, comparison=comparison).model_dump()
 
 
 def bench_record() -> dict:

@@ -51,6 +51,9 @@ _EXPORTS = {
     "run_forgetting": ".lenses.forgetting",
     "ProbeConfig": ".lenses.config",
     "run_probe_retention": ".lenses.probes",
+    "WeightsRecord": ".lenses.records",
+    "ForgettingRecord": ".lenses.records",
+    "ProbesRecord": ".lenses.records",
     # statistics
     "StatisticsSettings": ".stats.settings",
     "paired_t_test": ".stats.paired",

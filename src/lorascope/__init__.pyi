@@ -31,6 +31,9 @@ from .lenses.config import ForgettingConfig as ForgettingConfig
 from .lenses.forgetting import run_forgetting as run_forgetting
 from .lenses.config import ProbeConfig as ProbeConfig
 from .lenses.probes import run_probe_retention as run_probe_retention
+from .lenses.records import WeightsRecord as WeightsRecord
+from .lenses.records import ForgettingRecord as ForgettingRecord
+from .lenses.records import ProbesRecord as ProbesRecord
 from .stats.settings import StatisticsSettings as StatisticsSettings
 from .stats.paired import paired_t_test as paired_t_test
 from .stats.permutation import sign_flip_test as sign_flip_test
@@ -46,4 +49,4 @@ from .report.build import build_report as build_report
 
 __version__: str
 
-__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']
+__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']

@@ -14,8 +14,8 @@ Versions:
 
 The record types of the sanity checks and the baselines live here. Training runs have theirs in
 :mod:`lorascope.run_folder` (:class:`~lorascope.run_folder.RunRecord`, which keeps every key a run
-wrote); the forgetting and probe lenses' in :mod:`lorascope.lenses.records`. The other analyses'
-records (drift, the weight lens, the serving benchmark, the report's summary) are still dicts.
+wrote); the lenses' in :mod:`lorascope.lenses.records`. The other analyses' records (drift, the
+serving benchmark, the report's summary) are still dicts.
 """
 
 from __future__ import annotations

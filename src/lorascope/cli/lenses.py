@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -21,7 +21,7 @@ from lorascope.cli.common import (
 )
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
-    from lorascope.lenses.records import LensComparison, StoredTest
+    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord, StoredTest, WeightsRecord
     from lorascope.report.learning import Learning
 
 
@@ -45,9 +45,7 @@ def weights(
 
     cfg = assemble(WeightLensConfig, config, dict(base=base, runs=str(runs)), overrides)
     result = run_weight_lens(cfg, out, overwrite=overwrite)
-    from lorascope.lenses.records import LensComparison
-
-    print_weight_summary(result, _learning(runs, result["runs"], LensComparison.model_validate(result["comparison"]).primary))
+    print_weight_summary(result, _learning(runs, result))
     console.print(f"-> {out / 'weights.json'}")
 
 
@@ -84,7 +82,7 @@ def forgetting(
     gaps = ((c.name, c.measured()) for c in result.controls)
     console.print("controls (measured − expected): " + ", ".join(
         f"{name} {m['forgetting'] - m.get('expected', 0.0):+.1e} pass" for name, m in gaps))
-    _print_tests(result.comparison, _learning(runs, [r.model_dump() for r in result.runs], result.comparison.primary))
+    _print_tests(result.comparison, _learning(runs, result))
     console.print(f"-> {out / 'forgetting.json'}")
 
 
@@ -129,34 +127,31 @@ def probes(
         console.print(f"[yellow]note:[/] the base's probe does not beat the majority label on "
                       f"{', '.join(result.uninformative)}: retention there says nothing")
     # Retention is a difference of probe accuracies: in points, as in the table.
-    learning = _learning(runs, [r.model_dump() for r in result.runs], result.comparison.primary)
-    _print_tests(result.comparison, learning, fmt=lambda v: format_metric_difference(acc, v))
+    _print_tests(result.comparison, _learning(runs, result), fmt=lambda v: format_metric_difference(acc, v))
     console.print(f"-> {out / 'probes.json'}")
 
 
-def _learning(runs: Path, compared: list[dict[str, Any]], primary: str) -> Learning:
-    """Whether the runs a lens compared (``run``, ``method``, ``seed``) learned their task (read from
-    their own metrics.json); ``primary`` is the LoRA label compared."""
+def _learning(runs: Path, result: WeightsRecord | ForgettingRecord | ProbesRecord) -> Learning:
+    """Whether the runs a lens compared learned their task (read from their own metrics.json)."""
     from lorascope.report.learning import comparison_learning
 
-    return comparison_learning(runs, compared, primary)
+    compared = [{"run": r.run, "method": r.method, "seed": r.seed} for r in result.runs]
+    return comparison_learning(runs, compared, result.comparison.primary)
 
 
-def print_weight_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
+def print_weight_summary(result: WeightsRecord, learning: Learning | None = None) -> None:
     """Print the weight lens's per-run table (relative update, ranks of ΔW, intruders) and its full − LoRA tests."""
-    cfg = result["config"]
-    table = Table(title=f"weight lens over {len(result['matrices'])} matrices per run "
+    cfg = result.config
+    table = Table(title=f"weight lens over {len(result.matrices)} matrices per run "
                         f"(intruders: top {cfg['top_k']} singular vectors, ε = {cfg['epsilon']:g})")
     for col in ("run", "relative update ‖ΔW‖/‖W₀‖", "stable rank ΔW", "entropy rank ΔW", "intruders"):
         table.add_column(col)
-    for r in result["runs"]:
-        s = r["summary"]
-        table.add_row(r["run"], f"{s['relative_update']:.4g}", f"{s['stable_rank']:.2f}", f"{s['entropy_rank']:.2f}",
-                      str(s["intruders"]))
+    for r in result.runs:
+        s = r.summary
+        table.add_row(r.run, f"{s.relative_update:.4g}", f"{s.stable_rank:.2f}", f"{s.entropy_rank:.2f}",
+                      str(s.intruders))
     console.print(table)
-    from lorascope.lenses.records import LensComparison
-
-    _print_tests(LensComparison.model_validate(result["comparison"]), learning)
+    _print_tests(result.comparison, learning)
 
 
 def _print_tests(comparison: LensComparison, learning: Learning | None = None,

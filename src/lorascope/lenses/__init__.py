@@ -7,8 +7,8 @@ Public API:
         text under the base's LM head, base vs each run).
     ProbeConfig, run_probe_retention: the function lens for any model (linear-probe accuracy on
         other tasks, base vs each run).
-    ForgettingRecord, ProbesRecord: what those two write and return (``forgetting.json``,
-        ``probes.json``), read back with ``Record.read(path)``.
+    WeightsRecord, ForgettingRecord, ProbesRecord: what those three write and return
+        (``weights.json``, ``forgetting.json``, ``probes.json``), read back with ``Record.read(path)``.
 """
 
 from lorascope._lazy import lazy_exports
@@ -21,6 +21,7 @@ _EXPORTS = {
     "run_forgetting": ".forgetting",
     "ProbeConfig": ".config",
     "run_probe_retention": ".probes",
+    "WeightsRecord": ".records",
     "ForgettingRecord": ".records",
     "ProbesRecord": ".records",
 }

@@ -7,7 +7,8 @@ from .config import ForgettingConfig as ForgettingConfig
 from .forgetting import run_forgetting as run_forgetting
 from .config import ProbeConfig as ProbeConfig
 from .probes import run_probe_retention as run_probe_retention
+from .records import WeightsRecord as WeightsRecord
 from .records import ForgettingRecord as ForgettingRecord
 from .records import ProbesRecord as ProbesRecord
 
-__all__ = ['WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'ForgettingRecord', 'ProbesRecord']
+__all__ = ['WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord']

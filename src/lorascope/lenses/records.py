@@ -1,8 +1,9 @@
-"""The lenses' records: ``forgetting.json`` and ``probes.json`` as typed values (see :mod:`lorascope.records`).
+"""The lenses' records: ``weights.json``, ``forgetting.json`` and ``probes.json`` as typed values
+(see :mod:`lorascope.records`).
 
-Both lenses measure every finished run, check themselves with controls, and compare LoRA with full
-fine-tuning per measure (:func:`~lorascope.lenses.compare.compare_variants`); the shapes they share
-are here once: :class:`LensRun`, :class:`LensControl`, :class:`LensComparison`.
+Each lens measures every finished run and compares LoRA with full fine-tuning per measure
+(:func:`~lorascope.lenses.compare.compare_variants`); the shapes they share are here once:
+:class:`LensRun`, :class:`LensControl`, :class:`LensComparison`.
 """
 
 from __future__ import annotations
@@ -148,4 +149,132 @@ class ProbesRecord(StageRecord):
     uninformative: list[str]
     controls: list[LensControl]
     runs: list[LensRun]
+    comparison: LensComparison
+
+
+class TypeUpdate(_Frozen):
+    """One kind of matrix (``q_proj``, ``word_embeddings``...) in a whole-model update: how many, and
+    the mean of their ‖ΔW‖_F / ‖W₀‖_F."""
+
+    matrices: int
+    relative_update: float
+
+
+class WholeModelUpdate(_Frozen):
+    """A run's update of the whole backbone, every 2-D matrix together (see ``whole_model_summary``).
+
+    Attributes:
+        relative_update: sqrt(Σ‖ΔW‖_F²) / sqrt(Σ‖W₀‖_F²) over all ``matrices`` (None for an all-zero base).
+        relative_update_without_embeddings: the same without the embedding matrices.
+        adapted_share: the share of Σ‖ΔW‖_F² in the like-for-like matrices (None for no update).
+        by_type: each kind of matrix on its own.
+    """
+
+    matrices: int
+    relative_update: float | None
+    relative_update_without_embeddings: float | None
+    adapted_share: float | None
+    by_type: dict[str, TypeUpdate]
+
+
+class MatrixMeasures(_Frozen):
+    """The weight lens on one matrix (:class:`~lorascope.weight_update.update.MatrixUpdate`), its block,
+    and its intruders recounted at the matched size."""
+
+    relative_update: float
+    stable_rank: float
+    entropy_rank: float
+    top_singular_values: list[float]
+    intruder_similarity: list[float]
+    intruders: int
+    epsilon: float
+    layer: int | None
+    intruders_matched: int
+
+
+class WeightSummary(_Frozen):
+    """A run's like-for-like measures, with its whole-model relative updates beside.
+
+    Attributes:
+        matrices: the like-for-like matrices measured.
+        relative_update, stable_rank, entropy_rank: means over those matrices.
+        intruders, intruders_matched: intruder dimensions summed over them (as updated, and at the
+            matched size).
+        intruders_by_epsilon: the intruder count at each ε of the sweep (``{"0.5": 3}``).
+        relative_update_whole, relative_update_whole_without_embeddings: from :class:`WholeModelUpdate`.
+    """
+
+    matrices: int
+    relative_update: float
+    stable_rank: float
+    entropy_rank: float
+    intruders: int
+    intruders_matched: int
+    intruders_by_epsilon: dict[str, int]
+    relative_update_whole: float | None
+    relative_update_whole_without_embeddings: float | None
+
+
+class WeightRun(_Frozen):
+    """One run as the weight lens measured it.
+
+    Attributes:
+        summary: its like-for-like measures over the compared LoRA label's matrices.
+        summary_whole: its whole-model update.
+        per_matrix: every like-for-like matrix's measures, by parameter name.
+        summary_by_variant: for full fine-tuning, its summary over each LoRA label's own matrices.
+    """
+
+    run: str
+    method: str
+    seed: int
+    summary: WeightSummary
+    summary_whole: WholeModelUpdate
+    per_matrix: dict[str, MatrixMeasures]
+    summary_by_variant: dict[str, WeightSummary] | None = None
+
+
+class WeightScope(_Frozen):
+    """Which matrices each measure covers, in words and counts (``measures``: measure -> scope key)."""
+
+    like_for_like: str
+    like_for_like_by_variant: dict[str, str]
+    whole_model: str
+    whole_model_matrices: int
+    whole_model_embeddings: list[str]
+    whole_model_without_embeddings: str
+    whole_model_excluded: list[str]
+    measures: dict[str, str]
+
+
+class MatchedUpdate(_Frozen):
+    """The common relative update at which intruders are recounted, from the compared pair's ``runs``."""
+
+    relative_update: float
+    labels: list[str]
+    runs: int
+
+
+class WeightsRecord(StageRecord):
+    """``weights/<task>/weights.json``: relative update, effective ranks and intruder dimensions of every run.
+
+    Attributes:
+        config: the lens's settings as run.
+        matrices: the like-for-like matrices of the compared LoRA label; ``matrices_by_variant``
+            those of each LoRA label.
+        scope: what each measure covers.
+        matched_update: where intruders are recounted at one size for every run.
+        runs: each run's measures.
+        comparison: the measures, LoRA against full fine-tuning (each LoRA label on its own matrices).
+    """
+
+    KIND: ClassVar[str] = "weights"
+    FILE: ClassVar[str] = "weights.json"
+
+    config: dict[str, Any]
+    matrices: list[str]
+    matrices_by_variant: dict[str, list[str]]
+    scope: WeightScope
+    matched_update: MatchedUpdate
+    runs: list[WeightRun]
     comparison: LensComparison

@@ -27,10 +27,11 @@ from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 
-from lorascope.artifacts import Commit, read_json
+from lorascope.artifacts import Commit
 from lorascope.errors import ConfigError, DataError
 from lorascope.lenses.compare import compare_variants
 from lorascope.lenses.config import WeightLensConfig
+from lorascope.lenses.records import WeightsRecord
 from lorascope.run_folder import RunFolder, RunRecord
 from lorascope.variants import FULL, primary_label
 from lorascope.weight_update import count_intruders, dora_delta, left_singular_vectors, lora_delta, matched_intruders, matrix_update
@@ -234,29 +235,23 @@ def matched_size(sizes: list[float]) -> float:
     return float(np.exp(np.mean(np.log(positive)))) if positive else 0.0
 
 
-def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool = False) -> WeightsRecord:
     """Measure every finished run under ``cfg.runs`` and write ``<out>/weights.json``.
 
     Returns:
-        ``{"config", "matrices": [like-for-like names, every variant's], "matrices_by_variant": {label: [names]},
-        "scope": {"like_for_like": "q_proj, v_proj of 2 layers (4 matrices)" (the primary's),
-        "like_for_like_by_variant": {label: …}, "whole_model": description, "whole_model_matrices": N,
-        "whole_model_embeddings": [names], "whole_model_without_embeddings": description,
-        "whole_model_excluded": [head names], "measures": {measure: one of those scopes}},
-        "matched_update": {"relative_update": the common size (:func:`matched_size`), "labels": [the labels
-        it is the geometric mean over], "runs": how many runs},
-        "runs": [{run, method (the label), seed, summary (like for like, plus relative_update_whole and
-        relative_update_whole_without_embeddings), summary_whole (see :func:`whole_model_summary`),
-        per_matrix (each with intruders_matched), summary_by_variant (full runs)}],
-        "comparison": {primary, reference, seeds, measures: {measure: {lora_mean, lora_sd, lora_n, full_...,
-        paired_t, sign_flip}}, variants: {label: {seeds, measures}}}}``, the measures being ``MEASURES``.
+        The record written (or found, when a folder with the same settings and runs exists): the
+        like-for-like matrices (every variant's, and by variant), what each measure covers, the
+        matched size of :func:`matched_size`, each run's measures (like for like, plus
+        ``relative_update_whole`` and ``relative_update_whole_without_embeddings``; the whole-model
+        update of :func:`whole_model_summary`; each matrix's; for full fine-tuning, its summary over
+        each variant's matrices), and the comparison of ``MEASURES``.
 
     Raises:
         DataError: no finished runs, or no LoRA run to say which matrices were adapted.
     """
     unit = Commit(Path(out), cfg.model_dump(mode="json"), overwrite=overwrite, inputs=RunFolder.fingerprint_under(cfg.runs))
     if unit.done():  # a folder made with other settings is an error before any work
-        return read_json(Path(out) / "weights.json")
+        return WeightsRecord.read(Path(out) / WeightsRecord.FILE)
     from lorascope.models.device import resolve_device
 
     resolve_device(cfg.device)  # an absent device fails before any run is read
@@ -338,11 +333,12 @@ def run_weight_lens(cfg: WeightLensConfig, out: Path | str, *, overwrite: bool =
         runs.append(entry)
     runs_for = {label: [{**r, "summary": r["summary_by_variant"][label]} if "summary_by_variant" in r else r for r in runs]
                 for label in names_of}
-    result = {"config": cfg.model_dump(), "matrices": names, "matrices_by_variant": names_of,
-              "scope": _scope(names_of, primary, base),
-              "matched_update": {"relative_update": target, "labels": [primary, reference], "runs": len(compared)},
-              "runs": runs, "comparison": compare_variants(runs, MEASURES, methods, runs_for, pair=cfg.pair)}
-    unit.write({"weights.json": result})
+    result = WeightsRecord.create(
+        config=cfg.model_dump(mode="json"), matrices=names, matrices_by_variant=names_of,
+        scope=_scope(names_of, primary, base),
+        matched_update={"relative_update": target, "labels": [primary, reference], "runs": len(compared)},
+        runs=runs, comparison=compare_variants(runs, MEASURES, methods, runs_for, pair=cfg.pair))
+    unit.write({result.FILE: result.model_dump()})
     return result
 
 

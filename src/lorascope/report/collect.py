@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from lorascope.lenses.records import ForgettingRecord, ProbesRecord
+from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
 from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder
 from lorascope.study.layout import StudyLayout
@@ -36,8 +36,9 @@ def collect(study: Path) -> dict[str, Any]:
         "sanity": SanityRecord.read(layout.sanity) if layout.sanity.is_file() else None,
         "runs": runs,
         "drift": drift,
-        "weights": {p.parent.name: json.loads(p.read_text()) for p in layout.weights_results},
-        # Read as their records (checked, and upgraded from older versions); the report still takes them as dicts.
+        # The lenses' results are read as their records (checked, and upgraded from older versions);
+        # the report still takes them as dicts.
+        "weights": {p.parent.name: WeightsRecord.read(p).model_dump() for p in layout.weights_results},
         "forgetting": {p.parent.name: ForgettingRecord.read(p).model_dump() for p in layout.forgetting_results},
         "probes": {p.parent.name: ProbesRecord.read(p).model_dump() for p in layout.probes_results},
         "bench": _json(layout.bench_json),

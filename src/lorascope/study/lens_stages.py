@@ -18,7 +18,7 @@ from lorascope.study.layout import StudyLayout
 from lorascope.study.units import analysis_unit, note_skipped
 
 if TYPE_CHECKING:
-    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord
+    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord, WeightsRecord
 
 Result = TypeVar("Result")
 
@@ -80,12 +80,11 @@ def stage_weights(ctx: StageContext) -> None:
 
     layout = StudyLayout(ctx.out)
 
-    def describe(result: dict[str, Any]) -> str:
-        from lorascope.lenses.records import LensComparison
+    def describe(result: WeightsRecord) -> str:
         from lorascope.weight_update.scope import short_types
 
-        c = LensComparison.model_validate(result["comparison"])
-        on = "/".join(short_types(result["matrices_by_variant"][c.primary]))
+        c = result.comparison
+        on = "/".join(short_types(result.matrices_by_variant[c.primary]))
         return (f"relative update on {on}: {_means(c, 'relative_update')}; whole model: "
                 f"{_means(c, 'relative_update_whole')}; intruders on {on}: {_means(c, 'intruders', spec='.3g')} "
                 f"(at a matched size: {_means(c, 'intruders_matched', spec='.3g')})")
