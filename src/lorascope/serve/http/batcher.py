@@ -14,9 +14,11 @@ others in its batch.
 
 The wait is bounded: a request first takes a :class:`Ticket` (:meth:`MicroBatcher.admit`), which
 counts it (and its rows) as *waiting* until a batch takes it. ``admit`` raises :class:`QueueFull`
-at once when ``max_queue`` requests are waiting, or when the request would be answered later than
-``max_delay_ms`` from now (:meth:`MicroBatcher.expected_wait`): the rest of the batch running, the
-rows waiting, then its own, at the recent cost per row. That cost is measured on the batches run,
+at once when ``max_queue`` requests are waiting, or when admitting it would make a request wait
+more than ``max_delay_ms`` from its admission to its answer (:meth:`MicroBatcher.expected_wait`):
+the rest of the batch running, the rows waiting, then its own, at the recent cost per row, and the
+time the oldest request of the batch it joins has waited already (every request of a batch is
+answered at its end). That cost is measured on the batches run,
 so the bound follows the model and the machine, and it is the time from one batch's end to the
 next's, not the forward pass alone: rows leave the queue at that pace, which also pays for
 collecting, answering and whatever else shares the cores. Under overload a client hears "come back
