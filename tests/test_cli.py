@@ -285,8 +285,12 @@ def printed(monkeypatch):
     return buffer
 
 
-def _drift_result(task_drift: dict, task: str) -> dict:
-    return {**task_drift, "task": task, "n_layers": 1, "controls": [], "primary": "lora"}
+def _drift_result(task_drift: dict, task: str):
+    """A report test's drift of one task as the record the drift command prints."""
+    from lorascope.drift.record import DriftRecord
+
+    return DriftRecord.create(**{"base": "tiny", "pooling": "mean", "sample_ids": [], "between_seed_drift": {},
+                                 **task_drift, "task": task, "n_layers": 1, "controls": [], "primary": "lora"})
 
 
 @pytest.mark.slow

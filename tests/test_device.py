@@ -235,7 +235,7 @@ def test_drift_on_the_cpu_is_unchanged(glue_dir, runs, tmp_path):
     from lorascope.drift import DriftConfig, run_drift
 
     result = run_drift(DriftConfig(task="rte", base="tiny-llama", runs=str(runs), n_samples=40, max_length=48,
-                                   bootstrap=50), tmp_path / "d")
+                                   bootstrap=50), tmp_path / "d").as_json()
     got = {f"{r['method']}-s{r['seed']}": r["mean_drift"] for r in result["runs"]}
     assert got == pytest.approx(DRIFT_BEFORE, rel=1e-6)
     assert result["extraction"] == {"device": "cpu", "compute_dtype": "float32", "control_tolerance": 1e-6}

@@ -10,6 +10,7 @@ from lorascope.drift import DriftConfig, run_drift
 from lorascope.drift.analysis import RunDrift, noise_caveat
 from lorascope.drift.compare import compare_methods
 from lorascope.drift.controls import MisalignedRepresentations, run_controls
+from lorascope.drift.record import DriftRecord
 from lorascope.errors import ConfigError, DataError
 
 
@@ -28,9 +29,11 @@ def _cfg(trained_runs, **kw):
 @pytest.mark.slow
 def test_drift_end_to_end(glue_dir, trained_runs, tmp_path):
     cfg = _cfg(trained_runs)
-    result = run_drift(cfg, tmp_path / "drift")
-    assert [c["passed"] for c in result["controls"]] == [True, True, True]
-    assert result["controls"][0]["max_drift"] < 1e-6 and result["controls"][2]["mean_drift_debiased"] > 0.5
+    record = run_drift(cfg, tmp_path / "drift")
+    assert record == DriftRecord.read(tmp_path / "drift" / "drift.json")  # it returns what it wrote
+    assert [c.passed for c in record.controls] == [True, True, True]
+    assert record.controls[0].max_drift < 1e-6 and record.controls[2].mean_drift_debiased > 0.5
+    result = record.as_json()
     assert result["n_samples"] == 40 and result["n_layers"] == 3
     assert {(r["method"], r["seed"]) for r in result["runs"]} == {("lora", 1), ("lora", 2), ("full", 1), ("full", 2)}
     for r in result["runs"]:
@@ -72,18 +75,18 @@ def test_drift_end_to_end(glue_dir, trained_runs, tmp_path):
     stamp = (tmp_path / "drift" / "reps" / "base.safetensors").stat().st_mtime_ns
     again = run_drift(cfg, tmp_path / "drift")
     assert (tmp_path / "drift" / "reps" / "base.safetensors").stat().st_mtime_ns == stamp
-    assert [r["mean_drift"] for r in again["runs"]] == [r["mean_drift"] for r in result["runs"]]
+    assert [r.mean_drift for r in again.runs] == [r["mean_drift"] for r in result["runs"]]
 
 
 @pytest.mark.slow
 def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, trained_runs, tmp_path):
     out = tmp_path / "drift"
-    first = run_drift(_cfg(trained_runs, bootstrap=0), out)
+    first = run_drift(_cfg(trained_runs, bootstrap=0), out).as_json()
     assert len(first["sample_ids"]) == 40
     with pytest.raises(ConfigError, match="n_samples: stored 40 != current 20"):  # other settings: named, not mixed
         run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)
     # Overwritten, the folder keeps its representation cache: these states must not be served from it.
-    fewer = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out, overwrite=True)
+    fewer = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out, overwrite=True).as_json()
     assert len(fewer["sample_ids"]) == 20 and fewer["n_samples"] == 20
     assert set(fewer["sample_ids"]) != set(first["sample_ids"][:20])
     # Retrain one run in place (other weights, same folder name): its stored states must not be reused.
@@ -98,7 +101,7 @@ def test_changed_settings_or_weights_are_never_served_from_the_cache(glue_dir, t
         weights = run_dir / "adapter" / "adapter_model.safetensors"
         tensors = load_file(str(weights))
         save_file({k: v * 1.5 if "lora_B" in k else v for k, v in tensors.items()}, str(weights))
-        again = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out)  # same settings: redone
+        again = run_drift(_cfg(trained_runs, bootstrap=0, n_samples=20, data_seed=7), out).as_json()  # same settings: redone
     finally:
         shutil.rmtree(run_dir)
         shutil.copytree(backup, run_dir)

@@ -64,7 +64,7 @@ def trained_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_the_verdicts_own_measure_is_a_row_and_the_other_layer_choice_beside_it(glue_dir, trained_runs, tmp_path):
     base = dict(task="rte", base="tiny-llama", runs=str(trained_runs), n_samples=40, max_length=48, bootstrap=0)
-    result = run_drift(DriftConfig(**base), tmp_path / "all")
+    result = run_drift(DriftConfig(**base), tmp_path / "all").as_json()
     rows = {r["measure"]: r for r in result["robustness"]["rows"]}
     assert result["layers"] == {"verdicts": "all", "averaged": [0, 1, 2]}
     # The verdicts' drift is the cka_all_layers row, computed independently.
@@ -75,7 +75,7 @@ def test_the_verdicts_own_measure_is_a_row_and_the_other_layer_choice_beside_it(
     assert rows["cka_blocks"]["lora_mean"] == pytest.approx(rows["cka_all_layers"]["lora_mean"] * 3 / 2, rel=1e-6)
     assert all(r["n_pairs"] == 2 and r["ratio"] is not None for r in rows.values())
     # Declared the other way, the verdicts average the blocks, and the rows say so.
-    blocks = run_drift(DriftConfig(**base, layers="blocks"), tmp_path / "blocks")
+    blocks = run_drift(DriftConfig(**base, layers="blocks"), tmp_path / "blocks").as_json()
     assert blocks["layers"]["averaged"] == [1, 2] and [r["layer"] for r in blocks["runs"][0]["layers"]] == [1, 2]
     brows = {r["measure"]: r for r in blocks["robustness"]["rows"]}
     assert brows["cka_blocks"]["is_verdict_measure"]

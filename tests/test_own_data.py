@@ -215,7 +215,7 @@ def test_drift_and_represent_take_the_task_from_the_run_folders(tmp_path, cola):
         run_train(TrainConfig(task=str(cola[0]), method=method, **TINY), runs / f"cola-{method}", progress=False)
     assert task_of_run(runs / "cola-lora") == get_task(str(cola[0]))
     result = run_drift(DriftConfig(base="tiny-llama", runs=str(runs), n_samples=16, max_length=32, bootstrap=0),
-                       tmp_path / "drift")
+                       tmp_path / "drift").as_json()
     assert result["task"] == "cola" and result["n_samples"] == 16 and len(result["runs"]) == 2
     write(runs / "other" / "metrics.json", json.dumps({"task": "sst2", "status": "ok"}))
     with pytest.raises(Exception, match=r"runs of 2 tasks \(cola, sst2\); name one with task=<task>"):

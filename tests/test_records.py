@@ -119,3 +119,49 @@ def test_a_lens_file_of_a_newer_version_or_a_broken_comparison_is_one_line(tmp_p
         record_type.read(broken)
     assert "broken.json: 'comparison.measures." in str(err.value) and "full_n" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+# drift.json of every published study: read into DriftRecord, and written back key for key.
+DRIFT_FILES = sorted(PUBLISHED.glob("*/records/drift/*/drift.json"))
+
+
+def test_every_published_study_has_a_drift_file_to_check():
+    assert len(DRIFT_FILES) >= 3, DRIFT_FILES
+
+
+@pytest.mark.parametrize("path", DRIFT_FILES, ids=[p.parents[3].name for p in DRIFT_FILES])
+def test_a_published_drift_file_reads_into_its_record_and_writes_back_the_same(tmp_path, path):
+    from lorascope.drift.record import DriftRecord, StoredVerdict
+
+    record = DriftRecord.read(path)
+    raw = json.loads(path.read_text())
+    assert record.schema_version == DriftRecord.VERSION and "schema_version" not in raw  # an upgraded version 0
+    # The numbers the report reads, as typed fields.
+    assert [r.mean_drift for r in record.runs] == [r["mean_drift"] for r in raw["runs"]]
+    assert record.comparison.n_pairs == raw["comparison"]["n_pairs"]
+    assert record.comparison.sign_flip.p_value == raw["comparison"]["sign_flip"]["p_value"]
+    decided = {k: v for k, v in record.comparison.verdicts.items() if isinstance(v, StoredVerdict)}
+    assert {k: v.p_adjusted for k, v in decided.items()} == {
+        k: v["p_adjusted"] for k, v in raw["comparison"]["verdicts"].items() if "status" in v}
+    if "frontier" in raw:
+        assert record.frontier.matched.ratio == raw["frontier"]["matched"]["ratio"]
+    # Written again: the same keys and values (an absent optional part stays absent), plus kind and version.
+    rewritten = json.loads(record.write(tmp_path).read_text())
+    assert rewritten == {**raw, "kind": "drift", "schema_version": DriftRecord.VERSION}
+    assert DriftRecord.read(tmp_path / "drift.json") == record
+
+
+def test_a_drift_file_with_a_broken_verdict_or_a_newer_version_is_one_line(tmp_path):
+    from lorascope.drift.record import DriftRecord
+
+    raw = json.loads(DRIFT_FILES[0].read_text())
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({**raw, "kind": "drift", "schema_version": DriftRecord.VERSION + 1}))
+    with pytest.raises(DataError, match=f"newer.json: drift record of schema version {DriftRecord.VERSION + 1}"):
+        DriftRecord.read(newer)
+    broken = tmp_path / "broken.json"
+    raw["comparison"]["n_pairs"] = "eight"
+    broken.write_text(json.dumps(raw))
+    with pytest.raises(DataError) as err:
+        DriftRecord.read(broken)
+    assert "broken.json: 'comparison.n_pairs'" in str(err.value) and "\n" not in str(err.value)

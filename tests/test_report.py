@@ -39,6 +39,7 @@ def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(
                       "dev": {"accuracy": 0.80 + 0.002 * s}, "n_eval": 300, "folder": f"{task}-{method}-s{s}"}
                      for s in range(n_seeds)]
         drift[task] = {
+            "task": task, "base": "m", "pooling": "mean", "n_layers": len(by_method["lora"][0].layers),
             "n_samples": 300, "controls": [], "runs": [r.to_dict() for rs in by_method.values() for r in rs],
             "methods": {m: summarise_method(rs) for m, rs in by_method.items()},
             "noise_floor": {m: seed_noise_floor(rs) for m, rs in by_method.items()},

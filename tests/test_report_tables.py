@@ -40,7 +40,7 @@ def drift_record(task: str = "sst2", seeds: tuple[int, ...] = (1, 2, 3), seed: i
     for method, scale in (("lora", 0.03), ("full", 0.15)):
         by[method] = [_run(method, s, scale * np.arange(1, N_LAYERS + 1) / N_LAYERS * (1 + 0.05 * rng.normal(size=N_LAYERS)),
                            0.80 + 0.01 * s) for s in seeds]
-    return {"task": task, "n_samples": 40, "n_layers": N_LAYERS, "sample_ids": [f"{task}-{i}" for i in range(40)],
+    return {"task": task, "base": "tiny", "pooling": "mean", "n_samples": 40, "n_layers": N_LAYERS, "sample_ids": [f"{task}-{i}" for i in range(40)],
             "controls": [{"name": "base_vs_base", "expectation": "drift = 0", "max_drift": 1e-15, "mean_drift": 1e-16,
                           "mean_drift_debiased": 1e-16, "passed": True}],
             "runs": [r.to_dict() for rs in by.values() for r in rs],

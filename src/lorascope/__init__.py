@@ -38,6 +38,7 @@ _EXPORTS = {
     "DriftConfig": ".drift.config",
     "DriftSettings": ".drift.config",
     "run_drift": ".drift.run",
+    "DriftRecord": ".drift.record",
     "linear_cka": ".similarity.cka",
     "linear_cka_layers": ".similarity.cka",
     "layer_similarity": ".similarity.layers",

@@ -19,6 +19,7 @@ from .represent.run import run_represent as run_represent
 from .drift.config import DriftConfig as DriftConfig
 from .drift.config import DriftSettings as DriftSettings
 from .drift.run import run_drift as run_drift
+from .drift.record import DriftRecord as DriftRecord
 from .similarity.cka import linear_cka as linear_cka
 from .similarity.cka import linear_cka_layers as linear_cka_layers
 from .similarity.layers import layer_similarity as layer_similarity
@@ -49,4 +50,4 @@ from .report.build import build_report as build_report
 
 __version__: str
 
-__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']
+__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'DriftRecord', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']

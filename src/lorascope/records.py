@@ -12,10 +12,11 @@ Versions:
 - any other mismatch (a missing or mistyped field, another stage's kind) is an error naming the
   file and the key.
 
-The record types of the sanity checks and the baselines live here. Training runs have theirs in
+The record types of the sanity checks and the baselines live here, with :class:`StoredTest`, the
+stored form of a statistical test every analysis record uses. Training runs have theirs in
 :mod:`lorascope.run_folder` (:class:`~lorascope.run_folder.RunRecord`, which keeps every key a run
-wrote); the lenses' in :mod:`lorascope.lenses.records`. The other analyses' records (drift, the
-serving benchmark, the report's summary) are still dicts.
+wrote); the lenses' in :mod:`lorascope.lenses.records`; drift's in :mod:`lorascope.drift.record`.
+The serving benchmark's and the report summary's are still dicts.
 """
 
 from __future__ import annotations
@@ -92,6 +93,21 @@ class StageRecord(BaseModel):
         path = folder / self.FILE
         write_json(path, self.model_dump())  # python mode: a NaN loss stays NaN, as json.dumps writes it
         return path
+
+
+class StoredTest(BaseModel):
+    """A :class:`~lorascope.stats.result.TestResult` as JSON holds it (NaN and inf stored as None)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    test: str
+    n: int
+    statistic: float | None
+    p_value: float | None
+    alternative: str
+    min_attainable_p: float | None = None
+    n_resamples: int | None = None
+    note: str = ""
 
 
 class Baseline(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +19,7 @@ from lorascope.cli.common import (
 )
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
+    from lorascope.drift.record import DriftRecord, MeasureStats
     from lorascope.report.learning import Learning
 
 
@@ -68,81 +69,81 @@ def drift(
     quiet_libraries()
     from lorascope.drift import DriftConfig, run_drift
     from lorascope.report.learning import comparison_learning
-    from lorascope.variants import primary_of
 
     cfg = assemble(DriftConfig, config, dict(task=task, base=base, runs=str(runs)), overrides)
     result = run_drift(cfg, out, overwrite=overwrite)
-    learning = comparison_learning(runs, result["runs"], primary_of(result),
-                                   result["comparison"].get("not_interpretable"), task=result["task"])
+    compared = [{"method": r.method, "seed": r.seed} for r in result.runs]
+    learning = comparison_learning(runs, compared, result.primary_label, result.comparison.not_interpretable,
+                                   task=result.task)
     print_drift_summary(result, learning)
     console.print(f"-> {out / 'drift.json'}, {out / 'layers.csv'}")
 
 
-def _fmt(stat: dict[str, Any] | None, digits: int = 4) -> str:
+def _fmt(stat: MeasureStats, digits: int = 4) -> str:
     """mean ± sd (n) of a drift measure."""
-    if not stat or stat.get("mean") is None:
+    if stat.mean is None:
         return "–"
-    sd = f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
-    return f"{stat['mean']:.{digits}f}{sd} (n={stat['n']})"
+    sd = f" ± {stat.sd:.{digits}f}" if stat.sd is not None else ""
+    return f"{stat.mean:.{digits}f}{sd} (n={stat.n})"
 
 
-def _fmt_metric(metric: str | None, stat: dict[str, Any] | None) -> str:
+def _fmt_metric(metric: str | None, stat: MeasureStats) -> str:
     """mean ± sd (n) of the task metric, written as every command writes it (Matthews on its own scale)."""
     from lorascope.metrics import format_metric
 
-    if not stat or stat.get("mean") is None:
+    if stat.mean is None:
         return "–"
-    return f"{format_metric(metric, stat['mean'], stat.get('sd'))} (n={stat['n']})"
+    return f"{format_metric(metric, stat.mean, stat.sd)} (n={stat.n})"
 
 
-def print_drift_summary(result: dict[str, Any], learning: Learning | None = None) -> None:
+def print_drift_summary(result: DriftRecord, learning: Learning | None = None) -> None:
     """The controls, each method's drift, and LoRA vs full FT: the tests where the runs learned their
     task and a seed pair allows them; otherwise why not, above the numbers kept for the record."""
+    from lorascope.drift.record import NoVerdict, Undefined
     from lorascope.metrics import metric_name
 
     metric = learning.metric if learning else None
-    controls = Table(title=f"{result['task']}: pipeline controls ({result['n_samples']} samples, {result['n_layers']} layers)")
+    controls = Table(title=f"{result.task}: pipeline controls ({result.n_samples} samples, {result.n_layers} layers)")
     for col in ("control", "expectation", "mean drift", "debiased", "result"):
         controls.add_column(col)
-    for c in result["controls"]:
-        controls.add_row(c["name"], c["expectation"], f"{c['mean_drift']:.2e}", f"{c['mean_drift_debiased']:.3f}",
-                         "[green]pass[/]" if c["passed"] else "[red]FAIL[/]")
+    for c in result.controls:
+        controls.add_row(c.name, c.expectation, f"{c.mean_drift:.2e}", f"{c.mean_drift_debiased:.3f}",
+                         "[green]pass[/]" if c.passed else "[red]FAIL[/]")
     console.print(controls)
-    if result.get("n_samples_note"):
-        console.print(f"[yellow]note:[/] {result['n_samples_note']}")
-    table = Table(title=f"{result['task']}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
+    if result.n_samples_note:
+        console.print(f"[yellow]note:[/] {result.n_samples_note}")
+    table = Table(title=f"{result.task}: drift from base (1 − linear CKA, mean over layers; mean ± sd over seeds)")
     for col in ("method", "drift", "debiased drift", "cosine", f"dev {metric_name(metric)}", "noise floor (sd over seeds)"):
         table.add_column(col)
-    for meth, s in result["methods"].items():
-        floor = result["noise_floor"].get(meth)
-        table.add_row(meth, _fmt(s["drift"]), _fmt(s["drift_debiased"]), _fmt(s["cosine"]), _fmt_metric(metric, s["metric"]),
-                      f"{floor['sd']:.4f}" if floor else "–")
+    for meth, s in result.methods.items():
+        floor = result.noise_floor.get(meth)
+        table.add_row(meth, _fmt(s.drift), _fmt(s.drift_debiased), _fmt(s.cosine), _fmt_metric(metric, s.metric),
+                      f"{floor.sd:.4f}" if floor else "–")
     console.print(table)
-    comp = result["comparison"]
+    comp = result.comparison
     learned = learning is None or learning.learned
     if not learned and learning is not None:  # learning is None: learned
         print_not_learned(learning)
     elif learning and learning.weak_runs:  # single seeds at majority level; the comparison still stands
         console.print(f"[yellow]note:[/] at majority level: {'; '.join(learning.weak_runs)}", highlight=False)
-    if comp.get("reduction_percent") is not None:
-        console.print(f"drift reduction LoRA vs full FT: {comp['reduction_percent']:.1f}% over {comp['n_pairs']} seed "
-                      f"pair{'s' if comp['n_pairs'] != 1 else ''}" + ("" if learned else " (not interpretable)"),
+    if comp.reduction_percent is not None:
+        console.print(f"drift reduction LoRA vs full FT: {comp.reduction_percent:.1f}% over {comp.n_pairs} seed "
+                      f"pair{'s' if comp.n_pairs != 1 else ''}" + ("" if learned else " (not interpretable)"),
                       highlight=False)
-    if comp.get("n_pairs", 0) < 2:
-        console.print(f"  {one_pair_text(comp.get('n_pairs', 0))}", highlight=False)
+    if comp.n_pairs < 2:
+        console.print(f"  {one_pair_text(comp.n_pairs)}", highlight=False)
         return
-    for key in ("paired_t", "sign_flip"):
-        t = comp.get(key)
-        if t and "p_value" in t:
-            floor = f", smallest attainable p {t['min_attainable_p']:.3g}" if t.get("min_attainable_p") else ""
-            console.print(f"  {t['test']}, two-sided (null: no difference in mean drift): n = {t['n']}, "
-                          f"p = {t['p_value']:.4g}{floor}" + ("" if learned else " (not interpretable)"), highlight=False)
-        elif t:
-            console.print(f"  {key}: {t.get('error')}", highlight=False)
+    for key, t in (("paired_t", comp.paired_t), ("sign_flip", comp.sign_flip)):
+        if isinstance(t, Undefined):
+            console.print(f"  {key}: {t.error}", highlight=False)
+        elif t is not None and t.p_value is not None:
+            smallest = f", smallest attainable p {t.min_attainable_p:.3g}" if t.min_attainable_p else ""
+            console.print(f"  {t.test}, two-sided (null: no difference in mean drift): n = {t.n}, "
+                          f"p = {t.p_value:.4g}{smallest}" + ("" if learned else " (not interpretable)"), highlight=False)
     if not learned:
         return  # the verdicts would each repeat the one reason above
-    for key, v in (comp.get("verdicts") or {}).items():
-        console.print(f"  {v['message']}" if "status" in v else f"  {key}: {v.get('error')}", highlight=False)
+    for key, v in comp.verdicts.items():
+        console.print(f"  {key}: {v.error}" if isinstance(v, NoVerdict) else f"  {v.message}", highlight=False)
 
 
 def print_not_learned(learning: Learning) -> None:

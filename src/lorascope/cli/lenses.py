@@ -21,7 +21,8 @@ from lorascope.cli.common import (
 )
 
 if TYPE_CHECKING:  # at run time imported where used: `lorascope --help` loads no heavy library
-    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord, StoredTest, WeightsRecord
+    from lorascope.lenses.records import ForgettingRecord, LensComparison, ProbesRecord, WeightsRecord
+    from lorascope.records import StoredTest
     from lorascope.report.learning import Learning
 
 

@@ -6,6 +6,7 @@ from lorascope._lazy import lazy_exports
 _EXPORTS = {
     "DriftConfig": ".config",
     "run_drift": ".run",
+    "DriftRecord": ".record",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -3,5 +3,6 @@
 
 from .config import DriftConfig as DriftConfig
 from .run import run_drift as run_drift
+from .record import DriftRecord as DriftRecord
 
-__all__ = ['DriftConfig', 'run_drift']
+__all__ = ['DriftConfig', 'run_drift', 'DriftRecord']

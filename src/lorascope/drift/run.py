@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lorascope.artifacts import Commit, atomic_write, read_json, write_json
+from lorascope.artifacts import Commit, atomic_write
 from lorascope.config import config_to_dict
 from lorascope.data import get_task
 from lorascope.drift.analysis import RunDrift, between_seed_drift, drift_of_run, seed_noise_floor, summarise_method
@@ -21,6 +21,7 @@ from lorascope.drift.compare import compare_methods
 from lorascope.drift.config import DriftConfig
 from lorascope.drift.controls import ZERO_DRIFT_TOLERANCE, ControlResult, align_to, run_controls
 from lorascope.drift.frontier import sweep_frontier
+from lorascope.drift.record import DriftRecord
 from lorascope.drift.robustness import layer_range, robustness_rows, run_dissimilarities
 from lorascope.errors import DataError
 from lorascope.models.registry import resolve_model
@@ -174,9 +175,9 @@ def _aligned_correctness(records: list[RunRecord]) -> tuple[list[np.ndarray | No
     return [f[1] if f is not None else None for f in found], ""
 
 
-def run_drift(cfg: DriftConfig, out: Path | str, *, overwrite: bool = False) -> dict[str, Any]:
+def run_drift(cfg: DriftConfig, out: Path | str, *, overwrite: bool = False) -> DriftRecord:
     """Drift of every finished run under ``cfg.runs`` from the base, committed to ``out``: ``drift.json``
-    (the record :func:`_drift_into` returns), ``layers.csv`` and the representation cache ``reps/``,
+    (the :class:`~lorascope.drift.record.DriftRecord` returned), ``layers.csv`` and the representation cache ``reps/``,
     which a redone analysis reuses (each file is keyed by its model's weights and the extraction).
     Rerun with the same settings on the same runs (none retrained, added or removed), it returns the
     stored record without recomputing.
@@ -189,13 +190,13 @@ def run_drift(cfg: DriftConfig, out: Path | str, *, overwrite: bool = False) -> 
     unit = Commit(Path(out), config_to_dict(cfg), overwrite=overwrite, keep=["reps"],
                   inputs=RunFolder.fingerprint_under(cfg.runs))
     if unit.done():
-        return read_json(Path(out) / "drift.json")
+        return DriftRecord.read(Path(out) / DriftRecord.FILE)
     result = _drift_into(cfg, unit.begin())  # an exception leaves the partial, to resume
     unit.complete()
     return result
 
 
-def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:
+def _drift_into(cfg: DriftConfig, out: Path) -> DriftRecord:
     extraction = extraction_setup(cfg)
     reps_dir = out / "reps"
     runs, skipped = discover_runs(cfg)
@@ -244,7 +245,7 @@ def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:
     else:
         comparisons = {label: compare(label) for label in compared_labels(kinds) if FULL in kinds}
     n = int(base_states.shape[1])
-    result = {
+    record = DriftRecord.create(**{
         "task": spec.name,
         "base": cfg.base,
         "pooling": cfg.pooling,
@@ -272,10 +273,10 @@ def _drift_into(cfg: DriftConfig, out: Path) -> dict[str, Any]:
         **({"frontier": sweep_frontier(per_run, cfg.sweep_points, seeds=cfg.sweep_seeds), "selection": cfg.selection} if cfg.sweep_points else {}),
         "config": config_to_dict(cfg),
         "provenance": provenance(),
-    }
-    write_json(out / "drift.json", result)
+    })
+    record.write(out)
     write_layers_csv(out / "layers.csv", spec.name, per_run)
-    return result
+    return record
 
 
 def write_layers_csv(path: Path, task: str, runs: list[RunDrift]) -> None:

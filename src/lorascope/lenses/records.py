@@ -12,24 +12,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from lorascope.records import StageRecord
+from lorascope.records import StageRecord, StoredTest
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StoredTest(_Frozen):
-    """A :class:`~lorascope.stats.result.TestResult` as JSON holds it (NaN and inf stored as None)."""
-
-    test: str
-    n: int
-    statistic: float | None
-    p_value: float | None
-    alternative: str
-    min_attainable_p: float | None = None
-    n_resamples: int | None = None
-    note: str = ""
 
 
 class MeasureComparison(_Frozen):

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lorascope.drift.record import DriftRecord
 from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
 from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder
@@ -26,7 +27,6 @@ def collect(study: Path) -> dict[str, Any]:
         raw = run.raw()
         # The report groups runs as the study names their methods: by variant where one is set.
         runs.append({**raw, "method": raw.get("variant") or raw.get("method"), "folder": run.name})
-    drift = {p.parent.name: json.loads(p.read_text()) for p in layout.drift_results}
     config = yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else {}
     return {
         "study": study,
@@ -35,9 +35,9 @@ def collect(study: Path) -> dict[str, Any]:
                       else BaselinesRecord.create(baselines=[])),
         "sanity": SanityRecord.read(layout.sanity) if layout.sanity.is_file() else None,
         "runs": runs,
-        "drift": drift,
-        # The lenses' results are read as their records (checked, and upgraded from older versions);
+        # The analyses' results are read as their records (checked, and upgraded from older versions);
         # the report still takes them as dicts.
+        "drift": {p.parent.name: DriftRecord.read(p).as_json() for p in layout.drift_results},
         "weights": {p.parent.name: WeightsRecord.read(p).model_dump() for p in layout.weights_results},
         "forgetting": {p.parent.name: ForgettingRecord.read(p).model_dump() for p in layout.forgetting_results},
         "probes": {p.parent.name: ProbesRecord.read(p).model_dump() for p in layout.probes_results},

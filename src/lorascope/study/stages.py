@@ -214,14 +214,15 @@ def stage_drift(ctx: StageContext) -> None:
             ctx.console.print(f"  drift {task}: [yellow]skipped[/] — {skipped_because}")
             note_skipped(layout.drift_skipped, task, skipped_because)
             continue
-        summary = ", ".join(f"{m} {s['drift']['mean']:.3f}" for m, s in result["methods"].items())
-        controls = "controls pass" if all(c["passed"] for c in result["controls"]) else "[red]a control FAILED[/]"
+        summary = ", ".join(f"{m} {s.drift.mean:.3f}" for m, s in result.methods.items())
+        controls = "controls pass" if all(c.passed for c in result.controls) else "[red]a control FAILED[/]"
         ctx.console.print(f"  drift {task}: {summary}; {controls} ({seconds:.0f} s)")
-        if result["comparison"].get("not_interpretable"):
-            ctx.console.print(f"    [yellow]LoRA vs full FT {result['comparison']['not_interpretable']}[/]")
-        for key in ("matched", "interaction"):
-            if key in result.get("frontier", {}):
-                ctx.console.print(f"    sweep: {result['frontier'][key]['statement']}")
+        if result.comparison.not_interpretable:
+            ctx.console.print(f"    [yellow]LoRA vs full FT {result.comparison.not_interpretable}[/]")
+        frontier = result.frontier
+        for part in (frontier.matched, frontier.interaction) if frontier else ():
+            if part is not None:
+                ctx.console.print(f"    sweep: {part.statement}")
     adjusted = correct_study_family(ctx)
     for task in tasks:
         lines = verdict_lines(adjusted.get(task, {}).get("verdicts") or {})
@@ -239,11 +240,12 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
     Returns:
         task -> its adjusted comparison, for the tasks that have a ``drift.json``.
     """
+    from lorascope.drift.record import DriftRecord
     from lorascope.stats.family import correct_study
 
     layout = StudyLayout(ctx.out)
-    saved = {task: read_json(layout.drift(task) / "drift.json") for task in ctx.cfg.tasks
-             if (layout.drift(task) / "drift.json").is_file()}
+    saved = {task: DriftRecord.read(layout.drift(task) / DriftRecord.FILE).as_json() for task in ctx.cfg.tasks
+             if (layout.drift(task) / DriftRecord.FILE).is_file()}
     adjusted = correct_study({task: d["comparison"] for task, d in saved.items()}, alpha=ctx.cfg.drift.alpha,
                              family=ctx.cfg.drift.family, tasks=ctx.cfg.tasks)
     for task, comparison in adjusted.items():
@@ -253,7 +255,8 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
             primary = saved[task].get("primary")
             if primary in comparisons:
                 comparisons[primary] = comparison
-            amend(layout.drift(task), {"drift.json": {**saved[task], "comparison": comparison, "comparisons": comparisons}})
+            amended = DriftRecord.model_validate({**saved[task], "comparison": comparison, "comparisons": comparisons})
+            amend(layout.drift(task), {DriftRecord.FILE: amended.as_json()})
     return adjusted
 
 

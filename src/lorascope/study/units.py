@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorascope.records import StageRecord
 from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.layout import StudyLayout
@@ -105,7 +106,7 @@ def note_skipped(path: Path, task: str, why: str | None) -> None:
     write_json(path, notes)
 
 
-def analysis_unit(run: Callable[[Any, Path], dict[str, Any]], cfg: Any, out: Path) -> tuple[dict[str, Any] | None, str | None]:
+def analysis_unit(run: Callable[[Any, Path], StageRecord], cfg: Any, out: Path) -> tuple[StageRecord | None, str | None]:
     """One task's analysis (drift, a lens) on whichever executor runs it.
 
     Returns:
