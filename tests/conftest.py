@@ -17,9 +17,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet():
-    from lorascope.cli.common import quiet_libraries
+    from lorascope.cli.common import console, quiet_libraries
 
     quiet_libraries()
+    # The command line's console takes its width from $COLUMNS once, when first imported, so a
+    # test's env={"COLUMNS": ...} only reaches it if that test happens to import it first: wide for
+    # every test instead, so that what a test reads is never wrapped, in whatever order tests run.
+    console.width = 400
 
 
 @pytest.fixture()
