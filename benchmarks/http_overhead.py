@@ -243,10 +243,12 @@ def main() -> None:
                                   requests=args.requests, threads=args.threads, strategies=["lora_merged"], endpoint=url,
                                   endpoint_concurrency=[1, 4], bootstrap_resamples=1000, device="cpu")
                 t0 = time.time()
-                bench = run_bench(cfg, root / f"bench-{wait:g}", show_progress=False)
+                record = run_bench(cfg, root / f"bench-{wait:g}", show_progress=False)
                 print(f"bench: {time.time() - t0:.0f} s")
-                for line in endpoint_lines(bench):
+                assert record.endpoint is not None  # an endpoint was given
+                for line in endpoint_lines(record.endpoint):
                     print("  " + line)
+                bench = record.as_json()
                 for r in bench["endpoint"]["concurrency"]:
                     print(f"  batch {r['batch_size']:>2}, {r['concurrency']} clients: {r['throughput_rps']:.1f} rows/s "
                           f"({r['throughput_vs_inprocess']:.2f}× in-process one-at-a-time), p50 {r['p50_ms']:.2f} ms, "

@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from lorascope.bench import STRATEGIES, BenchConfig, run_bench
+from lorascope.bench.record import BenchRecord
 from lorascope.cli.serving import register
 from lorascope.config import build_config
 from lorascope.errors import ConfigError, LorascopeError
@@ -38,8 +39,9 @@ def tiny_bench(tmp_path_factory):
     if not (GLUE_DIR / "SST-2" / "dev.tsv").is_file():
         pytest.skip(f"GLUE data not found at {GLUE_DIR}")
     out = tmp_path_factory.mktemp("bench") / "out"
-    result = run_bench(BenchConfig(**TINY, data_dir=str(GLUE_DIR)), out, show_progress=False)
-    return out, result
+    record = run_bench(BenchConfig(**TINY, data_dir=str(GLUE_DIR)), out, show_progress=False)
+    assert BenchRecord.read(out / "bench.json") == record  # it returns what it wrote
+    return out, record.as_json()
 
 
 @pytest.mark.slow
@@ -105,7 +107,7 @@ def test_given_adapter_folders_and_skipped_strategies(tiny_bench, tmp_path, glue
     out, _ = tiny_bench
     cfg = BenchConfig(**{**TINY, "batch_sizes": [2], "strategies": ["lora_separate", "runtime_mixed3"]},
                       adapters={"sst2": str(out / "synthetic_adapters" / "sst2")})
-    result = run_bench(cfg, tmp_path / "one", show_progress=False)
+    result = run_bench(cfg, tmp_path / "one", show_progress=False).as_json()
     assert [r["strategy"] for r in result["results"]] == ["lora_merged", "lora_separate"]
     assert "runtime_mixed3" in result["skipped"] and not result["synthetic_adapters"]
     other = cfg.model_copy(update={"batch_sizes": [1]})

@@ -63,7 +63,7 @@ def measured(server, adapters, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-endpoint") / "out"
     # runtime_switch3 holds all three adapters, so the endpoint's in-process counterpart shares it.
     cfg = BenchConfig(**TINY, adapters=adapters, strategies=["runtime_switch3"], endpoint=server, data_dir=str(GLUE_DIR))
-    return out, run_bench(cfg, out, show_progress=False)
+    return out, run_bench(cfg, out, show_progress=False).as_json()
 
 
 def _row(result, strategy, b):
@@ -143,7 +143,7 @@ def test_a_mismatch_is_reported_not_raised(server, adapters, tmp_path):
     cfg = BenchConfig(**{**TINY, "batch_sizes": [2], "warmup": 0, "requests": 3, "endpoint_concurrency": [1]},
                       adapters={"mrpc": adapters["mrpc"], "rte": adapters["rte"]}, endpoint=server,
                       endpoint_models=["rte", "mrpc"], strategies=["lora_merged"], data_dir=str(GLUE_DIR))
-    result = run_bench(cfg, tmp_path / "swapped", show_progress=False)
+    result = run_bench(cfg, tmp_path / "swapped", show_progress=False).as_json()
     check = result["endpoint"]["check"]
     assert not check["passed"] and check["max_abs_prob_diff"] > check["tolerance"]
     assert result["endpoint"]["reference_runtime"] == "loaded for the endpoint"

@@ -112,7 +112,7 @@ def test_bench_takes_custom_task_adapters_without_adapter_tasks(tmp_path, cola):
     run_train(TrainConfig(task=str(cola[0]), method="lora", **TINY), run, progress=False)
     cfg = BenchConfig(model="tiny-llama", adapters={"mine": str(run)}, batch_sizes=[2], requests=2, warmup=0,
                       max_length=32, device="cpu", strategies=["lora_merged", "lora_separate"], check_rows=4)
-    result = run_bench(cfg, tmp_path / "bench", show_progress=False)
+    result = run_bench(cfg, tmp_path / "bench", show_progress=False).as_json()
     assert result["adapters"][0]["task"] == "cola"
     assert result["checks_passed"], result["checks"]
 

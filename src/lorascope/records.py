@@ -15,8 +15,9 @@ Versions:
 The record types of the sanity checks and the baselines live here, with :class:`StoredTest`, the
 stored form of a statistical test every analysis record uses. Training runs have theirs in
 :mod:`lorascope.run_folder` (:class:`~lorascope.run_folder.RunRecord`, which keeps every key a run
-wrote); the lenses' in :mod:`lorascope.lenses.records`; drift's in :mod:`lorascope.drift.record`.
-The serving benchmark's and the report summary's are still dicts.
+wrote); the lenses' in :mod:`lorascope.lenses.records`; drift's in :mod:`lorascope.drift.record`;
+the serving benchmark's in :mod:`lorascope.bench.record`; a search's in :mod:`lorascope.hpo.record`.
+The report's summary is still a dict.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from lorascope.artifacts import write_json
 from lorascope.config import describe_validation_error
@@ -92,6 +93,25 @@ class StageRecord(BaseModel):
         """Save the record as ``folder / FILE`` (atomically); returns the file's path."""
         path = folder / self.FILE
         write_json(path, self.model_dump())  # python mode: a NaN loss stays NaN, as json.dumps writes it
+        return path
+
+
+class ExactKeysRecord(StageRecord):
+    """A record whose file holds exactly the keys it was made or read with.
+
+    For results with many optional parts (drift, the serving benchmark): a part a file lacked stays
+    absent, not written back as null, so the file a record writes equals the dict the analysis made,
+    and an older file rewritten (the study's verdict correction) changes nothing else.
+    """
+
+    def as_json(self) -> dict[str, Any]:
+        """The file's JSON object, as Python values (every field set when made or read, no other)."""
+        return self.model_dump(exclude_unset=True)
+
+    def write(self, folder: Path) -> Path:
+        """Save the record as ``folder / FILE`` (atomically); returns the file's path."""
+        path = folder / self.FILE
+        write_json(path, self.as_json())
         return path
 
 
@@ -177,7 +197,7 @@ class SanityRecord(StageRecord):
     KIND: ClassVar[str] = "sanity"
     FILE: ClassVar[str] = "sanity.json"
 
-    settings: dict[str, Any]
+    settings: dict[str, JsonValue]
     results: list[SanityCheck]
 
     @property

@@ -4,5 +4,6 @@
 from .config import STRATEGIES as STRATEGIES
 from .config import BenchConfig as BenchConfig
 from .run import run_bench as run_bench
+from .record import BenchRecord as BenchRecord
 
-__all__ = ['STRATEGIES', 'BenchConfig', 'run_bench']
+__all__ = ['STRATEGIES', 'BenchConfig', 'run_bench', 'BenchRecord']

@@ -462,7 +462,7 @@ def concurrency_sweep(client: EndpointClient, requests: dict[int, list[EndpointR
             latencies, statuses, wall = asyncio.run(_sweep_level(client, reqs, c, cfg.warmup, cfg.requests))
             ms = np.asarray(latencies)
             row: dict[str, Any] = {"batch_size": b, "concurrency": c, "requests": cfg.requests, "n": int(ms.size),
-                                   "errors": int(sum(statuses.values())), "status_counts": dict(statuses), "wall_s": wall}
+                                   "errors": int(sum(statuses.values())), "status_counts": {str(k): v for k, v in statuses.items()}, "wall_s": wall}
             stats = latency_summary(ms, b, cfg.bootstrap_resamples, cfg.seed) if ms.size >= 2 else {}
             for key in ("mean_ms", "p50_ms", "p95_ms", "p99_ms", "p50_ci_low_ms", "p50_ci_high_ms"):
                 row[key] = stats.get(key)

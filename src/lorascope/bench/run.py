@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lorascope.artifacts import Commit, write_json
+from lorascope.artifacts import Commit
 from lorascope.bench.config import BASELINE, BenchConfig
 from lorascope.bench.correctness import CheckResult, run_checks
 from lorascope.bench.endpoint import (
@@ -51,6 +51,7 @@ from lorascope.bench.memory import (
     runtime_tensor_bytes,
 )
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
+from lorascope.bench.record import BenchRecord, StrategyInfo, StrategyMemory
 from lorascope.bench.report import write_csv
 from lorascope.bench.strategies import CATALOGUE, Call, Group, LoadContext, groups_for, load_group, make_call
 from lorascope.bench.timing import latency_summary, ratio_summary, time_interleaved
@@ -73,24 +74,6 @@ class LoadMemory(TypedDict):
     rss_load_delta_bytes: int
 
 
-class StrategyMemory(LoadMemory):
-    """``strategies.*.memory``: the group's memory and the strategy's extra CUDA peak per batch size."""
-
-    cuda_forward_peak_bytes: dict[int, int | None]
-
-
-class StrategyInfo(TypedDict):
-    """One entry of bench.json's ``strategies``."""
-
-    description: str
-    group: str
-    adapters: list[str]
-    load_s: float
-    memory: StrategyMemory
-    artifact_bytes: int | None
-    artifact_estimated: bool
-
-
 class AdapterBytes(TypedDict):
     """An adapter's size on disk: its weight files, and its whole folder."""
 
@@ -106,7 +89,7 @@ class FullModelBytes(TypedDict):
 
 
 def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, show_progress: bool = True,
-              endpoint_token: str | None = None) -> dict[str, Any]:
+              endpoint_token: str | None = None) -> BenchRecord:
     """Measure every configured serving strategy on the same requests and save the results.
 
     Args:
@@ -117,7 +100,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
         endpoint_token: Bearer token of ``cfg.endpoint`` (kept out of the config, which is saved).
 
     Returns:
-        The contents of ``bench.json``.
+        The :class:`~lorascope.bench.record.BenchRecord` written as ``bench.json``.
 
     Raises:
         LorascopeError: On bad input (model, adapters, data, an existing output folder), or an
@@ -135,7 +118,7 @@ def run_bench(cfg: BenchConfig, out: str | Path, *, overwrite: bool = False, sho
 
 
 def _run(cfg: BenchConfig, unit: Commit, show_progress: bool, client: EndpointClient | None,
-         info: ServerInfo | None) -> dict[str, Any]:
+         info: ServerInfo | None) -> BenchRecord:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     partial = unit.begin()
@@ -189,10 +172,11 @@ def _run(cfg: BenchConfig, unit: Commit, show_progress: bool, client: EndpointCl
 
     bench = _assemble(cfg, prep, strategies, skipped, batches, groups=groups, memory=memory, forward_peaks=forward_peaks,
                       checks=checks, times=times, cuda_peak=meter.overall(), endpoint=endpoint, endpoint_check=endpoint_check)
-    write_json(partial / "bench.json", bench)
+    record = BenchRecord.create(**bench)
+    record.write(partial)
     write_csv(partial / "bench.csv", bench["results"])
     unit.complete()
-    return bench
+    return record
 
 
 def _on_batches(call: Call, batches: list[Batch]) -> Callable[[int], torch.Tensor]:
@@ -290,15 +274,13 @@ def _assemble(
             artifact, estimated = full["bytes"], full["estimated"] or s == "lora_merged"
         else:
             artifact, estimated = sum(adapter_bytes[a]["weights_bytes"] for a in group.adapters), False
-        per_strategy[s] = {
-            "description": CATALOGUE[s][2] + (" (base model stand-in)" if s == "full_ft" and prep.full_model is None else ""),
-            "group": group.name,
-            "adapters": group.adapters,
-            "load_s": group.load_s,
-            "memory": {**memory[group.name], "cuda_forward_peak_bytes": forward_peaks[s]},
-            "artifact_bytes": artifact,
-            "artifact_estimated": estimated,
-        }
+        per_strategy[s] = StrategyInfo(
+            description=CATALOGUE[s][2] + (" (base model stand-in)" if s == "full_ft" and prep.full_model is None else ""),
+            group=group.name, adapters=group.adapters, load_s=group.load_s,
+            # Keyed by batch size as JSON keys are, so the record returned equals the one read back.
+            memory=StrategyMemory(**memory[group.name], cuda_forward_peak_bytes={str(b): v for b, v in forward_peaks[s].items()}),
+            artifact_bytes=artifact, artifact_estimated=estimated,
+        )
     env = _environment(prep.device, cfg)
     requests = {b: request_stats(batches[b][cfg.warmup:]) for b in cfg.batch_sizes}
     overheads: dict[int, dict[str, Any]] = {}
@@ -311,12 +293,12 @@ def _assemble(
                                        cfg.h2_max_ratio))
             info = per_strategy[s]
             row.update(
-                mean_seq_len=seq, adapters_loaded=len(info["adapters"]), load_s=info["load_s"],
-                model_tensor_bytes=info["memory"]["model_tensor_bytes"], cuda_resident_bytes=info["memory"]["cuda_resident_bytes"],
-                cuda_forward_peak_bytes=forward_peaks[s][b], rss_load_delta_bytes=info["memory"]["rss_load_delta_bytes"],
-                artifact_bytes=info["artifact_bytes"], artifact_estimated=info["artifact_estimated"], check_passed=check_by.get(s),
+                mean_seq_len=seq, adapters_loaded=len(info.adapters), load_s=info.load_s,
+                model_tensor_bytes=info.memory.model_tensor_bytes, cuda_resident_bytes=info.memory.cuda_resident_bytes,
+                cuda_forward_peak_bytes=forward_peaks[s][b], rss_load_delta_bytes=info.memory.rss_load_delta_bytes,
+                artifact_bytes=info.artifact_bytes, artifact_estimated=info.artifact_estimated, check_passed=check_by.get(s),
                 synthetic_adapters=prep.synthetic, full_ft_stand_in=prep.full_model is None, device=env["device_name"],
-                dtype=cfg.dtype, threads=env["threads"], description=info["description"],
+                dtype=cfg.dtype, threads=env["threads"], description=info.description,
             )
             results.append(row)
         if endpoint is not None:

@@ -99,24 +99,26 @@ def bench(
     wide = console if console.is_terminal else Console(width=170)
     wide.print(results_table(result))
     wide.print(resources_table(result))
-    if "endpoint" in result:
-        wide.print(endpoint_table(result))
-        for line in endpoint_lines(result):
+    if result.endpoint is not None:
+        wide.print(endpoint_table(result.endpoint))
+        for line in endpoint_lines(result.endpoint):
             wide.print(line, highlight=False)
-    for note in result["notes"]:
+    for note in result.notes:
         console.print(f"[dim]note:[/] {note}")
-    failed = [c for c in result["checks"] if not c["passed"]]
-    for c in failed:
-        console.print(f"[bold red]check failed:[/] {c['strategy']} vs {c['compared_with']}: max |Δ| {c['max_abs_diff']:.3g} "
-                      f"(tolerance {c['tolerance']:.0e}), agreement {c['agreement']:.3f}")
-    endpoint_check = (result.get("endpoint") or {}).get("check")
-    if endpoint_check and not endpoint_check["passed"]:
-        diff, tol = endpoint_check["max_abs_prob_diff"], endpoint_check["tolerance"]
-        within = "" if tol is None or diff is None else f"; max |Δ prob| {diff:.3g} (tolerance {tol:.0e})"
-        console.print(f"[bold red]check failed:[/] {result['endpoint']['strategy']}: {endpoint_check['mismatches']} of "
-                      f"{endpoint_check['rows']} predictions differ from the in-process runtime's{within}", highlight=False)
-        failed.append(endpoint_check)
-    console.print(f"[bold green]done[/] {len(result['results'])} rows -> {out / 'bench.json'}, {out / 'bench.csv'}")
+    failed = [c.strategy for c in result.checks if not c.passed]
+    for c in result.checks:
+        if not c.passed:
+            diff = "-" if c.max_abs_diff is None else f"{c.max_abs_diff:.3g}"
+            console.print(f"[bold red]check failed:[/] {c.strategy} vs {c.compared_with}: max |Δ| {diff} "
+                          f"(tolerance {c.tolerance:.0e}), agreement {c.agreement:.3f}")
+    if result.endpoint is not None and not result.endpoint.check.passed:
+        check = result.endpoint.check
+        within = "" if check.max_abs_prob_diff is None else (f"; max |Δ prob| {check.max_abs_prob_diff:.3g} "
+                                                              f"(tolerance {check.tolerance:.0e})")
+        console.print(f"[bold red]check failed:[/] {result.endpoint.strategy}: {check.mismatches} of "
+                      f"{check.rows} predictions differ from the in-process runtime's{within}", highlight=False)
+        failed.append(result.endpoint.strategy)
+    console.print(f"[bold green]done[/] {len(result.results)} rows -> {out / 'bench.json'}, {out / 'bench.csv'}")
     if failed:
         raise typer.Exit(1)
 

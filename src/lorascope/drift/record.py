@@ -9,18 +9,16 @@ robustness table and sweep frontier.
 
 A statistic that is undefined for the runs at hand (one seed pair, a drift of 0) is stored as
 :class:`Undefined`, which says why. Optional parts a file did not have stay unset: the record
-writes back exactly the keys it read (:meth:`DriftRecord.as_json`).
+writes back exactly the keys it read (:class:`~lorascope.records.ExactKeysRecord`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from lorascope.artifacts import write_json
-from lorascope.records import StageRecord, StoredTest
+from lorascope.records import ExactKeysRecord, StoredTest
 
 Bounds = list[float | None]  # [low, high] of an interval; None: undefined or unbounded
 
@@ -538,7 +536,7 @@ class Extraction(_Part):
     control_tolerance: float
 
 
-class DriftRecord(StageRecord):
+class DriftRecord(ExactKeysRecord):
     """``drift/<task>/drift.json``: the base against every finished run of one task.
 
     Attributes:
@@ -585,14 +583,3 @@ class DriftRecord(StageRecord):
     def primary_label(self) -> str:
         """The LoRA label of ``comparison``; ``lora`` for files written before variants existed."""
         return self.primary or "lora"
-
-    def as_json(self) -> dict[str, Any]:
-        """The file's JSON object: every field the record was made or read with, and no other
-        (an optional part a file lacked stays absent, so a rewrite changes nothing else)."""
-        return self.model_dump(exclude_unset=True)
-
-    def write(self, folder: Path) -> Path:
-        """Save the record as ``folder / drift.json`` (atomically); returns the file's path."""
-        path = folder / self.FILE
-        write_json(path, self.as_json())
-        return path

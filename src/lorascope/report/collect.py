@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import DriftRecord
 from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
 from lorascope.records import BaselinesRecord, SanityRecord
@@ -41,7 +42,7 @@ def collect(study: Path) -> dict[str, Any]:
         "weights": {p.parent.name: WeightsRecord.read(p).model_dump() for p in layout.weights_results},
         "forgetting": {p.parent.name: ForgettingRecord.read(p).model_dump() for p in layout.forgetting_results},
         "probes": {p.parent.name: ProbesRecord.read(p).model_dump() for p in layout.probes_results},
-        "bench": _json(layout.bench_json),
+        "bench": BenchRecord.read(layout.bench_json).as_json() if layout.bench_json.is_file() else None,
         "drift_skipped": _json(layout.drift_skipped) or {},
         # Why a lens measured no task it was asked to: {lens: {task: reason}}.
         "lens_skipped": {lens: _json(layout.skipped(lens)) or {} for lens in ("weights", "forgetting", "probes")},

@@ -72,7 +72,7 @@ def run_bench_stage(ctx: StageContext) -> None:
     what = f"{len(adapters)} trained adapter(s)" if adapters else "synthetic adapters (no finished LoRA runs)"
     ctx.console.print(f"  bench: {ctx.cfg.model} with {what}, batch sizes {b.batch_sizes}")
     bench = run_bench(cfg, out, show_progress=False)
-    for r in bench["results"]:
-        if r["strategy"] in ("lora_separate", "runtime_single", "runtime_mixed3") and r.get("ratio_to_merged"):
-            ctx.console.print(f"    {r['strategy']:<16} batch {r['batch_size']:>2}: {r['mean_ms']:.2f} ms, "
-                              f"{r['ratio_to_merged']:.3f}× merged")
+    for r in bench.results:
+        if r.strategy in ("lora_separate", "runtime_single", "runtime_mixed3") and r.ratio_to_merged and r.mean_ms:
+            ctx.console.print(f"    {r.strategy:<16} batch {r.batch_size:>2}: {r.mean_ms:.2f} ms, "
+                              f"{r.ratio_to_merged:.3f}× merged")
