@@ -206,9 +206,14 @@ def test_hpo_trials_of_an_mcc_task_on_its_scale(monkeypatch):
 
     buffer = io.StringIO()
     monkeypatch.setattr(hpo, "console", Console(file=buffer, width=400, color_system=None))
+    from lorascope.hpo.record import HpoRecord
+
     trial = {"state": "COMPLETE", "status": "ok", "reason": None, "duration_s": 3.0, "params": {"lr": 1e-4}}
-    hpo._print_trials({"study": "s", "storage": "sqlite", "main_metric": "matthews", "best": {"number": 1},
-                       "trials": [{**trial, "number": 0, "value": -0.05}, {**trial, "number": 1, "value": 0.164}]})
+    hpo._print_trials(HpoRecord.create(
+        study="s", storage="sqlite", task="cola", method="lora", model="m", main_metric="matthews", n_trials=2, seed=0,
+        counts={"complete": 2}, space={}, train={}, best={"number": 1, "value": 0.164, "params": {"lr": 1e-4}},
+        best_config="best_config.yaml",
+        trials=[{**trial, "number": 0, "value": -0.05}, {**trial, "number": 1, "value": 0.164}]))
     text = buffer.getvalue()
     assert "dev matthews" in text and "(%)" not in text
     assert "-0.050" in text and "0.164" in text and "16.4" not in text

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from lorascope.config import build_config, load_yaml
 from lorascope.errors import ConfigError
 from lorascope.hpo import Choice, Fixed, FloatRange, HpoConfig, resolve_space, run_hpo
+from lorascope.hpo.record import HpoRecord
 from lorascope.hpo.search import _over_budget
 from lorascope.train.config import TrainConfig
 from tests.conftest import GLUE_DIR
@@ -43,7 +44,9 @@ def searched(tmp_path_factory):
     if not (GLUE_DIR / "MRPC" / "dev.tsv").is_file():
         pytest.skip(f"GLUE data not found at {GLUE_DIR}")
     out = tmp_path_factory.mktemp("hpo") / "search"
-    return out, run_hpo(tiny(3), out)
+    record = run_hpo(tiny(3), out)
+    assert HpoRecord.read(out / "hpo.json") == record  # it returns what it wrote
+    return out, record.model_dump()
 
 
 @pytest.mark.slow
@@ -86,7 +89,7 @@ def test_resume_runs_only_the_missing_trials_and_replaces_abandoned_ones(searche
     load(out).ask()
     (out / "trials" / "trial-3.partial").mkdir()
 
-    summary = run_hpo(tiny(4), out)
+    summary = run_hpo(tiny(4), out).model_dump()
     trials = load(out).trials
     assert [(t.params, t.datetime_complete) for t in trials[:3]] == before
     assert trials[3].state == TrialState.FAIL and "worker stopped" in trials[3].user_attrs["reason"]
@@ -112,14 +115,14 @@ def test_workers_share_one_study_and_its_total_budget(glue_dir, tmp_path):
     # Worker B joins with the study's total of 2: it waits for the RUNNING trial, fails it once its
     # heartbeat is stale (3 x heartbeat_s), and runs the one missing trial.
     lines: list[str] = []
-    summary = run_hpo(tiny(2, storage=url, heartbeat_s=1), tmp_path / "b", log=lines.append)
+    summary = run_hpo(tiny(2, storage=url, heartbeat_s=1), tmp_path / "b", log=lines.append).model_dump()
     trials = load(None, url=url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert any("waiting for 1 trial" in line for line in lines)
     assert [t["folder"].split("/")[-3] for t in summary["trials"] if t["state"] == "COMPLETE"] == ["a", "b"]
     assert not (tmp_path / "b" / "optuna.db").exists()
     # A rerun of worker A with the total budget runs nothing and sees B's trial and the same best.
-    again = run_hpo(tiny(2, storage=url), tmp_path / "a")
+    again = run_hpo(tiny(2, storage=url), tmp_path / "a").model_dump()
     assert len(load(None, url=url).trials) == 3 and again["best"] == summary["best"]
     # Joining with other base settings is refused, naming the difference.
     with pytest.raises(ConfigError, match=r"train_limit: stored 16 != current 32"):
@@ -141,7 +144,7 @@ def test_diverging_trial_is_recorded_and_the_search_goes_on(glue_dir, tmp_path):
         task="mrpc", method="full", model="tiny-llama", n_trials=2, seed=7,
         train={**TINY_TRAIN, "max_grad_norm": 1e12}, space={"lr": [1e12, 2e-3], "epochs": 1, "batch_size": 8},
     )
-    summary = run_hpo(cfg, tmp_path)
+    summary = run_hpo(cfg, tmp_path).model_dump()
     states = [(t["state"], t["status"], t["params"]["lr"]) for t in summary["trials"]]
     assert states == [("PRUNED", "failed", 1e12), ("COMPLETE", "ok", 2e-3)]
     reason = summary["trials"][0]["reason"]

@@ -165,3 +165,69 @@ def test_a_drift_file_with_a_broken_verdict_or_a_newer_version_is_one_line(tmp_p
     with pytest.raises(DataError) as err:
         DriftRecord.read(broken)
     assert "broken.json: 'comparison.n_pairs'" in str(err.value) and "\n" not in str(err.value)
+
+
+BENCH_V0 = {
+    "config": {"model": "minilm", "batch_sizes": [1]},
+    "environment": {"device_name": "CPU (x86_64)"},
+    "strategies": {"lora_merged": {"description": "LoRA merged into the weights", "group": "merged", "adapters": ["sst2"],
+                                   "load_s": 0.07, "artifact_bytes": 90867952, "artifact_estimated": True,
+                                   "memory": {"model_tensor_bytes": 90864136, "cuda_resident_bytes": None,
+                                              "rss_load_delta_bytes": 52600832, "cuda_forward_peak_bytes": {"1": None}}}},
+    "results": [{"strategy": "lora_merged", "batch_size": 1, "mean_ms": 8.1, "p50_ms": 7.9, "ratio_to_merged": None,
+                 "check_passed": True}],
+    "checks": [{"strategy": "lora_merged", "compared_with": "single-adapter PEFT of sst2", "rows": 32,
+                "max_abs_diff": 1.1e-06, "tolerance": 0.0001, "agreement": 1.0, "passed": True}],
+    "checks_passed": True,
+}
+
+
+def test_a_bench_file_from_before_versions_reads_and_writes_back_key_for_key(tmp_path):
+    from lorascope.bench.record import BenchRecord
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "bench.json").write_text(json.dumps(BENCH_V0))
+    record = BenchRecord.read(tmp_path / "old" / "bench.json")
+    assert record.rows("lora_merged")[0].mean_ms == 8.1 and record.endpoint is None and record.checks_passed
+    assert record.strategies["lora_merged"].memory.rss_load_delta_bytes == 52600832
+    # Parts the file lacked (base model, adapters, memory, notes) stay absent when written again.
+    rewritten = json.loads(record.write(tmp_path).read_text())
+    assert rewritten == {**BENCH_V0, "kind": "bench", "schema_version": BenchRecord.VERSION}
+
+
+def test_a_bench_file_with_a_broken_row_is_one_line_naming_it(tmp_path):
+    from lorascope.bench.record import BenchRecord
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({**BENCH_V0, "results": [{"strategy": "lora_merged", "mean_ms": 8.1}]}))
+    with pytest.raises(DataError) as err:
+        BenchRecord.read(path)
+    assert str(err.value) == f"{path}: 'results.0.batch_size': Field required"
+
+
+HPO_V0 = {"study": "rte-lora", "storage": "sqlite:///optuna.db", "task": "rte", "method": "lora", "model": "minilm",
+          "main_metric": "accuracy", "n_trials": 2, "seed": 0, "counts": {"complete": 1, "pruned": 1},
+          "space": {"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}, "train": {"epochs": 1},
+          "best": {"number": 0, "value": 0.61, "params": {"learning_rate": 3e-4, "lora_r": 8}},
+          "best_config": "best_config.yaml",
+          "trials": [{"number": 0, "state": "COMPLETE", "value": 0.61, "params": {"learning_rate": 3e-4}, "status": "ok",
+                      "reason": None, "dev": {"accuracy": 0.61}, "duration_s": 12.5, "worker": "host-1", "folder": "t0"},
+                     {"number": 1, "state": "PRUNED", "value": None, "params": {"learning_rate": 9e-4}, "status": "failed",
+                      "reason": "diverged", "dev": None, "duration_s": 3.0, "worker": "host-1", "folder": "t1"}]}
+
+
+def test_the_study_takes_its_tuned_settings_from_the_hpo_record(tmp_path):
+    from lorascope.hpo.record import HpoRecord
+    from lorascope.study.layout import StudyLayout
+    from lorascope.study.stages import tuned_settings
+
+    folder = StudyLayout(tmp_path).hpo("rte", "lora")
+    folder.mkdir(parents=True)
+    (folder / "hpo.json").write_text(json.dumps(HPO_V0))
+    record = HpoRecord.read(folder / "hpo.json")
+    assert record.trials[1].reason == "diverged" and record.counts == {"complete": 1, "pruned": 1}
+    assert tuned_settings(tmp_path, "rte", "lora") == {"learning_rate": 3e-4, "lora_r": 8}
+    assert tuned_settings(tmp_path, "rte", "full") == {}  # no search for it
+    (folder / "hpo.json").write_text(json.dumps({**HPO_V0, "best": {"number": 0, "params": {}}}))
+    with pytest.raises(DataError, match=r"hpo\.json: 'best\.value': Field required"):
+        tuned_settings(tmp_path, "rte", "lora")

@@ -26,6 +26,7 @@ _EXPORTS = {
     "run_train": ".train.run",
     "HpoConfig": ".hpo.config",
     "run_hpo": ".hpo.search",
+    "HpoRecord": ".hpo.record",
     "load_classifier": ".models.load",
     "load_run": ".models.load",
     "RunFolder": ".run_folder",
@@ -64,6 +65,7 @@ _EXPORTS = {
     # serving
     "BenchConfig": ".bench.config",
     "run_bench": ".bench.run",
+    "BenchRecord": ".bench.record",
     "MultiAdapterRuntime": ".serve.runtime",
     # studies
     "StudyConfig": ".study.config",

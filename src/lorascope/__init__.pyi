@@ -8,6 +8,7 @@ from .train.config import TrainConfig as TrainConfig
 from .train.run import run_train as run_train
 from .hpo.config import HpoConfig as HpoConfig
 from .hpo.search import run_hpo as run_hpo
+from .hpo.record import HpoRecord as HpoRecord
 from .models.load import load_classifier as load_classifier
 from .models.load import load_run as load_run
 from .run_folder import RunFolder as RunFolder
@@ -42,6 +43,7 @@ from .stats.hierarchical import hierarchical_interval as hierarchical_interval
 from .stats.power import seeds_needed as seeds_needed
 from .bench.config import BenchConfig as BenchConfig
 from .bench.run import run_bench as run_bench
+from .bench.record import BenchRecord as BenchRecord
 from .serve.runtime import MultiAdapterRuntime as MultiAdapterRuntime
 from .study.config import StudyConfig as StudyConfig
 from .study.config import load_study as load_study
@@ -50,4 +52,4 @@ from .report.build import build_report as build_report
 
 __version__: str
 
-__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'DriftRecord', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']
+__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'HpoRecord', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'DriftRecord', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'BenchRecord', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']

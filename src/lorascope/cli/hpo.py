@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from lorascope.cli.common import (
     user_errors,
 )
 from lorascope.extras import require
+
+if TYPE_CHECKING:  # imported where used at run time: `lorascope --help` stays light
+    from lorascope.hpo.record import HpoRecord
 
 # SQLAlchemy's URL schemes that load psycopg2 (the postgres extra); other drivers are the user's choice.
 _PSYCOPG2_SCHEMES = ("postgresql", "postgresql+psycopg2")
@@ -67,37 +70,37 @@ def hpo(
     console.print(f"hpo: study '{cfg.resolved_study_name()}', {cfg.n_trials} trials -> {out}")
     summary = run_hpo(cfg, out, log=lambda line: console.print(line, highlight=False))
     _print_trials(summary)
-    if summary["best_config"] is None:
+    best = summary.best
+    if best is None or summary.best_config is None:
         console.print("[bold red]no trial completed[/]: see the reasons above and in hpo.json")
         raise typer.Exit(1)
-    best = summary["best"]
     console.print(
-        f"[bold green]best[/] trial {best['number']}: dev {summary['main_metric']} "
-        f"{format_metric(summary['main_metric'], best['value'])} -> {summary['best_config']}"
+        f"[bold green]best[/] trial {best.number}: dev {summary.main_metric} "
+        f"{format_metric(summary.main_metric, best.value)} -> {summary.best_config}"
     )
 
 
-def _print_trials(summary: dict[str, Any]) -> None:
+def _print_trials(summary: HpoRecord) -> None:
     from lorascope.metrics import format_metric
 
-    best = (summary["best"] or {}).get("number")
-    table = Table(title=f"study {summary['study']} ({summary['storage']})")
-    for col in ("trial", "state", f"dev {summary['main_metric']}", "time (s)"):
+    best = summary.best.number if summary.best else None
+    table = Table(title=f"study {summary.study} ({summary.storage})")
+    for col in ("trial", "state", f"dev {summary.main_metric}", "time (s)"):
         table.add_column(col, no_wrap=True)
     # One wrapping column for the sampled settings keeps the table readable on narrow terminals.
     table.add_column("settings")
-    for t in summary["trials"]:
-        state = t["state"].lower()
-        if t["state"] == "PRUNED" and t["status"] == "failed":
-            state = "[yellow]diverged[/]" if t["reason"] != "out of memory" else "[yellow]out of memory[/]"
-        if t["number"] == best:
+    for t in summary.trials:
+        state = t.state.lower()
+        if t.state == "PRUNED" and t.status == "failed":
+            state = "[yellow]diverged[/]" if t.reason != "out of memory" else "[yellow]out of memory[/]"
+        if t.number == best:
             state = "[bold green]best[/]"
         table.add_row(
-            str(t["number"]),
+            str(t.number),
             state,
-            "" if t["value"] is None else format_metric(summary["main_metric"], t["value"]),
-            "" if t["duration_s"] is None else f"{t['duration_s']:.1f}",
-            " ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items()) or (t["reason"] or ""),
+            "" if t.value is None else format_metric(summary.main_metric, t.value),
+            "" if t.duration_s is None else f"{t.duration_s:.1f}",
+            " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()) or (t.reason or ""),
         )
     console.print(table)
 

@@ -6,6 +6,7 @@ from lorascope._lazy import lazy_exports
 _EXPORTS = {
     "HpoConfig": ".config",
     "run_hpo": ".search",
+    "HpoRecord": ".record",
     "DEFAULT_SPACES": ".space",
     "Choice": ".space",
     "Fixed": ".space",

@@ -3,6 +3,7 @@
 
 from .config import HpoConfig as HpoConfig
 from .search import run_hpo as run_hpo
+from .record import HpoRecord as HpoRecord
 from .space import DEFAULT_SPACES as DEFAULT_SPACES
 from .space import Choice as Choice
 from .space import Fixed as Fixed
@@ -10,4 +11,4 @@ from .space import FloatRange as FloatRange
 from .space import SearchSpace as SearchSpace
 from .space import resolve_space as resolve_space
 
-__all__ = ['HpoConfig', 'run_hpo', 'DEFAULT_SPACES', 'Choice', 'Fixed', 'FloatRange', 'SearchSpace', 'resolve_space']
+__all__ = ['HpoConfig', 'run_hpo', 'HpoRecord', 'DEFAULT_SPACES', 'Choice', 'Fixed', 'FloatRange', 'SearchSpace', 'resolve_space']

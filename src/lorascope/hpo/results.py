@@ -9,13 +9,14 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from lorascope.artifacts import atomic_write, write_json
+from lorascope.artifacts import atomic_write
 from lorascope.hpo.config import HpoConfig
+from lorascope.hpo.record import HpoRecord
 from lorascope.hpo.space import Fixed
 from lorascope.hpo.storage import masked, trial_record
 from lorascope.train.config import TrainConfig
 
-HPO_FILE = "hpo.json"
+HPO_FILE = HpoRecord.FILE
 BEST_FILE = "best_config.yaml"
 
 
@@ -35,8 +36,8 @@ def best_train_config(cfg: HpoConfig, trial: optuna.trial.FrozenTrial) -> TrainC
     return trial_cfg.model_copy(update={"save_model": cfg.base_train().save_model})
 
 
-def write_results(cfg: HpoConfig, study: optuna.Study, out_dir: Path, main_metric: str, storage_url: str) -> dict[str, Any]:
-    """Write ``hpo.json`` and, once a trial has completed, ``best_config.yaml``; returns the summary."""
+def write_results(cfg: HpoConfig, study: optuna.Study, out_dir: Path, main_metric: str, storage_url: str) -> HpoRecord:
+    """Write ``hpo.json`` and, once a trial has completed, ``best_config.yaml``; returns the record written."""
     trials = study.get_trials(deepcopy=False)
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     best = study.best_trial if states["complete"] else None
@@ -61,8 +62,9 @@ def write_results(cfg: HpoConfig, study: optuna.Study, out_dir: Path, main_metri
         _write_best(cfg, best, path, main_metric, study.study_name, states)
         summary["best"] = {"number": best.number, "value": best.value, "params": trial_settings(cfg, best)}
         summary["best_config"] = str(path)
-    write_json(out_dir / HPO_FILE, summary)
-    return summary
+    record = HpoRecord.create(**summary)
+    record.write(out_dir)
+    return record
 
 
 def _write_best(cfg: HpoConfig, best: optuna.trial.FrozenTrial, path: Path, main_metric: str, study_name: str, states: dict[str, int]) -> None:

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from lorascope.artifacts import partial_path
 from lorascope.data.tasks import get_task
 from lorascope.hpo.config import HpoConfig
+from lorascope.hpo.record import HpoRecord
 from lorascope.hpo.results import write_results
 from lorascope.hpo.space import SearchSpace
 from lorascope.hpo.storage import FINISHED, count_trials, default_storage_url, fail_abandoned, open_storage, open_study
@@ -44,7 +45,7 @@ class SurplusTrial(Exception):
     """A trial started after the study's budget was already taken by other workers."""
 
 
-def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] | None = None) -> HpoRecord:
     """Search the hyperparameters of ``cfg`` until its study holds ``cfg.n_trials`` finished trials.
 
     Args:
@@ -54,7 +55,8 @@ def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] |
         log: called with one line per event (trial finished, worker waiting); silent if None.
 
     Returns:
-        The contents of ``hpo.json``: every trial of the study (from all workers) and the best.
+        The :class:`~lorascope.hpo.record.HpoRecord` written as ``hpo.json``: every trial of the study
+        (from all workers) and the best.
 
     Raises:
         ConfigError: invalid space, training settings, task, model or storage, or a study of the

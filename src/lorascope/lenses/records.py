@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from lorascope.records import StageRecord, StoredTest
 
@@ -103,7 +103,7 @@ class ForgettingRecord(StageRecord):
     KIND: ClassVar[str] = "forgetting"
     FILE: ClassVar[str] = "forgetting.json"
 
-    config: dict[str, Any]
+    config: dict[str, JsonValue]
     text_source: str
     n_texts: int
     base_loss: float
@@ -129,7 +129,7 @@ class ProbesRecord(StageRecord):
     KIND: ClassVar[str] = "probes"
     FILE: ClassVar[str] = "probes.json"
 
-    config: dict[str, Any]
+    config: dict[str, JsonValue]
     probe_tasks: list[str]
     base: dict[str, float]
     majority: dict[str, float]
@@ -258,7 +258,7 @@ class WeightsRecord(StageRecord):
     KIND: ClassVar[str] = "weights"
     FILE: ClassVar[str] = "weights.json"
 
-    config: dict[str, Any]
+    config: dict[str, JsonValue]
     matrices: list[str]
     matrices_by_variant: dict[str, list[str]]
     scope: WeightScope

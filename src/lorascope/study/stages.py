@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from lorascope.artifacts import amend, commit, commit_failure, read_json
+from lorascope.artifacts import amend, commit, commit_failure
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.metrics import format_metric
 from lorascope.records import Baseline, BaselinesRecord, SanityCheck, SanityRecord
@@ -52,7 +52,7 @@ def stage_sanity(ctx: StageContext) -> None:
         ctx.console.print(f"  sanity {task} {method}: loss {r.final_loss:.4f} after {r.epochs_run} epochs {mark}")
     with commit(layout.sanity_dir, {"sanity": s.model_dump(), "units": [list(u) for u in units]}) as partial:
         # In grid order, whichever unit finished first.
-        SanityRecord.create(settings=s.model_dump(), results=[r for r in rows if r is not None]).write(partial)
+        SanityRecord.create(settings=s.model_dump(mode="json"), results=[r for r in rows if r is not None]).write(partial)
 
 
 def stage_baselines(ctx: StageContext) -> None:
@@ -88,18 +88,21 @@ def stage_hpo(ctx: StageContext) -> None:
              if all(ctx.only.get(k, v) == v for k, v in (("task", task), ("method", method)))]
     args = [(hpo_config(ctx.cfg, task, method), StudyLayout(ctx.out).hpo(task, method)) for task, method in units]
     for done in ctx.executor.map(run_hpo, args):
-        (task, method), best = units[done.index], done.result.get("best") or {}
-        metric = done.result.get("main_metric")
-        ctx.console.print(f"  hpo {task} {method}: best dev {metric} {format_metric(metric, best.get('value'))} "
-                          f"with {escape(str(best.get('params')))} ({done.seconds:.0f} s)", highlight=False)
+        (task, method), record = units[done.index], done.result
+        best, metric = record.best, record.main_metric
+        ctx.console.print(f"  hpo {task} {method}: best dev {metric} {format_metric(metric, best.value if best else None)} "
+                          f"with {escape(str(best.params if best else None))} ({done.seconds:.0f} s)", highlight=False)
 
 
 def tuned_settings(out: Path, task: str, method: str) -> dict[str, Any]:
     """The searched parameters of the best HPO trial of (task, method), or {} without a search."""
-    path = StudyLayout(out).hpo(task, method) / "hpo.json"
+    from lorascope.hpo.record import HpoRecord
+
+    path = StudyLayout(out).hpo(task, method) / HpoRecord.FILE
     if not path.is_file():
         return {}
-    return dict((read_json(path).get("best") or {}).get("params") or {})
+    best = HpoRecord.read(path).best
+    return dict(best.params) if best else {}
 
 
 def train_unit(cfg: TrainConfig, folder: Path) -> RunRecord | None:
