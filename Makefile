@@ -44,7 +44,7 @@ quickstart: $(VENV)/.installed
 # a throwaway PostgreSQL server for the shared HPO study). The slow tier runs its files on
 # TEST_WORKERS processes of one thread each (pytest-xdist; a file's tests stay on one worker, so
 # its module fixtures are built once): its tests spend much of their time in one thread (imports,
-# tokenising, subprocesses), and two one-thread workers on 2 cores took 905 s where one two-thread
+# tokenising, subprocesses), and two one-thread workers on 2 cores took 759 s where one two-thread
 # process took 1,472 s.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed postgres
