@@ -65,9 +65,13 @@ def test_at_least_two_published_studies_have_records():
 def test_the_report_rebuilt_from_the_published_records_has_the_published_numbers(study, tmp_path):
     from lorascope.report.build import summary
     from lorascope.report.collect import collect
+    from lorascope.report.record import SummaryRecord
 
     folder = shutil.copytree(RESULTS / study / "records", tmp_path / study)
-    rebuilt = json.loads(json.dumps(summary(collect(folder)), default=str))
+    built = summary(collect(folder))
+    # The summary has its record's shape, and the record writes it key for key.
+    assert SummaryRecord.create(**built).as_json() == {**built, "kind": "summary", "schema_version": SummaryRecord.VERSION}
+    rebuilt = json.loads(json.dumps(built, default=str))
     published = json.loads((RESULTS / study / "summary.json").read_text(encoding="utf-8"))
     assert published["runs"] and published["drift"], "a published summary with nothing to compare"
     for key in NOT_COMPARED:
@@ -105,3 +109,14 @@ def test_export_copies_the_records_and_no_weights(tmp_path, monkeypatch):
         export_records(study, tmp_path / "published")
     with pytest.raises(ConfigError, match="no records"):
         export_records(tmp_path / "published" / "drift" / "sst2" / "nothing", tmp_path / "again")
+
+
+def test_a_summary_of_an_older_version_is_refused_in_one_line_saying_how_to_rebuild_it():
+    from lorascope.errors import DataError
+    from lorascope.report.record import SummaryRecord
+
+    path = RESULTS / PUBLISHED_WITH_RECORDS[0] / "summary.json"  # written before summaries had a version
+    with pytest.raises(DataError) as err:
+        SummaryRecord.read(path)
+    assert str(err.value) == (f"{path}: summary record of schema version 0, written by an older lorascope: rebuild "
+                              "it with `lorascope report <study folder>`")

@@ -72,6 +72,7 @@ _EXPORTS = {
     "load_study": ".study.config",
     "run_study": ".study.runner",
     "build_report": ".report.build",
+    "SummaryRecord": ".report.record",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = ["__version__", *_EXPORTS]

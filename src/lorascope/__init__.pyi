@@ -49,7 +49,8 @@ from .study.config import StudyConfig as StudyConfig
 from .study.config import load_study as load_study
 from .study.runner import run_study as run_study
 from .report.build import build_report as build_report
+from .report.record import SummaryRecord as SummaryRecord
 
 __version__: str
 
-__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'HpoRecord', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'DriftRecord', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'BenchRecord', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report']
+__all__ = ['__version__', 'get_task', 'TaskSpec', 'load_split', 'TrainConfig', 'run_train', 'HpoConfig', 'run_hpo', 'HpoRecord', 'load_classifier', 'load_run', 'RunFolder', 'RunRecord', 'encode', 'RepresentConfig', 'SampleSettings', 'run_represent', 'DriftConfig', 'DriftSettings', 'run_drift', 'DriftRecord', 'linear_cka', 'linear_cka_layers', 'layer_similarity', 'mean_cosine', 'matrix_update', 'intruder_similarity', 'WeightLensConfig', 'run_weight_lens', 'ForgettingConfig', 'run_forgetting', 'ProbeConfig', 'run_probe_retention', 'WeightsRecord', 'ForgettingRecord', 'ProbesRecord', 'StatisticsSettings', 'paired_t_test', 'sign_flip_test', 'hierarchical_interval', 'seeds_needed', 'BenchConfig', 'run_bench', 'BenchRecord', 'MultiAdapterRuntime', 'StudyConfig', 'load_study', 'run_study', 'build_report', 'SummaryRecord']

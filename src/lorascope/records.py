@@ -16,8 +16,8 @@ The record types of the sanity checks and the baselines live here, with :class:`
 stored form of a statistical test every analysis record uses. Training runs have theirs in
 :mod:`lorascope.run_folder` (:class:`~lorascope.run_folder.RunRecord`, which keeps every key a run
 wrote); the lenses' in :mod:`lorascope.lenses.records`; drift's in :mod:`lorascope.drift.record`;
-the serving benchmark's in :mod:`lorascope.bench.record`; a search's in :mod:`lorascope.hpo.record`.
-The report's summary is still a dict.
+the serving benchmark's in :mod:`lorascope.bench.record`; a search's in :mod:`lorascope.hpo.record`;
+the report's summary in :mod:`lorascope.report.record`.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ class StageRecord(BaseModel):
             return cls.model_validate({**cls.upgrade(raw, version), "kind": cls.KIND, "schema_version": cls.VERSION})
         except ValidationError as err:
             raise DataError(describe_validation_error(err, str(path))) from None
+        except DataError as err:  # an upgrade that cannot be made says why; the file is named here
+            raise DataError(f"{path}: {err}") from None
 
     def write(self, folder: Path) -> Path:
         """Save the record as ``folder / FILE`` (atomically); returns the file's path."""

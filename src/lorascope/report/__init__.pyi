@@ -2,5 +2,6 @@
 # exports lazily, typed for type checkers and IDEs. Do not edit by hand.
 
 from .build import build_report as build_report
+from .record import SummaryRecord as SummaryRecord
 
-__all__ = ['build_report']
+__all__ = ['build_report', 'SummaryRecord']

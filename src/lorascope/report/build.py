@@ -9,11 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lorascope.artifacts import commit, write_json
+from lorascope.artifacts import commit
 from lorascope.report.collect import collect
 from lorascope.report.figures import all_figures
 from lorascope.report.interactive import interactive_figures
 from lorascope.report.markdown import render
+from lorascope.report.record import SummaryRecord
 from lorascope.report.tables import write_tables
 from lorascope.study.layout import StudyLayout
 
@@ -38,7 +39,7 @@ def build_report(study: Path | str) -> Path:
         write_tables(data, out / "tables")
         html = markdown_to_html(md, out)
         (out / "report.html").write_text(html, encoding="utf-8")
-        write_json(out / "summary.json", summary(data))
+        SummaryRecord.create(**summary(data)).write(out)
     return final / "report.html"
 
 
