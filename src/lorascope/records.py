@@ -98,6 +98,12 @@ class StageRecord(BaseModel):
         return path
 
 
+class RecordPart(BaseModel):
+    """Base of the parts of a record (a run, a test, a comparison): immutable, and no key it does not name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
 class ExactKeysRecord(StageRecord):
     """A record whose file holds exactly the keys it was made or read with.
 
@@ -117,10 +123,8 @@ class ExactKeysRecord(StageRecord):
         return path
 
 
-class StoredTest(BaseModel):
+class StoredTest(RecordPart):
     """A :class:`~lorascope.stats.result.TestResult` as JSON holds it (NaN and inf stored as None)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     test: str
     n: int

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
-from lorascope.records import ExactKeysRecord
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from lorascope.records import ExactKeysRecord, RecordPart
 
 
-class BenchEnvironment(_Part):
+class BenchEnvironment(RecordPart):
     """Where the benchmark ran: ``device_name`` in words, with the dtype, CPU threads and torch build."""
 
     device: str | None = None
@@ -30,7 +26,7 @@ class BenchEnvironment(_Part):
     torch: str | None = None
 
 
-class BaseModelInfo(_Part):
+class BaseModelInfo(RecordPart):
     """The base model every strategy serves (``random_init``: a tiny random model of the tests)."""
 
     name: str
@@ -39,7 +35,7 @@ class BaseModelInfo(_Part):
     random_init: bool
 
 
-class AdapterInfo(_Part):
+class AdapterInfo(RecordPart):
     """One served adapter: where it came from (``origin``: a run, a folder, synthetic) and its size on disk."""
 
     name: str
@@ -51,7 +47,7 @@ class AdapterInfo(_Part):
     folder_bytes: int
 
 
-class FullFtInfo(_Part):
+class FullFtInfo(RecordPart):
     """The full fine-tuned model compared (``stand_in``: the base model stood in for it)."""
 
     stand_in: bool
@@ -61,7 +57,7 @@ class FullFtInfo(_Part):
     estimated: bool
 
 
-class StrategyMemory(_Part):
+class StrategyMemory(RecordPart):
     """What a strategy's model holds once loaded; ``cuda_forward_peak_bytes`` per batch size (a string,
     as JSON keys are; None on CPU)."""
 
@@ -71,7 +67,7 @@ class StrategyMemory(_Part):
     cuda_forward_peak_bytes: dict[str, int | None] = {}
 
 
-class StrategyInfo(_Part):
+class StrategyInfo(RecordPart):
     """One serving strategy: its loaded group, the adapters in it, load time, memory and artifact size."""
 
     description: str
@@ -83,7 +79,7 @@ class StrategyInfo(_Part):
     artifact_estimated: bool
 
 
-class RequestStats(_Part):
+class RequestStats(RecordPart):
     """The requests timed at one batch size: warm-up and measured counts, mean length and real-token share."""
 
     warmup: int | None = None
@@ -92,7 +88,7 @@ class RequestStats(_Part):
     real_token_fraction: float
 
 
-class BenchRow(_Part):
+class BenchRow(RecordPart):
     """One (strategy, batch size): latency (ms) with bootstrap intervals, the ratio to the merged model
     with its interval and H2 reading, and the strategy's resources; an endpoint's row has its
     ``overhead_ratio`` to the in-process runtime instead of a ratio to the merged model."""
@@ -138,7 +134,7 @@ class BenchRow(_Part):
     added_ms: float | None = None
 
 
-class BenchCheck(_Part):
+class BenchCheck(RecordPart):
     """A strategy's logits against its reference on the same rows (``agreement``: share of equal predictions)."""
 
     strategy: str
@@ -150,7 +146,7 @@ class BenchCheck(_Part):
     passed: bool
 
 
-class ProcessMemory(_Part):
+class ProcessMemory(RecordPart):
     """The benchmark process's peaks (every strategy shares the process)."""
 
     peak_rss_bytes: int | None
@@ -158,14 +154,14 @@ class ProcessMemory(_Part):
     note: str
 
 
-class EndpointRequestStats(_Part):
+class EndpointRequestStats(RecordPart):
     """The endpoint's requests at one batch size: mean length and real-token share."""
 
     mean_seq_len: float
     real_token_fraction: float
 
 
-class EndpointOverhead(_Part):
+class EndpointOverhead(RecordPart):
     """The endpoint against the in-process runtime on the same requests at one batch size (ms; ratio with interval)."""
 
     batch_size: int
@@ -182,7 +178,7 @@ class EndpointOverhead(_Part):
     added_ms: float | None
 
 
-class ConcurrencyLevel(_Part):
+class ConcurrencyLevel(RecordPart):
     """The endpoint under ``concurrency`` closed-loop clients at one batch size: answered requests'
     latency, rows/s and requests/s, errors by status, and rows/s relative to the in-process runtime's."""
 
@@ -205,7 +201,7 @@ class ConcurrencyLevel(_Part):
     throughput_vs_inprocess: float | None = None
 
 
-class EndpointCheckRecord(_Part):
+class EndpointCheckRecord(RecordPart):
     """The endpoint's answers against the in-process runtime's on the same requests."""
 
     compared_with: str
@@ -218,7 +214,7 @@ class EndpointCheckRecord(_Part):
     first_mismatches: list[dict[str, JsonValue]] = []
 
 
-class EndpointSection(_Part):
+class EndpointSection(RecordPart):
     """An HTTP endpoint measured beside the in-process strategies (``bench --endpoint``).
 
     Attributes:

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
-from lorascope.records import ExactKeysRecord, StoredTest
+from lorascope.records import ExactKeysRecord, RecordPart, StoredTest
 
 Bounds = list[float | None]  # [low, high] of an interval; None: undefined or unbounded
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class Undefined(_Part):
+class Undefined(RecordPart):
     """A statistic the runs do not allow, and why (``error``); ``scale`` where an interval says which it would use."""
 
     error: str
@@ -37,7 +34,7 @@ class Undefined(_Part):
 # --- runs and controls ---------------------------------------------------------------------------
 
 
-class DriftControl(_Part):
+class DriftControl(RecordPart):
     """A pipeline control (see :mod:`lorascope.drift.controls`): drift = 1 − CKA over the layers."""
 
     name: str
@@ -48,7 +45,7 @@ class DriftControl(_Part):
     passed: bool
 
 
-class DriftLayer(_Part):
+class DriftLayer(RecordPart):
     """One layer of one run (layer 0: the embeddings' output); ``ci_low``/``ci_high``: the drift's
     95% bootstrap interval over samples."""
 
@@ -62,7 +59,7 @@ class DriftLayer(_Part):
     ci_high: float | None
 
 
-class LearningCheck(_Part):
+class LearningCheck(RecordPart):
     """A run's learning check as its ``metrics.json`` records it (see :mod:`lorascope.train.learned`)."""
 
     learned: bool
@@ -73,8 +70,9 @@ class LearningCheck(_Part):
     predicted_share: float | None = None
 
 
-class DriftRun(_Part):
-    """One fine-tuned run's drift from the base: per layer, and averaged over the verdicts' layers.
+class DriftRunMeans(RecordPart):
+    """One fine-tuned run's drift from the base averaged over the verdicts' layers (with its 95%
+    bootstrap interval over samples), and its learning check.
 
     Attributes:
         method: the run's label (its variant where it has one).
@@ -85,7 +83,6 @@ class DriftRun(_Part):
     method: str
     seed: int
     metric: float | None
-    layers: list[DriftLayer]
     mean_drift: float
     mean_drift_ci: Bounds
     mean_drift_debiased: float
@@ -96,7 +93,13 @@ class DriftRun(_Part):
     learning: LearningCheck | None = None
 
 
-class SkippedRun(_Part):
+class DriftRun(DriftRunMeans):
+    """One fine-tuned run's drift from the base: averaged, and per layer."""
+
+    layers: list[DriftLayer]
+
+
+class SkippedRun(RecordPart):
     """A run of the task that failed, so has no drift."""
 
     run: str
@@ -106,7 +109,7 @@ class SkippedRun(_Part):
 # --- each method over its seeds ------------------------------------------------------------------
 
 
-class MeasureStats(_Part):
+class MeasureStats(RecordPart):
     """Mean ± sd over seeds (``sd`` None under 2); drift measures add ``ci_seeds`` (t over seeds)
     and ``ci_seeds_samples`` (hierarchical bootstrap over seeds and samples)."""
 
@@ -117,7 +120,7 @@ class MeasureStats(_Part):
     ci_seeds_samples: Bounds | None = None
 
 
-class MethodSummary(_Part):
+class MethodSummary(RecordPart):
     """One method's runs summarised: ``layer_drift_mean``/``_sd`` are per layer [n_layers averaged]."""
 
     seeds: list[int]
@@ -130,7 +133,7 @@ class MethodSummary(_Part):
     thirds: dict[str, float]
 
 
-class NoiseFloor(_Part):
+class NoiseFloor(RecordPart):
     """The sd over seeds of one method's drift from the base, with chi-square intervals."""
 
     n: int
@@ -142,7 +145,7 @@ class NoiseFloor(_Part):
     what: str
 
 
-class SeedPairDrift(_Part):
+class SeedPairDrift(RecordPart):
     """Drift between the runs of two seeds of one method."""
 
     seeds: list[int]
@@ -150,7 +153,7 @@ class SeedPairDrift(_Part):
     mean_drift_debiased: float
 
 
-class BetweenSeedDrift(_Part):
+class BetweenSeedDrift(RecordPart):
     """Every seed pair's drift between its two runs, and the mean over pairs."""
 
     pairs: list[SeedPairDrift]
@@ -161,7 +164,7 @@ class BetweenSeedDrift(_Part):
 # --- LoRA vs full: tests, intervals, verdicts ----------------------------------------------------
 
 
-class MeanInterval(_Part):
+class MeanInterval(RecordPart):
     """Student t interval of a mean over seed pairs."""
 
     low: float | None
@@ -170,7 +173,7 @@ class MeanInterval(_Part):
     n: int
 
 
-class LayerTest(_Part):
+class LayerTest(RecordPart):
     """The paired t-test of full − LoRA drift at one layer, Holm-adjusted over layers where every p is finite."""
 
     layer: int
@@ -188,7 +191,7 @@ class LayerTest(_Part):
     reject_holm: bool | None = None
 
 
-class PerLayerTests(_Part):
+class PerLayerTests(RecordPart):
     """Every layer's test (``layers``), or a ``note`` why there are none."""
 
     test: str | None = None
@@ -197,7 +200,7 @@ class PerLayerTests(_Part):
     note: str | None = None
 
 
-class LogRatioSummary(_Part):
+class LogRatioSummary(RecordPart):
     """Per-seed log ratios LoRA / full: the geometric-mean ratio and Δ% with t intervals, and both tests
     (see :class:`~lorascope.stats.logratio.LogRatioSummary`)."""
 
@@ -216,7 +219,7 @@ class LogRatioSummary(_Part):
     sign_flip: StoredTest
 
 
-class ReductionInterval(_Part):
+class ReductionInterval(RecordPart):
     """Δ% with its hierarchical-bootstrap interval over seeds and samples, on the scale ``scale`` names."""
 
     estimate: float | None
@@ -232,7 +235,7 @@ class ReductionInterval(_Part):
     mean_log_ratio_ci: Bounds | None = None
 
 
-class NoiseCaveat(_Part):
+class NoiseCaveat(RecordPart):
     """Could the seeds alone make this difference? (see :func:`~lorascope.drift.analysis.noise_caveat`)."""
 
     applies: bool
@@ -246,7 +249,7 @@ class NoiseCaveat(_Part):
     text: str
 
 
-class CrossedDifference(_Part):
+class CrossedDifference(RecordPart):
     """A metric difference over seeds × dev examples (two-way random effects), with its test where stored."""
 
     estimate: float | None
@@ -264,7 +267,7 @@ class CrossedDifference(_Part):
     test: StoredTest | None = None
 
 
-class SeedsOnlyDifference(_Part):
+class SeedsOnlyDifference(RecordPart):
     """A metric difference over seed pairs, the dev set fixed."""
 
     low: float | None
@@ -275,7 +278,7 @@ class SeedsOnlyDifference(_Part):
     test: StoredTest | Undefined
 
 
-class MetricDifference(_Part):
+class MetricDifference(RecordPart):
     """Mean LoRA − full task metric, over seeds and (given per-example predictions) over seeds and dev examples."""
 
     estimate: float
@@ -284,7 +287,7 @@ class MetricDifference(_Part):
     note: str
 
 
-class SeedsNeeded(_Part):
+class SeedsNeeded(RecordPart):
     """Seed pairs for 80% power (see :func:`~lorascope.stats.power.seeds_needed`)."""
 
     t: int | None = None
@@ -297,7 +300,7 @@ class SeedsNeeded(_Part):
     note: str = ""
 
 
-class VerdictFamily(_Part):
+class VerdictFamily(RecordPart):
     """Whom a verdict's p was adjusted with."""
 
     method: str
@@ -307,7 +310,7 @@ class VerdictFamily(_Part):
     note: str = ""
 
 
-class VerdictDetails(_Part):
+class VerdictDetails(RecordPart):
     """The numbers behind a verdict's estimate: the log-ratio summary (drift) or the crossed difference (metric)."""
 
     log_ratio: LogRatioSummary | None = None
@@ -315,7 +318,7 @@ class VerdictDetails(_Part):
     note: str | None = None
 
 
-class StoredVerdict(_Part):
+class StoredVerdict(RecordPart):
     """A decided hypothesis, as :class:`~lorascope.stats.verdict.Verdict` writes it (NaN stored as None).
 
     ``decisive`` is the name files written before ``robust_to_normality`` used.
@@ -358,14 +361,14 @@ class StoredVerdict(_Part):
     decisive: bool | None = None
 
 
-class NoVerdict(_Part):
+class NoVerdict(RecordPart):
     """A declared hypothesis that was not decided, and why (``not_interpretable``: the runs did not learn)."""
 
     error: str
     not_interpretable: bool | None = None
 
 
-class ComparisonFamily(_Part):
+class ComparisonFamily(RecordPart):
     """The family a task's verdicts were adjusted in (``complete`` once the study adjusted all tasks together)."""
 
     method: str
@@ -378,7 +381,7 @@ class ComparisonFamily(_Part):
     complete: bool
 
 
-class DriftComparison(_Part):
+class DriftComparison(RecordPart):
     """One LoRA label against full fine-tuning, paired by seed (see :func:`~lorascope.drift.compare.compare_methods`).
 
     Attributes:
@@ -425,7 +428,7 @@ class DriftComparison(_Part):
 # --- robustness and the sweep's frontier ---------------------------------------------------------
 
 
-class RobustnessRun(_Part):
+class RobustnessRun(RecordPart):
     """One run's drift by each alternative measure (measure -> value)."""
 
     method: str
@@ -433,7 +436,7 @@ class RobustnessRun(_Part):
     measures: dict[str, float]
 
 
-class RobustnessRow(_Part):
+class RobustnessRow(RecordPart):
     """One measure: LoRA's and full FT's means over seeds, their log-ratio summary and its direction."""
 
     measure: str
@@ -448,7 +451,7 @@ class RobustnessRow(_Part):
     note: str
 
 
-class Robustness(_Part):
+class Robustness(RecordPart):
     """The verdicts' pair [LoRA label, full label] by every measure of :mod:`lorascope.drift.robustness`."""
 
     pair: list[str | None]
@@ -456,7 +459,7 @@ class Robustness(_Part):
     rows: list[RobustnessRow]
 
 
-class FrontierPoint(_Part):
+class FrontierPoint(RecordPart):
     """One swept point: its metric and geometric-mean drift over seeds, with intervals."""
 
     label: str
@@ -469,7 +472,7 @@ class FrontierPoint(_Part):
     drift_ci: Bounds
 
 
-class MatchedComparison(_Part):
+class MatchedComparison(RecordPart):
     """Drift of ``method_a`` relative to ``method_b`` at the accuracy both reach (see
     :func:`~lorascope.stats.frontier.matched_accuracy`)."""
 
@@ -487,7 +490,7 @@ class MatchedComparison(_Part):
     statement: str
 
 
-class SettingInteraction(_Part):
+class SettingInteraction(RecordPart):
     """The method × setting-level interaction on log drift (``p`` None with the reason when the design allows no test)."""
 
     test: str
@@ -499,7 +502,7 @@ class SettingInteraction(_Part):
     statement: str
 
 
-class Frontier(_Part):
+class Frontier(RecordPart):
     """A sweep's frontier: one row per point, and (with points of both methods) the two comparisons."""
 
     table: list[FrontierPoint]
@@ -509,7 +512,7 @@ class Frontier(_Part):
     interaction: SettingInteraction | None = None
 
 
-class SelectedPoint(_Part):
+class SelectedPoint(RecordPart):
     """The swept point a method's declared rule selected, the value it was selected by per point, and the rule."""
 
     label: str
@@ -521,14 +524,14 @@ class SelectedPoint(_Part):
 # --- the record ----------------------------------------------------------------------------------
 
 
-class LayerRange(_Part):
+class LayerRange(RecordPart):
     """The layers the verdicts average: as configured (``verdicts``) and as indices (``averaged``)."""
 
     verdicts: str
     averaged: list[int]
 
 
-class Extraction(_Part):
+class Extraction(RecordPart):
     """Where and in which dtype the states were extracted, and the zero-drift controls' tolerance there."""
 
     device: str

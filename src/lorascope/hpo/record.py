@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
-from lorascope.records import StageRecord
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from lorascope.records import RecordPart, StageRecord
 
 
-class TrialRecord(_Part):
+class TrialRecord(RecordPart):
     """One trial: Optuna's state and value, the sampled ``params``, and what the trial's run recorded
     (``status``, ``reason`` when it failed or diverged, ``dev`` metrics, ``worker``, run ``folder``)."""
 
@@ -33,7 +29,7 @@ class TrialRecord(_Part):
     folder: str | None = None
 
 
-class BestTrial(_Part):
+class BestTrial(RecordPart):
     """The best complete trial: its number, dev value and every searched setting (fixed ones included)."""
 
     number: int

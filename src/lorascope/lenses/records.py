@@ -12,14 +12,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from lorascope.records import StageRecord, StoredTest
+from lorascope.records import RecordPart, StageRecord, StoredTest
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MeasureComparison(_Frozen):
+class MeasureComparison(RecordPart):
     """One measure over the runs of a LoRA label and of the full fine-tuning label it is compared with.
 
     Attributes:
@@ -38,7 +34,7 @@ class MeasureComparison(_Frozen):
     sign_flip: StoredTest | None = None
 
 
-class PairComparison(_Frozen):
+class PairComparison(RecordPart):
     """Every measure of one LoRA label against full fine-tuning, on the seeds both have."""
 
     seeds: list[int]
@@ -58,7 +54,7 @@ class LensComparison(PairComparison):
     variants: dict[str, PairComparison]
 
 
-class LensRun(_Frozen):
+class LensRun(RecordPart):
     """One run as a lens measured it: ``summary`` maps each measure to its value."""
 
     run: str
@@ -139,7 +135,7 @@ class ProbesRecord(StageRecord):
     comparison: LensComparison
 
 
-class TypeUpdate(_Frozen):
+class TypeUpdate(RecordPart):
     """One kind of matrix (``q_proj``, ``word_embeddings``...) in a whole-model update: how many, and
     the mean of their ‖ΔW‖_F / ‖W₀‖_F."""
 
@@ -147,7 +143,7 @@ class TypeUpdate(_Frozen):
     relative_update: float
 
 
-class WholeModelUpdate(_Frozen):
+class WholeModelUpdate(RecordPart):
     """A run's update of the whole backbone, every 2-D matrix together (see ``whole_model_summary``).
 
     Attributes:
@@ -164,7 +160,7 @@ class WholeModelUpdate(_Frozen):
     by_type: dict[str, TypeUpdate]
 
 
-class MatrixMeasures(_Frozen):
+class MatrixMeasures(RecordPart):
     """The weight lens on one matrix (:class:`~lorascope.weight_update.update.MatrixUpdate`), its block,
     and its intruders recounted at the matched size."""
 
@@ -179,7 +175,7 @@ class MatrixMeasures(_Frozen):
     intruders_matched: int
 
 
-class WeightSummary(_Frozen):
+class WeightSummary(RecordPart):
     """A run's like-for-like measures, with its whole-model relative updates beside.
 
     Attributes:
@@ -202,7 +198,7 @@ class WeightSummary(_Frozen):
     relative_update_whole_without_embeddings: float | None
 
 
-class WeightRun(_Frozen):
+class WeightRun(RecordPart):
     """One run as the weight lens measured it.
 
     Attributes:
@@ -221,7 +217,7 @@ class WeightRun(_Frozen):
     summary_by_variant: dict[str, WeightSummary] | None = None
 
 
-class WeightScope(_Frozen):
+class WeightScope(RecordPart):
     """Which matrices each measure covers, in words and counts (``measures``: measure -> scope key)."""
 
     like_for_like: str
@@ -234,7 +230,7 @@ class WeightScope(_Frozen):
     measures: dict[str, str]
 
 
-class MatchedUpdate(_Frozen):
+class MatchedUpdate(RecordPart):
     """The common relative update at which intruders are recounted, from the compared pair's ``runs``."""
 
     relative_update: float

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
 from lorascope.bench.record import BenchEnvironment, BenchRow
 from lorascope.drift.record import (
     Bounds,
     DriftComparison,
     DriftControl,
+    DriftRunMeans,
     Frontier,
-    LearningCheck,
     MethodSummary,
     NoiseFloor,
     Robustness,
@@ -31,14 +31,10 @@ from lorascope.drift.record import (
 )
 from lorascope.errors import DataError
 from lorascope.lenses.records import LensComparison, LensControl, LensRun, WeightSummary, WholeModelUpdate
-from lorascope.records import Baseline, ExactKeysRecord, SanityCheck
+from lorascope.records import Baseline, ExactKeysRecord, RecordPart, SanityCheck
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SummaryRun(_Part):
+class SummaryRun(RecordPart):
     """A training run: its task, label, seed, status and dev metrics."""
 
     task: str | None
@@ -52,31 +48,20 @@ class SummaryRun(_Part):
     runtime_s: float | None
 
 
-class SanitySummary(_Part):
+class SanitySummary(RecordPart):
     """The overfitting checks: whether all passed, and each."""
 
     passed: bool
     results: list[SanityCheck]
 
 
-class DriftRunSummary(_Part):
+class DriftRunSummary(DriftRunMeans):
     """A run's drift without its per-layer rows: ``per_layer[measure][i]`` is layer ``per_layer["layer"][i]``'s."""
 
-    method: str
-    seed: int
-    metric: float | None
-    mean_drift: float
-    mean_drift_ci: Bounds
-    mean_drift_debiased: float
-    mean_drift_debiased_ci: Bounds
-    mean_cosine: float
-    n_samples: int
-    thirds: dict[str, float] = {}
-    learning: LearningCheck | None = None
     per_layer: dict[str, list[int | float | None]]
 
 
-class DriftSummary(_Part):
+class DriftSummary(RecordPart):
     """One task's drift record without sample ids and between-seed pairs; ``comparisons``: the other LoRA labels'."""
 
     n_samples: int
@@ -94,7 +79,7 @@ class DriftSummary(_Part):
     selection: dict[str, SelectedPoint] | None = None
 
 
-class InteractionVerdict(_Part):
+class InteractionVerdict(RecordPart):
     """The method × setting interaction test, as the frontier verdict states it."""
 
     test: str | None
@@ -105,7 +90,7 @@ class InteractionVerdict(_Part):
     statement: str | None
 
 
-class FrontierVerdict(_Part):
+class FrontierVerdict(RecordPart):
     """A swept task's verdict at matched accuracy, the interaction test, and the points compared."""
 
     outcome: str | None
@@ -119,7 +104,7 @@ class FrontierVerdict(_Part):
     missing: list[str]
 
 
-class WeightRunSummary(_Part):
+class WeightRunSummary(RecordPart):
     """A run as the weight lens measured it, without its per-matrix records."""
 
     run: str
@@ -130,7 +115,7 @@ class WeightRunSummary(_Part):
     summary_by_variant: dict[str, WeightSummary] | None = None
 
 
-class WeightsSummary(_Part):
+class WeightsSummary(RecordPart):
     """The weight lens of one task: its settings, how many matrices it compared, the comparison and the runs."""
 
     config: dict[str, JsonValue]
@@ -139,7 +124,7 @@ class WeightsSummary(_Part):
     runs: list[WeightRunSummary]
 
 
-class ForgettingSummary(_Part):
+class ForgettingSummary(RecordPart):
     """The forgetting lens of one task (see :class:`~lorascope.lenses.records.ForgettingRecord`)."""
 
     text_source: str
@@ -150,7 +135,7 @@ class ForgettingSummary(_Part):
     runs: list[LensRun]
 
 
-class ProbesSummary(_Part):
+class ProbesSummary(RecordPart):
     """The probe lens of one task (see :class:`~lorascope.lenses.records.ProbesRecord`)."""
 
     probe_tasks: list[str]
@@ -162,7 +147,7 @@ class ProbesSummary(_Part):
     runs: list[LensRun]
 
 
-class BenchSummary(_Part):
+class BenchSummary(RecordPart):
     """The serving benchmark's environment, whether every check passed, and its headline columns per row."""
 
     environment: BenchEnvironment | None
