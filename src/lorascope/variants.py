@@ -36,10 +36,14 @@ def primary_label(methods: dict[str, str]) -> str | None:
     return lora[0] if lora else None
 
 
+def recorded_primary(primary: str | None) -> str:
+    """The primary LoRA label an analysis recorded; ``lora`` for results written before variants existed."""
+    return primary or "lora"
+
+
 def primary_of(result: dict[str, Any]) -> str:
-    """The primary LoRA label recorded in a saved analysis (``drift.json``, a lens); ``lora`` for
-    results written before variants existed."""
-    return str(result.get("primary") or "lora")
+    """The primary LoRA label recorded in a saved analysis (``drift.json``, a lens) read as a dict."""
+    return recorded_primary(result.get("primary"))
 
 
 def display_name(label: str) -> str:

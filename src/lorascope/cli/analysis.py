@@ -69,11 +69,12 @@ def drift(
     quiet_libraries()
     from lorascope.drift import DriftConfig, run_drift
     from lorascope.report.learning import comparison_learning
+    from lorascope.variants import recorded_primary
 
     cfg = assemble(DriftConfig, config, dict(task=task, base=base, runs=str(runs)), overrides)
     result = run_drift(cfg, out, overwrite=overwrite)
     compared = [{"method": r.method, "seed": r.seed} for r in result.runs]
-    learning = comparison_learning(runs, compared, result.primary_label, result.comparison.not_interpretable,
+    learning = comparison_learning(runs, compared, recorded_primary(result.primary), result.comparison.not_interpretable,
                                    task=result.task)
     print_drift_summary(result, learning)
     console.print(f"-> {out / 'drift.json'}, {out / 'layers.csv'}")

@@ -581,8 +581,3 @@ class DriftRecord(ExactKeysRecord):
     selection: dict[str, SelectedPoint] | None = None
     config: dict[str, JsonValue] = {}
     provenance: dict[str, JsonValue] | None = None
-
-    @property
-    def primary_label(self) -> str:
-        """The LoRA label of ``comparison``; ``lora`` for files written before variants existed."""
-        return self.primary or "lora"
