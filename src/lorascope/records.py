@@ -91,10 +91,14 @@ class StageRecord(BaseModel):
         except DataError as err:  # an upgrade that cannot be made says why; the file is named here
             raise DataError(f"{path}: {err}") from None
 
+    def as_json(self) -> dict[str, Any]:
+        """The file's JSON object, as Python values (python mode: a NaN loss stays NaN, as json.dumps writes it)."""
+        return self.model_dump()
+
     def write(self, folder: Path) -> Path:
         """Save the record as ``folder / FILE`` (atomically); returns the file's path."""
         path = folder / self.FILE
-        write_json(path, self.model_dump())  # python mode: a NaN loss stays NaN, as json.dumps writes it
+        write_json(path, self.as_json())
         return path
 
 
@@ -115,12 +119,6 @@ class ExactKeysRecord(StageRecord):
     def as_json(self) -> dict[str, Any]:
         """The file's JSON object, as Python values (every field set when made or read, no other)."""
         return self.model_dump(exclude_unset=True)
-
-    def write(self, folder: Path) -> Path:
-        """Save the record as ``folder / FILE`` (atomically); returns the file's path."""
-        path = folder / self.FILE
-        write_json(path, self.as_json())
-        return path
 
 
 class StoredTest(RecordPart):
