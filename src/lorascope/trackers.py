@@ -47,12 +47,15 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lorascope.errors import LorascopeError
 from lorascope.extras import require
+
+if TYPE_CHECKING:
+    from lorascope.report.collect import StudyRecords
 
 # The trackers a study's results can go to, in the order they are logged.
 SUPPORTED = ("mlflow", "tensorboard", "wandb")
@@ -163,7 +166,7 @@ def study_results(study: Path | str) -> StudyResults:
     return out
 
 
-def _task_metrics(out: StudyResults, data: dict[str, Any], main_metric: Callable[[dict[str, Any], str], str | None]) -> None:
+def _task_metrics(out: StudyResults, data: StudyRecords, main_metric: Callable[[StudyRecords, str], str | None]) -> None:
     by: dict[tuple[str, str], list[float]] = {}
     for r in data["runs"]:
         metric = r.get("main_metric") or main_metric(data, r["task"])

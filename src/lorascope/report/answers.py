@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_bounds, format_metric_difference, format_p, format_ratio, format_reduction, is_percentage
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, method_display, reference_of, task_learning
 from lorascope.report.limitations import noise_of
 from lorascope.report.serving_text import aa_noise, h2_max_ratio, h2_of, h2_rows, merged_ratio_row
@@ -118,7 +119,7 @@ def _confidence(record: dict[str, Any]) -> str:
     return f"{record.get('confidence', 0.95):.0%}"
 
 
-def rq1_sentences(data: dict[str, Any]) -> list[str]:
+def rq1_sentences(data: StudyRecords) -> list[str]:
     """One bullet per task with the measured reduction, then one per verdict (primary hypotheses first)
     with its strength; for a task whose models did not learn, one statement why it has no answer, and
     no test or effect size."""
@@ -176,7 +177,7 @@ def rq2_sentence(bench: dict[str, Any] | None) -> str | None:
     return text
 
 
-def answers(data: dict[str, Any]) -> str:
+def answers(data: StudyRecords) -> str:
     """The report's "Answers" section: RQ1 (drift) and RQ2 (serving cost) in sentences."""
     out = ["## Answers", ""]
     rq1 = rq1_sentences(data)
@@ -204,7 +205,7 @@ VERDICT_HEADER = ["task", "hypothesis", "verdict (primary test)", "estimate", "u
                   "robust to normality", "seeds for 80% power"]
 
 
-def verdict_table(data: dict[str, Any]) -> str:
+def verdict_table(data: StudyRecords) -> str:
     """The verdicts of every task whose models learned it, primary hypotheses first, one row each, each
     test's raw and adjusted p side by side; for a task whose models did not learn, one statement
     instead of a row per verdict (they would all say the same)."""
@@ -256,7 +257,7 @@ def verdict_table(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _compared_points(data: dict[str, Any], tasks: list[str]) -> list[str]:
+def _compared_points(data: StudyRecords, tasks: list[str]) -> list[str]:
     """Where a sweep chose the compared points: which, and where to read how."""
     out = []
     for task in tasks:

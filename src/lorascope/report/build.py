@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lorascope.artifacts import commit
-from lorascope.report.collect import collect
+from lorascope.report.collect import StudyRecords, collect
 from lorascope.report.figures import all_figures
 from lorascope.report.interactive import interactive_figures
 from lorascope.report.markdown import render
@@ -97,7 +97,7 @@ def lens_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in _LENS_RUN_DROP} for r in result.get("runs") or []]
 
 
-def summary(data: dict[str, Any]) -> dict[str, Any]:
+def summary(data: StudyRecords) -> dict[str, Any]:
     """The study's numbers in one JSON: verdicts, per-method drift and metric with their intervals and
     per-layer means, every run's drift with its per-layer values, per-layer tests, noise floor,
     controls, a sweep's frontier and selection, each lens's comparison and runs, serving ratios and

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_bounds, format_metric, format_ratio, format_reduction
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, not_learned
 from lorascope.report.limitations import noise_of, spread_text
 from lorascope.report.reference import REFERENCE
@@ -26,7 +27,7 @@ def _ci(stat: dict[str, Any] | None, key: str) -> str:
     return interval(*bounds) if bounds else "–"
 
 
-def method_table(data: dict[str, Any]) -> str:
+def method_table(data: StudyRecords) -> str:
     """The table of each task and method's drift, debiased drift and cosine with their intervals and noise floor."""
     rows = []
     for task, d in data["drift"].items():
@@ -69,7 +70,7 @@ def _debiased(c: dict[str, Any]) -> str:
     return f"{format_reduction(red)}{seeds}; {_hier(c.get('reduction_ci_seeds_samples_debiased'))} over seeds + samples"
 
 
-def comparison_table(data: dict[str, Any]) -> str:
+def comparison_table(data: StudyRecords) -> str:
     """Per task whose models learned it: Δ% on the log scale (geometric-mean ratio with its t interval
     over seeds, asymmetric), over seeds and samples, the ratio of means beside it and the two-sided
     tests of the log ratios; then the drift differences' tests and Cohen's d. Below the tables, one line
@@ -115,7 +116,7 @@ def comparison_table(data: dict[str, Any]) -> str:
     return "\n\n".join(x for x in (body, "\n".join(notes), "\n".join(caveats), "\n".join(set_apart)) if x)
 
 
-def per_run_table(data: dict[str, Any]) -> str:
+def per_run_table(data: StudyRecords) -> str:
     """The table of each run's dev metric and drift, each drift with its interval over samples."""
     rows = []
     for task, d in data["drift"].items():
@@ -128,7 +129,7 @@ def per_run_table(data: dict[str, Any]) -> str:
                   "debiased drift [95% CI over samples]", "cosine"], rows)
 
 
-def per_layer_text(data: dict[str, Any]) -> list[str]:
+def per_layer_text(data: StudyRecords) -> list[str]:
     """One line per task with per-layer tests: the layers where full − LoRA drift differs after Holm."""
     out, untrained = [], not_learned(data)
     for task, d in data["drift"].items():
@@ -145,14 +146,14 @@ def per_layer_text(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def controls_table(data: dict[str, Any]) -> str:
+def controls_table(data: StudyRecords) -> str:
     """The table of every task's pipeline controls and whether each passed."""
     rows = [[task, c["name"], c["expectation"], f"{c['max_drift']:.2e}", f"{c['mean_drift_debiased']:.3f}",
              "pass" if c["passed"] else "**FAIL**"] for task, d in data["drift"].items() for c in d["controls"]]
     return table(["task", "control", "expectation", "max drift over layers", "debiased drift", "result"], rows)
 
 
-def drift_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The report's representation-drift section (RQ1), with ``figures`` (name -> path) where they were made."""
     settings = data["config"].get("drift") or {}
     pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(settings.get("pooling", "mean"), "pooled")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
+from lorascope.report.collect import StudyRecords
 from lorascope.variants import primary_of
 
 matplotlib.use("Agg")
@@ -225,7 +226,7 @@ def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
     return _save(fig, out / "serving_ratio.png")
 
 
-def _lens_sds(data: dict[str, Any], task: str, where: str, label: str) -> tuple[float, float]:
+def _lens_sds(data: StudyRecords, task: str, where: str, label: str) -> tuple[float, float]:
     """(sd over seeds of the LoRA method, of full FT) for one lens; 0 where not known."""
     if where == "drift":
         from lorascope.report.learning import reference_of
@@ -239,7 +240,7 @@ def _lens_sds(data: dict[str, Any], task: str, where: str, label: str) -> tuple[
     return m.get("lora_sd") or 0.0, m.get("full_sd") or 0.0
 
 
-def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
+def rank_figure(data: StudyRecords, out: Path) -> Path | None:
     """Each lens against LoRA rank, one panel per lens and a row per task: every LoRA variant (mean ± sd
     over seeds) and full fine-tuning as measured for that variant's comparison (grey ×)."""
     from lorascope.report.lenses_text import LENSES, lens_values
@@ -275,7 +276,7 @@ def rank_figure(data: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "lenses_by_rank.png")
 
 
-def all_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
+def all_figures(data: StudyRecords, out: Path) -> dict[str, Path]:
     """Draw every figure the study's results allow into ``out``; returns name -> file of those drawn."""
     from lorascope.report.learning import main_metric, not_learned
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lorascope.extras import missing_modules
+from lorascope.report.collect import StudyRecords
 from lorascope.report.figures import COLOURS
 
 FILES = {"drift_by_layer": "drift_by_layer.html", "frontier": "frontier.html"}
@@ -136,7 +137,7 @@ def frontier_figure(drift: dict[str, dict[str, Any]]) -> Any | None:
     return fig
 
 
-def interactive_figures(data: dict[str, Any], out: Path) -> dict[str, Path]:
+def interactive_figures(data: StudyRecords, out: Path) -> dict[str, Path]:
     """Write the interactive figures the study has into ``out`` (``drift_by_layer.html``, and
     ``frontier.html`` with a sweep); returns name -> path, empty without plotly or drift results.
     Files from an earlier build that this one does not write are removed (the report would not link them)."""

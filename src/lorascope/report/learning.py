@@ -24,6 +24,7 @@ import numpy as np
 
 from lorascope.metrics import format_metric, metric_name, versus_majority
 from lorascope.records import BaselinesRecord
+from lorascope.report.collect import StudyRecords
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 from lorascope.variants import FULL, display_name
 
@@ -131,13 +132,13 @@ def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: f
     return out
 
 
-def majority_of(data: dict[str, Any], task: str, metric: str | None) -> float | None:
+def majority_of(data: StudyRecords, task: str, metric: str | None) -> float | None:
     """The baselines stage's majority-class ``metric`` on ``task`` in a collected study (None when not run)."""
     record = data.get("baselines")
     return record.majority(task, metric) if isinstance(record, BaselinesRecord) else None
 
 
-def task_majority(data: dict[str, Any], task: str) -> float | None:
+def task_majority(data: StudyRecords, task: str) -> float | None:
     """The majority-class baseline of the task's main metric, with :func:`assess`'s precedence: the
     baselines stage's, else the mean of what the task's runs' learning checks recorded (None: neither)."""
     stage = majority_of(data, task, main_metric(data, task))
@@ -148,12 +149,12 @@ def task_majority(data: dict[str, Any], task: str) -> float | None:
     return float(np.mean(bases)) if bases else None
 
 
-def main_metric(data: dict[str, Any], task: str) -> str | None:
+def main_metric(data: StudyRecords, task: str) -> str | None:
     """The task's main metric as its runs recorded it (None when no run of the task names it)."""
     return next((r["main_metric"] for r in data.get("runs") or [] if r.get("task") == task and r.get("main_metric")), None)
 
 
-def task_learning(data: dict[str, Any], task: str, label: str | None = None) -> Learning:
+def task_learning(data: StudyRecords, task: str, label: str | None = None) -> Learning:
     """:func:`assess` for one comparison of a collected study: ``label`` (default: the task's primary
     LoRA method) against the full fine-tuning it is compared with (a sweep's selected point), with the
     study's majority baseline and drift's own note."""
@@ -171,7 +172,7 @@ def task_learning(data: dict[str, Any], task: str, label: str | None = None) -> 
     return assess(records, (label, reference_of(drift)), majority, comparison.get("not_interpretable"), drift)
 
 
-def not_learned(data: dict[str, Any]) -> dict[str, str]:
+def not_learned(data: StudyRecords) -> dict[str, str]:
     """Task -> the statement why its primary comparison is not interpretable, for every such task of the study."""
     tasks = sorted({r.get("task") for r in data.get("runs") or [] if r.get("task")} | set(data.get("drift") or {}))
     out = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import reference_of, task_learning
 from lorascope.report.text import table, test_result
 from lorascope.variants import display_name, primary_of
@@ -85,19 +86,19 @@ def _tests(entry: dict[str, Any], learned: bool) -> list[str]:
     return [test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))]
 
 
-def _learned(data: dict[str, Any] | None, task: str) -> bool:
+def _learned(data: StudyRecords | None, task: str) -> bool:
     """Whether the task's primary comparison learned (True without a collected study to ask)."""
     return data is None or task_learning(data, task).learned
 
 
-def _untrained_note(data: dict[str, Any] | None, task: str) -> list[str]:
+def _untrained_note(data: StudyRecords | None, task: str) -> list[str]:
     """The line above a lens table whose tests are not reported, or nothing."""
     if _learned(data, task):
         return []
     return ["The models did not learn this task (see Answers): the means describe the runs; no test is reported.", ""]
 
 
-def weights_section(weights: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+def weights_section(weights: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
     """Per task: a table of the like-for-like measures and one of the whole-model measures (mean ± sd
     over seeds per method, the full − LoRA tests over seed pairs), each headed by the matrices it reads,
     and a sentence saying which method moved less in each scope.
@@ -222,7 +223,7 @@ FORGETTING_CONTROLS = {
 }
 
 
-def forgetting_section(forgetting: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+def forgetting_section(forgetting: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
     """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not forgetting:
@@ -248,7 +249,7 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]], data: dict[str, An
     return "\n".join(out).rstrip()
 
 
-def probes_section(probes: dict[str, dict[str, Any]], data: dict[str, Any] | None = None) -> str:
+def probes_section(probes: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
     """Per task: the base's probe accuracy on each other task, each method's retention and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not probes:
@@ -294,7 +295,7 @@ LENSES = (
 DESCRIPTIVE_ALPHA = 0.05
 
 
-def lens_values(data: dict[str, Any], task: str, where: str, label: str | None = None
+def lens_values(data: StudyRecords, task: str, where: str, label: str | None = None
                 ) -> tuple[float, float, float | None] | None:
     """(the LoRA method's mean, full FT's mean, two-sided paired t p over seed pairs) of one lens for
     one task, None where not measured.
@@ -328,7 +329,7 @@ def lens_values(data: dict[str, Any], task: str, where: str, label: str | None =
     return m["lora_mean"], m["full_mean"], (m.get("paired_t") or {}).get("p_value")
 
 
-def lens_name(data: dict[str, Any], task: str, name: str, where: str, label: str | None = None) -> str:
+def lens_name(data: StudyRecords, task: str, name: str, where: str, label: str | None = None) -> str:
     """A lens's name as the side-by-side rows and sentences use it, with its scope read from the
     result itself: the layers drift averages, the matrices a weight measure reads (those ``label``
     adapted, or the whole model), the text forgetting scores, the tasks the probes read; the bare
@@ -357,7 +358,7 @@ def lens_name(data: dict[str, Any], task: str, name: str, where: str, label: str
     return f"{name} on the matrices LoRA adapts ({like})"
 
 
-def lens_verdicts(data: dict[str, Any], task: str, label: str | None = None) -> tuple[list[list[str]], dict[str, str]]:
+def lens_verdicts(data: StudyRecords, task: str, label: str | None = None) -> tuple[list[list[str]], dict[str, str]]:
     """Per lens: a table row (lens, LoRA mean, full mean, who is closer, p) and the descriptive verdict
     (``LoRA``, ``full FT`` or ``unclear``) for one LoRA method against full FT.
 
@@ -406,7 +407,7 @@ def agreement_sentence(verdicts: dict[str, str]) -> str:
     return "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
 
 
-def lenses_summary(data: dict[str, Any]) -> str:
+def lenses_summary(data: StudyRecords) -> str:
     """Per task, every lens side by side: which method stayed closer to the base, and whether the lenses agree."""
     tasks = sorted(set(data.get("drift") or {}) | set(data.get("weights") or {}) | set(data.get("forgetting") or {})
                    | set(data.get("probes") or {}))

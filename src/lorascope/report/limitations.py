@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_p
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
 from lorascope.report.text import num
 from lorascope.report.verdict_text import CORRECTIONS, family_shape
@@ -33,7 +34,7 @@ def _family_words(v: dict[str, Any], family: dict[str, Any]) -> str:
             "verdict")
 
 
-def power_items(data: dict[str, Any]) -> list[str]:
+def power_items(data: StudyRecords) -> list[str]:
     """One sentence per group of tasks with the same n and family: which tests can reach the family's
     strictest level (the exact sign-flip test's smallest one-sided p is 2^-n)."""
     from lorascope.stats.power import exact_floor_pairs
@@ -68,7 +69,7 @@ def power_items(data: dict[str, Any]) -> list[str]:
     return items
 
 
-def disagreement_items(data: dict[str, Any]) -> list[str]:
+def disagreement_items(data: StudyRecords) -> list[str]:
     """One item per verdict of a learned task whose primary and secondary tests disagree."""
     out = []
     untrained = not_learned(data)
@@ -99,7 +100,7 @@ def noise_of(comparison: dict[str, Any]) -> dict[str, Any] | None:
     return noise_caveat(np.asarray(lora, dtype=float), np.asarray(full, dtype=float))
 
 
-def noise_items(data: dict[str, Any]) -> list[str]:
+def noise_items(data: StudyRecords) -> list[str]:
     """Tasks where the paired interval of the drift ratio (or difference) includes no difference: the
     training seed alone could produce it."""
     out = []
@@ -111,7 +112,7 @@ def noise_items(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def interval_item(data: dict[str, Any]) -> str:
+def interval_item(data: StudyRecords) -> str:
     """How the seed-level intervals were made, as the results record it."""
     comparisons = [d["comparison"] for d in data["drift"].values()]
     on_log = any((c.get("log_ratio") or {}).get("gm_ratio") is not None for c in comparisons)
@@ -122,7 +123,7 @@ def interval_item(data: dict[str, Any]) -> str:
             "over 3 seeds would cover about 74% for a nominal 95% and is not used.")
 
 
-def dev_example_items(data: dict[str, Any]) -> list[str]:
+def dev_example_items(data: StudyRecords) -> list[str]:
     """Tasks whose metric differences treat the dev examples as fixed, and why (drift.json's notes)."""
     out = []
     for task, d in data["drift"].items():
@@ -132,7 +133,7 @@ def dev_example_items(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def learning_items(data: dict[str, Any]) -> list[str]:
+def learning_items(data: StudyRecords) -> list[str]:
     """One item per method variant that did not learn where the primary comparison stands (a task whose
     primary comparison did not learn has its item among the power items: it is why nothing is tested)."""
     untrained = not_learned(data)
@@ -149,7 +150,7 @@ def learning_items(data: dict[str, Any]) -> list[str]:
     return items
 
 
-def limitations(data: dict[str, Any]) -> str:
+def limitations(data: StudyRecords) -> str:
     """The report's "Limitations" section: power, test disagreements, sample sizes, hardware, skipped and failed units."""
     cfg = data["config"]
     n_samples = sorted({d["n_samples"] for d in data["drift"].values()})

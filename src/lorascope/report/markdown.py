@@ -9,6 +9,7 @@ import numpy as np
 from lorascope.metrics import format_metric, format_metric_difference
 from lorascope.records import SanityCheck, SanityRecord
 from lorascope.report.answers import answers, verdict_table
+from lorascope.report.collect import StudyRecords
 from lorascope.report.drift_text import drift_section
 from lorascope.report.learning import main_metric, majority_of, not_learned, reference_of
 from lorascope.report.lenses_text import forgetting_section, lenses_summary, probes_section, weights_section
@@ -21,7 +22,7 @@ from lorascope.report.variants_text import variants_section
 from lorascope.variants import display_name, primary_of
 
 
-def performance(data: dict[str, Any]) -> str:
+def performance(data: StudyRecords) -> str:
     """Per task and method: the dev main metric per seed and over seeds, against the majority baseline
     (a method below it is said to be below it)."""
     rows = []
@@ -80,7 +81,7 @@ def _difference_interval(metric: str | None, record: dict[str, Any] | None) -> s
             .replace(" points,", ","))
 
 
-def metric_differences(data: dict[str, Any]) -> str:
+def metric_differences(data: StudyRecords) -> str:
     """Per task whose models learned it: the mean LoRA − full main-metric difference with its interval and
     two-sided test over seed pairs (the dev examples fixed) and, where the runs stored per-example
     predictions, over seeds and dev examples; with drift.json's note where they did not."""
@@ -111,7 +112,7 @@ def metric_differences(data: dict[str, Any]) -> str:
                "95% CI over seeds and dev examples", "test over seeds and dev examples"], rows), "", *notes]).rstrip()
 
 
-def provenance_section(data: dict[str, Any]) -> str:
+def provenance_section(data: StudyRecords) -> str:
     """The report's "Provenance" section: versions, git revision, wall time per stage and the study's config."""
     prov = data.get("provenance") or {}
     libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
@@ -136,7 +137,7 @@ def _present(*sections: str) -> list[str]:
     return [line for section in sections if section for line in (section, "")]
 
 
-def render(data: dict[str, Any], figures: dict[str, str]) -> str:
+def render(data: StudyRecords, figures: dict[str, str]) -> str:
     """The whole report as Markdown; ``figures`` maps figure names to their paths relative to the report."""
     name = data["config"].get("name", "study")
     parts = [f"# lorascope report: {name}", "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, task_majority
 from lorascope.report.text import table
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
@@ -81,7 +82,7 @@ def _statement(name: str, record: dict[str, Any] | None) -> list[str]:
     return [f"- {name}: {record['statement']}."]
 
 
-def sweep_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+def sweep_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The section, or "" when no task's drift.json has a frontier."""
     blocks = []
     for task, d in (data.get("drift") or {}).items():

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, majority_of, not_learned
 
 Row = dict[str, Any]
@@ -74,7 +75,7 @@ def write_csv(path: Path, rows: list[Row]) -> Path | None:
     return path
 
 
-def runs_rows(data: dict[str, Any]) -> list[Row]:
+def runs_rows(data: StudyRecords) -> list[Row]:
     """One row per run, sorted by task, method and seed: status, dev main metric, majority baseline, sizes, runtime."""
     rows = []
     for r in sorted(data["runs"], key=lambda r: (r["task"], r["method"], int(r["seed"]))):
@@ -87,7 +88,7 @@ def runs_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def metric_difference_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+def metric_difference_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per learned task: the LoRA − full difference on the dev metric, with intervals and p over seeds and over seeds and examples."""
     rows = []
     for task, d in data["drift"].items():
@@ -103,7 +104,7 @@ def metric_difference_rows(data: dict[str, Any], untrained: set[str]) -> list[Ro
     return rows
 
 
-def verdict_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+def verdict_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per verdict; a task whose models did not learn it keeps its rows' names, not their numbers."""
     rows = []
     for task, d in data["drift"].items():
@@ -134,7 +135,7 @@ def verdict_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
     return rows
 
 
-def drift_method_rows(data: dict[str, Any]) -> list[Row]:
+def drift_method_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method): mean and sd of drift, debiased drift, cosine and metric, intervals, noise floor, drift by thirds."""
     rows = []
     for task, d in data["drift"].items():
@@ -153,7 +154,7 @@ def drift_method_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def drift_comparison_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+def drift_comparison_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per task with a drift reduction: Δ%, the drift ratio and their intervals; tests only where the task was learned."""
     rows = []
     for task, d in data["drift"].items():
@@ -185,7 +186,7 @@ def _seeded(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: (r["method"], int(r["seed"])))
 
 
-def drift_run_rows(data: dict[str, Any]) -> list[Row]:
+def drift_run_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method, seed): dev metric, mean drift, debiased drift and cosine, with intervals over samples."""
     rows = []
     for task, d in data["drift"].items():
@@ -198,7 +199,7 @@ def drift_run_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def drift_layer_rows(data: dict[str, Any]) -> list[Row]:
+def drift_layer_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method, seed, layer): every number each run's drift record holds for the layer."""
     rows = []
     for task, d in data["drift"].items():
@@ -209,7 +210,7 @@ def drift_layer_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def layer_test_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+def layer_test_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per (learned task, layer): the full − LoRA drift test of that layer and its Holm adjustment."""
     rows = []
     for task, d in data["drift"].items():
@@ -223,14 +224,14 @@ def layer_test_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
     return rows
 
 
-def control_rows(data: dict[str, Any]) -> list[Row]:
+def control_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, pipeline control): its expectation, drifts and whether it passed."""
     return [{"task": task, **{k: c.get(k) for k in ("name", "expectation", "max_drift", "mean_drift", "mean_drift_debiased",
                                                      "passed")}}
             for task, d in data["drift"].items() for c in d.get("controls") or []]
 
 
-def robustness_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
+def robustness_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per (learned task, robustness measure): LoRA and full means, their ratio with its interval, direction and tests."""
     rows = []
     for task, d in data["drift"].items():
@@ -246,7 +247,7 @@ def robustness_rows(data: dict[str, Any], untrained: set[str]) -> list[Row]:
     return rows
 
 
-def frontier_rows(data: dict[str, Any]) -> list[Row]:
+def frontier_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, frontier point): metric and drift with their intervals, and whether the selection rule chose it."""
     rows = []
     for task, d in data["drift"].items():
@@ -264,7 +265,7 @@ def _numbers(summary: dict[str, Any] | None) -> dict[str, float]:
     return {k: v for k, v in (summary or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def lens_rows(data: dict[str, Any]) -> tuple[list[Row], list[Row], list[Row]]:
+def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
     """(per-method means, full − LoRA tests, per-run values) of every lens and task.
 
     Means are over each method's runs (every method, not only the compared pair) of the measures the
@@ -318,7 +319,7 @@ def serving_rows(bench: dict[str, Any] | None) -> tuple[list[Row], list[Row], li
     return latency, checks, resources
 
 
-def all_tables(data: dict[str, Any]) -> dict[str, list[Row]]:
+def all_tables(data: StudyRecords) -> dict[str, list[Row]]:
     """File stem -> rows of every table of the module docstring (empty where the study has none)."""
     untrained = set(not_learned(data))
     means, tests, lens_runs = lens_rows(data)
@@ -344,7 +345,7 @@ def all_tables(data: dict[str, Any]) -> dict[str, list[Row]]:
     }
 
 
-def write_tables(data: dict[str, Any], folder: Path) -> dict[str, Path]:
+def write_tables(data: StudyRecords, folder: Path) -> dict[str, Path]:
     """Write every non-empty table as ``<folder>/<name>.csv`` (the folder replaced whole, so a table the
     study no longer has does not linger); returns name -> path."""
     shutil.rmtree(folder, ignore_errors=True)

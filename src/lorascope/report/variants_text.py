@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_metric
+from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, reference_of, task_learning
 from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
 from lorascope.report.text import table
@@ -30,7 +31,7 @@ def _cell(found: tuple[float, float, float | None] | None, scale: float, learned
     return f"{scale * lora:.4g} vs {scale * full:.4g}" + ("" if p is None or not learned else f" (p {p:.2g})")
 
 
-def variants_section(data: dict[str, Any], figures: dict[str, str]) -> str:
+def variants_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """Per task with more than one method compared with full FT: one row per method, every lens as
     "method vs full FT (two-sided paired t p)", whether the lenses agree for that method, and the
     lenses-by-rank figure where the variants differ in rank."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.metrics import format_p
+from lorascope.report.collect import StudyRecords
 
 CORRECTIONS = {"holm": "Holm", "bonferroni": "Bonferroni"}
 ROBUST_TEXT = ("robust to the normality assumption: the t-test and the exact sign-flip test agree on the same seeds "
@@ -29,7 +30,7 @@ def is_primary(v: dict[str, Any]) -> bool:
     return bool(v.get("primary_hypothesis", True))
 
 
-def has_roles(data: dict[str, Any]) -> bool:
+def has_roles(data: StudyRecords) -> bool:
     """Whether the study's verdict records say which hypotheses are primary."""
     return any("primary_hypothesis" in v for d in (data.get("drift") or {}).values()
                for v in (d["comparison"].get("verdicts") or {}).values())
@@ -138,7 +139,7 @@ def _family_text(family: dict[str, Any], first: dict[str, Any]) -> str:
             "exact tests).")
 
 
-def family_sentences(data: dict[str, Any], tasks: list[str]) -> list[str]:
+def family_sentences(data: StudyRecords, tasks: list[str]) -> list[str]:
     """How the verdicts of ``tasks`` were corrected, and which hypotheses are primary, in sentences."""
     groups: dict[str, list[str]] = {}
     primary: list[str] = []
