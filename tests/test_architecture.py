@@ -77,6 +77,32 @@ def test_only_the_run_folder_type_names_the_run_record_file():
     assert not readers, f"metrics.json named outside lorascope/run_folder.py: {readers}"
 
 
+def untyped_report_inputs(source: str) -> list[str]:
+    """``function(parameter)`` for each parameter of a function in ``source`` annotated as an untyped
+    mapping (``dict[str, Any]``, ``dict`` or ``Any``): what the report reads must be a record's type.
+    A record's ``upgrade`` is the exception: it reads a file's JSON before that is a record."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name != "upgrade":
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                hint = ast.unparse(arg.annotation) if arg.annotation else ""
+                if "dict[str, Any]" in hint or hint in ("dict", "Any"):
+                    found.append(f"{node.name}({arg.arg})")
+    return found
+
+
+def test_the_report_reads_records_not_dicts():
+    """Every section, figure, table and the summary take the study's typed records (``StudyRecords``) or
+    their parts; a function of the report taking a plain dict is a stage boundary gone untyped."""
+    offenders = {str(path.relative_to(SRC)): found for path in sorted((SRC / "report").glob("*.py"))
+                 if (found := untyped_report_inputs(path.read_text()))}
+    assert offenders == {}
+    # The check itself: a section taking a dict, or Any, is found.
+    assert untyped_report_inputs("def section(data: dict[str, Any], figures: dict[str, str]) -> str: ...") == [
+        "section(data)"]
+    assert untyped_report_inputs("def cell(value: Any) -> str: ...") == ["cell(value)"]
+
+
 def test_help_imports_no_heavy_library():
     code = ("import sys; from typer.testing import CliRunner; from lorascope.cli.main import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from lorascope.bench import BenchConfig, run_bench
 from lorascope.bench.endpoint import REFERENCE
+from lorascope.bench.record import BenchRecord
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.cli.serving import register
 from lorascope.config import build_config
@@ -129,8 +130,8 @@ def test_throughput_under_concurrent_clients(measured):
 
 
 def test_report_shows_the_endpoint_beside_the_in_process_strategies(measured):
-    _, result = measured
-    text = serving_section(result, {})
+    out, result = measured
+    text = serving_section(BenchRecord.read(out / BenchRecord.FILE), {})
     assert "### HTTP endpoint" in text
     for b in SIZES:
         ratio = _row(result, "endpoint:lorascope", b)["overhead_ratio"]

@@ -290,6 +290,13 @@ def printed(monkeypatch):
     return buffer
 
 
+def _run_records(data: dict, task: str) -> list:
+    """The ``metrics.json`` records of ``task``'s runs in a study written as dicts."""
+    from tests.helpers import study_records
+
+    return [run.record for run in study_records(data).runs_of(task)]
+
+
 def _drift_result(task_drift: dict, task: str):
     """A report test's drift of one task as the record the drift command prints."""
     from lorascope.drift.record import DriftRecord
@@ -306,7 +313,7 @@ def test_drift_of_models_that_did_not_learn_prints_the_caveat_before_its_numbers
 
     data = not_learned_study()
     result = _drift_result(data["drift"]["hans"], "hans")
-    learning = assess([r for r in data["runs"] if r["task"] == "hans"], ("lora", "full"))
+    learning = assess(_run_records(data, "hans"), ("lora", "full"))
     print_drift_summary(result, learning)
     text = printed.getvalue()
     caveat = text.index("LoRA vs full FT is not interpretable: the models did not learn the task")
@@ -326,7 +333,7 @@ def test_drift_of_one_seed_pair_says_no_test_is_possible(printed):
     from tests.test_report import synthetic_study
 
     data = synthetic_study(1)
-    learning = assess(data["runs"], ("lora", "full"), majority=0.51)
+    learning = assess(_run_records(data, "sst2"), ("lora", "full"), majority=0.51)
     assert learning.learned
     print_drift_summary(_drift_result(data["drift"]["sst2"], "sst2"), learning)
     text = printed.getvalue()
@@ -358,7 +365,7 @@ def test_lens_tests_of_models_that_did_not_learn_are_marked(printed):
                                   matrices_by_variant={"lora": weights["matrices"]}, scope=scope,
                                   matched_update={"relative_update": 0.07, "labels": ["lora", "full"], "runs": 6},
                                   runs=runs, comparison={**weights["comparison"], "seeds": [0, 1, 2]})
-    print_weight_summary(result, assess([r for r in data["runs"] if r["task"] == "hans"], ("lora", "full")))
+    print_weight_summary(result, assess(_run_records(data, "hans"), ("lora", "full")))
     text = printed.getvalue()
     assert text.index("not interpretable: the models did not learn the task") < text.index("relative_update:")
     lines = [ln for ln in text.splitlines() if "paired t-test p =" in ln]

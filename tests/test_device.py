@@ -226,7 +226,9 @@ def test_representations_on_the_cpu_are_unchanged(glue_dir, single_thread, model
         total, absolute, entry = BEFORE[(model, pooling)]
         assert float(states.sum()) == pytest.approx(total, rel=1e-6, abs=1e-6)
         assert float(np.abs(states).sum()) == pytest.approx(absolute, rel=1e-6)
-        assert float(states[-1, 3, 7]) == pytest.approx(entry, rel=1e-6)
+        # One float32 entry differs between CPUs in its last bits (another kernel, another summation order):
+        # 2e-7 on 0.0165 on an AMD EPYC against the machine that recorded it. A change of the code shows far above that.
+        assert float(states[-1, 3, 7]) == pytest.approx(entry, rel=1e-6, abs=1e-6)
     assert default.meta["compute_dtype"] == "float32" and "compute_dtype" not in default.meta["cache_key"]
 
 

@@ -86,24 +86,30 @@ def test_the_verdicts_own_measure_is_a_row_and_the_other_layer_choice_beside_it(
 
 def test_the_report_states_the_layers_and_counts_the_measures_that_agree():
     from lorascope.report.robustness_text import robustness_section
+    from tests.helpers import small_drift_record
 
     runs = [{"method": m, "seed": s, "measures": {**dict.fromkeys(MEASURES, v), "mutual_knn": 1.0 - v}}
             for m, values in (("lora", (0.1, 0.2, 0.15)), ("full", (0.3, 0.35, 0.5))) for s, v in zip((1, 2, 3), values)]
-    drift = {"mrpc": {"layers": {"verdicts": "blocks", "averaged": [1, 2]},
-                      "robustness": {"pair": ["lora", "full"], "rows": robustness_rows(runs, "lora", "full", "blocks")}}}
+    robustness = {"pair": ["lora", "full"], "runs": runs, "rows": robustness_rows(runs, "lora", "full", "blocks")}
+    record = small_drift_record("mrpc", {"lora": 0.15, "full": 0.383}, p_value=0.02,
+                                layers={"verdicts": "blocks", "averaged": [1, 2]}, robustness=robustness)
+    drift = {"mrpc": record}
     text = robustness_section(drift)
     assert "over the transformer blocks, the embedding output left out" in text
     assert "by 4 of 5 measures" in text  # mutual k-NN was planted the other way round
     assert "**linear CKA, transformer blocks only" in text and "mrpc: lora vs full" in text
-    assert robustness_section({"mrpc": {"comparison": {}}}) == ""
+    assert robustness_section({"mrpc": small_drift_record("mrpc")}) == ""
 
 
 def test_each_lens_row_names_its_scope_from_the_record():
     from lorascope.report.lenses_text import lens_name
+    from tests.helpers import small_drift_record, small_forgetting_record, small_probes_record, study_records
 
-    data = {"drift": {"t": {"layers": {"verdicts": "blocks"}}}, "forgetting": {"t": {"text_source": "news.txt"}},
-            "probes": {"t": {"probe_tasks": ["mrpc", "rte"]}}}
+    data = study_records({"drift": {"t": small_drift_record("t", layers={"verdicts": "blocks", "averaged": [1, 2]})},
+                          "forgetting": {"t": small_forgetting_record("t", text_source="news.txt")},
+                          "probes": {"t": small_probes_record("t", probe_tasks=("mrpc", "rte"))}})
     assert lens_name(data, "t", "drift", "drift") == "drift over the blocks, embedding output left out"
     assert lens_name(data, "t", "forgetting", "forgetting:forgetting") == "forgetting on news.txt"
     assert lens_name(data, "t", "retention", "probes:retention") == "retention on mrpc, rte"
-    assert lens_name({"drift": {"t": {}}}, "t", "drift", "drift") == "drift"  # older results: the bare name
+    # Older results, whose drift.json does not record its layers: the bare name.
+    assert lens_name(study_records({"drift": {"t": small_drift_record("t")}}), "t", "drift", "drift") == "drift"

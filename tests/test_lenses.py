@@ -116,7 +116,8 @@ def test_forgetting_is_zero_for_the_base_and_lora_at_init_and_measured_for_each_
     # The report says what each control checked, and its outcome (every control has its sentence).
     from lorascope.report.lenses_text import FORGETTING_CONTROLS, forgetting_section
 
-    failed = {**result.model_dump(), "controls": [*controls[:-1], {**controls[-1], "passed": False}]}
+    failed = ForgettingRecord.model_validate({**result.model_dump(),
+                                             "controls": [*controls[:-1], {**controls[-1], "passed": False}]})
     text = forgetting_section({"sst2": failed})
     for c in controls[:-1]:
         assert f"{FORGETTING_CONTROLS[c['name']]} ({c['name']}: pass)" in text

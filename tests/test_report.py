@@ -9,6 +9,7 @@ from lorascope.report.answers import answers, verdict_table
 from lorascope.report.limitations import limitations, noise_items
 from lorascope.report.markdown import render
 from tests.conftest import baselines_record
+from tests.helpers import small_drift_record, small_weights_record, study_records
 
 
 def _values(mean: float, sd: float, n: int, rng) -> np.ndarray:
@@ -53,10 +54,11 @@ def synthetic_study(n_seeds: int, tasks=("sst2",), full=(0.1515, 0.0013), lora=(
 @pytest.mark.slow
 def test_an_81_percent_reduction_is_not_called_noise():
     data = synthetic_study(3)
-    assert noise_items(data) == []
-    assert "could produce this difference" not in limitations(data)
+    records = study_records(data)
+    assert noise_items(records) == []
+    assert "could produce this difference" not in limitations(records)
     caveat = data["drift"]["sst2"]["comparison"]["noise_caveat"]
-    assert not caveat["applies"] and caveat["text"] in render(data, {})  # shown under the comparison, verbatim
+    assert not caveat["applies"] and caveat["text"] in render(records, {})  # shown under the comparison, verbatim
     floor = data["drift"]["sst2"]["noise_floor"]
     assert floor["full"]["sd"] == pytest.approx(0.0013) and floor["lora"]["sd"] == pytest.approx(0.0003)
 
@@ -66,9 +68,10 @@ def test_a_difference_inside_the_seed_spread_is_flagged():
     data = synthetic_study(5, full=(0.100, 0.02), lora=(0.095, 0.02))
     caveat = data["drift"]["sst2"]["comparison"]["noise_caveat"]
     assert caveat["applies"]
-    [item] = noise_items(data)
+    records = study_records(data)
+    [item] = noise_items(records)
     assert item == f"sst2: {caveat['text']}." and "which includes 1: the training seed alone could produce" in item
-    assert f"sst2: could be seed noise — {caveat['text']}." in answers(data)
+    assert f"sst2: could be seed noise — {caveat['text']}." in answers(records)
 
 
 # The family is 5 hypotheses × tasks, adjusted by Holm: the exact test's smallest one-sided p, 2^-n,
@@ -89,7 +92,7 @@ def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, 
     studied = correct_study({t: d["comparison"] for t, d in data["drift"].items()})
     for task, comparison in studied.items():
         data["drift"][task]["comparison"] = comparison
-    text = limitations(data)
+    text = limitations(study_records(data))
     assert f"{n_seeds} seed pairs" in text and f"its smallest p is {smallest} one-sided" in text
     assert ("can reach it" in text) == reachable and ("cannot reach it whatever the data" in text) == (not reachable)
     m = 5 * len(tasks)
@@ -104,7 +107,7 @@ def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, 
 @pytest.mark.slow
 def test_a_task_analysed_alone_says_its_family_is_not_yet_the_studys():
     # drift.json written by one task's analysis: Holm within the task, Bonferroni over the study's tasks.
-    text = limitations(synthetic_study(3, ("sst2", "mrpc", "rte")))
+    text = limitations(study_records(synthetic_study(3, ("sst2", "mrpc", "rte"))))
     assert "a family of 15 verdicts (5 hypotheses × 3 tasks) adjusted by Holm within each task and Bonferroni over " \
            "tasks at family-wise α = 0.05" in text
 
@@ -114,24 +117,25 @@ def test_eight_seeds_decide_and_the_answer_says_so():
     data = synthetic_study(8)
     verdicts = data["drift"]["sst2"]["comparison"]["verdicts"]
     assert verdicts["lower"]["robust_to_normality"] and verdicts["h1b"]["robust_to_normality"]
-    text = answers(data)
+    records = study_records(data)
+    text = answers(records)
     h1b = verdicts["h1b"]
     assert (f"supported by both the paired t-test (p = {h1b['p_value']:.3g}, Holm-adjusted {h1b['p_adjusted']:.3g}) "
             f"and the exact sign-flip test (p = 0.00391, Holm-adjusted {h1b['secondary_p_adjusted']:.3g}); the decision "
             "is robust to the normality assumption: the t-test and the exact sign-flip test agree on the same seeds "
             "(not a replication)") in text
-    table = verdict_table(data)
+    table = verdict_table(records)
     assert "| sst2 | LoRA drifts less | **supported** |" in table and "**supported** ⚠" not in table
-    assert "decisive" not in render(data, {}).lower()
+    assert "decisive" not in render(records, {}).lower()
 
 
 @pytest.mark.slow
 def test_three_seeds_disagreement_is_marked_not_hidden():
-    data = synthetic_study(3)
-    table = verdict_table(data)
+    records = study_records(synthetic_study(3))
+    table = verdict_table(records)
     assert "**supported** ⚠" in table
-    assert "not confirmed" in answers(data)
-    assert "not confirmed by both" in limitations(data)
+    assert "not confirmed" in answers(records)
+    assert "not confirmed by both" in limitations(records)
 
 
 @pytest.mark.slow
@@ -144,12 +148,12 @@ def test_h1a_for_a_lora_20_points_better_is_supported():
     lora = full + 0.20 + np.linspace(-0.01, 0.01, 8)
     comp["verdicts"]["h1a"] = h1a_verdict(lora, full).to_dict()
     assert comp["verdicts"]["h1a"]["status"] == "supported"
-    assert "LoRA − full = +20.0 points" in answers(data)
+    assert "LoRA − full = +20.0 points" in answers(study_records(data))
 
 
 @pytest.mark.slow
 def test_whole_document_renders_from_numbers():
-    md = render(synthetic_study(4), {})
+    md = render(study_records(synthetic_study(4)), {})
     for heading in ("## Answers", "## Verdicts", "## Representation drift", "## Limitations"):
         assert heading in md
     import re
@@ -180,10 +184,11 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
     assert "full seed 3 predicts one label for every dev example" in comparison["not_interpretable"]
     assert all(v.get("not_interpretable") and "status" not in v for v in comparison["verdicts"].values())
     data["drift"]["sst2"]["comparison"] = comparison
+    records = study_records(data)
     # These runs carry no learning check of their own: the report states drift.json's reason.
-    assert "no answer — the models did not learn the task: full seed 3 predicts one label" in answers(data)
+    assert "no answer — the models did not learn the task: full seed 3 predicts one label" in answers(records)
     # One statement for the task, not one row per verdict repeating it.
-    table = verdict_table(data)
+    table = verdict_table(records)
     assert "| sst2 |" not in table and table.count("the models did not learn the task") == 1
     # A method whose mean is at majority level is fatal too.
     lora = [dataclasses.replace(r, metric=0.51, learning=check(0.51)) for r in lora]
@@ -196,64 +201,119 @@ def test_runs_that_did_not_learn_make_the_verdicts_not_interpretable():
 @pytest.mark.slow
 def test_lora_drifting_more_is_said_in_words_and_each_p_is_the_one_its_status_rests_on():
     data = synthetic_study(8, full=(0.020, 0.002), lora=(0.050, 0.040))
-    text = answers(data)
+    text = answers(study_records(data))
     more = -data["drift"]["sst2"]["comparison"]["reduction_percent"]
     assert f"drifted {more:.1f}% more than full fine-tuning's" in text and "% less than" not in text.split("\n")[4]
     for line in text.splitlines():
         if "rejected" in line:
             assert "for the opposite claim" in line, line
     # The tests disagree and the exact one rejects: the p quoted for it is the opposite claim's, not the claim's.
+    from lorascope.drift.record import StoredVerdict
     from lorascope.report.answers import strength
 
-    v = {"status": "not supported", "p_value": 0.914, "reverse_p_value": 0.086, "test": {"test": "paired t-test (df=7)"},
-         "secondary": {"test": "sign-flip permutation (exact)", "p_value": 0.961, "n": 8}, "secondary_status": "rejected",
-         "secondary_reverse_p_value": 0.043, "tests_agree": False, "decisive": False}
-    assert strength(v) == ("not supported by the paired t-test (p = 0.914), but the exact sign-flip test says rejected "
-                           "(p = 0.043 for the opposite claim) — not confirmed")
+    # A verdict as drift.json stores it (its keys as read: the older "decisive", no "robust_to_normality").
+    v = {"hypothesis": "LoRA drifts less",
+         "claim": "LoRA's drift is lower than full fine-tuning's (geometric mean over seeds of the per-seed ratio)",
+         "status": "not supported", "estimate": -1.47, "ci_low": -4.12, "ci_high": 0.09,
+         "ci_method": "t on per-seed log ratios", "confidence": 0.95, "n": 8, "p_value": 0.914,
+         "reverse_p_value": 0.086,
+         "test": {"test": "paired t-test (df=7)", "n": 8, "statistic": -1.48, "p_value": 0.914,
+                  "alternative": "greater"},
+         "secondary": {"test": "sign-flip permutation (exact)", "p_value": 0.961, "n": 8, "statistic": -0.027,
+                       "alternative": "greater", "min_attainable_p": 0.00390625,
+                       "note": "enumerated all 2^8 sign patterns"},
+         "secondary_status": "rejected", "secondary_reverse_p_value": 0.043, "tests_agree": False, "decisive": False,
+         "alpha": 0.05, "n_comparisons": 1, "corrected_alpha": 0.05,
+         "message": "LoRA drifts less not supported: LoRA drift is -147.0% lower than full FT, claim > 0%"}
+
+    def stored(v: dict) -> StoredVerdict:
+        return StoredVerdict.model_validate(v)
+
+    assert strength(stored(v)) == ("not supported by the paired t-test (p = 0.914), but the exact sign-flip test says "
+                                   "rejected (p = 0.043 for the opposite claim) — not confirmed")
     # The same with the family's adjusted p-values: each beside its raw p, the opposite claim's for "rejected".
     v.update(p_adjusted=1.0, reverse_p_adjusted=0.43, secondary_p_adjusted=1.0, secondary_reverse_p_adjusted=0.0430,
-             correction="holm", family={"size": 10, "method": "holm", "complete": True})
-    assert strength(v) == ("not supported by the paired t-test (p = 0.914, Holm-adjusted 1), but the exact sign-flip "
-                           "test says rejected (p = 0.043, Holm-adjusted 0.043 for the opposite claim) — not confirmed")
+             correction="holm", family={"size": 10, "method": "holm", "complete": True}, n_comparisons=10,
+             corrected_alpha=0.005)
+    assert strength(stored(v)) == ("not supported by the paired t-test (p = 0.914, Holm-adjusted 1), but the exact "
+                                   "sign-flip test says rejected (p = 0.043, Holm-adjusted 0.043 for the opposite "
+                                   "claim) — not confirmed")
 
 
-def _bench_with(h2_max_ratio=None, key="h2"):
+def _bench_with(h2_max_ratio=None):
+    """A bench.json of LoRA served unmerged against merged at batch 1 (``h2_max_ratio``: H2's threshold where set)."""
+    from lorascope.bench.record import BenchRecord
+
     row = {"strategy": "lora_separate", "batch_size": 1, "mean_ms": 10.0, "p50_ms": 10.0, "p95_ms": 11.0, "p99_ms": 12.0,
-           "throughput_rps": 100.0, "ratio_to_merged": 1.4, "ratio_ci_low": 1.35, "ratio_ci_high": 1.45, key: "supported"}
+           "throughput_rps": 100.0, "ratio_to_merged": 1.4, "ratio_ci_low": 1.35, "ratio_ci_high": 1.45,
+           "h2": "supported"}
     merged = {**row, "strategy": "lora_merged", "ratio_to_merged": 1.0, "ratio_ci_low": 1.0, "ratio_ci_high": 1.0}
     config = {} if h2_max_ratio is None else {"h2_max_ratio": h2_max_ratio}
-    return {"results": [merged, row], "config": config, "checks": [], "checks_passed": True}
+    strategies = {name: {"description": description, "group": group, "adapters": ["sst2"], "load_s": load_s,
+                         "memory": {"model_tensor_bytes": 4_194_304, "cuda_resident_bytes": None,
+                                    "rss_load_delta_bytes": 12_582_912},
+                         "artifact_bytes": artifact, "artifact_estimated": False}
+                  for name, group, description, load_s, artifact in (
+                      ("lora_merged", "merged", "LoRA merged into the weights (PEFT merge_and_unload)", 0.42,
+                       4_194_304),
+                      ("lora_separate", "separate", "LoRA unmerged, one adapter (PEFT)", 0.57, 65_536))}
+    return BenchRecord.create(config=config, environment={"device": "cpu", "device_name": "CPU", "dtype": "float32",
+                                                          "threads": 2},
+                              strategies=strategies, results=[merged, row], checks=[], checks_passed=True)
+
+
+def _old_bench_json() -> dict:
+    """A bench.json written before H2's threshold was a setting: no schema version, no ``h2_max_ratio``, and each
+    row's H2 reading under ``h2_at_most_30pct``."""
+    old = {k: v for k, v in _bench_with(None).as_json().items() if k not in ("kind", "schema_version")}
+    old["results"] = [{("h2_at_most_30pct" if k == "h2" else k): v for k, v in row.items()} for row in old["results"]]
+    return old
 
 
 def test_serving_section_states_the_h2_threshold_the_benchmark_used():
     from lorascope.report.answers import rq2_sentence
     from lorascope.report.serving_text import serving_section
 
-    text = serving_section(_bench_with(1.5), {})
+    bench = _bench_with(1.5)
+    text = serving_section(bench, {})
     assert "H2 (≤ 1.50×)" in text and "at or below 1.50" in text and "1.30" not in text
-    assert "at most 50% added latency" in rq2_sentence(_bench_with(1.5))
-    # bench.json files written before the threshold was a setting: the protocol's 1.30 and the old key.
-    old = serving_section(_bench_with(None, key="h2_at_most_30pct"), {})
+    assert "at most 50% added latency" in rq2_sentence(bench)
+    # A bench.json that does not record the threshold: the protocol's 1.30.
+    assert "H2 (≤ 1.30×)" in serving_section(_bench_with(None), {})
+
+
+def test_serving_section_reads_a_bench_json_written_before_the_threshold_was_a_setting(tmp_path):
+    import json
+
+    from lorascope.bench.record import BenchRecord
+    from lorascope.report.serving_text import serving_section
+
+    # The file as written then: read through the record, its rows' h2_at_most_30pct is their H2 reading.
+    (tmp_path / "bench.json").write_text(json.dumps(_old_bench_json()), encoding="utf-8")
+    record = BenchRecord.read(tmp_path / "bench.json")
+    assert [row.h2 for row in record.results] == ["supported", "supported"]
+    old = serving_section(record, {})
     assert "H2 (≤ 1.30×)" in old and "| supported |" in old
 
 
 def _lens(lora, full, p, intruders=(3.0, 0.0)):
-    return {"comparison": {"measures": {"relative_update": {"lora_mean": lora, "full_mean": full, "paired_t": {"p_value": p}},
-                                        "intruders": {"lora_mean": intruders[0], "full_mean": intruders[1],
-                                                      "paired_t": {"p_value": 0.01}}}}}
+    """A weights.json whose relative update (LoRA, full FT, paired t p) and intruder means are these."""
+    return small_weights_record({"relative_update": (lora, full, p), "intruders": (*intruders, 0.01)})
 
 
 def test_lenses_side_by_side_says_when_they_disagree():
     from lorascope.report.lenses_text import lenses_summary
 
-    drift = {"sst2": {"methods": {"lora": {"drift": {"mean": 0.01}}, "full": {"drift": {"mean": 0.05}}},
-                      "comparison": {"paired_t": {"p_value": 0.001}}}}
-    text = lenses_summary({"drift": drift, "weights": {"sst2": _lens(0.2, 0.1, 0.02)}})
+    drift = {"sst2": small_drift_record("sst2", {"lora": 0.01, "full": 0.05}, p_value=0.001)}
+    text = lenses_summary(study_records({"drift": drift, "weights": {"sst2": _lens(0.2, 0.1, 0.02)}}))
     # Representations say LoRA stays closer; its weights moved further and carry intruders.
     assert "| representation drift (1 − CKA) | 0.01 | 0.05 | LoRA | 0.001 (< 0.05) |" in text
+    # Each weight lens is named with the matrices its record says it read.
+    adapted = "on the matrices LoRA adapts (q_proj, v_proj: 12 matrices)"
     assert ("The lenses disagree: LoRA stays closer by representation drift (1 − CKA); full FT stays closer by "
-            "weight update ‖ΔW‖/‖W₀‖, intruder dimensions." in text)
-    agree = lenses_summary({"drift": drift, "weights": {"sst2": _lens(0.05, 0.1, 0.02, intruders=(0.0, 0.0))}})
+            f"weight update ‖ΔW‖/‖W₀‖ {adapted}, intruder dimensions {adapted}." in text)
+    agree = lenses_summary(study_records({"drift": drift,
+                                          "weights": {"sst2": _lens(0.05, 0.1, 0.02, intruders=(0.0, 0.0))}}))
     assert "Every lens agrees" not in agree and "The lenses that separate the methods agree: LoRA stays closer" in agree
 
 
@@ -267,14 +327,14 @@ def test_the_report_states_each_sanity_check_and_what_a_failure_means():
     passed = SanityRecord.create(settings=settings, results=[
         SanityCheck(task="sst2", method="lora", epochs_run=5, final_loss=0.0916, threshold=0.1, passed=True),
         SanityCheck(task="sst2", method="full", epochs_run=4, final_loss=0.0385, threshold=0.1, passed=True)])
-    text = render({**data, "sanity": passed}, {})
+    text = render(study_records({**data, "sanity": passed}), {})
     assert ("Sanity checks (each method fits 10 training examples to a training loss under 0.1 within 10 epochs): "
             "sst2 LoRA passed (loss 0.0916 after 5 epochs); sst2 full fine-tuning passed (loss 0.0385 after 4 epochs).\n"
             ) in text
     assert "bug in the data" not in text
     failed = passed.model_copy(update={"results": [passed.results[0], passed.results[1].model_copy(
         update={"passed": False, "final_loss": 0.41, "epochs_run": 10})]})
-    text = render({**data, "sanity": failed}, {})
+    text = render(study_records({**data, "sanity": failed}), {})
     assert "sst2 full fine-tuning **FAILED** (loss 0.41 after 10 epochs)." in text
     assert "points to a bug in the data, the classification head or the optimiser set-up" in text
-    assert "Sanity checks" not in render({**data, "sanity": None}, {})
+    assert "Sanity checks" not in render(study_records({**data, "sanity": None}), {})

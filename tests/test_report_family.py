@@ -19,6 +19,7 @@ from lorascope.report import build_report
 from lorascope.report.markdown import render
 from lorascope.stats.family import correct_study
 from tests.conftest import baselines_record
+from tests.helpers import small_drift_record, study_records
 from tests.test_report import _run
 
 SEEDS = (1, 2, 3)
@@ -157,7 +158,7 @@ def test_summary_json_carries_the_frontier_verdict(swept):
 def test_a_study_without_a_sweep_has_no_sweep_section():
     from tests.test_report import synthetic_study
 
-    md = render(synthetic_study(3), {})
+    md = render(study_records(synthetic_study(3)), {})
     assert "Learning-rate sweep" not in md and "frontier" not in md
 
 
@@ -175,7 +176,8 @@ def family_study() -> dict:
     for task, ratios in LOG_RATIOS.items():
         full = [_run("full", s, d, 0.80 + 0.01 * s) for s, d in enumerate(FULL_DRIFT)]
         lora = [_run("lora", s, d * float(np.exp(r)), 0.81 + 0.01 * s) for s, (d, r) in enumerate(zip(FULL_DRIFT, ratios))]
-        drift[task] = {"n_samples": 300, "controls": [], "runs": [r.to_dict() for r in lora + full],
+        drift[task] = {"task": task, "base": "m", "pooling": "mean", "n_layers": 1, "n_samples": 300, "controls": [],
+                       "runs": [r.to_dict() for r in lora + full],
                        "methods": {"lora": summarise_method(lora), "full": summarise_method(full)},
                        "noise_floor": {"lora": seed_noise_floor(lora), "full": seed_noise_floor(full)},
                        "comparison": compare_methods(lora, full, n_tasks=len(LOG_RATIOS))}
@@ -194,7 +196,7 @@ def test_a_raw_p_below_alpha_that_the_family_does_not_keep_is_shown_and_not_call
     data = family_study()
     v = data["drift"]["sst2"]["comparison"]["verdicts"]["lower"]
     assert v["p_value"] < 0.05 < v["p_adjusted"] and v["status"] == "inconclusive" and v["family"]["size"] == 15
-    md = render(data, {})
+    md = render(study_records(data), {})
     [row] = [line for line in md.splitlines() if line.startswith("| sst2 | LoRA drifts less |")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "**inconclusive**" and cells[6:8] == [f"{v['p_value']:.3g}", f"{v['p_adjusted']:.3g}"]
@@ -210,7 +212,7 @@ def test_a_raw_p_below_alpha_that_the_family_does_not_keep_is_shown_and_not_call
 
 @pytest.mark.slow
 def test_primary_hypotheses_lead_the_answers_and_the_verdicts():
-    md = render(family_study(), {})
+    md = render(study_records(family_study()), {})
     assert ("Primary hypotheses, on which the answers rest: H1a, H1b. Secondary, in the same family and corrected the "
             "same way: H1b (debiased), LoRA drifts less, LoRA drifts less (debiased).") in md
     lines = md.splitlines()
@@ -229,7 +231,7 @@ def test_reductions_are_read_on_the_log_scale():
     c = data["drift"]["sst2"]["comparison"]
     ratio = c["log_ratio"]
     assert ratio["gm_ratio"] == pytest.approx(np.exp(np.mean(LOG_RATIOS["sst2"])))
-    md = render(data, {})
+    md = render(study_records(data), {})
     low, high = ratio["reduction_percent_ci"]
     assert (f"geometric mean over seeds of the per-seed drift ratio LoRA / full {format_ratio(ratio['gm_ratio'])} (95% t "
             f"interval over seeds on the log scale [{format_ratio(ratio['gm_ratio_ci'][0])}, "
@@ -320,7 +322,7 @@ def test_a_metric_difference_over_seeds_and_dev_examples_is_shown_beside_the_see
                               "runs": [r.to_dict() for r in lora + full]}}
     data["runs"] = [{"task": "sst2", "method": r.method, "seed": r.seed, "status": "ok", "main_metric": "accuracy",
                      "dev": {"accuracy": r.metric}, "n_eval": n_dev} for r in lora + full]
-    md = render(data, {})
+    md = render(study_records(data), {})
     section = md.split("### LoRA − full fine-tuning on the dev metric", 1)[1].split("\n## ", 1)[0]
     seeds = comparison["metric_difference"]["seeds_only"]
     [row] = [line for line in section.splitlines() if line.startswith("| sst2 |")]
@@ -332,12 +334,18 @@ def test_a_metric_difference_over_seeds_and_dev_examples_is_shown_beside_the_see
     assert "| seeds and dev examples |" in h1a and "(t over seeds × dev examples)" in h1a
 
 
-def _overlapping(low: float, high: float, majority: float) -> dict:
-    """A collected study whose one task's frontiers overlap over [low, high] of F1, majority baseline ``majority``."""
-    matched = {"ratio": 0.5, "ci": [0.4, 0.6], "p": 0.001, "overlap": [low, high], "outcome": "less",
+def _overlapping(low: float, high: float, majority: float):
+    """A collected study whose one task's frontiers overlap over [low, high] of F1, majority baseline ``majority``
+    (as the runs' learning checks recorded it; the study ran no baselines stage)."""
+    matched = {"method_a": "lora", "method_b": "full", "n_levels": 21, "n_resamples": 2000, "overlap": [low, high],
+               "n_points": {"lora": 3, "full": 3}, "ratio": 0.5, "ci": [0.4, 0.6], "p": 0.001,
+               "n_overlapping_resamples": 1987, "outcome": "less",
                "statement": f"at matched accuracy ({low:.3f}–{high:.3f}) lora drifts less: drift ratio lora/full 0.50"}
-    run = {"task": "mrpc", "main_metric": "f1", "learning_check": {"majority_baseline": majority}}
-    return {"drift": {"mrpc": {"frontier": {"table": [], "matched": matched}}}, "runs": [run, run]}
+    runs = [{"task": "mrpc", "method": method, "seed": seed, "status": "ok", "main_metric": "f1", "dev": {"f1": 0.85},
+             "learning_check": {"learned": True, "metric": "f1", "majority_baseline": majority}}
+            for method in ("lora", "full") for seed in (1, 2, 3)]
+    drift = small_drift_record("mrpc", seeds=(1, 2, 3), frontier={"table": [], "missing": [], "matched": matched})
+    return study_records({"drift": {"mrpc": drift}, "runs": runs})
 
 
 @pytest.mark.parametrize("low, high, expected", [

@@ -13,6 +13,7 @@ from lorascope.report.build import markdown_to_html
 from lorascope.report.limitations import limitations
 from lorascope.report.markdown import render
 from tests.conftest import baselines_record
+from tests.helpers import study_records, weight_run, weight_scope
 from tests.test_report import _run, _values, synthetic_study
 
 # An adversarial pair task scored by Matthews correlation: LoRA learned something misleading (MCC
@@ -38,7 +39,8 @@ def not_learned_study(n_seeds: int = 3) -> dict:
     full = [dataclasses.replace(_run("full", s, float(v), full_mcc[s]), learning=_learning(full_mcc[s], 1.0))
             for s, v in enumerate(_values(0.090, 0.004, n_seeds, rng))]
     data["drift"]["hans"] = {
-        "n_samples": 300, "controls": [], "runs": [r.to_dict() for r in lora + full],
+        "task": "hans", "base": "m", "pooling": "mean", "n_layers": 1, "n_samples": 300, "controls": [],
+        "runs": [r.to_dict() for r in lora + full],
         "methods": {"lora": summarise_method(lora), "full": summarise_method(full)},
         "noise_floor": {"lora": seed_noise_floor(lora), "full": seed_noise_floor(full)},
         "comparison": compare_methods(lora, full, n_tasks=2),
@@ -56,16 +58,30 @@ def not_learned_study(n_seeds: int = 3) -> dict:
                       "full_sd": full_mean / 10, "full_n": n_seeds, **tests}
                 for key, lora_mean, full_mean in (("relative_update", 0.08, 0.01), ("stable_rank", 1.5, 3.0),
                                                   ("entropy_rank", 4.0, 6.0), ("intruders", 1.4, 0.0))}
-    data["weights"] = {"hans": {"config": {"top_k": 10, "epsilon": 0.5}, "matrices": ["q", "v"],
-                                "runs": [{"method": m, "summary": {"intruders_by_epsilon": {"0.5": 1}}} for m in ("lora", "full")],
+    # Each run at its method's means (the weight lens's measures over the matrices LoRA adapts).
+    matrices = ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight"]
+    runs = [weight_run("hans", m, s, matrices, whole=15, intruders_by_epsilon={"0.5": 1},
+                       **{key: entry[f"{m}_mean"] for key, entry in measures.items()})
+            for m in ("lora", "full") for s in range(n_seeds)]
+    data["weights"] = {"hans": {"config": {"top_k": 10, "epsilon": 0.5}, "matrices": matrices,
+                                "matrices_by_variant": {"lora": matrices},
+                                "scope": weight_scope(matrices, 15, ["model.embed_tokens.weight"]),
+                                "matched_update": {"relative_update": 0.028, "labels": ["lora", "full"],
+                                                   "runs": 2 * n_seeds},
+                                "runs": runs,
                                 "comparison": {"primary": "lora", "reference": "full", "seeds": list(range(n_seeds)),
                                                "measures": measures, "variants": {}}}}
     return data
 
 
 @pytest.fixture(scope="module")
-def study() -> dict:
+def data() -> dict:
     return not_learned_study()
+
+
+@pytest.fixture(scope="module")
+def study(data):
+    return study_records(data)
 
 
 def _hans_tests(data: dict) -> tuple[float, float, float]:
@@ -74,11 +90,11 @@ def _hans_tests(data: dict) -> tuple[float, float, float]:
 
 
 @pytest.mark.slow
-def test_the_fixture_is_the_reported_case(study):
+def test_the_fixture_is_the_reported_case(data):
     # The models did not learn, yet their drift difference looks decisive: the case the report must not present.
-    p_t, _, d = _hans_tests(study)
+    p_t, _, d = _hans_tests(data)
     assert p_t < 0.05 and abs(d) > 3
-    assert "not_interpretable" in study["drift"]["hans"]["comparison"]
+    assert "not_interpretable" in data["drift"]["hans"]["comparison"]
 
 
 def test_one_statement_per_task_and_no_rows_for_it(study):
@@ -105,9 +121,9 @@ def test_below_majority_is_called_below_and_mcc_stays_on_its_scale(study):
     assert not re.search(r"-?21\.\d%?", md)
 
 
-def test_no_p_value_or_effect_size_of_the_untrained_task_is_offered(study):
+def test_no_p_value_or_effect_size_of_the_untrained_task_is_offered(data, study):
     md = render(study, {})
-    p_t, p_exact, d = _hans_tests(study)
+    p_t, p_exact, d = _hans_tests(data)
     for shown in (f"{p_t:.3g}", f"{p_t:.4g}", f"{d:.2f}", "0.00417"):
         assert shown not in md, shown
     hans_lines = [ln for ln in md.splitlines() if ln.startswith("| hans")]
@@ -116,7 +132,7 @@ def test_no_p_value_or_effect_size_of_the_untrained_task_is_offered(study):
 
 
 @pytest.mark.slow
-def test_limitations_say_why_there_is_no_test(study):
+def test_limitations_say_why_there_is_no_test(data, study):
     text = limitations(study)
     assert "hans: 3 seed pairs, but no test or effect size is reported: the models did not learn the task" in text
     assert "too few for any test" not in text
@@ -124,8 +140,9 @@ def test_limitations_say_why_there_is_no_test(study):
     # together, spans both tasks: hans's declared verdicts, not computed, count as p = 1.
     from lorascope.stats.family import correct_study
 
-    studied = correct_study({task: d["comparison"] for task, d in study["drift"].items()})
-    text = limitations({**study, "drift": {task: {**d, "comparison": studied[task]} for task, d in study["drift"].items()}})
+    studied = correct_study({task: d["comparison"] for task, d in data["drift"].items()})
+    text = limitations(study_records({**data, "drift": {task: {**d, "comparison": studied[task]}
+                                                        for task, d in data["drift"].items()}}))
     assert ("sst2: 3 seed pairs; a family of 10 verdicts (5 hypotheses × 2 tasks) adjusted together by Holm at "
             "family-wise α = 0.05, whose strictest level (Holm's first step) is α/10 = 0.005") in text
     assert "exact sign-flip test needs no such assumption and cannot reach it whatever the data: its smallest p is " \
@@ -140,8 +157,7 @@ def test_the_html_says_the_same(study, tmp_path):
 
 
 def test_one_seed_pair_says_no_test_is_possible():
-    data = synthetic_study(1)
-    md = render(data, {})
+    md = render(study_records(synthetic_study(1)), {})
     assert "sst2: one seed pair allows no test across seeds" in md
     assert "sst2: 1 seed pair — too few for any test across seeds" in md
     assert "deltas has 1 value" not in md
@@ -190,6 +206,14 @@ def test_metrics_are_written_on_their_own_scale():
     assert versus_majority("accuracy", 0.536, 0.53, 0.02) == (
         "0.6 points above the majority baseline (53.0%), less than the 2.0-point margin")
     assert versus_majority("accuracy", 0.60, 0.53, 0.02) == "7.0 points above the majority baseline (53.0%)"
-    h1a = {"hypothesis": "H1a", "estimate": -0.0125}
+    from lorascope.drift.record import StoredVerdict
+
+    h1a = StoredVerdict(
+        hypothesis="H1a", claim="LoRA's metric is at most 0.03 below full fine-tuning's (non-inferiority)",
+        status="inconclusive", estimate=-0.0125, ci_low=-0.061, ci_high=0.036, ci_method="t", confidence=0.95, n=3,
+        p_value=0.19, test={"test": "paired t-test (df=2)", "n": 3, "statistic": 1.13, "p_value": 0.19,
+                            "alternative": "greater"},
+        alpha=0.05, n_comparisons=5, corrected_alpha=0.01,
+        message="H1a inconclusive: mean LoRA − full FT = -0.0125, margin −0.03")
     assert _estimate_text(h1a, "matthews") == "LoRA − full = -0.013" and _estimate_text(h1a, "f1") == (
         "LoRA − full = -1.2 points")

@@ -18,6 +18,7 @@ from lorascope.lenses.compare import compare_variants
 from lorascope.report.build import build_report
 from lorascope.report.tables import all_tables, write_tables
 from tests.conftest import baselines_record
+from tests.helpers import study_records
 
 N_LAYERS = 4
 
@@ -76,12 +77,15 @@ def weights_record(seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
 
 
 def bench_record() -> dict:
+    """A bench.json: LoRA served unmerged at 1.2× the merged model's latency, at batch sizes 1 and 16."""
+    from lorascope.bench.record import BenchRecord
+
     rows = [{"strategy": s, "batch_size": b, "mean_ms": ms * b, "p50_ms": ms * b, "p95_ms": ms * b, "p99_ms": ms * b,
              "throughput_rps": 1000 / ms, "ratio_to_merged": ratio + 0.001 * b, "ratio_ci_low": ratio - 0.01,
              "ratio_ci_high": ratio + 0.01, "h2": "supported"}
             for b in (1, 16) for s, ms, ratio in (("lora_merged", 8.0, 1.0), ("lora_separate", 9.6, 1.2))]
-    return {"config": {"h2_max_ratio": 1.3}, "environment": {"device_name": "CPU"}, "results": rows, "checks": [],
-            "checks_passed": True, "strategies": {}}
+    return BenchRecord.create(config={"h2_max_ratio": 1.3}, environment={"device_name": "CPU"}, results=rows, checks=[],
+                              checks_passed=True, strategies={}).as_json()
 
 
 def hand_written_study(root: Path, name: str = "handmade", bench: bool = True) -> Path:
@@ -102,8 +106,10 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _data(drift: dict, **extra) -> dict:
-    return {"drift": {"sst2": drift}, "runs": [], "baselines": baselines_record({}), "config": {"name": "t"}, "bench": None, **extra}
+def _data(drift: dict, **extra):
+    """The collected study of one task's drift.json, with ``extra`` records beside it."""
+    return study_records({"drift": {"sst2": drift}, "runs": [], "baselines": baselines_record({}),
+                          "config": {"name": "t"}, "bench": None, **extra})
 
 
 @pytest.mark.slow

@@ -64,11 +64,25 @@ def test_the_rule_refuses_points_chosen_on_dev():
 
 def test_the_report_says_when_the_rule_chose_an_end_of_the_grid():
     from lorascope.report.sweep_text import edge_notes
+    from tests.helpers import small_drift_record
 
-    table = [{"label": f"lora_lr{i}", "method": "lora", "setting": v} for i, v in enumerate((2e-3, 4e-3, 8e-3))]
-    table += [{"label": f"full_lr{i}", "method": "full", "setting": v} for i, v in enumerate((5e-5, 1e-4, 2e-4))]
-    d = {"frontier": {"table": table}, "selection": {"lora": {"label": "lora_lr2"}, "full": {"label": "full_lr1"}}}
-    assert edge_notes(d) == ["- LoRA's chosen point lora_lr2 is the highest setting swept: the best setting may lie "
-                             "beyond the grid."]
-    d["selection"]["lora"]["label"] = "lora_lr1"
-    assert edge_notes(d) == []
+    settings = {"lora": (2e-3, 4e-3, 8e-3), "full": (5e-5, 1e-4, 2e-4)}
+    table = [{"label": f"{method}_lr{i}", "method": method, "setting": v, "n_seeds": 3, "metric_mean": 0.84 + 0.01 * i,
+              "metric_ci": [0.82 + 0.01 * i, 0.86 + 0.01 * i], "drift_gmean": scale * (i + 1),
+              "drift_ci": [0.8 * scale * (i + 1), 1.25 * scale * (i + 1)]}
+             for method, scale in (("lora", 0.01), ("full", 0.05)) for i, v in enumerate(settings[method])]
+    rule = "the point with the lowest mean selection-split loss over seeds"
+
+    def swept(lora: str, full: str):
+        """The sweep's drift.json with the rule choosing ``lora`` and ``full`` (the lowest mean loss)."""
+        selection = {method: {"label": chosen, "by": "loss", "rule": rule,
+                              "values": {r["label"]: 0.40 if r["label"] == chosen else 0.45
+                                         for r in table if r["method"] == method}}
+                     for method, chosen in (("lora", lora), ("full", full))}
+        means = {r["label"]: r["drift_gmean"] for r in table}
+        return small_drift_record("sst2", means, frontier={"table": table, "missing": [], "seeds": [1, 2, 3]},
+                                  selection=selection, pair=(lora, full))
+
+    assert edge_notes(swept("lora_lr2", "full_lr1")) == [
+        "- LoRA's chosen point lora_lr2 is the highest setting swept: the best setting may lie beyond the grid."]
+    assert edge_notes(swept("lora_lr1", "full_lr1")) == []

@@ -183,26 +183,31 @@ def _record(like: int, layers: int, whole: int, lora=(0.010, 0.011, 0.009), full
             lora_whole=(0.0011, 0.0012, 0.0010), full_whole=(0.0019, 0.0021, 0.0018)):
     """A weights.json as the lens writes it, for ``like`` q/v matrices over ``layers`` blocks and a
     backbone of ``whole`` matrices (one of them the embeddings); per-seed relative updates given."""
+    from lorascope.lenses import WeightsRecord
     from lorascope.lenses.compare import compare_variants
+    from tests.helpers import weight_run, weight_scope
 
     names = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(layers) for p in ("q", "v")][:like]
     runs = []
     for method, sizes, whole_sizes in (("lora", lora, lora_whole), ("full", full, full_whole)):
         for seed, (size, whole_size) in enumerate(zip(sizes, whole_sizes), start=1):
-            runs.append({"run": f"t-{method}-s{seed}", "method": method, "seed": seed,
-                         "summary": {"relative_update": size, "stable_rank": 2.0 + seed, "entropy_rank": 4.0 + seed,
-                                     "intruders": seed, "intruders_matched": 0, "relative_update_whole": whole_size,
-                                     "relative_update_whole_without_embeddings": 1.5 * whole_size,
-                                     "intruders_by_epsilon": {"0.5": seed}}})
-    measures = tuple(k for k in runs[0]["summary"] if k != "intruders_by_epsilon")
-    return {"config": {"top_k": 10, "epsilon": 0.5}, "matrices": names, "matrices_by_variant": {"lora": names},
-            "scope": {"whole_model_matrices": whole, "whole_model_embeddings": ["model.embed_tokens.weight"]},
-            "matched_update": {"relative_update": 0.0045, "labels": ["lora", "full"], "runs": 6},
-            "runs": runs, "comparison": compare_variants(runs, measures, {"lora": "lora", "full": "full"})}
+            runs.append(weight_run("t", method, seed, names, whole, relative_update=size, stable_rank=2.0 + seed,
+                                   entropy_rank=4.0 + seed, intruders=seed, intruders_matched=0,
+                                   relative_update_whole=whole_size,
+                                   relative_update_whole_without_embeddings=1.5 * whole_size,
+                                   intruders_by_epsilon={"0.5": seed}))
+    measures = ("relative_update", "stable_rank", "entropy_rank", "intruders", "intruders_matched",
+                "relative_update_whole", "relative_update_whole_without_embeddings")
+    return WeightsRecord.create(
+        config={"top_k": 10, "epsilon": 0.5}, matrices=names, matrices_by_variant={"lora": names},
+        scope=weight_scope(names, whole, ["model.embed_tokens.weight"]),
+        matched_update={"relative_update": 0.0045, "labels": ["lora", "full"], "runs": 6},
+        runs=runs, comparison=compare_variants(runs, measures, {"lora": "lora", "full": "full"}))
 
 
 def test_the_report_names_the_scope_of_each_weight_claim_from_the_record():
     from lorascope.report.lenses_text import lenses_summary, weights_section
+    from tests.helpers import small_drift_record, study_records
 
     for like, layers, whole in ((12, 6, 43), (60, 30, 211)):
         w = _record(like, layers, whole)
@@ -215,9 +220,8 @@ def test_the_report_names_the_scope_of_each_weight_claim_from_the_record():
         assert f"Over the whole model ({whole} matrices, embeddings included):" in text
         assert "intruder dimensions at ‖ΔW‖/‖W₀‖ = 0.0045 per matrix (sum over matrices)" in text
 
-        drift = {"sst2": {"methods": {"lora": {"drift": {"mean": 0.01}}, "full": {"drift": {"mean": 0.05}}},
-                          "comparison": {"paired_t": {"p_value": 0.001}}}}
-        side = lenses_summary({"drift": drift, "weights": {"sst2": w}})
+        drift = {"sst2": small_drift_record("sst2", {"lora": 0.01, "full": 0.05}, p_value=0.001)}
+        side = lenses_summary(study_records({"drift": drift, "weights": {"sst2": w}}))
         said = next(line for line in side.splitlines() if line.startswith("The lenses"))
         assert (f"full FT stays closer by weight update ‖ΔW‖/‖W₀‖ on the matrices LoRA adapts (q_proj, v_proj: "
                 f"{like} matrices)") in said
@@ -226,28 +230,26 @@ def test_the_report_names_the_scope_of_each_weight_claim_from_the_record():
 
 
 def test_the_weight_report_of_a_lens_run_names_its_recorded_counts(glue_dir, lens):
+    from lorascope.lenses import WeightsRecord
     from lorascope.report.lenses_text import weights_section
 
-    text = weights_section({"sst2": lens})
+    text = weights_section({"sst2": WeightsRecord.model_validate(lens)})
     n_like, n_whole = len(lens["matrices_by_variant"]["lora"]), lens["scope"]["whole_model_matrices"]
     sentence = next(line for line in text.splitlines() if line.startswith("By weight update"))
     assert f"on the matrices LoRA adapts (q_proj, v_proj: {n_like} matrices)" in sentence
     assert f"over the whole model ({n_whole} matrices, embeddings included)" in sentence
 
 
-def test_a_weights_json_from_before_the_whole_model_scope_still_renders():
-    from lorascope.report.lenses_text import lenses_summary, weights_section
+def test_a_weights_json_from_before_the_whole_model_scope_is_refused_in_one_line(tmp_path):
+    import json
 
-    w = _record(12, 6, 43)
-    old = {k: v for k, v in w.items() if k not in ("scope", "matched_update")}
-    new_measures = ("intruders_matched", "relative_update_whole", "relative_update_whole_without_embeddings")
-    old["comparison"] = {**w["comparison"], "measures": {k: v for k, v in w["comparison"]["measures"].items()
-                                                          if k not in new_measures}}
-    text = weights_section({"sst2": old})
-    assert "whole model" not in text and "matched" not in text and "Whole model" not in text
-    assert ("By weight update on the matrices LoRA adapts (q_proj, v_proj: 12 matrices), full FT moved less" in text)
-    side = lenses_summary({"drift": {"sst2": {"methods": {"lora": {"drift": {"mean": 0.01}},
-                                                          "full": {"drift": {"mean": 0.05}}},
-                                              "comparison": {"paired_t": {"p_value": 0.001}}}},
-                           "weights": {"sst2": old}})
-    assert "whole model" not in side and "weight update ‖ΔW‖/‖W₀‖ on the matrices LoRA adapts" in side
+    from lorascope.errors import DataError
+    from lorascope.lenses import WeightsRecord
+
+    # Written before the weight lens recorded its scope: the claims it would support cannot name their matrices.
+    old = {k: v for k, v in _record(12, 6, 43).as_json().items() if k not in ("scope", "kind", "schema_version")}
+    (tmp_path / "weights.json").write_text(json.dumps(old), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        WeightsRecord.read(tmp_path / "weights.json")
+    assert str(err.value).startswith(str(tmp_path / "weights.json")) and "scope" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -232,3 +232,22 @@ def format_bounds(bounds: Sequence[float | None] | None, fmt: Callable[[float | 
     if low is None or high is None or low != low or high != high:
         return "unbounded"
     return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def format_number(x: float | None, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals, or ``–`` for None or NaN."""
+    return "–" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def format_interval(low: float | None, high: float | None, digits: int = 3, unit: str = "") -> str:
+    """``[a, b]`` with ``digits`` decimals and ``unit`` after each bound; ``unbounded`` where a bound is undefined."""
+    return format_bounds((low, high), fmt=lambda x: f"{x:.{digits}f}{unit}")
+
+
+def format_reduction_interval(low: float | None, high: float | None) -> str:
+    """A Δ% interval with its upper bound capped at 100%: drift is never negative, so LoRA cannot
+    drift more than 100% less; a symmetric interval can overshoot that bound, which says nothing."""
+    if low is None or high is None:
+        return "unbounded"
+    capped = " (capped at 100%)" if high > 100 else ""
+    return f"[{low:.1f}%, {min(high, 100.0):.1f}%]{capped}"

@@ -55,6 +55,8 @@ from lorascope.errors import LorascopeError
 from lorascope.extras import require
 
 if TYPE_CHECKING:
+    from lorascope.drift.record import DriftRecord
+    from lorascope.lenses.records import ForgettingRecord, LensRun, ProbesRecord, WeightRun, WeightsRecord
     from lorascope.report.collect import StudyRecords
 
 # The trackers a study's results can go to, in the order they are logged.
@@ -65,7 +67,6 @@ TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 # Tags of the MLflow run that identify a study's results.
 FOLDER_TAG, DIGEST_TAG, SUPERSEDED_TAG = "lorascope.study_folder", "lorascope.results_digest", "lorascope.superseded_by"
-LENSES = ("weights", "forgetting", "probes")
 # What the tag of a verdict says instead of its status where the models did not learn the task.
 NOT_LEARNED = "not reported (did not learn)"
 
@@ -135,32 +136,32 @@ def study_report_to(cfg: Any) -> list[str]:
 
 def study_results(study: Path | str) -> StudyResults:
     """Read a study folder's results (see the module docstring for the names)."""
-    from lorascope.report.collect import collect
+    from lorascope.report.collect import LENSES, collect
     from lorascope.report.learning import main_metric, task_learning
 
     study = Path(study).resolve()
     data = collect(study)
-    cfg = data["config"]
+    cfg = data.config
+
+    def joined(name: str) -> str:
+        value = cfg.get(name)
+        return ",".join(map(str, value)) if isinstance(value, list) else ""
+
     out = StudyResults(name=str(cfg.get("name") or study.name), folder=study)
     out.params = {"study": out.name, "study_folder": str(study), "model": str(cfg.get("model")),
-                  "tasks": ",".join(map(str, cfg.get("tasks") or [])),
-                  "methods": ",".join(map(str, cfg.get("methods") or [])),
-                  "seeds": ",".join(map(str, cfg.get("seeds") or []))}
+                  "tasks": joined("tasks"), "methods": joined("methods"), "seeds": joined("seeds")}
     _task_metrics(out, data, main_metric)
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         learned = task_learning(data, task).learned
         out.tags[key(f"task/{task}/learned")] = "true" if learned else "false"
         _verdicts(out, task, d, learned)
         _drift(out, task, d)
     for lens in LENSES:
-        for task, result in (data.get(lens) or {}).items():
+        for task, result in data.lens(lens).items():
             _lens(out, lens, task, result)
-    for row in (data.get("bench") or {}).get("results") or []:
-        strategy, batch = row.get("strategy"), row.get("batch_size")
-        if strategy is None or batch is None:
-            continue
-        out.add(f"serving/{strategy}/ratio_to_merged", row.get("ratio_to_merged"), batch)
-        out.add(f"serving/{strategy}/mean_ms", row.get("mean_ms"), batch)
+    for row in data.bench.results if data.bench else []:
+        out.add(f"serving/{row.strategy}/ratio_to_merged", row.ratio_to_merged, row.batch_size)
+        out.add(f"serving/{row.strategy}/mean_ms", row.mean_ms, row.batch_size)
     for series in out.series.values():
         series.sort()
     return out
@@ -168,59 +169,62 @@ def study_results(study: Path | str) -> StudyResults:
 
 def _task_metrics(out: StudyResults, data: StudyRecords, main_metric: Callable[[StudyRecords, str], str | None]) -> None:
     by: dict[tuple[str, str], list[float]] = {}
-    for r in data["runs"]:
-        metric = r.get("main_metric") or main_metric(data, r["task"])
-        value = (r.get("dev") or {}).get(metric) if r.get("status") == "ok" else None
+    for run in data.runs:
+        r, task = run.record, str(run.record.task)
+        metric = r.main_metric or main_metric(data, task)
+        value = (r.dev or {}).get(metric or "") if r.ok else None
         if value is not None:
-            by.setdefault((r["task"], r["method"]), []).append(float(value))
+            by.setdefault((task, run.label), []).append(float(value))
     for (task, method), values in sorted(by.items()):
         out.add(f"metric/{task}/{method}", float(np.mean(values)))
 
 
-def _verdicts(out: StudyResults, task: str, d: dict[str, Any], learned: bool) -> None:
-    for name, v in sorted((d["comparison"].get("verdicts") or {}).items()):
-        if "status" not in v:
+def _verdicts(out: StudyResults, task: str, d: DriftRecord, learned: bool) -> None:
+    from lorascope.drift.record import StoredVerdict
+
+    for name, v in sorted(d.comparison.verdicts.items()):
+        if not isinstance(v, StoredVerdict):
             continue
         prefix = f"verdict/{task}/{name}"
-        out.tags[key(f"{prefix}/hypothesis")] = str(v.get("hypothesis", name))
+        out.tags[key(f"{prefix}/hypothesis")] = v.hypothesis
         if not learned:
             out.tags[key(f"{prefix}/status")] = NOT_LEARNED
             continue
-        out.tags[key(f"{prefix}/status")] = str(v["status"])
-        if v.get("secondary_status"):
-            out.tags[key(f"{prefix}/secondary_status")] = str(v["secondary_status"])
-        for metric, value in (("estimate", v.get("estimate")), ("ci_low", v.get("ci_low")), ("ci_high", v.get("ci_high")),
-                              ("p_raw", v.get("p_value")), ("p_adjusted", v.get("p_adjusted")),
-                              ("secondary_p_raw", (v.get("secondary") or {}).get("p_value")),
-                              ("secondary_p_adjusted", v.get("secondary_p_adjusted"))):
+        out.tags[key(f"{prefix}/status")] = v.status
+        if v.secondary_status:
+            out.tags[key(f"{prefix}/secondary_status")] = v.secondary_status
+        for metric, value in (("estimate", v.estimate), ("ci_low", v.ci_low), ("ci_high", v.ci_high),
+                              ("p_raw", v.p_value), ("p_adjusted", v.p_adjusted),
+                              ("secondary_p_raw", v.secondary.p_value if v.secondary else None),
+                              ("secondary_p_adjusted", v.secondary_p_adjusted)):
             out.add(f"{prefix}/{metric}", value)
 
 
-def _drift(out: StudyResults, task: str, d: dict[str, Any]) -> None:
-    for method, s in d["methods"].items():
-        for layer, value in enumerate(s.get("layer_drift_mean") or []):
+def _drift(out: StudyResults, task: str, d: DriftRecord) -> None:
+    for method, s in d.methods.items():
+        for layer, value in enumerate(s.layer_drift_mean):
             out.add(f"drift_by_layer/{task}/{method}", value, layer)
-        out.add(f"drift/{task}/{method}/mean", (s.get("drift") or {}).get("mean"))
-        out.add(f"drift/{task}/{method}/debiased_mean", (s.get("drift_debiased") or {}).get("mean"))
-    c = d["comparison"]
-    out.add(f"drift/{task}/reduction_percent", c.get("reduction_percent"))
-    out.add(f"drift/{task}/reduction_percent_debiased", c.get("reduction_percent_debiased"))
+        out.add(f"drift/{task}/{method}/mean", s.drift.mean)
+        out.add(f"drift/{task}/{method}/debiased_mean", s.drift_debiased.mean)
+    out.add(f"drift/{task}/reduction_percent", d.comparison.reduction_percent)
+    out.add(f"drift/{task}/reduction_percent_debiased", d.comparison.reduction_percent_debiased)
 
 
-def lens_means(result: dict[str, Any]) -> dict[tuple[str, str], float]:
+def lens_means(result: WeightsRecord | ForgettingRecord | ProbesRecord) -> dict[tuple[str, str], float]:
     """``(measure, method) -> mean over the method's runs`` of each measure a lens's comparison
     holds, from its runs' summaries (every method, not only the compared pair)."""
-    measures = list((result.get("comparison") or {}).get("measures") or {})
     by: dict[tuple[str, str], list[float]] = {}
-    for run in result.get("runs") or []:
-        for measure in measures:
-            value = (run.get("summary") or {}).get(measure)
+    runs: list[LensRun | WeightRun] = list(result.runs)
+    for run in runs:
+        summary = run.summary if isinstance(run.summary, dict) else run.summary.model_dump()
+        for measure in result.comparison.measures:
+            value = summary.get(measure)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                by.setdefault((measure, run["method"]), []).append(float(value))
+                by.setdefault((measure, run.method), []).append(float(value))
     return {k: float(np.mean(v)) for k, v in by.items()}
 
 
-def _lens(out: StudyResults, lens: str, task: str, result: dict[str, Any]) -> None:
+def _lens(out: StudyResults, lens: str, task: str, result: WeightsRecord | ForgettingRecord | ProbesRecord) -> None:
     for (measure, method), mean in sorted(lens_means(result).items()):
         out.add(f"{lens}/{task}/{measure}/{method}", mean)
 

@@ -10,7 +10,6 @@ natural name order (``lora_r4`` before ``lora_r8`` before ``lora_r64``).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 FULL = "full"
 
@@ -39,11 +38,6 @@ def primary_label(methods: dict[str, str]) -> str | None:
 def recorded_primary(primary: str | None) -> str:
     """The primary LoRA label an analysis recorded; ``lora`` for results written before variants existed."""
     return primary or "lora"
-
-
-def primary_of(result: dict[str, Any]) -> str:
-    """The primary LoRA label recorded in a saved analysis (``drift.json``, a lens) read as a dict."""
-    return recorded_primary(result.get("primary"))
 
 
 def display_name(label: str) -> str:

@@ -9,7 +9,7 @@ again (:class:`~lorascope.records.ExactKeysRecord`).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import JsonValue
 
@@ -270,6 +270,15 @@ class BenchRecord(ExactKeysRecord):
     notes: list[str] = []
     provenance: dict[str, JsonValue] | None = None
     endpoint: EndpointSection | None = None
+
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any], version: int) -> dict[str, Any]:
+        """Rows of files written before H2's threshold was a setting name its reading ``h2_at_most_30pct``."""
+        if version == 0 and isinstance(raw.get("results"), list):
+            renamed = [{("h2" if key == "h2_at_most_30pct" else key): value for key, value in row.items()}
+                       if isinstance(row, dict) else row for row in raw["results"]]
+            return {**raw, "results": renamed}
+        return raw
 
     def rows(self, strategy: str) -> list[BenchRow]:
         """The result rows of ``strategy``, one per batch size."""

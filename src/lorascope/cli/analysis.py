@@ -73,7 +73,7 @@ def drift(
 
     cfg = assemble(DriftConfig, config, dict(task=task, base=base, runs=str(runs)), overrides)
     result = run_drift(cfg, out, overwrite=overwrite)
-    compared = [{"method": r.method, "seed": r.seed} for r in result.runs]
+    compared = [(None, r.method, r.seed) for r in result.runs]
     learning = comparison_learning(runs, compared, recorded_primary(result.primary), result.comparison.not_interpretable,
                                    task=result.task)
     print_drift_summary(result, learning)

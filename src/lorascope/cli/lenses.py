@@ -136,7 +136,7 @@ def _learning(runs: Path, result: WeightsRecord | ForgettingRecord | ProbesRecor
     """Whether the runs a lens compared learned their task (read from their own metrics.json)."""
     from lorascope.report.learning import comparison_learning
 
-    compared = [{"run": r.run, "method": r.method, "seed": r.seed} for r in result.runs]
+    compared = [(r.run, r.method, r.seed) for r in result.runs]
     return comparison_learning(runs, compared, result.comparison.primary)
 
 

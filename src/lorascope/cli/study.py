@@ -151,7 +151,7 @@ def study_status(folder: Path = typer.Argument(..., help="A study's output folde
     lorascope study status runs/quickstart
     """
     from lorascope.artifacts import lock_holder
-    from lorascope.study.runner import load_timings
+    from lorascope.study.journal import load_timings
     from lorascope.study.units import train_units
 
     folder = study_folder(folder)

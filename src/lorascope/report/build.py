@@ -10,11 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from lorascope.artifacts import commit
+from lorascope.bench.record import BenchRow
+from lorascope.drift.record import DriftRecord, DriftRun
 from lorascope.report.collect import StudyRecords, collect
 from lorascope.report.figures import all_figures
 from lorascope.report.interactive import interactive_figures
 from lorascope.report.markdown import render
-from lorascope.report.record import SummaryRecord
+from lorascope.report.record import (
+    BenchSummary,
+    DriftRunSummary,
+    DriftSummary,
+    FrontierVerdict,
+    InteractionVerdict,
+    SummaryRecord,
+    SummaryRun,
+)
 from lorascope.report.tables import write_tables
 from lorascope.study.layout import StudyLayout
 
@@ -39,7 +49,7 @@ def build_report(study: Path | str) -> Path:
         write_tables(data, out / "tables")
         html = markdown_to_html(md, out)
         (out / "report.html").write_text(html, encoding="utf-8")
-        SummaryRecord.create(**summary(data)).write(out)
+        summary(data).write(out)
     return final / "report.html"
 
 
@@ -58,93 +68,89 @@ def link_interactive(md: str, figures: dict[str, str], interactive: dict[str, st
     return md
 
 
-def frontier_verdict(d: dict[str, Any]) -> dict[str, Any] | None:
+def frontier_verdict(d: DriftRecord) -> FrontierVerdict | None:
     """A swept task's frontier verdict: the comparison at matched accuracy, the interaction test and the
     points the verdicts compare (None without a sweep)."""
-    frontier = d.get("frontier")
+    frontier = d.frontier
     if not frontier:
         return None
-    matched, interaction = frontier.get("matched") or {}, frontier.get("interaction") or {}
-    return {
-        "outcome": matched.get("outcome"), "ratio": matched.get("ratio"), "ci": matched.get("ci"), "p": matched.get("p"),
-        "overlap": matched.get("overlap"), "statement": matched.get("statement"),
-        "interaction": {k: interaction.get(k) for k in ("test", "F", "df", "p", "n", "statement")} if interaction else None,
-        "compared": {method: chosen.get("label") for method, chosen in (d.get("selection") or {}).items()
-                     if isinstance(chosen, dict)},
-        "missing": frontier.get("missing") or [],
-    }
+    matched, interaction = frontier.matched, frontier.interaction
+    return FrontierVerdict(
+        outcome=matched.outcome if matched else None, ratio=matched.ratio if matched else None,
+        ci=matched.ci if matched else None, p=matched.p if matched else None,
+        overlap=matched.overlap if matched else None, statement=matched.statement if matched else None,
+        interaction=InteractionVerdict(test=interaction.test, F=interaction.F, df=interaction.df, p=interaction.p,
+                                       n=interaction.n, statement=interaction.statement) if interaction else None,
+        compared={method: chosen.label for method, chosen in (d.selection or {}).items()},
+        missing=frontier.missing)
 
 
 # Per layer of a drift run, the numbers summary.json keeps (as one list per measure, aligned with "layer");
 # CKA is 1 − drift, left out. ci_low/ci_high: the drift's interval over samples.
 _LAYER_KEYS = ("layer", "drift", "drift_debiased", "cosine", "ci_low", "ci_high")
-# Of a lens's run, what summary.json leaves out: per-matrix records (singular values and similarities of
-# every adapted matrix), which the lens's own JSON keeps.
-_LENS_RUN_DROP = ("per_matrix",)
 
 
-def drift_run_summary(r: dict[str, Any]) -> dict[str, Any]:
+def drift_run_summary(r: DriftRun) -> DriftRunSummary:
     """A drift run without its per-sample data: its means with their intervals over samples, thirds,
     learning record, and per layer each measure as a list (``per_layer[measure][i]`` is layer
     ``per_layer["layer"][i]``'s)."""
-    layers = r.get("layers") or []
-    per_layer = {k: [row.get(k) for row in layers] for k in _LAYER_KEYS if any(k in row for row in layers)}
-    return {**{k: v for k, v in r.items() if k != "layers"}, "per_layer": per_layer}
+    per_layer = {k: [getattr(row, k) for row in r.layers] for k in _LAYER_KEYS
+                 if any(k in row.model_fields_set for row in r.layers)}
+    return DriftRunSummary(**{k: getattr(r, k) for k in r.model_fields_set if k != "layers"}, per_layer=per_layer)
 
 
-def lens_runs(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """A lens's runs with their summaries, without per-matrix records."""
-    return [{k: v for k, v in r.items() if k not in _LENS_RUN_DROP} for r in result.get("runs") or []]
+def drift_summary(d: DriftRecord) -> DriftSummary:
+    """One task's drift record without sample ids and between-seed pairs (each ``drift.json`` keeps them)."""
+    recorded = d.model_fields_set
+    # Each other LoRA variant's comparison with full FT (the primary's is "comparison").
+    others = {label: c for label, c in d.comparisons.items() if label != d.primary}
+    optional: dict[str, Any] = {"robustness": d.robustness} if d.robustness else {}
+    optional |= {"comparisons": others} if others else {}
+    optional |= {"frontier": d.frontier, "selection": d.selection} if d.frontier else {}
+    return DriftSummary(n_samples=d.n_samples, n_layers=d.n_layers, methods=d.methods,
+                        noise_floor=d.noise_floor if "noise_floor" in recorded else None, controls=d.controls,
+                        comparison=d.comparison, runs=[drift_run_summary(r) for r in d.runs], skipped_runs=d.skipped_runs,
+                        dev_examples_note=d.dev_examples_note if "dev_examples_note" in recorded else None, **optional)
 
 
-def summary(data: StudyRecords) -> dict[str, Any]:
-    """The study's numbers in one JSON: verdicts, per-method drift and metric with their intervals and
+# What the summary keeps of each benchmark row.
+_BENCH_KEYS = ("strategy", "batch_size", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "ratio_to_merged",
+               "ratio_ci_low", "ratio_ci_high", "h2", "load_s", "artifact_bytes", "model_tensor_bytes")
+
+
+def summary(data: StudyRecords) -> SummaryRecord:
+    """The study's numbers in one record: verdicts, per-method drift and metric with their intervals and
     per-layer means, every run's drift with its per-layer values, per-layer tests, noise floor,
     controls, a sweep's frontier and selection, each lens's comparison and runs, serving ratios and
     checks, stage times, provenance. Left out: sample ids, per-matrix weight records and the
-    between-seed pairs (each artifact's own JSON keeps them)."""
-    drift = {}
-    for task, d in data["drift"].items():
-        drift[task] = {"n_samples": d["n_samples"], "n_layers": d.get("n_layers"), "methods": d["methods"],
-                       "noise_floor": d.get("noise_floor"), "controls": d["controls"], "comparison": d["comparison"],
-                       "runs": [drift_run_summary(r) for r in d.get("runs") or []],
-                       "skipped_runs": d.get("skipped_runs") or [],
-                       "dev_examples_note": d.get("dev_examples_note")}
-        if d.get("robustness"):
-            drift[task]["robustness"] = d["robustness"]
-        # Each other LoRA variant's comparison with full FT (the primary's is "comparison" above).
-        others = {label: c for label, c in (d.get("comparisons") or {}).items() if label != d.get("primary")}
-        if others:
-            drift[task]["comparisons"] = others
-        if d.get("frontier"):
-            drift[task].update(frontier=d["frontier"], selection=d.get("selection"))
-    bench = data["bench"] or {}
-    keep = ("strategy", "batch_size", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "throughput_rps", "ratio_to_merged",
-            "ratio_ci_low", "ratio_ci_high", "h2", "load_s", "artifact_bytes", "model_tensor_bytes")
-    return {
-        "study": data["config"].get("name"),
-        "config": data["config"],
-        "runs": [{k: r.get(k) for k in ("task", "method", "seed", "status", "main_metric", "dev", "n_train", "n_eval",
-                                         "runtime_s")} for r in data["runs"]],
-        "baselines": {b.task: b.model_dump() for b in data["baselines"].baselines},
-        "sanity": None if data.get("sanity") is None else {"passed": data["sanity"].passed,
-                                                            "results": [r.model_dump() for r in data["sanity"].results]},
-        "drift": drift,
-        "frontier": {task: f for task, d in data["drift"].items() if (f := frontier_verdict(d)) is not None},
-        "weights": {task: {"config": w["config"], "matrices": len(w["matrices"]), "comparison": w["comparison"],
-                           "runs": lens_runs(w)}
-                    for task, w in (data.get("weights") or {}).items()},
-        "forgetting": {task: {**{k: f[k] for k in ("text_source", "n_texts", "base_loss", "controls", "comparison")},
-                              "runs": lens_runs(f)}
-                       for task, f in (data.get("forgetting") or {}).items()},
-        "probes": {task: {**{k: p[k] for k in ("probe_tasks", "base", "majority", "uninformative", "controls", "comparison")},
-                          "runs": lens_runs(p)}
-                   for task, p in (data.get("probes") or {}).items()},
-        "bench": {"environment": bench.get("environment"), "checks_passed": bench.get("checks_passed"),
-                  "results": [{k: r.get(k) for k in keep} for r in bench.get("results") or []]} if bench else None,
-        "timings": data["timings"],
-        "provenance": data.get("provenance"),
-    }
+    between-seed pairs (each artifact's own JSON keeps them).
+
+    The lenses' and baselines' records write every field (they are not exact-keys records), so their
+    parts enter the summary as their whole dumps."""
+    bench = data.bench
+    return SummaryRecord.create(
+        study=data.config.get("name"),
+        config=data.config,
+        runs=[SummaryRun(task=r.record.task, method=r.label, seed=r.record.seed, status=r.record.status,
+                         main_metric=r.record.main_metric, dev=r.record.dev, n_train=r.record.n_train,
+                         n_eval=r.record.n_eval, runtime_s=r.record.runtime_s) for r in data.runs],
+        baselines={b.task: b.model_dump() for b in data.baselines.baselines},
+        sanity=None if data.sanity is None else {"passed": data.sanity.passed,
+                                                 "results": [r.model_dump() for r in data.sanity.results]},
+        drift={task: drift_summary(d) for task, d in data.drift.items()},
+        frontier={task: f for task, d in data.drift.items() if (f := frontier_verdict(d)) is not None},
+        weights={task: {"config": w.config, "matrices": len(w.matrices), "comparison": w.comparison.model_dump(),
+                        "runs": [r.model_dump(exclude={"per_matrix"}) for r in w.runs]} for task, w in data.weights.items()},
+        forgetting={task: f.model_dump(include={"text_source", "n_texts", "base_loss", "controls", "comparison", "runs"})
+                    for task, f in data.forgetting.items()},
+        probes={task: p.model_dump(include={"probe_tasks", "base", "majority", "uninformative", "controls", "comparison",
+                                            "runs"}) for task, p in data.probes.items()},
+        bench=None if bench is None else BenchSummary(
+            environment=bench.environment, checks_passed=bench.checks_passed,
+            results=[BenchRow(**{k: getattr(r, k) for k in _BENCH_KEYS}) for r in bench.results]),
+        timings={"total_s": data.timings.total_s, "invocations": data.timings.invocations},
+        provenance=data.provenance,
+    )
 
 
 def markdown_to_html(md: str, base: Path) -> str:

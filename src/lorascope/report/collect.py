@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from lorascope.drift.record import DriftRecord
 from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
 from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder, RunRecord
+from lorascope.study.journal import StudyTimings
 from lorascope.study.layout import StudyLayout
 
 LENSES = ("weights", "forgetting", "probes")
@@ -32,15 +33,6 @@ class StudyRun:
     def label(self) -> str:
         """The method as the study names it (the variant where one is set)."""
         return self.record.label
-
-
-@dataclass(frozen=True)
-class StudyTimings:
-    """The study's journal (``timings.json``): seconds per stage summed over every invocation, and the
-    invocations themselves (empty for studies that stored only their last invocation's times)."""
-
-    total_s: dict[str, float]
-    invocations: list[JsonValue]
 
 
 @dataclass(frozen=True)
@@ -71,32 +63,15 @@ class StudyRecords:
     timings: StudyTimings = field(default_factory=lambda: StudyTimings({}, []))
     provenance: dict[str, JsonValue] | None = None
 
+    def lens(self, name: str) -> Mapping[str, WeightsRecord | ForgettingRecord | ProbesRecord]:
+        """One lens's results (``weights``, ``forgetting`` or ``probes``) by task."""
+        by_lens: dict[str, Mapping[str, WeightsRecord | ForgettingRecord | ProbesRecord]] = {
+            "weights": self.weights, "forgetting": self.forgetting, "probes": self.probes}
+        return by_lens[name]
+
     def runs_of(self, task: str) -> list[StudyRun]:
         """The runs of ``task``, in the order collected."""
         return [r for r in self.runs if r.record.task == task]
-
-    # The report's sections are moving from reading dicts to reading these records; until each has,
-    # ``records["drift"]`` is the dict view every section used to get from ``collect``.
-    @cached_property
-    def _as_dicts(self) -> dict[str, Any]:
-        return {
-            "study": self.study, "config": self.config, "baselines": self.baselines, "sanity": self.sanity,
-            "runs": [{**r.record.model_dump(exclude_unset=True), "method": r.label, "folder": r.folder} for r in self.runs],
-            "drift": {task: r.as_json() for task, r in self.drift.items()},
-            "weights": {task: r.model_dump() for task, r in self.weights.items()},
-            "forgetting": {task: r.model_dump() for task, r in self.forgetting.items()},
-            "probes": {task: r.model_dump() for task, r in self.probes.items()},
-            "bench": None if self.bench is None else self.bench.as_json(),
-            "drift_skipped": self.drift_skipped, "lens_skipped": self.lens_skipped,
-            "timings": {"total_s": self.timings.total_s, "invocations": self.timings.invocations},
-            "provenance": self.provenance,
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self._as_dicts[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._as_dicts.get(key, default)
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -105,11 +80,8 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 def collect(study: Path) -> StudyRecords:
     """The study's records, each read through its type (checked, and upgraded from older versions)."""
-    from lorascope.study.runner import load_timings
-
     layout = StudyLayout(study)
     runs = [StudyRun(run.record(), run.name) for run in RunFolder.finished_under(layout.train)]
-    journal = load_timings(layout.timings)
     provenance = next((_json_object(p) for p in sorted(layout.train.glob("*/provenance.json"))), None)
     return StudyRecords(
         study=study,
@@ -125,6 +97,6 @@ def collect(study: Path) -> StudyRecords:
         bench=BenchRecord.read(layout.bench_json) if layout.bench_json.is_file() else None,
         drift_skipped=_json_object(layout.drift_skipped),
         lens_skipped={lens: _json_object(layout.skipped(lens)) for lens in LENSES},
-        timings=StudyTimings(journal["total_s"], journal["invocations"]),
+        timings=StudyTimings.read(layout.timings),
         provenance=provenance,
     )

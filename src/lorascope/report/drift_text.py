@@ -4,70 +4,82 @@ per-layer tests and the pipeline controls."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from lorascope.metrics import format_bounds, format_metric, format_ratio, format_reduction
+from lorascope.drift.record import (
+    DriftComparison,
+    LogRatioSummary,
+    MeanInterval,
+    MeasureStats,
+    ReductionInterval,
+    StoredVerdict,
+    Undefined,
+)
+from lorascope.metrics import format_bounds, format_interval, format_metric, format_number, format_ratio, format_reduction, format_reduction_interval
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, not_learned
 from lorascope.report.limitations import noise_of, spread_text
 from lorascope.report.reference import REFERENCE
 from lorascope.report.robustness_text import layers_sentence, robustness_section
-from lorascope.report.text import interval, num, reduction_interval, seed_sorted, table, test_result
+from lorascope.report.text import seed_sorted, table, test_result
 
 
-def _mean_sd(stat: dict[str, Any] | None, digits: int = 3) -> str:
-    if not stat or stat.get("mean") is None:
+def _mean_sd(stat: MeasureStats | None, digits: int = 3) -> str:
+    if not stat or stat.mean is None:
         return "–"
-    sd = f" ± {stat['sd']:.{digits}f}" if stat.get("sd") is not None else ""
-    return f"{stat['mean']:.{digits}f}{sd}"
+    sd = f" ± {stat.sd:.{digits}f}" if stat.sd is not None else ""
+    return f"{stat.mean:.{digits}f}{sd}"
 
 
-def _ci(stat: dict[str, Any] | None, key: str) -> str:
-    bounds = (stat or {}).get(key)
-    return interval(*bounds) if bounds else "–"
+def _ci(bounds: list[float | None] | None) -> str:
+    return format_interval(bounds[0], bounds[1]) if bounds else "–"
 
 
 def method_table(data: StudyRecords) -> str:
     """The table of each task and method's drift, debiased drift and cosine with their intervals and noise floor."""
     rows = []
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         ref = REFERENCE.get(task, {})
-        for method, s in d["methods"].items():
-            rows.append([task, method, _mean_sd(s["drift"]), _ci(s["drift"], "ci_seeds"), _ci(s["drift"], "ci_seeds_samples"),
-                         _mean_sd(s["drift_debiased"]), _ci(s["drift_debiased"], "ci_seeds_samples"), _mean_sd(s["cosine"]),
-                         spread_text((d.get("noise_floor") or {}).get(method)),
-                         ", ".join(f"{k} {v:.3f}" for k, v in s["thirds"].items()), ref.get(f"drift_{method}", "–")])
+        for method, s in d.methods.items():
+            rows.append([task, method, _mean_sd(s.drift), _ci(s.drift.ci_seeds), _ci(s.drift.ci_seeds_samples),
+                         _mean_sd(s.drift_debiased), _ci(s.drift_debiased.ci_seeds_samples), _mean_sd(s.cosine),
+                         spread_text(d.noise_floor.get(method)),
+                         ", ".join(f"{k} {v:.3f}" for k, v in s.thirds.items()), ref.get(f"drift_{method}", "–")])
     return table(["task", "method", "drift (1−CKA), mean ± sd", "95% CI over seeds", "95% CI over seeds + samples",
                   "debiased drift", "95% CI over seeds + samples", "cosine to base", "noise floor: sd over seeds [95% CI]",
                   "early / middle / late", "reference drift*"], rows)
 
 
-def _seed_interval(c: dict[str, Any]) -> str:
+def _log_ratio(summary: LogRatioSummary | Undefined | None) -> LogRatioSummary | None:
+    """The log-ratio summary where one could be made (None: too few pairs, or written before it was)."""
+    return summary if isinstance(summary, LogRatioSummary) else None
+
+
+def _seed_interval(c: DriftComparison) -> str:
     """Δ% with its interval over seeds: from the per-seed log ratios where drift.json has them, else the
     interval its "LoRA drifts less" verdict recorded, named by its method."""
-    log_ratio = c.get("log_ratio") or {}
-    if log_ratio.get("reduction_percent_ci"):
-        return format_bounds(log_ratio["reduction_percent_ci"], fmt=format_reduction)
-    lower = (c.get("verdicts") or {}).get("lower") or {}
-    if "ci_low" not in lower:
+    log_ratio = _log_ratio(c.log_ratio)
+    if log_ratio and log_ratio.reduction_percent_ci:
+        return format_bounds(log_ratio.reduction_percent_ci, fmt=format_reduction)
+    lower = c.verdicts.get("lower")
+    if not isinstance(lower, StoredVerdict):
         return "–"
-    bounds = (None if x is None else 100 * x for x in (lower.get("ci_low"), lower.get("ci_high")))
-    return f"{reduction_interval(*bounds)} ({lower.get('ci_method', 'over seeds')})"
+    bounds = (None if x is None else 100 * x for x in (lower.ci_low, lower.ci_high))
+    return f"{format_reduction_interval(*bounds)} ({lower.ci_method})"
 
 
-def _hier(record: dict[str, Any] | None) -> str:
-    record = record or {}
-    return reduction_interval(record.get("low"), record.get("high"))
+def _hier(record: ReductionInterval | Undefined | None) -> str:
+    if not isinstance(record, ReductionInterval):
+        return format_reduction_interval(None, None)
+    return format_reduction_interval(record.low, record.high)
 
 
-def _debiased(c: dict[str, Any]) -> str:
-    red = c.get("reduction_percent_debiased")
+def _debiased(c: DriftComparison) -> str:
+    red = c.reduction_percent_debiased
     if red is None:
         return "–"
-    log_ratio = c.get("log_ratio_debiased") or {}
-    seeds = (f" {format_bounds(log_ratio['reduction_percent_ci'], fmt=format_reduction)} over seeds"
-             if log_ratio.get("reduction_percent_ci") else "")
-    return f"{format_reduction(red)}{seeds}; {_hier(c.get('reduction_ci_seeds_samples_debiased'))} over seeds + samples"
+    log_ratio = _log_ratio(c.log_ratio_debiased)
+    seeds = (f" {format_bounds(log_ratio.reduction_percent_ci, fmt=format_reduction)} over seeds"
+             if log_ratio and log_ratio.reduction_percent_ci else "")
+    return f"{format_reduction(red)}{seeds}; {_hier(c.reduction_ci_seeds_samples_debiased)} over seeds + samples"
 
 
 def comparison_table(data: StudyRecords) -> str:
@@ -76,35 +88,38 @@ def comparison_table(data: StudyRecords) -> str:
     tests of the log ratios; then the drift differences' tests and Cohen's d. Below the tables, one line
     per task whose models did not (its tests and effect sizes are not shown)."""
     rows, diffs, untrained, set_apart = [], [], not_learned(data), []
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         if task in untrained:
             set_apart.append(f"- {task}: not in this table — the models did not learn the task (see Answers), so its "
                              "drift reduction, tests and effect size are not reported.")
             continue
-        c = d["comparison"]
-        red = c.get("reduction_percent")
-        log_ratio = c.get("log_ratio") or {}
-        delta = c.get("mean_delta_ci_t") or {}
-        tested = c["n_pairs"] >= 2
+        c = d.comparison
+        red = c.reduction_percent
+        log_ratio = _log_ratio(c.log_ratio)
+        delta = c.mean_delta_ci_t if isinstance(c.mean_delta_ci_t, MeanInterval) else None
+        tested = c.n_pairs >= 2
         # One seed pair: the tests' own errors ("deltas has 1 value(s)") would read as a fault; say why instead.
         none = "no test (one seed pair)"
-        log_tests = ([test_result(log_ratio.get("t_test")), test_result(log_ratio.get("sign_flip"))] if log_ratio
+        log_tests = ([test_result(log_ratio.t_test), test_result(log_ratio.sign_flip)] if log_ratio
                      else ["–", "–"]) if tested else [none, none]
-        ratio = (f"{format_ratio(log_ratio['gm_ratio'])} {format_bounds(log_ratio['gm_ratio_ci'])}"
-                 if log_ratio.get("gm_ratio") is not None else "–")
-        of_means = c.get("reduction_percent_of_means", red if "reduction_scale" not in c else None)
-        rows.append([task, c["n_pairs"], format_reduction(red), c.get("reduction_scale", "ratio of mean drifts"), ratio,
-                     _seed_interval(c), _hier(c.get("reduction_ci_seeds_samples")), format_reduction(of_means),
+        ratio = (f"{format_ratio(log_ratio.gm_ratio)} {format_bounds(log_ratio.gm_ratio_ci)}"
+                 if log_ratio and log_ratio.gm_ratio is not None else "–")
+        # Files written before the scale was recorded computed Δ% as the ratio of mean drifts.
+        older = "reduction_scale" not in c.model_fields_set
+        of_means = red if older and "reduction_percent_of_means" not in c.model_fields_set else c.reduction_percent_of_means
+        rows.append([task, c.n_pairs, format_reduction(red), "ratio of mean drifts" if older else c.reduction_scale, ratio,
+                     _seed_interval(c), _hier(c.reduction_ci_seeds_samples), format_reduction(of_means),
                      _debiased(c), REFERENCE.get(task, {}).get("reduction", "–"), *log_tests])
-        diffs.append([task, *([test_result(c.get("paired_t")), test_result(c.get("sign_flip")), num(c.get("cohens_d"), 2),
-                               interval(delta.get("low"), delta.get("high"), 4)] if tested else [none, none, "–", "–"])])
-    one_pair = [task for task, d in data["drift"].items() if task not in untrained and d["comparison"]["n_pairs"] < 2]
+        diffs.append([task, *([test_result(c.paired_t), test_result(c.sign_flip), format_number(c.cohens_d, 2),
+                               format_interval(delta.low if delta else None, delta.high if delta else None, 4)]
+                              if tested else [none, none, "–", "–"])])
+    one_pair = [task for task, d in data.drift.items() if task not in untrained and d.comparison.n_pairs < 2]
     notes = [f"- {task}: one seed pair allows no test across seeds; its Δ% is that pair's." for task in one_pair]
     caveats = []
-    for task, d in data["drift"].items():
-        caveat = noise_of(d["comparison"]) if task not in untrained else None
+    for task, d in data.drift.items():
+        caveat = noise_of(d.comparison) if task not in untrained else None
         if caveat:
-            caveats.append(f"- {task}, could the difference be seed noise: {caveat['text']}.")
+            caveats.append(f"- {task}, could the difference be seed noise: {caveat.text}.")
     body = "\n\n".join([
         table(["task", "seed pairs", "drift reduction Δ%", "Δ% from", "geometric-mean ratio LoRA / full [95% t CI over "
                "seeds, log scale]", "Δ% [95% CI over seeds]", "Δ% [95% CI over seeds + samples]", "Δ% of mean drifts",
@@ -119,12 +134,12 @@ def comparison_table(data: StudyRecords) -> str:
 def per_run_table(data: StudyRecords) -> str:
     """The table of each run's dev metric and drift, each drift with its interval over samples."""
     rows = []
-    for task, d in data["drift"].items():
-        for r in seed_sorted(d["runs"]):
-            rows.append([task, r["method"], r["seed"], format_metric(main_metric(data, task), r.get("metric")),
-                         f"{r['mean_drift']:.4f} {interval(r['mean_drift_ci'][0], r['mean_drift_ci'][1], 4)}",
-                         f"{r['mean_drift_debiased']:.4f} {interval(r['mean_drift_debiased_ci'][0], r['mean_drift_debiased_ci'][1], 4)}",
-                         num(r.get("mean_cosine"), 4)])
+    for task, d in data.drift.items():
+        for r in seed_sorted(d.runs):
+            rows.append([task, r.method, r.seed, format_metric(main_metric(data, task), r.metric),
+                         f"{r.mean_drift:.4f} {format_interval(r.mean_drift_ci[0], r.mean_drift_ci[1], 4)}",
+                         f"{r.mean_drift_debiased:.4f} {format_interval(r.mean_drift_debiased_ci[0], r.mean_drift_debiased_ci[1], 4)}",
+                         format_number(r.mean_cosine, 4)])
     return table(["task", "method", "seed", "dev main metric", "drift [95% CI over samples]",
                   "debiased drift [95% CI over samples]", "cosine"], rows)
 
@@ -132,15 +147,16 @@ def per_run_table(data: StudyRecords) -> str:
 def per_layer_text(data: StudyRecords) -> list[str]:
     """One line per task with per-layer tests: the layers where full − LoRA drift differs after Holm."""
     out, untrained = [], not_learned(data)
-    for task, d in data["drift"].items():
-        layers = ((d["comparison"].get("per_layer") or {}).get("layers")) or []
-        if not layers or "reject_holm" not in layers[0]:
+    for task, d in data.drift.items():
+        per_layer = d.comparison.per_layer
+        layers = per_layer.layers if per_layer else []
+        if not per_layer or not layers or "reject_holm" not in layers[0].model_fields_set:
             continue
         if task in untrained:
             out.append(f"- {task}: per-layer tests not reported (the models did not learn the task).")
             continue
-        hits = [str(row["layer"]) for row in layers if row.get("reject_holm")]
-        alpha = d["comparison"]["per_layer"].get("alpha", 0.05)  # drift.json files before it was recorded used 0.05
+        hits = [str(row.layer) for row in layers if row.reject_holm]
+        alpha = per_layer.alpha if per_layer.alpha is not None else 0.05  # files before it was recorded used 0.05
         out.append(f"- {task}: layers where full − LoRA drift differs (paired t-test per layer, two-sided, Holm over "
                    f"{len(layers)} layers at α = {alpha:g}): {', '.join(hits) if hits else 'none'}.")
     return out
@@ -148,31 +164,33 @@ def per_layer_text(data: StudyRecords) -> list[str]:
 
 def controls_table(data: StudyRecords) -> str:
     """The table of every task's pipeline controls and whether each passed."""
-    rows = [[task, c["name"], c["expectation"], f"{c['max_drift']:.2e}", f"{c['mean_drift_debiased']:.3f}",
-             "pass" if c["passed"] else "**FAIL**"] for task, d in data["drift"].items() for c in d["controls"]]
+    rows = [[task, c.name, c.expectation, f"{c.max_drift:.2e}", f"{c.mean_drift_debiased:.3f}",
+             "pass" if c.passed else "**FAIL**"] for task, d in data.drift.items() for c in d.controls]
     return table(["task", "control", "expectation", "max drift over layers", "debiased drift", "result"], rows)
 
 
 def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The report's representation-drift section (RQ1), with ``figures`` (name -> path) where they were made."""
-    settings = data["config"].get("drift") or {}
-    pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(settings.get("pooling", "mean"), "pooled")
-    min_reduction = float(settings.get("min_reduction", 0.2))
+    settings = data.config.get("drift")
+    settings = settings if isinstance(settings, dict) else {}
+    pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(str(settings.get("pooling", "mean")), "pooled")
+    reduction = settings.get("min_reduction", 0.2)
+    min_reduction = float(reduction) if isinstance(reduction, (int, float, str)) else 0.2
     out = ["## Representation drift", "",
            f"Drift = 1 − linear CKA between the base's and the fine-tuned model's {pooled} hidden states on the same "
            "dev samples, averaged over layers per run; debiased CKA uses the unbiased HSIC estimator (it matters when n "
            "is not much larger than the hidden size). The noise floor is the sd over seeds of one method's drift from "
            "the base (chi-square interval). Intervals: *over seeds* resamples nothing (Student t on per-seed values); "
            "*over seeds + samples* is the hierarchical bootstrap (seeds, then the shared dev samples). "
-           + layers_sentence(data["drift"]), "",
+           + layers_sentence(data.drift), "",
            method_table(data), ""]
     for key in ("drift_by_layer", "drift_heatmap", "drift_reduction", "metric_vs_drift"):
         if key in figures:
             out.append(f"![{key}]({figures[key]})\n")
     out += ["### LoRA vs full fine-tuning", ""]
-    learned = set(data["drift"]) - set(not_learned(data))
+    learned = set(data.drift) - set(not_learned(data))
     if learned:  # a table to explain: some task's models learned it
-        if any((data["drift"][t]["comparison"].get("log_ratio") or {}).get("gm_ratio") is not None for t in learned):
+        if any((s := _log_ratio(data.drift[t].comparison.log_ratio)) and s.gm_ratio is not None for t in learned):
             out += ["Δ% = 100 · (1 − geometric-mean ratio), the geometric mean over seed pairs of the per-seed drift "
                     "ratio LoRA / full: drift is positive and skewed across seeds, so ratios are averaged on the log "
                     "scale and their t interval, carried back by exp, is asymmetric. The ratio of mean drifts is shown "
@@ -181,7 +199,7 @@ def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
                 f"LoRA is 0\"; the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} "
                 "less\") adjusted for their family, so their p-values differ by design.", ""]
     out += [comparison_table(data), ""]
-    robust = robustness_section(data["drift"], set(data["drift"]) - learned)
+    robust = robustness_section(data.drift, set(data.drift) - learned)
     out += [robust, ""] if robust else []
     out += per_layer_text(data)
     out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",

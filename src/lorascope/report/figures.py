@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
+from lorascope.bench.record import BenchRecord
+from lorascope.drift.record import DriftRecord
 from lorascope.report.collect import StudyRecords
-from lorascope.variants import primary_of
+from lorascope.variants import recorded_primary
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,15 +45,15 @@ def _label(task: str, weak: AbstractSet[str]) -> str:
     return f"{task} (did not learn)" if task in weak else task
 
 
-def layer_profiles(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
+def layer_profiles(drift: dict[str, DriftRecord], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Drift per layer for each task: mean over seeds, band = ± 1 sd over seeds."""
     if not drift:
         return None
     fig, axes = plt.subplots(1, len(drift), figsize=(4.6 * len(drift), 3.6), squeeze=False)
     for ax, (task, d) in zip(axes[0], drift.items()):
-        colours = method_colours(r["method"] for r in d["runs"])
-        for method in sorted({r["method"] for r in d["runs"]}):
-            curves = np.array([[row["drift"] for row in r["layers"]] for r in d["runs"] if r["method"] == method])
+        colours = method_colours(r.method for r in d.runs)
+        for method in sorted({r.method for r in d.runs}):
+            curves = np.array([[row.drift for row in r.layers] for r in d.runs if r.method == method], dtype=float)
             x = np.arange(curves.shape[1])
             mean = curves.mean(0)
             sd = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
@@ -67,12 +69,12 @@ def layer_profiles(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = fr
     return _save(fig, out / "drift_by_layer.png")
 
 
-def heatmap(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
+def heatmap(drift: dict[str, DriftRecord], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Layers × (task, method) mean drift."""
     rows, labels = [], []
     for task, d in drift.items():
-        for method, s in d["methods"].items():
-            rows.append(s["layer_drift_mean"])
+        for method, s in d.methods.items():
+            rows.append(s.layer_drift_mean)
             labels.append(f"{_label(task, weak)} {method}")
     if not rows:
         return None
@@ -89,31 +91,31 @@ def heatmap(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset
     return _save(fig, out / "drift_heatmap.png")
 
 
-def reduction_bars(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
+def reduction_bars(drift: dict[str, DriftRecord], out: Path, weak: AbstractSet[str] = frozenset()) -> Path | None:
     """Mean drift per task and method with its 95% interval over seeds and samples, and the reduction Δ%."""
     from lorascope.report.learning import reference_of
 
-    tasks = [t for t, d in drift.items() if {primary_of(d), reference_of(d)} <= set(d["methods"])]
+    tasks = [t for t, d in drift.items() if {recorded_primary(d.primary), reference_of(d)} <= set(d.methods)]
     if not tasks:
         return None
     fig, ax = plt.subplots(figsize=(max(4.6, 1.8 + 1.6 * len(tasks)), 3.6))
     x = np.arange(len(tasks))
     for j, method in enumerate(("lora", "full")):
         # "lora" is each task's primary LoRA method (a variant where the study has no plain lora).
-        labels = [primary_of(drift[t]) if method == "lora" else reference_of(drift[t]) for t in tasks]
-        means = [drift[t]["methods"][m]["drift"]["mean"] for t, m in zip(tasks, labels)]
-        bounds = [drift[t]["methods"][m]["drift"].get("ci_seeds_samples") or [mean, mean]
-                  for t, m, mean in zip(tasks, labels, means)]
+        labels = [recorded_primary(drift[t].primary) if method == "lora" else reference_of(drift[t]) for t in tasks]
+        means = [drift[t].methods[m].drift.mean or 0.0 for t, m in zip(tasks, labels)]
+        bounds = [drift[t].methods[m].drift.ci_seeds_samples or [mean, mean] for t, m, mean in zip(tasks, labels, means)]
         err = np.array([[m - max(lo if lo is not None else m, 0.0), (hi if hi is not None else m) - m]
                         for m, (lo, hi) in zip(means, bounds)]).T  # drift is never negative: clip at 0
         name = labels[0] if len(set(labels)) == 1 else method
         ax.bar(x + (j - 0.5) * 0.38, means, 0.38, yerr=err, capsize=4, color=COLOURS[method], label=name)
     for i, t in enumerate(tasks):
-        red = drift[t]["comparison"].get("reduction_percent")
+        red = drift[t].comparison.reduction_percent
         if red is not None:
-            top = max(drift[t]["methods"][m]["drift"]["mean"] for m in (primary_of(drift[t]), reference_of(drift[t])))
+            top = max(drift[t].methods[m].drift.mean or 0.0 for m in (recorded_primary(drift[t].primary),
+                                                                      reference_of(drift[t])))
             # Models that did not learn: no reduction is offered as a finding, here as in the text.
-            on_log = str(drift[t]["comparison"].get("reduction_scale", "")).startswith("geometric")
+            on_log = (drift[t].comparison.reduction_scale or "").startswith("geometric")
             note = "no Δ: did not learn" if t in weak else f"Δ {red:.0f}%" + (" (geometric mean)" if on_log else "")
             ax.annotate(note, (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8), textcoords="offset points")
     ax.set_xticks(x, [_label(t, weak) for t in tasks])
@@ -124,12 +126,12 @@ def reduction_bars(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = fr
     return _save(fig, out / "drift_reduction.png")
 
 
-def metric_vs_drift(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = frozenset(),
+def metric_vs_drift(drift: dict[str, DriftRecord], out: Path, weak: AbstractSet[str] = frozenset(),
                     metrics: dict[str, str | None] | None = None) -> Path | None:
     """Each run: its dev main metric (``metrics``: task -> its name) against its mean drift."""
     from lorascope.metrics import is_percentage
 
-    points = [(t, r) for t, d in drift.items() for r in d["runs"] if r.get("metric") is not None]
+    points = [(t, r, r.metric) for t, d in drift.items() for r in d.runs if r.metric is not None]
     if not points:
         return None
     # Percent where every task's metric is a share; one shared axis cannot show Matthews' −1..1 as a percentage.
@@ -137,12 +139,12 @@ def metric_vs_drift(drift: dict[str, Any], out: Path, weak: AbstractSet[str] = f
     scale = 100 if percent else 1
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     markers = dict(zip(drift, "osD^v<>"))
-    colours = method_colours(r["method"] for _, r in points)
-    for t, r in points:
-        ax.scatter(r["mean_drift"], scale * r["metric"], color=colours[r["method"]], marker=markers[t], s=40)
+    colours = method_colours(r.method for _, r, _ in points)
+    for t, r, metric in points:
+        ax.scatter(r.mean_drift, scale * metric, color=colours[r.method], marker=markers[t], s=40)
     for t in drift:
         ax.scatter([], [], color="grey", marker=markers[t], label=_label(t, weak))
-    for m in sorted({r["method"] for _, r in points}, key=lambda m: (m == "full", m not in COLOURS, m)):
+    for m in sorted({r.method for _, r, _ in points}, key=lambda m: (m == "full", m not in COLOURS, m)):
         ax.scatter([], [], color=colours[m], marker="s", label=m)
     ax.set_xlabel("mean drift over layers")
     ax.set_ylabel("dev main metric (%)" if percent else "dev main metric\n(shares as fractions, Matthews on −1..1)")
@@ -162,37 +164,38 @@ def _errors(values: list[float], bounds: list[list[float | None] | None], floor:
     return np.array(out, dtype=float).T.reshape(2, -1)
 
 
-def frontier_figure(drift: dict[str, Any], out: Path, metrics: dict[str, str | None] | None = None) -> Path | None:
+def frontier_figure(drift: dict[str, DriftRecord], out: Path, metrics: dict[str, str | None] | None = None) -> Path | None:
     """Each swept task's accuracy–drift frontier: one line per method through its points ordered by the
     setting, x = mean dev metric, y = geometric-mean drift on a log axis, error bars from both intervals,
     each point annotated with its setting and the points the verdicts compare circled."""
     from lorascope.metrics import is_percentage
     from lorascope.report.sweep_text import METHOD_NAMES, selected_labels, setting_text
 
-    tasks = [t for t, d in drift.items() if (d.get("frontier") or {}).get("table")]
+    tables = {t: d.frontier.table for t, d in drift.items() if d.frontier and d.frontier.table}
+    tasks = list(tables)
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.4 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         d = drift[task]
         scale = 100 if is_percentage((metrics or {}).get(task)) else 1
-        rows = d["frontier"]["table"]
+        rows = tables[task]
         chosen = selected_labels(d)
-        for method in sorted({r["method"] for r in rows}, key=lambda m: (m != "lora", m)):
-            own = sorted((r for r in rows if r["method"] == method and r.get("metric_mean") is not None
-                          and r.get("drift_gmean")), key=lambda r: r["setting"])
-            if not own:
+        for method in sorted({r.method for r in rows}, key=lambda m: (m != "lora", m)):
+            own = sorted(((r, r.metric_mean, r.drift_gmean) for r in rows if r.method == method), key=lambda r: r[0].setting)
+            own_points = [(r, metric, drift) for r, metric, drift in own if metric is not None and drift]
+            if not own_points:
                 continue
-            x = [scale * r["metric_mean"] for r in own]
-            y = [r["drift_gmean"] for r in own]
-            xerr = _errors(x, [[None if b is None else scale * b for b in (r.get("metric_ci") or [None, None])] for r in own])
-            yerr = _errors(y, [r.get("drift_ci") for r in own], floor=1e-12)  # a log axis cannot reach 0
+            x = [scale * metric for _, metric, _ in own_points]
+            y = [drift for _, _, drift in own_points]
+            xerr = _errors(x, [[None if b is None else scale * b for b in r.metric_ci] for r, _, _ in own_points])
+            yerr = _errors(y, [r.drift_ci for r, _, _ in own_points], floor=1e-12)  # a log axis cannot reach 0
             colour = COLOURS.get(method, "grey")
             ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="-o", color=colour, capsize=3, ms=5,
                         label=f"{METHOD_NAMES.get(method, method)}: points in setting order")
-            for r, xi, yi in zip(own, x, y):
-                ax.annotate(setting_text(r["setting"]), (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=8)
-            picked = [(xi, yi) for r, xi, yi in zip(own, x, y) if r["label"] in chosen]
+            for (r, _, _), xi, yi in zip(own_points, x, y):
+                ax.annotate(setting_text(r.setting), (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=8)
+            picked = [(xi, yi) for (r, _, _), xi, yi in zip(own_points, x, y) if r.label in chosen]
             if picked:
                 ax.scatter(*zip(*picked), s=180, facecolors="none", edgecolors="black", linewidths=1.5, zorder=5)
         if chosen:
@@ -206,17 +209,17 @@ def frontier_figure(drift: dict[str, Any], out: Path, metrics: dict[str, str | N
     return _save(fig, out / "frontier.png")
 
 
-def bench_latency(bench: dict[str, Any] | None, out: Path) -> Path | None:
+def bench_latency(bench: BenchRecord | None, out: Path) -> Path | None:
     """Latency ratio to the merged model per strategy and batch size."""
-    rows = (bench or {}).get("results") or []
-    rows = [r for r in rows if r.get("ratio_to_merged") is not None]
+    rows = [(r.strategy, r.batch_size, r.ratio_to_merged) for r in (bench.results if bench else [])
+            if r.ratio_to_merged is not None]
     if not rows:
         return None
-    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-    batches = sorted({r["batch_size"] for r in rows})
+    strategies = list(dict.fromkeys(s for s, _, _ in rows))
+    batches = sorted({b for _, b, _ in rows})
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.42 * len(strategies)))
     for j, b in enumerate(batches):
-        vals = [next((r["ratio_to_merged"] for r in rows if r["strategy"] == s and r["batch_size"] == b), np.nan) for s in strategies]
+        vals = [next((ratio for s2, b2, ratio in rows if s2 == s and b2 == b), np.nan) for s in strategies]
         ax.barh(np.arange(len(strategies)) + j * 0.8 / len(batches), vals, 0.8 / len(batches), label=f"batch {b}")
     ax.axvline(1.0, color="black", lw=1)
     ax.set_yticks(np.arange(len(strategies)) + 0.4 - 0.4 / len(batches), strategies)
@@ -231,13 +234,12 @@ def _lens_sds(data: StudyRecords, task: str, where: str, label: str) -> tuple[fl
     if where == "drift":
         from lorascope.report.learning import reference_of
 
-        ms = data["drift"][task]["methods"]
-        return ms[label]["drift"].get("sd") or 0.0, ms[reference_of(data["drift"][task])]["drift"].get("sd") or 0.0
+        drift = data.drift[task]
+        return drift.methods[label].drift.sd or 0.0, drift.methods[reference_of(drift)].drift.sd or 0.0
     kind, measure = where.split(":")
-    c = data[kind][task]["comparison"]
-    c = c if label == primary_of(c) else c["variants"][label]
-    m = c["measures"][measure]
-    return m.get("lora_sd") or 0.0, m.get("full_sd") or 0.0
+    c = data.lens(kind)[task].comparison
+    m = (c if label == c.primary else c.variants[label]).measures[measure]
+    return m.lora_sd or 0.0, m.full_sd or 0.0
 
 
 def rank_figure(data: StudyRecords, out: Path) -> Path | None:
@@ -246,9 +248,9 @@ def rank_figure(data: StudyRecords, out: Path) -> Path | None:
     from lorascope.report.lenses_text import LENSES, lens_values
 
     panels = []  # (task, lens name, where, [(label, rank)])
-    for task, d in (data.get("drift") or {}).items():
-        ranked = [(label, (d.get("variants") or {}).get(label, {}).get("lora_r")) for label in d.get("comparisons") or {}]
-        ranked = [(label, r) for label, r in ranked if r]
+    for task, d in data.drift.items():
+        ranked = [(label, r) for label in d.comparisons
+                  if isinstance(r := (d.variants.get(label) or {}).get("lora_r"), int) and r]
         if len({r for _, r in ranked}) < 2:
             continue
         for name, where, _ in LENSES:
@@ -283,12 +285,12 @@ def all_figures(data: StudyRecords, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     weak = set(not_learned(data))
     made = {
-        "drift_by_layer": layer_profiles(data["drift"], out, weak),
-        "drift_heatmap": heatmap(data["drift"], out, weak),
-        "drift_reduction": reduction_bars(data["drift"], out, weak),
-        "metric_vs_drift": metric_vs_drift(data["drift"], out, weak, {t: main_metric(data, t) for t in data["drift"]}),
-        "frontier": frontier_figure(data["drift"], out, {t: main_metric(data, t) for t in data["drift"]}),
+        "drift_by_layer": layer_profiles(data.drift, out, weak),
+        "drift_heatmap": heatmap(data.drift, out, weak),
+        "drift_reduction": reduction_bars(data.drift, out, weak),
+        "metric_vs_drift": metric_vs_drift(data.drift, out, weak, {t: main_metric(data, t) for t in data.drift}),
+        "frontier": frontier_figure(data.drift, out, {t: main_metric(data, t) for t in data.drift}),
         "lenses_by_rank": rank_figure(data, out),
-        "serving_ratio": bench_latency(data["bench"], out),
+        "serving_ratio": bench_latency(data.bench, out),
     }
     return {k: v for k, v in made.items() if v is not None}

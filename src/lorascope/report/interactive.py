@@ -8,11 +8,13 @@ only the files that exist.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lorascope.drift.record import DriftRecord
 from lorascope.extras import missing_modules
 from lorascope.report.collect import StudyRecords
 from lorascope.report.figures import COLOURS
@@ -20,7 +22,7 @@ from lorascope.report.figures import COLOURS
 FILES = {"drift_by_layer": "drift_by_layer.html", "frontier": "frontier.html"}
 
 
-def colours(labels: Any) -> dict[str, str]:
+def colours(labels: Iterable[str]) -> dict[str, str]:
     """LoRA blue and full red as in the static figures; every other label its own colour of plotly's
     24-colour palette (a sweep has more labels than the static figures' palette holds)."""
     from plotly.colors import qualitative
@@ -31,33 +33,33 @@ def colours(labels: Any) -> dict[str, str]:
     return {**COLOURS, **{label: qualitative.Dark24[i % len(qualitative.Dark24)] for i, label in enumerate(others)}}
 
 
-def drift_by_layer_figure(drift: dict[str, dict[str, Any]]) -> Any:
+def drift_by_layer_figure(drift: dict[str, DriftRecord]) -> Any:
     """One panel per task: per method the mean over seeds (hover: mean, sd, n) and every seed's
     curve (hover: drift, debiased drift, the interval over samples, CKA, cosine), a seed's curve
     shown or hidden with its method's legend entry."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    tasks = [t for t, d in drift.items() if d.get("runs")]
+    tasks = [t for t, d in drift.items() if d.runs]
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"{t}: drift from base by layer" for t in tasks])
     for col, task in enumerate(tasks, 1):
-        runs = drift[task]["runs"]
-        palette = colours(r["method"] for r in runs)
-        for method in sorted({r["method"] for r in runs}):
-            own = sorted((r for r in runs if r["method"] == method), key=lambda r: int(r["seed"]))
+        runs = drift[task].runs
+        palette = colours(r.method for r in runs)
+        for method in sorted({r.method for r in runs}):
+            own = sorted((r for r in runs if r.method == method), key=lambda r: r.seed)
             group, first = f"{task}/{method}", col == 1
             for r in own:
-                layers = r.get("layers") or []
+                layers = r.layers
                 fig.add_trace(go.Scatter(
-                    x=[row["layer"] for row in layers], y=[row["drift"] for row in layers], mode="lines+markers",
-                    name=f"{method} seed {r['seed']}", legendgroup=group, showlegend=False, opacity=0.35,
+                    x=[row.layer for row in layers], y=[row.drift for row in layers], mode="lines+markers",
+                    name=f"{method} seed {r.seed}", legendgroup=group, showlegend=False, opacity=0.35,
                     line={"color": palette[method], "width": 1}, marker={"size": 4},
-                    customdata=[[r["seed"], row.get("drift_debiased"), row.get("ci_low"), row.get("ci_high"), row.get("cka"),
-                                 row.get("cosine")] for row in layers],
+                    customdata=[[r.seed, row.drift_debiased, row.ci_low, row.ci_high, row.cka, row.cosine]
+                                for row in layers],
                     hovertemplate=(f"{task} · {method} · seed %{{customdata[0]}}<br>layer %{{x}}<br>drift %{{y:.5f}} "
                                    "[%{customdata[2]:.5f}, %{customdata[3]:.5f}] over samples<br>debiased %{customdata[1]:.5f}"
                                    "<br>CKA %{customdata[4]:.5f} · cosine %{customdata[5]:.4f}<extra></extra>")), row=1, col=col)
-            curves = np.array([[row["drift"] for row in r.get("layers") or []] for r in own], dtype=float)
+            curves = np.array([[row.drift for row in r.layers] for r in own], dtype=float)
             if curves.ndim != 2 or not curves.size:
                 continue
             mean = curves.mean(0)
@@ -77,7 +79,7 @@ def drift_by_layer_figure(drift: dict[str, dict[str, Any]]) -> Any:
     return fig
 
 
-def frontier_figure(drift: dict[str, dict[str, Any]]) -> Any | None:
+def frontier_figure(drift: dict[str, DriftRecord]) -> Any:
     """Per swept task: each sweep point (mean dev metric, geometric-mean drift, 95% intervals) and the
     seeds behind it (hover: seed, metric, drift); the points the verdicts compare drawn larger. None
     without a sweep."""
@@ -86,47 +88,48 @@ def frontier_figure(drift: dict[str, dict[str, Any]]) -> Any | None:
 
     from lorascope.report.sweep_text import METHOD_NAMES, selected_labels, setting_text
 
-    tasks = [t for t, d in drift.items() if (d.get("frontier") or {}).get("table")]
+    tables = {t: d.frontier.table for t, d in drift.items() if d.frontier and d.frontier.table}
+    tasks = list(tables)
     if not tasks:
         return None
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"{t}: accuracy–drift frontier" for t in tasks])
     for col, task in enumerate(tasks, 1):
         d = drift[task]
         chosen = selected_labels(d)
-        table = d["frontier"]["table"]
-        palette = colours(r["method"] for r in table)
-        for method in sorted({r["method"] for r in table}, key=lambda m: (m != "lora", m)):
-            own = sorted((r for r in table if r["method"] == method and r.get("metric_mean") is not None
-                          and r.get("drift_gmean")), key=lambda r: r["setting"])
-            labels = {r["label"] for r in own}
-            seeds = [r for r in d.get("runs") or [] if r["method"] in labels and r.get("metric") is not None]
-            settings = {r["label"]: setting_text(r["setting"]) for r in own}
+        table = tables[task]
+        palette = colours(r.method for r in table)
+        for method in sorted({r.method for r in table}, key=lambda m: (m != "lora", m)):
+            own = sorted((r for r in table if r.method == method and r.metric_mean is not None and r.drift_gmean),
+                         key=lambda r: r.setting)
+            labels = {r.label for r in own}
+            seeds = [r for r in d.runs if r.method in labels and r.metric is not None]
+            settings = {r.label: setting_text(r.setting) for r in own}
             fig.add_trace(go.Scatter(
-                x=[r["metric"] for r in seeds], y=[r["mean_drift"] for r in seeds], mode="markers", opacity=0.45,
+                x=[r.metric for r in seeds], y=[r.mean_drift for r in seeds], mode="markers", opacity=0.45,
                 name=f"{METHOD_NAMES.get(method, method)}: seeds", legendgroup=f"{task}/{method}", showlegend=col == 1,
                 marker={"color": palette.get(method, "grey"), "size": 6, "symbol": "circle-open"},
-                customdata=[[r["method"], settings[r["method"]], r["seed"]] for r in seeds],
+                customdata=[[r.method, settings[r.method], r.seed] for r in seeds],
                 hovertemplate=("%{customdata[0]} (setting %{customdata[1]}), seed %{customdata[2]}<br>dev metric %{x:.4f}"
                                "<br>mean drift %{y:.5f}<extra></extra>")), row=1, col=col)
 
-            def errors(values: list[float], bounds: list[Any]) -> tuple[list[float], list[float]]:
+            def errors(values: list[float], bounds: list[list[float | None]]) -> tuple[list[float], list[float]]:
                 """Plotly's error bars (above, below) from [low, high] pairs (none where missing)."""
                 up = [(b[1] - v) if b and b[1] is not None else 0.0 for v, b in zip(values, bounds)]
                 down = [(v - b[0]) if b and b[0] is not None else 0.0 for v, b in zip(values, bounds)]
                 return up, down
 
-            x = [r["metric_mean"] for r in own]
-            y = [r["drift_gmean"] for r in own]
-            x_up, x_down = errors(x, [r.get("metric_ci") for r in own])
-            y_up, y_down = errors(y, [r.get("drift_ci") for r in own])
+            x = [float(r.metric_mean or 0.0) for r in own]
+            y = [float(r.drift_gmean or 0.0) for r in own]
+            x_up, x_down = errors(x, [r.metric_ci for r in own])
+            y_up, y_down = errors(y, [r.drift_ci for r in own])
             fig.add_trace(go.Scatter(
-                x=x, y=y, mode="lines+markers+text", text=[settings[r["label"]] for r in own], textposition="top right",
+                x=x, y=y, mode="lines+markers+text", text=[settings[r.label] for r in own], textposition="top right",
                 name=f"{METHOD_NAMES.get(method, method)}: points in setting order", legendgroup=f"{task}/{method}",
                 showlegend=col == 1, line={"color": palette.get(method, "grey")},
-                marker={"size": [16 if r["label"] in chosen else 8 for r in own], "line": {"width": 2, "color": "black"}},
+                marker={"size": [16 if r.label in chosen else 8 for r in own], "line": {"width": 2, "color": "black"}},
                 error_x={"type": "data", "array": x_up, "arrayminus": x_down},
                 error_y={"type": "data", "array": y_up, "arrayminus": y_down},
-                customdata=[[r["label"], r["n_seeds"], "yes" if r["label"] in chosen else "no"] for r in own],
+                customdata=[[r.label, r.n_seeds, "yes" if r.label in chosen else "no"] for r in own],
                 hovertemplate=("%{customdata[0]} (%{customdata[1]} seeds; compared by the verdicts: %{customdata[2]})"
                                "<br>mean dev metric %{x:.4f}<br>geometric-mean drift %{y:.5f}<extra></extra>")), row=1, col=col)
         fig.update_xaxes(title_text="mean dev metric", row=1, col=col)
@@ -143,8 +146,8 @@ def interactive_figures(data: StudyRecords, out: Path) -> dict[str, Path]:
     Files from an earlier build that this one does not write are removed (the report would not link them)."""
     for name in FILES.values():
         (out / name).unlink(missing_ok=True)
-    drift = data.get("drift") or {}
-    if missing_modules("plotly") or not any(d.get("runs") for d in drift.values()):
+    drift = data.drift
+    if missing_modules("plotly") or not any(d.runs for d in drift.values()):
         return {}
     out.mkdir(parents=True, exist_ok=True)
     written = {}

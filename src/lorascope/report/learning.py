@@ -16,17 +16,18 @@ is listed, not fatal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from lorascope.drift.record import DriftRecord
 from lorascope.metrics import format_metric, metric_name, versus_majority
-from lorascope.records import BaselinesRecord
 from lorascope.report.collect import StudyRecords
+from lorascope.run_folder import RunRecord
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
-from lorascope.variants import FULL, display_name
+from lorascope.variants import FULL, display_name, recorded_primary
 
 
 @dataclass
@@ -56,18 +57,19 @@ class Learning:
         return "the models did not learn the task: " + "; ".join(self.reasons)
 
 
-def reference_of(drift: dict[str, Any]) -> str:
+def reference_of(drift: DriftRecord) -> str:
     """The full fine-tuning label a saved drift analysis compares with: the point a sweep's rule selected
     (``selection.full.label``), else the recorded pair's second label, else ``full``."""
-    selected = ((drift.get("selection") or {}).get(FULL) or {}).get("label")
-    pair = (drift.get("config") or {}).get("pair") or []
-    return str(selected or (pair[1] if len(pair) == 2 else FULL))
+    selected = (drift.selection or {}).get(FULL)
+    pair = drift.config.get("pair") or []
+    return str(selected.label if selected else (pair[1] if isinstance(pair, list) and len(pair) == 2 else FULL))
 
 
-def method_display(label: str, drift: dict[str, Any] | None = None) -> str:
+def method_display(label: str, drift: DriftRecord | None = None) -> str:
     """How the report names a method: ``LoRA``, ``full fine-tuning``, ``LoRA (lora_r64)`` or, for a
     full fine-tuning variant such as a sweep's point, ``full fine-tuning (full_lr2em05)``."""
-    kind = (((drift or {}).get("variants") or {}).get(label) or {}).get("method")
+    settings = None if drift is None else drift.variants.get(label)
+    kind = settings.get("method") if isinstance(settings, dict) else None
     if kind is None and drift is not None and label == reference_of(drift):
         kind = FULL
     if kind == FULL and label != FULL:
@@ -75,23 +77,12 @@ def method_display(label: str, drift: dict[str, Any] | None = None) -> str:
     return display_name(label)
 
 
-def label_of(record: dict[str, Any]) -> str:
-    """The method as a study names it (the variant, else ``lora`` or ``full``), from a ``metrics.json`` dict."""
-    return str(record.get("variant") or record.get("method"))
-
-
-def _value(record: dict[str, Any]) -> float | None:
-    value = (record.get("dev") or {}).get(record.get("main_metric") or "")
-    return None if value is None else float(value)
-
-
-def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: float | None = None,
-           recorded: str | None = None, drift: dict[str, Any] | None = None) -> Learning:
+def assess(records: list[RunRecord], compared: tuple[str, ...], majority: float | None = None,
+           recorded: str | None = None, drift: DriftRecord | None = None) -> Learning:
     """Whether the runs of ``compared`` labels learned enough for their comparison to mean anything.
 
     Args:
-        records: ``metrics.json`` dicts of the task's runs (``method``, ``variant``, ``seed``,
-            ``status``, ``main_metric``, ``dev``, ``learning_check``); failed runs are ignored.
+        records: the task's runs (by their ``label``); failed runs are ignored.
         compared: the labels compared, e.g. ``("lora", "full")``.
         majority: the majority-class baseline of the main metric on the runs' dev rows; default:
             the mean of what each run's learning check recorded.
@@ -99,15 +90,15 @@ def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: f
             when these records show nothing (e.g. runs whose ``metrics.json`` has no learning check).
         drift: the saved drift analysis, to name its methods (a sweep's full fine-tuning point as such).
     """
-    ok = [r for r in records if r.get("status", "ok") == "ok" and label_of(r) in compared]
-    metric = next((r["main_metric"] for r in ok if r.get("main_metric")), None)
+    ok = [r for r in records if r.ok and r.label in compared]
+    metric = next((r.main_metric for r in ok if r.main_metric), None)
     out = Learning(metric)
     for label in compared:
-        runs = sorted((r for r in ok if label_of(r) == label), key=lambda r: int(r.get("seed") or 0))
-        values = [v for v in map(_value, runs) if v is not None]
-        bases = [b for b in ((r.get("learning_check") or {}).get("majority_baseline") for r in runs) if b is not None]
+        runs = sorted((r for r in ok if r.label == label), key=lambda r: r.seed or 0)
+        values = [v for v in (r.main_value for r in runs) if v is not None]
+        bases = [b for b in ((r.learning_check or {}).get("majority_baseline") for r in runs) if b is not None]
         base = majority if majority is not None else (float(np.mean(bases)) if bases else None)
-        constant = [str(r.get("seed")) for r in runs if ((r.get("learning_check") or {}).get("predicted_share") or 0) >= 1.0]
+        constant = [str(r.seed) for r in runs if ((r.learning_check or {}).get("predicted_share") or 0) >= 1.0]
         if constant:
             # One clause for all of a method's runs that answer one label, not one per seed.
             which = f"seed {constant[0]} predicts" if len(constant) == 1 else f"seeds {', '.join(constant)} predict"
@@ -115,9 +106,9 @@ def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: f
         if base is None or not values:
             continue
         for r in runs:
-            v = _value(r)
+            v = r.main_value
             if v is not None and at_majority_level(v, base):
-                out.weak_runs.append(f"{label} seed {r.get('seed')} ({metric_name(metric)} {format_metric(metric, v)}, "
+                out.weak_runs.append(f"{label} seed {r.seed} ({metric_name(metric)} {format_metric(metric, v)}, "
                                      f"{versus_majority(metric, v, base, LEARNED_MARGIN)})")
         mean = float(np.mean(values))
         if at_majority_level(mean, base):
@@ -134,8 +125,7 @@ def assess(records: list[dict[str, Any]], compared: tuple[str, ...], majority: f
 
 def majority_of(data: StudyRecords, task: str, metric: str | None) -> float | None:
     """The baselines stage's majority-class ``metric`` on ``task`` in a collected study (None when not run)."""
-    record = data.get("baselines")
-    return record.majority(task, metric) if isinstance(record, BaselinesRecord) else None
+    return data.baselines.majority(task, metric)
 
 
 def task_majority(data: StudyRecords, task: str) -> float | None:
@@ -144,37 +134,32 @@ def task_majority(data: StudyRecords, task: str) -> float | None:
     stage = majority_of(data, task, main_metric(data, task))
     if stage is not None:
         return stage
-    bases = [float(b) for r in data.get("runs") or [] if r.get("task") == task
-             for b in [(r.get("learning_check") or {}).get("majority_baseline")] if b is not None]
+    bases = [float(b) for r in data.runs_of(task)
+             for b in [(r.record.learning_check or {}).get("majority_baseline")] if b is not None]
     return float(np.mean(bases)) if bases else None
 
 
 def main_metric(data: StudyRecords, task: str) -> str | None:
     """The task's main metric as its runs recorded it (None when no run of the task names it)."""
-    return next((r["main_metric"] for r in data.get("runs") or [] if r.get("task") == task and r.get("main_metric")), None)
+    return next((r.record.main_metric for r in data.runs_of(task) if r.record.main_metric), None)
 
 
 def task_learning(data: StudyRecords, task: str, label: str | None = None) -> Learning:
     """:func:`assess` for one comparison of a collected study: ``label`` (default: the task's primary
     LoRA method) against the full fine-tuning it is compared with (a sweep's selected point), with the
     study's majority baseline and drift's own note."""
-    from lorascope.variants import primary_of
-
-    drift = (data.get("drift") or {}).get(task) or {}
-    label = label or primary_of(drift)
-    records = [r for r in data.get("runs") or [] if r.get("task") == task]
-    comparison = drift.get("comparison") or {}
-    if label != primary_of(drift):
-        comparison = (drift.get("comparisons") or {}).get(label) or {}
-    metric = main_metric(data, task)
-    majority = majority_of(data, task, metric)
-    # collect() names each run's method by its label already; assess() reads the label the same way.
-    return assess(records, (label, reference_of(drift)), majority, comparison.get("not_interpretable"), drift)
+    drift = data.drift.get(task)
+    primary = recorded_primary(drift.primary if drift else None)
+    label = label or primary
+    comparison = None if drift is None else drift.comparison if label == primary else drift.comparisons.get(label)
+    majority = majority_of(data, task, main_metric(data, task))
+    return assess([r.record for r in data.runs_of(task)], (label, reference_of(drift) if drift else FULL), majority,
+                  comparison.not_interpretable if comparison else None, drift)
 
 
 def not_learned(data: StudyRecords) -> dict[str, str]:
     """Task -> the statement why its primary comparison is not interpretable, for every such task of the study."""
-    tasks = sorted({r.get("task") for r in data.get("runs") or [] if r.get("task")} | set(data.get("drift") or {}))
+    tasks = sorted({r.record.task for r in data.runs if r.record.task} | set(data.drift))
     out = {}
     for task in tasks:
         learning = task_learning(data, task)
@@ -183,26 +168,26 @@ def not_learned(data: StudyRecords) -> dict[str, str]:
     return out
 
 
-def comparison_learning(runs_folder: str | Path, compared: list[dict[str, Any]], lora: str,
+def comparison_learning(runs_folder: str | Path, compared: Sequence[tuple[str | None, str, int]], lora: str,
                         recorded: str | None = None, task: str | None = None) -> Learning:
     """:func:`assess` for a standalone analysis of the runs under ``runs_folder``.
 
     Args:
-        compared: the analysis's own runs (``method``: the label, ``seed``; ``run``: the folder name
-            where the analysis records it), so that only the runs it compared are judged.
+        compared: the analysis's own runs, each (the folder name where the analysis records it, else
+            None; the label; the seed), so that only the runs it compared are judged.
         lora: the LoRA label compared with full fine-tuning.
         recorded: the analysis's own ``not_interpretable`` note, if it wrote one.
         task: only runs of this task (a folder may hold several tasks' runs with the same labels and seeds).
     """
     from lorascope.run_folder import RunFolder
 
-    folders = {r["run"] for r in compared if r.get("run")}
-    pairs = {(str(r.get("method")), int(r.get("seed") or 0)) for r in compared}
+    folders = {folder for folder, _, _ in compared if folder}
+    pairs = {(label, seed) for _, label, seed in compared}
     records = []
     for folder in RunFolder.finished_under(runs_folder):
-        record = folder.raw()
-        if (folders and folder.name not in folders) or (task and record.get("task") != task):
+        record = folder.record()
+        if (folders and folder.name not in folders) or (task and record.task != task):
             continue
-        if (label_of(record), int(record.get("seed") or 0)) in pairs:
+        if (record.label, record.seed or 0) in pairs:
             records.append(record)
     return assess(records, (lora, FULL), recorded=recorded)

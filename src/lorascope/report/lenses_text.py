@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from lorascope.lenses.records import ForgettingRecord, MeasureComparison, PairComparison, ProbesRecord, WeightsRecord
+from lorascope.records import StoredTest
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import reference_of, task_learning
 from lorascope.report.text import table, test_result
-from lorascope.variants import display_name, primary_of
+from lorascope.variants import display_name, recorded_primary
 from lorascope.weight_update.scope import short_types
 
 # What a test cell says where the compared models did not learn the task.
@@ -26,36 +26,31 @@ def _matrices(n: int) -> str:
     return f"{n} matri{'x' if n == 1 else 'ces'}"
 
 
-def adapted_scope(w: dict[str, Any], label: str | None = None) -> str | None:
+def adapted_scope(w: WeightsRecord, label: str | None = None) -> str | None:
     """``q_proj, v_proj: 12 matrices``: the matrices ``label`` (default: the primary LoRA method)
     adapted, which the like-for-like measures read for it and for full FT; None where not recorded."""
-    label = label or primary_of(w.get("comparison") or {})
-    names = (w.get("matrices_by_variant") or {}).get(label) or w.get("matrices")
-    if not isinstance(names, list) or not names:
+    names = w.matrices_by_variant.get(label or w.comparison.primary) or w.matrices
+    if not names:
         return None
     return f"{', '.join(short_types(names))}: {_matrices(len(names))}"
 
 
-def whole_scope(w: dict[str, Any]) -> str | None:
-    """``15 matrices, embeddings included``: the backbone matrices the whole-model measures read; None
-    for results written before they existed."""
-    n = (w.get("scope") or {}).get("whole_model_matrices")
-    if n is None:
-        return None
-    return _matrices(n) + (", embeddings included" if _embeddings(w) else "")
+def whole_scope(w: WeightsRecord) -> str:
+    """``15 matrices, embeddings included``: the backbone matrices the whole-model measures read."""
+    return _matrices(w.scope.whole_model_matrices) + (", embeddings included" if _embeddings(w) else "")
 
 
-def _embeddings(w: dict[str, Any]) -> int:
+def _embeddings(w: WeightsRecord) -> int:
     """How many embedding matrices the whole-model scope holds."""
-    return len((w.get("scope") or {}).get("whole_model_embeddings") or [])
+    return len(w.scope.whole_model_embeddings)
 
 
-def _whole_measures(w: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _whole_measures(w: WeightsRecord) -> list[tuple[str, str, str]]:
     """(key, row name, scope) of each whole-model measure the result has: all matrices together, and
     without the embeddings where there are some."""
-    n = (w.get("scope") or {}).get("whole_model_matrices")
-    measures = w["comparison"]["measures"]
-    if n is None or "relative_update_whole" not in measures:
+    n = w.scope.whole_model_matrices
+    measures = w.comparison.measures
+    if "relative_update_whole" not in measures:
         return []
     found = [("relative_update_whole", "relative update ‖ΔW‖/‖W₀‖, all matrices together", "over the whole model "
               f"({whole_scope(w)})")]
@@ -66,24 +61,22 @@ def _whole_measures(w: dict[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
-def recorded_matched_size(w: dict[str, Any]) -> float | None:
-    """The common ‖ΔW‖/‖W₀‖ at which intruders were recounted; None where not recorded."""
-    return (w.get("matched_update") or {}).get("relative_update")
-
-
-def _mean_sd(entry: dict[str, Any], method: str, digits: int) -> str:
+def _mean_sd(mean: float | None, sd: float | None, n: int, digits: int) -> str:
     """"mean ± sd (n=k)" of one method's per-run values, "–" where it has none."""
-    mean, sd, n = entry.get(f"{method}_mean"), entry.get(f"{method}_sd"), entry.get(f"{method}_n", 0)
     if mean is None:
         return "–"
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
 
 
-def _tests(entry: dict[str, Any], learned: bool) -> list[str]:
-    """The paired t-test and exact sign-flip cells of a lens row; not reported where the models did not learn."""
-    if not learned:
-        return [NOT_REPORTED, NOT_REPORTED]
-    return [test_result(entry.get("paired_t")), test_result(entry.get("sign_flip"))]
+def _row(name: str, entry: MeasureComparison, digits: int, learned: bool, scale: float = 1) -> list[str]:
+    """A lens table row: each method's mean ± sd (times ``scale``) and the two tests, not reported where the
+    models did not learn."""
+    def times(x: float | None) -> float | None:
+        return None if x is None else scale * x
+
+    tests = ([test_result(entry.paired_t), test_result(entry.sign_flip)] if learned else [NOT_REPORTED, NOT_REPORTED])
+    return [name, _mean_sd(times(entry.lora_mean), times(entry.lora_sd), entry.lora_n, digits),
+            _mean_sd(times(entry.full_mean), times(entry.full_sd), entry.full_n, digits), *tests]
 
 
 def _learned(data: StudyRecords | None, task: str) -> bool:
@@ -98,7 +91,7 @@ def _untrained_note(data: StudyRecords | None, task: str) -> list[str]:
     return ["The models did not learn this task (see Answers): the means describe the runs; no test is reported.", ""]
 
 
-def weights_section(weights: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
+def weights_section(weights: dict[str, WeightsRecord], data: StudyRecords | None = None) -> str:
     """Per task: a table of the like-for-like measures and one of the whole-model measures (mean ± sd
     over seeds per method, the full − LoRA tests over seed pairs), each headed by the matrices it reads,
     and a sentence saying which method moved less in each scope.
@@ -109,35 +102,33 @@ def weights_section(weights: dict[str, dict[str, Any]], data: StudyRecords | Non
     if not weights:
         return ""
     first = next(iter(weights.values()))
-    cfg = first["config"]
+    cfg = first.config
     out = ["## Weight lens", "",
-           f"Like for like: the matrices the LoRA runs adapted ({len(first['matrices'])} per run, the same ones for full "
+           f"Like for like: the matrices the LoRA runs adapted ({len(first.matrices)} per run, the same ones for full "
            "fine-tuning), each compared with the base: relative update (the mean over matrices of ‖ΔW‖_F/‖W₀‖_F), the "
            "stable rank ‖ΔW‖_F²/‖ΔW‖₂² and entropy effective rank of the update (LoRA's ΔW is its merged (α/r)·B·A), "
            f"and intruder dimensions — of the fine-tuned matrix's top {cfg['top_k']} singular vectors, those whose "
            f"largest |cosine| with any singular vector of the base matrix is below ε = {cfg['epsilon']:g} "
            "(Shuttleworth et al., 2025)."]
-    if any(recorded_matched_size(w) is not None for w in weights.values()):
-        out[-1] += (" The plain count grows with the size of the update as well as with its direction, so intruders "
-                    "are also counted with every matrix's ΔW rescaled to one common ‖ΔW‖_F/‖W₀‖_F, the geometric mean "
-                    "of the compared runs' relative updates: the same count for ΔW and for any multiple of it.")
-    if any(whole_scope(w) for w in weights.values()):
-        out[-1] += (" Whole model: every 2-D matrix of the backbone (the task's new head left out), read from each "
-                    "full run's saved model; LoRA's ΔW there is its merged update on the matrices it adapted and zero "
-                    "elsewhere. Its relative update is ‖ΔW‖_F/‖W₀‖_F of all those matrices together; the rank and "
-                    "intruder measures are computed on the like-for-like matrices only.")
+    out[-1] += (" The plain count grows with the size of the update as well as with its direction, so intruders "
+                "are also counted with every matrix's ΔW rescaled to one common ‖ΔW‖_F/‖W₀‖_F, the geometric mean "
+                "of the compared runs' relative updates: the same count for ΔW and for any multiple of it.")
+    out[-1] += (" Whole model: every 2-D matrix of the backbone (the task's new head left out), read from each "
+                "full run's saved model; LoRA's ΔW there is its merged update on the matrices it adapted and zero "
+                "elsewhere. Its relative update is ‖ΔW‖_F/‖W₀‖_F of all those matrices together; the rank and "
+                "intruder measures are computed on the like-for-like matrices only.")
     out[-1] += (" Mean ± sd over seeds; the tests are two-sided, over seed pairs, of the null \"full − LoRA is 0\" "
                 "(no multiple-testing correction: they describe, the verdicts above decide).")
     out.append("")
     for task, w in weights.items():
         learned = _learned(data, task)
-        measures = w["comparison"]["measures"]
-        lora = display_name(primary_of(w["comparison"]))
+        measures = w.comparison.measures
+        lora = display_name(w.comparison.primary)
         header = ["measure", lora, "full FT", "paired t-test", "exact sign-flip"]
         like = adapted_scope(w)
         rows = [_row(name, measures[key], digits, learned) for key, name, digits in MEASURES]
-        size = recorded_matched_size(w)
-        if size is not None and "intruders_matched" in measures:
+        size = w.matched_update.relative_update
+        if "intruders_matched" in measures:
             rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {size:.3g} per matrix (sum over matrices)",
                              measures["intruders_matched"], 1, learned))
         out += [f"**{task}**", "", *_untrained_note(data, task)]
@@ -157,20 +148,16 @@ def weights_section(weights: dict[str, dict[str, Any]], data: StudyRecords | Non
     return "\n".join(out).rstrip()
 
 
-def _row(name: str, entry: dict[str, Any], digits: int, learned: bool) -> list[str]:
-    return [name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits), *_tests(entry, learned)]
-
-
-def _moved_less(entry: dict[str, Any], lora: str, learned: bool) -> str:
+def _moved_less(entry: MeasureComparison, lora: str, learned: bool) -> str:
     """"full FT moved less (LoRA 0.0096, full FT 0.0021; paired t p = 2e-08)": which method's mean update
     is smaller, and whether the paired test separates them; the means alone where the models did not learn."""
-    lora_mean, full_mean = entry.get("lora_mean"), entry.get("full_mean")
+    lora_mean, full_mean = entry.lora_mean, entry.full_mean
     if lora_mean is None or full_mean is None:
         return "not measured for both methods"
     means = f"{lora} {lora_mean:.4g}, full FT {full_mean:.4g}"
     if not learned:
         return means
-    p = (entry.get("paired_t") or {}).get("p_value")
+    p = entry.paired_t.p_value if entry.paired_t else None
     test = "no paired test" if p is None else f"paired t p = {p:.3g}"
     if lora_mean == full_mean:
         return f"neither moved less ({means}; {test})"
@@ -180,13 +167,13 @@ def _moved_less(entry: dict[str, Any], lora: str, learned: bool) -> str:
     return f"{who} moved less on average but not clearly ({means}; {test})"
 
 
-def scope_sentence(w: dict[str, Any], learned: bool = True) -> str:
+def scope_sentence(w: WeightsRecord, learned: bool = True) -> str:
     """Which method moved less by relative update, in each scope the result has, each scope named
     with its matrices: "By weight update on the matrices LoRA adapts (q_proj, v_proj: 12 matrices),
     full FT moved less (…); over the whole model (…), LoRA moved less (…)." Where the models did not
     learn, the means only. Empty without a scope to name."""
-    measures = w["comparison"]["measures"]
-    lora = display_name(primary_of(w["comparison"]))
+    measures = w.comparison.measures
+    lora = display_name(w.comparison.primary)
     like = adapted_scope(w)
     if not like or "relative_update" not in measures:
         return ""
@@ -196,11 +183,11 @@ def scope_sentence(w: dict[str, Any], learned: bool = True) -> str:
     return "; ".join(parts) + ("." if learned else " (means only: the models did not learn the task).")
 
 
-def _sweep_row(w: dict[str, Any]) -> str:
+def _sweep_row(w: WeightsRecord) -> str:
     """Intruders per run at each ε of the sweep, mean per method: how the count depends on the threshold."""
     per_method: dict[str, list[dict[str, int]]] = {}
-    for r in w["runs"]:
-        per_method.setdefault(r["method"], []).append(r["summary"]["intruders_by_epsilon"])
+    for r in w.runs:
+        per_method.setdefault(r.method, []).append(r.summary.intruders_by_epsilon)
     if not per_method:
         return ""
     eps = list(next(iter(per_method.values()))[0])
@@ -223,7 +210,7 @@ FORGETTING_CONTROLS = {
 }
 
 
-def forgetting_section(forgetting: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
+def forgetting_section(forgetting: dict[str, ForgettingRecord], data: StudyRecords | None = None) -> str:
     """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not forgetting:
@@ -231,52 +218,45 @@ def forgetting_section(forgetting: dict[str, dict[str, Any]], data: StudyRecords
     first = next(iter(forgetting.values()))
     out = ["## Forgetting", "",
            "How well each fine-tuned backbone still models held-out text, put back under the base model's own "
-           f"language-model head: mean next-token loss on {first['n_texts']} passages of {first['text_source']}. "
+           f"language-model head: mean next-token loss on {first.n_texts} passages of {first.text_source}. "
            "Forgetting = the run's loss − the base's, in nats per token (0: nothing forgotten). Controls, each of "
            "which stops the lens when it fails: "
-           + "; ".join(f"{FORGETTING_CONTROLS.get(c['name'], c['name'])} ({c['name']}: {'pass' if c['passed'] else 'FAIL'})"
-                       for c in first["controls"]) + ".", ""]
+           + "; ".join(f"{FORGETTING_CONTROLS.get(c.name, c.name)} ({c.name}: {'pass' if c.passed else 'FAIL'})"
+                       for c in first.controls) + ".", ""]
     for task, f in forgetting.items():
-        rows = []
-        for key, name, digits in (("forgetting", "forgetting (nats/token)", 4), ("loss", "held-out loss", 4)):
-            entry = f["comparison"]["measures"][key]
-            rows.append([name, _mean_sd(entry, "lora", digits), _mean_sd(entry, "full", digits),
-                         *_tests(entry, _learned(data, task))])
-        out += [f"**{task}** (base loss {f['base_loss']:.4f}, perplexity {f['base_perplexity']:.2f})", "",
+        rows = [_row(name, f.comparison.measures[key], 4, _learned(data, task))
+                for key, name in (("forgetting", "forgetting (nats/token)"), ("loss", "held-out loss"))]
+        out += [f"**{task}** (base loss {f.base_loss:.4f}, perplexity {f.base_perplexity:.2f})", "",
                 *_untrained_note(data, task),
-                table(["measure", display_name(primary_of(f["comparison"])), "full FT", "paired t-test", "exact sign-flip"],
+                table(["measure", display_name(f.comparison.primary), "full FT", "paired t-test", "exact sign-flip"],
                       rows), ""]
     return "\n".join(out).rstrip()
 
 
-def probes_section(probes: dict[str, dict[str, Any]], data: StudyRecords | None = None) -> str:
+def probes_section(probes: dict[str, ProbesRecord], data: StudyRecords | None = None) -> str:
     """Per task: the base's probe accuracy on each other task, each method's retention and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
     if not probes:
         return ""
     first = next(iter(probes.values()))
-    cfg = first["config"]
+    cfg = first.config
     out = ["## Probe retention", "",
            "How much of *other* tasks' information each fine-tuned model keeps usable: a logistic-regression probe "
            f"(standardised features, C = {cfg['c']:g}, never tuned) fitted on the mean-pooled last-layer states of "
            f"{cfg['n_train']} training examples of each probe task and scored on {cfg['n_dev']} of its dev examples. "
            "Retention = the run's probe accuracy − the base's, in points (0: as usable as in the base). Control: LoRA "
            "at initialisation gives the base's features exactly "
-           f"({', '.join(c['name'] + (' pass' if c['passed'] else ' FAIL') for c in first['controls'])}).", ""]
+           f"({', '.join(c.name + (' pass' if c.passed else ' FAIL') for c in first.controls)}).", ""]
     for task, p in probes.items():
-        base = "; ".join(f"{t} {100 * p['base'][t]:.1f}% (majority {100 * p['majority'][t]:.1f}%)" for t in p["probe_tasks"])
-        rows = []
-        for key in ("retention", *(f"retention_{t}" for t in p["probe_tasks"])):
-            entry = {k: (100 * v if isinstance(v, float) and k.endswith(("_mean", "_sd")) else v)
-                     for k, v in p["comparison"]["measures"][key].items()}
-            name = "mean retention (points)" if key == "retention" else f"{key.removeprefix('retention_')} (points)"
-            rows.append([name, _mean_sd(entry, "lora", 1), _mean_sd(entry, "full", 1),
-                         *_tests(entry, _learned(data, task))])
+        base = "; ".join(f"{t} {100 * p.base[t]:.1f}% (majority {100 * p.majority[t]:.1f}%)" for t in p.probe_tasks)
+        rows = [_row("mean retention (points)" if key == "retention" else f"{key.removeprefix('retention_')} (points)",
+                     p.comparison.measures[key], 1, _learned(data, task), scale=100)
+                for key in ("retention", *(f"retention_{t}" for t in p.probe_tasks))]
         out += [f"**{task}** — base probe accuracy: {base}", "", *_untrained_note(data, task)]
-        if p["uninformative"]:
-            out += [f"The base's probe does not beat the majority label on {', '.join(p['uninformative'])}: "
+        if p.uninformative:
+            out += [f"The base's probe does not beat the majority label on {', '.join(p.uninformative)}: "
                     "retention there says nothing.", ""]
-        out += [table(["probe task", display_name(primary_of(p["comparison"])), "full FT", "paired t-test",
+        out += [table(["probe task", display_name(p.comparison.primary), "full FT", "paired t-test",
                        "exact sign-flip"], rows), ""]
     return "\n".join(out).rstrip()
 
@@ -304,29 +284,30 @@ def lens_values(data: StudyRecords, task: str, where: str, label: str | None = N
         label: the LoRA method compared with full FT (default: the primary one).
     """
     if where == "drift":
-        d = (data.get("drift") or {}).get(task)
+        d = data.drift.get(task)
         if not d:
             return None
-        label = label or primary_of(d)
-        comparison = (d.get("comparisons") or {}).get(label) or (d["comparison"] if label == primary_of(d) else {})
+        primary = recorded_primary(d.primary)
+        label = label or primary
+        drift = d.comparisons.get(label) or (d.comparison if label == primary else None)
         full = reference_of(d)
-        if label not in d["methods"] or full not in d["methods"]:
+        lora_mean, full_mean = ((d.methods[label].drift.mean, d.methods[full].drift.mean)
+                                if label in d.methods and full in d.methods else (None, None))
+        if lora_mean is None or full_mean is None:
             return None
-        p = (comparison.get("paired_t") or {}).get("p_value")
-        return d["methods"][label]["drift"]["mean"], d["methods"][full]["drift"]["mean"], p
+        test = drift.paired_t if drift else None
+        return lora_mean, full_mean, test.p_value if isinstance(test, StoredTest) else None
     kind, measure = where.split(":")
-    lens = (data.get(kind) or {}).get(task)
+    lens = data.lens(kind).get(task)
     if not lens:
         return None
-    comparison = lens["comparison"]
-    if label is not None and label != primary_of(comparison):
-        comparison = (comparison.get("variants") or {}).get(label)
-        if comparison is None:
-            return None
-    m = comparison["measures"].get(measure)  # absent from results written before the measure existed
-    if m is None or m.get("lora_mean") is None or m.get("full_mean") is None:
+    comparison: PairComparison | None = lens.comparison
+    if label is not None and label != lens.comparison.primary:
+        comparison = lens.comparison.variants.get(label)
+    m = comparison.measures.get(measure) if comparison else None  # absent from results before the measure existed
+    if m is None or m.lora_mean is None or m.full_mean is None:
         return None
-    return m["lora_mean"], m["full_mean"], (m.get("paired_t") or {}).get("p_value")
+    return m.lora_mean, m.full_mean, m.paired_t.p_value if m.paired_t else None
 
 
 def lens_name(data: StudyRecords, task: str, name: str, where: str, label: str | None = None) -> str:
@@ -335,25 +316,27 @@ def lens_name(data: StudyRecords, task: str, name: str, where: str, label: str |
     adapted, or the whole model), the text forgetting scores, the tasks the probes read; the bare
     name where the result does not record it."""
     if where == "drift":
-        layers = ((data.get("drift") or {}).get(task) or {}).get("layers") or {}
+        drift = data.drift.get(task)
+        layers = drift.layers.verdicts if drift and drift.layers else None
         chosen = {"all": "every layer, embedding output included", "blocks": "the blocks, embedding output left out"}
-        return f"{name} over {chosen[layers['verdicts']]}" if layers.get("verdicts") in chosen else name
+        return f"{name} over {chosen[layers]}" if layers in chosen else name
     if where.startswith("forgetting:"):
-        source = ((data.get("forgetting") or {}).get(task) or {}).get("text_source")
-        return f"{name} on {source}" if source else name
+        forgetting = data.forgetting.get(task)
+        return f"{name} on {forgetting.text_source}" if forgetting and forgetting.text_source else name
     if where.startswith("probes:"):
-        probed = ((data.get("probes") or {}).get(task) or {}).get("probe_tasks")
-        return f"{name} on {', '.join(map(str, probed))}" if probed else name
-    w = (data.get("weights") or {}).get(task) or {}
+        probes = data.probes.get(task)
+        return f"{name} on {', '.join(probes.probe_tasks)}" if probes and probes.probe_tasks else name
+    w = data.weights.get(task)
+    if w is None:
+        return name
     measure = where.split(":")[1]
     if measure == "relative_update_whole":
-        whole = whole_scope(w)
-        return f"weight update ‖ΔW‖/‖W₀‖ over the whole model ({whole})" if whole else name
+        return f"weight update ‖ΔW‖/‖W₀‖ over the whole model ({whole_scope(w)})"
     like = adapted_scope(w, label)
     if not like:
         return name
-    size = recorded_matched_size(w)
-    if measure == "intruders_matched" and size is not None:
+    size = w.matched_update.relative_update
+    if measure == "intruders_matched":
         return f"{name} on the matrices LoRA adapts ({like}; each ΔW rescaled to ‖ΔW‖/‖W₀‖ = {size:.3g})"
     return f"{name} on the matrices LoRA adapts ({like})"
 
@@ -409,14 +392,14 @@ def agreement_sentence(verdicts: dict[str, str]) -> str:
 
 def lenses_summary(data: StudyRecords) -> str:
     """Per task, every lens side by side: which method stayed closer to the base, and whether the lenses agree."""
-    tasks = sorted(set(data.get("drift") or {}) | set(data.get("weights") or {}) | set(data.get("forgetting") or {})
-                   | set(data.get("probes") or {}))
+    tasks = sorted(set(data.drift) | set(data.weights) | set(data.forgetting) | set(data.probes))
     blocks = []
     for task in tasks:
         rows, verdicts = lens_verdicts(data, task)
         if len(rows) < 2:
             continue
-        lora = display_name(primary_of((data.get("drift") or {}).get(task) or {}))
+        drift = data.drift.get(task)
+        lora = display_name(recorded_primary(drift.primary if drift else None))
         learning = task_learning(data, task)
         said = agreement_sentence(verdicts) if learning.learned else (
             "Not compared: the models did not learn the task (see Answers); the means describe the runs only.")

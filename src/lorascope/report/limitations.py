@@ -3,32 +3,31 @@ interval coverage, tasks whose models did not learn, differences inside the seed
 
 from __future__ import annotations
 
-from typing import Any
-
-from lorascope.metrics import format_p
+from lorascope.drift.record import DriftComparison, DriftRecord, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
+from lorascope.metrics import format_number, format_p
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
-from lorascope.report.text import num
-from lorascope.report.verdict_text import CORRECTIONS, family_shape
-from lorascope.variants import primary_of
+from lorascope.report.verdict_text import CORRECTIONS, Family, family_shape
+from lorascope.variants import recorded_primary
 
 
-def _verdicts(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in (d["comparison"].get("verdicts") or {}).values() if "status" in v]
+def _verdicts(d: DriftRecord) -> list[StoredVerdict]:
+    """The decided verdicts of the task's primary comparison, in the recorded order."""
+    return [v for v in d.comparison.verdicts.values() if isinstance(v, StoredVerdict)]
 
 
-def _family_words(v: dict[str, Any], family: dict[str, Any]) -> str:
+def _family_words(v: StoredVerdict, family: Family | None) -> str:
     """Who a group's verdicts were adjusted with and the level the correction starts at."""
-    alpha, m, corrected = v["alpha"], v["n_comparisons"], v["corrected_alpha"]
+    alpha, m, corrected = v.alpha, v.n_comparisons, v.corrected_alpha
     if m == 1:
         return f"its one verdict at α = {alpha:g}"
-    if "p_adjusted" not in v:  # decided before verdicts were adjusted as one family
+    if "p_adjusted" not in v.model_fields_set:  # decided before verdicts were adjusted as one family
         return f"every verdict at α = {alpha:g}/{m} = {corrected:.4g} (Bonferroni over {m} tasks)"
-    name = CORRECTIONS.get(v.get("correction", ""), v.get("correction"))
-    shape = family_shape({"size": m, **family})
-    how = (f"adjusted together by {name}" if family.get("complete", True) else
+    name = CORRECTIONS.get(v.correction, v.correction)
+    shape = family_shape(family)
+    how = (f"adjusted together by {name}" if family is None or family.complete else
            f"adjusted by {name} within each task and Bonferroni over tasks")
-    step = "Holm's first step" if v.get("correction") == "holm" else f"{name}'s level for every verdict"
+    step = "Holm's first step" if v.correction == "holm" else f"{name}'s level for every verdict"
     return (f"a family of {m} verdicts{shape} {how} at family-wise α = {alpha:g}, whose strictest level ({step}) is "
             f"α/{m} = {corrected:.4g}: the smallest p of a test's family must reach it before that test decides any "
             "verdict")
@@ -42,9 +41,9 @@ def power_items(data: StudyRecords) -> list[str]:
     groups: dict[tuple[int, str, float], list[str]] = {}
     items = []
     untrained = not_learned(data)
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         vs = _verdicts(d)
-        n = d["comparison"].get("n_pairs", 0)
+        n = d.comparison.n_pairs
         if task in untrained:
             # Why there is no test is that the models did not learn, whatever n would allow.
             items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''}, but no test or effect size is reported: "
@@ -52,8 +51,8 @@ def power_items(data: StudyRecords) -> list[str]:
                          "LoRA and full fine-tuning differ.")
         elif vs:
             v = vs[0]
-            family = d["comparison"].get("family") or v.get("family") or {}
-            groups.setdefault((v["n"], _family_words(v, family), v["corrected_alpha"]), []).append(task)
+            groups.setdefault((v.n, _family_words(v, d.comparison.family or v.family), v.corrected_alpha or v.alpha),
+                              []).append(task)
         elif n < 2:
             items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''} — too few for any test across seeds; only "
                          "sample-level intervals apply.")
@@ -73,31 +72,30 @@ def disagreement_items(data: StudyRecords) -> list[str]:
     """One item per verdict of a learned task whose primary and secondary tests disagree."""
     out = []
     untrained = not_learned(data)
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         if task in untrained:
             continue
         for v in _verdicts(d):
-            if not v.get("tests_agree", True):
-                out.append(f"{task}, {v['hypothesis']}: the primary test says {v['status']}, the "
-                           f"{(v.get('secondary') or {}).get('test', 'other test')} says {v['secondary_status']}: "
+            if not v.tests_agree:
+                out.append(f"{task}, {v.hypothesis}: the primary test says {v.status}, the "
+                           f"{v.secondary.test if v.secondary else 'other test'} says {v.secondary_status}: "
                            "not confirmed by both.")
     return out
 
 
-def noise_of(comparison: dict[str, Any]) -> dict[str, Any] | None:
+def noise_of(comparison: DriftComparison) -> NoiseCaveat | None:
     """The comparison's noise caveat: ``noise_caveat`` as drift.json records it, or for results written
     before it was recorded the same check computed from their per-seed drifts (None below 2 pairs)."""
-    if "noise_caveat" in comparison:
-        recorded: dict[str, Any] | None = comparison["noise_caveat"]
-        return recorded
-    lora, full = comparison.get("drift_lora"), comparison.get("drift_full")
+    if "noise_caveat" in comparison.model_fields_set:
+        return comparison.noise_caveat
+    lora, full = comparison.drift_lora, comparison.drift_full
     if not lora or not full or len(lora) != len(full) or len(lora) < 2:
         return None
     import numpy as np
 
     from lorascope.drift.analysis import noise_caveat
 
-    return noise_caveat(np.asarray(lora, dtype=float), np.asarray(full, dtype=float))
+    return NoiseCaveat.model_validate(noise_caveat(np.asarray(lora, dtype=float), np.asarray(full, dtype=float)))
 
 
 def noise_items(data: StudyRecords) -> list[str]:
@@ -105,17 +103,17 @@ def noise_items(data: StudyRecords) -> list[str]:
     training seed alone could produce it."""
     out = []
     untrained = not_learned(data)
-    for task, d in data["drift"].items():
-        caveat = noise_of(d["comparison"])
-        if task not in untrained and caveat and caveat.get("applies"):
-            out.append(f"{task}: {caveat['text']}.")
+    for task, d in data.drift.items():
+        caveat = noise_of(d.comparison)
+        if task not in untrained and caveat and caveat.applies:
+            out.append(f"{task}: {caveat.text}.")
     return out
 
 
 def interval_item(data: StudyRecords) -> str:
     """How the seed-level intervals were made, as the results record it."""
-    comparisons = [d["comparison"] for d in data["drift"].values()]
-    on_log = any((c.get("log_ratio") or {}).get("gm_ratio") is not None for c in comparisons)
+    on_log = any(isinstance(c.log_ratio, LogRatioSummary) and c.log_ratio.gm_ratio is not None
+                 for c in (d.comparison for d in data.drift.values()))
     ratio = ("Δ% and the geometric-mean drift ratio from the t interval of the per-seed log ratios, carried back by "
              "exp, so they are asymmetric where the drifts are skewed" if on_log else "Fieller for the ratio Δ%")
     return (f"Seed-level intervals are Student t ({ratio}), which hold their coverage at small n under normality; the "
@@ -126,9 +124,10 @@ def interval_item(data: StudyRecords) -> str:
 def dev_example_items(data: StudyRecords) -> list[str]:
     """Tasks whose metric differences treat the dev examples as fixed, and why (drift.json's notes)."""
     out = []
-    for task, d in data["drift"].items():
-        note = d.get("dev_examples_note") or ((d["comparison"].get("metric_difference") or {}).get("note"))
-        if note and not (d["comparison"].get("metric_difference") or {}).get("seeds_and_examples"):
+    for task, d in data.drift.items():
+        difference = d.comparison.metric_difference
+        note = d.dev_examples_note or (difference.note if difference else None)
+        if note and not (difference and difference.seeds_and_examples):
             out.append(f"{task}: {note}.")
     return out
 
@@ -138,11 +137,11 @@ def learning_items(data: StudyRecords) -> list[str]:
     primary comparison did not learn has its item among the power items: it is why nothing is tested)."""
     untrained = not_learned(data)
     items = []
-    for task, d in data["drift"].items():
+    for task, d in data.drift.items():
         if task in untrained:
             continue
-        for label in d.get("comparisons") or {}:
-            if label != primary_of(d):
+        for label in d.comparisons:
+            if label != recorded_primary(d.primary):
                 learning = task_learning(data, task, label)
                 if not learning.learned:
                     items.append(f"{task}, {label} vs full fine-tuning: {learning.statement()}; that comparison's "
@@ -152,9 +151,10 @@ def learning_items(data: StudyRecords) -> list[str]:
 
 def limitations(data: StudyRecords) -> str:
     """The report's "Limitations" section: power, test disagreements, sample sizes, hardware, skipped and failed units."""
-    cfg = data["config"]
-    n_samples = sorted({d["n_samples"] for d in data["drift"].values()})
-    hw = (data.get("provenance") or {}).get("hardware", {})
+    cfg = data.config
+    n_samples = sorted({d.n_samples for d in data.drift.values()})
+    hardware = (data.provenance or {}).get("hardware")
+    hw = hardware if isinstance(hardware, dict) else {}
     items = power_items(data) + disagreement_items(data) + [
         interval_item(data), *dev_example_items(data),
         f"Drift compares n = {', '.join(map(str, n_samples)) or '–'} dev samples per task; sample-level uncertainty is "
@@ -164,25 +164,21 @@ def limitations(data: StudyRecords) -> str:
         + (f", {hw['cuda_device']}" if hw.get("cuda_device") else ", no GPU") + ".",
         "Reference-study columns (marked *) come from TinyLlama-1.1B on an L4 GPU: other model, other data sizes.",
     ]
-    items += [f"{task}: {d['n_samples_note']}." for task, d in data["drift"].items() if d.get("n_samples_note")]
-    for task, why in data.get("drift_skipped", {}).items():
-        if task not in data["drift"]:
-            items.append(f"No drift analysis for {task}: {why}")
+    items += [f"{task}: {d.n_samples_note}." for task, d in data.drift.items() if d.n_samples_note]
+    items += [f"No drift analysis for {task}: {why}" for task, why in data.drift_skipped.items() if task not in data.drift]
     lens_names = {"weights": "weight lens", "forgetting": "forgetting lens", "probes": "probe retention"}
-    for lens, skipped in data.get("lens_skipped", {}).items():
-        for task, why in skipped.items():
-            if task not in data.get(lens, {}):
-                items.append(f"No {lens_names[lens]} for {task}: {why}")
+    for lens, skipped in data.lens_skipped.items():
+        items += [f"No {lens_names[lens]} for {task}: {why}" for task, why in skipped.items() if task not in data.lens(lens)]
     items += learning_items(data) + noise_items(data)
-    failed = [r["folder"] for r in data["runs"] if r["status"] != "ok"]
+    failed = [r.folder for r in data.runs if not r.record.ok]
     if failed:
         items.append(f"Failed units (excluded from the statistics): {', '.join(failed)}.")
     return "## Limitations\n\n" + "\n".join(f"- {i}" for i in items)
 
 
-def spread_text(floor: dict[str, Any] | None) -> str:
+def spread_text(floor: NoiseFloor | None) -> str:
     """The noise floor of one method: sd over seeds with its interval."""
     if not floor:
         return "–"
-    lo, hi = floor["sd_ci"]
-    return f"{num(floor['sd'], 4)} [{num(lo, 4)}, {num(hi, 4)}]"
+    lo, hi = floor.sd_ci
+    return f"{format_number(floor.sd, 4)} [{format_number(lo, 4)}, {format_number(hi, 4)}]"

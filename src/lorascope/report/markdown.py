@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+from pydantic import JsonValue
 
+from lorascope.drift.record import CrossedDifference, SeedsOnlyDifference
 from lorascope.metrics import format_metric, format_metric_difference
 from lorascope.records import SanityCheck, SanityRecord
 from lorascope.report.answers import answers, verdict_table
@@ -19,22 +19,23 @@ from lorascope.report.serving_text import serving_section
 from lorascope.report.sweep_text import sweep_section
 from lorascope.report.text import table, test_result
 from lorascope.report.variants_text import variants_section
-from lorascope.variants import display_name, primary_of
+from lorascope.run_folder import RunRecord
+from lorascope.variants import display_name, recorded_primary
 
 
 def performance(data: StudyRecords) -> str:
     """Per task and method: the dev main metric per seed and over seeds, against the majority baseline
     (a method below it is said to be below it)."""
     rows = []
-    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in data["runs"]:
-        by.setdefault((r["task"], r["method"]), []).append(r)
+    by: dict[tuple[str, str], list[RunRecord]] = {}
+    for run in data.runs:
+        by.setdefault((str(run.record.task), run.label), []).append(run.record)
     for (task, method), runs in sorted(by.items()):
-        ok = sorted((r for r in runs if r["status"] == "ok"), key=lambda r: r["seed"])
-        main = ok[0]["main_metric"] if ok else None
-        vals = np.array([r["dev"][main] for r in ok]) if ok else np.array([])
-        per_seed = ", ".join(f"{r['seed']}: {format_metric(main, r['dev'][main])}" for r in ok)
-        failed = [f"{r['seed']} ({r.get('reason')})" for r in runs if r["status"] != "ok"]
+        ok = sorted((r for r in runs if r.ok), key=lambda r: r.seed or 0)
+        main = ok[0].main_metric if ok else None
+        vals = np.array([r.main_value for r in ok], dtype=float) if ok else np.array([])
+        per_seed = ", ".join(f"{r.seed}: {format_metric(main, r.main_value)}" for r in ok)
+        failed = [f"{r.seed} ({r.reason})" for r in runs if not r.ok]
         base = majority_of(data, task, main)
         ref = REFERENCE.get(task, {}).get(f"metric_{method}")
         mean = float(vals.mean()) if vals.size else None
@@ -42,7 +43,7 @@ def performance(data: StudyRecords) -> str:
         gap = "–" if base is None or mean is None else format_metric_difference(main, mean - base)
         if base is not None and mean is not None and mean < base:
             gap += " (below majority)"
-        n_dev = ", ".join(str(n) for n in sorted({r["n_eval"] for r in ok if r.get("n_eval")})) or "–"
+        n_dev = ", ".join(str(n) for n in sorted({r.n_eval for r in ok if r.n_eval})) or "–"
         rows.append([task, method, main or "–", n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
                      format_metric(main, base), gap, "–" if ref is None else f"{ref:.1f}%"])
     return ("## Task performance (dev set)\n\nEach run is scored on the same dev examples (n dev); the majority "
@@ -74,10 +75,10 @@ def sanity_checks(record: SanityRecord | None) -> str:
     return text
 
 
-def _difference_interval(metric: str | None, record: dict[str, Any] | None) -> str:
-    if not record or record.get("low") is None:
+def _difference_interval(metric: str | None, record: SeedsOnlyDifference | CrossedDifference | None) -> str:
+    if not record or record.low is None:
         return "–"
-    return (f"[{format_metric_difference(metric, record['low'])}, {format_metric_difference(metric, record['high'])}]"
+    return (f"[{format_metric_difference(metric, record.low)}, {format_metric_difference(metric, record.high)}]"
             .replace(" points,", ","))
 
 
@@ -86,18 +87,17 @@ def metric_differences(data: StudyRecords) -> str:
     two-sided test over seed pairs (the dev examples fixed) and, where the runs stored per-example
     predictions, over seeds and dev examples; with drift.json's note where they did not."""
     rows, notes, untrained = [], [], not_learned(data)
-    for task, d in data["drift"].items():
-        diff = d["comparison"].get("metric_difference")
+    for task, d in data.drift.items():
+        diff = d.comparison.metric_difference
         if not diff or task in untrained:
             continue
         metric = main_metric(data, task)
-        seeds, both = diff.get("seeds_only") or {}, diff.get("seeds_and_examples")
-        rows.append([task, f"{primary_of(d)} − {reference_of(d)}", seeds.get("n", d["comparison"].get("n_pairs")),
-                     format_metric_difference(metric, diff.get("estimate")), _difference_interval(metric, seeds),
-                     test_result(seeds.get("test")),
-                     _difference_interval(metric, both) if both else "not available",
-                     test_result(both.get("test")) if both else "–"])
-        note = diff.get("note") or d.get("dev_examples_note")
+        seeds, both = diff.seeds_only, diff.seeds_and_examples
+        rows.append([task, f"{recorded_primary(d.primary)} − {reference_of(d)}", seeds.n,
+                     format_metric_difference(metric, diff.estimate), _difference_interval(metric, seeds),
+                     test_result(seeds.test), _difference_interval(metric, both) if both else "not available",
+                     test_result(both.test) if both else "–"])
+        note = diff.note or d.dev_examples_note
         if note and not both:
             notes.append(f"- {task}: {note}.")
     if not rows:
@@ -114,18 +114,17 @@ def metric_differences(data: StudyRecords) -> str:
 
 def provenance_section(data: StudyRecords) -> str:
     """The report's "Provenance" section: versions, git revision, wall time per stage and the study's config."""
-    prov = data.get("provenance") or {}
-    libs = ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items() if v)
-    stored = data["timings"]
-    totals = stored.get("total_s", stored)  # older studies stored {stage: seconds} of the last invocation
-    runs = len(stored.get("invocations", [])) or 1
-    timings = ", ".join(f"{k} {v:.0f} s" for k, v in totals.items())
+    prov = data.provenance or {}
+    libraries = prov.get("libraries")
+    libs = ", ".join(f"{k} {v}" for k, v in (libraries if isinstance(libraries, dict) else {}).items() if v)
+    runs = len(data.timings.invocations) or 1  # older studies stored only their last invocation's times
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in data.timings.total_s.items())
     return "\n".join(["## Provenance", "", f"- lorascope {prov.get('lorascope_version')}, git {prov.get('git_revision')}",
                       f"- {libs}", f"- wall time per stage, summed over {runs} invocation(s): {timings or '–'}",
-                      f"- study folder: `{data['study']}`", "", "```yaml", _yaml(data["config"]), "```"])
+                      f"- study folder: `{data.study}`", "", "```yaml", _yaml(data.config), "```"])
 
 
-def _yaml(cfg: dict[str, Any]) -> str:
+def _yaml(cfg: dict[str, JsonValue]) -> str:
     import yaml
 
     dumped: str = yaml.safe_dump(cfg, sort_keys=False)
@@ -139,15 +138,20 @@ def _present(*sections: str) -> list[str]:
 
 def render(data: StudyRecords, figures: dict[str, str]) -> str:
     """The whole report as Markdown; ``figures`` maps figure names to their paths relative to the report."""
-    name = data["config"].get("name", "study")
-    parts = [f"# lorascope report: {name}", "",
-             f"Base model `{data['config'].get('model')}`; tasks {', '.join(data['config'].get('tasks', []))}; "
-             f"methods {', '.join(data['config'].get('methods', []))}; seeds {data['config'].get('seeds')}.", "",
+    cfg = data.config
+
+    def names(key: str) -> str:
+        value = cfg.get(key)
+        return ", ".join(map(str, value)) if isinstance(value, list) else ""
+
+    parts = [f"# lorascope report: {cfg.get('name', 'study')}", "",
+             f"Base model `{cfg.get('model')}`; tasks {names('tasks')}; methods {names('methods')}; "
+             f"seeds {cfg.get('seeds')}.", "",
              answers(data), "", verdict_table(data), "", performance(data), "",
-             *_present(sanity_checks(data.get("sanity")), metric_differences(data)), drift_section(data, figures), "",
+             *_present(sanity_checks(data.sanity), metric_differences(data)), drift_section(data, figures), "",
              *_present(sweep_section(data, figures), lenses_summary(data), variants_section(data, figures),
-                       weights_section(data.get("weights") or {}, data),
-                       forgetting_section(data.get("forgetting") or {}, data), probes_section(data.get("probes") or {}, data)),
-             serving_section(data["bench"], figures), "", limitations(data), "", provenance_section(data), "",
+                       weights_section(data.weights, data), forgetting_section(data.forgetting, data),
+                       probes_section(data.probes, data)),
+             serving_section(data.bench, figures), "", limitations(data), "", provenance_section(data), "",
              "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (docs/protocol.md §7); shown for orientation, not as a target."]
     return "\n".join(parts) + "\n"

@@ -30,7 +30,7 @@ def _bounds(metadata: list[Any]) -> str:
     return " " + ", ".join(said) if said else ""
 
 
-def type_text(annotation: Any) -> str:
+def type_text(annotation: object) -> str:
     """A field's type as a study file's author reads it: ``int > 0``, ``list of str``, ``one of t, sign-flip``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -61,7 +61,7 @@ def default_text(field: FieldInfo) -> str:
     return "`" + dumped.strip().removesuffix("...").strip() + "`"
 
 
-def _section(annotation: Any) -> type[BaseModel] | None:
+def _section(annotation: object) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 

@@ -4,8 +4,7 @@ verdicts compare, chosen by the study's declared rule. Only for tasks whose drif
 
 from __future__ import annotations
 
-from typing import Any
-
+from lorascope.drift.record import DriftRecord, MatchedComparison, SettingInteraction
 from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, task_majority
@@ -15,52 +14,51 @@ from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 METHOD_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
 
 
-def setting_text(value: Any) -> str:
+def setting_text(value: object) -> str:
     """A swept value as the study file writes it: ``0.002``, ``2e-05``."""
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def selected_labels(d: dict[str, Any]) -> set[str]:
+def selected_labels(d: DriftRecord) -> set[str]:
     """The sweep points the verdicts compare (the declared rule's choice for each method)."""
-    return {s["label"] for s in (d.get("selection") or {}).values() if isinstance(s, dict) and s.get("label")}
+    return {s.label for s in (d.selection or {}).values() if s.label}
 
 
-def _selection_items(d: dict[str, Any]) -> list[str]:
+def _selection_items(d: DriftRecord) -> list[str]:
     out = []
-    for method, chosen in (d.get("selection") or {}).items():
-        if not isinstance(chosen, dict) or not chosen.get("label"):
+    for method, chosen in (d.selection or {}).items():
+        if not chosen.label:
             continue
-        values = ", ".join(f"{label} {value:.4g}" for label, value in (chosen.get("values") or {}).items())
-        by = {"loss": "selection-split loss", "metric": "selection-split metric"}.get(str(chosen.get("by")), chosen.get("by"))
-        out.append(f"- {METHOD_NAMES.get(method, method)}: the verdicts use **{chosen['label']}**, chosen by the declared "
-                   f"rule — {chosen.get('rule', 'not recorded')}" + (f" (mean {by} over seeds: {values})" if values else "")
-                   + ".")
+        values = ", ".join(f"{label} {value:.4g}" for label, value in chosen.values.items())
+        by = {"loss": "selection-split loss", "metric": "selection-split metric"}.get(chosen.by, chosen.by)
+        out.append(f"- {METHOD_NAMES.get(method, method)}: the verdicts use **{chosen.label}**, chosen by the declared "
+                   f"rule — {chosen.rule}" + (f" (mean {by} over seeds: {values})" if values else "") + ".")
     return out
 
 
-def edge_notes(d: dict[str, Any]) -> list[str]:
+def edge_notes(d: DriftRecord) -> list[str]:
     """A line for each method whose chosen point is its lowest or highest setting: the rule chose
     within the grid, and the best setting may lie beyond it."""
-    table_rows = (d.get("frontier") or {}).get("table") or []
+    table_rows = d.frontier.table if d.frontier else []
     out = []
-    for method, chosen in (d.get("selection") or {}).items():
-        own = sorted((r for r in table_rows if r.get("method") == method), key=lambda r: r["setting"])
-        label = chosen.get("label") if isinstance(chosen, dict) else None
-        if len(own) < 2 or label not in (own[0]["label"], own[-1]["label"]):
+    for method, chosen in (d.selection or {}).items():
+        own = sorted((r for r in table_rows if r.method == method), key=lambda r: r.setting)
+        label = chosen.label
+        if len(own) < 2 or label not in (own[0].label, own[-1].label):
             continue
-        end = "lowest" if label == own[0]["label"] else "highest"
+        end = "lowest" if label == own[0].label else "highest"
         out.append(f"- {METHOD_NAMES.get(method, method)}'s chosen point {label} is the {end} setting swept: the "
                    "best setting may lie beyond the grid.")
     return out
 
 
-def overlap_notes(matched: dict[str, Any] | None, majority: float | None, metric: str | None) -> list[str]:
+def overlap_notes(matched: MatchedComparison | None, majority: float | None, metric: str | None) -> list[str]:
     """A line when the accuracy range the frontiers are compared over lies, wholly or in part, at
     majority level (not ``LEARNED_MARGIN`` above the majority baseline, the report's one rule for
     "did not learn"): there the comparison is between models that did not learn the task."""
-    if not matched or majority is None or matched.get("ratio") is None:
+    if not matched or majority is None or matched.ratio is None:
         return []
-    low, high = (matched.get("overlap") or [None, None])[:2]
+    low, high = matched.overlap[:2]
     if low is None or high is None or not at_majority_level(low, majority):
         return []
     margin = format_metric_difference(metric, LEARNED_MARGIN, signed=False)
@@ -76,17 +74,17 @@ def overlap_notes(matched: dict[str, Any] | None, majority: float | None, metric
             "compares models that did not learn the task."]
 
 
-def _statement(name: str, record: dict[str, Any] | None) -> list[str]:
-    if not record or not record.get("statement"):
+def _statement(name: str, record: MatchedComparison | SettingInteraction | None) -> list[str]:
+    if not record or not record.statement:
         return []
-    return [f"- {name}: {record['statement']}."]
+    return [f"- {name}: {record.statement}."]
 
 
 def sweep_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The section, or "" when no task's drift.json has a frontier."""
     blocks = []
-    for task, d in (data.get("drift") or {}).items():
-        frontier = d.get("frontier")
+    for task, d in data.drift.items():
+        frontier = d.frontier
         if not frontier:
             continue
         metric = main_metric(data, task)
@@ -95,21 +93,20 @@ def sweep_section(data: StudyRecords, figures: dict[str, str]) -> str:
         def m(x: float | None, metric: str | None = metric) -> str:
             return format_metric(metric, x)
 
-        rows = [[r["label"] + (" (selected)" if r["label"] in chosen else ""), METHOD_NAMES.get(r["method"], r["method"]),
-                 setting_text(r["setting"]), r["n_seeds"], m(r.get("metric_mean")),
-                 format_bounds(r.get("metric_ci"), fmt=m), format_drift(r.get("drift_gmean")),
-                 format_bounds(r.get("drift_ci"), fmt=format_drift)]
-                for r in frontier.get("table") or []]
+        rows = [[r.label + (" (selected)" if r.label in chosen else ""), METHOD_NAMES.get(r.method, r.method),
+                 setting_text(r.setting), r.n_seeds, m(r.metric_mean), format_bounds(r.metric_ci, fmt=m),
+                 format_drift(r.drift_gmean), format_bounds(r.drift_ci, fmt=format_drift)]
+                for r in frontier.table]
         blocks += [f"**{task}**", "",
                    table(["point", "method", "setting", "seeds", "mean dev metric", "95% t CI over seeds",
                           "geometric-mean drift", "95% CI (t on log drift)"], rows), ""]
-        if frontier.get("missing"):
-            blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier['missing'])}."]
-        blocks += _statement("Frontiers compared", frontier.get("matched"))
-        blocks += overlap_notes(frontier.get("matched"), task_majority(data, task), metric)
-        blocks += _statement("Method × setting", frontier.get("interaction"))
-        if frontier.get("seeds"):
-            blocks += [f"- The frontier uses seeds {', '.join(map(str, frontier['seeds']))}, those every point was "
+        if frontier.missing:
+            blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier.missing)}."]
+        blocks += _statement("Frontiers compared", frontier.matched)
+        blocks += overlap_notes(frontier.matched, task_majority(data, task), metric)
+        blocks += _statement("Method × setting", frontier.interaction)
+        if frontier.seeds:
+            blocks += [f"- The frontier uses seeds {', '.join(map(str, frontier.seeds))}, those every point was "
                        "trained with (`sweep_seeds`); each chosen point was then trained with every seed, and the "
                        "verdicts use them all."]
         blocks += [*_selection_items(d), *edge_notes(d), ""]

@@ -32,19 +32,24 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lorascope.report.collect import StudyRecords
+from lorascope.bench.record import BenchRecord
+from lorascope.drift.record import LogRatioSummary, MeanInterval, ReductionInterval, StoredVerdict, Undefined
+from lorascope.lenses.records import LensRun, WeightRun
+from lorascope.records import StoredTest
+from lorascope.report.collect import LENSES, StudyRecords
 from lorascope.report.learning import main_metric, majority_of, not_learned
+from lorascope.report.text import seed_sorted
 
 Row = dict[str, Any]
-LENSES = ("weights", "forgetting", "probes")
 
 
-def _value(x: Any) -> Any:
+def _value(x: object) -> object:
     """A CSV cell: numbers as Python writes them (shortest exact repr), booleans as true/false, missing as empty."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
@@ -53,14 +58,14 @@ def _value(x: Any) -> Any:
     return x
 
 
-def _bounds(prefix: str, pair: Any) -> Row:
+def _bounds(prefix: str, pair: Sequence[float | None] | None) -> Row:
     """``{prefix_low, prefix_high}`` from a ``[low, high]`` pair (empty where missing)."""
     low, high = (pair if isinstance(pair, list | tuple) and len(pair) == 2 else (None, None))
     return {f"{prefix}_low": low, f"{prefix}_high": high}
 
 
-def _p(test: dict[str, Any] | None) -> Any:
-    return (test or {}).get("p_value")
+def _p(test: StoredTest | Undefined | None) -> float | None:
+    return test.p_value if isinstance(test, StoredTest) else None
 
 
 def write_csv(path: Path, rows: list[Row]) -> Path | None:
@@ -78,78 +83,79 @@ def write_csv(path: Path, rows: list[Row]) -> Path | None:
 def runs_rows(data: StudyRecords) -> list[Row]:
     """One row per run, sorted by task, method and seed: status, dev main metric, majority baseline, sizes, runtime."""
     rows = []
-    for r in sorted(data["runs"], key=lambda r: (r["task"], r["method"], int(r["seed"]))):
-        metric = r.get("main_metric") or main_metric(data, r["task"])
-        majority = majority_of(data, r["task"], metric)
-        rows.append({"task": r["task"], "method": r["method"], "seed": r["seed"], "status": r.get("status"),
-                     "main_metric": metric, "dev_main_metric": (r.get("dev") or {}).get(metric),
-                     "majority_baseline": majority, "n_train": r.get("n_train"), "n_eval": r.get("n_eval"),
-                     "runtime_s": r.get("runtime_s"), "reason": r.get("reason")})
+    for run in sorted(data.runs, key=lambda r: (str(r.record.task), r.label, r.record.seed or 0)):
+        r, task = run.record, str(run.record.task)
+        metric = r.main_metric or main_metric(data, task)
+        rows.append({"task": task, "method": run.label, "seed": r.seed, "status": r.status,
+                     "main_metric": metric, "dev_main_metric": (r.dev or {}).get(metric or ""),
+                     "majority_baseline": majority_of(data, task, metric), "n_train": r.n_train, "n_eval": r.n_eval,
+                     "runtime_s": r.runtime_s, "reason": r.reason})
     return rows
 
 
 def metric_difference_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per learned task: the LoRA − full difference on the dev metric, with intervals and p over seeds and over seeds and examples."""
     rows = []
-    for task, d in data["drift"].items():
-        diff = d["comparison"].get("metric_difference")
+    for task, d in data.drift.items():
+        diff = d.comparison.metric_difference
         if not diff or task in untrained:
             continue
-        seeds, both = diff.get("seeds_only") or {}, diff.get("seeds_and_examples") or {}
-        rows.append({"task": task, "primary": d.get("primary"), "main_metric": main_metric(data, task),
-                     "estimate": diff.get("estimate"), "n_seed_pairs": seeds.get("n"),
-                     "seeds_ci_low": seeds.get("low"), "seeds_ci_high": seeds.get("high"), "seeds_p": _p(seeds.get("test")),
-                     "seeds_and_examples_ci_low": both.get("low"), "seeds_and_examples_ci_high": both.get("high"),
-                     "seeds_and_examples_p": _p(both.get("test")), "n_examples": both.get("n_examples")})
+        seeds, both = diff.seeds_only, diff.seeds_and_examples
+        rows.append({"task": task, "primary": d.primary, "main_metric": main_metric(data, task),
+                     "estimate": diff.estimate, "n_seed_pairs": seeds.n,
+                     "seeds_ci_low": seeds.low, "seeds_ci_high": seeds.high, "seeds_p": _p(seeds.test),
+                     "seeds_and_examples_ci_low": both.low if both else None,
+                     "seeds_and_examples_ci_high": both.high if both else None,
+                     "seeds_and_examples_p": _p(both.test) if both else None,
+                     "n_examples": both.n_examples if both else None})
     return rows
 
 
 def verdict_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per verdict; a task whose models did not learn it keeps its rows' names, not their numbers."""
     rows = []
-    for task, d in data["drift"].items():
-        for key, v in (d["comparison"].get("verdicts") or {}).items():
-            row: Row = {"task": task, "verdict": key, "hypothesis": v.get("hypothesis", key),
-                        "primary_hypothesis": v.get("primary_hypothesis", True), "task_learned": task not in untrained}
-            if "status" not in v:
-                rows.append({**row, "status": "not computed", "error": v.get("error")})
+    for task, d in data.drift.items():
+        for key, v in d.comparison.verdicts.items():
+            row: Row = {"task": task, "verdict": key, "hypothesis": v.hypothesis if isinstance(v, StoredVerdict) else key,
+                        "primary_hypothesis": v.primary_hypothesis if isinstance(v, StoredVerdict) else True,
+                        "task_learned": task not in untrained}
+            if not isinstance(v, StoredVerdict):
+                rows.append({**row, "status": "not computed", "error": v.error})
                 continue
             if task in untrained:
                 rows.append({**row, "status": "not reported (did not learn)"})
                 continue
-            second = v.get("secondary") or {}
-            family = v.get("family") or {}
-            rows.append({**row, "status": v["status"], "secondary_status": v.get("secondary_status"),
-                         "tests_agree": v.get("tests_agree"), "robust_to_normality": v.get("robust_to_normality"),
-                         "estimate": v.get("estimate"), "ci_low": v.get("ci_low"), "ci_high": v.get("ci_high"),
-                         "confidence": v.get("confidence"), "ci_method": v.get("ci_method"), "uncertainty": v.get("uncertainty"),
-                         "test": (v.get("test") or {}).get("test"), "n": v.get("n"),
-                         "p_raw": v.get("p_value"), "p_adjusted": v.get("p_adjusted"),
-                         "reverse_p_raw": v.get("reverse_p_value"), "reverse_p_adjusted": v.get("reverse_p_adjusted"),
-                         "secondary_test": second.get("test"), "secondary_p_raw": second.get("p_value"),
-                         "secondary_p_adjusted": v.get("secondary_p_adjusted"),
-                         "secondary_min_attainable_p": second.get("min_attainable_p"),
-                         "alpha": v.get("alpha"), "correction": v.get("correction"),
-                         "family_size": family.get("size", v.get("n_comparisons")),
-                         "seeds_for_80pct_power": (v.get("seeds_needed") or {}).get("t")})
+            second = v.secondary
+            rows.append({**row, "status": v.status, "secondary_status": v.secondary_status,
+                         "tests_agree": v.tests_agree, "robust_to_normality": v.robust_to_normality,
+                         "estimate": v.estimate, "ci_low": v.ci_low, "ci_high": v.ci_high,
+                         "confidence": v.confidence, "ci_method": v.ci_method, "uncertainty": v.uncertainty,
+                         "test": v.test.test, "n": v.n, "p_raw": v.p_value, "p_adjusted": v.p_adjusted,
+                         "reverse_p_raw": v.reverse_p_value, "reverse_p_adjusted": v.reverse_p_adjusted,
+                         "secondary_test": second.test if second else None,
+                         "secondary_p_raw": second.p_value if second else None,
+                         "secondary_p_adjusted": v.secondary_p_adjusted,
+                         "secondary_min_attainable_p": second.min_attainable_p if second else None,
+                         "alpha": v.alpha, "correction": v.correction,
+                         "family_size": v.family.size if v.family else v.n_comparisons,
+                         "seeds_for_80pct_power": v.seeds_needed.t if v.seeds_needed else None})
     return rows
 
 
 def drift_method_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method): mean and sd of drift, debiased drift, cosine and metric, intervals, noise floor, drift by thirds."""
     rows = []
-    for task, d in data["drift"].items():
-        for method, s in d["methods"].items():
-            floor = (d.get("noise_floor") or {}).get(method) or {}
-            row: Row = {"task": task, "method": method, "n_seeds": (s.get("drift") or {}).get("n")}
-            for name in ("drift", "drift_debiased", "cosine", "metric"):
-                stat = s.get(name) or {}
-                row |= {f"{name}_mean": stat.get("mean"), f"{name}_sd": stat.get("sd")}
+    for task, d in data.drift.items():
+        for method, s in d.methods.items():
+            floor = d.noise_floor.get(method)
+            row: Row = {"task": task, "method": method, "n_seeds": s.drift.n}
+            for name, stat in (("drift", s.drift), ("drift_debiased", s.drift_debiased), ("cosine", s.cosine),
+                               ("metric", s.metric)):
+                row |= {f"{name}_mean": stat.mean, f"{name}_sd": stat.sd}
                 if name.startswith("drift"):
-                    row |= _bounds(f"{name}_ci_seeds", stat.get("ci_seeds")) | \
-                        _bounds(f"{name}_ci_seeds_samples", stat.get("ci_seeds_samples"))
-            row |= {"noise_floor_sd": floor.get("sd"), **_bounds("noise_floor_sd_ci", floor.get("sd_ci"))}
-            row |= {f"drift_{k}": v for k, v in (s.get("thirds") or {}).items()}
+                    row |= _bounds(f"{name}_ci_seeds", stat.ci_seeds) | _bounds(f"{name}_ci_seeds_samples", stat.ci_seeds_samples)
+            row |= {"noise_floor_sd": floor.sd if floor else None, **_bounds("noise_floor_sd_ci", floor.sd_ci if floor else None)}
+            row |= {f"drift_{k}": v for k, v in s.thirds.items()}
             rows.append(row)
     return rows
 
@@ -157,112 +163,108 @@ def drift_method_rows(data: StudyRecords) -> list[Row]:
 def drift_comparison_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per task with a drift reduction: Δ%, the drift ratio and their intervals; tests only where the task was learned."""
     rows = []
-    for task, d in data["drift"].items():
-        c = d["comparison"]
-        if c.get("reduction_percent") is None:
+    for task, d in data.drift.items():
+        c = d.comparison
+        if c.reduction_percent is None:
             continue
         tested = task not in untrained
-        log_ratio, hier = c.get("log_ratio") or {}, c.get("reduction_ci_seeds_samples") or {}
-        delta = c.get("mean_delta_ci_t") or {}
-        rows.append({"task": task, "primary": d.get("primary"), "n_pairs": c.get("n_pairs"), "task_learned": tested,
-                     "reduction_percent": c.get("reduction_percent"), "reduction_scale": c.get("reduction_scale"),
-                     "reduction_percent_of_means": c.get("reduction_percent_of_means"),
-                     "reduction_percent_debiased": c.get("reduction_percent_debiased"),
-                     "gm_ratio": log_ratio.get("gm_ratio"), **_bounds("gm_ratio_ci", log_ratio.get("gm_ratio_ci")),
-                     **_bounds("reduction_percent_ci_seeds", log_ratio.get("reduction_percent_ci")),
-                     "reduction_percent_ci_seeds_samples_low": hier.get("low"),
-                     "reduction_percent_ci_seeds_samples_high": hier.get("high"),
-                     "log_ratio_t_p": _p(log_ratio.get("t_test")) if tested else None,
-                     "log_ratio_sign_flip_p": _p(log_ratio.get("sign_flip")) if tested else None,
-                     "delta_paired_t_p": _p(c.get("paired_t")) if tested else None,
-                     "delta_sign_flip_p": _p(c.get("sign_flip")) if tested else None,
-                     "cohens_d": c.get("cohens_d") if tested else None,
-                     "mean_delta_ci_low": delta.get("low") if tested else None,
-                     "mean_delta_ci_high": delta.get("high") if tested else None})
+        log_ratio = c.log_ratio if isinstance(c.log_ratio, LogRatioSummary) else None
+        hier = c.reduction_ci_seeds_samples if isinstance(c.reduction_ci_seeds_samples, ReductionInterval) else None
+        delta = c.mean_delta_ci_t if isinstance(c.mean_delta_ci_t, MeanInterval) and tested else None
+        rows.append({"task": task, "primary": d.primary, "n_pairs": c.n_pairs, "task_learned": tested,
+                     "reduction_percent": c.reduction_percent, "reduction_scale": c.reduction_scale,
+                     "reduction_percent_of_means": c.reduction_percent_of_means,
+                     "reduction_percent_debiased": c.reduction_percent_debiased,
+                     "gm_ratio": log_ratio.gm_ratio if log_ratio else None,
+                     **_bounds("gm_ratio_ci", log_ratio.gm_ratio_ci if log_ratio else None),
+                     **_bounds("reduction_percent_ci_seeds", log_ratio.reduction_percent_ci if log_ratio else None),
+                     "reduction_percent_ci_seeds_samples_low": hier.low if hier else None,
+                     "reduction_percent_ci_seeds_samples_high": hier.high if hier else None,
+                     "log_ratio_t_p": _p(log_ratio.t_test) if tested and log_ratio else None,
+                     "log_ratio_sign_flip_p": _p(log_ratio.sign_flip) if tested and log_ratio else None,
+                     "delta_paired_t_p": _p(c.paired_t) if tested else None,
+                     "delta_sign_flip_p": _p(c.sign_flip) if tested else None,
+                     "cohens_d": c.cohens_d if tested else None,
+                     "mean_delta_ci_low": delta.low if delta else None,
+                     "mean_delta_ci_high": delta.high if delta else None})
     return rows
-
-
-def _seeded(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(runs, key=lambda r: (r["method"], int(r["seed"])))
 
 
 def drift_run_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method, seed): dev metric, mean drift, debiased drift and cosine, with intervals over samples."""
     rows = []
-    for task, d in data["drift"].items():
-        for r in _seeded(d["runs"]):
-            rows.append({"task": task, "method": r["method"], "seed": r["seed"], "dev_main_metric": r.get("metric"),
-                         "mean_drift": r.get("mean_drift"), **_bounds("mean_drift_ci", r.get("mean_drift_ci")),
-                         "mean_drift_debiased": r.get("mean_drift_debiased"),
-                         **_bounds("mean_drift_debiased_ci", r.get("mean_drift_debiased_ci")),
-                         "mean_cosine": r.get("mean_cosine"), "n_samples": r.get("n_samples")})
+    for task, d in data.drift.items():
+        for r in seed_sorted(d.runs):
+            rows.append({"task": task, "method": r.method, "seed": r.seed, "dev_main_metric": r.metric,
+                         "mean_drift": r.mean_drift, **_bounds("mean_drift_ci", r.mean_drift_ci),
+                         "mean_drift_debiased": r.mean_drift_debiased,
+                         **_bounds("mean_drift_debiased_ci", r.mean_drift_debiased_ci),
+                         "mean_cosine": r.mean_cosine, "n_samples": r.n_samples})
     return rows
 
 
 def drift_layer_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, method, seed, layer): every number each run's drift record holds for the layer."""
     rows = []
-    for task, d in data["drift"].items():
-        for r in _seeded(d["runs"]):
-            for layer in r.get("layers") or []:
-                first = {k: layer[k] for k in ("layer", "drift", "drift_debiased", "ci_low", "ci_high") if k in layer}
-                rows.append({"task": task, "method": r["method"], "seed": r["seed"], **first, **layer})
+    for task, d in data.drift.items():
+        for r in seed_sorted(d.runs):
+            for layer in r.layers:
+                values: Row = layer.model_dump(exclude_unset=True)
+                first: Row = {k: values[k] for k in ("layer", "drift", "drift_debiased", "ci_low", "ci_high") if k in values}
+                rows.append({"task": task, "method": r.method, "seed": r.seed, **first, **values})
     return rows
 
 
 def layer_test_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per (learned task, layer): the full − LoRA drift test of that layer and its Holm adjustment."""
     rows = []
-    for task, d in data["drift"].items():
-        per_layer = d["comparison"].get("per_layer") or {}
-        if task in untrained:
+    for task, d in data.drift.items():
+        per_layer = d.comparison.per_layer
+        if task in untrained or per_layer is None:
             continue
-        for t in per_layer.get("layers") or []:
-            rows.append({"task": task, "layer": t.get("layer"), "mean_delta_full_minus_lora": t.get("mean_delta"),
-                         "test": t.get("test"), "n": t.get("n"), "statistic": t.get("statistic"), "p_value": t.get("p_value"),
-                         "p_holm": t.get("p_holm"), "reject_holm": t.get("reject_holm"), "alpha": per_layer.get("alpha")})
+        for t in per_layer.layers:
+            rows.append({"task": task, "layer": t.layer, "mean_delta_full_minus_lora": t.mean_delta,
+                         "test": t.test, "n": t.n, "statistic": t.statistic, "p_value": t.p_value,
+                         "p_holm": t.p_holm, "reject_holm": t.reject_holm, "alpha": per_layer.alpha})
     return rows
 
 
 def control_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, pipeline control): its expectation, drifts and whether it passed."""
-    return [{"task": task, **{k: c.get(k) for k in ("name", "expectation", "max_drift", "mean_drift", "mean_drift_debiased",
-                                                     "passed")}}
-            for task, d in data["drift"].items() for c in d.get("controls") or []]
+    return [{"task": task, **c.model_dump()} for task, d in data.drift.items() for c in d.controls]
 
 
 def robustness_rows(data: StudyRecords, untrained: set[str]) -> list[Row]:
     """One row per (learned task, robustness measure): LoRA and full means, their ratio with its interval, direction and tests."""
     rows = []
-    for task, d in data["drift"].items():
-        rob = d.get("robustness") or {}
-        if task in untrained:
+    for task, d in data.drift.items():
+        if task in untrained or d.robustness is None:
             continue
-        for r in rob.get("rows") or []:
-            ratio = r.get("ratio") or {}
-            rows.append({"task": task, "measure": r.get("description"), "is_verdict_measure": r.get("is_verdict_measure"),
-                         "lora_mean": r.get("lora_mean"), "full_mean": r.get("full_mean"), "gm_ratio": ratio.get("gm_ratio"),
-                         **_bounds("gm_ratio_ci", ratio.get("gm_ratio_ci")), "direction": r.get("direction"),
-                         "sign_flip_p": _p(ratio.get("sign_flip")), "t_test_p": _p(ratio.get("t_test")), "note": r.get("note")})
+        for r in d.robustness.rows:
+            ratio = r.ratio
+            rows.append({"task": task, "measure": r.description, "is_verdict_measure": r.is_verdict_measure,
+                         "lora_mean": r.lora_mean, "full_mean": r.full_mean, "gm_ratio": ratio.gm_ratio if ratio else None,
+                         **_bounds("gm_ratio_ci", ratio.gm_ratio_ci if ratio else None), "direction": r.direction,
+                         "sign_flip_p": _p(ratio.sign_flip) if ratio else None,
+                         "t_test_p": _p(ratio.t_test) if ratio else None, "note": r.note})
     return rows
 
 
 def frontier_rows(data: StudyRecords) -> list[Row]:
     """One row per (task, frontier point): metric and drift with their intervals, and whether the selection rule chose it."""
     rows = []
-    for task, d in data["drift"].items():
-        chosen = {c.get("label") for c in (d.get("selection") or {}).values() if isinstance(c, dict)}
-        for r in (d.get("frontier") or {}).get("table") or []:
-            rows.append({"task": task, "point": r.get("label"), "method": r.get("method"), "setting": r.get("setting"),
-                         "selected": r.get("label") in chosen, "n_seeds": r.get("n_seeds"), "metric_mean": r.get("metric_mean"),
-                         **_bounds("metric_ci", r.get("metric_ci")), "drift_gmean": r.get("drift_gmean"),
-                         **_bounds("drift_ci", r.get("drift_ci"))})
+    for task, d in data.drift.items():
+        chosen = {c.label for c in (d.selection or {}).values()}
+        for r in d.frontier.table if d.frontier else []:
+            rows.append({"task": task, "point": r.label, "method": r.method, "setting": r.setting,
+                         "selected": r.label in chosen, "n_seeds": r.n_seeds, "metric_mean": r.metric_mean,
+                         **_bounds("metric_ci", r.metric_ci), "drift_gmean": r.drift_gmean, **_bounds("drift_ci", r.drift_ci)})
     return rows
 
 
-def _numbers(summary: dict[str, Any] | None) -> dict[str, float]:
+def _numbers(summary: Mapping[str, object]) -> dict[str, float]:
     """A run summary's numbers (nested records such as intruders by ε left out)."""
-    return {k: v for k, v in (summary or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
@@ -274,28 +276,29 @@ def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
     untrained = set(not_learned(data))
     means, tests, runs = [], [], []
     for lens in LENSES:
-        for task, result in (data.get(lens) or {}).items():
-            comparison = result.get("comparison") or {}
-            measures = list(comparison.get("measures") or {})
+        for task, result in data.lens(lens).items():
+            comparison = result.comparison
+            measures = list(comparison.measures)
             by: dict[tuple[str, str], list[float]] = {}
-            for r in _seeded(result.get("runs") or []):
-                for measure, value in _numbers(r.get("summary")).items():
-                    runs.append({"lens": lens, "task": task, "run": r.get("run"), "method": r["method"], "seed": r["seed"],
+            lens_runs: list[LensRun | WeightRun] = list(result.runs)
+            for r in sorted(lens_runs, key=lambda r: (r.method, r.seed)):
+                summary = r.summary if isinstance(r.summary, dict) else r.summary.model_dump()
+                for measure, value in _numbers(summary).items():
+                    runs.append({"lens": lens, "task": task, "run": r.run, "method": r.method, "seed": r.seed,
                                  "measure": measure, "value": value})
                     if measure in measures:
-                        by.setdefault((measure, r["method"]), []).append(float(value))
+                        by.setdefault((measure, r.method), []).append(float(value))
             for (measure, method), values in sorted(by.items(), key=lambda kv: (measures.index(kv[0][0]), kv[0][1])):
                 means.append({"lens": lens, "task": task, "measure": measure, "method": method, "n": len(values),
                               "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None})
-            for measure, entry in (comparison.get("measures") or {}).items():
+            for measure, entry in comparison.measures.items():
                 learned = task not in untrained
-                tests.append({"lens": lens, "task": task, "measure": measure, "primary": comparison.get("primary", "lora"),
-                              "reference": comparison.get("reference", "full"), "task_learned": learned,
-                              "n_pairs": len(comparison.get("seeds") or []),
-                              "primary_mean": entry.get("lora_mean"), "primary_sd": entry.get("lora_sd"),
-                              "reference_mean": entry.get("full_mean"), "reference_sd": entry.get("full_sd"),
-                              "paired_t_p": _p(entry.get("paired_t")) if learned else None,
-                              "sign_flip_p": _p(entry.get("sign_flip")) if learned else None})
+                tests.append({"lens": lens, "task": task, "measure": measure, "primary": comparison.primary,
+                              "reference": comparison.reference, "task_learned": learned, "n_pairs": len(comparison.seeds),
+                              "primary_mean": entry.lora_mean, "primary_sd": entry.lora_sd,
+                              "reference_mean": entry.full_mean, "reference_sd": entry.full_sd,
+                              "paired_t_p": _p(entry.paired_t) if learned else None,
+                              "sign_flip_p": _p(entry.sign_flip) if learned else None})
     return means, tests, runs
 
 
@@ -304,18 +307,16 @@ _SERVING = ("strategy", "batch_size", "n", "mean_ms", "ci_low_ms", "ci_high_ms",
             "mean_seq_len", "device", "dtype", "threads")
 
 
-def serving_rows(bench: dict[str, Any] | None) -> tuple[list[Row], list[Row], list[Row]]:
+def serving_rows(bench: BenchRecord | None) -> tuple[list[Row], list[Row], list[Row]]:
     """(latency per strategy and batch size, correctness checks, resources per strategy) of bench.json."""
-    bench = bench or {}
-    latency = [{k: r.get(k, r.get("h2_at_most_30pct") if k == "h2" else None) for k in _SERVING}
-               for r in bench.get("results") or []]
-    checks = [dict(c) for c in bench.get("checks") or []]
-    resources = []
-    for name, s in (bench.get("strategies") or {}).items():
-        memory = s.get("memory") or {}
-        resources.append({"strategy": name, "adapters": len(s.get("adapters") or []), "load_s": s.get("load_s"),
-                          **{k: memory.get(k) for k in ("model_tensor_bytes", "cuda_resident_bytes", "rss_load_delta_bytes")},
-                          "artifact_bytes": s.get("artifact_bytes"), "artifact_estimated": s.get("artifact_estimated")})
+    if bench is None:
+        return [], [], []
+    latency = [{k: getattr(r, k) for k in _SERVING} for r in bench.results]
+    checks = [c.model_dump(exclude_unset=True) for c in bench.checks]
+    resources = [{"strategy": name, "adapters": len(s.adapters), "load_s": s.load_s,
+                  "model_tensor_bytes": s.memory.model_tensor_bytes, "cuda_resident_bytes": s.memory.cuda_resident_bytes,
+                  "rss_load_delta_bytes": s.memory.rss_load_delta_bytes, "artifact_bytes": s.artifact_bytes,
+                  "artifact_estimated": s.artifact_estimated} for name, s in bench.strategies.items()]
     return latency, checks, resources
 
 
@@ -323,7 +324,7 @@ def all_tables(data: StudyRecords) -> dict[str, list[Row]]:
     """File stem -> rows of every table of the module docstring (empty where the study has none)."""
     untrained = set(not_learned(data))
     means, tests, lens_runs = lens_rows(data)
-    latency, checks, resources = serving_rows(data.get("bench"))
+    latency, checks, resources = serving_rows(data.bench)
     return {
         "runs": runs_rows(data),
         "metric_differences": metric_difference_rows(data, untrained),

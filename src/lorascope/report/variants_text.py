@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import JsonValue
 
 from lorascope.metrics import format_metric
 from lorascope.report.collect import StudyRecords
@@ -11,16 +11,19 @@ from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values
 from lorascope.report.text import table
 
 
-def describe_settings(settings: dict[str, Any] | None) -> str:
+def describe_settings(settings: dict[str, JsonValue] | None) -> str:
     """``r 8, α 16, q_proj/v_proj`` (+ ``rsLoRA``, ``DoRA``) for a LoRA variant, ``every weight`` for full FT."""
     if not settings:
         return "–"
     if settings.get("method") != "lora":
         return "every weight"
     targets = settings.get("lora_targets")
-    where = "default targets" if not targets else (targets if isinstance(targets, str) else "/".join(targets))
+    where = ("default targets" if not targets else "/".join(map(str, targets)) if isinstance(targets, list)
+             else str(targets))
     flags = [name for key, name in (("lora_rslora", "rsLoRA"), ("lora_dora", "DoRA")) if settings.get(key)]
-    return ", ".join([f"r {settings.get('lora_r')}", f"α {settings.get('lora_alpha'):g}", where, *flags])
+    alpha = settings.get("lora_alpha")
+    return ", ".join([f"r {settings.get('lora_r')}", f"α {alpha:g}" if isinstance(alpha, (int, float)) else f"α {alpha}",
+                      where, *flags])
 
 
 def _cell(found: tuple[float, float, float | None] | None, scale: float, learned: bool = True) -> str:
@@ -36,25 +39,25 @@ def variants_section(data: StudyRecords, figures: dict[str, str]) -> str:
     "method vs full FT (two-sided paired t p)", whether the lenses agree for that method, and the
     lenses-by-rank figure where the variants differ in rank."""
     blocks = []
-    for task, d in (data.get("drift") or {}).items():
-        labels = list(d.get("comparisons") or {})
+    for task, d in data.drift.items():
+        labels = list(d.comparisons)
         if len(labels) < 2:
             continue  # one LoRA method: the sections above say everything
-        settings = d.get("variants") or {}
+        settings = d.variants
         lenses = [(name, where) for name, where, _ in LENSES
                   if any(lens_values(data, task, where, label) for label in labels)]
         rows, sentences = [], []
         name = main_metric(data, task)
         for label in labels:
-            metric = (d["methods"].get(label) or {}).get("metric") or {}
+            summary = d.methods.get(label)
             learning = task_learning(data, task, label)
-            rows.append([label, describe_settings(settings.get(label)), format_metric(name, metric.get("mean")),
+            rows.append([label, describe_settings(settings.get(label)), format_metric(name, summary.metric.mean if summary else None),
                          *(_cell(lens_values(data, task, where, label), 100 if where.startswith("probes") else 1,
                                  learning.learned) for _, where in lenses)])
             sentences.append(f"- {label}: " + (agreement_sentence(lens_verdicts(data, task, label)[1]) if learning.learned
                                                else f"not compared: {learning.statement()}."))
-        full_metric = (d["methods"].get(reference_of(d)) or {}).get("metric") or {}
-        blocks += [f"**{task}** (full fine-tuning: dev {name or 'metric'} {format_metric(name, full_metric.get('mean'))})",
+        full = d.methods.get(reference_of(d))
+        blocks += [f"**{task}** (full fine-tuning: dev {name or 'metric'} {format_metric(name, full.metric.mean if full else None)})",
                    "", table(["method", "settings", "dev main metric", *(name for name, _ in lenses)], rows), "",
                    *sentences, ""]
     if not blocks:

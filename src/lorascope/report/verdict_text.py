@@ -9,62 +9,61 @@ Bonferroni level they were decided at.
 
 from __future__ import annotations
 
-from typing import Any
-
+from lorascope.drift.record import ComparisonFamily, DriftComparison, StoredVerdict, VerdictFamily
 from lorascope.metrics import format_p
 from lorascope.report.collect import StudyRecords
 
 CORRECTIONS = {"holm": "Holm", "bonferroni": "Bonferroni"}
 ROBUST_TEXT = ("robust to the normality assumption: the t-test and the exact sign-flip test agree on the same seeds "
                "(not a replication)")
+Family = ComparisonFamily | VerdictFamily
 
 
-def verdict_records(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+def verdict_records(comparison: DriftComparison) -> list[StoredVerdict]:
     """The computed verdicts of a comparison, primary hypotheses first (each group in the recorded order)."""
-    found = [v for v in (comparison.get("verdicts") or {}).values() if "status" in v]
-    return sorted(found, key=lambda v: not is_primary(v))
+    found = [v for v in comparison.verdicts.values() if isinstance(v, StoredVerdict)]
+    return sorted(found, key=lambda v: not v.primary_hypothesis)
 
 
-def is_primary(v: dict[str, Any]) -> bool:
+def is_primary(v: StoredVerdict) -> bool:
     """Whether the study declared the verdict's hypothesis primary (records without the key: all were)."""
-    return bool(v.get("primary_hypothesis", True))
+    return v.primary_hypothesis
 
 
 def has_roles(data: StudyRecords) -> bool:
     """Whether the study's verdict records say which hypotheses are primary."""
-    return any("primary_hypothesis" in v for d in (data.get("drift") or {}).values()
-               for v in (d["comparison"].get("verdicts") or {}).values())
+    return any("primary_hypothesis" in v.model_fields_set for d in data.drift.values()
+               for v in d.comparison.verdicts.values())
 
 
-def robust(v: dict[str, Any]) -> bool:
+def robust(v: StoredVerdict) -> bool:
     """Both tests reached the same decision (read from the former key where the new one is missing)."""
-    return bool(v.get("robust_to_normality", v.get("decisive", False)))
+    return bool(v.robust_to_normality if v.robust_to_normality is not None else v.decisive)
 
 
-def is_adjusted(v: dict[str, Any]) -> bool:
+def is_adjusted(v: StoredVerdict) -> bool:
     """Whether the record carries p-values adjusted for a family of more than one verdict."""
-    return "p_adjusted" in v and v.get("correction", "none") != "none"
+    return "p_adjusted" in v.model_fields_set and v.correction != "none"
 
 
-def correction_name(v: dict[str, Any]) -> str:
+def correction_name(v: StoredVerdict) -> str:
     """The name of a verdict's multiple-testing correction, as the report writes it."""
-    return CORRECTIONS.get(v.get("correction", ""), str(v.get("correction")))
+    return CORRECTIONS.get(v.correction, v.correction)
 
 
-def test_ps(v: dict[str, Any], which: str = "primary") -> tuple[float | None, float | None, bool]:
+def test_ps(v: StoredVerdict, which: str = "primary") -> tuple[float | None, float | None, bool]:
     """(raw p, adjusted p, for the opposite claim?) of the p a test's status rests on: the claim's, or
     for "rejected" the opposite one-sided claim's. Adjusted is None in records without it."""
-    primary = which == "primary"
-    status = v["status"] if primary else v.get("secondary_status")
-    if status == "rejected":
-        keys = ("reverse_p_value", "reverse_p_adjusted") if primary else (
-            "secondary_reverse_p_value", "secondary_reverse_p_adjusted")
-        return v.get(keys[0]), v.get(keys[1]), True
-    raw = v.get("p_value") if primary else (v.get("secondary") or {}).get("p_value")
-    return raw, v.get("p_adjusted" if primary else "secondary_p_adjusted"), False
+    if which == "primary":
+        if v.status == "rejected":
+            return v.reverse_p_value, v.reverse_p_adjusted, True
+        return v.p_value, v.p_adjusted, False
+    if v.secondary_status == "rejected":
+        return v.secondary_reverse_p_value, v.secondary_reverse_p_adjusted, True
+    return (v.secondary.p_value if v.secondary else None), v.secondary_p_adjusted, False
 
 
-def p_text(v: dict[str, Any], which: str = "primary") -> str:
+def p_text(v: StoredVerdict, which: str = "primary") -> str:
     """``p = 0.0123, Holm-adjusted 0.0615``, with `` for the opposite claim`` where the status rests on
     it; the raw p alone where nothing was adjusted."""
     raw, adjusted, opposite = test_ps(v, which)
@@ -74,7 +73,7 @@ def p_text(v: dict[str, Any], which: str = "primary") -> str:
     return text + (" for the opposite claim" if opposite else "")
 
 
-def p_cells(v: dict[str, Any], which: str = "primary") -> tuple[str, str]:
+def p_cells(v: StoredVerdict, which: str = "primary") -> tuple[str, str]:
     """The raw and the adjusted p of one test as two table cells."""
     raw, adjusted, opposite = test_ps(v, which)
     suffix = " (opposite claim)" if opposite else ""
@@ -83,47 +82,51 @@ def p_cells(v: dict[str, Any], which: str = "primary") -> tuple[str, str]:
     return format_p(raw) + suffix, format_p(adjusted) + suffix
 
 
-def family_cell(v: dict[str, Any]) -> str:
+def family_cell(v: StoredVerdict) -> str:
     """Who a verdict's p was adjusted with: ``Holm over 15``; ``Bonferroni: α/3 = 0.01667`` for records
     decided before families; ``none`` for a family of one."""
-    family = v.get("family") or {}
-    if "p_adjusted" not in v:
-        m = v.get("n_comparisons", 1)
-        return "none" if m == 1 else f"Bonferroni: α/{m} = {v['corrected_alpha']:.4g}"
-    if v.get("correction", "none") == "none":
+    if "p_adjusted" not in v.model_fields_set:
+        m = v.n_comparisons
+        return "none" if m == 1 else f"Bonferroni: α/{m} = {v.corrected_alpha:.4g}"
+    if v.correction == "none":
         return "none (one verdict)"
-    size = family.get("size", v.get("n_comparisons"))
-    part = "" if family.get("complete", True) else ", within the task × Bonferroni over tasks"
+    size = v.family.size if v.family else v.n_comparisons
+    part = "" if v.family is None or v.family.complete else ", within the task × Bonferroni over tasks"
     return f"{correction_name(v)} over {size}{part}"
 
 
-def tasks_in(family: dict[str, Any]) -> int | None:
+def _hypotheses(family: Family | None) -> list[str]:
+    return family.hypotheses if isinstance(family, ComparisonFamily) else []
+
+
+def tasks_in(family: Family | None) -> int | None:
     """The tasks a family spans: recorded, or its size over its hypotheses (None when neither says)."""
-    hypotheses = family.get("hypotheses") or []
-    if family.get("n_tasks"):
-        return int(family["n_tasks"])
-    if hypotheses and int(family.get("size", 0)) % len(hypotheses) == 0:
-        return int(family["size"]) // len(hypotheses)
+    hypotheses = _hypotheses(family)
+    if isinstance(family, ComparisonFamily) and family.n_tasks:
+        return family.n_tasks
+    if family is not None and hypotheses and family.size % len(hypotheses) == 0:
+        return family.size // len(hypotheses)
     return None
 
 
-def family_shape(family: dict[str, Any]) -> str:
+def family_shape(family: Family | None) -> str:
     """`` (5 hypotheses × 3 tasks)``, or nothing where the family does not say."""
-    hypotheses, tasks = family.get("hypotheses") or [], tasks_in(family)
+    hypotheses, tasks = _hypotheses(family), tasks_in(family)
     if not hypotheses or not tasks:
         return ""
     return (f" ({len(hypotheses)} hypothes{'is' if len(hypotheses) == 1 else 'es'} × {tasks} "
             f"task{'s' if tasks != 1 else ''})")
 
 
-def _family_text(family: dict[str, Any], first: dict[str, Any]) -> str:
-    size, alpha = int(family.get("size", first.get("n_comparisons", 1))), float(family.get("alpha", first["alpha"]))
-    method = family.get("method", first.get("correction", "none"))
+def _family_text(family: Family | None, first: StoredVerdict) -> str:
+    size = family.size if family else first.n_comparisons
+    alpha = family.alpha if isinstance(family, ComparisonFamily) else first.alpha
+    method = family.method if family else first.correction
     name = CORRECTIONS.get(method, method)
-    hypotheses, tasks, shape = family.get("hypotheses") or [], tasks_in(family), family_shape(family)
+    hypotheses, tasks, shape = _hypotheses(family), tasks_in(family), family_shape(family)
     if method == "none" or size == 1:
         return f"The study has one verdict: nothing is adjusted; it is decided at α = {alpha:g}."
-    if not family.get("complete", True):
+    if family is not None and not family.complete:
         per_task = len(hypotheses) or size
         return (f"The study's {size} verdicts{shape} form one family. Each task's {per_task} are adjusted by {name} "
                 f"within the task and Bonferroni over the {tasks or '?'} tasks (the study-wide {name} over all "
@@ -145,24 +148,24 @@ def family_sentences(data: StudyRecords, tasks: list[str]) -> list[str]:
     primary: list[str] = []
     secondary: list[str] = []
     for task in tasks:
-        c = data["drift"][task]["comparison"]
+        c = data.drift[task].comparison
         records = verdict_records(c)
         if not records:
             continue
         first = records[0]
-        if "p_adjusted" not in first:
-            m = first.get("n_comparisons", 1)
-            text = (f"Each verdict is decided at α = {first['alpha']:g}" if m == 1 else
-                    f"Each verdict is decided at α/{m} = {first['corrected_alpha']:.4g} (Bonferroni over {m} tasks; "
+        if "p_adjusted" not in first.model_fields_set:
+            m = first.n_comparisons
+            text = (f"Each verdict is decided at α = {first.alpha:g}" if m == 1 else
+                    f"Each verdict is decided at α/{m} = {first.corrected_alpha:.4g} (Bonferroni over {m} tasks; "
                     "these results carry no adjusted p-values)") + "."
         else:
-            text = _family_text(c.get("family") or first.get("family") or {}, first)
+            text = _family_text(c.family or first.family, first)
         groups.setdefault(text, []).append(task)
         for v in records:
-            if "primary_hypothesis" in v:
+            if "primary_hypothesis" in v.model_fields_set:
                 target = primary if is_primary(v) else secondary
-                if v["hypothesis"] not in target:
-                    target.append(v["hypothesis"])
+                if v.hypothesis not in target:
+                    target.append(v.hypothesis)
     out = [text if len(groups) == 1 else f"{', '.join(ts)}: {text}" for text, ts in groups.items()]
     if primary:
         out.append(f"Primary hypotheses, on which the answers rest: {', '.join(primary)}."

@@ -145,21 +145,3 @@ def replan(info: dict[str, Any] | None, corrected_alpha: float) -> dict[str, Any
         low, high = info["effect_size_dz_ci"]
         out["t_range"] = [pairs_for_power(high, corrected_alpha, power), pairs_for_power(low, corrected_alpha, power)]
     return out
-
-
-def seeds_needed_text(info: dict[str, Any] | None) -> str:
-    """e.g. "5 to ∞ (paired t, 80% power, from the 95% CI of d_z 0.11 to 1.9); exact test needs ≥ 5"."""
-    if not info:
-        return "–"
-    rng = info.get("t_range")
-    if not rng:  # records written before the range existed
-        if info.get("t") is None:
-            return info.get("note") or "–"
-        return f"{info['t']} (paired t, {info['power']:.0%} power); exact test needs ≥ {info['exact_floor']}"
-    fewest, most = rng
-    if fewest is None:
-        return info.get("note") or "–"
-    low, high = info["effect_size_dz_ci"]
-    span = f"{fewest}" if most == fewest else f"{fewest} to {'∞' if most is None else most}"
-    return (f"{span} (paired t, {info['power']:.0%} power, from the {info.get('confidence', 0.95):.0%} CI of d_z "
-            f"{low:.2g} to {high:.2g}); exact test needs ≥ {info['exact_floor']}")

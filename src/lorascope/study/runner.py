@@ -32,7 +32,6 @@ from lorascope.artifacts import (
     FolderLock,
     atomic_write,
     dump_yaml_atomic,
-    read_json,
     stored_config,
     write_json,
 )
@@ -42,6 +41,7 @@ from lorascope.run_folder import RunFolder
 from lorascope.study.config import StudyConfig
 from lorascope.study.context import StageContext
 from lorascope.study.executor import check_executor, make_executor
+from lorascope.study.journal import load_timings
 from lorascope.study.layout import StudyLayout
 from lorascope.study.stages import STAGE_FUNCS
 from lorascope.study.units import train_units
@@ -246,12 +246,3 @@ def failed_units(cfg: StudyConfig, out: Path, only: dict[str, str] | None = None
         if not record.ok:
             failed.append((unit.name, first_line(record.reason or "failed")))
     return failed
-
-
-def load_timings(path: Path) -> dict[str, Any]:
-    """Wall time per stage, summed over every invocation (a killed and resumed study, a slice run with
-    ``--only``), and the invocations themselves: ``{"total_s": {stage: s}, "invocations": [...]}``."""
-    stored = read_json(path) if path.is_file() else {}
-    if "total_s" not in stored:  # the older flat form {stage: seconds of the last invocation}
-        stored = {"total_s": dict(stored), "invocations": []}
-    return stored

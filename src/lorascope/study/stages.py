@@ -13,6 +13,7 @@ from typing import Any
 from rich.markup import escape
 
 from lorascope.artifacts import amend, commit, commit_failure
+from lorascope.drift.record import DriftComparison, DriftRecord, NoVerdict, StoredVerdict
 from lorascope.errors import ConfigError, LorascopeError
 from lorascope.metrics import format_metric
 from lorascope.records import Baseline, BaselinesRecord, SanityCheck, SanityRecord
@@ -228,14 +229,14 @@ def stage_drift(ctx: StageContext) -> None:
                 ctx.console.print(f"    sweep: {part.statement}")
     adjusted = correct_study_family(ctx)
     for task in tasks:
-        lines = verdict_lines(adjusted.get(task, {}).get("verdicts") or {})
+        lines = verdict_lines(adjusted[task].verdicts if task in adjusted else {})
         if lines:
             ctx.console.print(f"  verdicts {task} (one family over the study's tasks and hypotheses):")
             for line in lines:
                 ctx.console.print(f"    {line}")
 
 
-def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
+def correct_study_family(ctx: StageContext) -> dict[str, DriftComparison]:
     """One family over every verdict of the study (hypotheses x tasks, Holm unless the study declares
     otherwise): each task's analysis adjusted only its own verdicts; this re-decides them together,
     in each task's ``drift.json``.
@@ -243,7 +244,6 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
     Returns:
         task -> its adjusted comparison, for the tasks that have a ``drift.json``.
     """
-    from lorascope.drift.record import DriftRecord
     from lorascope.stats.family import correct_study
 
     layout = StudyLayout(ctx.out)
@@ -260,22 +260,22 @@ def correct_study_family(ctx: StageContext) -> dict[str, dict[str, Any]]:
                 comparisons[primary] = comparison
             amended = DriftRecord.model_validate({**saved[task], "comparison": comparison, "comparisons": comparisons})
             amend(layout.drift(task), {DriftRecord.FILE: amended.as_json()})
-    return adjusted
+    return {task: DriftComparison.model_validate(comparison) for task, comparison in adjusted.items()}
 
 
-def verdict_lines(verdicts: dict[str, Any]) -> list[str]:
+def verdict_lines(verdicts: dict[str, StoredVerdict | NoVerdict]) -> list[str]:
     """One line per verdict: status by the primary test, the exact test's status, each with the p it rests on."""
     from lorascope.report.answers import deciding_p
+    from lorascope.report.verdict_text import robust
 
     lines = []
     for v in verdicts.values():
-        if "status" not in v:
+        if not isinstance(v, StoredVerdict):
             continue
-        flag = ("robust to normality" if v.get("robust_to_normality", v.get("decisive"))
-                else "tests disagree" if not v.get("tests_agree") else "not decided")
-        first_name, second_name = (t.get("test", "?").split(" (")[0] for t in (v["test"], v.get("secondary") or {}))
-        lines.append(f"{v['hypothesis']}: {v['status']} ({first_name} {deciding_p(v)}; {second_name}: "
-                     f"{v.get('secondary_status')}, {deciding_p(v, 'secondary')}) — {flag}")
+        flag = "robust to normality" if robust(v) else "tests disagree" if not v.tests_agree else "not decided"
+        first_name, second_name = (name.split(" (")[0] for name in (v.test.test, v.secondary.test if v.secondary else "?"))
+        lines.append(f"{v.hypothesis}: {v.status} ({first_name} {deciding_p(v)}; {second_name}: "
+                     f"{v.secondary_status}, {deciding_p(v, 'secondary')}) — {flag}")
     return lines
 
 
