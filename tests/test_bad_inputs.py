@@ -220,6 +220,14 @@ def not_a_study(ws: Ws) -> str:
     return ws.p("run")
 
 
+def study_with_skipped_note(ws: Ws, text: str) -> str:
+    """A published study's records with ``text`` as the drift stage's ``skipped.json``."""
+    folder = shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results" / "frontier-minilm" / "records",
+                             ws.root / "study")
+    write(folder / "drift" / "skipped.json", text)
+    return str(folder)
+
+
 # --------------------------------------------------------------------------------------------
 # The table: (id, argv builder, pattern the one error line must match).
 
@@ -504,6 +512,10 @@ CASES = [
     case("study-status-config-not-mapping", lambda ws: ["study", "status", str(Path(ws.file("config.yaml", "- a\n")).parent)],
          r"config\.yaml: expected a mapping"),
     case("report-not-a-study", lambda ws: ["report", not_a_study(ws)], r"run: not a study folder"),
+    case("report-skipped-note-a-list", lambda ws: ["report", study_with_skipped_note(ws, '["sst2"]')],
+         r"drift/skipped\.json: expected a JSON object of task -> why the stage skipped it"),
+    case("report-skipped-note-not-json", lambda ws: ["report", study_with_skipped_note(ws, '{"sst2": ')],
+         r"drift/skipped\.json: expected a JSON object of task -> why the stage skipped it"),
 ]
 
 

@@ -280,16 +280,16 @@ def _unit_status(unit: Any, folder: Path, outcome: _Journal, held: bool) -> tupl
     return "pending", ""  # not started, whatever became of the stage
 
 
-def _skipped(layout: StudyLayout, stage: str) -> dict[str, Any]:
-    """``{task: why}`` from the stage's ``skipped.json``, {} without one."""
-    from lorascope.artifacts import read_json
+def _skipped(layout: StudyLayout, stage: str) -> dict[str, str]:
+    """``{task: why}`` from the stage's ``skipped.json``; {} without one, or where it cannot be read (the
+    status shows what the artifacts say, and an unreadable note says nothing)."""
+    from lorascope.errors import DataError
+    from lorascope.study.units import read_skipped
 
-    path = layout.skipped(stage)
     try:
-        notes = read_json(path) if path.is_file() else {}
-    except (OSError, ValueError):
+        return read_skipped(layout.skipped(stage))
+    except DataError:
         return {}
-    return notes if isinstance(notes, dict) else {}
 
 
 @study_app.command("export", cls=Command)

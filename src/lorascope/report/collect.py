@@ -18,6 +18,7 @@ from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder, RunRecord
 from lorascope.study.journal import StudyTimings
 from lorascope.study.layout import StudyLayout
+from lorascope.study.units import read_skipped
 
 LENSES = ("weights", "forgetting", "probes")
 
@@ -95,8 +96,8 @@ def collect(study: Path) -> StudyRecords:
         forgetting={p.parent.name: ForgettingRecord.read(p) for p in layout.forgetting_results},
         probes={p.parent.name: ProbesRecord.read(p) for p in layout.probes_results},
         bench=BenchRecord.read(layout.bench_json) if layout.bench_json.is_file() else None,
-        drift_skipped=_json_object(layout.drift_skipped),
-        lens_skipped={lens: _json_object(layout.skipped(lens)) for lens in LENSES},
+        drift_skipped=read_skipped(layout.drift_skipped),
+        lens_skipped={lens: read_skipped(layout.skipped(lens)) for lens in LENSES},
         timings=StudyTimings.read(layout.timings),
         provenance=provenance,
     )

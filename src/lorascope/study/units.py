@@ -91,11 +91,31 @@ def parse_only(text: str | None) -> dict[str, str]:
     return out
 
 
+def read_skipped(path: Path) -> dict[str, str]:
+    """A stage's ``skipped.json`` at ``path``: task -> why the stage skipped it ({} without the file).
+
+    Raises:
+        DataError: the file is not a JSON object of task -> reason, naming the file.
+    """
+    from pydantic import TypeAdapter
+
+    from lorascope.artifacts import read_json
+    from lorascope.errors import DataError
+
+    if not path.is_file():
+        return {}
+    try:
+        return TypeAdapter(dict[str, str]).validate_python(read_json(path))
+    except (OSError, ValueError) as err:  # pydantic's ValidationError and a JSON decoding error are ValueErrors
+        raise DataError(f"{path}: expected a JSON object of task -> why the stage skipped it "
+                        f"({type(err).__name__})") from None
+
+
 def note_skipped(path: Path, task: str, why: str | None) -> None:
     """Record in ``path`` (a stage's ``skipped.json``) why ``task`` was skipped; ``why=None`` clears it."""
-    from lorascope.artifacts import read_json, write_json
+    from lorascope.artifacts import write_json
 
-    notes = read_json(path) if path.is_file() else {}
+    notes = read_skipped(path)
     if why is None and task not in notes:
         return
     if why is None:
