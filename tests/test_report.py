@@ -282,6 +282,18 @@ def test_serving_section_states_the_h2_threshold_the_benchmark_used():
     assert "H2 (≤ 1.30×)" in serving_section(_bench_with(None), {})
 
 
+def test_serving_section_states_the_requests_measured_and_a_warm_up_of_none():
+    from lorascope.bench.record import RequestStats
+    from lorascope.report.serving_text import serving_section
+
+    requests = {"sst2": RequestStats(warmup=0, measured=6, mean_seq_len=21.5, real_token_fraction=0.8)}
+    text = serving_section(_bench_with(1.5).model_copy(update={"requests": requests}), {})
+    assert "; 6 measured requests per strategy and batch size after 0 warm-up" in text
+    assert "(float32, 2 threads)" in text
+    # A benchmark that recorded no request counts says so, not a number.
+    assert "; ? measured requests per strategy and batch size after ? warm-up" in serving_section(_bench_with(1.5), {})
+
+
 def test_serving_section_reads_a_bench_json_written_before_the_threshold_was_a_setting(tmp_path):
     import json
 

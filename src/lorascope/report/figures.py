@@ -249,8 +249,8 @@ def rank_figure(data: StudyRecords, out: Path) -> Path | None:
 
     panels = []  # (task, lens name, where, [(label, rank)])
     for task, d in data.drift.items():
-        ranked = [(label, r) for label in d.comparisons
-                  if isinstance(r := (d.variants.get(label) or {}).get("lora_r"), int) and r]
+        ranks = {label: (d.variants.get(label) or {}).get("lora_r") for label in d.comparisons}
+        ranked = [(label, r) for label, r in ranks.items() if isinstance(r, int) and r]
         if len({r for _, r in ranked}) < 2:
             continue
         for name, where, _ in LENSES:

@@ -138,10 +138,13 @@ def serving_section(bench: BenchRecord | None, figures: dict[str, str]) -> str:
     if bench.full_ft and bench.full_ft.stand_in:
         labels.append("full_ft is the base model standing in for a fully fine-tuned one")
     n = next(iter(bench.requests.values()), None)
-    measured, warmup = (n.measured, n.warmup) if n else ("?", "?")
+
+    def known(value: object) -> object:
+        return "?" if value is None else value
+
     out = ["## Serving cost", "",
-           f"Device: {env.device_name} ({env.dtype or '?'}, {env.threads or '?'} threads); base model "
-           f"{model}; {measured or '?'} measured requests per strategy and batch size after {warmup or '?'} "
+           f"Device: {env.device_name} ({known(env.dtype)}, {known(env.threads)} threads); base model {model}; "
+           f"{known(n and n.measured)} measured requests per strategy and batch size after {known(n and n.warmup)} "
            "warm-up, all strategies interleaved in one run" + ("; " + "; ".join(labels) if labels else "") + ". "
            "× merged is the ratio of mean latencies to the merged model on the same requests, with a paired bootstrap "
            f"95% interval over requests; H2 is supported when the whole interval is at or below {h2_max_ratio(bench):.2f} and "
