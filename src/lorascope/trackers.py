@@ -136,7 +136,7 @@ def study_report_to(cfg: Any) -> list[str]:
 
 def study_results(study: Path | str) -> StudyResults:
     """Read a study folder's results (see the module docstring for the names)."""
-    from lorascope.report.collect import LENSES, collect
+    from lorascope.report.collect import LENS_STAGES, collect
     from lorascope.report.learning import main_metric, task_learning
 
     study = Path(study).resolve()
@@ -156,7 +156,7 @@ def study_results(study: Path | str) -> StudyResults:
         out.tags[key(f"task/{task}/learned")] = "true" if learned else "false"
         _verdicts(out, task, d, learned)
         _drift(out, task, d)
-    for lens in LENSES:
+    for lens in LENS_STAGES:
         for task, result in data.lens(lens).items():
             _lens(out, lens, task, result)
     for row in data.bench.results if data.bench else []:

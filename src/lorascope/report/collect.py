@@ -20,7 +20,8 @@ from lorascope.study.journal import StudyTimings
 from lorascope.study.layout import StudyLayout
 from lorascope.study.units import read_skipped
 
-LENSES = ("weights", "forgetting", "probes")
+# The lens stages, in the order a report shows them.
+LENS_STAGES = ("weights", "forgetting", "probes")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def collect(study: Path) -> StudyRecords:
         probes={p.parent.name: ProbesRecord.read(p) for p in layout.probes_results},
         bench=BenchRecord.read(layout.bench_json) if layout.bench_json.is_file() else None,
         drift_skipped=read_skipped(layout.drift_skipped),
-        lens_skipped={lens: read_skipped(layout.skipped(lens)) for lens in LENSES},
+        lens_skipped={lens: read_skipped(layout.skipped(lens)) for lens in LENS_STAGES},
         timings=StudyTimings.read(layout.timings),
         provenance=provenance,
     )

@@ -42,7 +42,7 @@ from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import LogRatioSummary, MeanInterval, ReductionInterval, StoredVerdict, Undefined
 from lorascope.lenses.records import LensRun, WeightRun
 from lorascope.records import StoredTest
-from lorascope.report.collect import LENSES, StudyRecords
+from lorascope.report.collect import LENS_STAGES, StudyRecords
 from lorascope.report.learning import main_metric, majority_of, not_learned
 from lorascope.report.text import seed_sorted
 
@@ -275,7 +275,7 @@ def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
     """
     untrained = set(not_learned(data))
     means, tests, runs = [], [], []
-    for lens in LENSES:
+    for lens in LENS_STAGES:
         for task, result in data.lens(lens).items():
             comparison = result.comparison
             measures = list(comparison.measures)
