@@ -213,15 +213,10 @@ def _drift(out: StudyResults, task: str, d: DriftRecord) -> None:
 def lens_means(result: WeightsRecord | ForgettingRecord | ProbesRecord) -> dict[tuple[str, str], float]:
     """``(measure, method) -> mean over the method's runs`` of each measure a lens's comparison
     holds, from its runs' summaries (every method, not only the compared pair)."""
-    by: dict[tuple[str, str], list[float]] = {}
+    from lorascope.report.tables import lens_values
+
     runs: list[LensRun | WeightRun] = list(result.runs)
-    for run in runs:
-        summary = run.summary if isinstance(run.summary, dict) else run.summary.model_dump()
-        for measure in result.comparison.measures:
-            value = summary.get(measure)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                by.setdefault((measure, run.method), []).append(float(value))
-    return {k: float(np.mean(v)) for k, v in by.items()}
+    return {k: float(np.mean(v)) for k, v in lens_values(result.comparison.measures, runs).items()}
 
 
 def _lens(out: StudyResults, lens: str, task: str, result: WeightsRecord | ForgettingRecord | ProbesRecord) -> None:

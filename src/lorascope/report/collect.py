@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import JsonValue
 
+from lorascope.artifacts import read_json
 from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import DriftRecord
 from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
@@ -76,15 +75,11 @@ class StudyRecords:
         return [r for r in self.runs if r.record.task == task]
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def collect(study: Path) -> StudyRecords:
     """The study's records, each read through its type (checked, and upgraded from older versions)."""
     layout = StudyLayout(study)
     runs = [StudyRun(run.record(), run.name) for run in RunFolder.finished_under(layout.train)]
-    provenance = next((_json_object(p) for p in sorted(layout.train.glob("*/provenance.json"))), None)
+    provenance = next((read_json(p) for p in sorted(layout.train.glob("*/provenance.json"))), None)
     return StudyRecords(
         study=study,
         config=(yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else None) or {},

@@ -3,17 +3,12 @@ interval coverage, tasks whose models did not learn, differences inside the seed
 
 from __future__ import annotations
 
-from lorascope.drift.record import DriftComparison, DriftRecord, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
+from lorascope.drift.record import DriftComparison, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
 from lorascope.metrics import format_number, format_p
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
-from lorascope.report.verdict_text import CORRECTIONS, Family, family_shape
+from lorascope.report.verdict_text import CORRECTIONS, Family, decided_verdicts, family_shape
 from lorascope.variants import recorded_primary
-
-
-def _verdicts(d: DriftRecord) -> list[StoredVerdict]:
-    """The decided verdicts of the task's primary comparison, in the recorded order."""
-    return [v for v in d.comparison.verdicts.values() if isinstance(v, StoredVerdict)]
 
 
 def _family_words(v: StoredVerdict, family: Family | None) -> str:
@@ -42,7 +37,7 @@ def power_items(data: StudyRecords) -> list[str]:
     items = []
     untrained = not_learned(data)
     for task, d in data.drift.items():
-        vs = _verdicts(d)
+        vs = decided_verdicts(d.comparison)
         n = d.comparison.n_pairs
         if task in untrained:
             # Why there is no test is that the models did not learn, whatever n would allow.
@@ -75,7 +70,7 @@ def disagreement_items(data: StudyRecords) -> list[str]:
     for task, d in data.drift.items():
         if task in untrained:
             continue
-        for v in _verdicts(d):
+        for v in decided_verdicts(d.comparison):
             if not v.tests_agree:
                 out.append(f"{task}, {v.hypothesis}: the primary test says {v.status}, the "
                            f"{v.secondary.test if v.secondary else 'other test'} says {v.secondary_status}: "

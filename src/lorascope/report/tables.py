@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,9 +262,22 @@ def frontier_rows(data: StudyRecords) -> list[Row]:
     return rows
 
 
-def _numbers(summary: Mapping[str, object]) -> dict[str, float]:
-    """A run summary's numbers (nested records such as intruders by ε left out)."""
+def run_numbers(run: LensRun | WeightRun) -> dict[str, float]:
+    """A lens run's summary numbers (nested records such as intruders by ε left out)."""
+    summary: Mapping[str, object] = run.summary if isinstance(run.summary, dict) else run.summary.model_dump()
     return {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def lens_values(measures: Iterable[str], runs: Iterable[LensRun | WeightRun]) -> dict[tuple[str, str], list[float]]:
+    """``(measure, method) -> the method's runs' values`` of each of ``measures`` (a lens comparison's), in
+    the order of ``runs`` (every method, not only the compared pair)."""
+    wanted = set(measures)
+    by: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        for measure, value in run_numbers(run).items():
+            if measure in wanted:
+                by.setdefault((measure, run.method), []).append(float(value))
+    return by
 
 
 def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
@@ -279,15 +292,10 @@ def lens_rows(data: StudyRecords) -> tuple[list[Row], list[Row], list[Row]]:
         for task, result in data.lens(lens).items():
             comparison = result.comparison
             measures = list(comparison.measures)
-            by: dict[tuple[str, str], list[float]] = {}
-            lens_runs: list[LensRun | WeightRun] = list(result.runs)
-            for r in sorted(lens_runs, key=lambda r: (r.method, r.seed)):
-                summary = r.summary if isinstance(r.summary, dict) else r.summary.model_dump()
-                for measure, value in _numbers(summary).items():
-                    runs.append({"lens": lens, "task": task, "run": r.run, "method": r.method, "seed": r.seed,
-                                 "measure": measure, "value": value})
-                    if measure in measures:
-                        by.setdefault((measure, r.method), []).append(float(value))
+            lens_runs: list[LensRun | WeightRun] = sorted(result.runs, key=lambda r: (r.method, r.seed))
+            runs += [{"lens": lens, "task": task, "run": r.run, "method": r.method, "seed": r.seed, "measure": measure,
+                      "value": value} for r in lens_runs for measure, value in run_numbers(r).items()]
+            by = lens_values(measures, lens_runs)
             for (measure, method), values in sorted(by.items(), key=lambda kv: (measures.index(kv[0][0]), kv[0][1])):
                 means.append({"lens": lens, "task": task, "measure": measure, "method": method, "n": len(values),
                               "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None})

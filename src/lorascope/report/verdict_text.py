@@ -19,10 +19,14 @@ ROBUST_TEXT = ("robust to the normality assumption: the t-test and the exact sig
 Family = ComparisonFamily | VerdictFamily
 
 
+def decided_verdicts(comparison: DriftComparison) -> list[StoredVerdict]:
+    """The computed verdicts of a comparison, in the recorded order (those not computed left out)."""
+    return [v for v in comparison.verdicts.values() if isinstance(v, StoredVerdict)]
+
+
 def verdict_records(comparison: DriftComparison) -> list[StoredVerdict]:
     """The computed verdicts of a comparison, primary hypotheses first (each group in the recorded order)."""
-    found = [v for v in comparison.verdicts.values() if isinstance(v, StoredVerdict)]
-    return sorted(found, key=lambda v: not v.primary_hypothesis)
+    return sorted(decided_verdicts(comparison), key=lambda v: not v.primary_hypothesis)
 
 
 def is_primary(v: StoredVerdict) -> bool:
