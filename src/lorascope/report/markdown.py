@@ -7,7 +7,7 @@ from pydantic import JsonValue
 
 from lorascope.drift.record import CrossedDifference, SeedsOnlyDifference
 from lorascope.metrics import format_metric, format_metric_difference
-from lorascope.records import SanityCheck, SanityRecord
+from lorascope.records import SanityRecord
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.collect import StudyRecords
 from lorascope.report.drift_text import drift_section
@@ -17,7 +17,8 @@ from lorascope.report.limitations import limitations
 from lorascope.report.reference import REFERENCE
 from lorascope.report.serving_text import serving_section
 from lorascope.report.sweep_text import sweep_section
-from lorascope.report.text import table, test_result
+from lorascope.report.templating import render_template
+from lorascope.report.text import test_result
 from lorascope.report.variants_text import variants_section
 from lorascope.run_folder import RunRecord
 from lorascope.variants import display_name, recorded_primary
@@ -46,12 +47,7 @@ def performance(data: StudyRecords) -> str:
         n_dev = ", ".join(str(n) for n in sorted({r.n_eval for r in ok if r.n_eval})) or "–"
         rows.append([task, method, main or "–", n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
                      format_metric(main, base), gap, "–" if ref is None else f"{ref:.1f}%"])
-    return ("## Task performance (dev set)\n\nEach run is scored on the same dev examples (n dev); the majority "
-            "baseline predicts the training set's most frequent label on those examples. Accuracy and F1 are "
-            "percentages and their differences percentage points; Matthews correlation stays on its own −1..1 scale."
-            "\n\n" + table(
-        ["task", "method", "metric", "n dev", "mean ± sd", "per seed", "majority baseline", "vs majority",
-         "reference study*"], rows))
+    return render_template("performance.md.j2", rows=rows)
 
 
 def sanity_checks(record: SanityRecord | None) -> str:
@@ -59,20 +55,7 @@ def sanity_checks(record: SanityRecord | None) -> str:
     and epochs; a failed check says what it may mean. "" when the study ran none."""
     if record is None or not record.results:
         return ""
-    s = record.settings
-    rule = (f"each method fits {s.get('samples')} training examples to a training loss under {s.get('threshold')} "
-            f"within {s.get('max_epochs')} epochs")
-
-    def one(r: SanityCheck) -> str:
-        outcome = "passed" if r.passed else "**FAILED**"
-        why = f"; {r.reason}" if r.reason else ""
-        return f"{r.task} {display_name(r.method)} {outcome} (loss {r.final_loss:.3g} after {r.epochs_run} epochs{why})"
-
-    text = f"Sanity checks ({rule}): " + "; ".join(one(r) for r in record.results) + "."
-    if not record.passed:
-        text += (" A method that cannot memorise a handful of examples points to a bug in the data, the "
-                 "classification head or the optimiser set-up: read its results with that in mind.")
-    return text
+    return render_template("sanity.md.j2", record=record, settings=record.settings, display_name=display_name)
 
 
 def _difference_interval(metric: str | None, record: SeedsOnlyDifference | CrossedDifference | None) -> str:
@@ -99,17 +82,8 @@ def metric_differences(data: StudyRecords) -> str:
                      test_result(both.test) if both else "–"])
         note = diff.note or d.dev_examples_note
         if note and not both:
-            notes.append(f"- {task}: {note}.")
-    if not rows:
-        return ""
-    return "\n".join([
-        "### LoRA − full fine-tuning on the dev metric", "",
-        "Every run is scored on the same dev examples, so a difference measured on them carries their sampling error "
-        "too: *over seeds* treats the dev examples as fixed (paired t over seed pairs); *over seeds and dev examples* "
-        "adds their share (two-way random effects over seeds × examples, Satterthwaite df), from the runs' "
-        "per-example predictions.", "",
-        table(["task", "compared", "seed pairs", "mean difference", "95% CI over seeds", "test over seeds",
-               "95% CI over seeds and dev examples", "test over seeds and dev examples"], rows), "", *notes]).rstrip()
+            notes.append((task, note))
+    return render_template("metric_differences.md.j2", rows=rows, notes=notes) if rows else ""
 
 
 def provenance_section(data: StudyRecords) -> str:
@@ -119,9 +93,8 @@ def provenance_section(data: StudyRecords) -> str:
     libs = ", ".join(f"{k} {v}" for k, v in (libraries if isinstance(libraries, dict) else {}).items() if v)
     runs = len(data.timings.invocations) or 1  # older studies stored only their last invocation's times
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in data.timings.total_s.items())
-    return "\n".join(["## Provenance", "", f"- lorascope {prov.get('lorascope_version')}, git {prov.get('git_revision')}",
-                      f"- {libs}", f"- wall time per stage, summed over {runs} invocation(s): {timings or '–'}",
-                      f"- study folder: `{data.study}`", "", "```yaml", _yaml(data.config), "```"])
+    return render_template("provenance.md.j2", provenance=prov, libraries=libs, invocations=runs, timings=timings,
+                           study=data.study, config_yaml=_yaml(data.config))
 
 
 def _yaml(cfg: dict[str, JsonValue]) -> str:
@@ -129,11 +102,6 @@ def _yaml(cfg: dict[str, JsonValue]) -> str:
 
     dumped: str = yaml.safe_dump(cfg, sort_keys=False)
     return dumped.strip()
-
-
-def _present(*sections: str) -> list[str]:
-    """The sections a study has (a lens it did not run renders as ""), each followed by a blank line."""
-    return [line for section in sections if section for line in (section, "")]
 
 
 def render(data: StudyRecords, figures: dict[str, str]) -> str:
@@ -144,14 +112,11 @@ def render(data: StudyRecords, figures: dict[str, str]) -> str:
         value = cfg.get(key)
         return ", ".join(map(str, value)) if isinstance(value, list) else ""
 
-    parts = [f"# lorascope report: {cfg.get('name', 'study')}", "",
-             f"Base model `{cfg.get('model')}`; tasks {names('tasks')}; methods {names('methods')}; "
-             f"seeds {cfg.get('seeds')}.", "",
-             answers(data), "", verdict_table(data), "", performance(data), "",
-             *_present(sanity_checks(data.sanity), metric_differences(data)), drift_section(data, figures), "",
-             *_present(sweep_section(data, figures), lenses_summary(data), variants_section(data, figures),
-                       weights_section(data.weights, data), forgetting_section(data.forgetting, data),
-                       probes_section(data.probes, data)),
-             serving_section(data.bench, figures), "", limitations(data), "", provenance_section(data), "",
-             "*Reference study: TinyLlama-1.1B on GLUE, L4 GPU (docs/protocol.md §7); shown for orientation, not as a target."]
-    return "\n".join(parts) + "\n"
+    return render_template(
+        "report.md.j2", config=cfg, names=names, answers=answers(data), verdict_table=verdict_table(data),
+        performance=performance(data), sanity=sanity_checks(data.sanity), metric_differences=metric_differences(data),
+        drift=drift_section(data, figures), sweep=sweep_section(data, figures), lenses_summary=lenses_summary(data),
+        variants=variants_section(data, figures), weights=weights_section(data.weights, data),
+        forgetting=forgetting_section(data.forgetting, data), probes=probes_section(data.probes, data),
+        serving=serving_section(data.bench, figures), limitations=limitations(data),
+        provenance=provenance_section(data)) + "\n"
