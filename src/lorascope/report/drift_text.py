@@ -4,29 +4,21 @@ per-layer tests and the pipeline controls."""
 
 from __future__ import annotations
 
-from lorascope.drift.record import (
-    DriftComparison,
-    LogRatioSummary,
-    MeanInterval,
-    MeasureStats,
-    ReductionInterval,
-    StoredVerdict,
-    Undefined,
-)
+from lorascope.drift.record import DriftComparison, LogRatioSummary, MeanInterval, MeasureStats, ReductionInterval, StoredVerdict, Undefined
 from lorascope.metrics import format_bounds, format_interval, format_metric, format_number, format_ratio, format_reduction, format_reduction_interval
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, not_learned
 from lorascope.report.limitations import noise_of, spread_text
 from lorascope.report.reference import REFERENCE
 from lorascope.report.robustness_text import layers_sentence, robustness_section
+from lorascope.report.templating import render_template
 from lorascope.report.text import seed_sorted, table, test_result
 
 
-def _mean_sd(stat: MeasureStats | None, digits: int = 3) -> str:
+def _mean_sd(stat: MeasureStats | None) -> str:
     if not stat or stat.mean is None:
         return "–"
-    sd = f" ± {stat.sd:.{digits}f}" if stat.sd is not None else ""
-    return f"{stat.mean:.{digits}f}{sd}"
+    return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")
 
 
 def _ci(bounds: list[float | None] | None) -> str:
@@ -35,14 +27,10 @@ def _ci(bounds: list[float | None] | None) -> str:
 
 def method_table(data: StudyRecords) -> str:
     """The table of each task and method's drift, debiased drift and cosine with their intervals and noise floor."""
-    rows = []
-    for task, d in data.drift.items():
-        ref = REFERENCE.get(task, {})
-        for method, s in d.methods.items():
-            rows.append([task, method, _mean_sd(s.drift), _ci(s.drift.ci_seeds), _ci(s.drift.ci_seeds_samples),
-                         _mean_sd(s.drift_debiased), _ci(s.drift_debiased.ci_seeds_samples), _mean_sd(s.cosine),
-                         spread_text(d.noise_floor.get(method)),
-                         ", ".join(f"{k} {v:.3f}" for k, v in s.thirds.items()), ref.get(f"drift_{method}", "–")])
+    rows = [[task, method, _mean_sd(s.drift), _ci(s.drift.ci_seeds), _ci(s.drift.ci_seeds_samples), _mean_sd(s.drift_debiased),
+             _ci(s.drift_debiased.ci_seeds_samples), _mean_sd(s.cosine), spread_text(d.noise_floor.get(method)),
+             ", ".join(f"{k} {v:.3f}" for k, v in s.thirds.items()), REFERENCE.get(task, {}).get(f"drift_{method}", "–")]
+            for task, d in data.drift.items() for method, s in d.methods.items()]
     return table(["task", "method", "drift (1−CKA), mean ± sd", "95% CI over seeds", "95% CI over seeds + samples",
                   "debiased drift", "95% CI over seeds + samples", "cosine to base", "noise floor: sd over seeds [95% CI]",
                   "early / middle / late", "reference drift*"], rows)
@@ -67,9 +55,7 @@ def _seed_interval(c: DriftComparison) -> str:
 
 
 def _hier(record: ReductionInterval | Undefined | None) -> str:
-    if not isinstance(record, ReductionInterval):
-        return format_reduction_interval(None, None)
-    return format_reduction_interval(record.low, record.high)
+    return format_reduction_interval(*((record.low, record.high) if isinstance(record, ReductionInterval) else (None, None)))
 
 
 def _debiased(c: DriftComparison) -> str:
@@ -84,16 +70,13 @@ def _debiased(c: DriftComparison) -> str:
 
 def comparison_table(data: StudyRecords) -> str:
     """Per task whose models learned it: Δ% on the log scale (geometric-mean ratio with its t interval
-    over seeds, asymmetric), over seeds and samples, the ratio of means beside it and the two-sided
+    over seeds, asymmetric), over seeds and samples, the ratio of mean drifts beside it and the two-sided
     tests of the log ratios; then the drift differences' tests and Cohen's d. Below the tables, one line
-    per task whose models did not (its tests and effect sizes are not shown)."""
-    rows, diffs, untrained, set_apart = [], [], not_learned(data), []
-    for task, d in data.drift.items():
-        if task in untrained:
-            set_apart.append(f"- {task}: not in this table — the models did not learn the task (see Answers), so its "
-                             "drift reduction, tests and effect size are not reported.")
-            continue
-        c = d.comparison
+    per task with one seed pair, per seed-noise caveat and per task whose models did not learn it (its
+    tests and effect sizes are not shown)."""
+    rows, diffs, untrained = [], [], not_learned(data)
+    learned = {task: d.comparison for task, d in data.drift.items() if task not in untrained}
+    for task, c in learned.items():
         red = c.reduction_percent
         log_ratio = _log_ratio(c.log_ratio)
         delta = c.mean_delta_ci_t if isinstance(c.mean_delta_ci_t, MeanInterval) else None
@@ -113,33 +96,18 @@ def comparison_table(data: StudyRecords) -> str:
         diffs.append([task, *([test_result(c.paired_t), test_result(c.sign_flip), format_number(c.cohens_d, 2),
                                format_interval(delta.low if delta else None, delta.high if delta else None, 4)]
                               if tested else [none, none, "–", "–"])])
-    one_pair = [task for task, d in data.drift.items() if task not in untrained and d.comparison.n_pairs < 2]
-    notes = [f"- {task}: one seed pair allows no test across seeds; its Δ% is that pair's." for task in one_pair]
-    caveats = []
-    for task, d in data.drift.items():
-        caveat = noise_of(d.comparison) if task not in untrained else None
-        if caveat:
-            caveats.append(f"- {task}, could the difference be seed noise: {caveat.text}.")
-    body = "\n\n".join([
-        table(["task", "seed pairs", "drift reduction Δ%", "Δ% from", "geometric-mean ratio LoRA / full [95% t CI over "
-               "seeds, log scale]", "Δ% [95% CI over seeds]", "Δ% [95% CI over seeds + samples]", "Δ% of mean drifts",
-               "Δ% debiased", "reference Δ%*", "t-test of log ratios (two-sided)",
-               "exact sign-flip of log ratios (two-sided)"], rows),
-        table(["task", "paired t-test of full − LoRA drift (two-sided)", "exact sign-flip (two-sided)", "Cohen's d",
-               "95% t CI of mean Δdrift"], diffs)]) if rows else ""
-    # Blank lines between: a line right under a markdown table would be read as one more row.
-    return "\n\n".join(x for x in (body, "\n".join(notes), "\n".join(caveats), "\n".join(set_apart)) if x)
+    return render_template("drift_comparison.md.j2", rows=rows, diffs=diffs,
+                           one_pair=[task for task, c in learned.items() if c.n_pairs < 2],
+                           caveats=[(task, caveat.text) for task, c in learned.items() if (caveat := noise_of(c))],
+                           set_apart=[task for task in data.drift if task in untrained])
 
 
 def per_run_table(data: StudyRecords) -> str:
     """The table of each run's dev metric and drift, each drift with its interval over samples."""
-    rows = []
-    for task, d in data.drift.items():
-        for r in seed_sorted(d.runs):
-            rows.append([task, r.method, r.seed, format_metric(main_metric(data, task), r.metric),
-                         f"{r.mean_drift:.4f} {format_interval(r.mean_drift_ci[0], r.mean_drift_ci[1], 4)}",
-                         f"{r.mean_drift_debiased:.4f} {format_interval(r.mean_drift_debiased_ci[0], r.mean_drift_debiased_ci[1], 4)}",
-                         format_number(r.mean_cosine, 4)])
+    rows = [[task, r.method, r.seed, format_metric(main_metric(data, task), r.metric),
+             f"{r.mean_drift:.4f} {format_interval(r.mean_drift_ci[0], r.mean_drift_ci[1], 4)}",
+             f"{r.mean_drift_debiased:.4f} {format_interval(r.mean_drift_debiased_ci[0], r.mean_drift_debiased_ci[1], 4)}",
+             format_number(r.mean_cosine, 4)] for task, d in data.drift.items() for r in seed_sorted(d.runs)]
     return table(["task", "method", "seed", "dev main metric", "drift [95% CI over samples]",
                   "debiased drift [95% CI over samples]", "cosine"], rows)
 
@@ -173,38 +141,12 @@ def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The report's representation-drift section (RQ1), with ``figures`` (name -> path) where they were made."""
     settings = data.config.get("drift")
     settings = settings if isinstance(settings, dict) else {}
-    pooled = {"mean": "mean-pooled", "head_token": "head-token"}.get(str(settings.get("pooling", "mean")), "pooled")
     reduction = settings.get("min_reduction", 0.2)
-    min_reduction = float(reduction) if isinstance(reduction, (int, float, str)) else 0.2
-    out = ["## Representation drift", "",
-           f"Drift = 1 − linear CKA between the base's and the fine-tuned model's {pooled} hidden states on the same "
-           "dev samples, averaged over layers per run; debiased CKA uses the unbiased HSIC estimator (it matters when n "
-           "is not much larger than the hidden size). The noise floor is the sd over seeds of one method's drift from "
-           "the base (chi-square interval). Intervals: *over seeds* resamples nothing (Student t on per-seed values); "
-           "*over seeds + samples* is the hierarchical bootstrap (seeds, then the shared dev samples). "
-           + layers_sentence(data.drift), "",
-           method_table(data), ""]
-    for key in ("drift_by_layer", "drift_heatmap", "drift_reduction", "metric_vs_drift"):
-        if key in figures:
-            out.append(f"![{key}]({figures[key]})\n")
-    out += ["### LoRA vs full fine-tuning", ""]
     learned = set(data.drift) - set(not_learned(data))
-    if learned:  # a table to explain: some task's models learned it
-        if any((s := _log_ratio(data.drift[t].comparison.log_ratio)) and s.gm_ratio is not None for t in learned):
-            out += ["Δ% = 100 · (1 − geometric-mean ratio), the geometric mean over seed pairs of the per-seed drift "
-                    "ratio LoRA / full: drift is positive and skewed across seeds, so ratios are averaged on the log "
-                    "scale and their t interval, carried back by exp, is asymmetric. The ratio of mean drifts is shown "
-                    "beside it. The tests of log ratios share the two-sided null \"the mean per-seed log ratio is 0\".", ""]
-        out += ["The tests of drift differences share the two-sided null \"the mean per-seed drift difference full − "
-                f"LoRA is 0\"; the verdicts above test one-sided claims (e.g. \"LoRA drifts at least {min_reduction:.0%} "
-                "less\") adjusted for their family, so their p-values differ by design.", ""]
-    out += [comparison_table(data), ""]
-    robust = robustness_section(data.drift, set(data.drift) - learned)
-    out += [robust, ""] if robust else []
-    out += per_layer_text(data)
-    out += ["", "### Each run, with its interval over samples", "", per_run_table(data), "",
-            "### Pipeline controls", "",
-            "base vs base is a second, independent extraction of the base (another sample order and batch size) "
-            "re-aligned by sample id; the shuffled control is the same extraction left in its shuffled order.", "",
-            controls_table(data)]
-    return "\n".join(out)
+    return render_template(
+        "drift.md.j2", pooling=str(settings.get("pooling", "mean")), layers_sentence=layers_sentence(data.drift),
+        method_table=method_table(data), figures=figures, learned=learned,  # a table to explain: some task's models learned it
+        log_ratios=any((s := _log_ratio(data.drift[t].comparison.log_ratio)) and s.gm_ratio is not None for t in learned),
+        min_reduction=f"{float(reduction) if isinstance(reduction, (int, float, str)) else 0.2:.0%}",
+        comparison=comparison_table(data), robustness=robustness_section(data.drift, set(data.drift) - learned),
+        per_layer=per_layer_text(data), per_run_table=per_run_table(data), controls_table=controls_table(data))

@@ -3,9 +3,10 @@ stated, and each alternative measure's LoRA / full FT ratio (``drift.json``'s ``
 
 from __future__ import annotations
 
-from lorascope.drift.record import DriftRecord, RobustnessRow
+from lorascope.drift.record import DriftRecord
 from lorascope.metrics import format_drift, format_interval, format_ratio
-from lorascope.report.text import table, test_result
+from lorascope.report.templating import render_template
+from lorascope.report.text import test_result
 
 LAYER_WORDS = {"all": "every layer, the embedding output included",
                "blocks": "the transformer blocks, the embedding output left out"}
@@ -25,44 +26,29 @@ def layers_sentence(drift: dict[str, DriftRecord]) -> str:
     return f"The verdicts average drift over {LAYER_WORDS[choices.pop()]} (`drift.layers`)."
 
 
-def _summary(task: str, rows: list[RobustnessRow]) -> str:
-    intervals = [r.ratio.gm_ratio_ci for r in rows if r.ratio]
-    if not intervals:
-        return f"{task}: no measure could compare the pair ({rows[0].note if rows else 'no rows'})."
-    less = [r for r in rows if r.ratio and r.direction == "lora_less"]
-    below = [ci for ci in intervals if ci[1] is not None and ci[1] < 1]
-    above = [ci for ci in intervals if ci[0] is not None and ci[0] > 1]
-    compared = intervals
-    return (f"{task}: LoRA drifts less than full fine-tuning by {len(less)} of {len(compared)} measures (geometric-"
-            f"mean ratio below 1); the 95% interval lies below 1 for {len(below)} and above 1 for {len(above)}.")
-
-
 def robustness_section(drift: dict[str, DriftRecord], not_learned: set[str] | frozenset[str] = frozenset()) -> str:
     """Per task, one row per drift measure: LoRA's and full FT's mean, their ratio over seed pairs with
-    its interval and both tests; empty when no task's drift.json has the rows. A task whose models
-    did not learn it (``not_learned``) has no rows: its drift is not read as a finding."""
+    its interval and both tests, then how many measures find LoRA drifting less; "" when no task's
+    drift.json has the rows. A task whose models did not learn it (``not_learned``) has no rows: its
+    drift is not read as a finding."""
     measured = {task: d.robustness for task, d in drift.items()
                 if d.robustness and d.robustness.rows and task not in not_learned}
     if not measured:
         return ""
-    out = ["### Does the answer depend on the measure?", "",
-           layers_sentence(drift) + " Below, the same runs and samples measured other ways: linear CKA over the "
-           "other choice of layers, orthogonal Procrustes distance, RBF-kernel CKA and mutual nearest neighbours "
-           "(1 − the measure's similarity, or its distance, averaged over layers as the verdicts are). The ratio is "
-           "LoRA / full fine-tuning, the geometric mean over seed pairs with its t interval; the tests are of the "
-           "per-seed log ratios, two-sided. These rows are descriptive: their p-values are outside the verdicts' "
-           "corrected family.", ""]
-    rows, pairs = [], []
+    rows, pairs, summaries = [], [], []
     for task, rob in measured.items():
-        lora, full = rob.pair or ["lora", "full"]
         for r in rob.rows:
             ratio = r.ratio
             name = f"**{r.description}** (the verdicts')" if r.is_verdict_measure else r.description
             rows.append([task, name, format_drift(r.lora_mean), format_drift(r.full_mean),
                          f"{format_ratio(ratio.gm_ratio)} {format_interval(ratio.gm_ratio_ci[0], ratio.gm_ratio_ci[1])}" if ratio else r.note or "–",
                          test_result(ratio.sign_flip) if ratio else "–", test_result(ratio.t_test) if ratio else "–"])
+        lora, full = rob.pair or ["lora", "full"]
         pairs.append(f"{task}: {lora} vs {full}")
-    out += [table(["task", "measure", "LoRA", "full FT", "ratio LoRA / full [95% CI]", "sign-flip test", "t-test"], rows),
-            "", f"Compared (the verdicts' pair): {'; '.join(pairs)}.", ""]
-    out += [_summary(task, rob.rows) for task, rob in measured.items() if rob]
-    return "\n".join(out)
+        intervals = [r.ratio.gm_ratio_ci for r in rob.rows if r.ratio]
+        summaries.append({"task": task, "note": rob.rows[0].note, "measures": len(intervals),
+                          "less": sum(1 for r in rob.rows if r.ratio and r.direction == "lora_less"),
+                          "below": sum(1 for ci in intervals if ci[1] is not None and ci[1] < 1),
+                          "above": sum(1 for ci in intervals if ci[0] is not None and ci[0] > 1)})
+    return render_template("robustness.md.j2", layers_sentence=layers_sentence(drift), rows=rows, pairs=pairs,
+                           summaries=summaries)

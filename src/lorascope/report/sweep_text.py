@@ -4,11 +4,13 @@ verdicts compare, chosen by the study's declared rule. Only for tasks whose drif
 
 from __future__ import annotations
 
-from lorascope.drift.record import DriftRecord, MatchedComparison, SettingInteraction
+from functools import partial
+
+from lorascope.drift.record import DriftRecord, MatchedComparison
 from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, task_majority
-from lorascope.report.text import table
+from lorascope.report.templating import render_template
 from lorascope.train.learned import LEARNED_MARGIN, at_majority_level
 
 METHOD_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
@@ -22,18 +24,6 @@ def setting_text(value: object) -> str:
 def selected_labels(d: DriftRecord) -> set[str]:
     """The sweep points the verdicts compare (the declared rule's choice for each method)."""
     return {s.label for s in (d.selection or {}).values() if s.label}
-
-
-def _selection_items(d: DriftRecord) -> list[str]:
-    out = []
-    for method, chosen in (d.selection or {}).items():
-        if not chosen.label:
-            continue
-        values = ", ".join(f"{label} {value:.4g}" for label, value in chosen.values.items())
-        by = {"loss": "selection-split loss", "metric": "selection-split metric"}.get(chosen.by, chosen.by)
-        out.append(f"- {METHOD_NAMES.get(method, method)}: the verdicts use **{chosen.label}**, chosen by the declared "
-                   f"rule — {chosen.rule}" + (f" (mean {by} over seeds: {values})" if values else "") + ".")
-    return out
 
 
 def edge_notes(d: DriftRecord) -> list[str]:
@@ -74,51 +64,24 @@ def overlap_notes(matched: MatchedComparison | None, majority: float | None, met
             "compares models that did not learn the task."]
 
 
-def _statement(name: str, record: MatchedComparison | SettingInteraction | None) -> list[str]:
-    if not record or not record.statement:
-        return []
-    return [f"- {name}: {record.statement}."]
-
-
 def sweep_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """The section, or "" when no task's drift.json has a frontier."""
-    blocks = []
+    tasks = []
     for task, d in data.drift.items():
         frontier = d.frontier
         if not frontier:
             continue
         metric = main_metric(data, task)
-        chosen = selected_labels(d)
-
-        def m(x: float | None, metric: str | None = metric) -> str:
-            return format_metric(metric, x)
-
+        chosen, m = selected_labels(d), partial(format_metric, metric)
         rows = [[r.label + (" (selected)" if r.label in chosen else ""), METHOD_NAMES.get(r.method, r.method),
                  setting_text(r.setting), r.n_seeds, m(r.metric_mean), format_bounds(r.metric_ci, fmt=m),
                  format_drift(r.drift_gmean), format_bounds(r.drift_ci, fmt=format_drift)]
                 for r in frontier.table]
-        blocks += [f"**{task}**", "",
-                   table(["point", "method", "setting", "seeds", "mean dev metric", "95% t CI over seeds",
-                          "geometric-mean drift", "95% CI (t on log drift)"], rows), ""]
-        if frontier.missing:
-            blocks += [f"- Points without finished runs, not on the frontier: {', '.join(frontier.missing)}."]
-        blocks += _statement("Frontiers compared", frontier.matched)
-        blocks += overlap_notes(frontier.matched, task_majority(data, task), metric)
-        blocks += _statement("Method × setting", frontier.interaction)
-        if frontier.seeds:
-            blocks += [f"- The frontier uses seeds {', '.join(map(str, frontier.seeds))}, those every point was "
-                       "trained with (`sweep_seeds`); each chosen point was then trained with every seed, and the "
-                       "verdicts use them all."]
-        blocks += [*_selection_items(d), *edge_notes(d), ""]
-    if not blocks:
-        return ""
-    out = ["## Learning-rate sweep", "",
-           "A comparison at one learning rate per method answers a question about two learning rates. Each method's "
-           "sweep points give its frontier: mean dev metric (t interval over seeds) against geometric-mean drift "
-           "(interval from the t interval of log drift, so asymmetric). The methods are compared where their "
-           "frontiers overlap, at an accuracy both reach; the interaction test asks whether the drift ratio between "
-           "the methods depends on the setting. The verdicts above compare one point per method, chosen by the rule "
-           "stated below each table.", ""]
-    if "frontier" in figures:
-        out += [f"![frontier]({figures['frontier']})", ""]
-    return "\n".join(out + blocks).rstrip()
+        matched, interaction = frontier.matched, frontier.interaction
+        tasks.append({"task": task, "rows": rows, "missing": frontier.missing, "seeds": frontier.seeds,
+                      "matched": matched and matched.statement, "interaction": interaction and interaction.statement,
+                      "overlap": overlap_notes(matched, task_majority(data, task), metric), "edges": edge_notes(d),
+                      "selection": [{"method": METHOD_NAMES.get(method, method), "point": point,
+                                     "scores": ", ".join(f"{label} {value:.4g}" for label, value in point.values.items())}
+                                    for method, point in (d.selection or {}).items() if point.label]})
+    return render_template("sweep.md.j2", tasks=tasks, figures=figures) if tasks else ""
