@@ -1,10 +1,7 @@
 """How the report writes a verdict's statistics: each test's raw p beside the p adjusted for the
-study's family of verdicts, the family itself (size, correction, which hypotheses are primary), and
-whether a decision is robust to the normality assumption.
-
-Every sentence here is computed from the saved verdict records. Records written before verdicts were
-adjusted as one family carry neither adjusted p-values nor a family: their p is shown raw, with the
-Bonferroni level they were decided at.
+study's family of verdicts, the family itself (size, correction), and whether a decision is robust to
+the normality assumption. Records written before verdicts were adjusted as one family carry neither
+adjusted p-values nor a family: their p is shown raw, with the Bonferroni level they were decided at.
 """
 
 from __future__ import annotations
@@ -12,6 +9,7 @@ from __future__ import annotations
 from lorascope.drift.record import ComparisonFamily, DriftComparison, StoredVerdict, VerdictFamily
 from lorascope.metrics import format_p
 from lorascope.report.collect import StudyRecords
+from lorascope.report.templating import render_template
 
 CORRECTIONS = {"holm": "Holm", "bonferroni": "Bonferroni"}
 ROBUST_TEXT = ("robust to the normality assumption: the t-test and the exact sign-flip test agree on the same seeds "
@@ -122,57 +120,19 @@ def family_shape(family: Family | None) -> str:
             f"task{'s' if tasks != 1 else ''})")
 
 
-def _family_text(family: Family | None, first: StoredVerdict) -> str:
-    size = family.size if family else first.n_comparisons
-    alpha = family.alpha if isinstance(family, ComparisonFamily) else first.alpha
-    method = family.method if family else first.correction
-    name = CORRECTIONS.get(method, method)
-    hypotheses, tasks, shape = _hypotheses(family), tasks_in(family), family_shape(family)
-    if method == "none" or size == 1:
-        return f"The study has one verdict: nothing is adjusted; it is decided at α = {alpha:g}."
-    if family is not None and not family.complete:
-        per_task = len(hypotheses) or size
-        return (f"The study's {size} verdicts{shape} form one family. Each task's {per_task} are adjusted by {name} "
-                f"within the task and Bonferroni over the {tasks or '?'} tasks (the study-wide {name} over all "
-                f"{size} together was not applied to these results), at family-wise α = {alpha:g}; each status rests "
-                "on the adjusted p, shown beside the raw p.")
-    steps = (f"{name} compares the smallest raw p of a test with α/{size} = {alpha / size:.4g}, the next with "
-             f"α/{size - 1}, and so on, stopping at the first that fails" if method == "holm" else
-             f"{name} compares every raw p with α/{size} = {alpha / size:.4g}")
-    return (f"The study's {size} verdicts{shape} are one family, adjusted together by {name} at family-wise "
-            f"α = {alpha:g}: a status rests on the adjusted p (supported or rejected where it is ≤ {alpha:g}), shown "
-            f"beside the raw p. {steps}. "
-            "Each test's p-values are adjusted within their own family (t-tests with t-tests, exact tests with "
-            "exact tests).")
-
-
 def family_sentences(data: StudyRecords, tasks: list[str]) -> list[str]:
-    """How the verdicts of ``tasks`` were corrected, and which hypotheses are primary, in sentences."""
+    """How the verdicts of ``tasks`` were corrected (family.md.j2): one sentence per group of tasks
+    corrected alike, led by the group's tasks where the groups differ."""
     groups: dict[str, list[str]] = {}
-    primary: list[str] = []
-    secondary: list[str] = []
     for task in tasks:
         c = data.drift[task].comparison
-        records = verdict_records(c)
-        if not records:
+        if not (records := verdict_records(c)):
             continue
-        first = records[0]
-        if "p_adjusted" not in first.model_fields_set:
-            m = first.n_comparisons
-            text = (f"Each verdict is decided at α = {first.alpha:g}" if m == 1 else
-                    f"Each verdict is decided at α/{m} = {first.corrected_alpha:.4g} (Bonferroni over {m} tasks; "
-                    "these results carry no adjusted p-values)") + "."
-        else:
-            text = _family_text(c.family or first.family, first)
+        first, family = records[0], c.family or records[0].family
+        size, method = (family.size, family.method) if family else (first.n_comparisons, first.correction)
+        alpha = family.alpha if isinstance(family, ComparisonFamily) else first.alpha
+        text = render_template("family.md.j2", first=first, family=family, size=size, method=method, alpha=alpha,
+                               correction=CORRECTIONS.get(method, method), per_task=len(_hypotheses(family)) or size,
+                               tasks=tasks_in(family), shape=family_shape(family))
         groups.setdefault(text, []).append(task)
-        for v in records:
-            if "primary_hypothesis" in v.model_fields_set:
-                target = primary if is_primary(v) else secondary
-                if v.hypothesis not in target:
-                    target.append(v.hypothesis)
-    out = [text if len(groups) == 1 else f"{', '.join(ts)}: {text}" for text, ts in groups.items()]
-    if primary:
-        out.append(f"Primary hypotheses, on which the answers rest: {', '.join(primary)}."
-                   + (f" Secondary, in the same family and corrected the same way: {', '.join(secondary)}." if secondary
-                      else ""))
-    return out
+    return [text if len(groups) == 1 else f"{', '.join(ts)}: {text}" for text, ts in groups.items()]
