@@ -1,4 +1,5 @@
-"""The lenses besides representations: the weight lens (update size, rank, intruder dimensions) and forgetting."""
+"""The lenses besides representations (the weight lens: update size, rank, intruder dimensions; forgetting; probe
+retention) and every lens side by side: the rows and values their templates in report/templates show."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from lorascope.lenses.records import ForgettingRecord, MeasureComparison, PairCo
 from lorascope.records import StoredTest
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import reference_of, task_learning
-from lorascope.report.text import table, test_result
+from lorascope.report.templating import render_template
+from lorascope.report.text import test_result
 from lorascope.variants import display_name, recorded_primary
 from lorascope.weight_update.scope import short_types
 
@@ -37,46 +39,37 @@ def adapted_scope(w: WeightsRecord, label: str | None = None) -> str | None:
 
 def whole_scope(w: WeightsRecord) -> str:
     """``15 matrices, embeddings included``: the backbone matrices the whole-model measures read."""
-    return _matrices(w.scope.whole_model_matrices) + (", embeddings included" if _embeddings(w) else "")
-
-
-def _embeddings(w: WeightsRecord) -> int:
-    """How many embedding matrices the whole-model scope holds."""
-    return len(w.scope.whole_model_embeddings)
+    return _matrices(w.scope.whole_model_matrices) + (", embeddings included" if w.scope.whole_model_embeddings else "")
 
 
 def _whole_measures(w: WeightsRecord) -> list[tuple[str, str, str]]:
     """(key, row name, scope) of each whole-model measure the result has: all matrices together, and
     without the embeddings where there are some."""
-    n = w.scope.whole_model_matrices
-    measures = w.comparison.measures
+    measures, embeddings = w.comparison.measures, len(w.scope.whole_model_embeddings)
     if "relative_update_whole" not in measures:
         return []
     found = [("relative_update_whole", "relative update ‖ΔW‖/‖W₀‖, all matrices together", "over the whole model "
               f"({whole_scope(w)})")]
-    if _embeddings(w) and "relative_update_whole_without_embeddings" in measures:
-        rest = _matrices(n - _embeddings(w))
+    if embeddings and "relative_update_whole_without_embeddings" in measures:
+        rest = _matrices(w.scope.whole_model_matrices - embeddings)
         found.append(("relative_update_whole_without_embeddings", f"the same without the embeddings ({rest})",
                       f"without the embeddings ({rest})"))
     return found
 
 
-def _mean_sd(mean: float | None, sd: float | None, n: int, digits: int) -> str:
-    """"mean ± sd (n=k)" of one method's per-run values, "–" where it has none."""
+def _mean_sd(mean: float | None, sd: float | None, n: int, digits: int, scale: float) -> str:
+    """"mean ± sd (n=k)" of one method's per-run values times ``scale``, "–" where it has none."""
     if mean is None:
         return "–"
-    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
+    return f"{scale * mean:.{digits}f}" + (f" ± {scale * sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
 
 
 def _row(name: str, entry: MeasureComparison, digits: int, learned: bool, scale: float = 1) -> list[str]:
     """A lens table row: each method's mean ± sd (times ``scale``) and the two tests, not reported where the
     models did not learn."""
-    def times(x: float | None) -> float | None:
-        return None if x is None else scale * x
-
     tests = ([test_result(entry.paired_t), test_result(entry.sign_flip)] if learned else [NOT_REPORTED, NOT_REPORTED])
-    return [name, _mean_sd(times(entry.lora_mean), times(entry.lora_sd), entry.lora_n, digits),
-            _mean_sd(times(entry.full_mean), times(entry.full_sd), entry.full_n, digits), *tests]
+    return [name, _mean_sd(entry.lora_mean, entry.lora_sd, entry.lora_n, digits, scale),
+            _mean_sd(entry.full_mean, entry.full_sd, entry.full_n, digits, scale), *tests]
 
 
 def _learned(data: StudyRecords | None, task: str) -> bool:
@@ -84,87 +77,36 @@ def _learned(data: StudyRecords | None, task: str) -> bool:
     return data is None or task_learning(data, task).learned
 
 
-def _untrained_note(data: StudyRecords | None, task: str) -> list[str]:
-    """The line above a lens table whose tests are not reported, or nothing."""
-    if _learned(data, task):
-        return []
-    return ["The models did not learn this task (see Answers): the means describe the runs; no test is reported.", ""]
-
-
 def weights_section(weights: dict[str, WeightsRecord], data: StudyRecords | None = None) -> str:
     """Per task: a table of the like-for-like measures and one of the whole-model measures (mean ± sd
     over seeds per method, the full − LoRA tests over seed pairs), each headed by the matrices it reads,
-    and a sentence saying which method moved less in each scope.
+    a sentence saying which method moved less in each scope, and the intruder count at each ε of the sweep.
 
     ``data``, the collected study, says which tasks' models did not learn: their tests are not reported.
     Results written before the whole-model measures existed show the like-for-like table only.
     """
-    if not weights:
-        return ""
-    first = next(iter(weights.values()))
-    cfg = first.config
-    out = ["## Weight lens", "",
-           f"Like for like: the matrices the LoRA runs adapted ({len(first.matrices)} per run, the same ones for full "
-           "fine-tuning), each compared with the base: relative update (the mean over matrices of ‖ΔW‖_F/‖W₀‖_F), the "
-           "stable rank ‖ΔW‖_F²/‖ΔW‖₂² and entropy effective rank of the update (LoRA's ΔW is its merged (α/r)·B·A), "
-           f"and intruder dimensions — of the fine-tuned matrix's top {cfg['top_k']} singular vectors, those whose "
-           f"largest |cosine| with any singular vector of the base matrix is below ε = {cfg['epsilon']:g} "
-           "(Shuttleworth et al., 2025)."]
-    out[-1] += (" The plain count grows with the size of the update as well as with its direction, so intruders "
-                "are also counted with every matrix's ΔW rescaled to one common ‖ΔW‖_F/‖W₀‖_F, the geometric mean "
-                "of the compared runs' relative updates: the same count for ΔW and for any multiple of it.")
-    out[-1] += (" Whole model: every 2-D matrix of the backbone (the task's new head left out), read from each "
-                "full run's saved model; LoRA's ΔW there is its merged update on the matrices it adapted and zero "
-                "elsewhere. Its relative update is ‖ΔW‖_F/‖W₀‖_F of all those matrices together; the rank and "
-                "intruder measures are computed on the like-for-like matrices only.")
-    out[-1] += (" Mean ± sd over seeds; the tests are two-sided, over seed pairs, of the null \"full − LoRA is 0\" "
-                "(no multiple-testing correction: they describe, the verdicts above decide).")
-    out.append("")
+    tasks = []
     for task, w in weights.items():
-        learned = _learned(data, task)
-        measures = w.comparison.measures
-        lora = display_name(w.comparison.primary)
-        header = ["measure", lora, "full FT", "paired t-test", "exact sign-flip"]
-        like = adapted_scope(w)
+        learned, measures = _learned(data, task), w.comparison.measures
         rows = [_row(name, measures[key], digits, learned) for key, name, digits in MEASURES]
-        size = w.matched_update.relative_update
         if "intruders_matched" in measures:
-            rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {size:.3g} per matrix (sum over matrices)",
-                             measures["intruders_matched"], 1, learned))
-        out += [f"**{task}**", "", *_untrained_note(data, task)]
-        if like:
-            out += [f"On the matrices LoRA adapts ({like}), the same ones for full FT:", ""]
-        out += [table(header, rows), ""]
+            rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {w.matched_update.relative_update:.3g} per matrix "
+                             "(sum over matrices)", measures["intruders_matched"], 1, learned))
         # Five decimals: LoRA's update spread over the whole model is small.
         whole_rows = [_row(name, measures[key], 5, learned) for key, name, _ in _whole_measures(w)]
-        if whole_rows:
-            out += [f"Over the whole model ({whole_scope(w)}):", "", table(header, whole_rows), ""]
-        said = scope_sentence(w, learned)
-        if said:
-            out += [said, ""]
-        sweep = _sweep_row(w)
-        if sweep:
-            out += [sweep, ""]
-    return "\n".join(out).rstrip()
+        tasks.append({"task": task, "learned": learned, "lora": display_name(w.comparison.primary), "rows": rows, "like": adapted_scope(w),
+                      "whole": whole_scope(w), "whole_rows": whole_rows, "scope_sentence": scope_sentence(w, learned), **_intruder_sweep(w)})
+    return render_template("weights.md.j2", first=next(iter(weights.values())), tasks=tasks) if tasks else ""
 
 
-def _moved_less(entry: MeasureComparison, lora: str, learned: bool) -> str:
-    """"full FT moved less (LoRA 0.0096, full FT 0.0021; paired t p = 2e-08)": which method's mean update
-    is smaller, and whether the paired test separates them; the means alone where the models did not learn."""
-    lora_mean, full_mean = entry.lora_mean, entry.full_mean
-    if lora_mean is None or full_mean is None:
-        return "not measured for both methods"
-    means = f"{lora} {lora_mean:.4g}, full FT {full_mean:.4g}"
-    if not learned:
-        return means
-    p = entry.paired_t.p_value if entry.paired_t else None
-    test = "no paired test" if p is None else f"paired t p = {p:.3g}"
-    if lora_mean == full_mean:
-        return f"neither moved less ({means}; {test})"
-    who = lora if lora_mean < full_mean else "full FT"
-    if p is not None and p < DESCRIPTIVE_ALPHA:
-        return f"{who} moved less ({means}; {test})"
-    return f"{who} moved less on average but not clearly ({means}; {test})"
+def _moved_less(m: MeasureComparison, lora: str) -> tuple[float | None, str | None, bool]:
+    """The paired t p of ``m``, which method's mean update is smaller (``neither`` where they are equal, None
+    where a method was not measured) and whether the paired test separates them (p < DESCRIPTIVE_ALPHA)."""
+    p = m.paired_t.p_value if m.paired_t else None
+    if m.lora_mean is None or m.full_mean is None:
+        return p, None, False
+    who = "neither" if m.lora_mean == m.full_mean else lora if m.lora_mean < m.full_mean else "full FT"
+    return p, who, p is not None and p < DESCRIPTIVE_ALPHA
 
 
 def scope_sentence(w: WeightsRecord, learned: bool = True) -> str:
@@ -172,30 +114,23 @@ def scope_sentence(w: WeightsRecord, learned: bool = True) -> str:
     with its matrices: "By weight update on the matrices LoRA adapts (q_proj, v_proj: 12 matrices),
     full FT moved less (…); over the whole model (…), LoRA moved less (…)." Where the models did not
     learn, the means only. Empty without a scope to name."""
-    measures = w.comparison.measures
-    lora = display_name(w.comparison.primary)
-    like = adapted_scope(w)
+    measures, lora, like = w.comparison.measures, display_name(w.comparison.primary), adapted_scope(w)
     if not like or "relative_update" not in measures:
         return ""
-    parts = [f"By weight update on the matrices LoRA adapts ({like}), "
-             + _moved_less(measures["relative_update"], lora, learned)]
-    parts += [f"{scope}, {_moved_less(measures[key], lora, learned)}" for key, _, scope in _whole_measures(w)]
-    return "; ".join(parts) + ("." if learned else " (means only: the models did not learn the task).")
+    scopes = [(f"on the matrices LoRA adapts ({like})", "relative_update"), *((s, k) for k, _, s in _whole_measures(w))]
+    return render_template("weights_scope.md.j2", lora=lora, learned=learned, scopes=[
+        (scope, measures[key], *_moved_less(measures[key], lora)) for scope, key in scopes])
 
 
-def _sweep_row(w: WeightsRecord) -> str:
-    """Intruders per run at each ε of the sweep, mean per method: how the count depends on the threshold."""
+def _intruder_sweep(w: WeightsRecord) -> dict[str, list[str]]:
+    """``epsilons``: the ε of the sweep; ``sweep``: per method in name order, ``method: its mean intruder count per
+    run at each ε``."""
     per_method: dict[str, list[dict[str, int]]] = {}
     for r in w.runs:
         per_method.setdefault(r.method, []).append(r.summary.intruders_by_epsilon)
-    if not per_method:
-        return ""
-    eps = list(next(iter(per_method.values()))[0])
-    parts = []
-    for method, counts in sorted(per_method.items()):
-        means = [sum(c[e] for c in counts) / len(counts) for e in eps]
-        parts.append(f"{method}: " + ", ".join(f"{m:.1f}" for m in means))
-    return f"Intruders at ε = {', '.join(eps)} (mean per run) — " + "; ".join(parts) + "."
+    eps = list(w.runs[0].summary.intruders_by_epsilon) if w.runs else []
+    return {"epsilons": eps, "sweep": [f"{m}: " + ", ".join(f"{sum(c[e] for c in counts) / len(counts):.1f}" for e in eps)
+                                       for m, counts in sorted(per_method.items())]}
 
 
 # What each of the forgetting lens's controls checks (lorascope.lenses.forgetting), as the report says it.
@@ -213,52 +148,27 @@ FORGETTING_CONTROLS = {
 def forgetting_section(forgetting: dict[str, ForgettingRecord], data: StudyRecords | None = None) -> str:
     """Per task: the base's held-out loss, each method's forgetting (mean ± sd over seeds) and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
-    if not forgetting:
-        return ""
-    first = next(iter(forgetting.values()))
-    out = ["## Forgetting", "",
-           "How well each fine-tuned backbone still models held-out text, put back under the base model's own "
-           f"language-model head: mean next-token loss on {first.n_texts} passages of {first.text_source}. "
-           "Forgetting = the run's loss − the base's, in nats per token (0: nothing forgotten). Controls, each of "
-           "which stops the lens when it fails: "
-           + "; ".join(f"{FORGETTING_CONTROLS.get(c.name, c.name)} ({c.name}: {'pass' if c.passed else 'FAIL'})"
-                       for c in first.controls) + ".", ""]
+    tasks = []
     for task, f in forgetting.items():
-        rows = [_row(name, f.comparison.measures[key], 4, _learned(data, task))
+        learned = _learned(data, task)
+        rows = [_row(name, f.comparison.measures[key], 4, learned)
                 for key, name in (("forgetting", "forgetting (nats/token)"), ("loss", "held-out loss"))]
-        out += [f"**{task}** (base loss {f.base_loss:.4f}, perplexity {f.base_perplexity:.2f})", "",
-                *_untrained_note(data, task),
-                table(["measure", display_name(f.comparison.primary), "full FT", "paired t-test", "exact sign-flip"],
-                      rows), ""]
-    return "\n".join(out).rstrip()
+        tasks.append((task, f, learned, display_name(f.comparison.primary), rows))
+    return render_template("forgetting.md.j2", first=next(iter(forgetting.values())), controls=FORGETTING_CONTROLS,
+                           tasks=tasks) if tasks else ""
 
 
 def probes_section(probes: dict[str, ProbesRecord], data: StudyRecords | None = None) -> str:
     """Per task: the base's probe accuracy on each other task, each method's retention and the tests
     (not reported for a task whose models did not learn it, as ``data`` says)."""
-    if not probes:
-        return ""
-    first = next(iter(probes.values()))
-    cfg = first.config
-    out = ["## Probe retention", "",
-           "How much of *other* tasks' information each fine-tuned model keeps usable: a logistic-regression probe "
-           f"(standardised features, C = {cfg['c']:g}, never tuned) fitted on the mean-pooled last-layer states of "
-           f"{cfg['n_train']} training examples of each probe task and scored on {cfg['n_dev']} of its dev examples. "
-           "Retention = the run's probe accuracy − the base's, in points (0: as usable as in the base). Control: LoRA "
-           "at initialisation gives the base's features exactly "
-           f"({', '.join(c.name + (' pass' if c.passed else ' FAIL') for c in first.controls)}).", ""]
+    tasks = []
     for task, p in probes.items():
+        learned = _learned(data, task)
+        rows = [_row(name, p.comparison.measures[key], 1, learned, scale=100) for name, key in
+                (("mean retention (points)", "retention"), *((f"{t} (points)", f"retention_{t}") for t in p.probe_tasks))]
         base = "; ".join(f"{t} {100 * p.base[t]:.1f}% (majority {100 * p.majority[t]:.1f}%)" for t in p.probe_tasks)
-        rows = [_row("mean retention (points)" if key == "retention" else f"{key.removeprefix('retention_')} (points)",
-                     p.comparison.measures[key], 1, _learned(data, task), scale=100)
-                for key in ("retention", *(f"retention_{t}" for t in p.probe_tasks))]
-        out += [f"**{task}** — base probe accuracy: {base}", "", *_untrained_note(data, task)]
-        if p.uninformative:
-            out += [f"The base's probe does not beat the majority label on {', '.join(p.uninformative)}: "
-                    "retention there says nothing.", ""]
-        out += [table(["probe task", display_name(p.comparison.primary), "full FT", "paired t-test",
-                       "exact sign-flip"], rows), ""]
-    return "\n".join(out).rstrip()
+        tasks.append((task, p, learned, display_name(p.comparison.primary), rows, base))
+    return render_template("probes.md.j2", first=next(iter(probes.values())), tasks=tasks) if tasks else ""
 
 
 # (lens, where it is read, lower means closer to the base?). The weight lens's rows are named with
@@ -357,57 +267,33 @@ def lens_verdicts(data: StudyRecords, task: str, label: str | None = None) -> tu
         name = lens_name(data, task, name, where, label)
         lora, full, p = found
         scale = 100 if where.startswith("probes") else 1
+        means = [name, f"{scale * lora:.4g}", f"{scale * full:.4g}"]
         if not learned:
-            rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", "–", NOT_REPORTED])
+            rows.append([*means, "–", NOT_REPORTED])
             continue
-        if lora == full:
-            closer = "neither"
-        else:
-            closer = "LoRA" if (lora < full) == lower_is_closer else "full FT"
+        closer = "neither" if lora == full else "LoRA" if (lora < full) == lower_is_closer else "full FT"
         clear = p is not None and p < DESCRIPTIVE_ALPHA
         verdicts[name] = closer if clear and closer != "neither" else "unclear"
-        rows.append([name, f"{scale * lora:.4g}", f"{scale * full:.4g}", closer,
-                     "–" if p is None else f"{p:.3g}" + (" (< 0.05)" if clear else "")])
+        rows.append([*means, closer, "–" if p is None else f"{p:.3g}" + (f" (< {DESCRIPTIVE_ALPHA:g})" if clear else "")])
     return rows, verdicts
 
 
 def agreement_sentence(verdicts: dict[str, str]) -> str:
     """Whether the lenses that separate the methods agree on which one stays closer to the base."""
-    decided = {k: v for k, v in verdicts.items() if v != "unclear"}
-    if not decided:
-        return "No lens separates the methods clearly (every paired t p ≥ 0.05)."
-    if len(decided) == 1:
-        (lens, who), = decided.items()
-        return f"Only one lens separates the methods: by {lens}, {who} stays closer to the base; the others are unclear."
-    if len(set(decided.values())) == 1:
-        who = next(iter(decided.values()))
-        return (f"The lenses that separate the methods agree: {who} stays closer to the base "
-                f"({', '.join(decided)}); the others are unclear." if len(decided) < len(verdicts) else
-                f"Every lens agrees: {who} stays closer to the base.")
     by: dict[str, list[str]] = {}  # in lens order, so the sentence reads the same on every run
-    for lens, who in decided.items():
-        by.setdefault(who, []).append(lens)
-    return "The lenses disagree: " + "; ".join(f"{w} stays closer by {', '.join(ks)}" for w, ks in by.items()) + "."
+    for lens, who in verdicts.items():
+        if who != "unclear":
+            by.setdefault(who, []).append(lens)
+    return render_template("lenses_agreement.md.j2", by=by, lenses=len(verdicts), alpha=DESCRIPTIVE_ALPHA)
 
 
 def lenses_summary(data: StudyRecords) -> str:
     """Per task, every lens side by side: which method stayed closer to the base, and whether the lenses agree."""
-    tasks = sorted(set(data.drift) | set(data.weights) | set(data.forgetting) | set(data.probes))
-    blocks = []
-    for task in tasks:
+    tasks = []
+    for task in sorted(set(data.drift) | set(data.weights) | set(data.forgetting) | set(data.probes)):
         rows, verdicts = lens_verdicts(data, task)
-        if len(rows) < 2:
-            continue
-        drift = data.drift.get(task)
-        lora = display_name(recorded_primary(drift.primary if drift else None))
-        learning = task_learning(data, task)
-        said = agreement_sentence(verdicts) if learning.learned else (
-            "Not compared: the models did not learn the task (see Answers); the means describe the runs only.")
-        blocks += [f"**{task}**", "", table(["lens", lora, "full FT", "closer to the base", "paired t p (two-sided)"], rows),
-                   "", said, ""]
-    if not blocks:
-        return ""
-    return "\n".join(["## Lenses side by side", "",
-                      "Each lens's mean over seeds per method, which method stayed closer to the base model, and the "
-                      "two-sided paired t-test over seed pairs of \"no difference\" — descriptive, uncorrected "
-                      f"(α = {DESCRIPTIVE_ALPHA:g} per row): the verdicts above are the corrected tests.", "", *blocks]).rstrip()
+        if len(rows) >= 2:
+            drift = data.drift.get(task)
+            tasks.append((task, display_name(recorded_primary(drift.primary if drift else None)), rows, verdicts,
+                          task_learning(data, task).learned))
+    return render_template("lenses_summary.md.j2", tasks=tasks, alpha=DESCRIPTIVE_ALPHA, agreement_sentence=agreement_sentence) if tasks else ""

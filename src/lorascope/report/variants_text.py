@@ -8,7 +8,7 @@ from lorascope.metrics import format_metric
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, reference_of, task_learning
 from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
-from lorascope.report.text import table
+from lorascope.report.templating import render_template
 
 
 def describe_settings(settings: dict[str, JsonValue] | None) -> str:
@@ -18,12 +18,10 @@ def describe_settings(settings: dict[str, JsonValue] | None) -> str:
     if settings.get("method") != "lora":
         return "every weight"
     targets = settings.get("lora_targets")
-    where = ("default targets" if not targets else "/".join(map(str, targets)) if isinstance(targets, list)
-             else str(targets))
+    where = "default targets" if not targets else "/".join(map(str, targets)) if isinstance(targets, list) else str(targets)
     flags = [name for key, name in (("lora_rslora", "rsLoRA"), ("lora_dora", "DoRA")) if settings.get(key)]
     alpha = settings.get("lora_alpha")
-    return ", ".join([f"r {settings.get('lora_r')}", f"α {alpha:g}" if isinstance(alpha, (int, float)) else f"α {alpha}",
-                      where, *flags])
+    return ", ".join([f"r {settings.get('lora_r')}", f"α {alpha:g}" if isinstance(alpha, (int, float)) else f"α {alpha}", where, *flags])
 
 
 def _cell(found: tuple[float, float, float | None] | None, scale: float, learned: bool = True) -> str:
@@ -38,34 +36,19 @@ def variants_section(data: StudyRecords, figures: dict[str, str]) -> str:
     """Per task with more than one method compared with full FT: one row per method, every lens as
     "method vs full FT (two-sided paired t p)", whether the lenses agree for that method, and the
     lenses-by-rank figure where the variants differ in rank."""
-    blocks = []
+    tasks = []
     for task, d in data.drift.items():
         labels = list(d.comparisons)
         if len(labels) < 2:
             continue  # one LoRA method: the sections above say everything
-        settings = d.variants
-        lenses = [(name, where) for name, where, _ in LENSES
-                  if any(lens_values(data, task, where, label) for label in labels)]
-        rows, sentences = [], []
-        name = main_metric(data, task)
+        lenses = [(name, where) for name, where, _ in LENSES if any(lens_values(data, task, where, label) for label in labels)]
+        metric, rows, methods = main_metric(data, task), [], []
         for label in labels:
-            summary = d.methods.get(label)
-            learning = task_learning(data, task, label)
-            rows.append([label, describe_settings(settings.get(label)), format_metric(name, summary.metric.mean if summary else None),
+            summary, learning = d.methods.get(label), task_learning(data, task, label)
+            rows.append([label, describe_settings(d.variants.get(label)), format_metric(metric, summary.metric.mean if summary else None),
                          *(_cell(lens_values(data, task, where, label), 100 if where.startswith("probes") else 1,
                                  learning.learned) for _, where in lenses)])
-            sentences.append(f"- {label}: " + (agreement_sentence(lens_verdicts(data, task, label)[1]) if learning.learned
-                                               else f"not compared: {learning.statement()}."))
+            methods.append((label, learning, lens_verdicts(data, task, label)[1]))
         full = d.methods.get(reference_of(d))
-        blocks += [f"**{task}** (full fine-tuning: dev {name or 'metric'} {format_metric(name, full.metric.mean if full else None)})",
-                   "", table(["method", "settings", "dev main metric", *(name for name, _ in lenses)], rows), "",
-                   *sentences, ""]
-    if not blocks:
-        return ""
-    if "lenses_by_rank" in figures:
-        blocks += [f"![lenses_by_rank]({figures['lenses_by_rank']})", ""]
-    return "\n".join(["## Method variants", "",
-                      "Every LoRA variant against full fine-tuning, lens by lens: the variant's mean over seeds vs full "
-                      "fine-tuning's, and the two-sided paired t-test over seed pairs of \"no difference\" (descriptive, "
-                      "uncorrected). The weight lens measures full fine-tuning on the matrices each variant adapted. "
-                      "The verdicts at the top are about the primary LoRA method only.", "", *blocks]).rstrip()
+        tasks.append((task, metric, full.metric.mean if full else None, [name for name, _ in lenses], rows, methods))
+    return render_template("variants.md.j2", tasks=tasks, figures=figures, agreement_sentence=agreement_sentence) if tasks else ""
