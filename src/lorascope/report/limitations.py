@@ -3,10 +3,13 @@ interval coverage, tasks whose models did not learn, differences inside the seed
 
 from __future__ import annotations
 
+from typing import Any
+
 from lorascope.drift.record import DriftComparison, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
-from lorascope.metrics import format_number, format_p
+from lorascope.metrics import format_number
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
+from lorascope.report.templating import render_template
 from lorascope.report.verdict_text import CORRECTIONS, Family, decided_verdicts, family_shape
 from lorascope.variants import recorded_primary
 
@@ -28,54 +31,35 @@ def _family_words(v: StoredVerdict, family: Family | None) -> str:
             "verdict")
 
 
-def power_items(data: StudyRecords) -> list[str]:
-    """One sentence per group of tasks with the same n and family: which tests can reach the family's
-    strictest level (the exact sign-flip test's smallest one-sided p is 2^-n)."""
+def power_items(data: StudyRecords) -> list[dict[str, Any]]:
+    """The power of the tests at the study's n, each item with its ``tasks`` and their seed pairs ``n``: one per task
+    without tests (``untrained``: why its models did not learn; None: fewer than 2 seed pairs), then one per group of
+    tasks with the same n and ``family`` (:func:`_family_words`), with the exact sign-flip test's smallest p, 2^-n
+    (``one_sided``, ``two_sided``), and the seed pairs it needs to reach the family's strictest level (``floor``; None
+    where it can)."""
     from lorascope.stats.power import exact_floor_pairs
 
-    groups: dict[tuple[int, str, float], list[str]] = {}
-    items = []
+    groups: dict[tuple[int, str, float], dict[str, Any]] = {}
+    items: list[dict[str, Any]] = []
     untrained = not_learned(data)
     for task, d in data.drift.items():
-        vs = decided_verdicts(d.comparison)
-        n = d.comparison.n_pairs
-        if task in untrained:
-            # Why there is no test is that the models did not learn, whatever n would allow.
-            items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''}, but no test or effect size is reported: "
-                         f"{untrained[task]}. Differences between models that did not learn say nothing about how "
-                         "LoRA and full fine-tuning differ.")
+        vs, n = decided_verdicts(d.comparison), d.comparison.n_pairs
+        if task in untrained or (not vs and n < 2):  # not learned: no test, whatever n would allow
+            items.append({"tasks": [task], "n": n, "untrained": untrained.get(task), "family": None})
         elif vs:
-            v = vs[0]
-            groups.setdefault((v.n, _family_words(v, d.comparison.family or v.family), v.corrected_alpha or v.alpha),
-                              []).append(task)
-        elif n < 2:
-            items.append(f"{task}: {n} seed pair{'s' if n != 1 else ''} — too few for any test across seeds; only "
-                         "sample-level intervals apply.")
-    for (n, family, corrected), tasks in groups.items():
-        one, two = 2.0 ** -n, 2.0 ** (1 - n)
-        exact = (f"can reach it: its smallest p is {format_p(one)} one-sided ({format_p(two)} two-sided)"
-                 if one <= corrected else
-                 f"cannot reach it whatever the data: its smallest p is {format_p(one)} one-sided ({format_p(two)} "
-                 f"two-sided), and {exact_floor_pairs(corrected)} seed pairs are the minimum")
-        items.append(f"{', '.join(tasks)}: {n} seed pairs; {family}. The paired t-test (primary) has no floor but "
-                     f"assumes roughly normal per-seed differences, which {n} values cannot check; the exact sign-flip "
-                     f"test needs no such assumption and {exact}.")
-    return items
+            v, corrected, one = vs[0], vs[0].corrected_alpha or vs[0].alpha, 2.0 ** -vs[0].n
+            family = _family_words(v, d.comparison.family or v.family)
+            groups.setdefault((v.n, family, corrected), {
+                "tasks": [], "n": v.n, "untrained": None, "family": family, "one_sided": one, "two_sided": 2.0 ** (1 - v.n),
+                "floor": None if one <= corrected else exact_floor_pairs(corrected)})["tasks"].append(task)
+    return items + list(groups.values())
 
 
-def disagreement_items(data: StudyRecords) -> list[str]:
-    """One item per verdict of a learned task whose primary and secondary tests disagree."""
-    out = []
+def disagreement_items(data: StudyRecords) -> list[tuple[str, StoredVerdict]]:
+    """(task, verdict) for every verdict of a learned task whose primary and secondary tests disagree."""
     untrained = not_learned(data)
-    for task, d in data.drift.items():
-        if task in untrained:
-            continue
-        for v in decided_verdicts(d.comparison):
-            if not v.tests_agree:
-                out.append(f"{task}, {v.hypothesis}: the primary test says {v.status}, the "
-                           f"{v.secondary.test if v.secondary else 'other test'} says {v.secondary_status}: "
-                           "not confirmed by both.")
-    return out
+    return [(task, v) for task, d in data.drift.items() if task not in untrained
+            for v in decided_verdicts(d.comparison) if not v.tests_agree]
 
 
 def noise_of(comparison: DriftComparison) -> NoiseCaveat | None:
@@ -96,24 +80,9 @@ def noise_of(comparison: DriftComparison) -> NoiseCaveat | None:
 def noise_items(data: StudyRecords) -> list[str]:
     """Tasks where the paired interval of the drift ratio (or difference) includes no difference: the
     training seed alone could produce it."""
-    out = []
     untrained = not_learned(data)
-    for task, d in data.drift.items():
-        caveat = noise_of(d.comparison)
-        if task not in untrained and caveat and caveat.applies:
-            out.append(f"{task}: {caveat.text}.")
-    return out
-
-
-def interval_item(data: StudyRecords) -> str:
-    """How the seed-level intervals were made, as the results record it."""
-    on_log = any(isinstance(c.log_ratio, LogRatioSummary) and c.log_ratio.gm_ratio is not None
-                 for c in (d.comparison for d in data.drift.values()))
-    ratio = ("Δ% and the geometric-mean drift ratio from the t interval of the per-seed log ratios, carried back by "
-             "exp, so they are asymmetric where the drifts are skewed" if on_log else "Fieller for the ratio Δ%")
-    return (f"Seed-level intervals are Student t ({ratio}), which hold their coverage at small n under normality; the "
-            "interval over seeds and samples is a hierarchical bootstrap calibrated the same way. A plain bootstrap "
-            "over 3 seeds would cover about 74% for a nominal 95% and is not used.")
+    return [f"{task}: {caveat.text}." for task, d in data.drift.items()
+            if task not in untrained and (caveat := noise_of(d.comparison)) and caveat.applies]
 
 
 def dev_example_items(data: StudyRecords) -> list[str]:
@@ -127,48 +96,29 @@ def dev_example_items(data: StudyRecords) -> list[str]:
     return out
 
 
-def learning_items(data: StudyRecords) -> list[str]:
-    """One item per method variant that did not learn where the primary comparison stands (a task whose
-    primary comparison did not learn has its item among the power items: it is why nothing is tested)."""
+def learning_items(data: StudyRecords) -> list[tuple[str, str, str]]:
+    """(task, label, why its models did not learn) for every method variant that did not learn where the primary
+    comparison stands (a task whose primary comparison did not learn has its item among the power items: it is
+    why nothing is tested)."""
     untrained = not_learned(data)
-    items = []
-    for task, d in data.drift.items():
-        if task in untrained:
-            continue
-        for label in d.comparisons:
-            if label != recorded_primary(d.primary):
-                learning = task_learning(data, task, label)
-                if not learning.learned:
-                    items.append(f"{task}, {label} vs full fine-tuning: {learning.statement()}; that comparison's "
-                                 "tests are not reported.")
-    return items
+    return [(task, label, learning.statement()) for task, d in data.drift.items() if task not in untrained
+            for label in d.comparisons if label != recorded_primary(d.primary)
+            for learning in [task_learning(data, task, label)] if not learning.learned]
 
 
 def limitations(data: StudyRecords) -> str:
     """The report's "Limitations" section: power, test disagreements, sample sizes, hardware, skipped and failed units."""
-    cfg = data.config
-    n_samples = sorted({d.n_samples for d in data.drift.values()})
     hardware = (data.provenance or {}).get("hardware")
-    hw = hardware if isinstance(hardware, dict) else {}
-    items = power_items(data) + disagreement_items(data) + [
-        interval_item(data), *dev_example_items(data),
-        f"Drift compares n = {', '.join(map(str, n_samples)) or '–'} dev samples per task; sample-level uncertainty is "
-        "the bootstrap over samples (per run, below the drift tables) and is part of the hierarchical interval.",
-        f"Base model: {cfg.get('model')}; training settings: {cfg.get('train')}. Results for other models may differ.",
-        f"Hardware: {hw.get('processor', '?')}, {hw.get('cpu_count', '?')} CPUs"
-        + (f", {hw['cuda_device']}" if hw.get("cuda_device") else ", no GPU") + ".",
-        "Reference-study columns (marked *) come from TinyLlama-1.1B on an L4 GPU: other model, other data sizes.",
-    ]
-    items += [f"{task}: {d.n_samples_note}." for task, d in data.drift.items() if d.n_samples_note]
-    items += [f"No drift analysis for {task}: {why}" for task, why in data.drift_skipped.items() if task not in data.drift]
-    lens_names = {"weights": "weight lens", "forgetting": "forgetting lens", "probes": "probe retention"}
-    for lens, skipped in data.lens_skipped.items():
-        items += [f"No {lens_names[lens]} for {task}: {why}" for task, why in skipped.items() if task not in data.lens(lens)]
-    items += learning_items(data) + noise_items(data)
-    failed = [r.folder for r in data.runs if not r.record.ok]
-    if failed:
-        items.append(f"Failed units (excluded from the statistics): {', '.join(failed)}.")
-    return "## Limitations\n\n" + "\n".join(f"- {i}" for i in items)
+    comparisons = [d.comparison for d in data.drift.values()]
+    return render_template(
+        "limitations.md.j2", power=power_items(data), disagreements=disagreement_items(data),
+        log_ratio=any(isinstance(c.log_ratio, LogRatioSummary) and c.log_ratio.gm_ratio is not None for c in comparisons),
+        dev_examples=dev_example_items(data), n_samples=sorted({d.n_samples for d in data.drift.values()}),
+        config=data.config, hw=hardware if isinstance(hardware, dict) else {}, drift=data.drift,
+        drift_skipped=data.drift_skipped, learning=learning_items(data), noise=noise_items(data),
+        lens_skipped=[(lens, task, why) for lens, skipped in data.lens_skipped.items() for task, why in skipped.items()
+                      if task not in data.lens(lens)],
+        failed=[r.folder for r in data.runs if not r.record.ok])
 
 
 def spread_text(floor: NoiseFloor | None) -> str:
