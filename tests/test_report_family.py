@@ -237,6 +237,8 @@ def test_reductions_are_read_on_the_log_scale():
             f"interval over seeds on the log scale [{format_ratio(ratio['gm_ratio_ci'][0])}, "
             f"{format_ratio(ratio['gm_ratio_ci'][1])}]), Δ% = 100 · "
             f"(1 − ratio) {c['reduction_percent']:.1f}% [{low:.1f}%, {high:.1f}%]") in md
+    sentence = next(line for line in md.splitlines() if line.startswith("- **sst2**"))
+    assert sentence.count("(") == sentence.count(")") and sentence.endswith("%."), sentence  # every bracket closes
     assert "Fieller" not in md
     # The metric difference, over seeds only here (no per-example predictions), with drift.json's reason.
     section = md.split("### LoRA − full fine-tuning on the dev metric", 1)[1].split("\n## ", 1)[0]
