@@ -294,6 +294,29 @@ def test_serving_section_states_the_requests_measured_and_a_warm_up_of_none():
     assert "; ? measured requests per strategy and batch size after ? warm-up" in serving_section(_bench_with(1.5), {})
 
 
+def test_a_study_without_drift_says_so_and_each_skipped_analysis_is_one_sentence():
+    """A study that ran no drift stage: one line where the drift section would be, not empty tables
+    and a layers sentence listing no layers; each analysis skipped for a task is a sentence ending in
+    a full stop (with or without one in the recorded reason), and the training settings say when
+    they are the defaults."""
+    config = {"name": "no-drift", "model": "minilm", "tasks": ["sst2"], "methods": ["lora", "full"], "seeds": [1]}
+    md = render(study_records({"config": config, "drift_skipped": {"rte": "no finished run of full"},
+                               "lens_skipped": {"probes": {"sst2": "no other task to probe."}}}), {})
+    assert "## Representation drift\n\nNo drift analysis in this study.\n\n## " in md
+    assert "average different layers" not in md and "| task | method | drift (1−CKA)" not in md
+    assert "Drift compares n =" not in md
+    assert "- No drift analysis for rte: no finished run of full.\n" in md
+    assert "- No probe retention for sst2: no other task to probe.\n" in md
+    assert "training settings: the defaults." in md
+
+
+def test_the_serving_figure_is_one_paragraph_apart_from_correctness():
+    from lorascope.report.serving_text import serving_section
+
+    text = serving_section(_bench_with(1.5), {"serving_ratio": "figures/serving_ratio.png"})
+    assert "![serving_ratio](figures/serving_ratio.png)\n\n### Correctness" in text
+
+
 def test_serving_section_reads_a_bench_json_written_before_the_threshold_was_a_setting(tmp_path):
     import json
 

@@ -144,7 +144,7 @@ def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
     reduction = settings.get("min_reduction", 0.2)
     learned = set(data.drift) - set(not_learned(data))
     return render_template(
-        "drift.md.j2", pooling=str(settings.get("pooling", "mean")), layers_sentence=layers_sentence(data.drift),
+        "drift.md.j2", drift=data.drift, pooling=str(settings.get("pooling", "mean")), layers_sentence=layers_sentence(data.drift),
         method_table=method_table(data), figures=figures, learned=learned,  # a table to explain: some task's models learned it
         log_ratios=any((s := _log_ratio(data.drift[t].comparison.log_ratio)) and s.gm_ratio is not None for t in learned),
         min_reduction=f"{float(reduction) if isinstance(reduction, (int, float, str)) else 0.2:.0%}",
