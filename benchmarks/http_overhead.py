@@ -50,7 +50,7 @@ import torch
 from lorascope.bench import BenchConfig, run_bench
 from lorascope.bench.endpoint import REFERENCE, build_requests
 from lorascope.bench.inputs import build_pool
-from lorascope.bench.report import endpoint_lines
+from lorascope.bench.output import endpoint_lines
 from lorascope.bench.synthetic import make_synthetic_adapters
 from lorascope.data import get_task
 from lorascope.models.base_recipe import open_base

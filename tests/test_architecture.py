@@ -212,3 +212,21 @@ def test_installing_lorascope_keeps_the_torch_already_there(tmp_path):
     planned = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in json.loads(report.read_text())["install"]}
     assert "lorascope" in planned and "transformers" in planned
     assert "torch" not in planned, f"pip would replace torch {OLDEST_SUPPORTED_TORCH} with {planned.get('torch')}"
+
+
+def test_every_report_template_is_rendered_and_every_rendered_template_exists():
+    """The report's prose lives in report/templates: a template no code renders is dead prose, and a
+    name no template has fails only when that section is reached."""
+    import ast
+
+    report = REPO / "src" / "lorascope" / "report"
+    rendered = set()
+    for path in report.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "render_template"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                rendered.add(node.args[0].value)
+    templates = {p.name for p in (report / "templates").glob("*.md.j2")}
+    assert len(rendered) >= 20, "no render_template calls found"
+    assert rendered - templates == set(), "rendered templates that do not exist"
+    assert templates - rendered == set(), "templates no code renders"

@@ -50,9 +50,9 @@ from lorascope.bench.memory import (
     rss_bytes,
     runtime_tensor_bytes,
 )
+from lorascope.bench.output import write_csv
 from lorascope.bench.prepare import SYNTHETIC_FOLDER, Prepared, prepare
 from lorascope.bench.record import BenchRecord, StrategyInfo, StrategyMemory
-from lorascope.bench.report import write_csv
 from lorascope.bench.strategies import CATALOGUE, Call, Group, LoadContext, groups_for, load_group, make_call
 from lorascope.bench.timing import latency_summary, ratio_summary, time_interleaved
 from lorascope.config import config_to_dict

@@ -80,7 +80,7 @@ def bench(
     """
     quiet_libraries()
     from lorascope.bench import BenchConfig, run_bench
-    from lorascope.bench.report import endpoint_lines, endpoint_table, resources_table, results_table
+    from lorascope.bench.output import endpoint_lines, endpoint_table, resources_table, results_table
     from lorascope.errors import ConfigError
     from lorascope.serve.sources import parse_named_paths
 

@@ -69,7 +69,7 @@ def serving_section(bench: BenchRecord | None, figures: dict[str, str]) -> str:
     """The report's "Serving cost" section: latencies and ratios to the merged model, with H2's verdicts."""
     if bench is None or not bench.results:
         return render_template("serving.md.j2", bench=None)
-    from lorascope.bench.report import human_bytes
+    from lorascope.bench.output import human_bytes
 
     endpoint = "endpoint" in bench.model_fields_set  # a column for the endpoint's ratio to the in-process runtime
     latency = [[r.strategy, r.batch_size, f"{format_number(r.mean_ms, 2)} {format_interval(r.ci_low_ms, r.ci_high_ms, 2)}",
