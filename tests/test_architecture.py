@@ -230,3 +230,30 @@ def test_every_report_template_is_rendered_and_every_rendered_template_exists():
     assert len(rendered) >= 20, "no render_template calls found"
     assert rendered - templates == set(), "rendered templates that do not exist"
     assert templates - rendered == set(), "templates no code renders"
+
+
+def test_the_report_formats_numbers_only_through_lorascope_metrics():
+    """Every number in the report's text is written by a ``lorascope.metrics.format_*`` function (in a
+    template, by its filter): no f-string format spec in the report's Python and no numeric ``%`` or
+    ``{:…}`` format in its templates, so one change of how a p or a ratio reads changes it everywhere.
+    interactive.py is left out: its ``%{y:.5f}`` are plotly's hover templates, formatted in the browser."""
+    import ast
+    import re
+
+    report = REPO / "src" / "lorascope" / "report"
+
+    def specs(source: str) -> list[int]:
+        """Lines of f-string fields with a format spec (``{x:.3f}``, ``{p:g}``, ``{d:+.2f}``)."""
+        return [node.lineno for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.FormattedValue) and node.format_spec is not None]
+
+    template_spec = re.compile(r'%[-+#0-9.]*[dfgeE%][^"]*"\s*\|\s*format|\{:[-+#0-9.]*[dfgeE%]\}')
+    offending = [f"{path.name}:{line}" for path in sorted(report.glob("*.py")) if path.name != "interactive.py"
+                 for line in specs(path.read_text(encoding="utf-8"))]
+    offending += [f"{path.name}:{i}: {line.strip()}" for path in sorted((report / "templates").glob("*.j2"))
+                  for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if template_spec.search(line)]
+    assert offending == [], "numbers formatted outside lorascope.metrics:\n" + "\n".join(offending)
+    # The checks find what they are meant to, and leave plain text alone.
+    assert len(specs('f"{x:.3f} {p:g} {v:.{digits}f} {d:+.2f} {name}"')) == 4
+    assert template_spec.search('{{ "%.3f" | format(x) }}') and template_spec.search('{{ "{:.0%}".format(c) }}')
+    assert not template_spec.search('{{ " (%s)" | format(note) }}') and not template_spec.search("{{ x | number(3) }}")

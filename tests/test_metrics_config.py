@@ -9,6 +9,10 @@ from lorascope.metrics import (
     accuracy,
     compute_metrics_fn,
     f1_binary,
+    format_number,
+    format_scientific,
+    format_share,
+    format_significant,
     macro_f1,
     matthews,
     predicted_share,
@@ -27,6 +31,19 @@ def test_metrics_hand_computed():
     assert matthews(pred, gold, 2) == pytest.approx((3 * 2 - 2 * 1) / np.sqrt(5 * 4 * 3 * 4))
     assert f1_binary(np.zeros(4, int), np.ones(4, int), 2) == 0.0
     assert matthews(np.zeros(4, int), np.array([0, 1, 0, 1]), 2) == 0.0  # constant predictions: undefined -> 0
+
+
+def test_numbers_are_written_one_way_and_a_missing_one_as_a_dash():
+    """The formatters the report's templates use: decimals, significant digits (six is Python's ``g``),
+    scientific notation, shares as percentages; None and NaN are "–", never "None" or "nan"."""
+    assert format_number(0.12345) == "0.123" and format_number(1.5, 2, signed=True) == "+1.50"
+    assert format_number(-0.004, 2, signed=True) == "-0.00" and format_number(12.7, 0) == "13"
+    assert format_significant(0.012345) == "0.0123" and format_significant(2e-05, 6) == "2e-05"
+    assert format_significant(0.05, 6) == f"{0.05:g}" and format_significant(1234.5, 4) == "1234"
+    assert format_scientific(3.1e-07) == "3.10e-07" and format_scientific(0.0001, 0) == "1e-04"
+    assert format_share(0.95) == "95%" and format_share(0.91234, 1) == "91.2%" and format_share(0.5, 1) == f"{100 * 0.5:.1f}%"
+    for formatter in (format_number, format_significant, format_scientific, format_share):
+        assert formatter(None) == "–" and formatter(float("nan")) == "–"
 
 
 def test_multiclass_f1_by_hand():

@@ -3,6 +3,11 @@
 Every metric takes ``pred, gold: int [n]`` and the number of labels, so that a label that never
 occurs in ``pred`` or ``gold`` still counts as a class (macro-F1 over the task's label set, not
 over the labels that happen to appear).
+
+It is also where numbers are written for people (``format_*``): the report writes every number
+through these (its templates' filters; a test keeps it so), and commands share them where they print
+the same quantities. scikit-learn is imported by the metrics that use it, on
+first call, so the formatters load without it (``lorascope --help`` imports them).
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_recall_fscore_support
 
 from lorascope.data.tasks import SUPPORTED_METRICS
 
@@ -21,26 +25,36 @@ if TYPE_CHECKING:  # the hook's argument type only; importing transformers is sl
 
 def accuracy(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     """Fraction of ``pred == gold``."""
+    from sklearn.metrics import accuracy_score  # here, not at import: the number formatters below load light
+
     return float(accuracy_score(gold, pred))
 
 
 def f1_binary(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     """F1 of label id 1 (GLUE's MRPC convention); 0 when there are no true positives."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, average="binary", pos_label=1, labels=[0, 1], zero_division=0.0))
 
 
 def macro_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     """Unweighted mean of the per-label F1 over all ``n_labels`` labels."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, average="macro", labels=list(range(n_labels)), zero_division=0.0))
 
 
 def weighted_f1(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     """Per-label F1 averaged with the gold label counts as weights."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, average="weighted", labels=list(range(n_labels)), zero_division=0.0))
 
 
 def matthews(pred: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     """Matthews correlation (multi-class form, Gorodkin 2004); 0 when undefined (constant predictions)."""
+    from sklearn.metrics import matthews_corrcoef
+
     return float(matthews_corrcoef(gold, pred))
 
 
@@ -65,6 +79,8 @@ def score(pred: np.ndarray, gold: np.ndarray, names: tuple[str, ...], n_labels: 
 
 def per_label(pred: np.ndarray, gold: np.ndarray, label_names: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Label name -> precision, recall, F1 and support (gold count), for every label of the task."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     p, r, f, support = precision_recall_fscore_support(
         gold, pred, labels=list(range(len(label_names))), zero_division=0.0
     )
@@ -234,9 +250,26 @@ def format_bounds(bounds: Sequence[float | None] | None, fmt: Callable[[float | 
     return f"[{fmt(low)}, {fmt(high)}]"
 
 
-def format_number(x: float | None, digits: int = 3) -> str:
-    """``x`` with ``digits`` decimals, or ``–`` for None or NaN."""
-    return "–" if x is None or x != x else f"{x:.{digits}f}"
+def format_number(x: float | None, digits: int = 3, signed: bool = False) -> str:
+    """``x`` with ``digits`` decimals (``+`` before a positive one where ``signed``), or ``–`` for None or NaN."""
+    return "–" if x is None or x != x else f"{x:{'+' if signed else ''}.{digits}f}"
+
+
+def format_significant(x: float | None, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, trailing zeros dropped (``0.0123``, ``1.5e-05``, ``150``), or ``–``
+    for None or NaN. Six digits is how Python writes a number with ``g`` (a setting such as ``2e-05`` or ``0.1``)."""
+    return "–" if x is None or x != x else f"{x:.{digits}g}"
+
+
+def format_scientific(x: float | None, digits: int = 2) -> str:
+    """``x`` in scientific notation with ``digits`` decimals (``3.10e-07``; ``1e-04`` for 0), or ``–`` for None or NaN."""
+    return "–" if x is None or x != x else f"{x:.{digits}e}"
+
+
+def format_share(x: float | None, digits: int = 0) -> str:
+    """A share (a fraction of 1) as a percentage with ``digits`` decimals: 0.95 -> ``95%``, 0.9123 -> ``91.2%`` at
+    ``digits=1``; ``–`` for None or NaN."""
+    return "–" if x is None or x != x else f"{x:.{digits}%}"
 
 
 def format_interval(low: float | None, high: float | None, digits: int = 3, unit: str = "") -> str:

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import LogRatioSummary, NoVerdict, ReductionInterval, SeedsNeeded, StoredVerdict
-from lorascope.metrics import format_bounds, format_interval, format_metric_difference, format_p, format_ratio, format_reduction, is_percentage
+from lorascope.metrics import (
+    format_bounds,
+    format_interval,
+    format_metric_difference,
+    format_p,
+    format_ratio,
+    format_reduction,
+    format_share,
+    format_significant,
+    is_percentage,
+)
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, method_display, reference_of, task_learning
 from lorascope.report.limitations import noise_of
@@ -82,14 +92,14 @@ def seeds_needed_text(info: SeedsNeeded | None) -> str:
     if "t_range" not in info.model_fields_set:  # records written before the range existed
         if info.t is None:
             return info.note or "–"
-        return f"{info.t} (paired t, {info.power:.0%} power); exact test needs ≥ {info.exact_floor}"
+        return f"{info.t} (paired t, {format_share(info.power)} power); exact test needs ≥ {info.exact_floor}"
     fewest, most = info.t_range
     if fewest is None:
         return info.note or "–"
     low, high = info.effect_size_dz_ci
     span = f"{fewest}" if most == fewest else f"{fewest} to {'∞' if most is None else most}"
-    return (f"{span} (paired t, {info.power:.0%} power, from the {info.confidence or 0.95:.0%} CI of d_z "
-            f"{low:.2g} to {high:.2g}); exact test needs ≥ {info.exact_floor}")
+    return (f"{span} (paired t, {format_share(info.power)} power, from the {format_share(info.confidence or 0.95)} CI of d_z "
+            f"{format_significant(low, 2)} to {format_significant(high, 2)}); exact test needs ≥ {info.exact_floor}")
 
 
 def _verdict_row(task: str, v: StoredVerdict, metric: str | None) -> list[str]:
@@ -98,7 +108,7 @@ def _verdict_row(task: str, v: StoredVerdict, metric: str | None) -> list[str]:
     exact = (f"{short_test(second)}: {v.secondary_status}" + (f" (smallest p {format_p(floor)})" if floor else "")
              if second else "–")
     return [task, v.hypothesis, f"**{v.status}**" + ("" if v.tests_agree else " ⚠"),
-            f"{_estimate_text(v, metric)}, {v.confidence:.0%} CI {_estimate_interval(v, metric)} "
+            f"{_estimate_text(v, metric)}, {format_share(v.confidence)} CI {_estimate_interval(v, metric)} "
             f"({v.ci_method})", v.uncertainty, short_test(v.test), *p_cells(v),
             exact, *(p_cells(v, "secondary") if second else ("–", "–")), family_cell(v),
             "yes" if robust(v) else "no", seeds_needed_text(v.seeds_needed)]

@@ -5,7 +5,18 @@ per-layer tests and the pipeline controls."""
 from __future__ import annotations
 
 from lorascope.drift.record import DriftComparison, LogRatioSummary, MeanInterval, MeasureStats, ReductionInterval, StoredVerdict, Undefined
-from lorascope.metrics import format_bounds, format_interval, format_metric, format_number, format_ratio, format_reduction, format_reduction_interval
+from lorascope.metrics import (
+    format_bounds,
+    format_interval,
+    format_metric,
+    format_number,
+    format_ratio,
+    format_reduction,
+    format_reduction_interval,
+    format_scientific,
+    format_share,
+    format_significant,
+)
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, not_learned
 from lorascope.report.limitations import noise_of, spread_text
@@ -18,7 +29,7 @@ from lorascope.report.text import seed_sorted, table, test_result
 def _mean_sd(stat: MeasureStats | None) -> str:
     if not stat or stat.mean is None:
         return "–"
-    return f"{stat.mean:.3f}" + (f" ± {stat.sd:.3f}" if stat.sd is not None else "")
+    return format_number(stat.mean) + (f" ± {format_number(stat.sd)}" if stat.sd is not None else "")
 
 
 def _ci(bounds: list[float | None] | None) -> str:
@@ -29,7 +40,7 @@ def method_table(data: StudyRecords) -> str:
     """The table of each task and method's drift, debiased drift and cosine with their intervals and noise floor."""
     rows = [[task, method, _mean_sd(s.drift), _ci(s.drift.ci_seeds), _ci(s.drift.ci_seeds_samples), _mean_sd(s.drift_debiased),
              _ci(s.drift_debiased.ci_seeds_samples), _mean_sd(s.cosine), spread_text(d.noise_floor.get(method)),
-             ", ".join(f"{k} {v:.3f}" for k, v in s.thirds.items()), REFERENCE.get(task, {}).get(f"drift_{method}", "–")]
+             ", ".join(f"{k} {format_number(v)}" for k, v in s.thirds.items()), REFERENCE.get(task, {}).get(f"drift_{method}", "–")]
             for task, d in data.drift.items() for method, s in d.methods.items()]
     return table(["task", "method", "drift (1−CKA), mean ± sd", "95% CI over seeds", "95% CI over seeds + samples",
                   "debiased drift", "95% CI over seeds + samples", "cosine to base", "noise floor: sd over seeds [95% CI]",
@@ -105,8 +116,8 @@ def comparison_table(data: StudyRecords) -> str:
 def per_run_table(data: StudyRecords) -> str:
     """The table of each run's dev metric and drift, each drift with its interval over samples."""
     rows = [[task, r.method, r.seed, format_metric(main_metric(data, task), r.metric),
-             f"{r.mean_drift:.4f} {format_interval(r.mean_drift_ci[0], r.mean_drift_ci[1], 4)}",
-             f"{r.mean_drift_debiased:.4f} {format_interval(r.mean_drift_debiased_ci[0], r.mean_drift_debiased_ci[1], 4)}",
+             f"{format_number(r.mean_drift, 4)} {format_interval(r.mean_drift_ci[0], r.mean_drift_ci[1], 4)}",
+             f"{format_number(r.mean_drift_debiased, 4)} {format_interval(r.mean_drift_debiased_ci[0], r.mean_drift_debiased_ci[1], 4)}",
              format_number(r.mean_cosine, 4)] for task, d in data.drift.items() for r in seed_sorted(d.runs)]
     return table(["task", "method", "seed", "dev main metric", "drift [95% CI over samples]",
                   "debiased drift [95% CI over samples]", "cosine"], rows)
@@ -126,13 +137,13 @@ def per_layer_text(data: StudyRecords) -> list[str]:
         hits = [str(row.layer) for row in layers if row.reject_holm]
         alpha = per_layer.alpha if per_layer.alpha is not None else 0.05  # files before it was recorded used 0.05
         out.append(f"- {task}: layers where full − LoRA drift differs (paired t-test per layer, two-sided, Holm over "
-                   f"{len(layers)} layers at α = {alpha:g}): {', '.join(hits) if hits else 'none'}.")
+                   f"{len(layers)} layers at α = {format_significant(alpha, 6)}): {', '.join(hits) if hits else 'none'}.")
     return out
 
 
 def controls_table(data: StudyRecords) -> str:
     """The table of every task's pipeline controls and whether each passed."""
-    rows = [[task, c.name, c.expectation, f"{c.max_drift:.2e}", f"{c.mean_drift_debiased:.3f}",
+    rows = [[task, c.name, c.expectation, format_scientific(c.max_drift), format_number(c.mean_drift_debiased),
              "pass" if c.passed else "**FAIL**"] for task, d in data.drift.items() for c in d.controls]
     return table(["task", "control", "expectation", "max drift over layers", "debiased drift", "result"], rows)
 
@@ -147,6 +158,6 @@ def drift_section(data: StudyRecords, figures: dict[str, str]) -> str:
         "drift.md.j2", drift=data.drift, pooling=str(settings.get("pooling", "mean")), layers_sentence=layers_sentence(data.drift),
         method_table=method_table(data), figures=figures, learned=learned,  # a table to explain: some task's models learned it
         log_ratios=any((s := _log_ratio(data.drift[t].comparison.log_ratio)) and s.gm_ratio is not None for t in learned),
-        min_reduction=f"{float(reduction) if isinstance(reduction, (int, float, str)) else 0.2:.0%}",
+        min_reduction=format_share(float(reduction) if isinstance(reduction, (int, float, str)) else 0.2),
         comparison=comparison_table(data), robustness=robustness_section(data.drift, set(data.drift) - learned),
         per_layer=per_layer_text(data), per_run_table=per_run_table(data), controls_table=controls_table(data))

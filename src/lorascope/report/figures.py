@@ -11,6 +11,7 @@ import matplotlib
 
 from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import DriftRecord
+from lorascope.metrics import format_number
 from lorascope.report.collect import StudyRecords
 from lorascope.variants import recorded_primary
 
@@ -116,7 +117,7 @@ def reduction_bars(drift: dict[str, DriftRecord], out: Path, weak: AbstractSet[s
                                                                       reference_of(drift[t])))
             # Models that did not learn: no reduction is offered as a finding, here as in the text.
             on_log = (drift[t].comparison.reduction_scale or "").startswith("geometric")
-            note = "no Δ: did not learn" if t in weak else f"Δ {red:.0f}%" + (" (geometric mean)" if on_log else "")
+            note = "no Δ: did not learn" if t in weak else f"Δ {format_number(red, 0)}%" + (" (geometric mean)" if on_log else "")
             ax.annotate(note, (i, top), ha="center", va="bottom", fontsize=9, xytext=(0, 8), textcoords="offset points")
     ax.set_xticks(x, [_label(t, weak) for t in tasks])
     ax.set_ylabel("mean drift over layers\n(95% CI over seeds + samples)")

@@ -4,6 +4,7 @@ retention) and every lens side by side: the rows and values their templates in r
 from __future__ import annotations
 
 from lorascope.lenses.records import ForgettingRecord, MeasureComparison, PairComparison, ProbesRecord, WeightsRecord
+from lorascope.metrics import format_number, format_p, format_share, format_significant
 from lorascope.records import StoredTest
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import reference_of, task_learning
@@ -61,7 +62,7 @@ def _mean_sd(mean: float | None, sd: float | None, n: int, digits: int, scale: f
     """"mean ± sd (n=k)" of one method's per-run values times ``scale``, "–" where it has none."""
     if mean is None:
         return "–"
-    return f"{scale * mean:.{digits}f}" + (f" ± {scale * sd:.{digits}f}" if sd is not None else "") + f" (n={n})"
+    return format_number(scale * mean, digits) + (f" ± {format_number(scale * sd, digits)}" if sd is not None else "") + f" (n={n})"
 
 
 def _row(name: str, entry: MeasureComparison, digits: int, learned: bool, scale: float = 1) -> list[str]:
@@ -90,7 +91,7 @@ def weights_section(weights: dict[str, WeightsRecord], data: StudyRecords | None
         learned, measures = _learned(data, task), w.comparison.measures
         rows = [_row(name, measures[key], digits, learned) for key, name, digits in MEASURES]
         if "intruders_matched" in measures:
-            rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {w.matched_update.relative_update:.3g} per matrix "
+            rows.append(_row(f"intruder dimensions at ‖ΔW‖/‖W₀‖ = {format_significant(w.matched_update.relative_update)} per matrix "
                              "(sum over matrices)", measures["intruders_matched"], 1, learned))
         # Five decimals: LoRA's update spread over the whole model is small.
         whole_rows = [_row(name, measures[key], 5, learned) for key, name, _ in _whole_measures(w)]
@@ -129,7 +130,7 @@ def _intruder_sweep(w: WeightsRecord) -> dict[str, list[str]]:
     for r in w.runs:
         per_method.setdefault(r.method, []).append(r.summary.intruders_by_epsilon)
     eps = list(w.runs[0].summary.intruders_by_epsilon) if w.runs else []
-    return {"epsilons": eps, "sweep": [f"{m}: " + ", ".join(f"{sum(c[e] for c in counts) / len(counts):.1f}" for e in eps)
+    return {"epsilons": eps, "sweep": [f"{m}: " + ", ".join(format_number(sum(c[e] for c in counts) / len(counts), 1) for e in eps)
                                        for m, counts in sorted(per_method.items())]}
 
 
@@ -166,7 +167,7 @@ def probes_section(probes: dict[str, ProbesRecord], data: StudyRecords | None = 
         learned = _learned(data, task)
         rows = [_row(name, p.comparison.measures[key], 1, learned, scale=100) for name, key in
                 (("mean retention (points)", "retention"), *((f"{t} (points)", f"retention_{t}") for t in p.probe_tasks))]
-        base = "; ".join(f"{t} {100 * p.base[t]:.1f}% (majority {100 * p.majority[t]:.1f}%)" for t in p.probe_tasks)
+        base = "; ".join(f"{t} {format_share(p.base[t], 1)} (majority {format_share(p.majority[t], 1)})" for t in p.probe_tasks)
         tasks.append((task, p, learned, display_name(p.comparison.primary), rows, base))
     return render_template("probes.md.j2", first=next(iter(probes.values())), tasks=tasks) if tasks else ""
 
@@ -247,7 +248,7 @@ def lens_name(data: StudyRecords, task: str, name: str, where: str, label: str |
         return name
     size = w.matched_update.relative_update
     if measure == "intruders_matched":
-        return f"{name} on the matrices LoRA adapts ({like}; each ΔW rescaled to ‖ΔW‖/‖W₀‖ = {size:.3g})"
+        return f"{name} on the matrices LoRA adapts ({like}; each ΔW rescaled to ‖ΔW‖/‖W₀‖ = {format_significant(size)})"
     return f"{name} on the matrices LoRA adapts ({like})"
 
 
@@ -267,14 +268,14 @@ def lens_verdicts(data: StudyRecords, task: str, label: str | None = None) -> tu
         name = lens_name(data, task, name, where, label)
         lora, full, p = found
         scale = 100 if where.startswith("probes") else 1
-        means = [name, f"{scale * lora:.4g}", f"{scale * full:.4g}"]
+        means = [name, format_significant(scale * lora, 4), format_significant(scale * full, 4)]
         if not learned:
             rows.append([*means, "–", NOT_REPORTED])
             continue
         closer = "neither" if lora == full else "LoRA" if (lora < full) == lower_is_closer else "full FT"
         clear = p is not None and p < DESCRIPTIVE_ALPHA
         verdicts[name] = closer if clear and closer != "neither" else "unclear"
-        rows.append([*means, closer, "–" if p is None else f"{p:.3g}" + (f" (< {DESCRIPTIVE_ALPHA:g})" if clear else "")])
+        rows.append([*means, closer, "–" if p is None else format_p(p) + (f" (< {format_significant(DESCRIPTIVE_ALPHA, 6)})" if clear else "")])
     return rows, verdicts
 
 

@@ -3,10 +3,10 @@ interval coverage, tasks whose models did not learn, differences inside the seed
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 from lorascope.drift.record import DriftComparison, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
-from lorascope.metrics import format_number
+from lorascope.metrics import format_number, format_significant
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
 from lorascope.report.templating import render_template
@@ -18,40 +18,53 @@ def _family_words(v: StoredVerdict, family: Family | None) -> str:
     """Who a group's verdicts were adjusted with and the level the correction starts at."""
     alpha, m, corrected = v.alpha, v.n_comparisons, v.corrected_alpha
     if m == 1:
-        return f"its one verdict at α = {alpha:g}"
+        return f"its one verdict at α = {format_significant(alpha, 6)}"
     if "p_adjusted" not in v.model_fields_set:  # decided before verdicts were adjusted as one family
-        return f"every verdict at α = {alpha:g}/{m} = {corrected:.4g} (Bonferroni over {m} tasks)"
+        return f"every verdict at α = {format_significant(alpha, 6)}/{m} = {format_significant(corrected, 4)} (Bonferroni over {m} tasks)"
     name = CORRECTIONS.get(v.correction, v.correction)
     shape = family_shape(family)
     how = (f"adjusted together by {name}" if family is None or family.complete else
            f"adjusted by {name} within each task and Bonferroni over tasks")
     step = "Holm's first step" if v.correction == "holm" else f"{name}'s level for every verdict"
-    return (f"a family of {m} verdicts{shape} {how} at family-wise α = {alpha:g}, whose strictest level ({step}) is "
-            f"α/{m} = {corrected:.4g}: the smallest p of a test's family must reach it before that test decides any "
+    return (f"a family of {m} verdicts{shape} {how} at family-wise α = {format_significant(alpha, 6)}, whose strictest level ({step}) is "
+            f"α/{m} = {format_significant(corrected, 4)}: the smallest p of a test's family must reach it before that test decides any "
             "verdict")
 
 
-def power_items(data: StudyRecords) -> list[dict[str, Any]]:
-    """The power of the tests at the study's n, each item with its ``tasks`` and their seed pairs ``n``: one per task
-    without tests (``untrained``: why its models did not learn; None: fewer than 2 seed pairs), then one per group of
-    tasks with the same n and ``family`` (:func:`_family_words`), with the exact sign-flip test's smallest p, 2^-n
-    (``one_sided``, ``two_sided``), and the seed pairs it needs to reach the family's strictest level (``floor``; None
-    where it can)."""
+@dataclass
+class PowerItem:
+    """One limitations item on the tests' power: ``tasks`` and their seed pairs ``n``. A task without tests has no
+    ``family`` (``untrained``: why its models did not learn; None: fewer than 2 seed pairs); a group of tasks with the
+    same n and ``family`` (:func:`_family_words`) has the exact sign-flip test's smallest p, 2^-n (``one_sided``,
+    ``two_sided``), and the seed pairs it needs to reach the family's strictest level (``floor``; None where it can)."""
+
+    n: int
+    tasks: list[str] = field(default_factory=list)
+    untrained: str | None = None
+    family: str | None = None
+    one_sided: float | None = None
+    two_sided: float | None = None
+    floor: int | None = None
+
+
+def power_items(data: StudyRecords) -> list[PowerItem]:
+    """The power of the tests at the study's n: one item per task without tests, then one per group of tasks with
+    the same n and family."""
     from lorascope.stats.power import exact_floor_pairs
 
-    groups: dict[tuple[int, str, float], dict[str, Any]] = {}
-    items: list[dict[str, Any]] = []
+    groups: dict[tuple[int, str, float], PowerItem] = {}
+    items: list[PowerItem] = []
     untrained = not_learned(data)
     for task, d in data.drift.items():
         vs, n = decided_verdicts(d.comparison), d.comparison.n_pairs
         if task in untrained or (not vs and n < 2):  # not learned: no test, whatever n would allow
-            items.append({"tasks": [task], "n": n, "untrained": untrained.get(task), "family": None})
+            items.append(PowerItem(n=n, tasks=[task], untrained=untrained.get(task)))
         elif vs:
             v, corrected, one = vs[0], vs[0].corrected_alpha or vs[0].alpha, 2.0 ** -vs[0].n
             family = _family_words(v, d.comparison.family or v.family)
-            groups.setdefault((v.n, family, corrected), {
-                "tasks": [], "n": v.n, "untrained": None, "family": family, "one_sided": one, "two_sided": 2.0 ** (1 - v.n),
-                "floor": None if one <= corrected else exact_floor_pairs(corrected)})["tasks"].append(task)
+            groups.setdefault((v.n, family, corrected), PowerItem(
+                n=v.n, family=family, one_sided=one, two_sided=2.0 ** (1 - v.n),
+                floor=None if one <= corrected else exact_floor_pairs(corrected))).tasks.append(task)
     return items + list(groups.values())
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import JsonValue
 
 from lorascope.drift.record import CrossedDifference, SeedsOnlyDifference
-from lorascope.metrics import format_metric, format_metric_difference
+from lorascope.metrics import format_metric, format_metric_difference, format_number
 from lorascope.records import SanityRecord
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.collect import StudyRecords
@@ -46,7 +46,7 @@ def performance(data: StudyRecords) -> str:
             gap += " (below majority)"
         n_dev = ", ".join(str(n) for n in sorted({r.n_eval for r in ok if r.n_eval})) or "–"
         rows.append([task, method, main or "–", n_dev, mean_sd, per_seed + (f"; failed: {', '.join(failed)}" if failed else ""),
-                     format_metric(main, base), gap, "–" if ref is None else f"{ref:.1f}%"])
+                     format_metric(main, base), gap, "–" if ref is None else f"{format_number(ref, 1)}%"])
     return render_template("performance.md.j2", rows=rows)
 
 
@@ -92,7 +92,7 @@ def provenance_section(data: StudyRecords) -> str:
     libraries = prov.get("libraries")
     libs = ", ".join(f"{k} {v}" for k, v in (libraries if isinstance(libraries, dict) else {}).items() if v)
     runs = len(data.timings.invocations) or 1  # older studies stored only their last invocation's times
-    timings = ", ".join(f"{k} {v:.0f} s" for k, v in data.timings.total_s.items())
+    timings = ", ".join(f"{k} {format_number(v, 0)} s" for k, v in data.timings.total_s.items())
     return render_template("provenance.md.j2", provenance=prov, libraries=libs, invocations=runs, timings=timings,
                            study=data.study, config_yaml=_yaml(data.config))
 

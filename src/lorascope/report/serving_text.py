@@ -6,7 +6,7 @@ runtime, its throughput under concurrent clients and its answers against the run
 from __future__ import annotations
 
 from lorascope.bench.record import BenchRecord, BenchRow, EndpointSection
-from lorascope.metrics import format_interval, format_number
+from lorascope.metrics import format_interval, format_number, format_scientific, format_share
 from lorascope.report.reference import REFERENCE_SERVING
 from lorascope.report.templating import render_template
 
@@ -46,21 +46,21 @@ def aa_noise(bench: BenchRecord | None) -> str | None:
 
 
 def _ratio_cell(value: float | None, low: float | None, high: float | None) -> str:
-    return "–" if value is None else f"{value:.3f} {format_interval(low, high)}"
+    return "–" if value is None else f"{format_number(value)} {format_interval(low, high)}"
 
 
 def endpoint_section(ep: EndpointSection | None) -> str:
     """The HTTP endpoint's subsection: overhead per batch size, throughput per concurrency, correctness ("" without one)."""
     if not ep:
         return ""
-    overhead = [[o.batch_size, format_number(o.inprocess_mean_ms, 2), format_number(o.endpoint_mean_ms, 2), f"{o.added_ms:+.2f}",
+    overhead = [[o.batch_size, format_number(o.inprocess_mean_ms, 2), format_number(o.endpoint_mean_ms, 2), format_number(o.added_ms, 2, signed=True),
                  f"{format_number(o.inprocess_p50_ms, 2)} / {format_number(o.endpoint_p50_ms, 2)}",
                  f"{format_number(o.inprocess_p99_ms, 2)} / {format_number(o.endpoint_p99_ms, 2)}",
                  _ratio_cell(o.overhead_ratio, o.overhead_ci_low, o.overhead_ci_high), format_number(o.p50_overhead_ratio)]
                 for o in ep.overhead]
     concurrency = [[r.batch_size, r.concurrency, f"{r.n}/{r.requests}", r.errors, format_number(r.throughput_rps, 1),
                     format_number(r.throughput_vs_inprocess, 2),
-                    "–" if r.p50_ms is None else f"{r.p50_ms:.2f} {format_interval(r.p50_ci_low_ms, r.p50_ci_high_ms, 2)}",
+                    "–" if r.p50_ms is None else f"{format_number(r.p50_ms, 2)} {format_interval(r.p50_ci_low_ms, r.p50_ci_high_ms, 2)}",
                     format_number(r.p99_ms, 2)] for r in ep.concurrency]
     return render_template("endpoint.md.j2", ep=ep, overhead=overhead, concurrency=concurrency)
 
@@ -77,8 +77,8 @@ def serving_section(bench: BenchRecord | None, figures: dict[str, str]) -> str:
                 format_number(r.throughput_rps, 1), _ratio_cell(r.ratio_to_merged, r.ratio_ci_low, r.ratio_ci_high),
                 *([_ratio_cell(r.overhead_ratio, r.overhead_ci_low, r.overhead_ci_high)] if endpoint else []),
                 "–" if r.strategy in NOT_H2 else (r.h2 or "–")] for r in bench.results]
-    checks = [[c.strategy, c.compared_with, c.rows, "–" if c.max_abs_diff is None else f"{c.max_abs_diff:.2e}",
-               f"{c.tolerance:.0e}", f"{100 * c.agreement:.1f}%", "pass" if c.passed else "**FAIL**"] for c in bench.checks]
+    checks = [[c.strategy, c.compared_with, c.rows, format_scientific(c.max_abs_diff),
+               format_scientific(c.tolerance, 0), format_share(c.agreement, 1), "pass" if c.passed else "**FAIL**"] for c in bench.checks]
     resources = [[name, len(s.adapters), format_number(s.load_s, 2), human_bytes(s.memory.model_tensor_bytes),
                   human_bytes(s.memory.cuda_resident_bytes), human_bytes(s.memory.rss_load_delta_bytes),
                   human_bytes(s.artifact_bytes) + (" (est.)" if s.artifact_estimated else "")]

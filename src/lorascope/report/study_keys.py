@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from lorascope.metrics import format_significant
 from lorascope.report.text import table
 
 START, END = "<!-- study-keys:start -->", "<!-- study-keys:end -->"
@@ -26,7 +27,7 @@ _BOUNDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", "≥"), (
 
 def _bounds(metadata: list[Any]) -> str:
     """Constraints such as ``Gt(gt=0), Lt(lt=1)`` as `` > 0, < 1``."""
-    said = [f"{sign} {getattr(m, attr):g}" for m in metadata for kind, attr, sign in _BOUNDS if isinstance(m, kind)]
+    said = [f"{sign} {format_significant(getattr(m, attr), 6)}" for m in metadata for kind, attr, sign in _BOUNDS if isinstance(m, kind)]
     return " " + ", ".join(said) if said else ""
 
 

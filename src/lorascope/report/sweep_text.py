@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 from lorascope.drift.record import DriftRecord, MatchedComparison
-from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference
+from lorascope.metrics import format_bounds, format_drift, format_metric, format_metric_difference, format_share, format_significant
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, task_majority
 from lorascope.report.templating import render_template
@@ -18,7 +18,7 @@ METHOD_NAMES = {"lora": "LoRA", "full": "full fine-tuning"}
 
 def setting_text(value: object) -> str:
     """A swept value as the study file writes it: ``0.002``, ``2e-05``."""
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    return format_significant(value, 6) if isinstance(value, (int, float)) else str(value)
 
 
 def selected_labels(d: DriftRecord) -> set[str]:
@@ -59,7 +59,7 @@ def overlap_notes(matched: MatchedComparison | None, majority: float | None, met
                 "about how they differ on it."]
     line = majority + LEARNED_MARGIN
     share = (line - low) / (high - low)
-    return [f"- {share:.0%} of the overlap ({format_metric(metric, low)}–{format_metric(metric, line)} of "
+    return [f"- {format_share(share)} of the overlap ({format_metric(metric, low)}–{format_metric(metric, line)} of "
             f"{format_metric(metric, low)}–{format_metric(metric, high)}) is below {where}: part of the ratio "
             "compares models that did not learn the task."]
 
@@ -82,6 +82,6 @@ def sweep_section(data: StudyRecords, figures: dict[str, str]) -> str:
                       "matched": matched and matched.statement, "interaction": interaction and interaction.statement,
                       "overlap": overlap_notes(matched, task_majority(data, task), metric), "edges": edge_notes(d),
                       "selection": [{"method": METHOD_NAMES.get(method, method), "point": point,
-                                     "scores": ", ".join(f"{label} {value:.4g}" for label, value in point.values.items())}
+                                     "scores": ", ".join(f"{label} {format_significant(value, 4)}" for label, value in point.values.items())}
                                     for method, point in (d.selection or {}).items() if point.label]})
     return render_template("sweep.md.j2", tasks=tasks, figures=figures) if tasks else ""

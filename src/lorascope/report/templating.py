@@ -14,6 +14,9 @@ from typing import Any
 
 import jinja2
 
+from lorascope import metrics
+from lorascope.report.text import cell, table, test_result
+
 
 def oneline(text: str) -> str:
     """A paragraph wrapped over several template lines as one line (its line breaks become spaces),
@@ -26,9 +29,6 @@ def oneline(text: str) -> str:
 def environment() -> jinja2.Environment:
     """The report's template environment: StrictUndefined (a name a template misspells is an error,
     not an empty string), blocks that leave no blank lines behind, and the number filters."""
-    from lorascope import metrics  # not at import: metrics loads scikit-learn, `--help` loads the report
-    from lorascope.report.text import cell, table, test_result
-
     env = jinja2.Environment(loader=jinja2.PackageLoader("lorascope.report", "templates"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              autoescape=False)  # Markdown, not HTML: the HTML page is converted from it
@@ -36,6 +36,7 @@ def environment() -> jinja2.Environment:
         oneline=oneline, cell=cell, test=test_result, metric=metrics.format_metric,
         metric_difference=metrics.format_metric_difference, number=metrics.format_number,
         interval=metrics.format_interval, reduction_interval=metrics.format_reduction_interval,
+        significant=metrics.format_significant, scientific=metrics.format_scientific, share=metrics.format_share,
         p=metrics.format_p, ratio=metrics.format_ratio, reduction=metrics.format_reduction,
         drift=metrics.format_drift, bounds=metrics.format_bounds, count=metrics.format_count,
     )

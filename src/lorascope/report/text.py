@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from lorascope.drift.record import DriftRun, Undefined
+from lorascope.metrics import format_p
 from lorascope.records import StoredTest
 
 
@@ -32,8 +33,6 @@ def short_test(test: StoredTest | None) -> str:
 
 def test_result(t: StoredTest | Undefined | None) -> str:
     """A test with its n, exact p and, for the sign-flip test, its smallest attainable p (or why it is undefined)."""
-    from lorascope.metrics import format_p  # not at import: metrics loads scikit-learn, `--help` loads this module
-
     if t is None:
         return "–"
     if isinstance(t, Undefined):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue
 
-from lorascope.metrics import format_metric
+from lorascope.metrics import format_metric, format_significant
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, reference_of, task_learning
 from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
@@ -21,7 +21,8 @@ def describe_settings(settings: dict[str, JsonValue] | None) -> str:
     where = "default targets" if not targets else "/".join(map(str, targets)) if isinstance(targets, list) else str(targets)
     flags = [name for key, name in (("lora_rslora", "rsLoRA"), ("lora_dora", "DoRA")) if settings.get(key)]
     alpha = settings.get("lora_alpha")
-    return ", ".join([f"r {settings.get('lora_r')}", f"α {alpha:g}" if isinstance(alpha, (int, float)) else f"α {alpha}", where, *flags])
+    alpha_text = format_significant(alpha, 6) if isinstance(alpha, (int, float)) else alpha
+    return ", ".join([f"r {settings.get('lora_r')}", f"α {alpha_text}", where, *flags])
 
 
 def _cell(found: tuple[float, float, float | None] | None, scale: float, learned: bool = True) -> str:
@@ -29,7 +30,8 @@ def _cell(found: tuple[float, float, float | None] | None, scale: float, learned
     if found is None:
         return "–"
     lora, full, p = found
-    return f"{scale * lora:.4g} vs {scale * full:.4g}" + ("" if p is None or not learned else f" (p {p:.2g})")
+    means = f"{format_significant(scale * lora, 4)} vs {format_significant(scale * full, 4)}"
+    return means + ("" if p is None or not learned else f" (p {format_significant(p, 2)})")
 
 
 def variants_section(data: StudyRecords, figures: dict[str, str]) -> str:

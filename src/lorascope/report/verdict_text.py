@@ -7,7 +7,7 @@ adjusted p-values nor a family: their p is shown raw, with the Bonferroni level 
 from __future__ import annotations
 
 from lorascope.drift.record import ComparisonFamily, DriftComparison, StoredVerdict, VerdictFamily
-from lorascope.metrics import format_p
+from lorascope.metrics import format_p, format_significant
 from lorascope.report.collect import StudyRecords
 from lorascope.report.templating import render_template
 
@@ -89,7 +89,7 @@ def family_cell(v: StoredVerdict) -> str:
     decided before families; ``none`` for a family of one."""
     if "p_adjusted" not in v.model_fields_set:
         m = v.n_comparisons
-        return "none" if m == 1 else f"Bonferroni: α/{m} = {v.corrected_alpha:.4g}"
+        return "none" if m == 1 else f"Bonferroni: α/{m} = {format_significant(v.corrected_alpha, 4)}"
     if v.correction == "none":
         return "none (one verdict)"
     size = v.family.size if v.family else v.n_comparisons
