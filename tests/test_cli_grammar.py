@@ -260,7 +260,7 @@ def test_every_command_reads_config_and_key_value_through_the_one_assemble(name,
 
 @pytest.mark.parametrize("name", SETTINGS_COMMANDS)
 def test_help_lists_every_key_with_type_and_default_from_the_model(name):
-    from lorascope.report.study_keys import study_keys_rows
+    from lorascope.study.keys import study_keys_rows
 
     result = CliRunner().invoke(app, [*name.split()[1:], "--help"], env={"COLUMNS": "3000"})
     assert result.exit_code == 0

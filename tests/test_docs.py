@@ -5,8 +5,8 @@ from typing import Literal, Optional
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
-from lorascope.report.study_keys import END, START, study_keys_rows, study_keys_table
 from lorascope.report.text import table
+from lorascope.study.keys import END, START, study_keys_rows, study_keys_table
 from tests.conftest import REPO
 
 
@@ -19,7 +19,7 @@ def _readme_table() -> str:
 def test_readme_lists_every_study_key_as_the_model_defines_it():
     assert _readme_table() == study_keys_table(), (
         "README.md's study-file table differs from StudyConfig: paste the output of "
-        "`python -m lorascope.report.study_keys` between its study-keys markers")
+        "`python -m lorascope.study.keys` between its study-keys markers")
 
 
 def _leaves(model, prefix=""):

@@ -312,7 +312,7 @@ def settings_help(command: Command) -> str:
     Rendered by the function that renders the README's table of study-file keys, so that the two
     say the same; a key inside a section is dotted (``drift.n_samples``).
     """
-    from lorascope.report.study_keys import study_keys_rows
+    from lorascope.study.keys import study_keys_rows
 
     assert command.settings is not None
     options = {p.name: p.opts[0] for p in command.params if isinstance(p, typer.core.TyperOption)}

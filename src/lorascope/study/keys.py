@@ -2,7 +2,7 @@
 
 The README shows this table between ``<!-- study-keys:start -->`` and ``<!-- study-keys:end -->``;
 a test compares the two, so the documentation cannot drift from the model that validates study
-files. Regenerate it with ``python -m lorascope.report.study_keys``.
+files. Regenerate it with ``python -m lorascope.study.keys``.
 """
 
 from __future__ import annotations
