@@ -98,6 +98,12 @@ def test_the_report_states_the_layers_and_counts_the_measures_that_agree():
     assert "over the transformer blocks, the embedding output left out" in text
     assert "by 4 of 5 measures" in text  # mutual k-NN was planted the other way round
     assert "**linear CKA, transformer blocks only" in text and "mrpc: lora vs full" in text
+    # Each ratio and its interval read as the comparison table's: three significant digits.
+    from lorascope.metrics import format_bounds, format_ratio
+
+    for row in robustness["rows"]:
+        ratio = row["ratio"]
+        assert f"| {format_ratio(ratio['gm_ratio'])} {format_bounds(ratio['gm_ratio_ci'])} |" in text
     assert robustness_section({"mrpc": small_drift_record("mrpc")}) == ""
 
 

@@ -165,3 +165,13 @@ def test_bench_measures_peft_paths_for_a_dora_adapter_and_skips_the_runtime(glue
     keep, skipped = _feasible(["lora_merged", "lora_separate", "runtime_single", "peft_switch2"], [source])
     assert keep == ["lora_merged", "lora_separate"] and "DoRA" in skipped["runtime_single"]
     assert skipped["peft_switch2"] == "needs 2 adapters, 1 given"
+
+
+def test_a_variant_cell_writes_its_p_as_every_other_p():
+    """The variants table's "variant vs full (p …)" writes p as the rest of the report does (format_p: three
+    significant digits), and leaves it out where the models did not learn."""
+    from lorascope.report.variants_text import _cell
+
+    assert _cell((0.2843, 0.3258, 0.033912), 1) == "0.2843 vs 0.3258 (p 0.0339)"
+    assert _cell((0.005, 0.0021, 0.0572), 100) == "0.5 vs 0.21 (p 0.0572)"
+    assert _cell((0.2843, 0.3258, 0.033912), 1, learned=False) == "0.2843 vs 0.3258" and _cell(None, 1) == "–"

@@ -37,13 +37,11 @@ class Learning:
     Attributes:
         metric: the task's main metric (None when no run names it).
         reasons: why the comparison is not interpretable, one clause each; empty when it is.
-        weak_methods: labels whose mean main metric is at majority level (below it included).
         weak_runs: single runs at majority level, each with where it stands (listed, not fatal alone).
     """
 
     metric: str | None
     reasons: list[str] = field(default_factory=list)
-    weak_methods: list[str] = field(default_factory=list)
     weak_runs: list[str] = field(default_factory=list)
 
     @property
@@ -112,7 +110,6 @@ def assess(records: list[RunRecord], compared: tuple[str, ...], majority: float 
                                      f"{versus_majority(metric, v, base, LEARNED_MARGIN)})")
         mean = float(np.mean(values))
         if at_majority_level(mean, base):
-            out.weak_methods.append(label)
             seeds = f"{len(values)} seed{'s' if len(values) != 1 else ''}"
             out.reasons.append(f"{method_display(label, drift)}'s mean dev {metric_name(metric)} over {seeds}, {format_metric(metric, mean)}, "
                                f"is {versus_majority(metric, mean, base, LEARNED_MARGIN)}")

@@ -4,7 +4,7 @@ stated, and each alternative measure's LoRA / full FT ratio (``drift.json``'s ``
 from __future__ import annotations
 
 from lorascope.drift.record import DriftRecord
-from lorascope.metrics import format_drift, format_interval, format_ratio
+from lorascope.metrics import format_bounds, format_drift, format_ratio
 from lorascope.report.templating import render_template
 from lorascope.report.text import test_result
 
@@ -41,7 +41,7 @@ def robustness_section(drift: dict[str, DriftRecord], not_learned: set[str] | fr
             ratio = r.ratio
             name = f"**{r.description}** (the verdicts')" if r.is_verdict_measure else r.description
             rows.append([task, name, format_drift(r.lora_mean), format_drift(r.full_mean),
-                         f"{format_ratio(ratio.gm_ratio)} {format_interval(ratio.gm_ratio_ci[0], ratio.gm_ratio_ci[1])}" if ratio else r.note or "–",
+                         f"{format_ratio(ratio.gm_ratio)} {format_bounds(ratio.gm_ratio_ci)}" if ratio else r.note or "–",
                          test_result(ratio.sign_flip) if ratio else "–", test_result(ratio.t_test) if ratio else "–"])
         lora, full = rob.pair or ["lora", "full"]
         pairs.append(f"{task}: {lora} vs {full}")

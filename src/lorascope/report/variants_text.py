@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue
 
-from lorascope.metrics import format_metric, format_significant
+from lorascope.metrics import format_metric, format_p, format_significant
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import main_metric, reference_of, task_learning
 from lorascope.report.lenses_text import LENSES, agreement_sentence, lens_values, lens_verdicts
@@ -31,7 +31,7 @@ def _cell(found: tuple[float, float, float | None] | None, scale: float, learned
         return "–"
     lora, full, p = found
     means = f"{format_significant(scale * lora, 4)} vs {format_significant(scale * full, 4)}"
-    return means + ("" if p is None or not learned else f" (p {format_significant(p, 2)})")
+    return means + ("" if p is None or not learned else f" (p {format_p(p)})")
 
 
 def variants_section(data: StudyRecords, figures: dict[str, str]) -> str:
