@@ -228,6 +228,15 @@ def study_with_skipped_note(ws: Ws, text: str) -> str:
     return str(folder)
 
 
+def study_with_provenance(ws: Ws, text: str) -> str:
+    """A published study's records with ``text`` as its first training run's ``provenance.json`` (the one the
+    report states)."""
+    folder = shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results" / "frontier-minilm" / "records",
+                             ws.root / "study")
+    write(min((folder / "train").glob("*/provenance.json")), text)
+    return str(folder)
+
+
 # --------------------------------------------------------------------------------------------
 # The table: (id, argv builder, pattern the one error line must match).
 
@@ -516,6 +525,10 @@ CASES = [
          r"drift/skipped\.json: expected a JSON object of task -> why the stage skipped it"),
     case("report-skipped-note-not-json", lambda ws: ["report", study_with_skipped_note(ws, '{"sst2": ')],
          r"drift/skipped\.json: expected a JSON object of task -> why the stage skipped it"),
+    case("report-provenance-not-json", lambda ws: ["report", study_with_provenance(ws, '{"seed": ')],
+         r"provenance\.json: not a readable provenance record"),
+    case("report-provenance-wrong-type", lambda ws: ["report", study_with_provenance(ws, '{"hardware": "x86"}')],
+         r"provenance\.json.*hardware"),
 ]
 
 

@@ -1,4 +1,7 @@
-"""Where a result came from: package and library versions, git revision, hardware, seed."""
+"""Where a result came from: package and library versions, git revision, hardware, seed.
+
+:func:`provenance` makes the JSON object every result folder's ``provenance.json`` holds (and drift.json
+and bench.json embed); :class:`Provenance` is its type, as the report and the records read it."""
 
 from __future__ import annotations
 
@@ -11,7 +14,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 import lorascope
+from lorascope.artifacts import read_json
+from lorascope.config import describe_validation_error
+from lorascope.errors import DataError
 
 _LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "numpy", "scipy", "optuna")
 
@@ -74,3 +82,47 @@ def provenance(seed: int | None = None) -> dict[str, Any]:
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
     }
+
+
+class Hardware(BaseModel):
+    """``provenance.json``'s ``hardware``: what :func:`hardware` records (the CUDA keys only with a GPU)."""
+
+    # Keys a later or earlier lorascope records are kept as they are: provenance describes, nothing decides on it.
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    platform: str | None = None
+    processor: str | None = None
+    cpu_count: int | None = None
+    torch_threads: int | None = None
+    cuda_device: str | None = None
+    cuda_version: str | None = None
+
+
+class Provenance(BaseModel):
+    """A result's ``provenance.json`` (the object :func:`provenance` makes). Every key is optional, as
+    folders written by older versions lack some; a record that embeds it writes back the keys it read."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    lorascope_version: str | None = None
+    git_revision: str | None = None
+    python: str | None = None
+    libraries: dict[str, str | None] = {}
+    hardware: Hardware | None = None
+    seed: int | None = None
+    created_utc: str | None = None
+    command: str | None = None
+
+
+def read_provenance(path: Path) -> Provenance:
+    """The provenance saved at ``path``.
+
+    Raises:
+        DataError: the file is not a JSON object, or a key holds a value of the wrong type (one line naming it).
+    """
+    try:
+        return Provenance.model_validate(read_json(path))
+    except ValidationError as err:
+        raise DataError(describe_validation_error(err, str(path))) from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # unreadable, not JSON, or not an object
+        raise DataError(f"{path}: not a readable provenance record ({type(err).__name__}: {err})") from None

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import JsonValue
 
+from lorascope.provenance import Provenance
 from lorascope.records import ExactKeysRecord, RecordPart
 
 
@@ -268,7 +269,7 @@ class BenchRecord(ExactKeysRecord):
     checks_passed: bool
     memory: ProcessMemory | None = None
     notes: list[str] = []
-    provenance: dict[str, JsonValue] | None = None
+    provenance: Provenance | None = None
     endpoint: EndpointSection | None = None
 
     @classmethod

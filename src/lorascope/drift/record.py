@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from pydantic import JsonValue
 
+from lorascope.provenance import Provenance
 from lorascope.records import ExactKeysRecord, RecordPart, StoredTest
 
 Bounds = list[float | None]  # [low, high] of an interval; None: undefined or unbounded
@@ -580,4 +581,4 @@ class DriftRecord(ExactKeysRecord):
     frontier: Frontier | None = None
     selection: dict[str, SelectedPoint] | None = None
     config: dict[str, JsonValue] = {}
-    provenance: dict[str, JsonValue] | None = None
+    provenance: Provenance | None = None

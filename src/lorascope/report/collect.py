@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 from pydantic import JsonValue
 
-from lorascope.artifacts import read_json
 from lorascope.bench.record import BenchRecord
 from lorascope.drift.record import DriftRecord
 from lorascope.lenses.records import ForgettingRecord, ProbesRecord, WeightsRecord
+from lorascope.provenance import Provenance, read_provenance
 from lorascope.records import BaselinesRecord, SanityRecord
 from lorascope.run_folder import RunFolder, RunRecord
 from lorascope.study.journal import StudyTimings
@@ -62,7 +62,7 @@ class StudyRecords:
     drift_skipped: dict[str, str] = field(default_factory=dict)
     lens_skipped: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: StudyTimings = field(default_factory=lambda: StudyTimings({}, []))
-    provenance: dict[str, JsonValue] | None = None
+    provenance: Provenance | None = None
 
     def lens(self, name: str) -> Mapping[str, WeightsRecord | ForgettingRecord | ProbesRecord]:
         """One lens's results (``weights``, ``forgetting`` or ``probes``) by task."""
@@ -79,7 +79,7 @@ def collect(study: Path) -> StudyRecords:
     """The study's records, each read through its type (checked, and upgraded from older versions)."""
     layout = StudyLayout(study)
     runs = [StudyRun(run.record(), run.name) for run in RunFolder.finished_under(layout.train)]
-    provenance = next((read_json(p) for p in sorted(layout.train.glob("*/provenance.json"))), None)
+    provenance = next((read_provenance(p) for p in sorted(layout.train.glob("*/provenance.json"))), None)
     return StudyRecords(
         study=study,
         config=(yaml.safe_load(layout.config.read_text()) if layout.config.is_file() else None) or {},

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from lorascope.drift.record import DriftComparison, LogRatioSummary, NoiseCaveat, NoiseFloor, StoredVerdict
 from lorascope.metrics import format_number, format_significant
+from lorascope.provenance import Hardware
 from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
 from lorascope.report.templating import render_template
@@ -121,13 +122,13 @@ def learning_items(data: StudyRecords) -> list[tuple[str, str, str]]:
 
 def limitations(data: StudyRecords) -> str:
     """The report's "Limitations" section: power, test disagreements, sample sizes, hardware, skipped and failed units."""
-    hardware = (data.provenance or {}).get("hardware")
+    hardware = data.provenance.hardware if data.provenance else None
     comparisons = [d.comparison for d in data.drift.values()]
     return render_template(
         "limitations.md.j2", power=power_items(data), disagreements=disagreement_items(data),
         log_ratio=any(isinstance(c.log_ratio, LogRatioSummary) and c.log_ratio.gm_ratio is not None for c in comparisons),
         dev_examples=dev_example_items(data), n_samples=sorted({d.n_samples for d in data.drift.values()}),
-        config=data.config, hw=hardware if isinstance(hardware, dict) else {}, drift=data.drift,
+        config=data.config, hw=hardware or Hardware(), drift=data.drift,
         drift_skipped=data.drift_skipped, learning=learning_items(data), noise=noise_items(data),
         lens_skipped=[(lens, task, why) for lens, skipped in data.lens_skipped.items() for task, why in skipped.items()
                       if task not in data.lens(lens)],

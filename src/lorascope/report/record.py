@@ -31,6 +31,7 @@ from lorascope.drift.record import (
 )
 from lorascope.errors import DataError
 from lorascope.lenses.records import LensComparison, LensControl, LensRun, WeightSummary, WholeModelUpdate
+from lorascope.provenance import Provenance
 from lorascope.records import Baseline, ExactKeysRecord, RecordPart, SanityCheck
 
 
@@ -179,7 +180,7 @@ class SummaryRecord(ExactKeysRecord):
     probes: dict[str, ProbesSummary]
     bench: BenchSummary | None
     timings: dict[str, JsonValue]
-    provenance: dict[str, JsonValue] | None
+    provenance: Provenance | None
 
     @classmethod
     def upgrade(cls, raw: dict[str, Any], version: int) -> dict[str, Any]:
