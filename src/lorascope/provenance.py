@@ -5,6 +5,7 @@ and bench.json embed); :class:`Provenance` is its type, as the report and the re
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -17,7 +18,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import lorascope
-from lorascope.artifacts import read_json
 from lorascope.config import describe_validation_error
 from lorascope.errors import DataError
 
@@ -120,8 +120,8 @@ def read_provenance(path: Path) -> Provenance:
     Raises:
         DataError: the file is not a JSON object, or a key holds a value of the wrong type (one line naming it).
     """
-    try:
-        return Provenance.model_validate(read_json(path))
+    try:  # not artifacts.read_json: artifacts writes provenance, so it imports this module
+        return Provenance.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except ValidationError as err:
         raise DataError(describe_validation_error(err, str(path))) from None
     except (OSError, UnicodeDecodeError, ValueError) as err:  # unreadable, not JSON, or not an object
