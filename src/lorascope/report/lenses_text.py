@@ -100,14 +100,23 @@ def weights_section(weights: dict[str, WeightsRecord], data: StudyRecords | None
     return render_template("weights.md.j2", first=next(iter(weights.values())), tasks=tasks) if tasks else ""
 
 
+def _closer(lora: float, full: float, lora_name: str = "LoRA", lower_is_closer: bool = True) -> str:
+    """Which method's mean is nearer the base: ``lora_name``, ``full FT``, or ``neither`` where they are equal."""
+    return "neither" if lora == full else lora_name if (lora < full) == lower_is_closer else "full FT"
+
+
+def _separates(p: float | None) -> bool:
+    """Whether a lens's descriptive paired test tells the methods apart (p < DESCRIPTIVE_ALPHA)."""
+    return p is not None and p < DESCRIPTIVE_ALPHA
+
+
 def _moved_less(m: MeasureComparison, lora: str) -> tuple[float | None, str | None, bool]:
-    """The paired t p of ``m``, which method's mean update is smaller (``neither`` where they are equal, None
-    where a method was not measured) and whether the paired test separates them (p < DESCRIPTIVE_ALPHA)."""
+    """The paired t p of ``m``, which method's mean update is smaller (:func:`_closer`; None where a method was
+    not measured) and whether the paired test separates them (:func:`_separates`)."""
     p = m.paired_t.p_value if m.paired_t else None
     if m.lora_mean is None or m.full_mean is None:
         return p, None, False
-    who = "neither" if m.lora_mean == m.full_mean else lora if m.lora_mean < m.full_mean else "full FT"
-    return p, who, p is not None and p < DESCRIPTIVE_ALPHA
+    return p, _closer(m.lora_mean, m.full_mean, lora), _separates(p)
 
 
 def scope_sentence(w: WeightsRecord, learned: bool = True) -> str:
@@ -272,8 +281,7 @@ def lens_verdicts(data: StudyRecords, task: str, label: str | None = None) -> tu
         if not learned:
             rows.append([*means, "–", NOT_REPORTED])
             continue
-        closer = "neither" if lora == full else "LoRA" if (lora < full) == lower_is_closer else "full FT"
-        clear = p is not None and p < DESCRIPTIVE_ALPHA
+        closer, clear = _closer(lora, full, lower_is_closer=lower_is_closer), _separates(p)
         verdicts[name] = closer if clear and closer != "neither" else "unclear"
         rows.append([*means, closer, "–" if p is None else format_p(p) + (f" (< {format_significant(DESCRIPTIVE_ALPHA, 6)})" if clear else "")])
     return rows, verdicts

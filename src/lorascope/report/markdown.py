@@ -7,7 +7,6 @@ from pydantic import JsonValue
 
 from lorascope.drift.record import CrossedDifference, SeedsOnlyDifference
 from lorascope.metrics import format_metric, format_metric_difference, format_number
-from lorascope.provenance import Provenance
 from lorascope.records import SanityRecord
 from lorascope.report.answers import answers, verdict_table
 from lorascope.report.collect import StudyRecords
@@ -89,8 +88,8 @@ def metric_differences(data: StudyRecords) -> str:
 
 def provenance_section(data: StudyRecords) -> str:
     """The report's "Provenance" section: versions, git revision, wall time per stage and the study's config."""
-    prov = data.provenance or Provenance()
-    libs = ", ".join(f"{k} {v}" for k, v in prov.libraries.items() if v)
+    prov = data.provenance
+    libs = ", ".join(f"{k} {v}" for k, v in prov.libraries.items() if v) if prov else ""
     runs = len(data.timings.invocations) or 1  # older studies stored only their last invocation's times
     timings = ", ".join(f"{k} {format_number(v, 0)} s" for k, v in data.timings.total_s.items())
     return render_template("provenance.md.j2", provenance=prov, libraries=libs, invocations=runs, timings=timings,
