@@ -1,7 +1,8 @@
 """The report's Jinja2 environment: each section's prose is a template in ``report/templates/``; the
 Python beside it computes only the values a template shows. Every number reaches a template already
-formatted or through a filter named after its ``lorascope.metrics.format_*`` function, the one place
-numbers are formatted for every command and the report.
+formatted by a ``lorascope.metrics.format_*`` function or through the filter named after it (``number``,
+``significant``, ``share``, ``p``, ``ratio`` …): the report formats numbers nowhere else (a test in
+tests/test_architecture.py keeps it so).
 
 Templates are Markdown. ``{% filter oneline %}`` lets a paragraph wrap in its template and still be
 one line in the report (one line per paragraph keeps each sentence searchable in report.md)."""
