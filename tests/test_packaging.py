@@ -302,7 +302,7 @@ def test_the_wheel_installs_core_only_into_a_clean_venv(tmp_path):
 
     # The report's prose is package data: the installed package renders a section from its templates.
     section = run(str(py), "-c", "from lorascope.report.templating import render_template; "
-                                 "print(render_template('provenance.md.j2', provenance={}, libraries='', invocations=1, "
+                                 "print(render_template('provenance.md.j2', provenance=None, libraries='', invocations=1, "
                                  "timings='', study='s', config_yaml='{}'))")
     assert section.returncode == 0 and section.stdout.startswith("## Provenance\n"), section.stderr[-2000:]
     print(f"wheel built and installed core-only in {installed:.0f} s; checked at {time.monotonic() - start:.0f} s")
