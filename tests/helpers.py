@@ -4,6 +4,7 @@ server on a free port, and the typed records a report reads, built from what a t
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -333,3 +334,18 @@ def small_probes_record(task: str = "sst2", probe_tasks=("rte",), seeds=(1, 2, 3
               "controls": [{"name": "lora_at_init", "max_feature_difference": 0.0, "passed": True}],
               "runs": runs, "comparison": lens_comparison(measures, seeds)}
     return ProbesRecord.create(**{**record, **fields})
+
+
+def prose_faults(md: str) -> list[str]:
+    """Each slip in ``md`` (the provenance's YAML block left out), as ``line number: what: the line``."""
+    body = md.split("```yaml", 1)[0]
+    faults = [f"{body[:body.index(chr(10) * 3)].count(chr(10)) + 1}: two blank lines in a row"] if "\n\n\n" in body else []
+    # "loss became nan" is a failed run's recorded reason, the run's own words, not a missing value printed.
+    slips = {"empty brackets": r"\(\s*\)|\[\s*\]", "a sentence with nothing in it": r":\s*[.;]",
+             "a missing value printed": r"(?<!became )\b(None|nan|NaN)\b", "a doubled stop": r"(?<![.\d])\.\.(?![.\d])",
+             "a space before a stop or comma": r"\w \.(\s|$)| ,"}
+    for n, line in enumerate(body.splitlines(), 1):
+        faults += [f"{n}: {what}: {line}" for what, pattern in slips.items() if re.search(pattern, line)]
+        if line.count("(") != line.count(")") or line.count("[") != line.count("]"):
+            faults.append(f"{n}: unbalanced brackets: {line}")
+    return faults

@@ -21,6 +21,7 @@ from lorascope.study import StudyConfig, load_study
 from lorascope.study.config import hpo_config
 from lorascope.study.units import train_units
 from tests.conftest import write
+from tests.helpers import prose_faults
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def test_whole_study_on_own_tasks_from_another_directory(tmp_path, monkeypatch):
     timings = json.loads((out / "timings.json").read_text())
     assert list(timings["invocations"][0]["stages"]) == STAGES
     md = (out / "report" / "report.md").read_text()
-    assert "tasks reviews, pairs;" in md
+    assert "tasks reviews, pairs;" in md and prose_faults(md) == []
     for heading in ("## Representation drift", "## Weight lens", "## Probe retention", "## Serving cost"):
         assert heading in md
     assert "| reviews |" in md and "| pairs |" in md and "| reviews.yaml" not in md

@@ -13,7 +13,7 @@ from lorascope.report.build import markdown_to_html
 from lorascope.report.limitations import limitations
 from lorascope.report.markdown import render
 from tests.conftest import baselines_record
-from tests.helpers import study_records, weight_run, weight_scope
+from tests.helpers import prose_faults, study_records, weight_run, weight_scope
 from tests.test_report import _run, _values, synthetic_study
 
 # An adversarial pair task scored by Matthews correlation: LoRA learned something misleading (MCC
@@ -180,6 +180,7 @@ def test_a_real_study_whose_models_did_not_learn_reads_right(glue_dir, tmp_path)
     out = run_study(load_study(tmp_path / "study.yaml"))
     md = (out / "report" / "report.md").read_text()
     html = (out / "report" / "report.html").read_text()
+    assert prose_faults(md) == []
     verdicts = md.split("## Verdicts", 1)[1].split("## ", 1)[0]
     assert verdicts.strip() == ("- **mrpc**: no verdicts — the models did not learn the task (why: see Answers); its "
                                 "p-values and effect sizes are not reported.")

@@ -5,14 +5,13 @@ reaches them; each study below takes other branches."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from lorascope.report.collect import collect
 from lorascope.report.markdown import render
-from tests.helpers import study_records
+from tests.helpers import prose_faults, study_records
 from tests.test_report import _bench_with, synthetic_study
 from tests.test_report_family import family_study
 from tests.test_report_not_learned import not_learned_study
@@ -20,20 +19,6 @@ from tests.test_report_not_learned import not_learned_study
 PUBLISHED = sorted((Path(__file__).resolve().parents[1] / "docs" / "results").glob("*/records"))
 FIGURES = {name: f"figures/{name}.png" for name in ("drift_by_layer", "drift_heatmap", "drift_reduction",
                                                      "metric_vs_drift", "frontier", "lenses_by_rank", "serving_ratio")}
-
-
-def prose_faults(md: str) -> list[str]:
-    """Each slip in ``md`` (the provenance's YAML block left out), as ``line number: what: the line``."""
-    body = md.split("```yaml", 1)[0]
-    faults = [f"{body[:body.index(chr(10) * 3)].count(chr(10)) + 1}: two blank lines in a row"] if "\n\n\n" in body else []
-    slips = {"empty brackets": r"\(\s*\)|\[\s*\]", "a sentence with nothing in it": r":\s*[.;]",
-             "a missing value printed": r"\b(None|nan|NaN)\b", "a doubled stop": r"(?<![.\d])\.\.(?![.\d])",
-             "a space before a stop or comma": r"\w \.(\s|$)| ,"}
-    for n, line in enumerate(body.splitlines(), 1):
-        faults += [f"{n}: {what}: {line}" for what, pattern in slips.items() if re.search(pattern, line)]
-        if line.count("(") != line.count(")") or line.count("[") != line.count("]"):
-            faults.append(f"{n}: unbalanced brackets: {line}")
-    return faults
 
 
 def test_the_checks_find_each_kind_of_slip():

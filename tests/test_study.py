@@ -8,6 +8,7 @@ import yaml
 
 from lorascope.errors import ConfigError
 from lorascope.study import load_study, run_study
+from tests.helpers import prose_faults
 
 # Tests that train, kill or serve for real are in the slow tier (make test runs it; make test-fast
 # skips it); the config and error tests are fast.
@@ -48,6 +49,7 @@ def test_reduced_study_end_to_end(glue_dir, tmp_path):
     md = (out / "report" / "report.md").read_text()
     html = (out / "report" / "report.html").read_text()
     assert "## Representation drift" in md and "base_vs_lora_init" in md
+    assert prose_faults(md) == []  # with a task skipped and its runs failed
     # The weight lens ran for rte (the sst2 runs diverged: no LoRA run to say which matrices were adapted).
     weights = json.loads((out / "weights" / "rte" / "weights.json").read_text())
     assert len(weights["runs"]) == 4 and not (out / "weights" / "sst2").exists()
@@ -156,6 +158,7 @@ def test_reduced_minilm_study_with_serving_end_to_end(glue_dir, tmp_path):
     # The study's own trained adapters and full model are served, and every path matched PEFT.
     assert bench["synthetic_adapters"] is False and bench["checks_passed"] is True
     md = (out / "report" / "report.md").read_text()
+    assert prose_faults(md) == []
     # One task, two seeds: both seeds' adapters are served, so the 2-adapter strategies run too.
     assert set(bench["adapters"][i]["name"] for i in range(2)) == {"sst2", "sst2-s2"}
     assert "## Serving cost" in md and "| runtime_single | 1 |" in md and "| peft_switch2 | 2 |" in md

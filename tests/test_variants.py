@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from lorascope.errors import ConfigError
+from tests.helpers import prose_faults
 
 VARIANTS = {
     "lora_r2": {"method": "lora", "lora_r": 2, "lora_alpha": 4},
@@ -141,6 +142,7 @@ def test_variants_study_trains_compares_and_reports_every_variant(glue_dir, tmp_
     assert set(forgetting["comparison"]["variants"]) == {"lora", "lora_all", "lora_dora", "lora_r2"}
 
     report = (out / "report" / "report.md").read_text()
+    assert prose_faults(report) == []
     section = report.split("## Method variants", 1)[1].split("\n## ", 1)[0]
     for label, settings in (("lora_r2", "r 2, α 4, default targets"), ("lora_dora", "r 4, α 8, default targets, DoRA"),
                             ("lora_all", "r 8, α 16, all-linear, rsLoRA")):
