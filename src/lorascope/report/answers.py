@@ -130,6 +130,7 @@ def verdict_table(data: StudyRecords) -> str:
             set_apart.append(task)
             continue
         metric = main_metric(data, task)
+        # A verdict that could not be computed: its error, and "–" in the other 10 of the table's 14 columns.
         rows[True] += [[task, "–", "not computed", r.error, *["–"] * 10] for r in records if isinstance(r, NoVerdict)]
         for v in verdict_records(d.comparison):
             nulls[v.hypothesis] = v.details.log_ratio is not None
