@@ -45,8 +45,9 @@ def aa_noise(bench: BenchRecord | None) -> str | None:
     return render_template("aa_noise.md.j2", rows=rows, spread=spread)
 
 
-def _ratio_cell(value: float | None, low: float | None, high: float | None) -> str:
-    return "–" if value is None else f"{format_number(value)} {format_interval(low, high)}"
+def _with_interval(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+    """``value [low, high]`` with ``digits`` decimals, "–" without a value (a ratio, a latency)."""
+    return "–" if value is None else f"{format_number(value, digits)} {format_interval(low, high, digits)}"
 
 
 def endpoint_section(ep: EndpointSection | None) -> str:
@@ -56,11 +57,11 @@ def endpoint_section(ep: EndpointSection | None) -> str:
     overhead = [[o.batch_size, format_number(o.inprocess_mean_ms, 2), format_number(o.endpoint_mean_ms, 2), format_number(o.added_ms, 2, signed=True),
                  f"{format_number(o.inprocess_p50_ms, 2)} / {format_number(o.endpoint_p50_ms, 2)}",
                  f"{format_number(o.inprocess_p99_ms, 2)} / {format_number(o.endpoint_p99_ms, 2)}",
-                 _ratio_cell(o.overhead_ratio, o.overhead_ci_low, o.overhead_ci_high), format_number(o.p50_overhead_ratio)]
+                 _with_interval(o.overhead_ratio, o.overhead_ci_low, o.overhead_ci_high), format_number(o.p50_overhead_ratio)]
                 for o in ep.overhead]
     concurrency = [[r.batch_size, r.concurrency, f"{r.n}/{r.requests}", r.errors, format_number(r.throughput_rps, 1),
                     format_number(r.throughput_vs_inprocess, 2),
-                    "–" if r.p50_ms is None else f"{format_number(r.p50_ms, 2)} {format_interval(r.p50_ci_low_ms, r.p50_ci_high_ms, 2)}",
+                    _with_interval(r.p50_ms, r.p50_ci_low_ms, r.p50_ci_high_ms, 2),
                     format_number(r.p99_ms, 2)] for r in ep.concurrency]
     return render_template("endpoint.md.j2", ep=ep, overhead=overhead, concurrency=concurrency)
 
@@ -74,8 +75,8 @@ def serving_section(bench: BenchRecord | None, figures: dict[str, str]) -> str:
     endpoint = "endpoint" in bench.model_fields_set  # a column for the endpoint's ratio to the in-process runtime
     latency = [[r.strategy, r.batch_size, f"{format_number(r.mean_ms, 2)} {format_interval(r.ci_low_ms, r.ci_high_ms, 2)}",
                 format_number(r.p50_ms, 2), format_number(r.p95_ms, 2), format_number(r.p99_ms, 2),
-                format_number(r.throughput_rps, 1), _ratio_cell(r.ratio_to_merged, r.ratio_ci_low, r.ratio_ci_high),
-                *([_ratio_cell(r.overhead_ratio, r.overhead_ci_low, r.overhead_ci_high)] if endpoint else []),
+                format_number(r.throughput_rps, 1), _with_interval(r.ratio_to_merged, r.ratio_ci_low, r.ratio_ci_high),
+                *([_with_interval(r.overhead_ratio, r.overhead_ci_low, r.overhead_ci_high)] if endpoint else []),
                 "–" if r.strategy in NOT_H2 else (r.h2 or "–")] for r in bench.results]
     checks = [[c.strategy, c.compared_with, c.rows, format_scientific(c.max_abs_diff),
                format_scientific(c.tolerance, 0), format_share(c.agreement, 1), "pass" if c.passed else "**FAIL**"] for c in bench.checks]
