@@ -12,6 +12,7 @@ from lorascope.report.collect import StudyRecords
 from lorascope.report.learning import not_learned, task_learning
 from lorascope.report.templating import render_template
 from lorascope.report.verdict_text import CORRECTIONS, Family, decided_verdicts, family_shape
+from lorascope.stats.hierarchical import plain_bootstrap_coverage
 from lorascope.variants import recorded_primary
 
 
@@ -128,6 +129,7 @@ def limitations(data: StudyRecords) -> str:
         "limitations.md.j2", power=power_items(data), disagreements=disagreement_items(data),
         log_ratio=any(isinstance(c.log_ratio, LogRatioSummary) and c.log_ratio.gm_ratio is not None for c in comparisons),
         dev_examples=dev_example_items(data), n_samples=sorted({d.n_samples for d in data.drift.values()}),
+        plain_bootstrap=[(k, plain_bootstrap_coverage(k)) for k in sorted({c.n_pairs for c in comparisons if c.n_pairs >= 2})],
         config=data.config, hw=hardware or Hardware(), drift=data.drift,
         drift_skipped=data.drift_skipped, learning=learning_items(data), noise=noise_items(data),
         lens_skipped=[(lens, task, why) for lens, skipped in data.lens_skipped.items() for task, why in skipped.items()
