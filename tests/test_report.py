@@ -102,6 +102,9 @@ def test_limitations_say_which_tests_can_reach_alpha(n_seeds, tasks, reachable, 
     assert "Bonferroni" not in text
     if not reachable:
         assert f"and {floor} seed pairs are the minimum" in text
+    # the plain seed bootstrap's coverage at this n (a simulation finds 73%, 83%, 89%, 90%; see test_stats_coverage)
+    coverage = {3: "75%", 5: "85%", 8: "89%", 9: "90%"}[n_seeds]
+    assert f"its nominal 95% interval would cover about {coverage} at {n_seeds} seed pairs." in text
 
 
 @pytest.mark.slow
@@ -257,7 +260,7 @@ def _bench_with(h2_max_ratio=None):
                       ("lora_merged", "merged", "LoRA merged into the weights (PEFT merge_and_unload)", 0.42,
                        4_194_304),
                       ("lora_separate", "separate", "LoRA unmerged, one adapter (PEFT)", 0.57, 65_536))}
-    return BenchRecord.create(config=config, environment={"device": "cpu", "device_name": "CPU", "dtype": "float32",
+    return BenchRecord.create(config=config, environment={"device": "cpu", "device_name": "CPU (x86_64)", "dtype": "float32",
                                                           "threads": 2},
                               strategies=strategies, results=[merged, row], checks=[], checks_passed=True)
 
@@ -289,7 +292,7 @@ def test_serving_section_states_the_requests_measured_and_a_warm_up_of_none():
     requests = {"sst2": RequestStats(warmup=0, measured=6, mean_seq_len=21.5, real_token_fraction=0.8)}
     text = serving_section(_bench_with(1.5).model_copy(update={"requests": requests}), {})
     assert "; 6 measured requests per strategy and batch size after 0 warm-up" in text
-    assert "(float32, 2 threads)" in text
+    assert "Device: CPU (x86_64), float32, 2 threads; base model" in text  # one bracket group, the device's own
     # A benchmark that recorded no request counts says so, not a number.
     assert "; ? measured requests per strategy and batch size after ? warm-up" in serving_section(_bench_with(1.5), {})
 
@@ -373,3 +376,9 @@ def test_the_report_states_each_sanity_check_and_what_a_failure_means():
     assert "sst2 full fine-tuning **FAILED** (loss 0.41 after 10 epochs)." in text
     assert "points to a bug in the data, the classification head or the optimiser set-up" in text
     assert "Sanity checks" not in render(study_records({**data, "sanity": None}), {})
+
+
+def test_the_console_table_names_the_device_with_one_bracket_group():
+    from lorascope.bench.output import results_table
+
+    assert results_table(_bench_with(1.5)).title == "serving cost: ? on CPU (x86_64), float32, 2 threads"

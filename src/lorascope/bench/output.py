@@ -53,8 +53,9 @@ def results_table(bench: BenchRecord) -> Table:
     if bench.full_ft is not None and bench.full_ft.stand_in:
         labels.append("full_ft = base model stand-in")
     model = bench.base_model.name if bench.base_model else "?"
-    title = (f"serving cost: {model} on {env.device_name} ({env.dtype}, "
-             f"{env.threads} threads){'; ' + ', '.join(labels) if labels else ''}")
+    # The CPU's device name already ends in brackets ("CPU (x86_64)"): the settings follow it after commas.
+    title = (f"serving cost: {model} on {env.device_name}, {env.dtype}, "
+             f"{env.threads} threads{'; ' + ', '.join(labels) if labels else ''}")
     table = Table(title=title, box=box.SIMPLE_HEAD)
     endpoint = bench.endpoint is not None
     columns = ["strategy", "batch", "mean ms [95% CI]", "p50 ms", "p95 ms", "p99 ms", "rows/s", "× merged [95% CI]"]
