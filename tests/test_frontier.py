@@ -57,6 +57,25 @@ def test_a_hand_picked_pair_can_disagree_with_the_matched_comparison():
     assert result["ratio"] == pytest.approx(1.0, abs=0.15)
 
 
+def test_the_p_value_and_the_interval_tell_the_same_story():
+    rng = np.random.default_rng(4)
+    for ratio in (0.6, 0.8, 0.9, 1.0, 1.3):
+        points = [_point("lora", lr, acc, ratio * _curve(acc), rng, noise=0.4) for lr, acc in [(1e-3, 0.72), (2e-3, 0.78)]]
+        points += [_point("full", lr, acc, _curve(acc), rng, noise=0.4) for lr, acc in [(5e-5, 0.71), (1e-4, 0.77)]]
+        result = matched_accuracy(points, n_resamples=2000)
+        excludes_one = result["ci"][1] < 1 or result["ci"][0] > 1
+        assert excludes_one == (result["p"] < 0.05), (ratio, result["ci"], result["p"])
+        assert result["ci_method"].startswith("bootstrap over seeds, each point's deviations scaled")
+
+
+def test_one_seed_per_point_gives_no_interval_and_decides_nothing():
+    points = [SweepPoint(f"{m}_{s}", m, s, np.array([acc]), np.array([d])) for m, s, acc, d in
+              [("lora", 1, 0.70, 0.01), ("lora", 2, 0.80, 0.02), ("full", 1, 0.71, 0.04), ("full", 2, 0.79, 0.08)]]
+    result = matched_accuracy(points, n_resamples=50)
+    assert result["outcome"] == "undecided" and result["ci"] == [None, None] and result["p"] is None
+    assert result["ratio"] == pytest.approx(0.25, rel=0.1) and "every point has one seed" in result["statement"]
+
+
 def test_frontiers_that_do_not_overlap_are_not_compared():
     rng = np.random.default_rng(2)
     points = [_point("lora", 1e-3, 0.60, 0.01, rng), _point("lora", 2e-3, 0.62, 0.02, rng),

@@ -23,6 +23,7 @@ from lorascope.stats import (
     log_ratio_summary,
     t_interval,
 )
+from lorascope.stats.frontier import SweepPoint, _matched_log_ratio, matched_accuracy
 from lorascope.stats.logratio import reduction_from_log
 
 K = 8
@@ -185,3 +186,51 @@ def test_plain_bootstrap_coverage_is_what_a_simulation_finds(k):
     from lorascope.stats.hierarchical import plain_bootstrap_coverage
 
     assert plain_bootstrap_coverage(k) == pytest.approx(percentile_bootstrap_coverage(k), abs=0.03)
+
+
+FRONTIER_TRUTH = {"lora": ([0.80, 0.84, 0.87], [-4.0, -3.5, -3.0]), "full": ([0.81, 0.85, 0.88], [-3.0, -2.5, -2.0])}
+
+
+def frontier_coverage(interval: Callable[[list[SweepPoint], int], tuple[float, float]], k: int, reps: int = 200) -> float:
+    """Share of simulated sweeps (3 points per method, ``k`` seeds each: accuracy sd 0.01, log-drift sd 0.5 around
+    two known frontiers) whose matched-accuracy interval of the drift ratio contains the true ratio."""
+    def truth(method: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.array([m]), np.exp(np.array([d]))) for m, d in zip(*FRONTIER_TRUTH[method])]
+
+    true_ratio = float(np.exp(_matched_log_ratio(truth("lora"), truth("full"), 21)))
+    rng = np.random.default_rng(0)
+    hits = 0
+    for r in range(reps):
+        points = [SweepPoint(f"{method}{i}", method, i, m + 0.01 * rng.normal(size=k), np.exp(d + 0.5 * rng.normal(size=k)))
+                  for method, (ms, ds) in FRONTIER_TRUTH.items() for i, (m, d) in enumerate(zip(ms, ds))]
+        low, high = interval(points, r)
+        hits += low <= true_ratio <= high
+    return hits / reps
+
+
+def plain_frontier_bootstrap(points: list[SweepPoint], seed: int) -> tuple[float, float]:
+    """The percentile interval of a bootstrap that resamples each point's seeds as they are (uncalibrated)."""
+    rng = np.random.default_rng(seed)
+    groups = {m: [(p.metric, p.drift) for p in points if p.method == m] for m in ("lora", "full")}
+
+    def resample(group):
+        return [(m[i], d[i]) for m, d in group for i in [rng.integers(0, m.size, m.size)]]
+
+    boot = np.array([_matched_log_ratio(resample(groups["lora"]), resample(groups["full"]), 21) for _ in range(400)])
+    low, high = np.quantile(boot[~np.isnan(boot)], [0.025, 0.975])
+    return float(np.exp(low)), float(np.exp(high))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [2, 3])
+def test_the_matched_accuracy_interval_covers_the_true_ratio(k):
+    def calibrated(points, seed):
+        low, high = matched_accuracy(points, n_resamples=400, seed=seed)["ci"]
+        return low, high
+
+    assert frontier_coverage(calibrated, k) >= 0.91
+
+
+@pytest.mark.slow
+def test_the_frontier_simulation_is_one_where_a_plain_bootstrap_undercovers():
+    assert frontier_coverage(plain_frontier_bootstrap, 3) < 0.88

@@ -486,6 +486,7 @@ class MatchedComparison(RecordPart):
     ratio: float | None
     ci: Bounds
     p: float | None
+    ci_method: str = "bootstrap over seeds, percentile interval"  # as written before the interval was calibrated
     n_overlapping_resamples: int | None = None
     outcome: str
     statement: str
