@@ -376,6 +376,32 @@ def test_seeds_needed_matches_the_t_power_it_promises():
     assert "points away" in seeds_needed(np.array([-0.05, -0.06, -0.04, -0.05]), 0.05)["note"]
 
 
+
+def _t_power_by_integration(dz, n, alpha):
+    """Power of the one-sided one-sample t-test, integrated from its definition (no noncentral-t code).
+
+    T = (Z + δ) / √(V / df) with Z normal, V chi-square(df): P(T > c) = ∫ Φ(δ − c √(v / df)) f_V(v) dv.
+    """
+    from scipy import integrate
+
+    df, delta = n - 1, dz * math.sqrt(n)
+    crit = stats.t.isf(alpha, df)
+    lo, hi = stats.chi2.ppf([1e-14, 1 - 1e-14], df)
+    return integrate.quad(lambda v: stats.norm.sf(crit * math.sqrt(v / df) - delta) * stats.chi2.pdf(v, df), lo, hi,
+                          limit=200, epsabs=1e-12)[0]
+
+
+@pytest.mark.parametrize(("dz", "alpha", "expected"), [
+    (0.7, 0.05 / 3, 21), (1.8584798541875704, 0.01, 6), (0.5, 0.001, 67), (2.0, 0.05 / 4, 6), (0.3, 0.05, 71)])
+def test_pairs_for_power_is_the_smallest_n_by_an_independent_power(dz, alpha, expected):
+    # The bisection visits n in the thousands, where 1 − special.nctdtr (statsmodels' TTestPower) is NaN
+    # although the power is 1; read as "too little power" that sent it to 3138 pairs instead of 21.
+    from lorascope.stats.power import pairs_for_power
+
+    n = pairs_for_power(dz, alpha)
+    assert n == expected
+    assert _t_power_by_integration(dz, n, alpha) >= 0.8 > _t_power_by_integration(dz, n - 1, alpha)
+
 def test_verdicts_carry_seeds_needed():
     v = h1b_verdict(0.7 * FULL_DRIFT[:3] + [0.01, -0.02, 0.015], FULL_DRIFT[:3], n_comparisons=3)
     assert v.seeds_needed["t"] >= 2 and v.seeds_needed["exact_floor"] == 6

@@ -2,12 +2,13 @@
 
 From the observed per-seed differences (mean m, sd s; effect size d_z = m / s), the number of
 seed pairs n at which a one-sided paired t-test at the corrected alpha has the requested power
-(statsmodels' noncentral-t power). With a few seeds d_z itself is very uncertain, so the number
-is given as a range: the seeds needed at the upper and at the lower end of the confidence interval
-for d_z (the exact interval from the noncentral t distribution of the observed t). Where that
-interval reaches 0 or below, the upper end of the range is unbounded. This plans the next study
-from the current one; it is not a post-hoc justification of the current result. The exact
-sign-flip test additionally needs 2^-n ≤ alpha before any outcome can be significant.
+(the noncentral-t power of statsmodels' ``TTestPower``, from scipy). With a few seeds d_z itself is
+very uncertain, so the number is given as a range: the seeds needed at the upper and at the lower
+end of the confidence interval for d_z (the exact interval from the noncentral t distribution of
+the observed t). Where that interval reaches 0 or below, the upper end of the range is unbounded.
+This plans the next study from the current one; it is not a post-hoc justification of the current
+result. The exact sign-flip test additionally needs 2^-n ≤ alpha before any outcome can be
+significant.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
-from statsmodels.stats.power import TTestPower
 
 from lorascope.stats._arrays import as_sample, is_constant
 from lorascope.stats.permutation import min_attainable_p
@@ -34,7 +34,21 @@ def exact_floor_pairs(corrected_alpha: float, alternative: str = "greater") -> i
 
 
 def _t_power(effect: float, n: int, alpha: float) -> float:
-    return float(TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="larger"))
+    """Power of the one-sided paired t-test of d_z = ``effect`` with n pairs at level ``alpha``.
+
+    P(T > t_{1−α, n−1}) for T noncentral t with n − 1 degrees of freedom and noncentrality
+    d_z √n: the quantity statsmodels' ``TTestPower(alternative="larger")`` computes, but taken
+    from scipy's ``nct.sf``. statsmodels evaluates it as 1 − ``special.nctdtr``, which is NaN far
+    in the upper tail (d_z = 0.7, n = 3126, α = 0.05/3, where the power is 1); :func:`pairs_for_power`
+    would read that NaN as "not enough power" and bisect to thousands of pairs instead of 21.
+    """
+    df = n - 1
+    crit = float(stats.t.isf(alpha, df))
+    noncentrality = effect * math.sqrt(n)
+    power = float(stats.nct.sf(crit, df, noncentrality))
+    if math.isnan(power):  # only far in a tail, where the power is 1 (δ ≫ crit) or 0 (δ ≪ crit)
+        power = 1.0 if noncentrality > crit else 0.0
+    return power
 
 
 def pairs_for_power(effect: float, corrected_alpha: float, power: float = 0.8) -> int | None:
