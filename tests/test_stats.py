@@ -202,6 +202,34 @@ def test_fieller_interval_inverts_the_t_test():
     assert fieller_interval([1.0, -1.0, 2.0], [0.1, -0.1, 0.05]) == (-math.inf, math.inf)
 
 
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fieller_interval_matches_the_textbook_formula(seed):
+    # Fieller (1954) in its closed form: with variances v of the means and g = t² v_bb / m_b², the
+    # interval is [ρ̂ − g v_ab/v_bb ± (t/|m_b|) √(v_aa − 2ρ̂ v_ab + ρ̂² v_bb − g (v_aa − v_ab²/v_bb))] / (1 − g),
+    # bounded only when g < 1, i.e. when the denominator's mean is significantly non-zero.
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        n = int(rng.integers(2, 9))
+        full = rng.normal(rng.choice([0.05, 0.3, -1.0]), rng.choice([0.02, 0.3]), n)
+        lora = 0.7 * full + rng.normal(0, rng.choice([0.01, 0.2]), n)
+        confidence = float(rng.choice([0.9, 0.95]))
+        t = stats.t.ppf(0.5 + confidence / 2, n - 1)
+        cov = np.cov(lora, full) / n
+        v_aa, v_ab, v_bb = cov[0, 0], cov[0, 1], cov[1, 1]
+        m_a, m_b = lora.mean(), full.mean()
+        g = t * t * v_bb / m_b**2
+        low, high = fieller_interval(lora, full, confidence=confidence)
+        assert (g >= 1) == (stats.ttest_1samp(full, 0.0).pvalue >= 1 - confidence)
+        if g >= 1:
+            assert (low, high) == (-math.inf, math.inf)
+            continue
+        rho = m_a / m_b
+        root = t / abs(m_b) * math.sqrt(v_aa - 2 * rho * v_ab + rho**2 * v_bb - g * (v_aa - v_ab**2 / v_bb))
+        centre = rho - g * v_ab / v_bb
+        assert low == pytest.approx((centre - root) / (1 - g), rel=1e-8, abs=1e-10)
+        assert high == pytest.approx((centre + root) / (1 - g), rel=1e-8, abs=1e-10)
+
 # ---------------------------------------------------------------- multiple comparisons
 
 
