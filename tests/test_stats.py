@@ -164,6 +164,21 @@ def test_cohens_d_hand_computed():
     assert math.isnan(cohens_d_paired([0.3, 0.3, 0.3]))
 
 
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 5e-324])
+def test_t_test_interval_and_effect_size_do_not_depend_on_the_scale(scale):
+    # t, p and d_z are scale-free and the interval scales with the data. Squared deviations of
+    # differences below ~1e-154 underflow to 0 (t = inf, p = 0 where p is 0.2048), above ~1e154
+    # they overflow (p = 1), and subnormal ones gave p = NaN without a note.
+    unit = np.array([1.0, 2.0]) if scale == 5e-324 else np.array([1.0, 3.0, 2.0])
+    for alternative in ("two-sided", "greater", "less"):
+        assert paired_t_test(unit * scale, alternative=alternative).p_value == pytest.approx(
+            stats.ttest_1samp(unit, 0.0, alternative=alternative).pvalue, rel=1e-12)
+    assert cohens_d_paired(unit * scale) == pytest.approx(cohens_d_paired(unit), rel=1e-12)
+    assert effect_size_interval(unit * scale) == pytest.approx(effect_size_interval(unit), rel=1e-9)
+    if scale != 5e-324:  # a subnormal interval cannot carry 12 digits
+        assert t_interval(unit * scale) == pytest.approx(tuple(scale * x for x in t_interval(unit)), rel=1e-12)
+
 def test_bootstrap_ci_matches_scipy_and_is_seeded():
     data = np.random.default_rng(3).exponential(1.0, 30)
     ci = bootstrap_ci(data, n_resamples=2000, seed=7, method="percentile")

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from lorascope.stats._arrays import as_sample, is_constant
+from lorascope.stats._arrays import as_sample, is_constant, unit_scaled
+from lorascope.stats.effect import cohens_d_paired
 from lorascope.stats.permutation import min_attainable_p
 
 MAX_SEEDS = 100_000
@@ -87,7 +88,8 @@ def effect_size_interval(deltas: Any, *, confidence: float = 0.95) -> tuple[floa
     if is_constant(d):
         return math.nan, math.nan
     n = d.shape[0]
-    t_obs = float(d.mean() / d.std(ddof=1) * np.sqrt(n))
+    unit = unit_scaled(d)[0]  # d_z is scale-free; rescaled, tiny or huge differences neither under- nor overflow
+    t_obs = float(unit.mean() / unit.std(ddof=1) * np.sqrt(n))
     tail = (1.0 - confidence) / 2.0
 
     def solve(target: float) -> float:
@@ -131,7 +133,7 @@ def seeds_needed(deltas: Any, corrected_alpha: float, power: float = 0.8, *, con
     if is_constant(d):
         out["note"] = "the differences have zero spread: power cannot be estimated from them"
         return out
-    effect = float(d.mean() / d.std(ddof=1))
+    effect = float(cohens_d_paired(d))
     low, high = effect_size_interval(d, confidence=confidence)
     out.update(effect_size_dz=effect, effect_size_dz_ci=[low, high])
     out["t"] = pairs_for_power(effect, corrected_alpha, power)
