@@ -164,6 +164,21 @@ def test_cohens_d_hand_computed():
     assert math.isnan(cohens_d_paired([0.3, 0.3, 0.3]))
 
 
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e200, 5e-324])
+def test_t_test_interval_and_effect_size_do_not_depend_on_the_scale(scale):
+    # t, p and d_z are scale-free and the interval scales with the data. Squared deviations of
+    # differences below ~1e-154 underflow to 0 (t = inf, p = 0 where p is 0.2048), above ~1e154
+    # they overflow (p = 1), and subnormal ones gave p = NaN without a note.
+    unit = np.array([1.0, 2.0]) if scale == 5e-324 else np.array([1.0, 3.0, 2.0])
+    for alternative in ("two-sided", "greater", "less"):
+        assert paired_t_test(unit * scale, alternative=alternative).p_value == pytest.approx(
+            stats.ttest_1samp(unit, 0.0, alternative=alternative).pvalue, rel=1e-12)
+    assert cohens_d_paired(unit * scale) == pytest.approx(cohens_d_paired(unit), rel=1e-12)
+    assert effect_size_interval(unit * scale) == pytest.approx(effect_size_interval(unit), rel=1e-9)
+    if scale != 5e-324:  # a subnormal interval cannot carry 12 digits
+        assert t_interval(unit * scale) == pytest.approx(tuple(scale * x for x in t_interval(unit)), rel=1e-12)
+
 def test_bootstrap_ci_matches_scipy_and_is_seeded():
     data = np.random.default_rng(3).exponential(1.0, 30)
     ci = bootstrap_ci(data, n_resamples=2000, seed=7, method="percentile")
@@ -201,6 +216,34 @@ def test_fieller_interval_inverts_the_t_test():
         assert stats.ttest_1samp(lora - rho * full, 0.0).pvalue == pytest.approx(0.05, rel=1e-6)
     assert fieller_interval([1.0, -1.0, 2.0], [0.1, -0.1, 0.05]) == (-math.inf, math.inf)
 
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fieller_interval_matches_the_textbook_formula(seed):
+    # Fieller (1954) in its closed form: with variances v of the means and g = t² v_bb / m_b², the
+    # interval is [ρ̂ − g v_ab/v_bb ± (t/|m_b|) √(v_aa − 2ρ̂ v_ab + ρ̂² v_bb − g (v_aa − v_ab²/v_bb))] / (1 − g),
+    # bounded only when g < 1, i.e. when the denominator's mean is significantly non-zero.
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        n = int(rng.integers(2, 9))
+        full = rng.normal(rng.choice([0.05, 0.3, -1.0]), rng.choice([0.02, 0.3]), n)
+        lora = 0.7 * full + rng.normal(0, rng.choice([0.01, 0.2]), n)
+        confidence = float(rng.choice([0.9, 0.95]))
+        t = stats.t.ppf(0.5 + confidence / 2, n - 1)
+        cov = np.cov(lora, full) / n
+        v_aa, v_ab, v_bb = cov[0, 0], cov[0, 1], cov[1, 1]
+        m_a, m_b = lora.mean(), full.mean()
+        g = t * t * v_bb / m_b**2
+        low, high = fieller_interval(lora, full, confidence=confidence)
+        assert (g >= 1) == (stats.ttest_1samp(full, 0.0).pvalue >= 1 - confidence)
+        if g >= 1:
+            assert (low, high) == (-math.inf, math.inf)
+            continue
+        rho = m_a / m_b
+        root = t / abs(m_b) * math.sqrt(v_aa - 2 * rho * v_ab + rho**2 * v_bb - g * (v_aa - v_ab**2 / v_bb))
+        centre = rho - g * v_ab / v_bb
+        assert low == pytest.approx((centre - root) / (1 - g), rel=1e-8, abs=1e-10)
+        assert high == pytest.approx((centre + root) / (1 - g), rel=1e-8, abs=1e-10)
 
 # ---------------------------------------------------------------- multiple comparisons
 
@@ -375,6 +418,32 @@ def test_seeds_needed_matches_the_t_power_it_promises():
     assert away["t"] is None and away["t_range"][1] is None and "unbounded" in away["note"]
     assert "points away" in seeds_needed(np.array([-0.05, -0.06, -0.04, -0.05]), 0.05)["note"]
 
+
+
+def _t_power_by_integration(dz, n, alpha):
+    """Power of the one-sided one-sample t-test, integrated from its definition (no noncentral-t code).
+
+    T = (Z + δ) / √(V / df) with Z normal, V chi-square(df): P(T > c) = ∫ Φ(δ − c √(v / df)) f_V(v) dv.
+    """
+    from scipy import integrate
+
+    df, delta = n - 1, dz * math.sqrt(n)
+    crit = stats.t.isf(alpha, df)
+    lo, hi = stats.chi2.ppf([1e-14, 1 - 1e-14], df)
+    return integrate.quad(lambda v: stats.norm.sf(crit * math.sqrt(v / df) - delta) * stats.chi2.pdf(v, df), lo, hi,
+                          limit=200, epsabs=1e-12)[0]
+
+
+@pytest.mark.parametrize(("dz", "alpha", "expected"), [
+    (0.7, 0.05 / 3, 21), (1.8584798541875704, 0.01, 6), (0.5, 0.001, 67), (2.0, 0.05 / 4, 6), (0.3, 0.05, 71)])
+def test_pairs_for_power_is_the_smallest_n_by_an_independent_power(dz, alpha, expected):
+    # The bisection visits n in the thousands, where 1 − special.nctdtr (statsmodels' TTestPower) is NaN
+    # although the power is 1; read as "too little power" that sent it to 3138 pairs instead of 21.
+    from lorascope.stats.power import pairs_for_power
+
+    n = pairs_for_power(dz, alpha)
+    assert n == expected
+    assert _t_power_by_integration(dz, n, alpha) >= 0.8 > _t_power_by_integration(dz, n - 1, alpha)
 
 def test_verdicts_carry_seeds_needed():
     v = h1b_verdict(0.7 * FULL_DRIFT[:3] + [0.01, -0.02, 0.015], FULL_DRIFT[:3], n_comparisons=3)

@@ -73,3 +73,24 @@ def is_constant(a: np.ndarray) -> bool:
     """
     scale = float(np.max(np.abs(a))) if a.size else 0.0
     return float(np.ptp(a)) <= 1e-12 * scale
+
+
+def unit_scaled(a: np.ndarray) -> tuple[np.ndarray, int]:
+    """``a`` times 2^−e, with e the binary exponent of max |a|, so that the largest |value| is in [0.5, 1).
+
+    Multiplying by a power of two is exact, so a scale-free statistic (t, d_z) of the result is
+    bit-identical to that of ``a`` wherever ``a``'s own arithmetic neither underflows nor
+    overflows; where it would (squared deviations of values below ~1e-154 underflow to 0 and
+    make t = ±inf, p = 0; above ~1e154 they overflow), the scaled values give the right answer.
+
+    Args:
+        a: float array [n].
+
+    Returns:
+        (scaled float array [n], e); ``ldexp(x, e)`` carries a result x in the scaled units back.
+    """
+    top = float(np.max(np.abs(a))) if a.size else 0.0
+    if top == 0.0:
+        return a, 0
+    e = int(np.frexp(top)[1])
+    return np.ldexp(a, -e), e

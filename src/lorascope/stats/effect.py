@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lorascope.stats._arrays import as_sample, is_constant
+from lorascope.stats._arrays import as_sample, is_constant, unit_scaled
 
 
 def cohens_d_paired(deltas: Any) -> float:
@@ -23,4 +23,5 @@ def cohens_d_paired(deltas: Any) -> float:
     d = as_sample(deltas, "deltas", min_n=2)
     if is_constant(d):
         return float("nan")
+    d = unit_scaled(d)[0]  # scale-free: rescaled, tiny or huge differences neither under- nor overflow
     return float(d.mean() / d.std(ddof=1))

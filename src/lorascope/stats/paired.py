@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from lorascope.stats._arrays import as_sample, check_alternative, is_constant
+from lorascope.stats._arrays import as_sample, check_alternative, is_constant, unit_scaled
 from lorascope.stats.result import Alternative, TestResult
 
 
@@ -39,7 +39,8 @@ def paired_t_test(deltas: Any, *, alternative: Alternative = "two-sided", null: 
             test=name, n=n, statistic=float("nan"), p_value=float("nan"), alternative=alternative,
             note="all differences are equal (zero variance): the t statistic is undefined",
         )
-    res = stats.ttest_1samp(d, 0.0, alternative=alternative)
+    # t is scale-free: rescaled, differences of 1e-200 or 1e200 do not under- or overflow in the variance.
+    res = stats.ttest_1samp(unit_scaled(d)[0], 0.0, alternative=alternative)
     return TestResult(
         test=name, n=n, statistic=float(res.statistic), p_value=float(res.pvalue), alternative=alternative
     )
@@ -59,5 +60,6 @@ def t_interval(deltas: Any, *, confidence: float = 0.95) -> tuple[float, float]:
     mean = float(d.mean())
     if is_constant(d):
         return mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, d.shape[0] - 1) * d.std(ddof=1) / np.sqrt(d.shape[0]))
+    scaled, e = unit_scaled(d)  # the sd of tiny or huge differences, without under- or overflow
+    half = float(np.ldexp(stats.t.ppf(0.5 + confidence / 2, d.shape[0] - 1) * scaled.std(ddof=1) / np.sqrt(d.shape[0]), e))
     return mean - half, mean + half

@@ -2,12 +2,13 @@
 
 From the observed per-seed differences (mean m, sd s; effect size d_z = m / s), the number of
 seed pairs n at which a one-sided paired t-test at the corrected alpha has the requested power
-(statsmodels' noncentral-t power). With a few seeds d_z itself is very uncertain, so the number
-is given as a range: the seeds needed at the upper and at the lower end of the confidence interval
-for d_z (the exact interval from the noncentral t distribution of the observed t). Where that
-interval reaches 0 or below, the upper end of the range is unbounded. This plans the next study
-from the current one; it is not a post-hoc justification of the current result. The exact
-sign-flip test additionally needs 2^-n ≤ alpha before any outcome can be significant.
+(the noncentral-t power of statsmodels' ``TTestPower``, from scipy). With a few seeds d_z itself is
+very uncertain, so the number is given as a range: the seeds needed at the upper and at the lower
+end of the confidence interval for d_z (the exact interval from the noncentral t distribution of
+the observed t). Where that interval reaches 0 or below, the upper end of the range is unbounded.
+This plans the next study from the current one; it is not a post-hoc justification of the current
+result. The exact sign-flip test additionally needs 2^-n ≤ alpha before any outcome can be
+significant.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
-from statsmodels.stats.power import TTestPower
 
-from lorascope.stats._arrays import as_sample, is_constant
+from lorascope.stats._arrays import as_sample, is_constant, unit_scaled
+from lorascope.stats.effect import cohens_d_paired
 from lorascope.stats.permutation import min_attainable_p
 
 MAX_SEEDS = 100_000
@@ -34,7 +35,21 @@ def exact_floor_pairs(corrected_alpha: float, alternative: str = "greater") -> i
 
 
 def _t_power(effect: float, n: int, alpha: float) -> float:
-    return float(TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="larger"))
+    """Power of the one-sided paired t-test of d_z = ``effect`` with n pairs at level ``alpha``.
+
+    P(T > t_{1−α, n−1}) for T noncentral t with n − 1 degrees of freedom and noncentrality
+    d_z √n: the quantity statsmodels' ``TTestPower(alternative="larger")`` computes, but taken
+    from scipy's ``nct.sf``. statsmodels evaluates it as 1 − ``special.nctdtr``, which is NaN far
+    in the upper tail (d_z = 0.7, n = 3126, α = 0.05/3, where the power is 1); :func:`pairs_for_power`
+    would read that NaN as "not enough power" and bisect to thousands of pairs instead of 21.
+    """
+    df = n - 1
+    crit = float(stats.t.isf(alpha, df))
+    noncentrality = effect * math.sqrt(n)
+    power = float(stats.nct.sf(crit, df, noncentrality))
+    if math.isnan(power):  # only far in a tail, where the power is 1 (δ ≫ crit) or 0 (δ ≪ crit)
+        power = 1.0 if noncentrality > crit else 0.0
+    return power
 
 
 def pairs_for_power(effect: float, corrected_alpha: float, power: float = 0.8) -> int | None:
@@ -73,7 +88,8 @@ def effect_size_interval(deltas: Any, *, confidence: float = 0.95) -> tuple[floa
     if is_constant(d):
         return math.nan, math.nan
     n = d.shape[0]
-    t_obs = float(d.mean() / d.std(ddof=1) * np.sqrt(n))
+    unit = unit_scaled(d)[0]  # d_z is scale-free; rescaled, tiny or huge differences neither under- nor overflow
+    t_obs = float(unit.mean() / unit.std(ddof=1) * np.sqrt(n))
     tail = (1.0 - confidence) / 2.0
 
     def solve(target: float) -> float:
@@ -117,7 +133,7 @@ def seeds_needed(deltas: Any, corrected_alpha: float, power: float = 0.8, *, con
     if is_constant(d):
         out["note"] = "the differences have zero spread: power cannot be estimated from them"
         return out
-    effect = float(d.mean() / d.std(ddof=1))
+    effect = float(cohens_d_paired(d))
     low, high = effect_size_interval(d, confidence=confidence)
     out.update(effect_size_dz=effect, effect_size_dz_ci=[low, high])
     out["t"] = pairs_for_power(effect, corrected_alpha, power)
