@@ -17,6 +17,7 @@ import pytest
 
 from lorascope.metrics import format_number, format_p
 from lorascope.stats.frontier import SweepPoint, matched_accuracy
+from lorascope.stats.power import pairs_for_power
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 SWEEPS = {"frontier-minilm": "sst2", "mrpc-minilm": "mrpc", "smollm2-sweep": "sst2"}
@@ -57,3 +58,33 @@ def test_the_frontier_studys_matched_verdict_does_not_survive_the_calibrated_int
     published = json.loads((RESULTS / "frontier-minilm" / "records" / "drift" / "sst2" / "drift.json").read_text())
     assert published["frontier"]["matched"]["outcome"] == "less"
     assert rematched("frontier-minilm")["outcome"] == "undecided"
+
+
+def stored_power_calculations(record: object):
+    """Every verdict of a drift record (or a summary) that stores the seed pairs its test needs: (hypothesis, verdict)."""
+    if isinstance(record, dict):
+        if isinstance(record.get("seeds_needed"), dict) and "corrected_alpha" in record:
+            yield record["hypothesis"], record
+        for value in record.values():
+            yield from stored_power_calculations(value)
+    elif isinstance(record, list):
+        for value in record:
+            yield from stored_power_calculations(value)
+
+
+def test_a_published_seed_count_the_power_function_got_wrong_has_an_erratum():
+    """The power function once read a NaN far in the noncentral t's tail as "not enough power" and bisected to a
+    wrong count. Every published count is recomputed from its record's d_z; a changed one must be in its README."""
+    wrong = []
+    for record in sorted(RESULTS.glob("*/records/drift/*/drift.json")):
+        for hypothesis, verdict in stored_power_calculations(json.loads(record.read_text())):
+            need = verdict["seeds_needed"]
+            if need.get("effect_size_dz") is None:
+                continue
+            right = pairs_for_power(need["effect_size_dz"], verdict["corrected_alpha"] or verdict["alpha"], need["power"])
+            if right != need["t"]:
+                study = record.parents[3].name
+                wrong.append((study, hypothesis, need["t"], right))
+                readme = " ".join((RESULTS / study / "README.md").read_text().split())
+                assert f"{hypothesis}'s seeds for 80% power" in readme and f"needs {right} seed pairs, not {need['t']}" in readme
+    assert ("frontier-minilm", "H1a", 393, 6) in wrong  # the known error is found, so the check reads the records
