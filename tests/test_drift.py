@@ -279,3 +279,25 @@ def test_run_records_give_per_example_correctness_only_when_complete_and_aligned
     assert found == [None, None] and "different dev examples" in note
     found, note = _aligned_correctness([record([1, 1, 1, 1]), RunRecord(status="ok", main_metric="accuracy")])
     assert found == [None, None] and "dev_predictions" in note
+
+
+def test_a_layer_without_spread_counts_as_p_1_in_the_per_layer_family_instead_of_dropping_it():
+    """Layer 0 is untouched by both methods (drift 0 for every run: no spread, t undefined). The other three layers
+    keep their Holm adjustment over all four layers, and layer 2, where LoRA clearly drifts less, still rejects."""
+    from lorascope.drift.compare import _per_layer_tests
+
+    rng = np.random.default_rng(0)
+
+    def run(method, seed, scale):
+        drifts = [0.0, *(scale * np.exp(rng.normal(0, 0.1, 3)))]
+        return RunDrift(method=method, seed=seed, metric=0.9, layers=[{"drift": float(d)} for d in drifts],
+                        mean_drift=float(np.mean(drifts)), mean_drift_ci=(0.0, 1.0), mean_drift_debiased=0.0,
+                        mean_drift_debiased_ci=(0.0, 1.0), mean_cosine=0.9, n_samples=100)
+
+    result = _per_layer_tests([run("lora", s, 0.01) for s in range(6)], [run("full", s, 0.05) for s in range(6)], 0.05)
+    layers = result["layers"]
+    assert layers[0]["p_holm"] is None and layers[0]["reject_holm"] is False
+    raw = [row["p_value"] for row in layers[1:]]
+    assert all(row["reject_holm"] for row in layers[1:])
+    # Holm over 4 layers: the smallest p is multiplied by 4, not by the 3 defined ones.
+    assert layers[1 + int(np.argmin(raw))]["p_holm"] == pytest.approx(4 * min(raw))

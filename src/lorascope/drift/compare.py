@@ -283,10 +283,12 @@ def _per_layer_tests(lora: list[RunDrift], full: list[RunDrift], alpha: float) -
         t = _safe(paired_t_test, deltas)
         tests.append({"layer": i, "mean_delta": float(deltas.mean()), **t})
         pvals.append(t.get("p_value"))
-    finite = [p for p in pvals if p is not None and np.isfinite(p)]
-    if len(finite) == len(pvals):
-        corr = correct(np.array(pvals), method="holm", alpha=alpha)
-        for row, p_adj, rej in zip(tests, corr.p_adjusted, corr.reject):
-            row["p_holm"] = float(p_adj)
-            row["reject_holm"] = bool(rej)
+    # An undefined test (no spread at a layer) cannot reject; counting it as p = 1 keeps every layer in the
+    # family, as the verdicts' family does, instead of dropping the whole correction. A layer rejects when its
+    # adjusted p reaches α, the rule the verdicts use (statsmodels' own flag can differ by a rounding step).
+    defined = [p is not None and bool(np.isfinite(p)) for p in pvals]
+    corr = correct(np.array([p if ok else 1.0 for p, ok in zip(pvals, defined)]), method="holm", alpha=alpha)
+    for row, ok, p_adj in zip(tests, defined, corr.p_adjusted):
+        row["p_holm"] = float(p_adj) if ok else None
+        row["reject_holm"] = bool(ok and p_adj <= alpha)
     return {"test": "paired t-test per layer, Holm over layers", "alpha": alpha, "layers": tests}

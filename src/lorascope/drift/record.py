@@ -175,7 +175,8 @@ class MeanInterval(RecordPart):
 
 
 class LayerTest(RecordPart):
-    """The paired t-test of full − LoRA drift at one layer, Holm-adjusted over layers where every p is finite."""
+    """The paired t-test of full − LoRA drift at one layer, Holm-adjusted over every layer (an undefined p counted as
+    1, its ``p_holm`` None). Files written before that have no ``p_holm`` or ``reject_holm`` where any p was undefined."""
 
     layer: int
     mean_delta: float
