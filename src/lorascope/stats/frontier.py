@@ -170,7 +170,7 @@ def matched_accuracy(points: Sequence[SweepPoint], *, method_a: str = "lora", me
     reading = {"less": f"{method_a} drifts less", "more": f"{method_a} drifts more",
                "undecided": "no difference is established"}[outcome]
     statement = (f"at matched accuracy ({overlap[0]:.3f}–{overlap[1]:.3f}) {reading}: drift ratio {method_a}/{method_b} "
-                 f"{ratio:.2f} (95% bootstrap interval over seeds, t-calibrated, {ci[0]:.2f}–{ci[1]:.2f}, p = {p:.3g}, "
+                 f"{ratio:.2f} ({1 - alpha:.0%} bootstrap interval over seeds, t-calibrated, {ci[0]:.2f}–{ci[1]:.2f}, p = {p:.3g}, "
                  f"{n_resamples} resamples; {valid.size} overlapped)")
     return {**base, "ratio": json_number(ratio), "ci": [json_number(ci[0]), json_number(ci[1])], "p": json_number(p),
             "ci_method": CI_METHOD, "n_overlapping_resamples": int(valid.size), "outcome": outcome,
