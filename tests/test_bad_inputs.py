@@ -532,6 +532,11 @@ CASES = [
     case("drift-unknown-pooling", lambda ws: ["drift", "--task", "rte", *TINY, "--runs", ws.p("."),
                                               "--out", ws.p("out"), "pooling=cls"],
          r"'pooling': Input should be 'mean' or 'head_token' \(got 'cls'\)"),
+    case("drift-too-few-samples-for-robustness", lambda ws: ["drift", "--task", "rte", *TINY, "--runs",
+                                                             str(Path(ws.run_folder({"method": "lora", "seed": 1, "task": "rte",
+                                                                                     "label_names": ["entailment", "not_entailment"]})).parent),
+                                                             "--out", ws.p("out"), "n_samples=8", "max_length=16", "bootstrap=0"],
+         r"drift: 8 samples are too few for the robustness measures .*raise n_samples or set robustness=false"),
     case("represent-zero-samples", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.p("r.safetensors"), "n_samples=0"],
          r"'n_samples': Input should be greater than 0"),
     # ---- study files and study folders
