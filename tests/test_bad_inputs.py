@@ -537,6 +537,11 @@ CASES = [
                                                                                      "label_names": ["entailment", "not_entailment"]})).parent),
                                                              "--out", ws.p("out"), "n_samples=8", "max_length=16", "bootstrap=0"],
          r"drift: 8 samples are too few for the robustness measures .*raise n_samples or set robustness=false"),
+    case("weights-epsilon-sweep-negative", lambda ws: ["weights", *TINY, "--runs", one_run(ws), "--out", ws.p("out"),
+                                                       "epsilon_sweep=[-1, 0.5]"],
+         r"'epsilon_sweep\.0': Input should be greater than 0 \(got -1\)"),
+    case("study-epsilon-sweep-above-one", lambda ws: ["study", "run", ws.study(STUDY_BASE + "weights: {epsilon_sweep: [0.5, 2]}\n")],
+         r"study\.yaml: 'weights\.epsilon_sweep\.1': Input should be less than or equal to 1 \(got 2\)"),
     case("represent-zero-samples", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.p("r.safetensors"), "n_samples=0"],
          r"'n_samples': Input should be greater than 0"),
     # ---- study files and study folders
