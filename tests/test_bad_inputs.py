@@ -158,6 +158,20 @@ def replace(name: str, text: str) -> Callable[[Path], None]:
     return lambda folder: write(folder / name, text)
 
 
+def replace_key(name: str, key: str, value: object) -> Callable[[Path], None]:
+    """Set ``key`` of the JSON object in ``name`` to ``value`` (None: remove it)."""
+
+    def mutate(folder: Path) -> None:
+        data = json.loads((folder / name).read_text())
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+        write(folder / name, json.dumps(data))
+
+    return mutate
+
+
 def truncate(name: str) -> Callable[[Path], None]:
     """Cut a file to half its length, as a full disk or an interrupted copy leaves it."""
 
@@ -169,6 +183,12 @@ def truncate(name: str) -> Callable[[Path], None]:
 
 
 TRUNCATED_ADAPTER = r"adapter/adapter_model\.safetensors: not a readable safetensors file \(.+\); it may be truncated"
+
+
+def one_run(ws: Ws, adapter: Callable[[Path], None] | None = None) -> str:
+    """A folder of runs holding one LoRA run of the toy task, its adapter folder changed by ``adapter``."""
+    ws.run_folder({"method": "lora", "seed": 1}, adapter)
+    return ws.p()
 
 
 def truncated_runs(ws: Ws, **metrics) -> str:
@@ -376,6 +396,20 @@ CASES = [
     case("option-wrong-type", lambda ws: ws.train("rte", "--seed", "abc"), r"train: Invalid value for '--seed': .*valid integer"),
     case("option-missing-required", lambda ws: ["train", "--task", "rte"], r"Missing option '--out'"),
     case("option-unknown", lambda ws: ws.train("rte", "--epochs", "3"), r"No such option: --epochs"),
+    # ---- output paths that cannot be made: refused before any work, by every command with --out
+    case("out-under-a-file-train", lambda ws: ws.train("rte", "--out", ws.file("taken", "x") + "/sub"),
+         r"--out .*taken/sub: .*taken is not a folder"),
+    case("out-under-a-file-bench", lambda ws: ws.bench(*TINY, "--adapter", f"sst2={ws.adapter()}", "--out", ws.file("taken", "x") + "/o"),
+         r"--out .*taken/o: .*taken is not a folder"),
+    case("out-under-a-file-weights", lambda ws: ["weights", *TINY, "--runs", ws.dir("runs"), "--out", ws.file("taken", "x") + "/o"],
+         r"--out .*taken/o: .*taken is not a folder"),
+    case("out-under-a-file-represent", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.file("taken", "x") + "/r.safetensors"],
+         r"--out .*taken/r\.safetensors: .*taken is not a folder"),
+    case("out-not-writable", lambda ws: ws.train("rte", "--out", "/proc/lorascope-out"),
+         r"--out /proc/lorascope-out: cannot create anything in /proc"),
+    case("out-without-a-name", lambda ws: ws.train("rte", "--out", "."), r"--out '\.': expected a path that ends in a file or folder name"),
+    case("represent-out-is-a-folder", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.dir("reps")],
+         r"--out .*reps: is a folder; expected the path of a \.safetensors file"),
     # ---- base models
     case("model-unknown-name", lambda ws: ["train", "--task", "rte", "--model", "no/such/thing", "--out", ws.p("out")],
          r"model 'no/such/thing': not an alias"),
@@ -464,6 +498,23 @@ CASES = [
     case("bench-batch-sizes-syntax", lambda ws: ws.bench(*TINY, "--batch-size", "1,x"), r"--batch-size 'x': expected a whole number"),
     case("bench-unknown-strategy", lambda ws: ws.bench(*TINY, "strategies=[nope]"), r"'strategies': .*unknown strategy 'nope'"),
     case("bench-requests-one", lambda ws: ws.bench(*TINY, "requests=1"), r"'requests': Input should be greater than or equal to 2"),
+    case("serve-port-out-of-range", lambda ws: ws.serve(*TINY, "--port", "70000"), r"Invalid value for '--port'.*65535"),
+    case("serve-port-negative", lambda ws: ["serve", *TINY, "--port", "-1"], r"Invalid value for '--port'.*greater than or equal to 0"),
+    case("serve-threads-zero", lambda ws: ws.serve(*TINY, "--threads", "0"), r"Invalid value for '--threads'"),
+    case("serve-adapter-root-missing", lambda ws: ws.serve(*TINY, "--adapter-root", ws.p("nothere")),
+         r"--adapter-root .*nothere: not a folder"),
+    case("serve-adapter-root-a-file", lambda ws: ws.serve(*TINY, "--adapter-root", ws.file("root", "x")),
+         r"--adapter-root .*root: not a folder"),
+    case("adapter-config-rank-a-string", lambda ws: ["weights", *TINY, "--runs",
+                                                     one_run(ws, replace_key("adapter_config.json", "r", "x")), "--out", ws.p("out")],
+         r"adapter/adapter_config\.json: 'r' must be a positive number \(got 'x'\)"),
+    case("adapter-config-alpha-missing-weights", lambda ws: ["weights", *TINY, "--runs",
+                                                             one_run(ws, replace_key("adapter_config.json", "lora_alpha", None)),
+                                                             "--out", ws.p("out")],
+         r"adapter/adapter_config\.json: no 'lora_alpha'"),
+    case("forgetting-text-file-not-utf8", lambda ws: ["forgetting", *TINY, "--runs", one_run(ws), "--out", ws.p("out"),
+                                                      "text_file=" + ws.file("texts.txt", "caf\xe9\n", "latin-1")],
+         r"texts\.txt:1: not valid UTF-8"),
     case("serve-bad-dtype", lambda ws: ws.serve("--dtype", "fp16"), r"--dtype 'fp16'"),
     case("hpo-zero-trials", lambda ws: ["hpo", "--task", "rte", "--method", "lora", "--n-trials", "0", "--out", ws.p("out")],
          r"'n_trials': Input should be greater than 0"),
@@ -481,6 +532,24 @@ CASES = [
     case("drift-unknown-pooling", lambda ws: ["drift", "--task", "rte", *TINY, "--runs", ws.p("."),
                                               "--out", ws.p("out"), "pooling=cls"],
          r"'pooling': Input should be 'mean' or 'head_token' \(got 'cls'\)"),
+    case("drift-too-few-samples-for-robustness", lambda ws: ["drift", "--task", "rte", *TINY, "--runs",
+                                                             str(Path(ws.run_folder({"method": "lora", "seed": 1, "task": "rte",
+                                                                                     "label_names": ["entailment", "not_entailment"]})).parent),
+                                                             "--out", ws.p("out"), "n_samples=8", "max_length=16", "bootstrap=0"],
+         r"drift: 8 samples are too few for the robustness measures .*raise n_samples or set robustness=false"),
+    case("weights-epsilon-sweep-negative", lambda ws: ["weights", *TINY, "--runs", one_run(ws), "--out", ws.p("out"),
+                                                       "epsilon_sweep=[-1, 0.5]"],
+         r"'epsilon_sweep\.0': Input should be greater than 0 \(got -1\)"),
+    case("study-epsilon-sweep-above-one", lambda ws: ["study", "run", ws.study(STUDY_BASE + "weights: {epsilon_sweep: [0.5, 2]}\n")],
+         r"study\.yaml: 'weights\.epsilon_sweep\.1': Input should be less than or equal to 1 \(got 2\)"),
+    case("sanity-threshold-negative", lambda ws: ["sanity", *TINY, "--task", "rte", "--method", "lora", "--threshold", "-1"],
+         r"'threshold': Input should be greater than 0 \(got -1\.0\)"),
+    case("sanity-threshold-nan", lambda ws: ["sanity", *TINY, "--task", "rte", "--method", "lora", "--threshold", "nan"],
+         r"'threshold': Input should be a finite number"),
+    case("sanity-max-epochs-zero", lambda ws: ["sanity", *TINY, "--task", "rte", "--method", "lora", "--max-epochs", "0"],
+         r"'max_epochs': Input should be greater than 0 \(got 0\)"),
+    case("baselines-draws-zero", lambda ws: ["baselines", "--task", "rte", "--draws", "0"],
+         r"Invalid value for '--draws'.*greater than or equal to 1"),
     case("represent-zero-samples", lambda ws: ["represent", *TINY, "--task", "rte", "--out", ws.p("r.safetensors"), "n_samples=0"],
          r"'n_samples': Input should be greater than 0"),
     # ---- study files and study folders
@@ -497,6 +566,14 @@ CASES = [
          r"'seeds': a seed must be an integer from 0 to 4294967295 \(got \[-1\]\)"),
     case("study-empty-tasks", lambda ws: ["study", "run", ws.study(STUDY_BASE.replace("[rte]", "[]"))], r"'tasks': .*at least one"),
     case("study-bad-train-setting", lambda ws: ["study", "run", ws.study(STUDY_BASE + "train: {lr: 0}\n")], r"'lr': Input should be greater than 0"),
+    case("study-sweep-values-not-a-list", lambda ws: ["study", "run", ws.study(STUDY_BASE + "sweep: {lora: {lr: 0.001}}\n")],
+         r"study\.yaml: .*sweep\.lora\.lr: expected a list of at least two values, got 0\.001"),
+    case("study-sweep-method-not-a-mapping", lambda ws: ["study", "run", ws.study(STUDY_BASE + "sweep: {lora: 3}\n")],
+         r"study\.yaml: .*sweep\.lora: expected a mapping of setting -> values"),
+    case("study-sweep-method-empty", lambda ws: ["study", "run", ws.study(STUDY_BASE + "sweep: {lora: }\n")],
+         r"study\.yaml: .*sweep\.lora: name at least one setting to sweep"),
+    case("study-out-under-a-file", lambda ws: ["study", "run", ws.study(STUDY_BASE), "out=" + ws.file("taken", "x") + "/sub"],
+         r"out: .*taken/sub: .*taken is not a folder"),
     case("study-out-is-file", lambda ws: ["study", "run", ws.study(STUDY_BASE), "out=" + ws.file("taken", "x")],
          r"taken: exists and is not a folder"),
     case("study-override-unknown-key", lambda ws: ["study", "run", ws.study(STUDY_BASE), "bogus=1"], r"unknown key 'bogus'"),
@@ -541,10 +618,13 @@ def no_server(monkeypatch):
     """A ``serve`` case that gets past validation fails instead of listening forever."""
     import uvicorn
 
+    import lorascope.serve.http
+
     def refuse(*_args, **_kwargs):
-        raise RuntimeError("uvicorn.run reached: the bad input was not refused")
+        raise RuntimeError("the server was started: the bad input was not refused")
 
     monkeypatch.setattr(uvicorn, "run", refuse)
+    monkeypatch.setattr(lorascope.serve.http, "serve", refuse)  # what `lorascope serve` calls
 
 
 @pytest.mark.parametrize("bad", CASES)

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -117,6 +118,31 @@ def check_same_config(folder: Path, resolved: dict[str, Any]) -> None:
     diffs = diff_configs(stored, resolved)
     if diffs:
         raise ConfigError(f"{folder}: was made with a different config ({'; '.join(diffs[:4])}); use another output folder or --overwrite")
+
+
+def check_writable(out: Path, what: str = "--out") -> None:
+    """Refuse an output path that cannot be made, before any work: it must end in a name, and the
+    first of its parents that exists must be a folder this process may write in.
+
+    Without this check the command works for minutes (loads a model, trains) and then stops on an
+    ``OSError`` traceback where it first creates ``<out>.partial``. Only the parents are checked:
+    what ``out`` itself may be (a finished result, a file) is each command's rule.
+
+    Raises:
+        ConfigError: naming ``what`` (the option or key), the path, and the parent at fault.
+    """
+    if out.name in ("", ".", ".."):  # the folder, and its .partial beside it, need a name of their own
+        raise ConfigError(f"{what} {str(out)!r}: expected a path that ends in a file or folder name")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {out}: {parent} is not a folder; choose an output path under a folder")
+    try:  # a trial folder, removed at once: os.access does not see read-only mounts and pseudo file systems
+        os.rmdir(tempfile.mkdtemp(prefix=".lorascope-check-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"{what} {out}: cannot create anything in {parent} ({err.strerror}); "
+                          "choose an output path in a writable folder") from None
 
 
 def start_partial(out: Path, resolved: dict[str, Any]) -> Path:

@@ -38,6 +38,10 @@ def represent(
 
     lorascope represent --model runs/demo --out reps.safetensors n_samples=500
     """
+    if out.is_dir():  # found now, not when the extraction's minutes are spent and the file is written
+        from lorascope.errors import ConfigError
+
+        raise ConfigError(f"--out {out}: is a folder; expected the path of a .safetensors file")
     quiet_libraries()
     from lorascope.represent import RepresentConfig, run_represent
     from lorascope.run_folder import RunFolder

@@ -61,7 +61,8 @@ def user_errors(fn: F) -> F:
 
     A :class:`LorascopeError` is printed as ``error: <message>`` on one line (rich markup in the
     message is shown as written) and the command exits with status 2, without a traceback.
-    When the command has an ``out`` parameter, the ``<out>`` and ``<out>.partial`` this run
+    When the command has an ``out`` parameter, an output path that cannot be made (under a file, in a
+    read-only folder) is refused before the command starts, and the ``<out>`` and ``<out>.partial`` this run
     created are removed, so that bad input found late still leaves no folder behind; what
     existed before (a run to resume, an earlier result) is never touched. Any other exception is
     a bug and propagates with its traceback (its ``.partial`` stays, to resume or inspect).
@@ -69,7 +70,16 @@ def user_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        created = _NewOutputs(kwargs.get("out"))
+        from lorascope.artifacts import check_writable
+
+        out = kwargs.get("out")
+        try:
+            if isinstance(out, Path):  # before any work: a path that cannot be made is bad input too
+                check_writable(out)
+        except LorascopeError as exc:
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        created = _NewOutputs(out)
         try:
             return fn(*args, **kwargs)
         except LorascopeError as exc:

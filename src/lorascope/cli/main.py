@@ -121,7 +121,7 @@ def baselines(
     tasks: list[str] = typer.Option(DEFAULT_TASKS, "--task", "--tasks", callback=comma_list,
                                     help="A task: GLUE name or task YAML file; repeat, or separate with commas."),
     data_dir: Optional[str] = typer.Option(None, help="GLUE folder (default: $GLUE_DIR, else the Hub)."),
-    draws: int = typer.Option(1000, help="Random prediction vectors averaged for the uniform baseline."),
+    draws: int = typer.Option(1000, min=1, help="Random prediction vectors averaged for the uniform baseline."),
     json_out: bool = json_option(),
 ) -> None:
     """Majority-class and uniform-random baselines on the dev sets.
@@ -172,6 +172,12 @@ def sanity(
 
     lorascope sanity --model minilm --task sst2 --method lora,full
     """
+    from lorascope.config import build_config
+    from lorascope.study.config import SanitySettings
+
+    # The study's rules for these three (positive, finite), checked before any model loads.
+    checks = build_config(SanitySettings, dict(samples=samples, max_epochs=max_epochs, threshold=threshold))
+    samples, max_epochs, threshold = checks.samples, checks.max_epochs, checks.threshold
     quiet_libraries()
     from lorascope.checks.sanity import run_sanity_one
 

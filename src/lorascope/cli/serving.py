@@ -131,7 +131,7 @@ def serve(
                                                 help="name=<LoRA run folder or PEFT adapter folder>; repeat, or "
                                                      "separate with commas."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free port)."),
     token: Optional[str] = typer.Option(None, envvar=TOKEN_ENV, help=f"Bearer token required on /v1/* (or ${TOKEN_ENV})."),
     adapter_roots: Optional[list[Path]] = typer.Option(
         None, "--adapter-root",
@@ -140,7 +140,7 @@ def serve(
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("fp32", help="fp32 or bf16."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads."),
     log_level: Optional[str] = typer.Option(None, help="Server log level: critical, error, warning, info or debug "
                                                        "(setting log_level; default warning)."),
     access_log: Optional[bool] = typer.Option(None, "--access-log/--no-access-log",
@@ -171,6 +171,11 @@ def serve(
     if threads:
         torch.set_num_threads(threads)
     roots = [str(p.expanduser().resolve()) for p in adapter_roots or []]
+    for given, root in zip(adapter_roots or [], roots):
+        if not Path(root).is_dir():  # every load under it would be refused, each with a 4xx that does not say why
+            from lorascope.errors import ConfigError
+
+            raise ConfigError(f"--adapter-root {given}: not a folder")
     settings = assemble(ServerSettings, config, dict(token=token, adapter_roots=roots or None, log_level=log_level,
                                                      access_log=access_log), overrides)
     adapters = parse_named_paths(adapter)

@@ -57,6 +57,10 @@ def run_dissimilarities(base: np.ndarray, tuned: np.ndarray, verdict_layers: str
     Returns:
         measure -> mean over its layers of (1 − similarity), or the distance (0 = unchanged).
     """
+    if base.shape[1] <= MUTUAL_KNN_K:  # bad settings, said in their terms rather than the measure's
+        raise LorascopeError(f"drift: {base.shape[1]} samples are too few for the robustness measures (mutual "
+                             f"{MUTUAL_KNN_K}-nearest neighbours need more than {MUTUAL_KNN_K}); raise n_samples "
+                             "or set robustness=false")
     out = {}
     for name, (_, dissimilarity, layers) in MEASURES.items():
         chosen = layer_range(verdict_layers if layers == "verdict" else layers, base.shape[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, PositiveInt
 
 from lorascope.config import StrictModel
@@ -27,7 +29,8 @@ class WeightLensSettings(StrictModel):
     top_k: PositiveInt = Field(DEFAULT_TOP_K, description="singular vectors of each fine-tuned matrix examined for intruders")
     epsilon: float = Field(DEFAULT_EPSILON, gt=0, le=1, description="a singular vector is an intruder when its largest "
                            "|cosine| with the base matrix's singular vectors is below this")
-    epsilon_sweep: list[float] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    # Each a threshold as epsilon is: a |cosine| bound out of (0, 1], else every vector or none is an intruder.
+    epsilon_sweep: list[Annotated[float, Field(gt=0, le=1)]] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                                        description="thresholds at which intruders are also counted (the paper's sweep)")
 
 

@@ -87,7 +87,11 @@ def heldout_texts(cfg: ForgettingConfig) -> tuple[list[str], str]:
         path = Path(cfg.text_file)
         if not path.is_file():
             raise DataError(f"text_file: {path}: no such file")
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from lorascope.config import read_text_file
+
+        # The readers' one rule for a text file: UTF-8 (or a line-numbered error naming the file).
+        text = read_text_file(path, what="text file", error=DataError)
+        texts = [line.strip() for line in text.splitlines() if line.strip()]
         source = f"{path.name} (first {cfg.n_texts} non-empty lines)"
     else:
         from lorascope.data.load import load_split

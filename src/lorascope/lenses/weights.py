@@ -73,6 +73,8 @@ def adapter_updates(run: RunFolder, base: dict[str, np.ndarray]) -> dict[str, np
     if config.get("alpha_pattern"):
         raise ConfigError(f"{run.adapter_dir}: per-module lora_alpha (alpha_pattern) is not supported by the weight lens")
     tensors: dict[str, np.ndarray] = read_safetensors(run.adapter_dir / ADAPTER_WEIGHTS, "np")
+    if config.get("lora_alpha") is None:
+        raise ConfigError(f"{run.adapter_dir}/adapter_config.json: no 'lora_alpha' (the update's scale is alpha / r)")
     scaling: LoraScaling = {"alpha": float(config["lora_alpha"]), "rslora": bool(config.get("use_rslora"))}
     out = {}
     for key, a in tensors.items():

@@ -190,12 +190,29 @@ def check_adapter_folder(folder: Path) -> dict[str, Any]:
     if not (folder / ADAPTER_CONFIG).is_file():
         raise ConfigError(f"{folder}: no {ADAPTER_CONFIG} (expected a PEFT adapter folder)")
     config = read_json_object(folder / ADAPTER_CONFIG)
+    _check_lora_numbers(folder / ADAPTER_CONFIG, config)
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
         _refuse_pickles(folder, ADAPTER_WEIGHTS, _CONVERT_ADAPTER)
         raise ConfigError(f"{folder}: no {ADAPTER_WEIGHTS} (expected a PEFT adapter folder)")
     check_safetensors_file(weights, _CONVERT_ADAPTER)
     return config
+
+
+def _check_lora_numbers(path: Path, config: dict[str, Any]) -> None:
+    """The rank and alpha that PEFT and the weight lens compute with: positive numbers where given.
+
+    A wrong type there otherwise stops PEFT, or the lens's scaling, with a traceback far from the file.
+
+    Raises:
+        ConfigError: naming the file and the key.
+    """
+    for key in ("r", "lora_alpha"):
+        value = config.get(key)
+        if value is None:
+            continue  # PEFT's default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{path}: '{key}' must be a positive number (got {value!r})")
 
 
 def check_adapter_fits(folder: Path, model: Any, what: str, base_name: str) -> None:

@@ -154,10 +154,14 @@ class StudyConfig(StrictModel):
     def _sweep_points(cls, data: Any) -> Any:
         """Each swept method replaced by its points in ``methods``, each point a variant. A stored
         ``config.yaml`` holds the expanded form already, and reads back unchanged."""
-        from lorascope.study.sweep import expand_sweep, sweep_points
+        from lorascope.study.sweep import check_shape, expand_sweep, sweep_points
 
         if not isinstance(data, dict) or not isinstance(data.get("sweep"), dict) or not data["sweep"]:
             return data
+        try:
+            check_shape(data["sweep"])  # sweep_points below iterates over every setting's values
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         methods, variants, method_train = data.get("methods", ["lora", "full"]), data.get("variants", {}), \
             data.get("method_train", {})
         if not (isinstance(methods, list) and isinstance(variants, dict) and isinstance(method_train, dict)):

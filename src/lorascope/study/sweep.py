@@ -42,6 +42,23 @@ def points_of(name: str, settings: dict[str, list[Any]]) -> list[tuple[str, dict
     return out
 
 
+def check_shape(sweep: dict[str, Any]) -> None:
+    """Refuse a sweep that is not method -> setting -> list of values, before anything iterates over it.
+
+    Raises:
+        ConfigError: naming the ``sweep.<method>`` or ``sweep.<method>.<setting>`` key at fault.
+    """
+    for name, settings in sweep.items():
+        if settings is None or settings == {}:
+            raise ConfigError(f"sweep.{name}: name at least one setting to sweep (e.g. lr: [1e-4, 2e-4])")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"sweep.{name}: expected a mapping of setting -> values (e.g. lr: [1e-4, 2e-4]), "
+                              f"got {settings!r}")
+        for key, values in settings.items():
+            if not isinstance(values, list):
+                raise ConfigError(f"sweep.{name}.{key}: expected a list of at least two values, got {values!r}")
+
+
 def expand_sweep(methods: list[str], variants: dict[str, dict[str, Any]], sweep: dict[str, dict[str, list[Any]]],
                  base_methods: tuple[str, ...]) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """The study's methods and variants with every swept method replaced by one variant per point.
