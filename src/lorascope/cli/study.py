@@ -70,7 +70,7 @@ def study_run(
     from lorascope.study.units import parse_only, train_units
 
     cfg = load_study(path, settings_arguments(StudyConfig, overrides))
-    selected = parse_only(only)
+    selected = parse_only(only, cfg)
     out = run_study(cfg, only=selected, console=console)
     failures = failed_units(cfg, out, selected)
     report = StudyLayout(out).report / "report.html"

@@ -43,7 +43,8 @@ class HpoSettings(StrictModel):
     seed: int = Field(default=42, description="seed of the sampler and of the trials' training")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings of every trial (e.g. epochs)")
     task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                                  description="per-task trial settings (e.g. sst2: {train_limit: 3000})")
+                                                  description="per-task trial settings (e.g. sst2: {train_limit: 3000}), keyed by "
+                                                              "a task of the study")
     space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method search-space overrides")
     storage: str | None = Field(default=None, description="Optuna storage URL (default: SQLite in the study folder)")
 
@@ -112,9 +113,10 @@ class StudyConfig(StrictModel):
                             "available, else MPS where there is one, else the CPU; CUDA_VISIBLE_DEVICES picks GPUs), "
                             "bench by bench.overrides.device")
     train: dict[str, Any] = Field(default_factory=dict, description="training settings shared by all runs")
-    method_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method training settings")
-    task_train: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                                  description="per-task training settings, keyed by task name")
+    method_train: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-method training settings, keyed by lora, full or a name under variants")
+    task_train: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-task training settings, keyed by the name of a task of the study")
     hpo: HpoSettings = Field(default_factory=HpoSettings)
     sanity: SanitySettings = Field(default_factory=SanitySettings)
     # Without pydantic's mypy plugin, mypy reads a positional Field default (Field("mean", ...), as these settings
@@ -232,11 +234,18 @@ class StudyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _task_settings_by_name(self) -> StudyConfig:
+        # A key that names no task (a typo, a file path) would drop its settings without a word.
         for where, settings in (("task_train", self.task_train), ("hpo.task_train", self.hpo.task_train)):
             for key in settings:
                 if Path(key).suffix in TASK_FILE_SUFFIXES:
                     raise ValueError(f"{where}.{key}: per-task settings are keyed by the task's name "
                                      f"({', '.join(self.tasks)}), not by its file")
+                if key not in self.tasks:
+                    raise ValueError(f"{where}.{key}: not a task of this study (its tasks: {', '.join(self.tasks)})")
+        for key in self.method_train:
+            if key not in METHODS and key not in self.variants and key not in self.methods:
+                raise ValueError(f"method_train.{key}: neither lora, full nor a name under variants "
+                                 f"({', '.join(self.variants) or 'none defined'})")
         return self
 
     def task_ref(self, task: str) -> str:

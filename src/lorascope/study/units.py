@@ -76,18 +76,25 @@ def selected_labels(cfg: StudyConfig, task: str, study_folder: Path) -> list[str
     return chosen
 
 
-def parse_only(text: str | None) -> dict[str, str]:
-    """``task=sst2,method=lora`` -> {"task": "sst2", "method": "lora"}."""
+def parse_only(text: str | None, cfg: StudyConfig) -> dict[str, str]:
+    """``task=sst2,method=lora`` -> {"task": "sst2", "method": "lora"}, each value one of the study's.
+
+    A value the study does not have would select nothing and still run the stages that are not per unit
+    (baselines, the report), so a typo is an error naming the values the study has.
+    """
     from lorascope.errors import ConfigError
 
     if not text:
         return {}
+    known = {"task": list(cfg.tasks), "method": list(cfg.methods), "seed": [str(s) for s in cfg.seeds]}
     out = {}
     for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key.strip() not in ("task", "method", "seed"):
+        key, sep, value = (s.strip() for s in part.partition("="))
+        if not sep or key not in known:
             raise ConfigError(f"--only '{part}': expected task=…, method=… or seed=… separated by commas")
-        out[key.strip()] = value.strip()
+        if value not in known[key]:
+            raise ConfigError(f"--only {key}={value}: not a {key} of this study (it has {', '.join(known[key])})")
+        out[key] = value
     return out
 
 
