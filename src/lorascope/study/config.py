@@ -66,6 +66,16 @@ class BenchSettings(StrictModel):
         taken = sorted(set(v) & ({"model", "adapters", "full_model"} | set(cls.model_fields)))
         if taken:
             raise ValueError(f"{', '.join(taken)}: set by the study or by bench.{taken[0]}, not in overrides")
+        # Checked as `lorascope bench` would check them, now: the bench stage may run hours after the study starts.
+        from pydantic import ValidationError
+
+        from lorascope.bench.config import BenchConfig
+        from lorascope.config import describe_validation_error
+
+        try:
+            BenchConfig.model_validate(v)
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(err, "not valid for `lorascope bench`")) from None
         return v
 
 
