@@ -115,7 +115,7 @@ class StudyConfig(StrictModel):
                     "drawn over these seeds")
     out: str = Field("runs/study", description="output folder (relative to the current directory)")
     stages: list[Stage] = Field(
-        [s for s in STAGES if s != "hpo"], description="stages to run, in order (add hpo to search first)")
+        [s for s in STAGES if s != "hpo"], description="stages to run, each once, in the order listed here (add hpo to search first)")
     data_dir: str | None = Field(None, description="GLUE folder (default: $GLUE_DIR)")
     device: DeviceSetting = Field(
         "auto", description=f"where the analyses put their models (drift, weights, forgetting, probes): {DEVICE_HELP}. "
@@ -222,6 +222,17 @@ class StudyConfig(StrictModel):
             raise ValueError("must list at least one entry")
         if len(set(map(str, v))) != len(v):
             raise ValueError("entries must be distinct")
+        return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_in_pipeline_order(cls, v: list[Stage]) -> list[Stage]:
+        # The stages run in the order listed, and each reads what the ones before it wrote: a report listed before
+        # the training would report nothing, a stage listed twice would run twice.
+        if not v:
+            raise ValueError("must list at least one stage")
+        if len(set(v)) != len(v) or v != sorted(v, key=STAGES.index):
+            raise ValueError(f"list each stage once, in the order they run ({', '.join(STAGES)}); got {', '.join(v)}")
         return v
 
     @model_validator(mode="after")
