@@ -434,6 +434,9 @@ CASES = [
          r"adapter 'sst2'|was it trained on a different base"),
     case("full-model-pickle-only", lambda ws: ws.bench(*TINY, "--full-model", ws.model(pickle_weights("model.safetensors", "pytorch_model.bin"))),
          r"pytorch_model\.bin: pickled weights are not loaded"),
+    case("adapter-tasks-other-label-count", lambda ws: ws.bench(
+        *TINY, "--adapter", f"x={ws.adapter()}", f"adapter_tasks.x={ws.task(yaml=TASK_YAML.replace('[neg, pos]', '[neg, pos, mid]'))}"),
+         r"adapter_tasks\.x: task 'toy' has 3 labels, but adapter 'x' \(.*adapter\) has a 2-label head"),
     case("adapter-without-name", lambda ws: ws.bench(*TINY, "--adapter", ws.adapter()), r"--adapter '.*adapter': expected name=path"),
     case("adapter-bad-name", lambda ws: ws.bench(*TINY, "--adapter", f"a b={ws.adapter()}"), r"adapter name 'a b'"),
     case("adapter-name-twice", lambda ws: ws.bench(*TINY, "--adapter", f"x={ws.adapter()}", "--adapter", f"x={ws.p('adapter')}"),
