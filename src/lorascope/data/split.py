@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lorascope.artifacts import check_output_path
 from lorascope.data.examples import table_to_examples
 from lorascope.data.readers import RawTable, TableLayout, read_table, source_lines
 from lorascope.data.tasks import TASK_NAME, ColumnRef, task_from_mapping
@@ -89,6 +90,7 @@ def split_labelled_file(source: Path, out: Path, *, text_columns: list[str], lab
     task = _task_mapping(name, paths, text_refs, label_ref, sorted(set(labels)), layout)
     table_to_examples(task_from_mapping(task, paths["task_file"]), table, "train")  # texts as training reads them
     train_rows, dev_rows = stratified_split(labels, dev_fraction, seed, source)
+    check_output_path(out)
     for path in paths.values():
         if path.exists():
             raise ConfigError(f"{path}: exists already; remove it or choose another --out")
