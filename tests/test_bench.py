@@ -204,3 +204,19 @@ def test_cli_bench_runs_and_reports_errors_on_one_line(tmp_path, glue_dir):
     lines = [ln for ln in bad.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "nope" in lines[0]
     assert not (tmp_path / "c").exists()
+
+
+def test_adapter_tasks_must_fit_the_adapter(tmp_path):
+    # The task named for an adapter supplies its requests: another shape measures other inputs.
+    from lorascope.bench.prepare import _fitting_task
+    from lorascope.data.tasks import GLUE_TASKS
+    from lorascope.serve.sources import AdapterSource
+
+    rte = AdapterSource("x", tmp_path, "rte", ("entailment", "not_entailment"), None, "run", GLUE_TASKS["rte"])
+    assert _fitting_task(rte, GLUE_TASKS["rte"]) is GLUE_TASKS["rte"]
+    with pytest.raises(ConfigError, match=r"adapter_tasks\.x: task 'sst2' takes single texts, but adapter 'x' was "
+                                          r"trained on sentence pairs \('rte'\)"):
+        _fitting_task(rte, GLUE_TASKS["sst2"])
+    three = AdapterSource("x", tmp_path, None, ("a", "b", "c"), None, "adapter")
+    with pytest.raises(ConfigError, match=r"adapter_tasks\.x: task 'sst2' has 2 labels, but adapter 'x' .* has a 3-label head"):
+        _fitting_task(three, GLUE_TASKS["sst2"])

@@ -166,3 +166,23 @@ def test_bad_task_entries_name_the_entry(tmp_path, text, message):
     own_tasks(tmp_path)
     with pytest.raises(ConfigError, match=message):
         load_study(write(tmp_path / "study.yaml", text))
+
+
+def test_the_bench_serves_the_adapters_whose_heads_match_and_names_those_left_out(tmp_path):
+    # PEFT holds every adapter on one base head: a 3-class task beside binary ones cannot join them.
+    from rich.console import Console
+
+    from lorascope.study.bench_stage import trained_adapters
+    from lorascope.study.context import StageContext
+
+    own_tasks(tmp_path)
+    write(tmp_path / "tasks" / "three.yaml", "name: three\nfiles: {train: three.jsonl, validation: three.jsonl}\n"
+          "text_columns: [t]\nlabel_column: y\nlabels: [a, b, c]\n")
+    cfg = load_study(write(tmp_path / "study.yaml", "tasks: [tasks/reviews.yaml, tasks/three.yaml, tasks/pairs.yaml]\n"
+                           "methods: [lora, full]\nseeds: [1, 2]\n"))
+    for task, labels in (("reviews", ["bad", "good"]), ("three", ["a", "b", "c"]), ("pairs", ["different", "same"])):
+        for seed in (1, 2):
+            write(tmp_path / "out" / "train" / f"{task}-lora-s{seed}" / "metrics.json",
+                  json.dumps({"status": "ok", "task": task, "label_names": labels}))
+    adapters, left_out = trained_adapters(StageContext(cfg, tmp_path / "out", Console(), {}))
+    assert list(adapters) == ["reviews", "pairs", "reviews-s2"] and left_out == {"three": 3}

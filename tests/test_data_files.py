@@ -1,5 +1,6 @@
 """User files, the Hub conversion and malformed input: every error names the file and row."""
 
+import json
 import re
 
 import datasets
@@ -142,3 +143,71 @@ def test_a_task_name_names_folders(tmp_path):
               "label_column: y\n")
     with pytest.raises(ConfigError, match=r"t\.yaml: 'name': a task name is 1 to 48 letters, digits, '_' or '-'"):
         get_task(str(y))
+
+
+def _jsonl_task(tmp_path, rows: list[dict], task_keys: str) -> str:
+    write(tmp_path / "t.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(write(tmp_path / "t.yaml", "name: t\nfiles: {train: t.jsonl, validation: t.jsonl}\n" + task_keys))
+
+
+def test_jsonl_booleans_and_numbers_are_read_as_json_writes_them(tmp_path):
+    # A task file's labels match the file's own words: `true`, never Python's `True`.
+    rows = [{"id": i, "t": f"text {i}", "y": bool(i % 2), "score": i / 2} for i in range(6)]
+    spec = get_task(_jsonl_task(tmp_path, rows, "text_columns: [t]\nlabel_column: y\nid_column: id\n"
+                                                "labels: ['false', 'true']\n"))
+    ds = load_split(spec, "train")
+    assert ds["label"] == [0, 1, 0, 1, 0, 1] and ds["id"][:2] == ["train-0", "train-1"]
+    inferred = with_label_set(get_task(_jsonl_task(tmp_path, rows, "text_columns: [t]\nlabel_column: y\n")))
+    assert inferred.label_names == ("false", "true")
+    # Float labels are their JSON text, which a task file's float keys give too.
+    floats = [{"t": f"text {i}", "y": float(i % 2)} for i in range(4)]
+    spec = get_task(_jsonl_task(tmp_path, floats, "text_columns: [t]\nlabel_column: y\nlabel_names: {0.0: zero, 1.0: one}\n"))
+    assert load_split(spec, "train")["label"] == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize("column,value", [("t", ["a", "b"]), ("y", {"gold": "pos"}), ("id", [1])])
+def test_a_json_array_or_object_in_a_column_the_task_reads_is_refused(tmp_path, column, value):
+    rows = [{"id": i, "t": f"text {i}", "y": ["neg", "pos"][i % 2], "meta": {"source": "web"}} for i in range(4)]
+    rows[2][column] = value
+    task = _jsonl_task(tmp_path, rows, "text_columns: [t]\nlabel_column: y\nid_column: id\nlabels: [neg, pos]\n")
+    with pytest.raises(DataError, match=rf"t\.jsonl:3: column '{column}' holds a JSON array or object; "
+                                        "expected a string or a number"):
+        load_split(get_task(task), "train")
+    rows[2][column] = {"t": "text 2", "y": "neg", "id": 2}[column]  # an object in a column it does not read is fine
+    assert len(load_split(get_task(_jsonl_task(tmp_path, rows, "text_columns: [t]\nlabel_column: y\nid_column: id\n"
+                                                               "labels: [neg, pos]\n")), "train")) == 4
+
+
+@pytest.mark.parametrize("name,content,line", [
+    ("t.jsonl", '{"id": 1, "t": "a", "y": "pos"}\n{"id": null, "t": "b", "y": "neg"}\n', 2),
+    ("t.csv", "id,t,y\n1,a,pos\n ,b,neg\n", 3),
+])
+def test_an_empty_id_is_refused_by_name_not_as_a_duplicate(tmp_path, name, content, line):
+    write(tmp_path / name, content)
+    task = write(tmp_path / "t.yaml", f"name: t\nfiles: {{train: {name}, validation: {name}}}\ntext_columns: [t]\n"
+                 "label_column: y\nid_column: id\nlabels: [neg, pos]\n")
+    with pytest.raises(DataError, match=rf"{re.escape(name)}:{line}: empty id in column 'id'"):
+        load_split(get_task(str(task)), "train")
+
+
+def test_header_names_with_spaces_around_them_are_found(tmp_path):
+    # A task file's names are read without surrounding spaces; the header's own are kept as written.
+    write(tmp_path / "a.csv", " text , label \nfine,pos\nbad,neg\n")
+    task = write(tmp_path / "t.yaml", "name: t\nfiles: {train: a.csv, validation: a.csv}\ntext_columns: text\n"
+                 "label_column: label\n")
+    ds = load_split(with_label_set(get_task(str(task))), "train")
+    assert ds["text_a"] == ["fine", "bad"] and ds["label"] == [1, 0]
+
+
+@pytest.mark.parametrize("name,content,keys,shown", [
+    ("a.jsonl", '{"text": "a", "y": "pos"}\n', "text_columns: [text]\n", r"missing column 'label' \(keys: text, y\)"),
+    ("a.csv", "a,pos\n", "header: false\ntext_columns: [0]\n",
+     r"missing column 'label' \(no header, columns by position: 0, 1\)"),
+    ("a.csv", "text,y\na,pos\n", "text_columns: [text]\n", r"missing column 'label' \(header has: text, y\)"),
+])
+def test_a_missing_column_says_where_the_names_come_from(tmp_path, name, content, keys, shown):
+    write(tmp_path / name, content)
+    task = write(tmp_path / "t.yaml", f"name: t\nfiles: {{train: {name}, validation: {name}}}\n{keys}"
+                 "label_column: label\nlabels: [neg, pos]\n")
+    with pytest.raises(DataError, match=shown):
+        load_split(get_task(str(task)), "train")

@@ -133,3 +133,26 @@ def test_a_failed_write_leaves_none_of_the_files(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         split_module.split_labelled_file(source, tmp_path / "out", text_columns=["text"], label_column="label")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--no-header"], r"--no-header: .*all\.jsonl is JSON Lines, whose keys name the columns"),
+    (["--delimiter", ";"], r"--delimiter: .*all\.jsonl is JSON Lines, which has no delimiter"),
+])
+def test_layout_options_that_mean_nothing_for_json_lines_are_refused_by_name(tmp_path, args, message):
+    # Not as a key of the task file, which the command had not written.
+    source = write(tmp_path / "all.jsonl", "".join(json.dumps({"t": f"t {i}", "y": i % 2}) + "\n" for i in range(6)))
+    result = split(source, tmp_path / "out", "--text", "t", "--label", "y", *args)
+    assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+    assert "out/all.yaml" not in result.stderr and not (tmp_path / "out").exists()
+    # Digits name a key of a JSON Lines row, which has no column order.
+    result = split(source, tmp_path / "out", "--text", "0", "--label", "y")
+    assert result.returncode == 2 and re.search(r"all\.jsonl:1: missing column '0' \(keys: t, y\)", result.stderr)
+
+
+def test_json_booleans_are_labels_as_the_file_writes_them(tmp_path):
+    source = write(tmp_path / "all.jsonl", "".join(json.dumps({"t": f"t {i}", "ok": i % 2 == 0}) + "\n" for i in range(8)))
+    result = split(source, tmp_path / "out", "--text", "t", "--label", "ok")
+    assert result.returncode == 0, result.stderr
+    spec = get_task(str(tmp_path / "out" / "all.yaml"))
+    assert spec.label_names == ("false", "true") and len(load_split(spec, "train")) == 6

@@ -283,3 +283,13 @@ def test_the_token_guards_the_vllm_routes_too(setup):
             assert error["type"] == "AuthenticationError"
         ok = c.post("/classify", json={"model": "sst2", "input": "x"}, headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200
+
+
+def test_load_test_inputs_follow_the_adapters_shape_not_a_glue_name(glue_dir):
+    # A task of the user's own may be named like a GLUE task: its adapter's input shape decides.
+    from lorascope.serve.http.loadgen import request_texts
+
+    texts = request_texts({"own": {"task": "sst2", "input": "pair"}, "glue": {"task": "sst2", "input": "single"}},
+                          str(glue_dir), per_task=4)
+    assert texts["own"] and all(isinstance(x, list) and len(x) == 2 for x in texts["own"])
+    assert len(texts["glue"]) == 4 and all(isinstance(x, str) for x in texts["glue"])

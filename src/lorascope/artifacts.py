@@ -194,6 +194,24 @@ def recover_finish(out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_path(path: Path, *, folder: bool = True) -> None:
+    """An output path something can be written to: no file where a folder goes (nor a folder where a file
+    goes), and no file among its parents. Checked before any work: a result renamed into place would
+    otherwise move the user's file aside, and a folder made under a file fails with a traceback.
+
+    Raises:
+        ConfigError: naming the path and what is in the way.
+    """
+    if path.exists() and path.is_dir() != folder:
+        found, wanted = ("a file", "folder") if folder else ("a folder", "file")
+        raise ConfigError(f"{path}: exists and is {found}, not an output {wanted}; choose another output path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{path}: {parent} is a file, not a folder; choose another output path")
+            return
+
+
 def check_target(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:
     """The rule for an ``out`` that exists: made with other settings, a ``ConfigError`` naming the
     differing keys, unless ``overwrite``. A cut-off replacement of ``out`` is completed first.
@@ -201,6 +219,7 @@ def check_target(out: Path, settings: Mapping[str, Any], *, overwrite: bool = Fa
     A result folder without a ``config.yaml`` was written before folders stored their settings (a
     stage's JSON record is in it): it is replaced like one made with the same settings.
     """
+    check_output_path(out)
     recover_finish(out)
     if overwrite or not out.is_dir() or not any(out.iterdir()):
         return  # nothing there yet (an empty folder made ahead, for instance)
@@ -320,6 +339,7 @@ def new_folder(out: Path) -> Iterator[Path]:
     """
     if out.exists():
         raise ConfigError(f"{out}: already exists; choose a new folder")
+    check_output_path(out)
     partial = partial_path(out)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -16,7 +16,7 @@ from lorascope.errors import ConfigError
 from lorascope.models.base_recipe import BaseModelSpec, open_base
 from lorascope.models.folders import check_adapter_fits, check_model_folder
 from lorascope.serve.device import resolve_device
-from lorascope.serve.sources import AdapterSource, resolve_adapter, resolve_full_model, shared_label_names
+from lorascope.serve.sources import AdapterSource, head_width, resolve_adapter, resolve_full_model, shared_label_names
 
 SYNTHETIC_FOLDER = "synthetic_adapters"
 
@@ -49,7 +49,7 @@ class Prepared:
 def _task_of(source: AdapterSource, cfg: BenchConfig) -> TaskSpec:
     """The task whose dev set feeds an adapter: ``adapter_tasks`` if given, else what its run recorded."""
     if source.name in cfg.adapter_tasks:
-        return with_label_set(get_task(cfg.adapter_tasks[source.name]), cfg.data_dir)
+        return _fitting_task(source, with_label_set(get_task(cfg.adapter_tasks[source.name]), cfg.data_dir))
     if source.task_spec is not None:
         return source.task_spec
     if source.name.lower().replace("-", "").replace("_", "") in GLUE_TASKS:
@@ -58,6 +58,26 @@ def _task_of(source: AdapterSource, cfg: BenchConfig) -> TaskSpec:
         f"adapter '{source.name}' ({source.folder}): its task is unknown (a bare adapter folder without a run's "
         f"metrics.json); set adapter_tasks.{source.name}=<task name or task YAML file>"
     )
+
+
+def _fitting_task(source: AdapterSource, spec: TaskSpec) -> TaskSpec:
+    """``spec``, given as the adapter's task in ``adapter_tasks``, when it fits the adapter: as many labels
+    as its head, and single texts or pairs as it was trained on (where its run recorded that).
+
+    Raises:
+        ConfigError: naming the setting, the task's shape and the adapter's.
+    """
+    where = f"adapter_tasks.{source.name}: task '{spec.name}'"
+    width = len(source.label_names) if source.label_names else head_width(source.folder)
+    if width is not None and width != spec.num_labels:
+        raise ConfigError(f"{where} has {spec.num_labels} labels, but adapter '{source.name}' ({source.folder}) has a "
+                          f"{width}-label head; give the task it was trained on")
+    trained = source.task_spec
+    if trained is not None and trained.is_pair != spec.is_pair:
+        shape = {True: "sentence pairs", False: "single texts"}
+        raise ConfigError(f"{where} takes {shape[spec.is_pair]}, but adapter '{source.name}' was trained on "
+                          f"{shape[trained.is_pair]} ('{trained.name}'); give the task it was trained on")
+    return spec
 
 
 def prepare(cfg: BenchConfig, out: Path) -> Prepared:

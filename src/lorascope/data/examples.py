@@ -20,8 +20,9 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
     """Validate columns and labels of ``table`` and build the uniform dataset.
 
     Raises:
-        DataError: a missing column, a column that is both text and label, an empty text, a label
-            outside the label set, or no rows, naming the file and line.
+        DataError: a missing column, a column that is both text and label, a JSON array or object in a
+            column the task reads, an empty text or id, a label outside the label set, or no rows,
+            naming the file and line.
     """
     path = table.path
     needed = list(spec.text_columns)
@@ -34,6 +35,8 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
     missing = [c for c in needed if table.column(c) is None]
     if missing:
         raise DataError(f"{path}:1: {table.missing(missing[0])}")
+    _check_scalar_columns(table, [table.column(c) for c in (*spec.text_columns, spec.label_column, spec.id_column)
+                                  if c is not None])
     if not table.rows:
         raise DataError(f"{path}: the {split} split has no rows")
     # Every text column exists (checked above): none of these is None.
@@ -54,6 +57,8 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
             if value is None or value.strip() == "":
                 raise DataError(f"{path}:{line}: empty text in column '{col}'")
             texts.append(value)
+        if id_column and not row[id_column].strip():
+            raise DataError(f"{path}:{line}: empty id in column '{id_column}' (every row needs its own id)")
         example_id = f"{split}-{row[id_column] if id_column else row_no}"
         if example_id in seen:
             raise DataError(f"{path}:{line}: duplicate id '{example_id}' in column '{id_column}'")
@@ -72,6 +77,15 @@ def table_to_examples(spec: TaskSpec, table: RawTable, split: str) -> datasets.D
         text_a.append(texts[0])
         text_b.append(texts[1] if spec.is_pair else "")
     return _to_dataset(ids, text_a, text_b, labels)
+
+
+def _check_scalar_columns(table: RawTable, columns: list[str | None]) -> None:
+    """A JSON Lines column the task reads holds strings, numbers or booleans: an array or object would
+    otherwise be read as its JSON text, a text the model was never meant to see."""
+    for col in columns:
+        if col is not None and col in table.structured:
+            raise DataError(f"{table.path}:{table.structured[col]}: column '{col}' holds a JSON array or object; "
+                            "expected a string or a number")
 
 
 def hub_to_examples(spec: TaskSpec, ds: datasets.Dataset, split: str) -> datasets.Dataset:

@@ -14,7 +14,7 @@ import csv
 import io
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,24 +23,37 @@ from lorascope.errors import DataError
 
 @dataclass
 class RawTable:
-    """Rows of one file: ``rows[i]`` maps column name -> text; ``lines[i]`` is its line number."""
+    """Rows of one file: ``rows[i]`` maps column name -> text; ``lines[i]`` is its line number.
+
+    ``structured`` maps a JSON Lines key to the first line where its value is an array or an
+    object (kept as JSON text in ``rows``): a column used as text, label or id must hold scalars.
+    """
 
     path: Path
     columns: list[str]
     rows: list[dict[str, str]]
     lines: list[int]
+    structured: dict[str, int] = field(default_factory=dict)
+    named_by: str = "header has"  # where the column names come from, as an error message says it
 
     def column(self, ref: str | int) -> str | None:
-        """The name of column ``ref`` (a name, or a 0-based position); None when the file has no such column."""
+        """The name of column ``ref`` (a name, or a 0-based position); None when the file has no such column.
+
+        A name also matches a header name with spaces around it (``label `` in ``text,label ``): a
+        task file's names are read without surrounding spaces, so it could not name that column otherwise.
+        """
         if isinstance(ref, int):
             return self.columns[ref] if ref < len(self.columns) else None
-        return ref if ref in self.columns else None
+        if ref in self.columns:
+            return ref
+        padded = [c for c in self.columns if c.strip() == ref]
+        return padded[0] if len(padded) == 1 else None
 
     def missing(self, ref: str | int) -> str:
         """Why ``ref`` is not a column of this file, for an error message."""
         if isinstance(ref, int):
             return f"no column at position {ref} (0-based; the file has {len(self.columns)} columns)"
-        return f"missing column '{ref}' (header has: {_shown(self.columns)})"
+        return f"missing column '{ref}' ({self.named_by}: {_shown(self.columns)})"
 
 
 Format = Literal["csv", "tsv", "jsonl"]
@@ -99,6 +112,13 @@ def _columns(path: Path, layout: TableLayout, first: list[str]) -> list[str]:
     return list(layout.column_names)
 
 
+def _named_by(layout: TableLayout) -> str:
+    """Where a delimited file's column names come from, for :meth:`RawTable.missing`."""
+    if layout.header:
+        return "header has"
+    return "column_names" if layout.column_names is not None else "no header, columns by position"
+
+
 def _read_text(path: Path) -> str:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -139,7 +159,7 @@ def read_unquoted(path: Path, delimiter: str = "\t", layout: TableLayout = Table
             )
         rows.append(dict(zip(header, fields)))
         numbers.append(i)
-    return RawTable(path, header, rows, numbers)
+    return RawTable(path, header, rows, numbers, named_by=_named_by(layout))
 
 
 def read_tsv_unquoted(path: Path) -> RawTable:
@@ -183,7 +203,7 @@ def read_csv(path: Path, delimiter: str = ",", layout: TableLayout = TableLayout
             line = reader.line_num + 1
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
-    return RawTable(path, header, rows, numbers)
+    return RawTable(path, header, rows, numbers, named_by=_named_by(layout))
 
 
 def _is_valid_unicode(text: str) -> bool:
@@ -200,6 +220,7 @@ def read_jsonl(path: Path) -> RawTable:
     rows: list[dict[str, str]] = []
     numbers: list[int] = []
     columns: list[str] = []
+    structured: dict[str, int] = {}
     for i, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
@@ -211,15 +232,30 @@ def read_jsonl(path: Path) -> RawTable:
             raise DataError(f"{path}:{i}: JSON nested too deeply (expected a flat object)") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{i}: expected a JSON object per line")
-        row = {k: "" if v is None else str(v) for k, v in obj.items()}
+        row = {k: _json_cell(v) for k, v in obj.items()}
         if not all(_is_valid_unicode(k) and _is_valid_unicode(v) for k, v in row.items()):
             raise DataError(f"{path}:{i}: not valid Unicode (a lone surrogate escape such as \\ud800)")
-        for k in row:
+        for k, v in obj.items():
             if k not in columns:
                 columns.append(k)
+            if isinstance(v, (dict, list)):
+                structured.setdefault(k, i)
         rows.append(row)
         numbers.append(i)
-    return RawTable(path, columns, rows, numbers)
+    return RawTable(path, columns, rows, numbers, structured, named_by="keys")
+
+
+def _json_cell(value: object) -> str:
+    """A JSON value as text: a string as it is, a number or boolean as JSON writes it (``1``, ``1.0``,
+    ``true``: a task file's labels match the file, never Python's ``True``), null as empty; an array or
+    object as its compact JSON text (refused where a task reads it, see ``RawTable.structured``)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value)  # numbers and booleans: as JSON writes them
 
 
 def read_table(path: Path, glue: bool = False, layout: TableLayout = TableLayout()) -> RawTable:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lorascope.artifacts import check_output_path
 from lorascope.data.examples import table_to_examples
 from lorascope.data.readers import RawTable, TableLayout, read_table, source_lines
 from lorascope.data.tasks import TASK_NAME, ColumnRef, task_from_mapping
@@ -49,7 +50,7 @@ class SplitResult:
 def column_ref(text: str, table: RawTable, header: bool = True) -> ColumnRef:
     """A column given on the command line: a header name, else a 0-based position written as digits
     (without a header, columns have positions only)."""
-    if header and text in table.columns:
+    if header and table.column(text) is not None:
         return text
     return int(text) if re.fullmatch(r"[0-9]+", text) else text
 
@@ -79,14 +80,17 @@ def split_labelled_file(source: Path, out: Path, *, text_columns: list[str], lab
         raise ConfigError(f"--dev-fraction {dev_fraction}: expected a share of the rows, between 0 and 1")
     if not 1 <= len(text_columns) <= 2:
         raise ConfigError(f"--text: give one column (single text) or two (a pair), got {len(text_columns)}")
+    jsonl = layout.format_of(source) == "jsonl"
+    _check_jsonl_options(source, layout, jsonl)
     table = read_table(source, layout=layout)
-    text_refs, label_ref, label_name = _columns(source, table, [*text_columns, label_column], layout.header)
+    text_refs, label_ref, label_name = _columns(source, table, [*text_columns, label_column], layout.header, jsonl)
     labels = _labels(source, table, label_name)
     ext = source.suffix or f".{layout.format_of(source)}"
     paths = {"task_file": out / f"{name}.yaml", "train": out / f"train{ext}", "dev": out / f"dev{ext}"}
     task = _task_mapping(name, paths, text_refs, label_ref, sorted(set(labels)), layout)
     table_to_examples(task_from_mapping(task, paths["task_file"]), table, "train")  # texts as training reads them
     train_rows, dev_rows = stratified_split(labels, dev_fraction, seed, source)
+    check_output_path(out)
     for path in paths.values():
         if path.exists():
             raise ConfigError(f"{path}: exists already; remove it or choose another --out")
@@ -101,11 +105,23 @@ def split_labelled_file(source: Path, out: Path, *, text_columns: list[str], lab
     return SplitResult(paths["task_file"], paths["train"], paths["dev"], counts)
 
 
-def _columns(source: Path, table: RawTable, given: list[str],
-             header: bool) -> tuple[list[ColumnRef], ColumnRef, str]:
+def _check_jsonl_options(source: Path, layout: TableLayout, jsonl: bool) -> None:
+    """The layout options that mean nothing for JSON Lines, refused by their option's name (the task file
+    they would be written to does not exist yet)."""
+    if not jsonl:
+        return
+    if not layout.header:
+        raise ConfigError(f"--no-header: {source} is JSON Lines, whose keys name the columns; leave it out")
+    if layout.delimiter is not None:
+        raise ConfigError(f"--delimiter: {source} is JSON Lines, which has no delimiter; leave it out")
+
+
+def _columns(source: Path, table: RawTable, given: list[str], header: bool,
+             jsonl: bool = False) -> tuple[list[ColumnRef], ColumnRef, str]:
     """The text columns and the label column (``given``, the label last) as the task file will name them,
-    each a column of ``table``, none twice; and the label column's name in ``table``."""
-    refs = [column_ref(c, table, header) for c in given]
+    each a column of ``table``, none twice; and the label column's name in ``table``. A JSON Lines
+    row has keys, not positions: digits there are a key like any other."""
+    refs: list[ColumnRef] = list(given) if jsonl else [column_ref(c, table, header) for c in given]
     names = []
     for ref in refs:
         name = table.column(ref)

@@ -26,7 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from lorascope.artifacts import partial_path
+from lorascope.artifacts import check_output_path, partial_path
 from lorascope.data.tasks import get_task
 from lorascope.hpo.config import HpoConfig
 from lorascope.hpo.record import HpoRecord
@@ -64,6 +64,7 @@ def run_hpo(cfg: HpoConfig, out_dir: Path | str, *, log: Callable[[str], None] |
     """
     log = log or (lambda _msg: None)
     out_dir = Path(out_dir)
+    check_output_path(out_dir)
     space = cfg.search_space()
     base = cfg.base_train()
     resolve_model(cfg.model)

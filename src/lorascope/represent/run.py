@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from safetensors import SafetensorError
 
+from lorascope.artifacts import check_output_path
 from lorascope.data import get_task, load_split, subsample, with_label_set
 from lorascope.data.tokenize import tokenize_dataset
 from lorascope.models import LoadedModel, prepare_for_method
@@ -46,6 +47,8 @@ def run_represent(cfg: RepresentConfig, out: Path | str | None = None, *, progre
     holds the requested poolings; otherwise it is recomputed and replaced. The model is let go
     (its device memory given back) before this returns.
     """
+    if out is not None:
+        check_output_path(Path(out), folder=False)
     spec = with_label_set(get_task(cfg.task), cfg.data_dir)
     samples = subsample(load_split(spec, cfg.split, cfg.data_dir), cfg.n_samples, cfg.data_seed)
     if cfg.order_seed is not None:

@@ -2,10 +2,11 @@
 fine-tuned model, on the tasks' dev requests.
 
 Adapters are those of the primary LoRA method (see ``lorascope.variants``), first seed, one per
-task; a study with fewer than three tasks fills the remaining slots with other seeds' adapters of
-its tasks, so that the 2- and 3-adapter strategies (switching, mixed batches) are measured on
-trained adapters rather than skipped. Latency depends
-on the adapters' shapes, which seeds share; their requests come from each run's own task.
+task with as many labels as the first task (PEFT holds every adapter on one base head); a study
+with fewer than three such tasks fills the remaining slots with other seeds' adapters of them, so
+that the 2- and 3-adapter strategies (switching, mixed batches) are measured on trained adapters
+rather than skipped. Latency depends on the adapters' shapes, which seeds share; their requests
+come from each run's own task.
 """
 
 from __future__ import annotations
@@ -29,20 +30,39 @@ def primary_lora(ctx: StageContext) -> str | None:
     return primary_label({m: ctx.cfg.method_of(m) for m in ctx.cfg.methods})
 
 
-def trained_adapters(ctx: StageContext, limit: int = 3) -> dict[str, str]:
+def _labels(folder: Path) -> int | None:
+    """How many labels a finished run's head has (None when its record does not say)."""
+    names = RunFolder(folder).record().label_names
+    return len(names) if names else None
+
+
+def trained_adapters(ctx: StageContext, limit: int = 3) -> tuple[dict[str, str], dict[str, int]]:
     """name -> run folder of up to ``limit`` finished runs of the primary LoRA method: first seed of
-    every task, then other seeds."""
+    every task, then other seeds; and task -> label count of the tasks left out for their head.
+
+    PEFT holds every adapter on one base model, whose classification head has one width: the
+    adapters are those whose tasks have as many labels as the first one found (a 3-class task
+    beside binary ones is left out, and named, rather than failing the stage).
+    """
     lora = primary_lora(ctx)
     if lora is None:
-        return {}
+        return {}, {}
     first = [(task, ctx.cfg.seeds[0]) for task in ctx.cfg.tasks]
     rest = [(task, seed) for seed in ctx.cfg.seeds[1:] for task in ctx.cfg.tasks]
     adapters: dict[str, str] = {}
+    width: int | None = None
+    left_out: dict[str, int] = {}
     for task, seed in first + rest:
         folder = TrainUnit(task, lora, seed).folder(ctx.out)
-        if len(adapters) < limit and _finished(folder):
-            adapters[task if task not in adapters else f"{task}-s{seed}"] = str(folder)
-    return adapters
+        if len(adapters) >= limit or not _finished(folder):
+            continue
+        labels = _labels(folder)
+        width = width if width is not None else labels
+        if labels is not None and labels != width:
+            left_out[task] = labels
+            continue
+        adapters[task if task not in adapters else f"{task}-s{seed}"] = str(folder)
+    return adapters, left_out
 
 
 def run_bench_stage(ctx: StageContext) -> None:
@@ -59,7 +79,7 @@ def run_bench_stage(ctx: StageContext) -> None:
         ctx.console.print("  bench: done earlier")
         return
     seed = ctx.cfg.seeds[0]
-    adapters = trained_adapters(ctx)
+    adapters, left_out = trained_adapters(ctx)
     full = TrainUnit(ctx.cfg.tasks[0], "full", seed).folder(ctx.out)
     b = ctx.cfg.bench
     # The served inputs are truncated as the models were trained, unless the study says otherwise.
@@ -71,6 +91,10 @@ def run_bench_stage(ctx: StageContext) -> None:
     cfg = build_config(BenchConfig, settings, source=f"study '{ctx.cfg.name}' bench settings")
     what = f"{len(adapters)} trained adapter(s)" if adapters else "synthetic adapters (no finished LoRA runs)"
     ctx.console.print(f"  bench: {ctx.cfg.model} with {what}, batch sizes {b.batch_sizes}")
+    if left_out:
+        served = _labels(Path(next(iter(adapters.values()))))
+        ctx.console.print(f"  bench: left out the adapters of {', '.join(f'{t} ({n} labels)' for t, n in left_out.items())}: "
+                          f"the served adapters' heads have {served} labels, and PEFT holds every adapter on one base head")
     bench = run_bench(cfg, out, show_progress=False)
     for r in bench.results:
         if r.strategy in ("lora_separate", "runtime_single", "runtime_mixed3") and r.ratio_to_merged and r.mean_ms:

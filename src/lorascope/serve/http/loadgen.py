@@ -111,6 +111,8 @@ def request_texts(adapters: dict[str, dict[str, Any]], data_dir: str | None, per
     glue = resolve_glue_dir(data_dir)
     for adapter, info in adapters.items():
         spec = GLUE_TASKS.get(info.get("task") or "")
+        if spec is not None and info.get("input") not in (None, "pair" if spec.is_pair else "single"):
+            spec = None  # a task of the user's own that shares a GLUE task's name, not that task
         try:
             if glue is None or spec is None:
                 raise LorascopeError("no local dev set")
