@@ -156,3 +156,12 @@ def test_json_booleans_are_labels_as_the_file_writes_them(tmp_path):
     assert result.returncode == 0, result.stderr
     spec = get_task(str(tmp_path / "out" / "all.yaml"))
     assert spec.label_names == ("false", "true") and len(load_split(spec, "train")) == 6
+
+
+def test_the_current_folder_is_an_output_folder(tmp_path, monkeypatch):
+    """``--out .`` writes beside the source: only result folders renamed into place need a name of their own."""
+    source = labelled_csv(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = split(source.name, ".", "--text", "text", "--label", "label")
+    assert result.returncode == 0, result.stderr
+    assert {"train.csv", "dev.csv", "all.yaml"} <= {p.name for p in tmp_path.iterdir()}

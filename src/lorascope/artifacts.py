@@ -45,7 +45,14 @@ NOT_RESULT_SUFFIXES = (".partial", ".old", ".failed")
 
 
 def partial_path(out: Path) -> Path:
-    """Where the unit for ``out`` is written until it is complete."""
+    """Where the unit for ``out`` is written until it is complete: beside it, so ``out`` needs a name of its own.
+
+    Raises:
+        ConfigError: ``out`` ends in no folder name (``.``, ``..``, ``/``).
+    """
+    if out.name in ("", ".", ".."):
+        raise ConfigError(f"{str(out)!r}: a result folder needs a path that ends in a folder name "
+                          "(its .partial is made beside it)")
     return out.with_name(out.name + ".partial")
 
 
@@ -120,31 +127,6 @@ def check_same_config(folder: Path, resolved: dict[str, Any]) -> None:
         raise ConfigError(f"{folder}: was made with a different config ({'; '.join(diffs[:4])}); use another output folder or --overwrite")
 
 
-def check_writable(out: Path, what: str = "--out") -> None:
-    """Refuse an output path that cannot be made, before any work: it must end in a name, and the
-    first of its parents that exists must be a folder this process may write in.
-
-    Without this check the command works for minutes (loads a model, trains) and then stops on an
-    ``OSError`` traceback where it first creates ``<out>.partial``. Only the parents are checked:
-    what ``out`` itself may be (a finished result, a file) is each command's rule.
-
-    Raises:
-        ConfigError: naming ``what`` (the option or key), the path, and the parent at fault.
-    """
-    if out.name in ("", ".", ".."):  # the folder, and its .partial beside it, need a name of their own
-        raise ConfigError(f"{what} {str(out)!r}: expected a path that ends in a file or folder name")
-    parent = Path(os.path.abspath(out)).parent
-    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{what} {out}: {parent} is not a folder; choose an output path under a folder")
-    try:  # a trial folder, removed at once: os.access does not see read-only mounts and pseudo file systems
-        os.rmdir(tempfile.mkdtemp(prefix=".lorascope-check-", dir=parent))
-    except OSError as err:
-        raise ConfigError(f"{what} {out}: cannot create anything in {parent} ({err.strerror}); "
-                          "choose an output path in a writable folder") from None
-
-
 def start_partial(out: Path, resolved: dict[str, Any]) -> Path:
     """The ``.partial`` folder to write into; kept (to resume) when its config matches, else fresh."""
     recover_finish(out)  # a partial that was being renamed into place is finished, not reused
@@ -194,22 +176,37 @@ def recover_finish(out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check_output_path(path: Path, *, folder: bool = True) -> None:
-    """An output path something can be written to: no file where a folder goes (nor a folder where a file
-    goes), and no file among its parents. Checked before any work: a result renamed into place would
-    otherwise move the user's file aside, and a folder made under a file fails with a traceback.
+def check_output_path(path: Path, *, folder: bool | None = True, what: str = "") -> None:
+    """An output path something can be written to, checked before any work. Without it a command works for
+    minutes (loads a model, trains) and then stops on an ``OSError`` traceback where it first writes, or a
+    result renamed into place moves the user's file aside.
+
+    Args:
+        path: where the output goes.
+        folder: True for an output folder (a file there is an error), False for an output file (a folder
+            there is an error), None for either (the command decides).
+        what: the option or key that gave the path (``--out``, ``out:``), to name it in the error.
 
     Raises:
-        ConfigError: naming the path and what is in the way.
+        ConfigError: naming the path, and what is in the way: a file or folder of the wrong kind at
+            ``path``, a file among its parents, or a parent this process may not create anything in.
     """
-    if path.exists() and path.is_dir() != folder:
+    shown = f"{what} {path}" if what else str(path)
+    if folder is not None and path.exists() and path.is_dir() != folder:
         found, wanted = ("a file", "folder") if folder else ("a folder", "file")
-        raise ConfigError(f"{path}: exists and is {found}, not an output {wanted}; choose another output path")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{path}: {parent} is a file, not a folder; choose another output path")
-            return
+        raise ConfigError(f"{shown}: exists and is {found}, not an output {wanted}; choose another output path")
+    if path.exists():
+        return
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{shown}: {parent} is a file, not a folder; choose another output path")
+    try:  # a trial folder, removed at once: os.access does not see read-only mounts and pseudo file systems
+        os.rmdir(tempfile.mkdtemp(prefix=".lorascope-check-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot create anything in {parent} ({err.strerror}); "
+                          "choose an output path in a writable folder") from None
 
 
 def check_target(out: Path, settings: Mapping[str, Any], *, overwrite: bool = False) -> None:

@@ -70,12 +70,12 @@ def user_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lorascope.artifacts import check_writable
+        from lorascope.artifacts import check_output_path
 
         out = kwargs.get("out")
         try:
             if isinstance(out, Path):  # before any work: a path that cannot be made is bad input too
-                check_writable(out)
+                check_output_path(out, folder=None, what="--out")
         except LorascopeError as exc:
             print_error(str(exc))
             raise typer.Exit(2) from None
@@ -103,7 +103,7 @@ class _NewOutputs:
     """Remembers which of ``<out>`` and ``<out>.partial`` did not exist, to remove them after bad input."""
 
     def __init__(self, out: Any) -> None:
-        paths = [] if not isinstance(out, Path) else [out, out.with_name(out.name + ".partial")]
+        paths = [] if not isinstance(out, Path) else [out, *([out.with_name(out.name + ".partial")] if out.name else [])]
         # Only on rank 0: under torchrun every rank sees the same bad input and stops by itself.
         self.paths = [p for p in paths if not p.exists() and not p.is_symlink()] if is_main_process() else []
 

@@ -31,7 +31,7 @@ from lorascope.artifacts import (
     LOCK_FILE,
     FolderLock,
     atomic_write,
-    check_writable,
+    check_output_path,
     dump_yaml_atomic,
     stored_config,
     write_json,
@@ -139,10 +139,7 @@ def run_study(cfg: StudyConfig, *, only: dict[str, str] | None = None, console: 
     console = console or Console()
     out = Path(cfg.out)
     check_inputs(cfg)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out: {out}: exists and is not a folder; choose another 'out'")
-    if out.name not in ("", ".", ".."):  # a study may be laid out in the current folder (out: .)
-        check_writable(out, what="out:")
+    check_output_path(out, what="out:")  # a study may be laid out in the current folder (out: .)
     existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Taken before anything is written: two runs in one folder would train the same units into the
