@@ -147,15 +147,18 @@ def matched_accuracy(points: Sequence[SweepPoint], *, method_a: str = "lora", me
                 "statement": (f"at matched accuracy ({overlap[0]:.3f}–{overlap[1]:.3f}) drift ratio {method_a}/{method_b} "
                               f"{ratio:.2f}, with no interval: every point has one seed, so nothing is established")}
     rng = np.random.default_rng(seed)
+    # Widened once per point; a resample then only picks runs: widening commutes with the picking.
+    wide_a = [(_widened(m), np.exp(_widened(np.log(d)))) for m, d in a]
+    wide_b = [(_widened(m), np.exp(_widened(np.log(d)))) for m, d in b]
 
     def resample(group: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         for m, d in group:
             idx = rng.integers(0, m.size, m.size)
-            out.append((_rescaled(m, idx), np.exp(_rescaled(np.log(d), idx))))
+            out.append((m[idx], d[idx]))
         return out
 
-    boot = np.array([_matched_log_ratio(resample(a), resample(b), n_levels) for _ in range(n_resamples)])
+    boot = np.array([_matched_log_ratio(resample(wide_a), resample(wide_b), n_levels) for _ in range(n_resamples)])
     valid = boot[~np.isnan(boot)]
     if valid.size:
         median = np.median(valid)
@@ -177,14 +180,14 @@ def matched_accuracy(points: Sequence[SweepPoint], *, method_a: str = "lora", me
             "statement": statement}
 
 
-def _rescaled(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``values[idx]`` (one point's runs resampled, [k]) with each deviation from the point's mean scaled by
-    √(k/(k−1)): the mean of the result then varies over resamples as much as the mean of k new runs would."""
+def _widened(values: np.ndarray) -> np.ndarray:
+    """One point's runs [k] with each deviation from their mean scaled by √(k/(k−1)): the mean of k runs
+    resampled from them then varies as much as the mean of k new runs would."""
     k = values.size
     if k < 2:
-        return np.asarray(values[idx])
+        return np.asarray(values)
     centre = values.mean()
-    return np.asarray(centre + np.sqrt(k / (k - 1)) * (values[idx] - centre))
+    return np.asarray(centre + np.sqrt(k / (k - 1)) * (values - centre))
 
 
 def setting_interaction(points: Sequence[SweepPoint], *, method_a: str = "lora", method_b: str = "full") -> dict[str, object]:
